@@ -1,0 +1,113 @@
+# Makefile — builds memkit into build/ (sanitized copy in build/san/); `make test` runs every test.
+#
+#   make            server, client library, tools, unit tests   -> build/
+#   make run        build and start memkitd in the foreground on 127.0.0.1:11211
+#   make test       install test dependencies (apt-get, as root), build normal and
+#                   ASan+UBSan copies, run every test suite (see tests/run-all.sh)
+#   make san        the ASan+UBSan build only                    -> build/san/
+#   make fuzz       libFuzzer targets (clang)                    -> build/fuzz/
+#
+# Sources are found by directory, so a new file needs no Makefile change:
+#   src/proto, src/storage, src/util  -> libmkcore.a (shared by server and client)
+#   src/server                        -> memkitd
+#   src/client                        -> libmemkit.a
+#   tests/unit/test_*.c               -> one test binary each, linked with libmkcore.a
+#   tests/unit/client/test_*.c        -> the same, also linked with libmemkit.a
+#   tests/unit/server/test_*.c        -> the same, also linked with the server's modules
+
+BUILD   ?= build
+SAN     ?= 0
+CC      ?= cc
+OPT     ?= -O2
+PYTHON  ?= /usr/bin/python3
+
+ifeq ($(SAN),1)
+  SANFLAGS := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+  OPT      := -O1
+endif
+
+CPPFLAGS := -Iinclude -Isrc -D_GNU_SOURCE -MMD -MP
+CFLAGS   := -std=c11 -Wall -Wextra -Werror -g -pthread $(OPT) $(SANFLAGS) $(EXTRA_CFLAGS)
+LDFLAGS  := -pthread $(SANFLAGS) $(EXTRA_LDFLAGS)
+CLIENT_LIBS := -lcrypto -lz
+
+CORE_SRC   := $(sort $(wildcard src/proto/*.c src/storage/*.c src/util/*.c))
+SERVER_SRC := $(sort $(wildcard src/server/*.c))
+CLIENT_SRC := $(sort $(wildcard src/client/*.c))
+UNIT_SRC   := $(sort $(wildcard tests/unit/test_*.c))
+UNITC_SRC  := $(sort $(wildcard tests/unit/client/test_*.c))
+UNITS_SRC  := $(sort $(wildcard tests/unit/server/test_*.c))
+FUZZ_SRC   := $(sort $(wildcard tests/fuzz/fuzz_*.c))
+
+obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
+CORE_OBJ   := $(call obj,$(CORE_SRC))
+SERVER_OBJ := $(call obj,$(SERVER_SRC))
+CLIENT_OBJ := $(call obj,$(CLIENT_SRC))
+UNIT_BIN   := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC)) \
+              $(patsubst tests/unit/client/%.c,$(BUILD)/tests/%,$(UNITC_SRC)) \
+              $(patsubst tests/unit/server/%.c,$(BUILD)/tests/%,$(UNITS_SRC))
+FUZZ_BIN   := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(FUZZ_SRC))
+
+.PHONY: all deps test san fuzz run clean unit
+all: deps $(BUILD)/memkitd $(BUILD)/libmemkit.a $(UNIT_BIN)
+
+deps:
+	@scripts/deps.sh build
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/libmkcore.a: $(CORE_OBJ)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+$(BUILD)/libmemkit.a: $(CLIENT_OBJ) $(CORE_OBJ)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+$(BUILD)/memkitd: $(SERVER_OBJ) $(BUILD)/libmkcore.a
+	$(CC) $(LDFLAGS) -o $@ $(SERVER_OBJ) $(BUILD)/libmkcore.a -lm
+
+TEST_CC = $(CC) $(CPPFLAGS) $(CFLAGS) -Itests/unit $(LDFLAGS) -o $@ $^
+$(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libmkcore.a
+	@mkdir -p $(dir $@)
+	$(TEST_CC) -lm
+
+$(BUILD)/tests/%: tests/unit/client/%.c $(BUILD)/libmemkit.a
+	@mkdir -p $(dir $@)
+	$(TEST_CC) $(CLIENT_LIBS) -lm
+
+# Server-module tests link every server object but main.o.
+SERVER_LIB_OBJ := $(filter-out %/main.o,$(SERVER_OBJ))
+$(BUILD)/tests/%: tests/unit/server/%.c $(SERVER_LIB_OBJ) $(BUILD)/libmkcore.a
+	@mkdir -p $(dir $@)
+	$(TEST_CC) -lm
+
+unit: all
+	@for t in $(UNIT_BIN); do $$t || exit 1; done
+
+san:
+	@$(MAKE) --no-print-directory BUILD=build/san SAN=1 all
+
+FUZZ_CC    ?= clang
+FUZZ_FLAGS := -std=c11 -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude -Isrc -D_GNU_SOURCE
+fuzz: $(FUZZ_BIN)
+build/fuzz/%: tests/fuzz/%.c $(CORE_SRC)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $< $(CORE_SRC)
+
+run: all
+	$(BUILD)/memkitd -p 11211 -l 127.0.0.1 $(if $(filter 0,$(shell id -u)),-u root)
+
+test:
+	@scripts/deps.sh test
+	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory san
+	@$(MAKE) --no-print-directory fuzz
+	@tests/run-all.sh
+
+clean:
+	rm -rf build
+
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

@@ -1,0 +1,209 @@
+/* memkit/proto.h — memcached text protocol: pure parse and compose over caller buffers (no I/O, no allocation). */
+#ifndef MEMKIT_PROTO_H
+#define MEMKIT_PROTO_H
+
+/*
+ * One protocol layer for the server (memkitd) and the client (libmemkit).
+ *
+ *   bytes from a socket ──► mk_parse_request()  ──► mk_request (views into the buffer)
+ *   mk_request + storage ──► server dispatch    ──► mk_compose_*() / mk_reply_text()
+ *   client call          ──► mk_compose_req_*() ──► bytes to a socket
+ *   bytes from a socket  ──► mk_parse_response() ──► mk_response (views into the buffer)
+ *
+ * Every function here is pure: it reads only the buffer it is given, writes only
+ * the output it is given, never allocates, never blocks, and is safe to call from
+ * any thread. Views (mk_str) point into the caller's buffer and are valid as long
+ * as that buffer is.
+ *
+ * The reference for every byte is memcached 1.6's doc/protocol.txt, and where the
+ * spec is unclear, the behaviour of memcached 1.6.18 itself (see docs/protocol.md).
+ */
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define MK_KEY_MAX 250          /* longest key memcached accepts */
+#define MK_MAX_TOKENS 24        /* memcached's tokenizer limit per pass */
+#define MK_LINE_MAX 2048        /* a non-get line longer than this without '\n' closes the connection */
+#define MK_GET_LINE_MAX (1u << 20) /* longest get/gets/gat/gats line we buffer */
+#define MK_VALUE_HDR_MAX (6 + MK_KEY_MAX + 1 + 10 + 1 + 20 + 1 + 20 + 2) /* "VALUE k f n c\r\n" */
+
+/* A view into someone else's buffer: not NUL-terminated. */
+typedef struct mk_str {
+    const char *p;
+    size_t n;
+} mk_str;
+
+/* Commands of the text protocol. */
+typedef enum mk_cmd {
+    MK_CMD_NONE = 0,
+    MK_CMD_GET,
+    MK_CMD_GETS,
+    MK_CMD_GAT,
+    MK_CMD_GATS,
+    MK_CMD_SET,
+    MK_CMD_ADD,
+    MK_CMD_REPLACE,
+    MK_CMD_APPEND,
+    MK_CMD_PREPEND,
+    MK_CMD_CAS,
+    MK_CMD_DELETE,
+    MK_CMD_INCR,
+    MK_CMD_DECR,
+    MK_CMD_TOUCH,
+    MK_CMD_FLUSH_ALL,
+    MK_CMD_VERSION,
+    MK_CMD_VERBOSITY,
+    MK_CMD_QUIT,
+    MK_CMD_STATS,
+    MK_CMD_SHUTDOWN,
+    MK_CMD_CACHE_MEMLIMIT,
+    MK_CMD__COUNT
+} mk_cmd;
+
+/*
+ * Protocol-level errors: what a request line alone says is wrong, before any
+ * storage is touched. mk_perr_text() gives the exact reply line memcached sends.
+ */
+typedef enum mk_perr {
+    MK_PERR_NONE = 0,
+    MK_PERR_ERROR,            /* "ERROR": unknown command, wrong token count where memcached says so */
+    MK_PERR_BAD_FORMAT,       /* "CLIENT_ERROR bad command line format" */
+    MK_PERR_BAD_DELTA,        /* "CLIENT_ERROR invalid numeric delta argument" */
+    MK_PERR_DELETE_USAGE,     /* "CLIENT_ERROR bad command line format.  Usage: delete <key> [noreply]" */
+    MK_PERR_BAD_EXPTIME,      /* "CLIENT_ERROR invalid exptime argument" */
+    MK_PERR_LINE_TOO_LONG,    /* "CLIENT_ERROR line too long" (where memcached sends it) */
+    MK_PERR_BAD_DATA_CHUNK,   /* "CLIENT_ERROR bad data chunk" (data block not ending in \r\n) */
+    MK_PERR_TOO_LARGE,        /* "SERVER_ERROR object too large for cache" */
+    MK_PERR_OUT_OF_MEMORY,    /* "SERVER_ERROR out of memory storing object" */
+    MK_PERR__COUNT
+} mk_perr;
+
+/* What the connection must do after replying with a protocol error. */
+typedef enum mk_paction {
+    MK_PA_NONE = 0,  /* keep reading commands */
+    MK_PA_SWALLOW,   /* discard req->swallow bytes of data block, then keep reading */
+    MK_PA_CLOSE      /* close the connection (after flushing the reply, if any) */
+} mk_paction;
+
+/* A parsed request line. All mk_str fields point into the parsed buffer. */
+typedef struct mk_request {
+    mk_cmd cmd;
+    bool noreply;         /* "noreply" was the last token (storage, delete, incr/decr, touch, flush_all, verbosity) */
+    mk_str key;           /* the key (storage, delete, incr/decr, touch); first key for get-family */
+    mk_str keys;          /* get-family: from the first key to the end of the line; iterate with mk_next_key() */
+    uint32_t flags;       /* storage: client flags */
+    int64_t exptime;      /* storage/touch/gat: exptime exactly as sent (0, relative, absolute or negative) */
+    uint64_t vlen;        /* storage: bytes in the data block, not counting its "\r\n" */
+    uint64_t cas;         /* cas: the compare-and-swap unique */
+    uint64_t delta;       /* incr/decr: the amount */
+    int64_t arg;          /* flush_all: delay (0 when absent); verbosity: level; cache_memlimit: MiB */
+    bool has_arg;         /* flush_all/verbosity: whether a numeric argument was given */
+    mk_str args;          /* stats: everything after "stats" (trimmed; empty for plain stats) */
+    mk_perr err;          /* MK_PERR_NONE, or the error to reply with */
+    mk_paction action;    /* with err: what to do afterwards */
+    uint64_t swallow;     /* with MK_PA_SWALLOW: bytes to discard (data block including its "\r\n") */
+} mk_request;
+
+/*
+ * Parse one request line from buf[0..len).
+ *
+ * Returns:
+ *   > 0  the number of bytes of the line consumed, including its "\n" ("\r\n" or
+ *        a bare "\n" both end a line, as in memcached). *req is filled: either
+ *        req->err == MK_PERR_NONE and the command is valid, or req->err says
+ *        which error to reply and req->action what to do next. For storage
+ *        commands the data block (req->vlen + 2 bytes) follows the line and is
+ *        not consumed here.
+ *     0  no complete line yet: read more and call again with the longer buffer.
+ *    -1  the connection must be closed without a reply (a line longer than
+ *        memcached tolerates without a newline).
+ * Never reads past buf[len-1]; never writes outside *req.
+ */
+ssize_t mk_parse_request(const char *buf, size_t len, mk_request *req);
+
+/*
+ * Iterate the keys of a get-family line: *rest starts as req->keys; each call
+ * stores the next space-separated key in *key and advances *rest. Returns false
+ * when no key is left.
+ */
+bool mk_next_key(mk_str *rest, mk_str *key);
+
+/* The exact reply line (without "\r\n") for a protocol error; "" for MK_PERR_NONE. */
+const char *mk_perr_text(mk_perr err);
+
+/* The command's name as it is spelled on the wire ("get", "flush_all", ...); "" for MK_CMD_NONE. */
+const char *mk_cmd_name(mk_cmd cmd);
+
+/* True for set/add/replace/append/prepend/cas: a data block follows the line. */
+bool mk_cmd_is_storage(mk_cmd cmd);
+
+/* ---- composing replies (server side) ---- */
+
+/*
+ * Write "VALUE <key> <flags> <nbytes>[ <cas>]\r\n" to out (cap bytes available;
+ * MK_VALUE_HDR_MAX always suffices). Returns the length written, or 0 if cap is
+ * too small (nothing useful written).
+ */
+size_t mk_compose_value_hdr(char *out, size_t cap, mk_str key, uint32_t flags,
+                            uint64_t nbytes, bool with_cas, uint64_t cas);
+
+/* Write "<v>\r\n" (the incr/decr reply). Returns length, 0 if cap too small (22 always suffices). */
+size_t mk_compose_u64_line(char *out, size_t cap, uint64_t v);
+
+/* Write "STAT <name> <value>\r\n". Returns length, 0 if cap too small. */
+size_t mk_compose_stat(char *out, size_t cap, const char *name, const char *value);
+
+/* ---- composing requests (client side) ---- */
+
+/*
+ * Write a storage command line "<cmd> <key> <flags> <exptime> <nbytes>[ <cas>][ noreply]\r\n"
+ * (cas only for MK_CMD_CAS). The caller sends the data block and "\r\n" after it.
+ * Returns length, or 0 if cap is too small or cmd is not a storage command.
+ */
+size_t mk_compose_req_storage(char *out, size_t cap, mk_cmd cmd, mk_str key, uint32_t flags,
+                              int64_t exptime, uint64_t nbytes, uint64_t cas, bool noreply);
+
+/* ---- parsing replies (client side) ---- */
+
+typedef enum mk_resp_type {
+    MK_RESP_NONE = 0,
+    MK_RESP_VALUE,        /* "VALUE key flags bytes [cas]": data block of vlen+2 bytes follows */
+    MK_RESP_END,
+    MK_RESP_STORED,
+    MK_RESP_NOT_STORED,
+    MK_RESP_EXISTS,
+    MK_RESP_NOT_FOUND,
+    MK_RESP_DELETED,
+    MK_RESP_TOUCHED,
+    MK_RESP_OK,
+    MK_RESP_NUMBER,       /* incr/decr result: number */
+    MK_RESP_VERSION,      /* text = version string */
+    MK_RESP_STAT,         /* key = stat name, text = value */
+    MK_RESP_ERROR,
+    MK_RESP_CLIENT_ERROR, /* text = message */
+    MK_RESP_SERVER_ERROR, /* text = message */
+    MK_RESP__COUNT
+} mk_resp_type;
+
+typedef struct mk_response {
+    mk_resp_type type;
+    mk_str key;           /* VALUE: key; STAT: name */
+    uint32_t flags;       /* VALUE */
+    uint64_t vlen;        /* VALUE: data bytes, not counting "\r\n" */
+    bool has_cas;         /* VALUE: a cas unique was present */
+    uint64_t cas;         /* VALUE */
+    uint64_t number;      /* NUMBER */
+    mk_str text;          /* VERSION, STAT value, CLIENT_ERROR/SERVER_ERROR message */
+} mk_response;
+
+/*
+ * Parse one reply line from buf[0..len). Returns bytes consumed (> 0; the data
+ * block of a VALUE is not consumed), 0 if no complete line yet, -1 if the line
+ * is not a valid memcached reply.
+ */
+ssize_t mk_parse_response(const char *buf, size_t len, mk_response *resp);
+
+#endif /* MEMKIT_PROTO_H */

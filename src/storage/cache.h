@@ -1,0 +1,207 @@
+/* storage/cache.h — the item store: hash index, memory bound, eviction, expiry, flush; knows nothing of sockets or the wire. */
+#ifndef MK_STORAGE_CACHE_H
+#define MK_STORAGE_CACHE_H
+
+/*
+ * One mk_cache is one memcached-style key/value store. It is a handle: two caches
+ * can live in one process (the unit tests make several).
+ *
+ * Threading: every function is thread-safe unless it says otherwise. The store is
+ * split into shards by key hash; each shard has its own lock, hash table and
+ * recency list, so operations on different keys rarely contend and there is no
+ * global lock on the get/set path. Memory use is one atomic counter.
+ *
+ * Time: callers pass `now`, in whole seconds of the server clock (unix seconds).
+ * Expiry times (`exp_at`) are absolute in the same clock, 0 meaning never. An
+ * item is expired once exp_at != 0 && exp_at <= now. Converting the wire's
+ * exptime (relative, absolute, negative) to exp_at is the caller's job.
+ *
+ * Items: mk_item is reference counted. Every function that hands out an item
+ * (mk_cache_get, mk_cache_gat, mk_cache_alloc) gives the caller one reference,
+ * which the caller must release with mk_item_put(). A referenced item's memory
+ * stays valid even after it is deleted, replaced, evicted or flushed, so a
+ * connection can write its bytes to a socket without copying.
+ *
+ * Memory: mem_limit bounds the bytes of all items, headers + keys + values,
+ * including allocated-but-not-yet-stored items and items still referenced after
+ * unlinking. When an allocation would exceed it, least-recently-used items are
+ * evicted (preferring expired ones) until it fits, or, with evict == false,
+ * the allocation fails with MK_C_NO_MEMORY.
+ */
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct mk_cache mk_cache;
+typedef struct mk_item mk_item;
+
+typedef struct mk_cache_config {
+    size_t mem_limit;       /* bytes for items (headers + keys + values); required > 0 */
+    size_t item_size_max;   /* largest item accepted, header + key + value (memcached's -I) */
+    bool evict;             /* false (-M): fail with MK_C_NO_MEMORY instead of evicting */
+    bool use_cas;           /* false (-C): cas uniques are always 0 */
+    unsigned nshards;       /* lock stripes, a power of two; 0 = default (64); 1 = exact global LRU */
+    unsigned hashpower;     /* initial hash table size 2^hashpower buckets in all; 0 = default (16) */
+} mk_cache_config;
+
+/* Result codes. Values >= 0 are outcomes; none of them is a failure of the store itself. */
+typedef enum mk_cache_rc {
+    MK_C_OK = 0,        /* found / stored / deleted / touched / done */
+    MK_C_MISS,          /* no such key */
+    MK_C_EXPIRED,       /* the key existed but had expired (counts as a miss; reclaimed now) */
+    MK_C_FLUSHED,       /* the key existed but was invalidated by flush_all (a miss) */
+    MK_C_NOT_STORED,    /* add on existing key, replace/append/prepend on missing key */
+    MK_C_EXISTS,        /* cas: the unique did not match */
+    MK_C_NOT_FOUND,     /* cas on a missing key */
+    MK_C_NON_NUMERIC,   /* incr/decr on a value that is not a decimal number */
+    MK_C_TOO_LARGE,     /* the item would exceed item_size_max */
+    MK_C_NO_MEMORY      /* no room and eviction disabled (or nothing evictable) */
+} mk_cache_rc;
+
+typedef enum mk_store_op {
+    MK_STORE_SET = 0,
+    MK_STORE_ADD,
+    MK_STORE_REPLACE,
+    MK_STORE_APPEND,
+    MK_STORE_PREPEND,
+    MK_STORE_CAS
+} mk_store_op;
+
+/* Counters the store keeps; a consistent-enough snapshot (each field read atomically). */
+typedef struct mk_cache_stats {
+    uint64_t curr_items;        /* items linked now */
+    uint64_t total_items;       /* items ever stored */
+    uint64_t bytes;             /* bytes of linked items (header + key + value) */
+    uint64_t mem_used;          /* bytes charged against mem_limit now (includes unlinked-but-referenced) */
+    uint64_t mem_limit;
+    uint64_t evictions;         /* live items evicted to make room */
+    uint64_t evicted_unfetched; /* of those, never fetched after being stored */
+    uint64_t evicted_active;    /* reserved for a later policy: evictions of recently used items */
+    uint64_t expired_unfetched; /* expired items reclaimed that were never fetched */
+    uint64_t reclaimed;         /* expired/flushed items whose memory was reused */
+    uint64_t hash_power_level;  /* log2 of the current total bucket count */
+    uint64_t hash_bytes;        /* bytes of hash tables */
+    bool hash_is_expanding;     /* an incremental resize is in progress somewhere */
+} mk_cache_stats;
+
+/* Create a store. Returns NULL if cfg is invalid (mem_limit 0) or on allocation failure. */
+mk_cache *mk_cache_create(const mk_cache_config *cfg);
+
+/* Destroy a store and every item in it. The caller must hold no item references. NULL is a no-op. */
+void mk_cache_destroy(mk_cache *c);
+
+/* The bytes an item of this key and value length is charged (header + key + value). */
+size_t mk_cache_item_size(size_t nkey, size_t nbytes);
+
+/* ---- items (accessors never fail; `it` must be a referenced item) ---- */
+const char *mk_item_key(const mk_item *it);
+size_t mk_item_nkey(const mk_item *it);
+char *mk_item_data(mk_item *it);            /* writable only between mk_cache_alloc and mk_cache_store */
+size_t mk_item_nbytes(const mk_item *it);
+uint32_t mk_item_flags(const mk_item *it);
+uint64_t mk_item_cas(const mk_item *it);
+int64_t mk_item_exp_at(const mk_item *it);  /* 0 = never */
+
+/* Release one reference. The last reference of an unlinked item frees it. NULL is a no-op. */
+void mk_item_put(mk_cache *c, mk_item *it);
+
+/* ---- operations ---- */
+
+/*
+ * Look up key. On MK_C_OK *out holds a new reference and the item counts as
+ * fetched. MK_C_MISS, MK_C_EXPIRED and MK_C_FLUSHED are all misses (*out = NULL)
+ * that tell the caller which stat to count.
+ */
+mk_cache_rc mk_cache_get(mk_cache *c, const char *key, size_t nkey, int64_t now, mk_item **out);
+
+/* Like mk_cache_get, and on a hit also sets the item's expiry to exp_at (gat/gats). */
+mk_cache_rc mk_cache_gat(mk_cache *c, const char *key, size_t nkey, int64_t exp_at, int64_t now,
+                         mk_item **out);
+
+/*
+ * Allocate an unlinked item with room for nbytes of value; the caller fills
+ * mk_item_data(*out) and then calls mk_cache_store() (or mk_item_put() to drop it).
+ * Returns MK_C_OK, MK_C_TOO_LARGE (over item_size_max) or MK_C_NO_MEMORY.
+ */
+mk_cache_rc mk_cache_alloc(mk_cache *c, const char *key, size_t nkey, uint32_t flags, int64_t exp_at,
+                           size_t nbytes, int64_t now, mk_item **out);
+
+/*
+ * Link a filled item under its key with memcached's semantics for op:
+ *   SET always stores; ADD only if absent; REPLACE only if present;
+ *   APPEND/PREPEND join the new bytes to the existing value (keeping the existing
+ *   flags and expiry) and need it present; CAS stores only if the present item's
+ *   unique equals cas_in (MK_C_EXISTS if not, MK_C_NOT_FOUND if absent).
+ * Expired or flushed items count as absent. On MK_C_OK *cas_out (if non-NULL)
+ * receives the stored item's new unique. The caller keeps its reference to `it`
+ * and must still mk_item_put() it. APPEND/PREPEND may fail with MK_C_TOO_LARGE
+ * or MK_C_NO_MEMORY when the joined item does not fit.
+ */
+mk_cache_rc mk_cache_store(mk_cache *c, mk_item *it, mk_store_op op, uint64_t cas_in, int64_t now,
+                           uint64_t *cas_out);
+
+/* Remove key. MK_C_OK if a live item was removed, MK_C_MISS otherwise. */
+mk_cache_rc mk_cache_delete(mk_cache *c, const char *key, size_t nkey, int64_t now);
+
+/* Set a live item's expiry. MK_C_OK or MK_C_MISS. */
+mk_cache_rc mk_cache_touch(mk_cache *c, const char *key, size_t nkey, int64_t exp_at, int64_t now);
+
+/*
+ * incr (incr == true) or decr the decimal value of key by delta, as memcached
+ * does: 64-bit unsigned, incr wraps, decr stops at 0; the value must parse as an
+ * unsigned decimal (leading whitespace allowed, the number must be followed by
+ * whitespace or end). When the new number is no longer than the old value it is
+ * written in place, padded with trailing spaces to the old length (memcached's
+ * visible behaviour); otherwise the item is replaced by a new one of exact length.
+ * Returns MK_C_OK (with *result), MK_C_MISS, MK_C_NON_NUMERIC or MK_C_NO_MEMORY.
+ * *cas_out (if non-NULL) receives the new unique.
+ */
+mk_cache_rc mk_cache_arith(mk_cache *c, const char *key, size_t nkey, bool incr, uint64_t delta,
+                           int64_t now, uint64_t *result, uint64_t *cas_out);
+
+/*
+ * flush_all: with delay 0, every item stored so far becomes invalid now; with
+ * delay > 0, every item stored before now + delay becomes invalid at now + delay
+ * (memcached's semantics; a later flush replaces an earlier pending one).
+ */
+void mk_cache_flush(mk_cache *c, int64_t now, int64_t delay);
+
+/* Unlink key if present (used when a set fails, so stale data does not survive). */
+void mk_cache_unlink(mk_cache *c, const char *key, size_t nkey);
+
+/* Fill *out with the current counters. */
+void mk_cache_get_stats(mk_cache *c, mk_cache_stats *out);
+
+/*
+ * Per size class figures for "stats items" / "stats slabs": call cb once per
+ * non-empty class, in increasing class order. The classes are accounting
+ * buckets of item sizes (see docs/storage.md), not a slab allocator.
+ */
+typedef struct mk_cache_class_stats {
+    unsigned id;              /* 1-based class number */
+    uint64_t chunk_size;      /* largest item size in this class */
+    uint64_t number;          /* linked items */
+    uint64_t bytes;           /* bytes of those items */
+    int64_t age;              /* now - last access time of the least recently used item */
+    uint64_t evicted;
+    uint64_t evicted_unfetched;
+    uint64_t expired_unfetched;
+    uint64_t reclaimed;
+    uint64_t outofmemory;
+} mk_cache_class_stats;
+
+typedef void (*mk_cache_class_cb)(const mk_cache_class_stats *cs, void *ctx);
+void mk_cache_class_stats_each(mk_cache *c, int64_t now, mk_cache_class_cb cb, void *ctx);
+
+/* Reset the resettable counters (evictions, reclaimed, ...), as "stats reset" does. */
+void mk_cache_reset_stats(mk_cache *c);
+
+/*
+ * Maintenance step, called periodically (e.g. once a second) from any thread:
+ * advances incremental hash-table resizes and reclaims some expired items.
+ * Does a bounded amount of work per call.
+ */
+void mk_cache_maintain(mk_cache *c, int64_t now);
+
+#endif /* MK_STORAGE_CACHE_H */
