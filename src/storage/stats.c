@@ -1,0 +1,115 @@
+/* storage/stats.c — size classes (accounting only), counters, "stats items"/"stats slabs" figures, stats reset. */
+#include <string.h>
+
+#include "storage/internal.h"
+
+/* memcached's defaults: smallest class 96 bytes, growth factor 1.25, 8-byte aligned. */
+#define CLASS_MIN 96
+#define CLASS_FACTOR 1.25
+
+void mk_classes_init(mk_cache *c)
+{
+    uint64_t max = c->cfg.item_size_max, size = CLASS_MIN;
+    unsigned id = 1;
+    while (id < MK_MAX_CLASSES && size < max) {
+        c->class_size[id++] = size;
+        uint64_t next = (uint64_t)((double)size * CLASS_FACTOR);
+        next = (next + 7) & ~(uint64_t)7;
+        size = next > size ? next : size + 8;
+    }
+    c->class_size[id] = max; /* the last class takes everything up to item_size_max */
+    c->nclasses = id;
+}
+
+unsigned mk_class_of(const mk_cache *c, size_t size)
+{
+    unsigned lo = 1, hi = c->nclasses;
+    while (lo < hi) { /* first class whose chunk_size >= size */
+        unsigned mid = (lo + hi) / 2;
+        if (c->class_size[mid] >= size)
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    return lo;
+}
+
+void mk_cache_get_stats(mk_cache *c, mk_cache_stats *out)
+{
+    memset(out, 0, sizeof *out);
+    size_t nshards = (size_t)1 << c->shard_bits;
+    uint64_t buckets = 0;
+    for (size_t i = 0; i < nshards; i++) {
+        mk_shard *s = &c->shards[i];
+        pthread_mutex_lock(&s->lock);
+        out->curr_items += s->n.curr_items;
+        out->total_items += s->n.total_items;
+        out->bytes += s->n.bytes;
+        out->evictions += s->n.evictions;
+        out->evicted_unfetched += s->n.evicted_unfetched;
+        out->expired_unfetched += s->n.expired_unfetched;
+        out->reclaimed += s->n.reclaimed;
+        out->hash_bytes += mk_htab_bytes(&s->ht);
+        if (s->ht.old)
+            out->hash_is_expanding = true;
+        buckets += (uint64_t)1 << s->ht.power;
+        pthread_mutex_unlock(&s->lock);
+    }
+    while (buckets > 1) {
+        buckets >>= 1;
+        out->hash_power_level++;
+    }
+    out->mem_used = atomic_load_explicit(&c->mem_used, memory_order_relaxed);
+    out->mem_limit = c->cfg.mem_limit;
+    out->evicted_active = 0;
+}
+
+void mk_cache_class_stats_each(mk_cache *c, int64_t now, mk_cache_class_cb cb, void *ctx)
+{
+    size_t nshards = (size_t)1 << c->shard_bits;
+    for (unsigned id = 1; id <= c->nclasses; id++) {
+        mk_cache_class_stats cs = {.id = id, .chunk_size = c->class_size[id]};
+        bool any = false, have_age = false;
+        for (size_t i = 0; i < nshards; i++) {
+            mk_shard *s = &c->shards[i];
+            pthread_mutex_lock(&s->lock);
+            mk_class_counters *k = &s->cls[id];
+            cs.number += k->number;
+            cs.bytes += k->bytes;
+            cs.evicted += k->evicted;
+            cs.evicted_unfetched += k->evicted_unfetched;
+            cs.expired_unfetched += k->expired_unfetched;
+            cs.reclaimed += k->reclaimed;
+            if (k->number)
+                any = true;
+            if (s->ctail[id]) {
+                int64_t age = now - s->ctail[id]->atime;
+                if (!have_age || age > cs.age)
+                    cs.age = age;
+                have_age = true;
+            }
+            pthread_mutex_unlock(&s->lock);
+        }
+        cs.outofmemory = atomic_load_explicit(&c->outofmemory[id], memory_order_relaxed);
+        if (any) /* like memcached: only classes that hold items */
+            cb(&cs, ctx);
+    }
+}
+
+void mk_cache_reset_stats(mk_cache *c)
+{
+    size_t nshards = (size_t)1 << c->shard_bits;
+    for (size_t i = 0; i < nshards; i++) {
+        mk_shard *s = &c->shards[i];
+        pthread_mutex_lock(&s->lock);
+        s->n.total_items = 0;
+        s->n.evictions = s->n.evicted_unfetched = s->n.expired_unfetched = s->n.reclaimed = 0;
+        for (unsigned id = 0; id <= MK_MAX_CLASSES; id++) {
+            mk_class_counters *k = &s->cls[id];
+            k->evicted = k->evicted_unfetched = k->expired_unfetched = k->reclaimed = 0;
+        }
+        pthread_mutex_unlock(&s->lock);
+    }
+    for (unsigned id = 0; id <= MK_MAX_CLASSES; id++)
+        atomic_store_explicit(&c->outofmemory[id], 0, memory_order_relaxed);
+}

@@ -1,0 +1,965 @@
+/* tests/unit/test_cache.c — unit tests of the item store (storage/cache.h): ops, semantics, expiry, flush, arith, memory, hashing, threads. */
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include "check.h"
+#include "storage/cache.h"
+
+#define T0 1000000 /* a "now" far from 0 */
+
+static mk_cache *mk(size_t mem, unsigned nshards)
+{
+    mk_cache_config cfg = {.mem_limit = mem, .item_size_max = 1024 * 1024, .evict = true, .use_cas = true,
+                           .nshards = nshards};
+    return mk_cache_create(&cfg);
+}
+
+/* Store key=val with op; returns the rc, *cas (if given) the new unique. */
+static mk_cache_rc put_op(mk_cache *c, mk_store_op op, const char *k, const char *v, uint32_t flags,
+                          int64_t exp_at, uint64_t cas_in, int64_t now, uint64_t *cas)
+{
+    mk_item *it;
+    mk_cache_rc rc = mk_cache_alloc(c, k, strlen(k), flags, exp_at, strlen(v), now, &it);
+    if (rc != MK_C_OK)
+        return rc;
+    memcpy(mk_item_data(it), v, strlen(v));
+    rc = mk_cache_store(c, it, op, cas_in, now, cas);
+    mk_item_put(c, it);
+    return rc;
+}
+
+static mk_cache_rc set(mk_cache *c, const char *k, const char *v, int64_t now)
+{
+    return put_op(c, MK_STORE_SET, k, v, 0, 0, 0, now, NULL);
+}
+
+/* Get key; on a hit copy the value into buf (NUL-terminated). */
+static mk_cache_rc get(mk_cache *c, const char *k, int64_t now, char *buf, size_t cap)
+{
+    mk_item *it;
+    mk_cache_rc rc = mk_cache_get(c, k, strlen(k), now, &it);
+    if (rc == MK_C_OK) {
+        size_t n = mk_item_nbytes(it) < cap - 1 ? mk_item_nbytes(it) : cap - 1;
+        memcpy(buf, mk_item_data(it), n);
+        buf[n] = 0;
+        mk_item_put(c, it);
+    } else {
+        CHECK(it == NULL);
+        buf[0] = 0;
+    }
+    return rc;
+}
+
+static bool has(mk_cache *c, const char *k, int64_t now)
+{
+    char b[8];
+    return get(c, k, now, b, sizeof b) == MK_C_OK;
+}
+
+/* ---------------- basics ---------------- */
+
+static void test_create_invalid(void)
+{
+    mk_cache_config cfg = {0};
+    CHECK(mk_cache_create(&cfg) == NULL);
+    CHECK(mk_cache_create(NULL) == NULL);
+    mk_cache_destroy(NULL);
+    mk_item_put(NULL, NULL);
+}
+
+static void test_set_get_delete(void)
+{
+    mk_cache *c = mk(1 << 20, 0);
+    char b[64];
+    CHECK_EQ_U(get(c, "a", T0, b, sizeof b), MK_C_MISS);
+    CHECK_EQ_U(put_op(c, MK_STORE_SET, "a", "hello", 42, 0, 0, T0, NULL), MK_C_OK);
+    mk_item *it;
+    CHECK_EQ_U(mk_cache_get(c, "a", 1, T0, &it), MK_C_OK);
+    CHECK_MEM(mk_item_key(it), mk_item_nkey(it), "a");
+    CHECK_MEM(mk_item_data(it), mk_item_nbytes(it), "hello");
+    CHECK_EQ_U(mk_item_flags(it), 42);
+    CHECK_EQ_I(mk_item_exp_at(it), 0);
+    CHECK(mk_item_cas(it) != 0);
+    mk_item_put(c, it);
+    CHECK_EQ_U(set(c, "a", "world", T0), MK_C_OK);
+    CHECK_EQ_U(get(c, "a", T0, b, sizeof b), MK_C_OK);
+    CHECK(strcmp(b, "world") == 0);
+    CHECK_EQ_U(mk_cache_delete(c, "a", 1, T0), MK_C_OK);
+    CHECK_EQ_U(mk_cache_delete(c, "a", 1, T0), MK_C_MISS);
+    CHECK_EQ_U(get(c, "a", T0, b, sizeof b), MK_C_MISS);
+    /* empty value, binary key */
+    CHECK_EQ_U(set(c, "e", "", T0), MK_C_OK);
+    CHECK_EQ_U(get(c, "e", T0, b, sizeof b), MK_C_OK);
+    CHECK(b[0] == 0);
+    mk_cache_stats st;
+    mk_cache_get_stats(c, &st);
+    CHECK_EQ_U(st.curr_items, 1);
+    CHECK_EQ_U(st.total_items, 3);
+    CHECK_EQ_U(st.bytes, mk_cache_item_size(1, 0));
+    CHECK_EQ_U(st.mem_used, mk_cache_item_size(1, 0));
+    mk_cache_destroy(c);
+}
+
+static void test_item_size(void)
+{
+    CHECK(mk_cache_item_size(10, 100) > 110);
+    CHECK_EQ_U(mk_cache_item_size(10, 100) - mk_cache_item_size(0, 0), 110);
+    CHECK(mk_cache_item_size(0, 0) >= 48); /* honest header */
+    CHECK_EQ_U(mk_cache_item_size(1, SIZE_MAX), SIZE_MAX);
+}
+
+static void test_add_replace(void)
+{
+    mk_cache *c = mk(1 << 20, 4);
+    char b[64];
+    CHECK_EQ_U(put_op(c, MK_STORE_REPLACE, "k", "r", 0, 0, 0, T0, NULL), MK_C_NOT_STORED);
+    CHECK_EQ_U(get(c, "k", T0, b, sizeof b), MK_C_MISS);
+    CHECK_EQ_U(put_op(c, MK_STORE_ADD, "k", "a1", 0, 0, 0, T0, NULL), MK_C_OK);
+    CHECK_EQ_U(put_op(c, MK_STORE_ADD, "k", "a2", 0, 0, 0, T0, NULL), MK_C_NOT_STORED);
+    CHECK_EQ_U(get(c, "k", T0, b, sizeof b), MK_C_OK);
+    CHECK(strcmp(b, "a1") == 0);
+    CHECK_EQ_U(put_op(c, MK_STORE_REPLACE, "k", "r", 7, 0, 0, T0, NULL), MK_C_OK);
+    mk_item *it;
+    CHECK_EQ_U(mk_cache_get(c, "k", 1, T0, &it), MK_C_OK);
+    CHECK_MEM(mk_item_data(it), mk_item_nbytes(it), "r");
+    CHECK_EQ_U(mk_item_flags(it), 7);
+    mk_item_put(c, it);
+    /* add over an expired item succeeds; replace of an expired item fails */
+    CHECK_EQ_U(put_op(c, MK_STORE_SET, "x", "old", 0, T0 + 5, 0, T0, NULL), MK_C_OK);
+    CHECK_EQ_U(put_op(c, MK_STORE_REPLACE, "x", "new", 0, 0, 0, T0 + 5, NULL), MK_C_NOT_STORED);
+    CHECK_EQ_U(put_op(c, MK_STORE_SET, "x", "old", 0, T0 + 5, 0, T0, NULL), MK_C_OK);
+    CHECK_EQ_U(put_op(c, MK_STORE_ADD, "x", "new", 0, 0, 0, T0 + 6, NULL), MK_C_OK);
+    CHECK_EQ_U(get(c, "x", T0 + 6, b, sizeof b), MK_C_OK);
+    CHECK(strcmp(b, "new") == 0);
+    mk_cache_destroy(c);
+}
+
+static void test_cas(void)
+{
+    mk_cache *c = mk(1 << 20, 4);
+    uint64_t cas1 = 0, cas2 = 0, cas3 = 0;
+    char b[64];
+    CHECK_EQ_U(put_op(c, MK_STORE_CAS, "k", "v", 0, 0, 1, T0, NULL), MK_C_NOT_FOUND);
+    CHECK_EQ_U(put_op(c, MK_STORE_SET, "k", "v1", 0, 0, 0, T0, &cas1), MK_C_OK);
+    CHECK_EQ_U(put_op(c, MK_STORE_SET, "j", "v1", 0, 0, 0, T0, &cas2), MK_C_OK);
+    CHECK(cas2 > cas1);
+    CHECK_EQ_U(put_op(c, MK_STORE_CAS, "k", "v2", 0, 0, cas1 + 100, T0, NULL), MK_C_EXISTS);
+    CHECK_EQ_U(put_op(c, MK_STORE_CAS, "k", "v2", 0, 0, cas1, T0, &cas3), MK_C_OK);
+    CHECK(cas3 > cas2);
+    CHECK_EQ_U(put_op(c, MK_STORE_CAS, "k", "v3", 0, 0, cas1, T0, NULL), MK_C_EXISTS);
+    CHECK_EQ_U(get(c, "k", T0, b, sizeof b), MK_C_OK);
+    CHECK(strcmp(b, "v2") == 0);
+    mk_item *it;
+    CHECK_EQ_U(mk_cache_get(c, "k", 1, T0, &it), MK_C_OK);
+    CHECK_EQ_U(mk_item_cas(it), cas3);
+    mk_item_put(c, it);
+    /* cas on an expired item: not found */
+    CHECK_EQ_U(put_op(c, MK_STORE_SET, "e", "v", 0, T0 + 1, 0, T0, &cas1), MK_C_OK);
+    CHECK_EQ_U(put_op(c, MK_STORE_CAS, "e", "w", 0, 0, cas1, T0 + 1, NULL), MK_C_NOT_FOUND);
+    mk_cache_destroy(c);
+
+    /* -C: uniques are 0, and cas compares against 0 */
+    mk_cache_config cfg = {.mem_limit = 1 << 20, .evict = true, .use_cas = false};
+    c = mk_cache_create(&cfg);
+    CHECK_EQ_U(put_op(c, MK_STORE_SET, "k", "v1", 0, 0, 0, T0, &cas1), MK_C_OK);
+    CHECK_EQ_U(cas1, 0);
+    CHECK_EQ_U(mk_cache_get(c, "k", 1, T0, &it), MK_C_OK);
+    CHECK_EQ_U(mk_item_cas(it), 0);
+    mk_item_put(c, it);
+    CHECK_EQ_U(put_op(c, MK_STORE_CAS, "k", "v2", 0, 0, 5, T0, NULL), MK_C_EXISTS);
+    CHECK_EQ_U(put_op(c, MK_STORE_CAS, "k", "v2", 0, 0, 0, T0, NULL), MK_C_OK);
+    uint64_t r = 0;
+    CHECK_EQ_U(put_op(c, MK_STORE_SET, "n", "1", 0, 0, 0, T0, NULL), MK_C_OK);
+    cas1 = 99;
+    CHECK_EQ_U(mk_cache_arith(c, "n", 1, true, 1, T0, &r, &cas1), MK_C_OK);
+    CHECK_EQ_U(cas1, 0);
+    mk_cache_destroy(c);
+}
+
+static void test_append_prepend(void)
+{
+    mk_cache *c = mk(1 << 20, 4);
+    char b[64];
+    CHECK_EQ_U(put_op(c, MK_STORE_APPEND, "k", "x", 0, 0, 0, T0, NULL), MK_C_NOT_STORED);
+    CHECK_EQ_U(put_op(c, MK_STORE_PREPEND, "k", "x", 0, 0, 0, T0, NULL), MK_C_NOT_STORED);
+    CHECK_EQ_U(get(c, "k", T0, b, sizeof b), MK_C_MISS);
+    uint64_t cas0, cas1;
+    CHECK_EQ_U(put_op(c, MK_STORE_SET, "k", "mid", 17, T0 + 100, 0, T0, &cas0), MK_C_OK);
+    CHECK_EQ_U(put_op(c, MK_STORE_APPEND, "k", "_end", 99, T0 + 5, 0, T0, &cas1), MK_C_OK);
+    CHECK(cas1 > cas0);
+    CHECK_EQ_U(put_op(c, MK_STORE_PREPEND, "k", "start_", 98, 0, 0, T0, NULL), MK_C_OK);
+    mk_item *it;
+    CHECK_EQ_U(mk_cache_get(c, "k", 1, T0, &it), MK_C_OK);
+    CHECK_MEM(mk_item_data(it), mk_item_nbytes(it), "start_mid_end");
+    CHECK_EQ_U(mk_item_flags(it), 17);          /* keeps the old flags */
+    CHECK_EQ_I(mk_item_exp_at(it), T0 + 100);   /* and the old expiry */
+    CHECK_EQ_U(mk_item_cas(it) > cas1, 1);
+    mk_item_put(c, it);
+    mk_cache_stats st;
+    mk_cache_get_stats(c, &st);
+    CHECK_EQ_U(st.curr_items, 1);
+    CHECK_EQ_U(st.mem_used, mk_cache_item_size(1, 13));
+    /* append to an expired item: absent */
+    CHECK_EQ_U(put_op(c, MK_STORE_APPEND, "k", "z", 0, 0, 0, T0 + 100, NULL), MK_C_NOT_STORED);
+    /* the joined item too large */
+    mk_cache_config cfg = {.mem_limit = 1 << 20, .item_size_max = 1000, .evict = true, .use_cas = true};
+    mk_cache *c2 = mk_cache_create(&cfg);
+    char big[801];
+    memset(big, 'b', 800);
+    big[800] = 0;
+    CHECK_EQ_U(set(c2, "k", big, T0), MK_C_OK);
+    CHECK_EQ_U(put_op(c2, MK_STORE_APPEND, "k", big, 0, 0, 0, T0, NULL), MK_C_TOO_LARGE);
+    CHECK_EQ_U(get(c2, "k", T0, b, sizeof b), MK_C_OK);
+    mk_cache_get_stats(c2, &st);
+    CHECK_EQ_U(st.mem_used, mk_cache_item_size(1, 800));
+    mk_cache_destroy(c2);
+    mk_cache_destroy(c);
+}
+
+static void test_store_twice(void)
+{
+    mk_cache *c = mk(1 << 20, 1);
+    mk_item *it;
+    CHECK_EQ_U(mk_cache_alloc(c, "k", 1, 0, 0, 1, T0, &it), MK_C_OK);
+    mk_item_data(it)[0] = 'v';
+    CHECK_EQ_U(mk_cache_store(c, it, MK_STORE_SET, 0, T0, NULL), MK_C_OK);
+    CHECK_EQ_U(mk_cache_store(c, it, MK_STORE_SET, 0, T0, NULL), MK_C_NOT_STORED);
+    mk_item_put(c, it);
+    /* an item allocated and dropped without storing is uncharged */
+    CHECK_EQ_U(mk_cache_alloc(c, "z", 1, 0, 0, 100, T0, &it), MK_C_OK);
+    mk_item_put(c, it);
+    mk_cache_stats st;
+    mk_cache_get_stats(c, &st);
+    CHECK_EQ_U(st.mem_used, mk_cache_item_size(1, 1));
+    mk_cache_destroy(c);
+}
+
+static void test_touch_gat_unlink(void)
+{
+    mk_cache *c = mk(1 << 20, 4);
+    CHECK_EQ_U(mk_cache_touch(c, "k", 1, T0 + 10, T0), MK_C_MISS);
+    mk_item *it;
+    CHECK_EQ_U(mk_cache_gat(c, "k", 1, T0 + 10, T0, &it), MK_C_MISS);
+    CHECK(it == NULL);
+    CHECK_EQ_U(put_op(c, MK_STORE_SET, "k", "v", 0, T0 + 5, 0, T0, NULL), MK_C_OK);
+    CHECK_EQ_U(mk_cache_touch(c, "k", 1, T0 + 10, T0), MK_C_OK);
+    CHECK(has(c, "k", T0 + 7));
+    CHECK_EQ_U(mk_cache_gat(c, "k", 1, 0, T0 + 8, &it), MK_C_OK);
+    CHECK_EQ_I(mk_item_exp_at(it), 0);
+    mk_item_put(c, it);
+    CHECK(has(c, "k", T0 + 1000));
+    CHECK_EQ_U(mk_cache_touch(c, "k", 1, T0 + 1001, T0 + 1000), MK_C_OK);
+    CHECK_EQ_U(mk_cache_touch(c, "k", 1, T0 + 2000, T0 + 1001), MK_C_MISS); /* expired meanwhile */
+    CHECK_EQ_U(mk_cache_gat(c, "k", 1, 0, T0 + 1001, &it), MK_C_MISS);
+    CHECK_EQ_U(set(c, "u", "v", T0), MK_C_OK);
+    mk_cache_unlink(c, "u", 1);
+    mk_cache_unlink(c, "nothing", 7);
+    CHECK(!has(c, "u", T0));
+    mk_cache_destroy(c);
+}
+
+/* ---------------- expiry and flush ---------------- */
+
+static void test_expiry(void)
+{
+    mk_cache *c = mk(1 << 20, 1);
+    char b[16];
+    CHECK_EQ_U(put_op(c, MK_STORE_SET, "k", "v", 0, T0 + 10, 0, T0, NULL), MK_C_OK);
+    CHECK_EQ_U(get(c, "k", T0 + 9, b, sizeof b), MK_C_OK);
+    CHECK_EQ_U(get(c, "k", T0 + 10, b, sizeof b), MK_C_EXPIRED);
+    CHECK_EQ_U(get(c, "k", T0 + 10, b, sizeof b), MK_C_MISS); /* reclaimed by the first lookup */
+    mk_cache_stats st;
+    mk_cache_get_stats(c, &st);
+    CHECK_EQ_U(st.curr_items, 0);
+    CHECK_EQ_U(st.mem_used, 0);
+    /* delete of an expired item is a miss */
+    CHECK_EQ_U(put_op(c, MK_STORE_SET, "k", "v", 0, T0 + 10, 0, T0, NULL), MK_C_OK);
+    CHECK_EQ_U(mk_cache_delete(c, "k", 1, T0 + 11), MK_C_MISS);
+    /* maintain sweeps out expired items and counts the unfetched ones */
+    for (int i = 0; i < 100; i++) {
+        char k[16];
+        snprintf(k, sizeof k, "e%d", i);
+        CHECK_EQ_U(put_op(c, MK_STORE_SET, k, "v", 0, T0 + 10, 0, T0, NULL), MK_C_OK);
+    }
+    CHECK(has(c, "e0", T0));
+    CHECK_EQ_U(set(c, "live", "v", T0), MK_C_OK);
+    for (int i = 0; i < 8; i++) /* each call sweeps a bounded part of the table */
+        mk_cache_maintain(c, T0 + 20);
+    mk_cache_get_stats(c, &st);
+    CHECK_EQ_U(st.curr_items, 1);
+    CHECK_EQ_U(st.expired_unfetched, 99);
+    CHECK_EQ_U(st.mem_used, mk_cache_item_size(4, 1));
+    mk_cache_destroy(c);
+}
+
+static void test_flush_immediate(void)
+{
+    mk_cache *c = mk(1 << 20, 4);
+    char b[16];
+    CHECK_EQ_U(set(c, "a", "1", T0), MK_C_OK);
+    CHECK_EQ_U(set(c, "b", "1", T0), MK_C_OK);
+    mk_cache_flush(c, T0, 0);
+    /* the same second: items stored after the flush survive, those before do not */
+    CHECK_EQ_U(set(c, "c", "1", T0), MK_C_OK);
+    CHECK_EQ_U(get(c, "a", T0, b, sizeof b), MK_C_FLUSHED);
+    CHECK_EQ_U(get(c, "a", T0, b, sizeof b), MK_C_MISS);
+    CHECK_EQ_U(mk_cache_delete(c, "b", 1, T0), MK_C_MISS);
+    CHECK_EQ_U(get(c, "c", T0, b, sizeof b), MK_C_OK);
+    CHECK_EQ_U(put_op(c, MK_STORE_ADD, "a", "2", 0, 0, 0, T0, NULL), MK_C_OK);
+    CHECK(has(c, "a", T0 + 1));
+    /* a later delayed flush does not bring flushed items back */
+    CHECK_EQ_U(set(c, "d", "1", T0 + 1), MK_C_OK);
+    mk_cache_flush(c, T0 + 1, 0);
+    mk_cache_flush(c, T0 + 1, 100);
+    CHECK_EQ_U(get(c, "d", T0 + 2, b, sizeof b), MK_C_FLUSHED);
+    mk_cache_destroy(c);
+
+    /* exact within the second with -C too */
+    mk_cache_config cfg = {.mem_limit = 1 << 20, .evict = true, .use_cas = false};
+    c = mk_cache_create(&cfg);
+    CHECK_EQ_U(set(c, "a", "1", T0), MK_C_OK);
+    mk_cache_flush(c, T0, 0);
+    CHECK_EQ_U(set(c, "c", "1", T0), MK_C_OK);
+    CHECK_EQ_U(get(c, "a", T0, b, sizeof b), MK_C_FLUSHED);
+    CHECK_EQ_U(get(c, "c", T0, b, sizeof b), MK_C_OK);
+    mk_cache_destroy(c);
+}
+
+static void test_flush_delayed(void)
+{
+    mk_cache *c = mk(1 << 20, 4);
+    char b[16];
+    CHECK_EQ_U(set(c, "a", "1", T0), MK_C_OK);
+    mk_cache_flush(c, T0, 10);
+    CHECK_EQ_U(set(c, "b", "1", T0 + 5), MK_C_OK);
+    CHECK(has(c, "a", T0 + 9)); /* still valid before the flush time, and a get does not save it */
+    CHECK(has(c, "b", T0 + 9));
+    CHECK_EQ_U(set(c, "c", "1", T0 + 10), MK_C_OK); /* stored at the flush time: survives */
+    CHECK_EQ_U(get(c, "a", T0 + 10, b, sizeof b), MK_C_FLUSHED);
+    CHECK_EQ_U(get(c, "b", T0 + 11, b, sizeof b), MK_C_FLUSHED);
+    CHECK_EQ_U(get(c, "c", T0 + 11, b, sizeof b), MK_C_OK);
+    mk_cache_destroy(c);
+
+    /* a later flush replaces a pending one */
+    c = mk(1 << 20, 4);
+    CHECK_EQ_U(set(c, "a", "1", T0), MK_C_OK);
+    mk_cache_flush(c, T0, 10);
+    mk_cache_flush(c, T0 + 1, 100);
+    CHECK(has(c, "a", T0 + 50));
+    CHECK_EQ_U(get(c, "a", T0 + 101, b, sizeof b), MK_C_FLUSHED);
+    /* ...but one that already took effect stays in effect */
+    CHECK_EQ_U(set(c, "x", "1", T0 + 200), MK_C_OK);
+    mk_cache_flush(c, T0 + 200, 10);
+    CHECK_EQ_U(set(c, "y", "1", T0 + 300), MK_C_OK); /* after the flush time */
+    mk_cache_flush(c, T0 + 300, 1000);                 /* replaces it, x not yet looked at */
+    CHECK_EQ_U(get(c, "x", T0 + 301, b, sizeof b), MK_C_FLUSHED);
+    CHECK_EQ_U(get(c, "y", T0 + 301, b, sizeof b), MK_C_OK);
+    /* an immediate flush cancels a pending one */
+    mk_cache_flush(c, T0 + 302, 0);
+    CHECK_EQ_U(set(c, "z", "1", T0 + 302), MK_C_OK);
+    CHECK_EQ_U(get(c, "z", T0 + 5000, b, sizeof b), MK_C_OK);
+    mk_cache_destroy(c);
+}
+
+/* ---------------- incr/decr ---------------- */
+
+static mk_cache_rc arith(mk_cache *c, const char *k, bool incr, uint64_t d, uint64_t *r)
+{
+    return mk_cache_arith(c, k, strlen(k), incr, d, T0, r, NULL);
+}
+
+static void test_arith(void)
+{
+    mk_cache *c = mk(1 << 20, 4);
+    uint64_t r = 0, cas0, cas1;
+    char b[64];
+    CHECK_EQ_U(arith(c, "n", true, 1, &r), MK_C_MISS);
+    CHECK_EQ_U(put_op(c, MK_STORE_SET, "n", "10", 5, T0 + 100, 0, T0, &cas0), MK_C_OK);
+    CHECK_EQ_U(mk_cache_arith(c, "n", 1, true, 5, T0, &r, &cas1), MK_C_OK);
+    CHECK_EQ_U(r, 15);
+    CHECK(cas1 > cas0);
+    CHECK_EQ_U(arith(c, "n", false, 6, &r), MK_C_OK);
+    CHECK_EQ_U(r, 9);
+    CHECK_EQ_U(get(c, "n", T0, b, sizeof b), MK_C_OK);
+    CHECK(strcmp(b, "9 ") == 0); /* in place, padded to the old length */
+    CHECK_EQ_U(arith(c, "n", false, 100, &r), MK_C_OK);
+    CHECK_EQ_U(r, 0); /* floors at 0 */
+    /* growth: "99" + 1 -> "100" as a new exact-length item keeping flags and expiry */
+    CHECK_EQ_U(put_op(c, MK_STORE_SET, "g", "99", 5, T0 + 100, 0, T0, NULL), MK_C_OK);
+    CHECK_EQ_U(arith(c, "g", true, 1, &r), MK_C_OK);
+    CHECK_EQ_U(r, 100);
+    mk_item *it;
+    CHECK_EQ_U(mk_cache_get(c, "g", 1, T0, &it), MK_C_OK);
+    CHECK_MEM(mk_item_data(it), mk_item_nbytes(it), "100");
+    CHECK_EQ_U(mk_item_flags(it), 5);
+    CHECK_EQ_I(mk_item_exp_at(it), T0 + 100);
+    mk_item_put(c, it);
+    CHECK_EQ_U(arith(c, "g", false, 1, &r), MK_C_OK);
+    CHECK_EQ_U(get(c, "g", T0, b, sizeof b), MK_C_OK);
+    CHECK(strcmp(b, "99 ") == 0);
+    CHECK_EQ_U(arith(c, "g", true, 1, &r), MK_C_OK);
+    CHECK_EQ_U(get(c, "g", T0, b, sizeof b), MK_C_OK);
+    CHECK(strcmp(b, "100") == 0);
+    /* wrap at 2^64 */
+    CHECK_EQ_U(set(c, "w", "18446744073709551615", T0), MK_C_OK);
+    CHECK_EQ_U(arith(c, "w", true, 2, &r), MK_C_OK);
+    CHECK_EQ_U(r, 1);
+    CHECK_EQ_U(get(c, "w", T0, b, sizeof b), MK_C_OK);
+    CHECK(strcmp(b, "1                   ") == 0);
+    mk_cache_destroy(c);
+}
+
+static void test_arith_parse(void)
+{
+    /* value -> result after incr 1 (or UINT64_MAX for NON_NUMERIC), checked against memcached 1.6.18 */
+    static const struct { const char *v; size_t n; uint64_t r; const char *after; } cases[] = {
+        {"  5", 3, 6, "6  "},
+        {"+5", 2, 6, "6 "},
+        {"-0", 2, 1, "1 "},
+        {"-1", 2, UINT64_MAX, "-1"},
+        {"-18446744073709551615", 21, 2, "2                    "},
+        {"5 x", 3, 6, "6  "},
+        {"5x", 2, UINT64_MAX, "5x"},
+        {"", 0, UINT64_MAX, ""},
+        {"12\0" "34", 5, 13, "13   "},
+        {"18446744073709551615", 20, 0, "0                   "},
+        {"18446744073709551616", 20, UINT64_MAX, "18446744073709551616"},
+        {"\t7\t", 3, 8, "8  "},
+        {" ", 1, UINT64_MAX, " "}, /* memcached reads past the value here; we call it non-numeric */
+        {"0x10", 4, UINT64_MAX, "0x10"},
+        {"abc", 3, UINT64_MAX, "abc"},
+        {"-", 1, UINT64_MAX, "-"},
+    };
+    mk_cache *c = mk(1 << 20, 4);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        mk_item *it;
+        CHECK_EQ_U(mk_cache_alloc(c, "p", 1, 0, 0, cases[i].n, T0, &it), MK_C_OK);
+        memcpy(mk_item_data(it), cases[i].v, cases[i].n);
+        CHECK_EQ_U(mk_cache_store(c, it, MK_STORE_SET, 0, T0, NULL), MK_C_OK);
+        mk_item_put(c, it);
+        uint64_t r = 12345;
+        mk_cache_rc rc = arith(c, "p", true, 1, &r);
+        if (cases[i].r == UINT64_MAX) {
+            CHECK_EQ_U(rc, MK_C_NON_NUMERIC);
+        } else {
+            CHECK_EQ_U(rc, MK_C_OK);
+            CHECK_EQ_U(r, cases[i].r);
+        }
+        CHECK_EQ_U(mk_cache_get(c, "p", 1, T0, &it), MK_C_OK);
+        CHECK_MEM(mk_item_data(it), mk_item_nbytes(it), cases[i].after);
+        mk_item_put(c, it);
+    }
+    mk_cache_destroy(c);
+}
+
+static void test_arith_while_referenced(void)
+{
+    mk_cache *c = mk(1 << 20, 1);
+    uint64_t r;
+    CHECK_EQ_U(set(c, "n", "500", T0), MK_C_OK);
+    mk_item *held;
+    CHECK_EQ_U(mk_cache_get(c, "n", 1, T0, &held), MK_C_OK);
+    CHECK_EQ_U(arith(c, "n", false, 1, &r), MK_C_OK);
+    CHECK_EQ_U(r, 499);
+    /* the holder's bytes did not change; the new item has the exact length (memcached does the same) */
+    CHECK_MEM(mk_item_data(held), mk_item_nbytes(held), "500");
+    mk_item_put(c, held);
+    char b[16];
+    CHECK_EQ_U(get(c, "n", T0, b, sizeof b), MK_C_OK);
+    CHECK(strcmp(b, "499") == 0);
+    mk_cache_destroy(c);
+}
+
+/* ---------------- memory bound, LRU, eviction ---------------- */
+
+static void test_memory_bound_lru(void)
+{
+    const size_t vlen = 100, isz = mk_cache_item_size(4, vlen);
+    mk_cache *c = mk(isz * 10, 1);
+    char v[101], k[16], b[128];
+    memset(v, 'v', vlen);
+    v[vlen] = 0;
+    for (int i = 0; i < 10; i++) {
+        snprintf(k, sizeof k, "k%03d", i);
+        CHECK_EQ_U(set(c, k, v, T0 + i), MK_C_OK);
+    }
+    mk_cache_stats st;
+    mk_cache_get_stats(c, &st);
+    CHECK_EQ_U(st.mem_used, isz * 10);
+    CHECK_EQ_U(st.evictions, 0);
+    /* touch k000 with a get: k001 is now least recently used */
+    CHECK_EQ_U(get(c, "k000", T0 + 20, b, sizeof b), MK_C_OK);
+    CHECK_EQ_U(set(c, "k010", v, T0 + 21), MK_C_OK);
+    CHECK(!has(c, "k001", T0 + 22));
+    CHECK(has(c, "k000", T0 + 22));
+    CHECK_EQ_U(set(c, "k011", v, T0 + 23), MK_C_OK);
+    CHECK(!has(c, "k002", T0 + 24));
+    mk_cache_get_stats(c, &st);
+    CHECK_EQ_U(st.evictions, 2);
+    CHECK_EQ_U(st.evicted_unfetched, 2);
+    CHECK(st.mem_used <= isz * 10);
+    /* fill far past the limit: never over, and the newest survive */
+    for (int i = 100; i < 1000; i++) {
+        snprintf(k, sizeof k, "k%03d", i);
+        CHECK_EQ_U(set(c, k, v, T0 + 30), MK_C_OK);
+        mk_cache_get_stats(c, &st);
+        CHECK(st.mem_used <= st.mem_limit);
+    }
+    CHECK(has(c, "k999", T0 + 31));
+    CHECK(!has(c, "k100", T0 + 31));
+    mk_cache_get_stats(c, &st);
+    CHECK_EQ_U(st.curr_items, 10);
+    /* expired items are reclaimed in preference to live ones, counted as reclaimed */
+    CHECK_EQ_U(put_op(c, MK_STORE_SET, "exp1", v, 0, T0 + 50, 0, T0 + 40, NULL), MK_C_OK);
+    mk_cache_reset_stats(c);
+    CHECK(has(c, "k991", T0 + 41)); /* k991 .. k999 are fetched, exp1 is now at the tail */
+    for (int i = 992; i < 1000; i++) {
+        snprintf(k, sizeof k, "k%03d", i);
+        CHECK(has(c, k, T0 + 41));
+    }
+    CHECK_EQ_U(set(c, "new1", v, T0 + 60), MK_C_OK);
+    mk_cache_get_stats(c, &st);
+    CHECK_EQ_U(st.reclaimed, 1);
+    CHECK_EQ_U(st.evictions, 0);
+    CHECK(has(c, "k991", T0 + 61));
+    mk_cache_destroy(c);
+}
+
+static void test_no_evict_mode(void)
+{
+    const size_t isz = mk_cache_item_size(2, 50);
+    mk_cache_config cfg = {.mem_limit = isz * 4, .evict = false, .use_cas = true, .nshards = 2};
+    mk_cache *c = mk_cache_create(&cfg);
+    char v[51], k[16];
+    memset(v, 'x', 50);
+    v[50] = 0;
+    for (int i = 0; i < 4; i++) {
+        snprintf(k, sizeof k, "k%d", i);
+        CHECK_EQ_U(set(c, k, v, T0), MK_C_OK);
+    }
+    CHECK_EQ_U(set(c, "k9", v, T0), MK_C_NO_MEMORY);
+    for (int i = 0; i < 4; i++) {
+        snprintf(k, sizeof k, "k%d", i);
+        CHECK(has(c, k, T0));
+    }
+    mk_cache_stats st;
+    mk_cache_get_stats(c, &st);
+    CHECK_EQ_U(st.evictions, 0);
+    /* after a delete there is room */
+    CHECK_EQ_U(mk_cache_delete(c, "k0", 2, T0), MK_C_OK);
+    CHECK_EQ_U(set(c, "k9", v, T0), MK_C_OK);
+    /* expired items are still reclaimed with -M */
+    CHECK_EQ_U(set(c, "k1", v, T0), MK_C_NO_MEMORY); /* the new item needs room before the old goes */
+    CHECK_EQ_U(mk_cache_delete(c, "k1", 2, T0), MK_C_OK);
+    CHECK_EQ_U(put_op(c, MK_STORE_SET, "k1", v, 0, T0 + 1, 0, T0, NULL), MK_C_OK);
+    CHECK_EQ_U(set(c, "k8", v, T0 + 2), MK_C_OK);
+    CHECK(!has(c, "k1", T0 + 2));
+    mk_cache_get_stats(c, &st);
+    CHECK_EQ_U(st.reclaimed, 1);
+    CHECK_EQ_U(st.evictions, 0);
+    mk_cache_destroy(c);
+}
+
+static void test_too_large(void)
+{
+    mk_cache_config cfg = {.mem_limit = 1 << 20, .item_size_max = 1024, .evict = true, .use_cas = true};
+    mk_cache *c = mk_cache_create(&cfg);
+    mk_item *it;
+    size_t fit = 1024 - mk_cache_item_size(1, 0);
+    CHECK_EQ_U(mk_cache_alloc(c, "k", 1, 0, 0, fit, T0, &it), MK_C_OK);
+    mk_item_put(c, it);
+    CHECK_EQ_U(mk_cache_alloc(c, "k", 1, 0, 0, fit + 1, T0, &it), MK_C_TOO_LARGE);
+    CHECK(it == NULL);
+    CHECK_EQ_U(mk_cache_alloc(c, "k", 1, 0, 0, SIZE_MAX - 10, T0, &it), MK_C_TOO_LARGE);
+    char key[300];
+    memset(key, 'k', sizeof key);
+    CHECK_EQ_U(mk_cache_alloc(c, key, sizeof key, 0, 0, 1, T0, &it), MK_C_TOO_LARGE);
+    mk_cache_destroy(c);
+
+    /* bigger than mem_limit: NO_MEMORY without evicting anything; too large is checked first */
+    size_t isz = mk_cache_item_size(2, 10);
+    mk_cache_config cfg2 = {.mem_limit = isz * 3, .item_size_max = 4096, .evict = true, .use_cas = true};
+    c = mk_cache_create(&cfg2);
+    CHECK_EQ_U(set(c, "k1", "0123456789", T0), MK_C_OK);
+    CHECK_EQ_U(set(c, "k2", "0123456789", T0), MK_C_OK);
+    CHECK_EQ_U(mk_cache_alloc(c, "k3", 2, 0, 0, 2000, T0, &it), MK_C_NO_MEMORY);
+    CHECK_EQ_U(mk_cache_alloc(c, "k3", 2, 0, 0, 5000, T0, &it), MK_C_TOO_LARGE);
+    CHECK(has(c, "k1", T0));
+    CHECK(has(c, "k2", T0));
+    mk_cache_stats st;
+    mk_cache_get_stats(c, &st);
+    CHECK_EQ_U(st.evictions, 0);
+    mk_cache_destroy(c);
+}
+
+static void test_refcount_safety(void)
+{
+    mk_cache *c = mk(1 << 20, 1);
+    mk_item *a, *b2, *e;
+    CHECK_EQ_U(set(c, "a", "alpha", T0), MK_C_OK);
+    CHECK_EQ_U(set(c, "b", "bravo", T0), MK_C_OK);
+    CHECK_EQ_U(put_op(c, MK_STORE_SET, "e", "echo", 0, T0 + 1, 0, T0, NULL), MK_C_OK);
+    CHECK_EQ_U(mk_cache_get(c, "a", 1, T0, &a), MK_C_OK);
+    CHECK_EQ_U(mk_cache_get(c, "b", 1, T0, &b2), MK_C_OK);
+    CHECK_EQ_U(mk_cache_get(c, "e", 1, T0, &e), MK_C_OK);
+    CHECK_EQ_U(mk_cache_delete(c, "a", 1, T0), MK_C_OK);
+    CHECK_EQ_U(set(c, "b", "BRAVO-2", T0), MK_C_OK);
+    mk_cache_flush(c, T0, 0);
+    char buf[16];
+    CHECK_EQ_U(get(c, "e", T0 + 2, buf, sizeof buf), MK_C_FLUSHED);
+    /* all three are unlinked but still readable (ASan checks this) */
+    CHECK_MEM(mk_item_data(a), mk_item_nbytes(a), "alpha");
+    CHECK_MEM(mk_item_data(b2), mk_item_nbytes(b2), "bravo");
+    CHECK_MEM(mk_item_data(e), mk_item_nbytes(e), "echo");
+    mk_cache_stats st;
+    mk_cache_get_stats(c, &st);
+    CHECK_EQ_U(st.curr_items, 1);
+    CHECK_EQ_U(st.mem_used, mk_cache_item_size(1, 5) * 2 + mk_cache_item_size(1, 4) + mk_cache_item_size(1, 7));
+    mk_item_put(c, a);
+    mk_item_put(c, b2);
+    mk_item_put(c, e);
+    mk_cache_get_stats(c, &st);
+    CHECK_EQ_U(st.mem_used, mk_cache_item_size(1, 7));
+
+    /* referenced items are not evicted: with everything held, allocation fails */
+    size_t isz = mk_cache_item_size(2, 10);
+    mk_cache *c2 = mk(isz * 2, 1);
+    mk_item *h1, *h2;
+    CHECK_EQ_U(set(c2, "k1", "0123456789", T0), MK_C_OK);
+    CHECK_EQ_U(set(c2, "k2", "0123456789", T0), MK_C_OK);
+    CHECK_EQ_U(mk_cache_get(c2, "k1", 2, T0, &h1), MK_C_OK);
+    CHECK_EQ_U(mk_cache_get(c2, "k2", 2, T0, &h2), MK_C_OK);
+    CHECK_EQ_U(set(c2, "k3", "0123456789", T0), MK_C_NO_MEMORY);
+    mk_item_put(c2, h1);
+    CHECK_EQ_U(set(c2, "k3", "0123456789", T0), MK_C_OK);
+    CHECK_MEM(mk_item_data(h2), mk_item_nbytes(h2), "0123456789");
+    mk_item_put(c2, h2);
+    mk_cache_destroy(c2);
+    mk_cache_destroy(c);
+}
+
+static void test_evict_across_shards(void)
+{
+    const size_t isz = mk_cache_item_size(5, 20);
+    mk_cache *c = mk(isz * 10, 64); /* far fewer items than shards: eviction must cross shards */
+    char k[16];
+    mk_cache_stats st;
+    for (int i = 0; i < 1000; i++) {
+        snprintf(k, sizeof k, "x%04d", i);
+        CHECK_EQ_U(set(c, k, "01234567890123456789", T0 + i), MK_C_OK);
+        mk_cache_get_stats(c, &st);
+        CHECK(st.mem_used <= st.mem_limit);
+    }
+    mk_cache_get_stats(c, &st);
+    CHECK_EQ_U(st.curr_items, 10);
+    CHECK_EQ_U(st.evictions, 990);
+    CHECK(has(c, "x0999", T0 + 1000)); /* the item just stored is never the victim */
+    mk_cache_destroy(c);
+}
+
+struct oom_acc { uint64_t oom; };
+static void oom_cb(const mk_cache_class_stats *cs, void *ctx) { ((struct oom_acc *)ctx)->oom += cs->outofmemory; }
+
+static void test_outofmemory_and_sweep_flushed(void)
+{
+    const size_t isz = mk_cache_item_size(2, 10);
+    mk_cache_config cfg = {.mem_limit = isz * 2, .evict = false, .use_cas = true, .nshards = 1, .hashpower = 4};
+    mk_cache *c = mk_cache_create(&cfg);
+    CHECK_EQ_U(set(c, "k1", "0123456789", T0), MK_C_OK);
+    CHECK_EQ_U(set(c, "k2", "0123456789", T0), MK_C_OK);
+    CHECK_EQ_U(set(c, "k3", "0123456789", T0), MK_C_NO_MEMORY);
+    struct oom_acc a = {0};
+    mk_cache_class_stats_each(c, T0, oom_cb, &a); /* reported with the class of k1/k2 */
+    CHECK_EQ_U(a.oom, 1);
+    mk_cache_flush(c, T0, 0);
+    mk_cache_maintain(c, T0); /* the sweep unlinks flushed items */
+    mk_cache_stats st;
+    mk_cache_get_stats(c, &st);
+    CHECK_EQ_U(st.curr_items, 0);
+    CHECK_EQ_U(st.mem_used, 0);
+    CHECK_EQ_U(st.expired_unfetched, 0); /* flushed is not expired */
+    CHECK_EQ_U(set(c, "k3", "0123456789", T0), MK_C_OK);
+    mk_cache_destroy(c);
+}
+
+/* ---------------- hash table ---------------- */
+
+static void test_hash_growth(void)
+{
+    mk_cache_config cfg = {.mem_limit = (size_t)1 << 30, .evict = true, .use_cas = true, .nshards = 1,
+                           .hashpower = 10};
+    mk_cache *c = mk_cache_create(&cfg);
+    mk_cache_stats st;
+    mk_cache_get_stats(c, &st);
+    CHECK_EQ_U(st.hash_power_level, 10);
+    uint64_t start_bytes = st.hash_bytes;
+    bool saw_expanding = false;
+    char k[32], v[32], b[32];
+    const int N = 200000;
+    for (int i = 0; i < N; i++) {
+        snprintf(k, sizeof k, "key:%d", i);
+        snprintf(v, sizeof v, "%d", i * 7);
+        if (set(c, k, v, T0) != MK_C_OK) {
+            CHECK(0);
+            break;
+        }
+        if (i % 997 == 0) {
+            mk_cache_get_stats(c, &st);
+            saw_expanding |= st.hash_is_expanding;
+            /* keys inserted so far stay reachable mid-resize */
+            snprintf(k, sizeof k, "key:%d", i / 2);
+            snprintf(v, sizeof v, "%d", (i / 2) * 7);
+            CHECK(get(c, k, T0, b, sizeof b) == MK_C_OK && strcmp(b, v) == 0);
+        }
+    }
+    CHECK(saw_expanding);
+    int bad = 0;
+    for (int i = 0; i < N; i++) {
+        snprintf(k, sizeof k, "key:%d", i);
+        snprintf(v, sizeof v, "%d", i * 7);
+        if (get(c, k, T0, b, sizeof b) != MK_C_OK || strcmp(b, v) != 0)
+            bad++;
+    }
+    CHECK_EQ_U(bad, 0);
+    for (int i = 0; i < 100; i++)
+        mk_cache_maintain(c, T0);
+    mk_cache_get_stats(c, &st);
+    CHECK(st.hash_power_level >= 17); /* 200k keys at load <= 1.5 */
+    CHECK(!st.hash_is_expanding);
+    CHECK(st.hash_bytes > start_bytes);
+    CHECK_EQ_U(st.curr_items, N);
+    for (int i = 0; i < N; i += 2) {
+        snprintf(k, sizeof k, "key:%d", i);
+        CHECK_EQ_U(mk_cache_delete(c, k, strlen(k), T0), MK_C_OK);
+    }
+    mk_cache_get_stats(c, &st);
+    CHECK_EQ_U(st.curr_items, N / 2);
+    mk_cache_destroy(c);
+}
+
+static void test_sharded_growth(void)
+{
+    mk_cache *c = mk((size_t)1 << 30, 0); /* 64 shards, default hashpower */
+    mk_cache_stats st;
+    mk_cache_get_stats(c, &st);
+    CHECK_EQ_U(st.hash_power_level, 16);
+    char k[32];
+    for (int i = 0; i < 150000; i++) {
+        snprintf(k, sizeof k, "s%d", i);
+        CHECK_EQ_U(set(c, k, "v", T0), MK_C_OK);
+    }
+    for (int i = 0; i < 50; i++)
+        mk_cache_maintain(c, T0);
+    mk_cache_get_stats(c, &st);
+    CHECK(st.hash_power_level >= 17);
+    int bad = 0;
+    for (int i = 0; i < 150000; i++) {
+        snprintf(k, sizeof k, "s%d", i);
+        bad += !has(c, k, T0);
+    }
+    CHECK_EQ_U(bad, 0);
+    mk_cache_destroy(c);
+}
+
+/* ---------------- stats ---------------- */
+
+struct cls_acc { unsigned n; uint64_t number, bytes; unsigned last_id; int64_t max_age; bool ordered; };
+
+static void cls_cb(const mk_cache_class_stats *cs, void *ctx)
+{
+    struct cls_acc *a = ctx;
+    if (cs->id <= a->last_id)
+        a->ordered = false;
+    a->last_id = cs->id;
+    a->n++;
+    a->number += cs->number;
+    a->bytes += cs->bytes;
+    if (cs->age > a->max_age)
+        a->max_age = cs->age;
+    CHECK(cs->number > 0);
+    CHECK(cs->bytes <= cs->number * cs->chunk_size);
+}
+
+static void test_class_stats(void)
+{
+    mk_cache *c = mk(1 << 24, 4);
+    char v[5000];
+    memset(v, 'x', sizeof v);
+    for (int i = 0; i < 50; i++) {
+        char k[16];
+        snprintf(k, sizeof k, "c%d", i);
+        v[i * 97] = 0;
+        CHECK_EQ_U(set(c, k, v, T0 + i), MK_C_OK);
+        v[i * 97] = 'x';
+    }
+    struct cls_acc a = {.ordered = true};
+    mk_cache_class_stats_each(c, T0 + 100, cls_cb, &a);
+    mk_cache_stats st;
+    mk_cache_get_stats(c, &st);
+    CHECK(a.n > 5);
+    CHECK(a.ordered);
+    CHECK_EQ_U(a.number, 50);
+    CHECK_EQ_U(a.bytes, st.bytes);
+    CHECK_EQ_I(a.max_age, 100);
+    mk_cache_reset_stats(c);
+    mk_cache_get_stats(c, &st);
+    CHECK_EQ_U(st.total_items, 0);
+    CHECK_EQ_U(st.curr_items, 50);
+    mk_cache_destroy(c);
+}
+
+static void test_two_caches(void)
+{
+    mk_cache *c1 = mk(1 << 20, 4), *c2 = mk(1 << 20, 1);
+    char b[16];
+    CHECK_EQ_U(set(c1, "k", "one", T0), MK_C_OK);
+    CHECK_EQ_U(set(c2, "k", "two", T0), MK_C_OK);
+    CHECK_EQ_U(get(c1, "k", T0, b, sizeof b), MK_C_OK);
+    CHECK(strcmp(b, "one") == 0);
+    CHECK_EQ_U(get(c2, "k", T0, b, sizeof b), MK_C_OK);
+    CHECK(strcmp(b, "two") == 0);
+    mk_cache_flush(c1, T0, 0);
+    CHECK_EQ_U(get(c1, "k", T0, b, sizeof b), MK_C_FLUSHED);
+    CHECK_EQ_U(get(c2, "k", T0, b, sizeof b), MK_C_OK);
+    mk_cache_stats s1, s2;
+    mk_cache_get_stats(c1, &s1);
+    mk_cache_get_stats(c2, &s2);
+    CHECK_EQ_U(s1.curr_items, 0);
+    CHECK_EQ_U(s2.curr_items, 1);
+    mk_cache_destroy(c1);
+    CHECK(has(c2, "k", T0));
+    mk_cache_destroy(c2);
+}
+
+/* ---------------- threads ---------------- */
+
+struct stress { mk_cache *c; unsigned seed; _Atomic bool *stop; uint64_t ops; int errors; };
+
+static void *stress_thread(void *arg)
+{
+    struct stress *st = arg;
+    unsigned r = st->seed;
+    char k[16], v[600];
+    memset(v, '7', sizeof v);
+    while (!*st->stop) {
+        r = r * 1103515245u + 12345u;
+        unsigned key = (r >> 8) % 2000, op = (r >> 20) % 12;
+        snprintf(k, sizeof k, "k%u", key);
+        size_t nk = strlen(k);
+        int64_t now = T0 + (int64_t)(st->ops / 5000);
+        mk_item *it = NULL;
+        uint64_t res;
+        switch (op) {
+        case 0: case 1: case 2: {
+            mk_cache_rc rc = mk_cache_get(st->c, k, nk, now, &it);
+            if (rc == MK_C_OK) {
+                /* values are all '7's or a number padded with spaces */
+                const char *d = mk_item_data(it);
+                if (mk_item_nbytes(it) && d[0] != '7' && (d[0] < '0' || d[0] > '9'))
+                    st->errors++;
+                mk_item_put(st->c, it);
+            }
+            break;
+        }
+        case 3: case 4:
+            put_op(st->c, MK_STORE_SET, k, "", 0, 0, 0, now, NULL);
+            v[(r >> 4) % 600] = 0;
+            put_op(st->c, MK_STORE_SET, k, v, 0, (r & 1) ? now + 2 : 0, 0, now, NULL);
+            v[(r >> 4) % 600] = '7';
+            break;
+        case 5: put_op(st->c, MK_STORE_ADD, k, "1", 0, 0, 0, now, NULL); break;
+        case 6: put_op(st->c, MK_STORE_APPEND, k, "77", 0, 0, 0, now, NULL); break;
+        case 7: put_op(st->c, MK_STORE_PREPEND, k, "7", 0, 0, 0, now, NULL); break;
+        case 8: mk_cache_arith(st->c, k, nk, r & 1, 3, now, &res, NULL); break;
+        case 9: mk_cache_delete(st->c, k, nk, now); break;
+        case 10: {
+            if (mk_cache_get(st->c, k, nk, now, &it) == MK_C_OK) {
+                uint64_t cas = mk_item_cas(it);
+                mk_item_put(st->c, it);
+                put_op(st->c, MK_STORE_CAS, k, "77", 0, 0, cas, now, NULL);
+            }
+            mk_cache_touch(st->c, k, nk, now + 5, now);
+            break;
+        }
+        default:
+            if ((r >> 12) % 64 == 0)
+                mk_cache_maintain(st->c, now);
+            else if ((r >> 12) % 64 == 1) {
+                mk_cache_stats s;
+                mk_cache_get_stats(st->c, &s);
+                if (s.mem_used > s.mem_limit)
+                    st->errors++;
+            } else if ((r >> 12) % 512 == 2)
+                mk_cache_flush(st->c, now, (r >> 4) & 1);
+            else
+                mk_cache_gat(st->c, k, nk, now + 10, now, &it), mk_item_put(st->c, it);
+            break;
+        }
+        st->ops++;
+    }
+    return NULL;
+}
+
+static void stress_run(unsigned nshards, double seconds)
+{
+    mk_cache *c = mk(256 * 1024, nshards); /* small: eviction all the time */
+    _Atomic bool stop = false;
+    struct stress st[4];
+    pthread_t th[4];
+    for (int i = 0; i < 4; i++) {
+        st[i] = (struct stress){.c = c, .seed = 17u * (unsigned)i + nshards, .stop = &stop};
+        pthread_create(&th[i], NULL, stress_thread, &st[i]);
+    }
+    struct timespec ts = {.tv_sec = (time_t)seconds, .tv_nsec = (long)((seconds - (time_t)seconds) * 1e9)};
+    nanosleep(&ts, NULL);
+    stop = true;
+    uint64_t ops = 0;
+    for (int i = 0; i < 4; i++) {
+        pthread_join(th[i], NULL);
+        CHECK_EQ_U(st[i].errors, 0);
+        ops += st[i].ops;
+    }
+    CHECK(ops > 1000);
+    mk_cache_stats s;
+    mk_cache_get_stats(c, &s);
+    CHECK(s.mem_used <= s.mem_limit);
+    CHECK_EQ_U(s.mem_used, s.bytes); /* no references left: every charged byte is a linked item */
+    CHECK(s.evictions > 0);
+    mk_cache_destroy(c);
+}
+
+static void test_threads_sharded(void) { stress_run(8, 1.0); }
+static void test_threads_one_shard(void) { stress_run(1, 0.5); }
+
+int main(void)
+{
+    RUN(test_create_invalid);
+    RUN(test_item_size);
+    RUN(test_set_get_delete);
+    RUN(test_add_replace);
+    RUN(test_cas);
+    RUN(test_append_prepend);
+    RUN(test_store_twice);
+    RUN(test_touch_gat_unlink);
+    RUN(test_expiry);
+    RUN(test_flush_immediate);
+    RUN(test_flush_delayed);
+    RUN(test_arith);
+    RUN(test_arith_parse);
+    RUN(test_arith_while_referenced);
+    RUN(test_memory_bound_lru);
+    RUN(test_no_evict_mode);
+    RUN(test_too_large);
+    RUN(test_refcount_safety);
+    RUN(test_evict_across_shards);
+    RUN(test_outofmemory_and_sweep_flushed);
+    RUN(test_hash_growth);
+    RUN(test_sharded_growth);
+    RUN(test_class_stats);
+    RUN(test_two_caches);
+    RUN(test_threads_sharded);
+    RUN(test_threads_one_shard);
+    return check_summary("test_cache");
+}
