@@ -1,0 +1,496 @@
+/* server/conn.c — connection I/O: read, parse loop, data blocks, batched writev of replies. */
+#include "server/conn.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "server/dispatch.h"
+
+#define RBUF_INIT 16384
+#define WBUF_INIT 4096
+#define OUTS_INIT 16
+#define INLINE_VALUE_MAX 1024         /* values up to this size are copied, larger ones referenced */
+#define OUT_BACKLOG_MAX (4u << 20)    /* stop executing commands while this much output is unwritten */
+#define MK_IOV_MAX 1024
+
+void mk_conn_set_state(mk_conn *c, mk_conn_state st)
+{
+    __atomic_store_n(&c->state, (int)st, __ATOMIC_RELAXED);
+}
+
+const char *mk_conn_state_name(int st)
+{
+    switch (st) {
+    case MK_CONN_PARSE: return "conn_parse_cmd";
+    case MK_CONN_NREAD: return "conn_nread";
+    case MK_CONN_SWALLOW: return "conn_swallow";
+    case MK_CONN_CLOSING: return "conn_closing";
+    default: return "conn_unknown";
+    }
+}
+
+mk_conn *mk_conn_create(mk_worker *wk, int fd, const char *peer, const char *listen_name)
+{
+    mk_conn *c = calloc(1, sizeof(*c));
+    if (c) {
+        c->rbuf = malloc(RBUF_INIT);
+        c->wbuf = malloc(WBUF_INIT);
+        c->outs = malloc(OUTS_INIT * sizeof(*c->outs));
+    }
+    if (!c || !c->rbuf || !c->wbuf || !c->outs) {
+        if (c) {
+            free(c->rbuf);
+            free(c->wbuf);
+            free(c->outs);
+            free(c);
+        }
+        close(fd);
+        return NULL;
+    }
+    c->rsize = RBUF_INIT;
+    c->wsize = WBUF_INIT;
+    c->outs_cap = OUTS_INIT;
+    c->worker = wk;
+    c->w.fd = fd;
+    c->w.cb = mk_conn_on_event;
+    c->last_cmd = wk->now;
+    snprintf(c->peer, sizeof(c->peer), "%s", peer);
+    c->listen_name = listen_name;
+    if (mk_loop_add(wk->loop, &c->w, EPOLLIN) != 0) {
+        mk_conn_free(c);
+        close(fd);
+        return NULL;
+    }
+    pthread_mutex_lock(&wk->conns_lock);
+    c->next = wk->conns;
+    if (wk->conns)
+        wk->conns->prev = c;
+    wk->conns = c;
+    pthread_mutex_unlock(&wk->conns_lock);
+    return c;
+}
+
+/* Release every queued output's item reference and forget the output. */
+static void out_reset(mk_conn *c)
+{
+    mk_cache *cache = c->worker->srv->cache;
+    for (size_t i = c->out_head; i < c->nouts; i++)
+        mk_item_put(cache, c->outs[i].item);
+    c->nouts = c->out_head = c->out_head_done = 0;
+    c->wlen = 0;
+    c->out_pending = 0;
+}
+
+void mk_conn_close(mk_conn *c)
+{
+    if (c->closed)
+        return;
+    mk_worker *wk = c->worker;
+    mk_server *srv = wk->srv;
+    c->closed = true;
+    mk_loop_del(wk->loop, &c->w);
+    close(c->w.fd);
+    out_reset(c);
+    mk_item_put(srv->cache, c->nitem);
+    c->nitem = NULL;
+    pthread_mutex_lock(&wk->conns_lock);
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        wk->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    pthread_mutex_unlock(&wk->conns_lock);
+    __atomic_fetch_sub(&srv->curr_conns, 1, __ATOMIC_RELAXED);
+    if (__atomic_load_n(&srv->verbosity, __ATOMIC_RELAXED) > 1)
+        fprintf(stderr, "<%d connection closed.\n", c->w.fd);
+    /* freed after the current batch of events (another event may still name it) */
+    c->next = wk->dead;
+    wk->dead = c;
+}
+
+void mk_conn_free(mk_conn *c)
+{
+    if (!c)
+        return;
+    free(c->rbuf);
+    free(c->wbuf);
+    free(c->outs);
+    free(c);
+}
+
+/* ---- output ---- */
+
+static mk_out *out_slot(mk_conn *c)
+{
+    if (c->nouts == c->outs_cap) {
+        size_t cap = c->outs_cap * 2;
+        mk_out *o = realloc(c->outs, cap * sizeof(*o));
+        if (!o)
+            return NULL;
+        c->outs = o;
+        c->outs_cap = cap;
+    }
+    return &c->outs[c->nouts++];
+}
+
+bool mk_conn_out(mk_conn *c, const char *p, size_t n)
+{
+    if (c->wlen + n > c->wsize) {
+        size_t sz = c->wsize;
+        while (sz < c->wlen + n)
+            sz *= 2;
+        char *b = realloc(c->wbuf, sz);
+        if (!b)
+            return false;
+        c->wbuf = b;
+        c->wsize = sz;
+    }
+    memcpy(c->wbuf + c->wlen, p, n);
+    /* extend the last piece when it is the wbuf bytes just before these */
+    mk_out *last = c->nouts > c->out_head ? &c->outs[c->nouts - 1] : NULL;
+    if (last && !last->ptr && last->off + last->len == c->wlen) {
+        last->len += n;
+    } else {
+        mk_out *o = out_slot(c);
+        if (!o)
+            return false;
+        *o = (mk_out){.ptr = NULL, .off = c->wlen, .len = n, .item = NULL};
+    }
+    c->wlen += n;
+    c->out_pending += n;
+    return true;
+}
+
+void mk_conn_reply(mk_conn *c, const char *line)
+{
+    if (c->noreply)
+        return;
+    size_t n = strlen(line);
+    if (mk_conn_out(c, line, n))
+        mk_conn_out(c, "\r\n", 2);
+}
+
+bool mk_conn_out_value(mk_conn *c, mk_item *it)
+{
+    mk_cache *cache = c->worker->srv->cache;
+    size_t n = mk_item_nbytes(it);
+    if (n <= INLINE_VALUE_MAX) {
+        bool ok = mk_conn_out(c, mk_item_data(it), n) && mk_conn_out(c, "\r\n", 2);
+        mk_item_put(cache, it);
+        return ok;
+    }
+    mk_out *o = out_slot(c);
+    if (!o) {
+        mk_item_put(cache, it);
+        return false;
+    }
+    *o = (mk_out){.ptr = mk_item_data(it), .off = 0, .len = n, .item = it};
+    c->out_pending += n;
+    return mk_conn_out(c, "\r\n", 2);
+}
+
+/* Write queued output with writev until done or the socket is full. -1 on a write error. */
+static int out_flush(mk_conn *c)
+{
+    while (c->out_head < c->nouts) {
+        struct iovec iov[MK_IOV_MAX];
+        int n = 0;
+        for (size_t i = c->out_head; i < c->nouts && n < MK_IOV_MAX; i++, n++) {
+            const mk_out *o = &c->outs[i];
+            const char *base = o->ptr ? o->ptr : c->wbuf + o->off;
+            size_t skip = i == c->out_head ? c->out_head_done : 0;
+            iov[n].iov_base = (void *)(base + skip);
+            iov[n].iov_len = o->len - skip;
+        }
+        ssize_t w = writev(c->w.fd, iov, n);
+        if (w < 0) {
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                return 0;
+            if (errno == EINTR)
+                continue;
+            return -1;
+        }
+        MK_STAT_ADD(&c->worker->stats, bytes_written, (uint64_t)w);
+        c->out_pending -= (size_t)w;
+        size_t left = (size_t)w;
+        while (left > 0) {
+            mk_out *o = &c->outs[c->out_head];
+            size_t rem = o->len - c->out_head_done;
+            if (left < rem) {
+                c->out_head_done += left;
+                break;
+            }
+            left -= rem;
+            mk_item_put(c->worker->srv->cache, o->item);
+            o->item = NULL;
+            c->out_head++;
+            c->out_head_done = 0;
+        }
+    }
+    c->nouts = c->out_head = c->out_head_done = 0;
+    c->wlen = 0;
+    return 0;
+}
+
+/* ---- data blocks ---- */
+
+void mk_conn_start_nread(mk_conn *c, mk_item *it, mk_cmd cmd, uint64_t cas, bool noreply)
+{
+    c->nitem = it;
+    c->ncmd = cmd;
+    c->ncas = cas;
+    c->nnoreply = noreply;
+    c->ngot = 0;
+    mk_conn_set_state(c, MK_CONN_NREAD);
+}
+
+void mk_conn_start_swallow(mk_conn *c, uint64_t n)
+{
+    c->swallow = n;
+    if (n)
+        mk_conn_set_state(c, MK_CONN_SWALLOW);
+}
+
+/* Store bytes into the value-then-tail of the data block being read. */
+static void nread_take(mk_conn *c, const char *p, size_t n)
+{
+    size_t vlen = mk_item_nbytes(c->nitem);
+    while (n > 0) {
+        if (c->ngot < vlen) {
+            size_t k = vlen - c->ngot < n ? vlen - c->ngot : n;
+            memcpy(mk_item_data(c->nitem) + c->ngot, p, k);
+            c->ngot += k, p += k, n -= k;
+        } else {
+            c->ntail[c->ngot - vlen] = *p;
+            c->ngot++, p++, n--;
+        }
+    }
+}
+
+static size_t nread_need(const mk_conn *c)
+{
+    return mk_item_nbytes(c->nitem) + 2 - c->ngot;
+}
+
+/* ---- the state machine ---- */
+
+typedef enum { STEP_NEED_READ, STEP_YIELD, STEP_BLOCKED, STEP_CLOSE } step_result;
+
+/* Make room at the end of rbuf for reading: compact, then grow if the buffer is full. */
+static bool rbuf_make_room(mk_conn *c)
+{
+    if (c->rstart > 0) {
+        memmove(c->rbuf, c->rbuf + c->rstart, c->rend - c->rstart);
+        c->rend -= c->rstart;
+        c->rstart = 0;
+    }
+    if (c->rend < c->rsize)
+        return true;
+    if (c->rsize >= MK_GET_LINE_MAX + RBUF_INIT)
+        return false;
+    char *b = realloc(c->rbuf, c->rsize * 2);
+    if (!b)
+        return false;
+    c->rbuf = b;
+    c->rsize *= 2;
+    return true;
+}
+
+/* Execute buffered input until it runs out, the -R budget is spent, output backs up or the conn must close. */
+static step_result conn_process(mk_conn *c)
+{
+    mk_server *srv = c->worker->srv;
+    int budget = srv->settings->reqs_per_event;
+    for (;;) {
+        if (c->out_pending > OUT_BACKLOG_MAX)
+            return STEP_BLOCKED;
+        size_t avail = c->rend - c->rstart;
+        switch (__atomic_load_n(&c->state, __ATOMIC_RELAXED)) {
+        case MK_CONN_PARSE: {
+            if (avail == 0)
+                return STEP_NEED_READ;
+            if (budget == 0) {
+                MK_STAT_INC(&c->worker->stats, conn_yields);
+                return STEP_YIELD;
+            }
+            mk_request req;
+            ssize_t r = mk_parse_request(c->rbuf + c->rstart, avail, &req);
+            if (r < 0)
+                return STEP_CLOSE;
+            if (r == 0)
+                return STEP_NEED_READ;
+            if (__atomic_load_n(&srv->verbosity, __ATOMIC_RELAXED) > 1)
+                fprintf(stderr, "<%d %.*s\n", c->w.fd,
+                        (int)(r > 2 && c->rbuf[c->rstart + r - 2] == '\r' ? r - 2 : r - 1),
+                        c->rbuf + c->rstart);
+            budget--;
+            __atomic_store_n(&c->last_cmd, c->worker->now, __ATOMIC_RELAXED);
+            c->rstart += (size_t)r;
+            mk_dispatch(c, &req);
+            break;
+        }
+        case MK_CONN_NREAD: {
+            if (avail == 0)
+                return STEP_NEED_READ;
+            size_t k = nread_need(c) < avail ? nread_need(c) : avail;
+            nread_take(c, c->rbuf + c->rstart, k);
+            c->rstart += k;
+            if (nread_need(c) == 0) {
+                mk_conn_set_state(c, MK_CONN_PARSE);
+                mk_dispatch_complete_nread(c);
+            }
+            break;
+        }
+        case MK_CONN_SWALLOW: {
+            if (avail == 0)
+                return STEP_NEED_READ;
+            size_t k = c->swallow < avail ? (size_t)c->swallow : avail;
+            c->rstart += k;
+            c->swallow -= k;
+            if (c->swallow == 0)
+                mk_conn_set_state(c, MK_CONN_PARSE);
+            break;
+        }
+        case MK_CONN_CLOSING:
+        default:
+            return STEP_CLOSE;
+        }
+        if (c->rstart == c->rend)
+            c->rstart = c->rend = 0;
+    }
+}
+
+/* Read once from the socket. >0 bytes, 0 EOF, -1 would block, -2 error. */
+static ssize_t conn_read(mk_conn *c)
+{
+    char *dst;
+    size_t room;
+    int st = __atomic_load_n(&c->state, __ATOMIC_RELAXED);
+    bool direct = st == MK_CONN_NREAD && c->rstart == c->rend &&
+                  c->ngot < mk_item_nbytes(c->nitem) && nread_need(c) > RBUF_INIT;
+    if (direct) {
+        /* large value: read straight into the item, leaving the tail for rbuf */
+        dst = mk_item_data(c->nitem) + c->ngot;
+        room = mk_item_nbytes(c->nitem) - c->ngot;
+    } else {
+        if (!rbuf_make_room(c))
+            return -2;
+        dst = c->rbuf + c->rend;
+        room = c->rsize - c->rend;
+    }
+    for (;;) {
+        ssize_t n = read(c->w.fd, dst, room);
+        if (n > 0) {
+            MK_STAT_ADD(&c->worker->stats, bytes_read, (uint64_t)n);
+            if (direct)
+                c->ngot += (size_t)n;
+            else
+                c->rend += (size_t)n;
+            return n;
+        }
+        if (n == 0)
+            return 0;
+        if (errno == EINTR)
+            continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK)
+            return -1;
+        return -2;
+    }
+}
+
+static void ready_push(mk_conn *c)
+{
+    if (c->in_ready)
+        return;
+    c->in_ready = true;
+    c->ready_next = c->worker->ready;
+    c->worker->ready = c;
+}
+
+/* Run the connection as far as it can go now. */
+static void conn_drive(mk_conn *c)
+{
+    for (;;) {
+        step_result st = conn_process(c);
+        if (out_flush(c) < 0) {
+            mk_conn_close(c);
+            return;
+        }
+        bool out_left = c->out_head < c->nouts;
+        switch (st) {
+        case STEP_CLOSE:
+            if (out_left) {
+                /* let the last replies go out first */
+                mk_conn_set_state(c, MK_CONN_CLOSING);
+                mk_loop_mod(c->worker->loop, &c->w, EPOLLOUT);
+                return;
+            }
+            mk_conn_close(c);
+            return;
+        case STEP_YIELD:
+            if (out_left)
+                mk_loop_mod(c->worker->loop, &c->w, EPOLLOUT);
+            else
+                ready_push(c);
+            return;
+        case STEP_BLOCKED:
+            if (out_left) {
+                mk_loop_mod(c->worker->loop, &c->w, EPOLLOUT);
+                return;
+            }
+            continue;
+        case STEP_NEED_READ: {
+            if (out_left) {
+                /* read no more until the client takes its replies */
+                mk_loop_mod(c->worker->loop, &c->w, EPOLLOUT);
+                return;
+            }
+            mk_loop_mod(c->worker->loop, &c->w, EPOLLIN);
+            ssize_t n = conn_read(c);
+            if (n > 0)
+                continue;
+            if (n == -1)
+                return;
+            mk_conn_close(c);
+            return;
+        }
+        }
+    }
+}
+
+void mk_conn_on_event(mk_watch *w, uint32_t events)
+{
+    mk_conn *c = (mk_conn *)w;
+    if (c->closed)
+        return;
+    if (events & EPOLLOUT) {
+        if (out_flush(c) < 0) {
+            mk_conn_close(c);
+            return;
+        }
+        if (c->out_head < c->nouts)
+            return;
+        if (__atomic_load_n(&c->state, __ATOMIC_RELAXED) == MK_CONN_CLOSING) {
+            mk_conn_close(c);
+            return;
+        }
+    }
+    if ((events & (EPOLLERR | EPOLLHUP)) && !(events & EPOLLIN)) {
+        mk_conn_close(c);
+        return;
+    }
+    conn_drive(c);
+}
+
+void mk_conn_resume(mk_conn *c)
+{
+    c->in_ready = false;
+    if (!c->closed)
+        conn_drive(c);
+}

@@ -1,0 +1,106 @@
+/* server/conn.h — one client connection: buffers, state machine, reply queue. */
+#ifndef MK_SERVER_CONN_H
+#define MK_SERVER_CONN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "memkit/proto.h"
+#include "server/server.h"
+
+/*
+ * Connection states, driven by conn_process() in one switch:
+ *
+ *   PARSE ──storage cmd──► NREAD ──data + "\r\n" read──► PARSE
+ *     │ ──refused data───► SWALLOW ──bytes discarded───► PARSE
+ *     └──quit / fatal────► CLOSING (flush replies, then close)
+ */
+typedef enum mk_conn_state {
+    MK_CONN_PARSE = 0,  /* reading and executing command lines */
+    MK_CONN_NREAD,      /* reading a storage command's data block into an item */
+    MK_CONN_SWALLOW,    /* discarding the data block of a refused storage command */
+    MK_CONN_CLOSING     /* no more input; close once the replies are written */
+} mk_conn_state;
+
+/* A piece of output: bytes in the conn's wbuf (ptr == NULL) or in an item's memory. */
+typedef struct mk_out {
+    const char *ptr;    /* NULL: the bytes are wbuf[off .. off+len) */
+    size_t off, len;
+    mk_item *item;      /* reference held until the bytes are written (or NULL) */
+} mk_out;
+
+struct mk_conn {
+    mk_watch w;                 /* fd and epoll registration */
+    mk_worker *worker;
+    mk_conn *prev, *next;       /* worker's conns list (under conns_lock) */
+    mk_conn *ready_next;        /* worker's ready list (worker thread only) */
+    bool in_ready;
+    bool closed;                /* closed; memory freed after the loop batch */
+    int state;                  /* mk_conn_state (atomic access: stats conns reads it) */
+
+    /* input: unprocessed bytes are rbuf[rstart .. rend) */
+    char *rbuf;
+    size_t rsize, rstart, rend;
+
+    /* the storage command whose data block is being read (NREAD) */
+    mk_item *nitem;
+    mk_cmd ncmd;
+    uint64_t ncas;
+    bool nnoreply;
+    size_t ngot;                /* bytes of value + "\r\n" read so far */
+    char ntail[2];              /* the two bytes after the value */
+    uint64_t swallow;           /* SWALLOW: bytes still to discard */
+
+    /* output */
+    char *wbuf;
+    size_t wsize, wlen;
+    mk_out *outs;
+    size_t nouts, outs_cap, out_head, out_head_done;
+    size_t out_pending;         /* bytes queued and not yet written */
+
+    bool noreply;               /* the command being executed said noreply */
+    int64_t last_cmd;           /* server clock at the last command (atomic access) */
+    char peer[80];              /* "tcp:1.2.3.4:5678" / "unix:path" */
+    const char *listen_name;
+};
+
+/* Create a connection on an accepted, non-blocking fd and start watching it; NULL on failure (fd closed). */
+mk_conn *mk_conn_create(mk_worker *wk, int fd, const char *peer, const char *listen_name);
+
+/* The epoll callback for a connection. */
+void mk_conn_on_event(mk_watch *w, uint32_t events);
+
+/* Continue a connection that yielded with input left (-R budget spent). */
+void mk_conn_resume(mk_conn *c);
+
+/* Close now: stop watching, close the fd, release items; memory freed by mk_conn_free(). */
+void mk_conn_close(mk_conn *c);
+
+/* Free a closed connection's memory. */
+void mk_conn_free(mk_conn *c);
+
+/* ---- used by dispatch.c to build replies ---- */
+
+/* Queue bytes (copied). Returns false on allocation failure. */
+bool mk_conn_out(mk_conn *c, const char *p, size_t n);
+
+/* Queue a reply line plus "\r\n", unless the current command is noreply. */
+void mk_conn_reply(mk_conn *c, const char *line);
+
+/* Queue an item's value followed by "\r\n", referencing (not copying) large values; takes over the reference. */
+bool mk_conn_out_value(mk_conn *c, mk_item *it);
+
+/* Begin reading a data block of it's size into the item (takes over the reference). */
+void mk_conn_start_nread(mk_conn *c, mk_item *it, mk_cmd cmd, uint64_t cas, bool noreply);
+
+/* Discard n bytes of input next. */
+void mk_conn_start_swallow(mk_conn *c, uint64_t n);
+
+/* Set the state (atomic store). */
+void mk_conn_set_state(mk_conn *c, mk_conn_state st);
+
+/* The state's name for "stats conns" (memcached's names). */
+const char *mk_conn_state_name(int st);
+
+#endif

@@ -1,0 +1,62 @@
+/* server/options.h — memkitd's settings and the parser from memcached-style command-line options. */
+#ifndef MK_SERVER_OPTIONS_H
+#define MK_SERVER_OPTIONS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#define MK_MAX_LISTEN 16
+
+/* Everything memkitd can be told on its command line; filled by mk_options_parse(). */
+typedef struct mk_settings {
+    int port;                   /* -p: TCP port (default 11211; 0 = kernel picks) */
+    int udp_port;               /* -U: accepted for compatibility; UDP is not served */
+    const char *listen[MK_MAX_LISTEN]; /* -l: addresses (default 127.0.0.1); "host" or "host:port" */
+    int nlisten;
+    const char *unix_path;      /* -s: unix socket path (disables TCP, as in memcached) */
+    int unix_mask;              /* -a: permission mask for the unix socket (default 0700) */
+    bool daemonize;             /* -d */
+    const char *user;           /* -u: user to run as when started as root */
+    const char *pidfile;        /* -P */
+    size_t maxbytes;            /* -m: item memory in bytes (default 64 MiB) */
+    bool evict;                 /* false with -M */
+    int maxconns;               /* -c: simultaneous client connections (default 1024) */
+    int threads;                /* -t: worker threads (default 4) */
+    int verbose;                /* -v count */
+    size_t item_size_max;       /* -I: largest item (default 1 MiB; 1 KiB .. 1 GiB) */
+    bool use_cas;               /* false with -C */
+    int reqs_per_event;         /* -R: commands handled per connection per wake-up (default 20) */
+    int backlog;                /* -b: listen backlog (default 1024) */
+    bool shutdown_enabled;      /* -A: allow the "shutdown" command */
+    bool flush_enabled;         /* false with -F */
+    unsigned hashpower;         /* -o hashpower=N: initial hash table size (log2) */
+    int idle_timeout;           /* -o idle_timeout=S: close connections idle this long (0 = never) */
+    bool maxconns_fast;         /* -o maxconns_fast / no_maxconns_fast */
+} mk_settings;
+
+/* The defaults (memcached's, except: listen on 127.0.0.1 only). */
+void mk_settings_init(mk_settings *s);
+
+/*
+ * What mk_options_parse() concluded: run the server, or exit now with a status
+ * (after -h / -V the status is 0; after a bad option it is 1 and one line
+ * saying what is wrong has been written to err).
+ */
+typedef enum mk_opt_result { MK_OPT_RUN = 0, MK_OPT_EXIT } mk_opt_result;
+
+/*
+ * Parse argv (memcached's short and long options, including -o name=value lists)
+ * into *s, which must have been initialised with mk_settings_init(). Help and
+ * version text go to out; errors and notes about options memkitd accepts but does
+ * not act on go to err. On MK_OPT_EXIT, *exit_status holds the status to exit with.
+ * Pointers stored in *s point into argv.
+ */
+mk_opt_result mk_options_parse(mk_settings *s, int argc, char **argv, FILE *out, FILE *err,
+                               int *exit_status);
+
+/* Print the -h text for exactly the options memkitd supports. */
+void mk_options_usage(FILE *out);
+
+#endif /* MK_SERVER_OPTIONS_H */

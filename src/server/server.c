@@ -1,0 +1,522 @@
+/* server/server.c — listeners, the accept loop, worker threads and their loops, signals and the clock. */
+#include "server/server.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "server/conn.h"
+
+typedef struct mk_pending_conn {
+    int fd;
+    char peer[80];
+    const char *listen_name;
+} mk_pending_conn;
+
+static int64_t wall_now(void)
+{
+    return (int64_t)time(NULL);
+}
+
+/* ---- listeners ---- */
+
+static void sockaddr_name(const struct sockaddr *sa, char *out, size_t cap)
+{
+    char host[INET6_ADDRSTRLEN] = "?";
+    int port = 0;
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *in = (const void *)sa;
+        inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host));
+        port = ntohs(in->sin_port);
+        snprintf(out, cap, "tcp:%s:%d", host, port);
+    } else if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const void *)sa;
+        inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
+        port = ntohs(in6->sin6_port);
+        snprintf(out, cap, "tcp6:[%s]:%d", host, port);
+    } else {
+        snprintf(out, cap, "unix:");
+    }
+}
+
+static void on_accept(mk_watch *w, uint32_t events);
+
+static bool add_listener(mk_server *srv, int fd, const char *name)
+{
+    mk_listener *ls = realloc(srv->listeners, (size_t)(srv->nlisteners + 1) * sizeof(*ls));
+    if (!ls) {
+        close(fd);
+        return false;
+    }
+    srv->listeners = ls;
+    mk_listener *l = &ls[srv->nlisteners++];
+    memset(l, 0, sizeof(*l));
+    l->w.fd = fd;
+    l->w.cb = on_accept;
+    l->srv = srv;
+    snprintf(l->name, sizeof(l->name), "%s", name);
+    return true;
+}
+
+/* Split "host", "host:port", "[v6]:port" or a bare IPv6 address into host and port strings. */
+static bool split_listen(const char *spec, int default_port, char *host, size_t hcap, char *port, size_t pcap)
+{
+    const char *colon = strrchr(spec, ':');
+    snprintf(port, pcap, "%d", default_port);
+    if (spec[0] == '[') {
+        const char *close = strchr(spec, ']');
+        if (!close)
+            return false;
+        snprintf(host, hcap, "%.*s", (int)(close - spec - 1), spec + 1);
+        if (close[1] == ':')
+            snprintf(port, pcap, "%s", close + 2);
+        else if (close[1] != '\0')
+            return false;
+    } else if (colon && strchr(spec, ':') == colon) {
+        snprintf(host, hcap, "%.*s", (int)(colon - spec), spec);
+        snprintf(port, pcap, "%s", colon + 1);
+    } else {
+        snprintf(host, hcap, "%s", spec); /* a bare name, IPv4, or IPv6 without port */
+    }
+    return true;
+}
+
+static bool listen_tcp(mk_server *srv, const char *spec)
+{
+    const mk_settings *s = srv->settings;
+    char host[256], port[16];
+    if (!split_listen(spec, s->port, host, sizeof(host), port, sizeof(port))) {
+        fprintf(stderr, "memkitd: bad listen address \"%s\"\n", spec);
+        return false;
+    }
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE};
+    struct addrinfo *res = NULL;
+    int rc = getaddrinfo(host[0] ? host : NULL, port, &hints, &res);
+    if (rc != 0) {
+        fprintf(stderr, "memkitd: cannot resolve listen address \"%s\": %s\n", spec, gai_strerror(rc));
+        return false;
+    }
+    bool any = false;
+    for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
+        int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol);
+        if (fd < 0)
+            continue;
+        int one = 1;
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+        if (ai->ai_family == AF_INET6)
+            setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+        if (bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd, s->backlog) != 0) {
+            fprintf(stderr, "memkitd: cannot listen on %s port %s: %s\n", host, port, strerror(errno));
+            close(fd);
+            freeaddrinfo(res);
+            return false;
+        }
+        struct sockaddr_storage ss;
+        socklen_t sl = sizeof(ss);
+        char name[128];
+        getsockname(fd, (struct sockaddr *)&ss, &sl);
+        sockaddr_name((struct sockaddr *)&ss, name, sizeof(name));
+        if (!add_listener(srv, fd, name))
+            break;
+        any = true;
+    }
+    freeaddrinfo(res);
+    if (!any)
+        fprintf(stderr, "memkitd: no usable address for \"%s\"\n", spec);
+    return any;
+}
+
+static bool listen_unix(mk_server *srv)
+{
+    const mk_settings *s = srv->settings;
+    struct sockaddr_un sun = {.sun_family = AF_UNIX};
+    if (strlen(s->unix_path) >= sizeof(sun.sun_path)) {
+        fprintf(stderr, "memkitd: unix socket path too long: %s\n", s->unix_path);
+        return false;
+    }
+    strcpy(sun.sun_path, s->unix_path);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return false;
+    /* a stale socket file from an earlier run would make bind fail */
+    struct stat st;
+    if (lstat(s->unix_path, &st) == 0 && S_ISSOCK(st.st_mode))
+        unlink(s->unix_path);
+    mode_t old = umask((mode_t)(~s->unix_mask & 0777));
+    int rc = bind(fd, (struct sockaddr *)&sun, sizeof(sun));
+    umask(old);
+    if (rc != 0 || listen(fd, s->backlog) != 0) {
+        fprintf(stderr, "memkitd: cannot listen on %s: %s\n", s->unix_path, strerror(errno));
+        close(fd);
+        return false;
+    }
+    char name[128];
+    snprintf(name, sizeof(name), "unix:%s", s->unix_path);
+    return add_listener(srv, fd, name);
+}
+
+/* ---- accepting ---- */
+
+static void hand_to_worker(mk_server *srv, int fd, const char *peer, const char *listen_name)
+{
+    mk_worker *wk = &srv->workers[srv->next_worker++ % (unsigned)srv->nworkers];
+    pthread_mutex_lock(&wk->queue_lock);
+    if (wk->queue_len == wk->queue_cap) {
+        size_t cap = wk->queue_cap ? wk->queue_cap * 2 : 16;
+        mk_pending_conn *q = realloc(wk->queue, cap * sizeof(*q));
+        if (!q) {
+            pthread_mutex_unlock(&wk->queue_lock);
+            close(fd);
+            __atomic_fetch_sub(&srv->curr_conns, 1, __ATOMIC_RELAXED);
+            return;
+        }
+        wk->queue = q;
+        wk->queue_cap = cap;
+    }
+    mk_pending_conn *p = &wk->queue[wk->queue_len++];
+    p->fd = fd;
+    snprintf(p->peer, sizeof(p->peer), "%s", peer);
+    p->listen_name = listen_name;
+    pthread_mutex_unlock(&wk->queue_lock);
+    uint64_t one = 1;
+    if (write(wk->notify.fd, &one, sizeof(one)) < 0) {
+        /* the eventfd counter cannot overflow in practice; the worker drains on its next wake */
+    }
+}
+
+static void on_accept(mk_watch *w, uint32_t events)
+{
+    mk_listener *l = (mk_listener *)w;
+    mk_server *srv = l->srv;
+    mk_thread_stats *ts = &srv->main_stats;
+    (void)events;
+    for (int i = 0; i < 64; i++) {
+        struct sockaddr_storage ss;
+        socklen_t sl = sizeof(ss);
+        int fd = accept4(w->fd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EMFILE || errno == ENFILE)
+                fprintf(stderr, "memkitd: accept: %s\n", strerror(errno));
+            return;
+        }
+        if (__atomic_load_n(&srv->curr_conns, __ATOMIC_RELAXED) >= srv->settings->maxconns) {
+            static const char msg[] = "ERROR Too many open connections\r\n";
+            if (write(fd, msg, sizeof(msg) - 1) < 0) {
+                /* the client is gone already */
+            }
+            close(fd);
+            MK_STAT_INC(ts, rejected_conns);
+            continue;
+        }
+        __atomic_fetch_add(&srv->curr_conns, 1, __ATOMIC_RELAXED);
+        MK_STAT_INC(ts, total_conns);
+        char peer[80];
+        if (ss.ss_family == AF_UNIX) {
+            snprintf(peer, sizeof(peer), "unix:%s", srv->settings->unix_path);
+        } else {
+            int one = 1;
+            setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+            sockaddr_name((struct sockaddr *)&ss, peer, sizeof(peer));
+        }
+        if (__atomic_load_n(&srv->verbosity, __ATOMIC_RELAXED) > 1)
+            fprintf(stderr, "<%d new client connection (%s)\n", fd, peer);
+        hand_to_worker(srv, fd, peer, l->name);
+    }
+}
+
+/* ---- workers ---- */
+
+static void worker_take_new(mk_worker *wk)
+{
+    pthread_mutex_lock(&wk->queue_lock);
+    size_t n = wk->queue_len;
+    mk_pending_conn batch[64];
+    if (n > 64)
+        n = 64;
+    memcpy(batch, wk->queue, n * sizeof(*batch));
+    memmove(wk->queue, wk->queue + n, (wk->queue_len - n) * sizeof(*batch));
+    wk->queue_len -= n;
+    bool more = wk->queue_len > 0;
+    pthread_mutex_unlock(&wk->queue_lock);
+    for (size_t i = 0; i < n; i++) {
+        if (!mk_conn_create(wk, batch[i].fd, batch[i].peer, batch[i].listen_name))
+            __atomic_fetch_sub(&wk->srv->curr_conns, 1, __ATOMIC_RELAXED);
+    }
+    if (more) {
+        uint64_t one = 1;
+        if (write(wk->notify.fd, &one, sizeof(one)) < 0) {
+            /* see hand_to_worker */
+        }
+    }
+}
+
+static void on_notify(mk_watch *w, uint32_t events)
+{
+    mk_worker *wk = (mk_worker *)((char *)w - offsetof(mk_worker, notify));
+    uint64_t v;
+    (void)events;
+    if (read(w->fd, &v, sizeof(v)) < 0) {
+        /* EAGAIN: nothing pending */
+    }
+    worker_take_new(wk);
+}
+
+static void worker_close_idle(mk_worker *wk)
+{
+    int idle = wk->srv->settings->idle_timeout;
+    if (idle <= 0)
+        return;
+    mk_conn *c = wk->conns;
+    while (c) {
+        mk_conn *next = c->next;
+        if (wk->now - __atomic_load_n(&c->last_cmd, __ATOMIC_RELAXED) > idle &&
+            __atomic_load_n(&c->state, __ATOMIC_RELAXED) == MK_CONN_PARSE)
+            mk_conn_close(c);
+        c = next;
+    }
+}
+
+static void *worker_main(void *arg)
+{
+    mk_worker *wk = arg;
+    mk_server *srv = wk->srv;
+    int64_t last_idle_check = 0;
+    while (!__atomic_load_n(&srv->stopping, __ATOMIC_ACQUIRE)) {
+        mk_loop_run_once(wk->loop, wk->ready ? 0 : 1000);
+        wk->now = mk_server_now(srv);
+        /* connections that spent their -R budget with input left get another turn */
+        mk_conn *r = wk->ready;
+        wk->ready = NULL;
+        while (r) {
+            mk_conn *next = r->ready_next;
+            mk_conn_resume(r);
+            r = next;
+        }
+        if (wk->now != last_idle_check) {
+            last_idle_check = wk->now;
+            worker_close_idle(wk);
+        }
+        while (wk->dead) {
+            mk_conn *c = wk->dead;
+            wk->dead = c->next;
+            mk_conn_free(c);
+        }
+    }
+    /* stopping: close every connection this worker owns */
+    while (wk->conns)
+        mk_conn_close(wk->conns);
+    while (wk->dead) {
+        mk_conn *c = wk->dead;
+        wk->dead = c->next;
+        mk_conn_free(c);
+    }
+    worker_take_new(wk); /* close queued-but-unserved fds */
+    while (wk->conns)
+        mk_conn_close(wk->conns);
+    while (wk->dead) {
+        mk_conn *c = wk->dead;
+        wk->dead = c->next;
+        mk_conn_free(c);
+    }
+    return NULL;
+}
+
+/* ---- signals ---- */
+
+static void on_signal(mk_watch *w, uint32_t events)
+{
+    mk_server *srv = (mk_server *)((char *)w - offsetof(mk_server, sigw));
+    struct signalfd_siginfo si;
+    (void)events;
+    while (read(w->fd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+        if (srv->settings->verbose)
+            fprintf(stderr, "memkitd: signal %u received, stopping\n", si.ssi_signo);
+        mk_server_stop(srv);
+    }
+}
+
+/* ---- lifecycle ---- */
+
+mk_server *mk_server_create(const mk_settings *s)
+{
+    mk_server *srv = calloc(1, sizeof(*srv));
+    if (!srv)
+        return NULL;
+    srv->settings = s;
+    srv->started = wall_now();
+    srv->now = srv->started;
+    srv->verbosity = s->verbose;
+    srv->sigw.fd = -1;
+    pthread_mutex_init(&srv->stats_lock, NULL);
+
+    mk_cache_config cc = {
+        .mem_limit = s->maxbytes,
+        .item_size_max = s->item_size_max,
+        .evict = s->evict,
+        .use_cas = s->use_cas,
+        .hashpower = s->hashpower,
+    };
+    srv->cache = mk_cache_create(&cc);
+    srv->loop = mk_loop_create();
+    if (!srv->cache || !srv->loop) {
+        fprintf(stderr, "memkitd: out of memory creating the store\n");
+        goto fail;
+    }
+
+    if (s->unix_path) {
+        if (!listen_unix(srv))
+            goto fail;
+    } else {
+        for (int i = 0; i < s->nlisten; i++)
+            if (!listen_tcp(srv, s->listen[i]))
+                goto fail;
+    }
+
+    srv->nworkers = s->threads;
+    srv->workers = calloc((size_t)srv->nworkers, sizeof(*srv->workers));
+    if (!srv->workers)
+        goto fail;
+    for (int i = 0; i < srv->nworkers; i++) {
+        mk_worker *wk = &srv->workers[i];
+        wk->id = i;
+        wk->srv = srv;
+        wk->now = srv->now;
+        wk->notify.fd = -1;
+        pthread_mutex_init(&wk->queue_lock, NULL);
+        pthread_mutex_init(&wk->conns_lock, NULL);
+        wk->loop = mk_loop_create();
+        wk->notify.fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+        wk->notify.cb = on_notify;
+        if (!wk->loop || wk->notify.fd < 0 || mk_loop_add(wk->loop, &wk->notify, EPOLLIN) != 0) {
+            fprintf(stderr, "memkitd: cannot create worker %d: %s\n", i, strerror(errno));
+            goto fail;
+        }
+    }
+    return srv;
+fail:
+    mk_server_destroy(srv);
+    return NULL;
+}
+
+void mk_server_stop(mk_server *srv)
+{
+    __atomic_store_n(&srv->stopping, true, __ATOMIC_RELEASE);
+}
+
+int mk_server_run(mk_server *srv)
+{
+    sigset_t mask;
+    sigemptyset(&mask);
+    sigaddset(&mask, SIGINT);
+    sigaddset(&mask, SIGTERM);
+    sigaddset(&mask, SIGUSR1);
+    /* block them in every thread (workers inherit the mask); the main loop reads them */
+    pthread_sigmask(SIG_BLOCK, &mask, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    srv->sigw.fd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
+    srv->sigw.cb = on_signal;
+    if (srv->sigw.fd < 0 || mk_loop_add(srv->loop, &srv->sigw, EPOLLIN) != 0) {
+        fprintf(stderr, "memkitd: signalfd: %s\n", strerror(errno));
+        return 1;
+    }
+    for (int i = 0; i < srv->nlisteners; i++)
+        if (mk_loop_add(srv->loop, &srv->listeners[i].w, EPOLLIN) != 0) {
+            fprintf(stderr, "memkitd: epoll: %s\n", strerror(errno));
+            return 1;
+        }
+    int started = 0;
+    for (; started < srv->nworkers; started++) {
+        if (pthread_create(&srv->workers[started].thread, NULL, worker_main, &srv->workers[started]) != 0) {
+            fprintf(stderr, "memkitd: cannot start worker threads\n");
+            mk_server_stop(srv);
+            srv->exit_status = 1;
+            break;
+        }
+    }
+    while (!__atomic_load_n(&srv->stopping, __ATOMIC_ACQUIRE)) {
+        mk_loop_run_once(srv->loop, 100);
+        int64_t now = wall_now();
+        if (now != mk_server_now(srv)) {
+            __atomic_store_n(&srv->now, now, __ATOMIC_RELAXED);
+            mk_cache_maintain(srv->cache, now);
+        }
+    }
+    /* stop accepting, then wake and join the workers */
+    for (int i = 0; i < srv->nlisteners; i++)
+        mk_loop_del(srv->loop, &srv->listeners[i].w);
+    for (int i = 0; i < started; i++) {
+        uint64_t one = 1;
+        if (write(srv->workers[i].notify.fd, &one, sizeof(one)) < 0) {
+            /* the worker wakes within a second anyway */
+        }
+    }
+    for (int i = 0; i < started; i++)
+        pthread_join(srv->workers[i].thread, NULL);
+    return srv->exit_status;
+}
+
+void mk_server_destroy(mk_server *srv)
+{
+    if (!srv)
+        return;
+    for (int i = 0; i < srv->nlisteners; i++)
+        close(srv->listeners[i].w.fd);
+    if (srv->settings->unix_path && srv->nlisteners > 0)
+        unlink(srv->settings->unix_path);
+    free(srv->listeners);
+    for (int i = 0; srv->workers && i < srv->nworkers; i++) {
+        mk_worker *wk = &srv->workers[i];
+        if (wk->notify.fd >= 0)
+            close(wk->notify.fd);
+        mk_loop_destroy(wk->loop);
+        free(wk->queue);
+        pthread_mutex_destroy(&wk->queue_lock);
+        pthread_mutex_destroy(&wk->conns_lock);
+    }
+    free(srv->workers);
+    if (srv->sigw.fd >= 0)
+        close(srv->sigw.fd);
+    mk_loop_destroy(srv->loop);
+    mk_server_detail_clear(srv);
+    mk_cache_destroy(srv->cache);
+    pthread_mutex_destroy(&srv->stats_lock);
+    free(srv);
+}
+
+/* ---- stats over all workers ---- */
+
+void mk_server_thread_stats(mk_server *srv, mk_thread_stats *out)
+{
+    mk_thread_stats sum = {0};
+    mk_thread_stats_accumulate(&sum, &srv->main_stats);
+    for (int i = 0; i < srv->nworkers; i++)
+        mk_thread_stats_accumulate(&sum, &srv->workers[i].stats);
+    pthread_mutex_lock(&srv->stats_lock);
+    mk_thread_stats_sub(out, &sum, &srv->stats_base);
+    pthread_mutex_unlock(&srv->stats_lock);
+}
+
+void mk_server_reset_stats(mk_server *srv)
+{
+    mk_thread_stats sum = {0};
+    mk_thread_stats_accumulate(&sum, &srv->main_stats);
+    for (int i = 0; i < srv->nworkers; i++)
+        mk_thread_stats_accumulate(&sum, &srv->workers[i].stats);
+    pthread_mutex_lock(&srv->stats_lock);
+    srv->stats_base = sum;
+    pthread_mutex_unlock(&srv->stats_lock);
+    mk_cache_reset_stats(srv->cache);
+}

@@ -1,0 +1,174 @@
+/* tests/unit/server/test_options.c — memkitd's option parser and exptime rule: values, defaults, one-line errors. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "check.h"
+#include "server/dispatch.h"
+#include "server/options.h"
+
+typedef struct parsed {
+    mk_settings s;
+    mk_opt_result r;
+    int status;
+    char out[8192], err[1024];
+    char *argv_store[32];
+    char buf[32][256];
+} parsed;
+
+/* Parse a NULL-terminated list of arguments (argv[0] is added). */
+static parsed *parse(const char *first, ...)
+{
+    static parsed p;
+    memset(&p, 0, sizeof(p));
+    va_list ap;
+    int argc = 0;
+    snprintf(p.buf[argc], sizeof(p.buf[0]), "memkitd");
+    p.argv_store[argc] = p.buf[argc];
+    argc++;
+    va_start(ap, first);
+    for (const char *a = first; a; a = va_arg(ap, const char *)) {
+        snprintf(p.buf[argc], sizeof(p.buf[0]), "%s", a);
+        p.argv_store[argc] = p.buf[argc];
+        argc++;
+    }
+    va_end(ap);
+    FILE *out = fmemopen(p.out, sizeof(p.out) - 1, "w");
+    FILE *err = fmemopen(p.err, sizeof(p.err) - 1, "w");
+    mk_settings_init(&p.s);
+    p.r = mk_options_parse(&p.s, argc, p.argv_store, out, err, &p.status);
+    fclose(out);
+    fclose(err);
+    return &p;
+}
+
+static int count_lines(const char *s)
+{
+    int n = 0;
+    for (; *s; s++)
+        n += *s == '\n';
+    return n;
+}
+
+static void test_defaults_listen_on_loopback_only(void)
+{
+    parsed *p = parse(NULL);
+    CHECK(p->r == MK_OPT_RUN);
+    CHECK_EQ_I(p->s.port, 11211);
+    CHECK_EQ_I(p->s.udp_port, 0);
+    CHECK_EQ_I(p->s.nlisten, 1);
+    CHECK(strcmp(p->s.listen[0], "127.0.0.1") == 0);
+    CHECK_EQ_U(p->s.maxbytes, 64u << 20);
+    CHECK_EQ_I(p->s.threads, 4);
+    CHECK_EQ_I(p->s.maxconns, 1024);
+    CHECK_EQ_U(p->s.item_size_max, 1u << 20);
+    CHECK(p->s.evict && p->s.use_cas);
+}
+
+static void test_memcached_short_options(void)
+{
+    parsed *p = parse("-p", "22122", "-m", "128", "-c", "50", "-t", "2", "-M", "-C", "-I", "2m",
+                      "-l", "0.0.0.0,::1", "-vv", "-R", "5", "-b", "64", "-u", "nobody", "-A", NULL);
+    CHECK(p->r == MK_OPT_RUN);
+    CHECK_EQ_I(p->s.port, 22122);
+    CHECK_EQ_U(p->s.maxbytes, 128u << 20);
+    CHECK_EQ_I(p->s.maxconns, 50);
+    CHECK_EQ_I(p->s.threads, 2);
+    CHECK(!p->s.evict);
+    CHECK(!p->s.use_cas);
+    CHECK_EQ_U(p->s.item_size_max, 2u << 20);
+    CHECK_EQ_I(p->s.nlisten, 2);
+    CHECK(strcmp(p->s.listen[1], "::1") == 0);
+    CHECK_EQ_I(p->s.verbose, 2);
+    CHECK_EQ_I(p->s.reqs_per_event, 5);
+    CHECK_EQ_I(p->s.backlog, 64);
+    CHECK(strcmp(p->s.user, "nobody") == 0);
+    CHECK(p->s.shutdown_enabled);
+}
+
+static void test_long_options_and_suboptions(void)
+{
+    parsed *p = parse("--port=1234", "--memory-limit=8", "--threads=1", "-o",
+                      "hashpower=20,idle_timeout=30,no_maxconns_fast,lru_crawler", NULL);
+    CHECK(p->r == MK_OPT_RUN);
+    CHECK_EQ_I(p->s.port, 1234);
+    CHECK_EQ_U(p->s.maxbytes, 8u << 20);
+    CHECK_EQ_U(p->s.hashpower, 20);
+    CHECK_EQ_I(p->s.idle_timeout, 30);
+    CHECK(!p->s.maxconns_fast);
+    CHECK(strstr(p->err, "lru_crawler has no effect") != NULL);
+}
+
+static void test_bad_values_give_one_line_and_status_1(void)
+{
+    const char *bad[][2] = {
+        {"-p", "70000"}, {"-p", "abc"}, {"-m", "0"}, {"-m", "12x"}, {"-t", "0"}, {"-c", "-5"},
+        {"-I", "512"},   {"-I", "2g"},  {"-I", "1q"}, {"-B", "binary"}, {"-B", "foo"}, {"-o", "nosuch"},
+        {"-o", "hashpower=abc"}, {"-R", "0"}, {"-a", "999"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        parsed *p = parse(bad[i][0], bad[i][1], NULL);
+        CHECK(p->r == MK_OPT_EXIT);
+        CHECK_EQ_I(p->status, 1);
+        CHECK_EQ_I(count_lines(p->err), 1);
+        if (p->r != MK_OPT_EXIT || count_lines(p->err) != 1)
+            fprintf(stderr, "  (for %s %s: %s)\n", bad[i][0], bad[i][1], p->err);
+    }
+    parsed *p = parse("-Q", NULL);
+    CHECK(p->r == MK_OPT_EXIT && p->status == 1 && count_lines(p->err) == 1);
+    p = parse("-p", NULL);
+    CHECK(p->r == MK_OPT_EXIT && p->status == 1 && strstr(p->err, "needs a value"));
+    p = parse("stray", NULL);
+    CHECK(p->r == MK_OPT_EXIT && p->status == 1);
+}
+
+static void test_help_and_version_exit_0(void)
+{
+    parsed *p = parse("-h", NULL);
+    CHECK(p->r == MK_OPT_EXIT && p->status == 0);
+    CHECK(strstr(p->out, "-p, --port") && strstr(p->out, "-o, --extended"));
+    p = parse("-V", NULL);
+    CHECK(p->r == MK_OPT_EXIT && p->status == 0);
+    CHECK(strncmp(p->out, "memkitd ", 8) == 0);
+}
+
+static void test_item_size_over_half_memory(void)
+{
+    parsed *p = parse("-m", "1", "-I", "1m", NULL);
+    CHECK(p->r == MK_OPT_EXIT && p->status == 1);
+    p = parse("-m", "1", NULL); /* default -I shrinks to fit a small -m */
+    CHECK(p->r == MK_OPT_RUN);
+    CHECK_EQ_U(p->s.item_size_max, 512u << 10);
+}
+
+static void test_udp_port_accepted_with_note(void)
+{
+    parsed *p = parse("-U", "11211", NULL);
+    CHECK(p->r == MK_OPT_RUN);
+    CHECK(strstr(p->err, "UDP is not supported") != NULL);
+}
+
+static void test_exptime_rule(void)
+{
+    int64_t now = 1800000000;
+    CHECK_EQ_I(mk_exptime_to_abs(0, now), 0);
+    CHECK_EQ_I(mk_exptime_to_abs(10, now), now + 10);
+    CHECK_EQ_I(mk_exptime_to_abs(60 * 60 * 24 * 30, now), now + 60 * 60 * 24 * 30);
+    CHECK_EQ_I(mk_exptime_to_abs(60 * 60 * 24 * 30 + 1, now), 60 * 60 * 24 * 30 + 1); /* absolute, past */
+    CHECK_EQ_I(mk_exptime_to_abs(now + 100, now), now + 100);                        /* absolute, future */
+    CHECK(mk_exptime_to_abs(-1, now) <= now && mk_exptime_to_abs(-1, now) != 0);
+}
+
+int main(void)
+{
+    RUN(test_defaults_listen_on_loopback_only);
+    RUN(test_memcached_short_options);
+    RUN(test_long_options_and_suboptions);
+    RUN(test_bad_values_give_one_line_and_status_1);
+    RUN(test_help_and_version_exit_0);
+    RUN(test_item_size_over_half_memory);
+    RUN(test_udp_port_accepted_with_note);
+    RUN(test_exptime_rule);
+    return check_summary("test_options");
+}
