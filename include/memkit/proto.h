@@ -27,6 +27,7 @@
 #define MK_KEY_MAX 250          /* longest key memcached accepts */
 #define MK_MAX_TOKENS 24        /* memcached's tokenizer limit per pass */
 #define MK_LINE_MAX 2048        /* a non-get line longer than this without '\n' closes the connection */
+#define MK_READ_BUF 16384       /* memcached's read buffer: a non-get line whose '\n' is not within it closes the connection */
 #define MK_GET_LINE_MAX (1u << 20) /* longest get/gets/gat/gats line we buffer */
 #define MK_VALUE_HDR_MAX (6 + MK_KEY_MAX + 1 + 10 + 1 + 20 + 1 + 20 + 2) /* "VALUE k f n c\r\n" */
 
@@ -119,7 +120,9 @@ typedef struct mk_request {
  *        not consumed here.
  *     0  no complete line yet: read more and call again with the longer buffer.
  *    -1  the connection must be closed without a reply (a line longer than
- *        memcached tolerates without a newline).
+ *        memcached tolerates without a newline, or an HTTP request line).
+ *        When req->err is set and req->noreply is true, memcached sends no reply
+ *        for the error either (see docs/protocol.md).
  * Never reads past buf[len-1]; never writes outside *req.
  */
 ssize_t mk_parse_request(const char *buf, size_t len, mk_request *req);

@@ -1,0 +1,115 @@
+/* src/proto/compose.c — composing protocol lines into caller buffers: server replies (VALUE, numbers, STAT) and client storage requests. */
+#include "memkit/proto.h"
+
+#include <string.h>
+
+/* A bounded writer: every append checks room; ok turns false on the first overflow. */
+typedef struct wbuf {
+    char *p;
+    size_t cap, n;
+    bool ok;
+} wbuf;
+
+static void w_mem(wbuf *w, const void *s, size_t n)
+{
+    if (!w->ok || w->cap - w->n < n) {
+        w->ok = false;
+        return;
+    }
+    if (n)
+        memcpy(w->p + w->n, s, n);
+    w->n += n;
+}
+
+static void w_str(wbuf *w, const char *s)
+{
+    w_mem(w, s, strlen(s));
+}
+
+static void w_u64(wbuf *w, uint64_t v)
+{
+    char tmp[20];
+    size_t i = sizeof tmp;
+    do {
+        tmp[--i] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    w_mem(w, tmp + i, sizeof tmp - i);
+}
+
+static void w_i64(wbuf *w, int64_t v)
+{
+    if (v < 0) {
+        w_mem(w, "-", 1);
+        w_u64(w, (uint64_t)0 - (uint64_t)v);
+    } else {
+        w_u64(w, (uint64_t)v);
+    }
+}
+
+static size_t w_done(wbuf *w)
+{
+    return w->ok ? w->n : 0;
+}
+
+size_t mk_compose_value_hdr(char *out, size_t cap, mk_str key, uint32_t flags,
+                            uint64_t nbytes, bool with_cas, uint64_t cas)
+{
+    wbuf w = {out, cap, 0, true};
+    w_mem(&w, "VALUE ", 6);
+    w_mem(&w, key.p, key.n);
+    w_mem(&w, " ", 1);
+    w_u64(&w, flags);
+    w_mem(&w, " ", 1);
+    w_u64(&w, nbytes);
+    if (with_cas) {
+        w_mem(&w, " ", 1);
+        w_u64(&w, cas);
+    }
+    w_mem(&w, "\r\n", 2);
+    return w_done(&w);
+}
+
+size_t mk_compose_u64_line(char *out, size_t cap, uint64_t v)
+{
+    wbuf w = {out, cap, 0, true};
+    w_u64(&w, v);
+    w_mem(&w, "\r\n", 2);
+    return w_done(&w);
+}
+
+size_t mk_compose_stat(char *out, size_t cap, const char *name, const char *value)
+{
+    wbuf w = {out, cap, 0, true};
+    w_mem(&w, "STAT ", 5);
+    w_str(&w, name);
+    w_mem(&w, " ", 1);
+    w_str(&w, value);
+    w_mem(&w, "\r\n", 2);
+    return w_done(&w);
+}
+
+size_t mk_compose_req_storage(char *out, size_t cap, mk_cmd cmd, mk_str key, uint32_t flags,
+                              int64_t exptime, uint64_t nbytes, uint64_t cas, bool noreply)
+{
+    if (!mk_cmd_is_storage(cmd))
+        return 0;
+    wbuf w = {out, cap, 0, true};
+    w_str(&w, mk_cmd_name(cmd));
+    w_mem(&w, " ", 1);
+    w_mem(&w, key.p, key.n);
+    w_mem(&w, " ", 1);
+    w_u64(&w, flags);
+    w_mem(&w, " ", 1);
+    w_i64(&w, exptime);
+    w_mem(&w, " ", 1);
+    w_u64(&w, nbytes);
+    if (cmd == MK_CMD_CAS) {
+        w_mem(&w, " ", 1);
+        w_u64(&w, cas);
+    }
+    if (noreply)
+        w_mem(&w, " noreply", 8);
+    w_mem(&w, "\r\n", 2);
+    return w_done(&w);
+}

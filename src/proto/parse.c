@@ -1,0 +1,583 @@
+/* src/proto/parse.c — request-line parsing for the text protocol, reproducing memcached 1.6.18's tokenizer and error decisions. */
+#include "memkit/proto.h"
+
+#include <string.h>
+
+/*
+ * memcached's model, reproduced here without NUL-terminating anything:
+ *  - a line ends at the first '\n'; one '\r' before it is dropped only when the
+ *    line has at least two bytes before the '\n' ("\r\n" alone keeps its '\r');
+ *  - the line is then cut at its first NUL byte (memcached uses strlen);
+ *  - tokens are separated by ' ' only; at most MK_MAX_TOKENS-1 tokens are cut,
+ *    and the last slot is a terminator that either marks the end of the line or
+ *    holds the unprocessed rest (get-family lines are re-tokenized from there).
+ */
+
+typedef struct tok {
+    const char *p; /* NULL in the terminator slot when the whole line was scanned */
+    size_t n;
+} tok;
+
+static size_t tokenize(const char *s, size_t len, tok *t)
+{
+    size_t nt = 0, start = 0, i;
+    for (i = 0; i < len; i++) {
+        if (s[i] == ' ') {
+            if (i != start) {
+                t[nt].p = s + start;
+                t[nt].n = i - start;
+                nt++;
+                if (nt == MK_MAX_TOKENS - 1) {
+                    i++;
+                    start = i;
+                    break;
+                }
+            }
+            start = i + 1;
+        }
+    }
+    if (i != start) {
+        t[nt].p = s + start;
+        t[nt].n = i - start;
+        nt++;
+    }
+    /* terminator: NULL when everything was scanned, else the first unscanned byte */
+    t[nt].p = (i < len) ? s + i : NULL;
+    t[nt].n = (i < len) ? len - i : 0;
+    nt++;
+    return nt;
+}
+
+static bool tok_is(const tok *t, const char *lit)
+{
+    size_t n = strlen(lit);
+    return t->p != NULL && t->n == n && memcmp(t->p, lit, n) == 0;
+}
+
+/* ---- numbers: the strto* + safe_strto* semantics of memcached on 64-bit Linux ---- */
+
+static bool c_isspace(unsigned char c)
+{
+    return c == ' ' || c == '\t' || c == '\n' || c == '\v' || c == '\f' || c == '\r';
+}
+
+/*
+ * Scan like strtoull(): leading white space, optional sign, decimal digits.
+ * *mag gets the magnitude (saturated), *ovf whether it exceeded 2^64-1.
+ * Returns false unless memcached's checks pass: at least one digit, and the
+ * byte after the digits is the end of the token or white space.
+ */
+static bool scan_num(const tok *t, bool *neg, uint64_t *mag, bool *ovf)
+{
+    size_t i = 0, d0;
+    uint64_t v = 0;
+    *neg = false;
+    *ovf = false;
+    if (t->p == NULL)
+        return false;
+    while (i < t->n && c_isspace((unsigned char)t->p[i]))
+        i++;
+    if (i < t->n && (t->p[i] == '+' || t->p[i] == '-')) {
+        *neg = t->p[i] == '-';
+        i++;
+    }
+    d0 = i;
+    while (i < t->n && t->p[i] >= '0' && t->p[i] <= '9') {
+        unsigned dig = (unsigned)(t->p[i] - '0');
+        if (v > (UINT64_MAX - dig) / 10)
+            *ovf = true;
+        else
+            v = v * 10 + dig;
+        i++;
+    }
+    if (i == d0)
+        return false; /* no conversion: endptr == str */
+    if (i < t->n && !c_isspace((unsigned char)t->p[i]))
+        return false;
+    *mag = v;
+    return true;
+}
+
+/* safe_strtoull / safe_strtoul (unsigned long is 64-bit): "-N" wraps, but is refused when the result looks negative. */
+static bool num_u64(const tok *t, uint64_t *out)
+{
+    bool neg, ovf;
+    uint64_t m;
+    if (!scan_num(t, &neg, &m, &ovf) || ovf)
+        return false;
+    uint64_t v = neg ? (uint64_t)0 - m : m;
+    if (neg && v > (uint64_t)INT64_MAX)
+        return false;
+    *out = v;
+    return true;
+}
+
+/* safe_strtoul into a uint32_t: the 64-bit result is truncated. */
+static bool num_u32(const tok *t, uint32_t *out)
+{
+    uint64_t v;
+    if (!num_u64(t, &v))
+        return false;
+    *out = (uint32_t)v;
+    return true;
+}
+
+/* safe_strtol: strtol (64-bit long, ERANGE fails), then truncated to int32_t. */
+static bool num_i32(const tok *t, int32_t *out)
+{
+    bool neg, ovf;
+    uint64_t m;
+    if (!scan_num(t, &neg, &m, &ovf) || ovf)
+        return false;
+    if (!neg && m > (uint64_t)INT64_MAX)
+        return false;
+    if (neg && m > (uint64_t)INT64_MAX + 1)
+        return false;
+    uint64_t v = neg ? (uint64_t)0 - m : m;
+    *out = (int32_t)(uint32_t)v;
+    return true;
+}
+
+/* ---- tables ---- */
+
+static const char *const cmd_names[MK_CMD__COUNT] = {
+    [MK_CMD_NONE] = "",
+    [MK_CMD_GET] = "get",
+    [MK_CMD_GETS] = "gets",
+    [MK_CMD_GAT] = "gat",
+    [MK_CMD_GATS] = "gats",
+    [MK_CMD_SET] = "set",
+    [MK_CMD_ADD] = "add",
+    [MK_CMD_REPLACE] = "replace",
+    [MK_CMD_APPEND] = "append",
+    [MK_CMD_PREPEND] = "prepend",
+    [MK_CMD_CAS] = "cas",
+    [MK_CMD_DELETE] = "delete",
+    [MK_CMD_INCR] = "incr",
+    [MK_CMD_DECR] = "decr",
+    [MK_CMD_TOUCH] = "touch",
+    [MK_CMD_FLUSH_ALL] = "flush_all",
+    [MK_CMD_VERSION] = "version",
+    [MK_CMD_VERBOSITY] = "verbosity",
+    [MK_CMD_QUIT] = "quit",
+    [MK_CMD_STATS] = "stats",
+    [MK_CMD_SHUTDOWN] = "shutdown",
+    [MK_CMD_CACHE_MEMLIMIT] = "cache_memlimit",
+};
+
+static const char *const perr_texts[MK_PERR__COUNT] = {
+    [MK_PERR_NONE] = "",
+    [MK_PERR_ERROR] = "ERROR",
+    [MK_PERR_BAD_FORMAT] = "CLIENT_ERROR bad command line format",
+    [MK_PERR_BAD_DELTA] = "CLIENT_ERROR invalid numeric delta argument",
+    [MK_PERR_DELETE_USAGE] = "CLIENT_ERROR bad command line format.  Usage: delete <key> [noreply]",
+    [MK_PERR_BAD_EXPTIME] = "CLIENT_ERROR invalid exptime argument",
+    [MK_PERR_LINE_TOO_LONG] = "CLIENT_ERROR line too long",
+    [MK_PERR_BAD_DATA_CHUNK] = "CLIENT_ERROR bad data chunk",
+    [MK_PERR_TOO_LARGE] = "SERVER_ERROR object too large for cache",
+    [MK_PERR_OUT_OF_MEMORY] = "SERVER_ERROR out of memory storing object",
+};
+
+const char *mk_perr_text(mk_perr err)
+{
+    if ((unsigned)err >= MK_PERR__COUNT)
+        return "";
+    return perr_texts[err];
+}
+
+const char *mk_cmd_name(mk_cmd cmd)
+{
+    if ((unsigned)cmd >= MK_CMD__COUNT)
+        return "";
+    return cmd_names[cmd];
+}
+
+bool mk_cmd_is_storage(mk_cmd cmd)
+{
+    switch (cmd) {
+    case MK_CMD_SET:
+    case MK_CMD_ADD:
+    case MK_CMD_REPLACE:
+    case MK_CMD_APPEND:
+    case MK_CMD_PREPEND:
+    case MK_CMD_CAS:
+        return true;
+    default:
+        return false;
+    }
+}
+
+bool mk_next_key(mk_str *rest, mk_str *key)
+{
+    const char *p = rest->p;
+    size_t n = rest->n, i = 0;
+    if (p == NULL)
+        return false;
+    while (i < n && p[i] == ' ')
+        i++;
+    if (i == n) {
+        rest->p += n;
+        rest->n = 0;
+        return false;
+    }
+    size_t s = i;
+    while (i < n && p[i] != ' ')
+        i++;
+    key->p = p + s;
+    key->n = i - s;
+    rest->p = p + i;
+    rest->n = n - i;
+    return true;
+}
+
+/* ---- the parser ---- */
+
+/* memcached keeps buffering a line without '\n' only if it starts (after <= 100 spaces) with "get " or "gets ". */
+static bool is_multiget_prefix(const char *buf, size_t len)
+{
+    size_t i = 0;
+    while (i < len && buf[i] == ' ')
+        i++;
+    if (i > 100)
+        return false;
+    buf += i;
+    len -= i;
+    return (len >= 4 && memcmp(buf, "get ", 4) == 0) || (len >= 5 && memcmp(buf, "gets ", 5) == 0);
+}
+
+static void set_err(mk_request *req, mk_perr e)
+{
+    req->err = e;
+    req->action = MK_PA_NONE;
+}
+
+/* set_noreply_maybe(): "noreply" must be exactly the last token. */
+static bool last_is_noreply(const tok *t, size_t nt)
+{
+    return tok_is(&t[nt - 2], "noreply");
+}
+
+static void parse_get(mk_request *req, mk_cmd cmd, const tok *t, size_t nt, const char *line_end)
+{
+    size_t first = 1;
+    req->cmd = cmd;
+    if (cmd == MK_CMD_GAT || cmd == MK_CMD_GATS) {
+        int32_t e;
+        if (!num_i32(&t[1], &e)) {
+            set_err(req, MK_PERR_BAD_EXPTIME);
+            return;
+        }
+        req->exptime = e;
+        first = 2;
+    }
+    /* keys: every space-separated token from t[first] on (re-tokenized passes split the same way) */
+    const char *kp = (first < nt - 1) ? t[first].p : (t[nt - 1].p ? t[nt - 1].p : line_end);
+    req->keys.p = kp;
+    req->keys.n = (size_t)(line_end - kp);
+    /* trim trailing spaces */
+    while (req->keys.n > 0 && req->keys.p[req->keys.n - 1] == ' ')
+        req->keys.n--;
+    mk_str rest = req->keys, k;
+    bool have_first = false;
+    while (mk_next_key(&rest, &k)) {
+        if (!have_first) {
+            req->key = k;
+            have_first = true;
+        }
+        if (k.n > MK_KEY_MAX) {
+            /* memcached drops every VALUE already built and sends only this line */
+            set_err(req, MK_PERR_BAD_FORMAT);
+            return;
+        }
+    }
+}
+
+static void parse_storage(mk_request *req, mk_cmd cmd, const tok *t, size_t nt)
+{
+    bool is_cas = cmd == MK_CMD_CAS;
+    req->cmd = cmd;
+    if (nt != (is_cas ? 7u : 6u) && nt != (is_cas ? 8u : 7u)) {
+        set_err(req, MK_PERR_ERROR);
+        return;
+    }
+    req->noreply = last_is_noreply(t, nt);
+    req->key.p = t[1].p;
+    req->key.n = t[1].n;
+    if (t[1].n > MK_KEY_MAX) {
+        set_err(req, MK_PERR_BAD_FORMAT);
+        return;
+    }
+    uint32_t flags;
+    int32_t exptime, vlen;
+    if (!num_u32(&t[2], &flags) || !num_i32(&t[3], &exptime) || !num_i32(&t[4], &vlen)) {
+        set_err(req, MK_PERR_BAD_FORMAT);
+        return;
+    }
+    req->flags = flags;
+    req->exptime = exptime;
+    if (is_cas && !num_u64(&t[5], &req->cas)) {
+        set_err(req, MK_PERR_BAD_FORMAT);
+        return;
+    }
+    if (vlen < 0 || vlen > INT32_MAX - 2) {
+        set_err(req, MK_PERR_BAD_FORMAT);
+        return;
+    }
+    req->vlen = (uint64_t)vlen;
+}
+
+static void parse_line(mk_request *req, const char *line, size_t n)
+{
+    tok t[MK_MAX_TOKENS];
+    size_t nt = tokenize(line, n, t);
+    const char *line_end = line + n;
+
+    if (nt < 2 || t[0].n < 2) {
+        set_err(req, MK_PERR_ERROR);
+        return;
+    }
+    const tok *c = &t[0];
+    char first = c->p[0];
+
+    if (first == 'm' && c->n == 2) {
+        /* meta commands (mg ms md ma mn me): not supported yet */
+        set_err(req, MK_PERR_ERROR);
+        return;
+    }
+    switch (first) {
+    case 'g': {
+        mk_cmd cmd = MK_CMD_NONE;
+        if (tok_is(c, "get"))
+            cmd = MK_CMD_GET;
+        else if (tok_is(c, "gets"))
+            cmd = MK_CMD_GETS;
+        else if (tok_is(c, "gat"))
+            cmd = MK_CMD_GAT;
+        else if (tok_is(c, "gats"))
+            cmd = MK_CMD_GATS;
+        req->cmd = cmd;
+        if (nt < 3 || cmd == MK_CMD_NONE) {
+            set_err(req, MK_PERR_ERROR);
+            return;
+        }
+        parse_get(req, cmd, t, nt, line_end);
+        return;
+    }
+    case 's':
+        if (tok_is(c, "set")) {
+            parse_storage(req, MK_CMD_SET, t, nt);
+        } else if (tok_is(c, "stats")) {
+            req->cmd = MK_CMD_STATS;
+            goto rest_args;
+        } else if (tok_is(c, "shutdown")) {
+            req->cmd = MK_CMD_SHUTDOWN;
+            goto rest_args;
+        } else {
+            set_err(req, MK_PERR_ERROR);
+        }
+        return;
+    case 'a':
+        if (tok_is(c, "add"))
+            parse_storage(req, MK_CMD_ADD, t, nt);
+        else if (tok_is(c, "append"))
+            parse_storage(req, MK_CMD_APPEND, t, nt);
+        else
+            set_err(req, MK_PERR_ERROR);
+        return;
+    case 'c':
+        if (tok_is(c, "cas")) {
+            parse_storage(req, MK_CMD_CAS, t, nt);
+        } else if (tok_is(c, "cache_memlimit")) {
+            req->cmd = MK_CMD_CACHE_MEMLIMIT;
+            if (nt != 3 && nt != 4) {
+                set_err(req, MK_PERR_ERROR);
+                return;
+            }
+            req->noreply = last_is_noreply(t, nt);
+            uint32_t v;
+            if (!num_u32(&t[1], &v)) {
+                set_err(req, MK_PERR_ERROR);
+                return;
+            }
+            req->arg = v;
+            req->has_arg = true;
+        } else {
+            set_err(req, MK_PERR_ERROR);
+        }
+        return;
+    case 'i':
+    case 'd':
+        if (tok_is(c, "incr") || tok_is(c, "decr")) {
+            req->cmd = tok_is(c, "incr") ? MK_CMD_INCR : MK_CMD_DECR;
+            if (nt != 4 && nt != 5) {
+                set_err(req, MK_PERR_ERROR);
+                return;
+            }
+            req->noreply = last_is_noreply(t, nt);
+            req->key.p = t[1].p;
+            req->key.n = t[1].n;
+            if (t[1].n > MK_KEY_MAX) {
+                set_err(req, MK_PERR_BAD_FORMAT);
+                return;
+            }
+            if (!num_u64(&t[2], &req->delta))
+                set_err(req, MK_PERR_BAD_DELTA);
+        } else if (tok_is(c, "delete")) {
+            req->cmd = MK_CMD_DELETE;
+            if (nt < 3 || nt > 5) {
+                set_err(req, MK_PERR_ERROR);
+                return;
+            }
+            req->key.p = t[1].p;
+            req->key.n = t[1].n;
+            if (nt > 3) {
+                bool zero = tok_is(&t[2], "0");
+                req->noreply = last_is_noreply(t, nt);
+                bool ok = (nt == 4 && (zero || req->noreply)) || (nt == 5 && zero && req->noreply);
+                if (!ok) {
+                    set_err(req, MK_PERR_DELETE_USAGE);
+                    return;
+                }
+            }
+            if (t[1].n > MK_KEY_MAX)
+                set_err(req, MK_PERR_BAD_FORMAT);
+        } else {
+            set_err(req, MK_PERR_ERROR);
+        }
+        return;
+    case 't':
+        if (tok_is(c, "touch")) {
+            req->cmd = MK_CMD_TOUCH;
+            if (nt != 4 && nt != 5) {
+                set_err(req, MK_PERR_ERROR);
+                return;
+            }
+            req->noreply = last_is_noreply(t, nt);
+            req->key.p = t[1].p;
+            req->key.n = t[1].n;
+            if (t[1].n > MK_KEY_MAX) {
+                set_err(req, MK_PERR_BAD_FORMAT);
+                return;
+            }
+            int32_t e;
+            if (!num_i32(&t[2], &e)) {
+                set_err(req, MK_PERR_BAD_EXPTIME);
+                return;
+            }
+            req->exptime = e;
+        } else {
+            set_err(req, MK_PERR_ERROR);
+        }
+        return;
+    default:
+        break;
+    }
+
+    if (tok_is(c, "flush_all")) {
+        req->cmd = MK_CMD_FLUSH_ALL;
+        if (nt < 2 || nt > 4) {
+            set_err(req, MK_PERR_ERROR);
+            return;
+        }
+        req->noreply = last_is_noreply(t, nt);
+        if (nt != (req->noreply ? 3u : 2u)) {
+            int32_t d;
+            if (!num_i32(&t[1], &d)) {
+                set_err(req, MK_PERR_BAD_EXPTIME);
+                return;
+            }
+            req->arg = d;
+            req->has_arg = true;
+        }
+        return;
+    }
+    if (tok_is(c, "replace")) {
+        parse_storage(req, MK_CMD_REPLACE, t, nt);
+        return;
+    }
+    if (tok_is(c, "prepend")) {
+        parse_storage(req, MK_CMD_PREPEND, t, nt);
+        return;
+    }
+    if (tok_is(c, "version")) {
+        req->cmd = MK_CMD_VERSION;
+        return;
+    }
+    if (tok_is(c, "quit")) {
+        req->cmd = MK_CMD_QUIT;
+        return;
+    }
+    if (tok_is(c, "verbosity")) {
+        req->cmd = MK_CMD_VERBOSITY;
+        if (nt != 3 && nt != 4) {
+            set_err(req, MK_PERR_ERROR);
+            return;
+        }
+        req->noreply = last_is_noreply(t, nt);
+        uint32_t v;
+        if (!num_u32(&t[1], &v)) {
+            set_err(req, MK_PERR_BAD_FORMAT);
+            return;
+        }
+        req->arg = v;
+        req->has_arg = true;
+        return;
+    }
+    /* commands memcached knows that we do not serve: ERROR, but never the HTTP close below */
+    if (tok_is(c, "lru_crawler") || tok_is(c, "watch") || tok_is(c, "lru") || tok_is(c, "extstore")) {
+        set_err(req, MK_PERR_ERROR);
+        return;
+    }
+    /* memcached closes on what looks like an HTTP request line */
+    if (t[nt - 2].p != NULL && t[nt - 2].n >= 5 && memcmp(t[nt - 2].p, "HTTP/", 5) == 0) {
+        req->action = MK_PA_CLOSE; /* mk_parse_request turns this into -1 */
+        return;
+    }
+    set_err(req, MK_PERR_ERROR);
+    return;
+
+rest_args:
+    /* everything after the command name, trimmed of spaces */
+    {
+        const char *p = c->p + c->n;
+        size_t m = (size_t)(line_end - p);
+        while (m > 0 && *p == ' ') {
+            p++;
+            m--;
+        }
+        while (m > 0 && p[m - 1] == ' ')
+            m--;
+        req->args.p = p;
+        req->args.n = m;
+    }
+}
+
+ssize_t mk_parse_request(const char *buf, size_t len, mk_request *req)
+{
+    memset(req, 0, sizeof *req);
+    if (len == 0)
+        return 0;
+    const char *nl = memchr(buf, '\n', len);
+    if (nl == NULL) {
+        if (len > MK_LINE_MAX && (!is_multiget_prefix(buf, len) || len > MK_GET_LINE_MAX))
+            return -1;
+        return 0;
+    }
+    size_t nlpos = (size_t)(nl - buf);
+    if (nlpos >= MK_READ_BUF && (!is_multiget_prefix(buf, nlpos) || nlpos >= MK_GET_LINE_MAX))
+        return -1;
+
+    size_t end = nlpos;
+    if (nlpos > 1 && buf[nlpos - 1] == '\r')
+        end = nlpos - 1;
+    const char *z = memchr(buf, '\0', end);
+    if (z != NULL)
+        end = (size_t)(z - buf);
+
+    parse_line(req, buf, end);
+    if (req->err == MK_PERR_NONE && req->action == MK_PA_CLOSE) {
+        memset(req, 0, sizeof *req);
+        return -1;
+    }
+    return (ssize_t)(nlpos + 1);
+}
