@@ -195,6 +195,25 @@ bool mk_conn_out_value(mk_conn *c, mk_item *it)
     return mk_conn_out(c, "\r\n", 2);
 }
 
+mk_out_mark mk_conn_out_mark(const mk_conn *c)
+{
+    mk_out_mark m = {c->nouts, c->wlen, 0, c->out_pending};
+    if (c->nouts > c->out_head)
+        m.last_len = c->outs[c->nouts - 1].len;
+    return m;
+}
+
+void mk_conn_out_rollback(mk_conn *c, const mk_out_mark *m)
+{
+    for (size_t i = m->nouts; i < c->nouts; i++)
+        mk_item_put(c->worker->srv->cache, c->outs[i].item);
+    c->nouts = m->nouts;
+    if (c->nouts > c->out_head)
+        c->outs[c->nouts - 1].len = m->last_len; /* undo an extension of the last piece */
+    c->wlen = m->wlen;
+    c->out_pending = m->pending;
+}
+
 /* Write queued output with writev until done or the socket is full. -1 on a write error. */
 static int out_flush(mk_conn *c)
 {

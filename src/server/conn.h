@@ -91,6 +91,17 @@ void mk_conn_reply(mk_conn *c, const char *line);
 /* Queue an item's value followed by "\r\n", referencing (not copying) large values; takes over the reference. */
 bool mk_conn_out_value(mk_conn *c, mk_item *it);
 
+/* A position in the reply queue, to take back what a failing command queued. */
+typedef struct mk_out_mark {
+    size_t nouts, wlen, last_len, pending;
+} mk_out_mark;
+
+/* Remember where the reply queue ends now. */
+mk_out_mark mk_conn_out_mark(const mk_conn *c);
+
+/* Drop everything queued since mark (releasing item references). */
+void mk_conn_out_rollback(mk_conn *c, const mk_out_mark *mark);
+
 /* Begin reading a data block of it's size into the item (takes over the reference). */
 void mk_conn_start_nread(mk_conn *c, mk_item *it, mk_cmd cmd, uint64_t cas, bool noreply);
 

@@ -61,10 +61,12 @@ static void do_get(mk_conn *c, const mk_request *req)
     bool detail = __atomic_load_n(&srv->detail_enabled, __ATOMIC_RELAXED);
     mk_str rest = req->keys, key;
     char hdr[MK_VALUE_HDR_MAX];
+    mk_out_mark mark = mk_conn_out_mark(c);
 
     while (mk_next_key(&rest, &key)) {
         if (key.n > MK_KEY_MAX) {
-            /* memcached: replies already queued stand; the error replaces END */
+            /* memcached: the whole reply becomes the error, VALUEs already found included */
+            mk_conn_out_rollback(c, &mark);
             mk_conn_reply(c, mk_perr_text(MK_PERR_BAD_FORMAT));
             return;
         }
