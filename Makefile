@@ -111,3 +111,63 @@ clean:
 	rm -rf build
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
+
+# ---- libmemkit as a shared library + pkg-config, the memkit CLI, client tests, install (issue 3)
+#   build/libmemkit.so -> libmemkit.so.0 -> libmemkit.so.0.1.0   (PIC objects of src/client, src/proto, src/util)
+#   build/memkit.pc, build/memkit (tools/memkit/*.c), build/client-tests/* (tests/client/*.c, need live servers)
+#   make install [PREFIX=/usr/local] [DESTDIR=]
+PREFIX     ?= /usr/local
+MK_SOVER   := 0
+MK_VERSION := 0.1.0
+LIB_PIC_OBJ := $(patsubst %.c,$(BUILD)/pic/%.o,$(CLIENT_SRC) $(sort $(wildcard src/proto/*.c src/util/*.c)))
+TOOL_OBJ    := $(call obj,$(sort $(wildcard tools/memkit/*.c)))
+CLIENT_TEST_BIN := $(patsubst tests/client/%.c,$(BUILD)/client-tests/%,$(sort $(wildcard tests/client/*.c)))
+
+all: $(BUILD)/libmemkit.so $(BUILD)/memkit.pc $(BUILD)/memkit $(CLIENT_TEST_BIN)
+.PHONY: install
+
+$(BUILD)/pic/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -fPIC -c $< -o $@
+
+$(BUILD)/libmemkit.so.$(MK_VERSION): $(LIB_PIC_OBJ)
+	$(CC) -shared -Wl,-soname,libmemkit.so.$(MK_SOVER) -Wl,--no-undefined $(LDFLAGS) -o $@ $^ $(CLIENT_LIBS)
+
+$(BUILD)/libmemkit.so: $(BUILD)/libmemkit.so.$(MK_VERSION)
+	ln -sf libmemkit.so.$(MK_VERSION) $(BUILD)/libmemkit.so.$(MK_SOVER)
+	ln -sf libmemkit.so.$(MK_VERSION) $@
+
+$(BUILD)/memkit.pc: Makefile
+	@mkdir -p $(dir $@)
+	printf '%s\n' 'prefix=$(PREFIX)' 'exec_prefix=$${prefix}' 'libdir=$${exec_prefix}/lib' \
+	  'includedir=$${prefix}/include' '' 'Name: memkit' \
+	  'Description: memcached client library: key distribution, failover, a thread-safe connection pool' \
+	  'Version: $(MK_VERSION)' 'Libs: -L$${libdir} -lmemkit' 'Libs.private: -lcrypto -lz -pthread' \
+	  'Cflags: -I$${includedir}' > $@
+
+$(BUILD)/memkit: $(TOOL_OBJ) $(BUILD)/libmemkit.a
+	$(CC) $(LDFLAGS) -o $@ $(TOOL_OBJ) $(BUILD)/libmemkit.a $(CLIENT_LIBS) -lm
+
+$(BUILD)/client-tests/%: tests/client/%.c $(BUILD)/libmemkit.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -Itests/unit $(LDFLAGS) -o $@ $< $(BUILD)/libmemkit.a $(CLIENT_LIBS) -lm
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/include/memkit $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/bin
+	install -m 644 include/memkit.h $(DESTDIR)$(PREFIX)/include/memkit.h
+	install -m 644 include/memkit/proto.h $(DESTDIR)$(PREFIX)/include/memkit/proto.h
+	install -m 644 $(BUILD)/libmemkit.a $(DESTDIR)$(PREFIX)/lib/libmemkit.a
+	install -m 755 $(BUILD)/libmemkit.so.$(MK_VERSION) $(DESTDIR)$(PREFIX)/lib/libmemkit.so.$(MK_VERSION)
+	ln -sf libmemkit.so.$(MK_VERSION) $(DESTDIR)$(PREFIX)/lib/libmemkit.so.$(MK_SOVER)
+	ln -sf libmemkit.so.$(MK_VERSION) $(DESTDIR)$(PREFIX)/lib/libmemkit.so
+	sed 's|^prefix=.*|prefix=$(PREFIX)|' $(BUILD)/memkit.pc > $(DESTDIR)$(PREFIX)/lib/pkgconfig/memkit.pc
+	install -m 755 $(BUILD)/memkit $(BUILD)/memkitd $(DESTDIR)$(PREFIX)/bin/
+	if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" = 0 ]; then ldconfig || true; fi
+
+-include $(shell find $(BUILD)/pic $(BUILD)/client-tests -name '*.d' 2>/dev/null)
+
+# ThreadSanitizer copy of the client tests (tests/run-all.sh runs it as client-tsan when built)
+client-tsan:
+	@$(MAKE) --no-print-directory BUILD=build/tsan OPT=-O1 EXTRA_CFLAGS=-fsanitize=thread \
+	  EXTRA_LDFLAGS=-fsanitize=thread build/tsan/client-tests/test_client
+.PHONY: client-tsan

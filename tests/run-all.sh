@@ -5,14 +5,15 @@
 # Environment knobs (defaults suit CI on 2 cores):
 #   DIFF_SEQUENCES   differential sequences against memcached per build (2000)
 #   FUZZ_SECONDS     seconds per libFuzzer target (30)
-#   SUITES           space-separated subset of: unit blackbox diff fuzz (all)
+#   SUITES           space-separated subset of: unit blackbox diff fuzz client (all)
+#   MK_THREAD_OPS    operations per thread in the client's 32-thread test (10000)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
 PY=/usr/bin/python3
 DIFF_SEQUENCES=${DIFF_SEQUENCES:-2000}
 FUZZ_SECONDS=${FUZZ_SECONDS:-30}
-SUITES=${SUITES:-unit blackbox diff fuzz}
+SUITES=${SUITES:-unit blackbox diff fuzz client}
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0
@@ -54,6 +55,26 @@ unit_suite() {   # unit_suite BUILD_DIR
     return $rc
 }
 
+client_pytest() {   # client_pytest NAME SERVER_PATH CLI_PATH -> runs tests/client/*.py
+    local name=$1 xml
+    xml=$(mktemp)
+    MK_SERVER="$2" MEMKIT_CLI="$3" $PY -m pytest -q -p no:cacheprovider tests/client --junitxml="$xml"
+    local rc=$?
+    $PY - "$xml" "$name" <<'PYEOF'
+import sys, xml.etree.ElementTree as ET
+r = ET.parse(sys.argv[1]).getroot()
+s = r if r.tag == "testsuite" else r.find("testsuite")
+t, f, e, sk = (int(s.get(k, 0)) for k in ("tests", "failures", "errors", "skipped"))
+print(f"{sys.argv[2]}: {t - f - e - sk} passed, {f + e} failed" + (f", {sk} skipped" if sk else ""))
+PYEOF
+    rm -f "$xml"
+    return $rc
+}
+
+client_c() {   # client_c NAME BUILD_DIR SERVER_PATH -> libmemkit against live servers (tests/client/*.c)
+    MK_SUITE=$1 MK_SERVER=$3 "$2/client-tests/test_client"
+}
+
 for s in $SUITES; do
   case $s in
     unit)
@@ -72,6 +93,14 @@ for s in $SUITES; do
         n=$(basename "$f")
         run "$n" tests/fuzz/run.sh "$f" "$FUZZ_SECONDS"
       done ;;
+    client)
+      run client client_c client build /usr/bin/memcached
+      run client-san client_c client-san build/san /usr/bin/memcached
+      [ -x build/memkitd ] && run client-memkitd client_c client-memkitd build build/memkitd
+      [ -x build/tsan/client-tests/test_client ] &&   # built by: make client-tsan
+        run client-tsan client_c client-tsan build/tsan /usr/bin/memcached
+      run client-cli client_pytest client-cli /usr/bin/memcached build/memkit
+      [ -x build/memkitd ] && run client-cli-memkitd client_pytest client-cli-memkitd build/memkitd build/memkit ;;
   esac
 done
 

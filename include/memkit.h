@@ -1,0 +1,373 @@
+/* memkit.h — libmemkit, the memcached client: distribution, failover, a thread-safe pool, a non-blocking core. */
+#ifndef MEMKIT_H
+#define MEMKIT_H
+
+/*
+ * One mk_client talks to a list of memcached-compatible servers over the classic
+ * text protocol. It spreads keys over the servers (ketama by default, matching
+ * libmemcached / twemproxy / python-memcached key for key), keeps a bounded pool
+ * of connections per server that any number of threads share, and marks a
+ * server dead after a number of consecutive failures.
+ *
+ *   mk_options opt;
+ *   mk_options_init(&opt);                   defaults, then change what you need
+ *   mk_client *c;
+ *   int rc = mk_client_create(&c, "10.0.0.1:11211,10.0.0.2:11211", &opt, err, sizeof err);
+ *   rc = mk_set(c, "k", 1, "v", 1, 0, 0);     0, or a negative MK_E* code
+ *   mk_item it;
+ *   rc = mk_get(c, "k", 1, &it);             0 hit, MK_ENOTFOUND miss
+ *   mk_item_clear(&it);
+ *   mk_client_destroy(c);
+ *
+ * Errors: every int-returning function returns 0 (or a documented non-negative
+ * value) on success and a negative MK_E* code on failure; mk_strerror() names it.
+ *
+ * Threads: an mk_client may be used by any number of threads at once, except
+ * mk_client_destroy(), which must not race with anything. Every call is bounded:
+ * it waits at most checkout_timeout_ms for a pooled connection, connect_timeout_ms
+ * to connect, then io_timeout_ms for the request and its whole reply.
+ *
+ * Keys are byte strings (pointer + length), checked before anything is sent:
+ * 1..250 bytes, no space, no control byte (< 0x20 or 0x7f). Values are bytes plus
+ * 32-bit flags. exptime is memcached's: 0 never, up to 30 days relative seconds,
+ * otherwise a unix time; negative expires at once.
+ */
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define MK_VERSION_STRING "0.1.0"
+
+/* ------------------------------------------------------------------ errors */
+
+typedef enum mk_error {
+    MK_OK = 0,
+    MK_ENOTFOUND = -1,       /* miss: no such key (get, delete, incr, touch, cas) */
+    MK_ENOTSTORED = -2,      /* add/replace/append/prepend condition not met */
+    MK_EEXISTS = -3,         /* cas: the item changed since it was read */
+    MK_EINVAL = -4,          /* bad argument (NULL, unknown op, bad option) */
+    MK_ENOMEM = -5,          /* out of memory */
+    MK_EBADKEY = -6,         /* key empty, longer than 250 bytes, or with a space/control byte */
+    MK_EBADSERVERS = -7,     /* server list cannot be parsed */
+    MK_ERESOLVE = -8,        /* a host name does not resolve */
+    MK_ECONNECT = -9,        /* connection refused or failed */
+    MK_ETIMEDOUT = -10,      /* connect or I/O timeout */
+    MK_EIO = -11,            /* socket error or the server closed the connection */
+    MK_EPROTO = -12,         /* the server's reply is not valid memcached protocol */
+    MK_ESERVERDEAD = -13,    /* the key's server is marked dead (fail-fast mode) */
+    MK_ENOSERVER = -14,      /* every server is marked dead */
+    MK_EPOOLTIMEOUT = -15,   /* no pooled connection became free within checkout_timeout_ms */
+    MK_ECLIENTERR = -16,     /* the server replied CLIENT_ERROR (e.g. bad data chunk) */
+    MK_ESERVERERR = -17,     /* the server replied SERVER_ERROR (e.g. object too large, out of memory) */
+    MK_EERROR = -18,         /* the server replied ERROR (command unknown to it) */
+    MK_EAGAIN = -19,         /* non-blocking interface: wait for mk_op_fd()/mk_op_events(), then step again */
+    MK_ERANGE = -20,         /* a server index out of range, or a buffer too small */
+    MK_ENOTNUM = -21         /* incr/decr on a value that is not a decimal number (CLIENT_ERROR) */
+} mk_error;
+
+/* mk_strerror — a static, human-readable string for an MK_E* code ("unknown error" otherwise). */
+const char *mk_strerror(int err);
+
+/* ----------------------------------------------------------------- options */
+
+typedef enum mk_distribution {
+    MK_DISTRIBUTION_KETAMA = 0,     /* libketama / libmemcached KETAMA_WEIGHTED / twemproxy ketama+md5 (default) */
+    MK_DISTRIBUTION_MODULA,         /* python-memcached: crc32 buckets, weights by repetition, rehash on dead */
+    MK_DISTRIBUTION_CONSISTENT,     /* libmemcached's default consistent (ketama, one-at-a-time hash) */
+    MK_DISTRIBUTION_RENDEZVOUS,     /* pymemcache HashClient */
+    MK_DISTRIBUTION_KETAMA_FNV1A    /* twemproxy's default: ketama + fnv1a_64 */
+} mk_distribution;
+
+/* Parse "ketama", "modula", "consistent", "rendezvous", "ketama_fnv1a". Returns 0 or MK_EINVAL. */
+int mk_distribution_parse(const char *name, mk_distribution *out);
+
+typedef struct mk_options {
+    mk_distribution distribution; /* default MK_DISTRIBUTION_KETAMA */
+    int connect_timeout_ms;       /* default 1000; > 0 */
+    int io_timeout_ms;            /* default 1000; > 0: one request and its whole reply */
+    int failure_limit;            /* default 2: consecutive failures before a server is marked dead; >= 1 */
+    int retry_interval_ms;        /* default 2000: how long a dead server stays dead */
+    bool auto_eject;              /* default false: keys of a dead server fail fast with MK_ESERVERDEAD;
+                                     true: they move to the live servers (continuum rebuilt over them) */
+    int pool_size;                /* default 8: most connections open to one server; >= 1 */
+    int checkout_timeout_ms;      /* default 1000: longest wait for a free pooled connection */
+    bool tcp_nodelay;             /* default true */
+} mk_options;
+
+/* mk_options_init — fill *opt with the defaults above. */
+void mk_options_init(mk_options *opt);
+
+/* ------------------------------------------------------------------ client */
+
+typedef struct mk_client mk_client;
+
+/*
+ * mk_client_create — a client for the servers in `servers`: entries separated by
+ * commas or spaces, each "host", "host:port", "host:port:weight", "host:port weight",
+ * "[v6addr]:port[:weight]", or a unix socket path ("/path" or "unix:/path").
+ * Host names are resolved here, once (first address getaddrinfo returns).
+ * No connection is opened until a call needs one.
+ *
+ * opt may be NULL (defaults); it is copied. On failure returns MK_EBADSERVERS,
+ * MK_ERESOLVE, MK_EINVAL (bad options) or MK_ENOMEM, sets *out to NULL and, if
+ * errbuf is non-NULL, writes a one-line NUL-terminated message into it.
+ * Returns 0 and *out (free with mk_client_destroy) on success.
+ */
+int mk_client_create(mk_client **out, const char *servers, const mk_options *opt,
+                     char *errbuf, size_t errlen);
+
+/* mk_client_destroy — close every connection and free the client. NULL is fine.
+ * No other call on this client may be in progress or follow. */
+void mk_client_destroy(mk_client *c);
+
+/* mk_server_count — number of servers in the list (weights not expanded). */
+size_t mk_server_count(const mk_client *c);
+
+/* mk_server_name — "host:port" or the unix path of server i; NULL if out of range.
+ * The string lives as long as the client. */
+const char *mk_server_name(const mk_client *c, size_t i);
+
+/* mk_server_alive — false while server i is marked dead (retry interval running). */
+bool mk_server_alive(const mk_client *c, size_t i);
+
+/*
+ * mk_server_for_key — the index of the server the next call on this key would use
+ * (failover applied), or a negative code: MK_EBADKEY, MK_ESERVERDEAD, MK_ENOSERVER.
+ * Thread-safe.
+ */
+int mk_server_for_key(mk_client *c, const char *key, size_t nkey);
+
+/* ------------------------------------------------------------------ values */
+
+/* An item read from a server. value is malloc'd, owned by the item, and followed
+ * by a NUL byte not counted in nvalue (so text values can be printed). key is set
+ * only by the multi-get callback (a view into the caller's key array). */
+typedef struct mk_item {
+    const char *key;
+    size_t nkey;
+    char *value;
+    size_t nvalue;
+    uint32_t flags;
+    uint64_t cas;               /* gets/gats only; 0 otherwise */
+} mk_item;
+
+/* mk_item_clear — free item->value and zero the item. NULL is fine. */
+void mk_item_clear(mk_item *item);
+
+/* Mode bits for calls that take `mode`. */
+#define MK_NOREPLY 1u  /* send with "noreply": returns 0 once the request is written;
+                          the server's outcome is not known */
+
+/* ------------------------------------------------------- single-key calls */
+
+/*
+ * mk_get / mk_gets — read one key. Returns 0 and fills *out (release with
+ * mk_item_clear), MK_ENOTFOUND on a miss (*out zeroed), or an error (*out zeroed).
+ * mk_gets also fills out->cas. Thread-safe.
+ */
+int mk_get(mk_client *c, const char *key, size_t nkey, mk_item *out);
+int mk_gets(mk_client *c, const char *key, size_t nkey, mk_item *out);
+
+/* mk_gat / mk_gats — get and touch: as mk_get/mk_gets, also setting the expiry. */
+int mk_gat(mk_client *c, const char *key, size_t nkey, int64_t exptime, mk_item *out);
+int mk_gats(mk_client *c, const char *key, size_t nkey, int64_t exptime, mk_item *out);
+
+typedef enum mk_store_op {
+    MK_STORE_SET = 0,
+    MK_STORE_ADD,
+    MK_STORE_REPLACE,
+    MK_STORE_APPEND,
+    MK_STORE_PREPEND,
+    MK_STORE_CAS
+} mk_store_op;
+
+/*
+ * mk_store — set/add/replace/append/prepend/cas one item. value[0..nvalue) is
+ * copied to the socket before the call returns (the caller keeps ownership).
+ * cas is used only by MK_STORE_CAS. Returns 0 (STORED), MK_ENOTSTORED (add of an
+ * existing key, replace/append/prepend of a missing one), MK_EEXISTS (cas:
+ * changed), MK_ENOTFOUND (cas: missing), MK_ESERVERERR (e.g. too large) or an
+ * error. With MK_NOREPLY, 0 means "sent". Thread-safe.
+ */
+int mk_store(mk_client *c, mk_store_op op, const char *key, size_t nkey, const void *value,
+             size_t nvalue, uint32_t flags, int64_t exptime, uint64_t cas, unsigned mode);
+
+/* Shorthands for mk_store without noreply. */
+int mk_set(mk_client *c, const char *key, size_t nkey, const void *value, size_t nvalue,
+           uint32_t flags, int64_t exptime);
+int mk_add(mk_client *c, const char *key, size_t nkey, const void *value, size_t nvalue,
+           uint32_t flags, int64_t exptime);
+int mk_replace(mk_client *c, const char *key, size_t nkey, const void *value, size_t nvalue,
+               uint32_t flags, int64_t exptime);
+int mk_append(mk_client *c, const char *key, size_t nkey, const void *value, size_t nvalue);
+int mk_prepend(mk_client *c, const char *key, size_t nkey, const void *value, size_t nvalue);
+int mk_cas(mk_client *c, const char *key, size_t nkey, const void *value, size_t nvalue,
+           uint32_t flags, int64_t exptime, uint64_t cas);
+
+/* mk_delete — 0 (DELETED), MK_ENOTFOUND, or an error. Thread-safe. */
+int mk_delete(mk_client *c, const char *key, size_t nkey, unsigned mode);
+
+/*
+ * mk_incr / mk_decr — add/subtract delta (decr stops at 0, as in memcached).
+ * Returns 0 and the new value in *value (may be NULL; untouched with MK_NOREPLY),
+ * MK_ENOTFOUND, MK_ENOTNUM (the value is not a number) or an error.
+ */
+int mk_incr(mk_client *c, const char *key, size_t nkey, uint64_t delta, uint64_t *value,
+            unsigned mode);
+int mk_decr(mk_client *c, const char *key, size_t nkey, uint64_t delta, uint64_t *value,
+            unsigned mode);
+
+/* mk_touch — set a new expiry. 0 (TOUCHED), MK_ENOTFOUND, or an error. */
+int mk_touch(mk_client *c, const char *key, size_t nkey, int64_t exptime, unsigned mode);
+
+/* ------------------------------------------------------------- multi-get */
+
+/* Called once per hit, from the calling thread. item->key/value point into
+ * buffers valid only during the call (copy what you keep; do not free).
+ * index is the key's position in the caller's array. */
+typedef void (*mk_mget_cb)(void *ctx, size_t index, const mk_item *item);
+
+/*
+ * mk_mget — get many keys: the keys are grouped by server, one pipelined
+ * "get k1 k2 ..." (or "gets") goes to each server, and all servers are in flight
+ * together (one poll() over all sockets), so the call costs about one round trip.
+ * Every key is checked first: a bad key fails the whole call with MK_EBADKEY and
+ * nothing is sent. Duplicated keys are fine (each occurrence gets its callback).
+ *
+ * Returns 0 when every server involved answered (misses simply get no callback),
+ * or the first error met (hits from the servers that answered are still
+ * delivered). Thread-safe.
+ */
+int mk_mget(mk_client *c, const char *const *keys, const size_t *nkeys, size_t n, bool with_cas,
+            mk_mget_cb cb, void *ctx);
+
+/*
+ * mk_mget_items — mk_mget into an array: items[i] receives key i's item
+ * (release each with mk_item_clear; a miss leaves it zeroed with value NULL), and,
+ * if rcs is non-NULL, rcs[i] gets 0 (hit), MK_ENOTFOUND (miss) or the error of
+ * key i's server. Returns as mk_mget.
+ */
+int mk_mget_items(mk_client *c, const char *const *keys, const size_t *nkeys, size_t n,
+                  bool with_cas, mk_item *items, int *rcs);
+
+/* ------------------------------------------------------ per-server calls */
+
+/* mk_flush_all — flush_all [delay] on every server. Returns 0, or the first
+ * error (every server is still tried). Thread-safe. */
+int mk_flush_all(mk_client *c, int64_t delay, unsigned mode);
+
+/* mk_version — server i's version string ("1.6.18") into buf (NUL-terminated).
+ * Returns 0, MK_ERANGE (bad index or buf too small), or an error. */
+int mk_version(mk_client *c, size_t server, char *buf, size_t cap);
+
+/* One "STAT name value" line; the views are valid only during the call. */
+typedef void (*mk_stat_cb)(void *ctx, const char *name, size_t nname, const char *value,
+                           size_t nvalue);
+
+/* mk_stats — "stats [group]" on server i (group NULL or "" for the general
+ * stats); cb is called for each STAT line, on the calling thread. Returns 0 or
+ * an error. A dead server is tried anyway (stats are for operators). */
+int mk_stats(mk_client *c, size_t server, const char *group, mk_stat_cb cb, void *ctx);
+
+/* ------------------------------------------- non-blocking interface (event loops) */
+
+/*
+ * For event loops (the Python module's gevent mode): start an operation, then
+ * drive it with mk_op_step() whenever its socket is ready. Every blocking call
+ * above is exactly:
+ *
+ *   mk_op *op; int rc = mk_op_start(c, &args, &op);
+ *   while (rc == 0 && (rc = mk_op_step(op)) == MK_EAGAIN)
+ *       poll(&(struct pollfd){mk_op_fd(op), mk_op_events(op)}, 1, mk_op_timeout_ms(op));
+ *   ... read the result (mk_op_item, mk_op_number, ...) ...
+ *   mk_op_destroy(op);
+ *
+ * mk_op_step never blocks: it returns MK_EAGAIN when it must wait for
+ * mk_op_events() (POLLIN/POLLOUT) on mk_op_fd(), or the final code (0, MK_E*).
+ * It checks the deadline itself: a step after mk_op_timeout_ms() reached 0
+ * returns MK_ETIMEDOUT. When the server's pool is exhausted mk_op_fd() is -1:
+ * wait a short while (at most mk_op_timeout_ms()) and step again.
+ * An mk_op belongs to one thread at a time; different ops may run on different
+ * threads at once.
+ */
+typedef struct mk_op mk_op;
+
+typedef enum mk_opcode {
+    MK_OP_GET = 0,   /* key, or keys/nkeys/nkeyset on an explicit server (multi-get) */
+    MK_OP_GETS,
+    MK_OP_GAT,       /* exptime */
+    MK_OP_GATS,
+    MK_OP_STORE,     /* store_op, value, nvalue, flags, exptime, cas */
+    MK_OP_DELETE,
+    MK_OP_INCR,      /* delta */
+    MK_OP_DECR,
+    MK_OP_TOUCH,     /* exptime */
+    MK_OP_FLUSH_ALL, /* server, exptime = delay (< 0: none) */
+    MK_OP_VERSION,   /* server */
+    MK_OP_STATS      /* server, group, stat_cb */
+} mk_opcode;
+
+typedef struct mk_op_args {
+    mk_opcode code;
+    const char *key;                 /* single-key ops */
+    size_t nkey;
+    const char *const *keys;         /* MK_OP_GET/GETS with several keys: all on `server` */
+    const size_t *nkeys;
+    size_t nkeyset;                  /* number of keys in keys[]; 0 = use key */
+    int server;                      /* -1: chosen from the key; else this server index */
+    mk_store_op store_op;
+    const void *value;               /* borrowed: must stay valid until the op is destroyed */
+    size_t nvalue;
+    uint32_t flags;
+    int64_t exptime;
+    uint64_t cas;
+    uint64_t delta;
+    unsigned mode;                   /* MK_NOREPLY */
+    const char *group;               /* MK_OP_STATS */
+    mk_stat_cb stat_cb;
+    mk_mget_cb value_cb;             /* get-family: called per hit (else the first hit is kept) */
+    void *ctx;
+} mk_op_args;
+
+/* mk_op_args_init — zero *a and set server = -1. */
+void mk_op_args_init(mk_op_args *a);
+
+/*
+ * mk_op_start — validate the arguments and keys, pick the server, and create
+ * the op (nothing is sent yet; no blocking). Returns 0 and *out (release with
+ * mk_op_destroy), or MK_EINVAL, MK_EBADKEY, MK_ESERVERDEAD, MK_ENOSERVER,
+ * MK_ERANGE, MK_ENOMEM with *out = NULL. args and the arrays it points to
+ * (keys, value) must stay valid until the op is destroyed.
+ */
+int mk_op_start(mk_client *c, const mk_op_args *args, mk_op **out);
+
+/* mk_op_step — advance the op without blocking: MK_EAGAIN (wait), 0 or MK_E* (done).
+ * Once done, further steps return the same code. */
+int mk_op_step(mk_op *op);
+
+int mk_op_fd(const mk_op *op);          /* the socket to wait on; -1 while waiting for the pool */
+short mk_op_events(const mk_op *op);    /* POLLIN or POLLOUT */
+int mk_op_timeout_ms(const mk_op *op);  /* milliseconds left before the current phase times out (>= 0) */
+int mk_op_server(const mk_op *op);      /* the server index the op talks to */
+
+/* Results, valid after the op is done: the item of a single get (moved out:
+ * the caller then owns it; MK_ENOTFOUND if none), the incr/decr value, the
+ * version string, the message of a CLIENT_ERROR/SERVER_ERROR reply ("" if none). */
+int mk_op_take_item(mk_op *op, mk_item *out);
+uint64_t mk_op_number(const mk_op *op);
+const char *mk_op_text(const mk_op *op);
+
+/* mk_op_destroy — release the op: a clean connection goes back to the pool, one
+ * left mid-request is closed. NULL is fine. Safe on an op that is not done. */
+void mk_op_destroy(mk_op *op);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* MEMKIT_H */

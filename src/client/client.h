@@ -1,0 +1,106 @@
+/* client/client.h — libmemkit internals: the client, its servers and pools, connections, the op state machine. */
+#ifndef MK_CLIENT_CLIENT_H
+#define MK_CLIENT_CLIENT_H
+
+/*
+ *   mk_client ──► mk_server[i] ──► pool: idle connections (bounded by pool_size)
+ *       │            └─ failover state: consecutive failures, dead_until
+ *       └─ mk_dist (all servers) + live dist (auto-eject: rebuilt over live ones)
+ *
+ *   call ──► mk_op_start (validate, pick server) ──► step: checkout ─► connect ─► write ─► read ─► done
+ *                                                         (pool.c)    (conn.c)        (op.c)
+ *
+ * Files: client.c (create/destroy, resolve, options, strerror), pool.c (pool and
+ * failover state), conn.c (sockets), op.c (the state machine and reply parsing),
+ * ops.c (blocking calls), mget.c (multi-get over all servers at once).
+ */
+
+#include "memkit.h"
+#include "client/dist.h"
+#include "memkit/proto.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <sys/socket.h>
+
+/* A connection. Owned by exactly one op while checked out, else by its pool. */
+typedef struct mk_conn {
+    int fd;                     /* -1: not connected yet */
+    bool connecting;            /* non-blocking connect() in progress */
+    bool unsynced;              /* a noreply request was sent: a stray reply may follow */
+    char *rbuf;                 /* received bytes: [rpos, rlen) not parsed yet */
+    size_t rpos, rlen, rcap;
+} mk_conn;
+
+typedef struct mk_server {
+    char *name;                 /* "host:port" or the unix path */
+    struct sockaddr_storage addr;
+    socklen_t addrlen;
+    bool is_unix;
+
+    /* pool: lock protects idle, nidle and total */
+    pthread_mutex_t lock;
+    pthread_cond_t cond;        /* signalled when a connection is returned or dropped */
+    mk_conn **idle;             /* stack of idle connections, capacity pool_size */
+    size_t nidle;
+    size_t total;               /* connections that exist (idle + checked out) */
+
+    /* failover, lock-free */
+    atomic_int failures;        /* consecutive failures */
+    _Atomic int64_t dead_until; /* monotonic ms; alive when now >= dead_until */
+} mk_server;
+
+struct mk_client {
+    mk_options opt;
+    mk_server *servers;
+    size_t n;
+    mk_dist_kind kind;
+    mk_dist *dist;              /* over all servers */
+    mk_server_spec *specs;      /* copy of the parsed list (strings in spec_strings) */
+    char *spec_strings;
+
+    /* auto-eject: a dist over the live servers, rebuilt when the live set changes */
+    pthread_rwlock_t live_lock;
+    unsigned char *live_set;    /* 1 per live server at the last rebuild */
+    mk_dist *live_dist;         /* NULL when all servers are live (use dist) or none is */
+    size_t *live_map;           /* live_dist index -> server index */
+    size_t nlive;
+};
+
+/* ---- time ---- */
+int64_t mk__now_ms(void);
+
+/* ---- pool.c ---- */
+/* Get a connection for server s: an idle one, a new unconnected one (fd -1) while
+ * total < pool_size, else wait until deadline_ms (blocking) or return MK_EAGAIN. */
+int mk__pool_get(mk_client *c, mk_server *s, int64_t deadline_ms, bool blocking, mk_conn **out);
+/* Return a connection: reusable (kept idle) or not (closed). */
+void mk__pool_put(mk_client *c, mk_server *s, mk_conn *conn, bool reusable);
+void mk__pool_close_idle(mk_server *s);
+bool mk__server_alive(const mk_server *s, int64_t now);
+void mk__server_ok(mk_server *s);
+void mk__server_failed(mk_client *c, mk_server *s);
+/* The server for a key with failover applied, or MK_ESERVERDEAD / MK_ENOSERVER. */
+int mk__pick(mk_client *c, const char *key, size_t nkey);
+
+/* ---- conn.c ---- */
+mk_conn *mk__conn_new(void);
+void mk__conn_free(mk_conn *conn);
+void mk__conn_close(mk_conn *conn);
+/* Start a non-blocking connect: 0 connected, MK_EAGAIN in progress, or MK_ECONNECT. */
+int mk__conn_connect(mk_client *c, mk_server *s, mk_conn *conn);
+/* Finish a connect in progress: 0 done, MK_EAGAIN still pending, MK_ECONNECT. */
+int mk__conn_connect_finish(mk_conn *conn);
+/* A pooled connection about to be reused: false if it has stray data or EOF pending. */
+bool mk__conn_usable(mk_conn *conn);
+/* Make room for at least `want` more bytes in rbuf. 0 or MK_ENOMEM. */
+int mk__conn_reserve(mk_conn *conn, size_t want);
+
+/* ---- op.c ---- */
+/* Run an op to completion, blocking with poll(). */
+int mk__op_run(mk_op *op);
+/* Where an op of an mget wants to wait: fd, events and deadline. */
+int64_t mk__op_deadline(const mk_op *op);
+void mk__op_set_blocking(mk_op *op, bool blocking);
+
+#endif /* MK_CLIENT_CLIENT_H */

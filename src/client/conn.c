@@ -1,0 +1,118 @@
+/* client/conn.c — client connections: non-blocking sockets, connect in progress, receive buffer, stale checks. */
+#include "client/client.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define RBUF_INIT 16384
+
+mk_conn *mk__conn_new(void)
+{
+    mk_conn *conn = calloc(1, sizeof *conn);
+    if (conn)
+        conn->fd = -1;
+    return conn;
+}
+
+void mk__conn_close(mk_conn *conn)
+{
+    if (conn->fd >= 0)
+        close(conn->fd);
+    conn->fd = -1;
+    conn->connecting = false;
+    conn->unsynced = false;
+    conn->rpos = conn->rlen = 0;
+}
+
+void mk__conn_free(mk_conn *conn)
+{
+    if (conn == NULL)
+        return;
+    mk__conn_close(conn);
+    free(conn->rbuf);
+    free(conn);
+}
+
+int mk__conn_reserve(mk_conn *conn, size_t want)
+{
+    if (conn->rpos == conn->rlen)
+        conn->rpos = conn->rlen = 0;
+    if (conn->rcap - conn->rlen >= want)
+        return 0;
+    if (conn->rpos > 0) {   /* slide the unparsed bytes to the front */
+        memmove(conn->rbuf, conn->rbuf + conn->rpos, conn->rlen - conn->rpos);
+        conn->rlen -= conn->rpos;
+        conn->rpos = 0;
+        if (conn->rcap - conn->rlen >= want)
+            return 0;
+    }
+    size_t cap = conn->rcap ? conn->rcap : RBUF_INIT;
+    while (cap - conn->rlen < want)
+        cap *= 2;
+    char *p = realloc(conn->rbuf, cap);
+    if (p == NULL)
+        return MK_ENOMEM;
+    conn->rbuf = p;
+    conn->rcap = cap;
+    return 0;
+}
+
+int mk__conn_connect(mk_client *c, mk_server *s, mk_conn *conn)
+{
+    int fd = socket(s->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return MK_ECONNECT;
+    if (!s->is_unix && c->opt.tcp_nodelay) {
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    }
+    conn->fd = fd;
+    conn->rpos = conn->rlen = 0;
+    conn->unsynced = false;
+    if (connect(fd, (struct sockaddr *)&s->addr, s->addrlen) == 0) {
+        conn->connecting = false;
+        return 0;
+    }
+    if (errno == EINPROGRESS || errno == EINTR) {
+        conn->connecting = true;
+        return MK_EAGAIN;
+    }
+    mk__conn_close(conn);
+    return MK_ECONNECT;
+}
+
+int mk__conn_connect_finish(mk_conn *conn)
+{
+    struct pollfd p = {conn->fd, POLLOUT, 0};
+    int r = poll(&p, 1, 0);
+    if (r == 0)
+        return MK_EAGAIN;
+    int err = 0;
+    socklen_t len = sizeof err;
+    if (r < 0 || getsockopt(conn->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0 || err != 0) {
+        mk__conn_close(conn);
+        return MK_ECONNECT;
+    }
+    conn->connecting = false;
+    return 0;
+}
+
+bool mk__conn_usable(mk_conn *conn)
+{
+    if (conn->fd < 0 || conn->connecting)
+        return false;
+    struct pollfd p = {conn->fd, POLLIN, 0};
+    /* readable while idle means EOF, an error, or a reply nobody asked for (noreply) */
+    if (poll(&p, 1, 0) != 0)
+        return false;
+    conn->unsynced = false;
+    conn->rpos = conn->rlen = 0;
+    return true;
+}

@@ -1,0 +1,220 @@
+/* client/ops.c — the blocking calls (get, store, delete, incr, touch, flush_all, version, stats): an op run to completion. */
+#include "client/client.h"
+
+#include <string.h>
+
+/* Start and run an op; hand it back (for results) when out != NULL, else destroy it. */
+static int run(mk_client *c, const mk_op_args *a, mk_op **keep)
+{
+    mk_op *op;
+    int rc = mk_op_start(c, a, &op);
+    if (rc)
+        return rc;
+    rc = mk__op_run(op);
+    if (keep)
+        *keep = op;
+    else
+        mk_op_destroy(op);
+    return rc;
+}
+
+static int get_common(mk_client *c, mk_opcode code, const char *key, size_t nkey, int64_t exptime,
+                      mk_item *out)
+{
+    if (out == NULL)
+        return MK_EINVAL;
+    memset(out, 0, sizeof *out);
+    mk_op_args a;
+    mk_op_args_init(&a);
+    a.code = code;
+    a.key = key;
+    a.nkey = nkey;
+    a.exptime = exptime;
+    mk_op *op = NULL;
+    int rc = run(c, &a, &op);
+    if (rc == 0)
+        rc = mk_op_take_item(op, out);
+    mk_op_destroy(op);
+    return rc;
+}
+
+int mk_get(mk_client *c, const char *key, size_t nkey, mk_item *out)
+{
+    return get_common(c, MK_OP_GET, key, nkey, 0, out);
+}
+
+int mk_gets(mk_client *c, const char *key, size_t nkey, mk_item *out)
+{
+    return get_common(c, MK_OP_GETS, key, nkey, 0, out);
+}
+
+int mk_gat(mk_client *c, const char *key, size_t nkey, int64_t exptime, mk_item *out)
+{
+    return get_common(c, MK_OP_GAT, key, nkey, exptime, out);
+}
+
+int mk_gats(mk_client *c, const char *key, size_t nkey, int64_t exptime, mk_item *out)
+{
+    return get_common(c, MK_OP_GATS, key, nkey, exptime, out);
+}
+
+int mk_store(mk_client *c, mk_store_op op, const char *key, size_t nkey, const void *value,
+             size_t nvalue, uint32_t flags, int64_t exptime, uint64_t cas, unsigned mode)
+{
+    mk_op_args a;
+    mk_op_args_init(&a);
+    a.code = MK_OP_STORE;
+    a.store_op = op;
+    a.key = key;
+    a.nkey = nkey;
+    a.value = value;
+    a.nvalue = nvalue;
+    a.flags = flags;
+    a.exptime = exptime;
+    a.cas = cas;
+    a.mode = mode;
+    return run(c, &a, NULL);
+}
+
+int mk_set(mk_client *c, const char *key, size_t nkey, const void *value, size_t nvalue,
+           uint32_t flags, int64_t exptime)
+{
+    return mk_store(c, MK_STORE_SET, key, nkey, value, nvalue, flags, exptime, 0, 0);
+}
+
+int mk_add(mk_client *c, const char *key, size_t nkey, const void *value, size_t nvalue,
+           uint32_t flags, int64_t exptime)
+{
+    return mk_store(c, MK_STORE_ADD, key, nkey, value, nvalue, flags, exptime, 0, 0);
+}
+
+int mk_replace(mk_client *c, const char *key, size_t nkey, const void *value, size_t nvalue,
+               uint32_t flags, int64_t exptime)
+{
+    return mk_store(c, MK_STORE_REPLACE, key, nkey, value, nvalue, flags, exptime, 0, 0);
+}
+
+int mk_append(mk_client *c, const char *key, size_t nkey, const void *value, size_t nvalue)
+{
+    return mk_store(c, MK_STORE_APPEND, key, nkey, value, nvalue, 0, 0, 0, 0);
+}
+
+int mk_prepend(mk_client *c, const char *key, size_t nkey, const void *value, size_t nvalue)
+{
+    return mk_store(c, MK_STORE_PREPEND, key, nkey, value, nvalue, 0, 0, 0, 0);
+}
+
+int mk_cas(mk_client *c, const char *key, size_t nkey, const void *value, size_t nvalue,
+           uint32_t flags, int64_t exptime, uint64_t cas)
+{
+    return mk_store(c, MK_STORE_CAS, key, nkey, value, nvalue, flags, exptime, cas, 0);
+}
+
+int mk_delete(mk_client *c, const char *key, size_t nkey, unsigned mode)
+{
+    mk_op_args a;
+    mk_op_args_init(&a);
+    a.code = MK_OP_DELETE;
+    a.key = key;
+    a.nkey = nkey;
+    a.mode = mode;
+    return run(c, &a, NULL);
+}
+
+static int arith(mk_client *c, mk_opcode code, const char *key, size_t nkey, uint64_t delta,
+                 uint64_t *value, unsigned mode)
+{
+    mk_op_args a;
+    mk_op_args_init(&a);
+    a.code = code;
+    a.key = key;
+    a.nkey = nkey;
+    a.delta = delta;
+    a.mode = mode;
+    mk_op *op = NULL;
+    int rc = run(c, &a, &op);
+    if (rc == 0 && value && !(mode & MK_NOREPLY))
+        *value = mk_op_number(op);
+    mk_op_destroy(op);
+    return rc;
+}
+
+int mk_incr(mk_client *c, const char *key, size_t nkey, uint64_t delta, uint64_t *value, unsigned mode)
+{
+    return arith(c, MK_OP_INCR, key, nkey, delta, value, mode);
+}
+
+int mk_decr(mk_client *c, const char *key, size_t nkey, uint64_t delta, uint64_t *value, unsigned mode)
+{
+    return arith(c, MK_OP_DECR, key, nkey, delta, value, mode);
+}
+
+int mk_touch(mk_client *c, const char *key, size_t nkey, int64_t exptime, unsigned mode)
+{
+    mk_op_args a;
+    mk_op_args_init(&a);
+    a.code = MK_OP_TOUCH;
+    a.key = key;
+    a.nkey = nkey;
+    a.exptime = exptime;
+    a.mode = mode;
+    return run(c, &a, NULL);
+}
+
+int mk_flush_all(mk_client *c, int64_t delay, unsigned mode)
+{
+    if (c == NULL)
+        return MK_EINVAL;
+    int first = 0;
+    for (size_t i = 0; i < c->n; i++) {
+        mk_op_args a;
+        mk_op_args_init(&a);
+        a.code = MK_OP_FLUSH_ALL;
+        a.server = (int)i;
+        a.exptime = delay > 0 ? delay : -1;
+        a.mode = mode;
+        int rc = run(c, &a, NULL);
+        if (rc && !first)
+            first = rc;
+    }
+    return first;
+}
+
+int mk_version(mk_client *c, size_t server, char *buf, size_t cap)
+{
+    if (c == NULL || buf == NULL || cap == 0)
+        return MK_EINVAL;
+    if (server >= c->n)
+        return MK_ERANGE;
+    mk_op_args a;
+    mk_op_args_init(&a);
+    a.code = MK_OP_VERSION;
+    a.server = (int)server;
+    mk_op *op = NULL;
+    int rc = run(c, &a, &op);
+    if (rc == 0) {
+        const char *v = mk_op_text(op);
+        if (strlen(v) >= cap)
+            rc = MK_ERANGE;
+        else
+            strcpy(buf, v);
+    }
+    mk_op_destroy(op);
+    return rc;
+}
+
+int mk_stats(mk_client *c, size_t server, const char *group, mk_stat_cb cb, void *ctx)
+{
+    if (c == NULL)
+        return MK_EINVAL;
+    if (server >= c->n)
+        return MK_ERANGE;
+    mk_op_args a;
+    mk_op_args_init(&a);
+    a.code = MK_OP_STATS;
+    a.server = (int)server;
+    a.group = group;
+    a.stat_cb = cb;
+    a.ctx = ctx;
+    return run(c, &a, NULL);
+}

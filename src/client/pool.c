@@ -1,0 +1,215 @@
+/* client/pool.c — per-server bounded connection pool (mutex + condvar) and failover: failure counting, ejection, picking. */
+#include "client/client.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/*
+ * Pool rules (s->lock protects idle[], nidle, total):
+ *   - total counts every connection of the server, idle or checked out; it never
+ *     exceeds opt.pool_size.
+ *   - a checked-out connection belongs to one op; it comes back through
+ *     mk__pool_put, which keeps it idle (reusable) or frees it and lowers total.
+ *   - waiters sleep on s->cond, signalled by every put.
+ * Idle connections are reused LIFO (the warmest first).
+ */
+
+int mk__pool_get(mk_client *c, mk_server *s, int64_t deadline_ms, bool blocking, mk_conn **out)
+{
+    pthread_mutex_lock(&s->lock);
+    for (;;) {
+        if (s->nidle > 0) {
+            mk_conn *conn = s->idle[--s->nidle];
+            pthread_mutex_unlock(&s->lock);
+            if (!mk__conn_usable(conn)) {  /* closed by the server while idle, or stray bytes */
+                mk__conn_close(conn);
+            }
+            *out = conn;
+            return 0;
+        }
+        if (s->total < (size_t)c->opt.pool_size) {
+            s->total++;
+            pthread_mutex_unlock(&s->lock);
+            mk_conn *conn = mk__conn_new();
+            if (conn == NULL) {
+                mk__pool_put(c, s, NULL, false);
+                return MK_ENOMEM;
+            }
+            *out = conn;
+            return 0;
+        }
+        if (!blocking) {
+            pthread_mutex_unlock(&s->lock);
+            return MK_EAGAIN;
+        }
+        if (mk__now_ms() >= deadline_ms) {
+            pthread_mutex_unlock(&s->lock);
+            return MK_EPOOLTIMEOUT;
+        }
+        struct timespec ts = {.tv_sec = deadline_ms / 1000, .tv_nsec = (deadline_ms % 1000) * 1000000};
+        pthread_cond_timedwait(&s->cond, &s->lock, &ts);
+    }
+}
+
+void mk__pool_put(mk_client *c, mk_server *s, mk_conn *conn, bool reusable)
+{
+    (void)c;
+    pthread_mutex_lock(&s->lock);
+    if (conn && reusable && conn->fd >= 0 && !mk__server_alive(s, mk__now_ms()))
+        reusable = false;   /* a dead server's connections are not kept */
+    if (conn && reusable && conn->fd >= 0) {
+        s->idle[s->nidle++] = conn;
+        conn = NULL;
+    } else {
+        s->total--;
+    }
+    pthread_cond_signal(&s->cond);
+    pthread_mutex_unlock(&s->lock);
+    mk__conn_free(conn);
+}
+
+void mk__pool_close_idle(mk_server *s)
+{
+    pthread_mutex_lock(&s->lock);
+    size_t n = s->nidle;
+    mk_conn *tmp[64];
+    mk_conn **list = n <= 64 ? tmp : malloc(n * sizeof *list);
+    if (list == NULL) {   /* no memory: close them under the lock */
+        for (size_t i = 0; i < n; i++)
+            mk__conn_free(s->idle[i]);
+    } else {
+        memcpy(list, s->idle, n * sizeof *list);
+    }
+    s->nidle = 0;
+    s->total -= n;
+    pthread_cond_broadcast(&s->cond);
+    pthread_mutex_unlock(&s->lock);
+    if (list) {
+        for (size_t i = 0; i < n; i++)
+            mk__conn_free(list[i]);
+        if (list != tmp)
+            free(list);
+    }
+}
+
+/* ---------------------------------------------------------------- failover */
+
+bool mk__server_alive(const mk_server *s, int64_t now)
+{
+    return now >= atomic_load_explicit(&s->dead_until, memory_order_relaxed);
+}
+
+void mk__server_ok(mk_server *s)
+{
+    if (atomic_load_explicit(&s->failures, memory_order_relaxed) != 0)
+        atomic_store(&s->failures, 0);
+}
+
+/* A failed connect / I/O / timeout. After failure_limit in a row the server is
+ * dead for retry_interval_ms; the count is not reset, so after the interval the
+ * first failure ejects it again at once, and the first success revives it. */
+void mk__server_failed(mk_client *c, mk_server *s)
+{
+    int f = atomic_fetch_add(&s->failures, 1) + 1;
+    if (f >= c->opt.failure_limit) {
+        atomic_store(&s->dead_until, mk__now_ms() + c->opt.retry_interval_ms);
+        mk__pool_close_idle(s);
+    }
+}
+
+struct alive_ctx {
+    mk_client *c;
+    int64_t now;
+};
+
+static bool alive_cb(void *ctx, size_t i)
+{
+    struct alive_ctx *a = ctx;
+    return mk__server_alive(&a->c->servers[i], a->now);
+}
+
+/* Rebuild the dist over the live servers; caller holds live_lock for writing. */
+static int rebuild_live_locked(mk_client *c, const unsigned char *set)
+{
+    mk_server_spec *sp = malloc(c->n * sizeof *sp);
+    size_t *map = malloc(c->n * sizeof *map);
+    if (sp == NULL || map == NULL) {
+        free(sp);
+        free(map);
+        return MK_ENOMEM;
+    }
+    size_t m = 0;
+    for (size_t i = 0; i < c->n; i++) {
+        if (set[i]) {
+            sp[m] = c->specs[i];
+            map[m++] = i;
+        }
+    }
+    mk_dist *d = mk_dist_create(c->kind, sp, m);
+    free(sp);
+    if (d == NULL) {
+        free(map);
+        return MK_ENOMEM;
+    }
+    mk_dist_destroy(c->live_dist);
+    free(c->live_map);
+    c->live_dist = d;
+    c->live_map = map;
+    c->nlive = m;
+    memcpy(c->live_set, set, c->n);
+    return 0;
+}
+
+int mk__pick(mk_client *c, const char *key, size_t nkey)
+{
+    int64_t now = mk__now_ms();
+    if (c->n == 1 && !c->opt.auto_eject)
+        return mk__server_alive(&c->servers[0], now) ? 0 : MK_ESERVERDEAD;
+    if (!c->opt.auto_eject) {
+        size_t i = mk_dist_pick(c->dist, key, nkey);
+        if (i == MK_DIST_NONE)
+            return MK_ENOSERVER;
+        return mk__server_alive(&c->servers[i], now) ? (int)i : MK_ESERVERDEAD;
+    }
+    struct alive_ctx ac = {c, now};
+    if (c->kind == MK_DIST_MODULA) {   /* python-memcached's rehash */
+        size_t i = mk_dist_pick_alive(c->dist, key, nkey, alive_cb, &ac);
+        return i == MK_DIST_NONE ? MK_ENOSERVER : (int)i;
+    }
+    unsigned char stackset[256];
+    unsigned char *set = c->n <= sizeof stackset ? stackset : malloc(c->n);
+    if (set == NULL)
+        return MK_ENOMEM;
+    size_t nlive = 0;
+    for (size_t i = 0; i < c->n; i++)
+        nlive += set[i] = mk__server_alive(&c->servers[i], now);
+    int rc;
+    if (nlive == c->n) {
+        size_t i = mk_dist_pick(c->dist, key, nkey);
+        rc = i == MK_DIST_NONE ? MK_ENOSERVER : (int)i;
+    } else if (nlive == 0) {
+        rc = MK_ENOSERVER;
+    } else {
+        pthread_rwlock_rdlock(&c->live_lock);
+        bool fresh = c->live_dist && memcmp(c->live_set, set, c->n) == 0;
+        if (!fresh) {
+            pthread_rwlock_unlock(&c->live_lock);
+            pthread_rwlock_wrlock(&c->live_lock);
+            fresh = c->live_dist && memcmp(c->live_set, set, c->n) == 0;
+            rc = fresh ? 0 : rebuild_live_locked(c, set);
+            if (rc) {
+                pthread_rwlock_unlock(&c->live_lock);
+                goto out;
+            }
+        }
+        size_t j = mk_dist_pick(c->live_dist, key, nkey);
+        rc = j == MK_DIST_NONE ? MK_ENOSERVER : (int)c->live_map[j];
+        pthread_rwlock_unlock(&c->live_lock);
+    }
+out:
+    if (set != stackset)
+        free(set);
+    return rc;
+}

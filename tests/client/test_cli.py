@@ -1,0 +1,295 @@
+"""tests/client/test_cli.py — the memkit CLI (output and exit status of each command) and twemproxy key placement.
+
+Servers: $MK_SERVER (default /usr/bin/memcached; build/memkitd works too), started on free
+loopback ports as "<bin> -u root -p PORT -l 127.0.0.1 -U 0". The CLI is $MEMKIT_CLI
+(default build/memkit).
+"""
+
+import os
+import socket
+import subprocess
+import tempfile
+import time
+
+import pytest
+
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+CLI = os.environ.get("MEMKIT_CLI") or os.path.join(REPO, "build", "memkit")
+SERVER = os.environ.get("MK_SERVER") or "/usr/bin/memcached"
+if not os.path.isabs(SERVER):
+    SERVER = os.path.join(REPO, SERVER)
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def wait_port(port, timeout=5.0):
+    end = time.time() + timeout
+    while time.time() < end:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.02)
+    raise RuntimeError(f"nothing listens on {port}")
+
+
+def start_server():
+    port = free_port()
+    p = subprocess.Popen([SERVER, "-u", "root", "-p", str(port), "-l", "127.0.0.1", "-U", "0"],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_port(port)
+    return p, port
+
+
+@pytest.fixture(scope="module")
+def servers():
+    procs = [start_server() for _ in range(3)]
+    yield [port for _, port in procs]
+    for p, _ in procs:
+        p.kill()
+        p.wait()
+
+
+def mk(servers, *args, stdin=None):
+    lst = ",".join(f"127.0.0.1:{p}" for p in servers)
+    r = subprocess.run([CLI, f"--servers={lst}", "--timeout=2000", *args], input=stdin,
+                       capture_output=True, timeout=30)
+    return r.returncode, r.stdout.decode(), r.stderr.decode()
+
+
+def raw(port, line):
+    """Send one request straight to a server, return the reply bytes."""
+    s = socket.create_connection(("127.0.0.1", port))
+    s.sendall(line)
+    data = b""
+    while not (data.endswith(b"END\r\n") or data.endswith(b"STORED\r\n") or data.endswith(b"OK\r\n")):
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    s.close()
+    return data
+
+
+def test_set_get(servers):
+    assert mk(servers, "flush") == (0, "", "")
+    assert mk(servers, "set", "k", "hello") == (0, "", "")
+    assert mk(servers, "get", "k") == (0, "hello\n", "")
+
+
+def test_set_from_stdin_and_flags(servers):
+    assert mk(servers, "set", "s", "--flags=42", stdin=b"line1\nline2") == (0, "", "")
+    assert mk(servers, "get", "s") == (0, "line1\nline2\n", "")
+    owner = mk(servers, "locate", "s")[1].strip()
+    port = int(owner.rsplit(":", 1)[1])
+    assert raw(port, b"get s\r\n").startswith(b"VALUE s 42 11\r\n")
+
+
+def test_get_miss(servers):
+    rc, out, err = mk(servers, "get", "missing")
+    assert (rc, out) == (1, "")
+    assert err == "memkit: get missing: not found\n"
+
+
+def test_multi_get(servers):
+    mk(servers, "set", "m1", "one")
+    mk(servers, "set", "m2", "two")
+    rc, out, err = mk(servers, "get", "m1", "nope", "m2")
+    assert rc == 1
+    assert sorted(out.splitlines()) == ["m1 one", "m2 two"]
+    assert err == "memkit: get nope: not found\n"
+    assert mk(servers, "get", "m1", "m2")[0] == 0
+
+
+def test_add_replace_append_prepend(servers):
+    mk(servers, "delete", "a")
+    assert mk(servers, "add", "a", "1")[0] == 0
+    rc, _, err = mk(servers, "add", "a", "2")
+    assert rc == 1 and err == "memkit: add a: not stored\n"
+    assert mk(servers, "replace", "a", "r")[0] == 0
+    assert mk(servers, "replace", "nope", "r")[0] == 1
+    assert mk(servers, "append", "a", ">")[0] == 0
+    assert mk(servers, "prepend", "a", "<")[0] == 0
+    assert mk(servers, "append", "nope", ">")[0] == 1
+    assert mk(servers, "get", "a") == (0, "<r>\n", "")
+
+
+def test_delete(servers):
+    mk(servers, "set", "d", "x")
+    assert mk(servers, "delete", "d") == (0, "", "")
+    assert mk(servers, "delete", "d") == (1, "", "memkit: delete d: not found\n")
+
+
+def test_incr_decr(servers):
+    mk(servers, "delete", "n")
+    assert mk(servers, "incr", "n")[0] == 1
+    mk(servers, "set", "n", "10")
+    assert mk(servers, "incr", "n") == (0, "11\n", "")
+    assert mk(servers, "incr", "n", "9") == (0, "20\n", "")
+    assert mk(servers, "decr", "n", "25") == (0, "0\n", "")
+    rc, _, err = mk(servers, "incr", "n", "x")
+    assert rc == 2 and "bad delta" in err
+    mk(servers, "set", "t", "text")
+    rc, _, err = mk(servers, "incr", "t")
+    assert rc == 2 and err.count("\n") == 1 and "not a number" in err
+
+
+def test_touch(servers):
+    mk(servers, "set", "tt", "x")
+    assert mk(servers, "touch", "tt", "100") == (0, "", "")
+    assert mk(servers, "touch", "nope", "100")[0] == 1
+    assert mk(servers, "touch", "--", "tt", "-1")[0] == 0   # "--": a negative number is not an option
+    assert mk(servers, "get", "tt")[0] == 1
+
+
+def test_exptime(servers):
+    assert mk(servers, "set", "e", "x", "--exptime=-1")[0] == 0
+    assert mk(servers, "get", "e")[0] == 1
+
+
+def test_flush(servers):
+    mk(servers, "set", "f", "x")
+    assert mk(servers, "flush") == (0, "", "")
+    assert mk(servers, "get", "f")[0] == 1
+
+
+def test_version(servers):
+    rc, out, _ = mk(servers, "version")
+    assert rc == 0
+    lines = out.splitlines()
+    assert len(lines) == 3
+    for line, port in zip(lines, servers):
+        name, ver = line.split(" ", 1)
+        assert name == f"127.0.0.1:{port}" and ver.startswith("1.6")
+
+
+def test_stats(servers):
+    rc, out, _ = mk(servers[:1], "stats")
+    assert rc == 0
+    names = [line.split(" ")[0] for line in out.splitlines()]
+    assert "pid" in names and "get_hits" in names
+    rc, out, _ = mk(servers, "stats", "settings")
+    assert rc == 0
+    assert out.count("# 127.0.0.1:") == 3
+
+
+def test_top(servers):
+    rc, out, err = mk(servers, "top", "--iterations=2", "--interval=100")
+    assert rc == 0, err
+    frames = out.strip().split("\n\n")
+    assert len(frames) == 2
+    for f in frames:
+        lines = f.splitlines()
+        assert lines[0].startswith("memkit top - 3 servers")
+        assert lines[1].split()[:7] == ["SERVER", "HITS/s", "MISSES/s", "SETS/s", "EVICT/s", "CONN/s", "CONNS"]
+        assert [l.split()[0] for l in lines[2:]] == [f"127.0.0.1:{p}" for p in servers] + ["total"]
+
+
+def test_top_rates(servers):
+    # a background writer makes the SETS/s column move
+    p = subprocess.Popen([CLI, f"--servers=127.0.0.1:{servers[0]}", "top", "--iterations=1", "--interval=500"],
+                         stdout=subprocess.PIPE)
+    for i in range(50):
+        mk(servers[:1], "set", f"r{i}", "x")
+    out = p.communicate(timeout=10)[0].decode()
+    row = out.splitlines()[2].split()
+    assert float(row[3].rstrip("K")) > 0   # SETS/s
+
+
+def test_top_down_server(servers):
+    dead = free_port()
+    rc, out, _ = mk([servers[0], dead], "top", "--iterations=1", "--interval=50")
+    assert rc == 2
+    assert f"127.0.0.1:{dead}" in out and "down" in out
+
+
+def test_errors(servers):
+    rc, _, err = mk(servers, "get", "a b")
+    assert rc == 2 and "invalid key" in err and err.count("\n") == 1
+    rc, _, err = mk(servers, "bogus")
+    assert rc == 2 and "unknown command" in err
+    rc, _, err = mk(servers, "get")
+    assert rc == 2 and "wrong number of arguments" in err
+    rc, _, err = mk([free_port()], "get", "k")
+    assert rc == 2 and "connection failed" in err and err.count("\n") == 1
+    r = subprocess.run([CLI, "--servers=127.0.0.1:0", "get", "k"], capture_output=True)
+    assert r.returncode == 2 and b"bad server list" in r.stderr
+    r = subprocess.run([CLI, "--distribution=nope", "get", "k"], capture_output=True)
+    assert r.returncode == 2 and b"unknown distribution" in r.stderr
+    r = subprocess.run([CLI, "--help"], capture_output=True)
+    assert r.returncode == 0 and b"usage: memkit" in r.stdout
+
+
+def test_timeout_honoured(servers):
+    # a listener that never answers: the CLI gives up after --timeout
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    s.listen(16)
+    port = s.getsockname()[1]
+    t0 = time.time()
+    r = subprocess.run([CLI, f"--servers=127.0.0.1:{port}", "--timeout=300", "get", "k"], capture_output=True)
+    dt = time.time() - t0
+    s.close()
+    assert r.returncode == 2 and b"timed out" in r.stderr
+    assert dt < 1.5
+
+
+def test_distributions_place_keys_on_the_located_server(servers):
+    for dist in ("ketama", "modula", "consistent"):
+        mk(servers, "flush")
+        for i in range(20):
+            key = f"{dist}-{i}"
+            assert mk(servers, f"--distribution={dist}", "set", key, "v")[0] == 0
+            owner = mk(servers, f"--distribution={dist}", "locate", key)[1].strip()
+            port = int(owner.rsplit(":", 1)[1])
+            for p in servers:
+                assert (mk([p], "get", key)[0] == 0) == (p == port)
+
+
+# ------------------------------------------------------------------ twemproxy
+
+@pytest.fixture(scope="module")
+def twemproxy(servers):
+    port, stats_port = free_port(), free_port()
+    d = tempfile.mkdtemp()
+    conf = os.path.join(d, "nutcracker.yml")
+    with open(conf, "w") as f:
+        f.write(f"""memkit:
+  listen: 127.0.0.1:{port}
+  hash: md5
+  distribution: ketama
+  timeout: 2000
+  auto_eject_hosts: false
+  servers:
+""" + "".join(f"   - 127.0.0.1:{p}:1\n" for p in servers))
+    p = subprocess.Popen(["nutcracker", "-c", conf, "-s", str(stats_port), "-o", os.path.join(d, "log")],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_port(port)
+    yield port
+    p.kill()
+    p.wait()
+
+
+def test_twemproxy_ketama_md5_placement(servers, twemproxy):
+    """A key written through twemproxy is read directly from the server libmemkit picks."""
+    mk(servers, "flush")
+    per = {p: 0 for p in servers}
+    for i in range(60):
+        key = f"tw:{i}:key"
+        assert mk([twemproxy], "set", key, f"via-proxy-{i}") == (0, "", "")
+        owner = mk(servers, "locate", key)[1].strip()
+        port = int(owner.rsplit(":", 1)[1])
+        per[port] += 1
+        # read straight from the server libmemkit picks, and through the client
+        assert mk([port], "get", key) == (0, f"via-proxy-{i}\n", "")
+        assert mk(servers, "get", key) == (0, f"via-proxy-{i}\n", "")
+        for p in servers:
+            if p != port:
+                assert mk([p], "get", key)[0] == 1
+    assert all(n > 5 for n in per.values()), per

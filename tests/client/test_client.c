@@ -1,0 +1,966 @@
+/* tests/client/test_client.c — libmemkit against real servers: every call, multi-get, pool, failover (kill, SIGSTOP), 32 threads. */
+/*
+ * Starts its own servers on free loopback ports: $MK_SERVER (default
+ * /usr/bin/memcached; build/memkitd works too) as "<bin> -u root -p PORT -l 127.0.0.1 -U 0".
+ * $MK_THREAD_OPS (default 10000) sets the operations per thread of the 32-thread test.
+ * Prints "<suite>: N passed, N failed" with suite = $MK_SUITE (default client).
+ */
+#include "check.h"
+#include "memkit.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+/* ---------------------------------------------------------------- servers */
+
+typedef struct srv {
+    pid_t pid;
+    int port;
+    char path[108];   /* unix socket, or "" */
+} srv;
+
+static const char *server_bin;
+#define NSRV 4
+static srv S[NSRV];
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
+    nanosleep(&ts, NULL);
+}
+
+static int free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof a;
+    bind(fd, (struct sockaddr *)&a, sizeof a);
+    getsockname(fd, (struct sockaddr *)&a, &len);
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
+static bool can_connect(const srv *s)
+{
+    int fd;
+    int ok;
+    if (s->path[0]) {
+        struct sockaddr_un u = {.sun_family = AF_UNIX};
+        snprintf(u.sun_path, sizeof u.sun_path, "%s", s->path);
+        fd = socket(AF_UNIX, SOCK_STREAM, 0);
+        ok = connect(fd, (struct sockaddr *)&u, sizeof u) == 0;
+    } else {
+        struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)s->port),
+                                .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+        fd = socket(AF_INET, SOCK_STREAM, 0);
+        ok = connect(fd, (struct sockaddr *)&a, sizeof a) == 0;
+    }
+    close(fd);
+    return ok;
+}
+
+static void srv_start(srv *s)
+{
+    if (!s->path[0] && s->port == 0)
+        s->port = free_port();
+    char port[16];
+    snprintf(port, sizeof port, "%d", s->port);
+    s->pid = fork();
+    if (s->pid == 0) {
+        freopen("/dev/null", "w", stdout);
+        if (s->path[0])
+            execl(server_bin, server_bin, "-u", "root", "-s", s->path, "-U", "0", (char *)NULL);
+        else
+            execl(server_bin, server_bin, "-u", "root", "-p", port, "-l", "127.0.0.1", "-U", "0", (char *)NULL);
+        _exit(127);
+    }
+    for (int i = 0; i < 500 && !can_connect(s); i++)
+        sleep_ms(10);
+}
+
+static void srv_stop(srv *s)
+{
+    if (s->pid > 0) {
+        kill(s->pid, SIGCONT);
+        kill(s->pid, SIGKILL);
+        waitpid(s->pid, NULL, 0);
+    }
+    s->pid = 0;
+}
+
+/* SIGSTOP and wait until the kernel has really stopped it (kill() is asynchronous). */
+static void freeze(pid_t pid)
+{
+    kill(pid, SIGSTOP);
+    char path[64], buf[256];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    for (int i = 0; i < 200; i++) {
+        FILE *f = fopen(path, "r");
+        size_t n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
+        if (f)
+            fclose(f);
+        buf[n] = '\0';
+        char *p = strrchr(buf, ')');
+        if (p && (p[2] == 'T' || p[2] == 't'))
+            return;
+        sleep_ms(1);
+    }
+}
+
+static char *server_list(int n)
+{
+    static char buf[512];
+    buf[0] = '\0';
+    for (int i = 0; i < n; i++)
+        snprintf(buf + strlen(buf), sizeof buf - strlen(buf), "%s127.0.0.1:%d", i ? "," : "", S[i].port);
+    return buf;
+}
+
+static mk_client *client(int n, const mk_options *o)
+{
+    mk_client *c = NULL;
+    char err[256];
+    int rc = mk_client_create(&c, server_list(n), o, err, sizeof err);
+    if (rc)
+        fprintf(stderr, "mk_client_create: %s\n", err);
+    return c;
+}
+
+#define K(s) (s), strlen(s)
+
+/* ---------------------------------------------------------------- tests */
+
+static void test_create_errors(void)
+{
+    mk_client *c = (mk_client *)1;
+    char err[256] = "";
+    CHECK_EQ_I(mk_client_create(&c, "127.0.0.1:0", NULL, err, sizeof err), MK_EBADSERVERS);
+    CHECK(c == NULL);
+    CHECK(strstr(err, "port") != NULL);
+    CHECK_EQ_I(mk_client_create(&c, "", NULL, err, sizeof err), MK_EBADSERVERS);
+    CHECK_EQ_I(mk_client_create(&c, "no-such-host.invalid:11211", NULL, err, sizeof err), MK_ERESOLVE);
+    mk_options o;
+    mk_options_init(&o);
+    o.pool_size = 0;
+    CHECK_EQ_I(mk_client_create(&c, "127.0.0.1:1", &o, err, sizeof err), MK_EINVAL);
+    CHECK(strcmp(mk_strerror(MK_ETIMEDOUT), "timed out") == 0);
+    mk_distribution d;
+    CHECK_EQ_I(mk_distribution_parse("modula", &d), 0);
+    CHECK_EQ_I(d, MK_DISTRIBUTION_MODULA);
+    CHECK_EQ_I(mk_distribution_parse("nope", &d), MK_EINVAL);
+    CHECK_EQ_I(mk_client_create(&c, "localhost:1,[::1]:2 3,/tmp/x.sock", NULL, err, sizeof err), 0);
+    CHECK_EQ_U(mk_server_count(c), 3);
+    CHECK(strcmp(mk_server_name(c, 1), "[::1]:2") == 0);
+    CHECK(strcmp(mk_server_name(c, 2), "/tmp/x.sock") == 0);
+    CHECK(mk_server_name(c, 3) == NULL);
+    mk_client_destroy(c);
+    mk_client_destroy(NULL);
+}
+
+static void test_every_op(void)
+{
+    mk_client *c = client(NSRV, NULL);
+    CHECK(c != NULL);
+    if (!c)
+        return;
+    mk_item it;
+    CHECK_EQ_I(mk_flush_all(c, 0, 0), 0);
+    CHECK_EQ_I(mk_get(c, K("a"), &it), MK_ENOTFOUND);
+    CHECK(it.value == NULL);
+    CHECK_EQ_I(mk_set(c, K("a"), "hello", 5, 0xFFFFFFFFu, 0), 0);
+    CHECK_EQ_I(mk_get(c, K("a"), &it), 0);
+    CHECK_MEM(it.value, it.nvalue, "hello");
+    CHECK_EQ_U(it.flags, 0xFFFFFFFFu);
+    mk_item_clear(&it);
+    /* binary-safe values */
+    const char bin[] = "a\r\nEND\r\n\0b";
+    CHECK_EQ_I(mk_set(c, K("bin"), bin, sizeof bin, 1, 0), 0);
+    CHECK_EQ_I(mk_get(c, K("bin"), &it), 0);
+    CHECK(it.nvalue == sizeof bin && memcmp(it.value, bin, sizeof bin) == 0);
+    mk_item_clear(&it);
+    /* empty and large values */
+    CHECK_EQ_I(mk_set(c, K("empty"), "", 0, 0, 0), 0);
+    CHECK_EQ_I(mk_get(c, K("empty"), &it), 0);
+    CHECK_EQ_U(it.nvalue, 0);
+    mk_item_clear(&it);
+    size_t big = 900 * 1024;
+    char *bv = malloc(big);
+    for (size_t i = 0; i < big; i++)
+        bv[i] = (char)(i * 31);
+    CHECK_EQ_I(mk_set(c, K("big"), bv, big, 0, 0), 0);
+    CHECK_EQ_I(mk_get(c, K("big"), &it), 0);
+    CHECK(it.nvalue == big && memcmp(it.value, bv, big) == 0);
+    mk_item_clear(&it);
+    char *huge = calloc(1, 2 << 20);
+    CHECK_EQ_I(mk_set(c, K("huge"), huge, 2 << 20, 0, 0), MK_ESERVERERR);
+    free(huge);
+    free(bv);
+    CHECK_EQ_I(mk_get(c, K("a"), &it), 0);   /* the connection is still good after SERVER_ERROR */
+    mk_item_clear(&it);
+    /* add / replace / append / prepend */
+    CHECK_EQ_I(mk_add(c, K("a"), "x", 1, 0, 0), MK_ENOTSTORED);
+    CHECK_EQ_I(mk_add(c, K("b"), "B", 1, 7, 0), 0);
+    CHECK_EQ_I(mk_replace(c, K("nope"), "x", 1, 0, 0), MK_ENOTSTORED);
+    CHECK_EQ_I(mk_replace(c, K("b"), "bb", 2, 8, 0), 0);
+    CHECK_EQ_I(mk_append(c, K("b"), ">", 1), 0);
+    CHECK_EQ_I(mk_prepend(c, K("b"), "<", 1), 0);
+    CHECK_EQ_I(mk_append(c, K("nope"), ">", 1), MK_ENOTSTORED);
+    CHECK_EQ_I(mk_get(c, K("b"), &it), 0);
+    CHECK_MEM(it.value, it.nvalue, "<bb>");
+    CHECK_EQ_U(it.flags, 8);
+    mk_item_clear(&it);
+    /* gets / cas */
+    CHECK_EQ_I(mk_gets(c, K("b"), &it), 0);
+    uint64_t cas = it.cas;
+    CHECK(cas != 0);
+    mk_item_clear(&it);
+    CHECK_EQ_I(mk_cas(c, K("b"), "c1", 2, 0, 0, cas + 1000), MK_EEXISTS);
+    CHECK_EQ_I(mk_cas(c, K("b"), "c1", 2, 0, 0, cas), 0);
+    CHECK_EQ_I(mk_cas(c, K("b"), "c2", 2, 0, 0, cas), MK_EEXISTS);
+    CHECK_EQ_I(mk_cas(c, K("nope"), "c2", 2, 0, 0, 1), MK_ENOTFOUND);
+    /* delete */
+    CHECK_EQ_I(mk_delete(c, K("b"), 0), 0);
+    CHECK_EQ_I(mk_delete(c, K("b"), 0), MK_ENOTFOUND);
+    /* incr / decr */
+    uint64_t v = 0;
+    CHECK_EQ_I(mk_incr(c, K("n"), 1, &v, 0), MK_ENOTFOUND);
+    CHECK_EQ_I(mk_set(c, K("n"), "10", 2, 0, 0), 0);
+    CHECK_EQ_I(mk_incr(c, K("n"), 5, &v, 0), 0);
+    CHECK_EQ_U(v, 15);
+    CHECK_EQ_I(mk_decr(c, K("n"), 100, &v, 0), 0);
+    CHECK_EQ_U(v, 0);
+    CHECK_EQ_I(mk_incr(c, K("a"), 1, &v, 0), MK_ENOTNUM);
+    CHECK_EQ_I(mk_set(c, K("n"), "18446744073709551615", 20, 0, 0), 0);
+    CHECK_EQ_I(mk_incr(c, K("n"), 1, &v, 0), 0);
+    CHECK_EQ_U(v, 0);   /* wraps, as in memcached */
+    /* touch / gat / gats */
+    CHECK_EQ_I(mk_touch(c, K("a"), 100, 0), 0);
+    CHECK_EQ_I(mk_touch(c, K("nope"), 100, 0), MK_ENOTFOUND);
+    CHECK_EQ_I(mk_gat(c, K("a"), 100, &it), 0);
+    CHECK_MEM(it.value, it.nvalue, "hello");
+    mk_item_clear(&it);
+    CHECK_EQ_I(mk_gats(c, K("a"), 100, &it), 0);
+    CHECK(it.cas != 0);
+    mk_item_clear(&it);
+    CHECK_EQ_I(mk_gat(c, K("nope"), 100, &it), MK_ENOTFOUND);
+    CHECK_EQ_I(mk_set(c, K("exp"), "x", 1, 0, -1), 0);
+    CHECK_EQ_I(mk_get(c, K("exp"), &it), MK_ENOTFOUND);
+    /* noreply variants */
+    CHECK_EQ_I(mk_store(c, MK_STORE_SET, K("nr"), "1", 1, 0, 0, 0, MK_NOREPLY), 0);
+    CHECK_EQ_I(mk_store(c, MK_STORE_ADD, K("nr"), "2", 1, 0, 0, 0, MK_NOREPLY), 0);  /* NOT_STORED, unseen */
+    CHECK_EQ_I(mk_incr(c, K("nr"), 5, &v, MK_NOREPLY), 0);
+    CHECK_EQ_I(mk_get(c, K("nr"), &it), 0);
+    CHECK_MEM(it.value, it.nvalue, "6");
+    mk_item_clear(&it);
+    CHECK_EQ_I(mk_decr(c, K("nr"), 1, NULL, MK_NOREPLY), 0);
+    CHECK_EQ_I(mk_touch(c, K("nr"), 50, MK_NOREPLY), 0);
+    CHECK_EQ_I(mk_delete(c, K("nr"), MK_NOREPLY), 0);
+    CHECK_EQ_I(mk_get(c, K("nr"), &it), MK_ENOTFOUND);
+    CHECK_EQ_I(mk_delete(c, K("nr"), MK_NOREPLY), 0);   /* NOT_FOUND, unseen */
+    CHECK_EQ_I(mk_set(c, K("after"), "ok", 2, 0, 0), 0);
+    /* bad keys: refused before anything is sent */
+    char longkey[252];
+    memset(longkey, 'k', sizeof longkey);
+    CHECK_EQ_I(mk_set(c, longkey, 251, "x", 1, 0, 0), MK_EBADKEY);
+    CHECK_EQ_I(mk_set(c, longkey, 250, "x", 1, 0, 0), 0);
+    CHECK_EQ_I(mk_get(c, K("a b"), &it), MK_EBADKEY);
+    CHECK_EQ_I(mk_get(c, "a\nb", 3, &it), MK_EBADKEY);
+    CHECK_EQ_I(mk_delete(c, "", 0, 0), MK_EBADKEY);
+    CHECK_EQ_I(mk_incr(c, "\x7f", 1, 1, &v, 0), MK_EBADKEY);
+    CHECK_EQ_I(mk_server_for_key(c, K("a b")), MK_EBADKEY);
+    CHECK_EQ_I(mk_set(c, K("utf8-\xc3\xa9"), "e", 1, 0, 0), 0);
+    CHECK_EQ_I(mk_get(c, K("utf8-\xc3\xa9"), &it), 0);
+    mk_item_clear(&it);
+    /* version and stats per server */
+    for (size_t i = 0; i < NSRV; i++) {
+        char ver[64];
+        CHECK_EQ_I(mk_version(c, i, ver, sizeof ver), 0);
+        CHECK(strncmp(ver, "1.6", 3) == 0);
+    }
+    char tiny[2];
+    CHECK_EQ_I(mk_version(c, 0, tiny, sizeof tiny), MK_ERANGE);
+    CHECK_EQ_I(mk_version(c, NSRV, tiny, sizeof tiny), MK_ERANGE);
+    CHECK_EQ_I(mk_flush_all(c, 0, 0), 0);
+    CHECK_EQ_I(mk_get(c, K("a"), &it), MK_ENOTFOUND);
+    CHECK_EQ_I(mk_flush_all(c, 0, MK_NOREPLY), 0);
+    mk_client_destroy(c);
+}
+
+static void count_stat(void *ctx, const char *name, size_t nn, const char *val, size_t nv)
+{
+    (void)val;
+    (void)nv;
+    int *n = ctx;
+    (*n)++;
+    if (nn == 3 && memcmp(name, "pid", 3) == 0)
+        n[1] = 1;
+}
+
+static void test_stats(void)
+{
+    mk_client *c = client(2, NULL);
+    int n[2] = {0, 0};
+    CHECK_EQ_I(mk_stats(c, 1, NULL, count_stat, n), 0);
+    CHECK(n[0] > 20);
+    CHECK(n[1] == 1);
+    n[0] = 0;
+    CHECK_EQ_I(mk_stats(c, 0, "settings", count_stat, n), 0);
+    CHECK(n[0] > 10);
+    CHECK_EQ_I(mk_stats(c, 0, "bad\r\nversion", count_stat, n), MK_EINVAL);
+    CHECK_EQ_I(mk_stats(c, 5, NULL, count_stat, n), MK_ERANGE);
+    mk_client_destroy(c);
+}
+
+/* Each key lives on exactly the server mk_server_for_key names. */
+static void test_placement(void)
+{
+    mk_client *c = client(NSRV, NULL);
+    mk_client *one[NSRV];
+    for (int i = 0; i < NSRV; i++) {
+        char l[64];
+        snprintf(l, sizeof l, "127.0.0.1:%d", S[i].port);
+        CHECK_EQ_I(mk_client_create(&one[i], l, NULL, NULL, 0), 0);
+    }
+    mk_flush_all(c, 0, 0);
+    int per[NSRV] = {0};
+    for (int k = 0; k < 200; k++) {
+        char key[32];
+        snprintf(key, sizeof key, "place-%d", k);
+        int s = mk_server_for_key(c, K(key));
+        CHECK(s >= 0 && s < NSRV);
+        if (s < 0)
+            continue;
+        per[s]++;
+        CHECK_EQ_I(mk_set(c, K(key), "v", 1, 0, 0), 0);
+        for (int i = 0; i < NSRV; i++) {
+            mk_item it;
+            CHECK_EQ_I(mk_get(one[i], K(key), &it), i == s ? 0 : MK_ENOTFOUND);
+            mk_item_clear(&it);
+        }
+    }
+    for (int i = 0; i < NSRV; i++) {
+        CHECK(per[i] > 10);
+        mk_client_destroy(one[i]);
+    }
+    mk_client_destroy(c);
+}
+
+typedef struct hitlog {
+    int count[200];
+    char ok[200];
+} hitlog;
+
+static void on_hit(void *ctx, size_t i, const mk_item *it)
+{
+    hitlog *h = ctx;
+    char want[64];
+    snprintf(want, sizeof want, "value-%.*s", (int)it->nkey, it->key);
+    h->count[i]++;
+    h->ok[i] = it->nvalue == strlen(want) && memcmp(it->value, want, it->nvalue) == 0 && it->flags == (uint32_t)i;
+}
+
+static void test_mget(void)
+{
+    mk_client *c = client(NSRV, NULL);
+    mk_flush_all(c, 0, 0);
+    char keybuf[200][16];
+    const char *keys[200];
+    size_t nkeys[200];
+    for (int i = 0; i < 100; i++) {
+        snprintf(keybuf[i], sizeof keybuf[i], "mg%d", i);
+        keys[i] = keybuf[i];
+        nkeys[i] = strlen(keybuf[i]);
+        if (i % 2 == 0) {
+            char v[64];
+            snprintf(v, sizeof v, "value-%.16s", keybuf[i]);
+            CHECK_EQ_I(mk_set(c, K(keybuf[i]), v, strlen(v), (uint32_t)i, 0), 0);
+        }
+    }
+    /* the same keys again at 100..199: duplicates */
+    for (int i = 100; i < 200; i++) {
+        keys[i] = keys[i - 100];
+        nkeys[i] = nkeys[i - 100];
+    }
+    hitlog h;
+    memset(&h, 0, sizeof h);
+    CHECK_EQ_I(mk_mget(c, keys, nkeys, 100, false, on_hit, &h), 0);
+    for (int i = 0; i < 100; i++) {
+        CHECK_EQ_I(h.count[i], i % 2 == 0);
+        if (i % 2 == 0)
+            CHECK(h.ok[i]);
+    }
+    mk_item items[200];
+    int rcs[200];
+    CHECK_EQ_I(mk_mget_items(c, keys, nkeys, 200, true, items, rcs), 0);
+    for (int i = 0; i < 200; i++) {
+        int k = i % 100;
+        CHECK_EQ_I(rcs[i], k % 2 == 0 ? 0 : MK_ENOTFOUND);
+        CHECK((items[i].value != NULL) == (k % 2 == 0));
+        if (items[i].value)
+            CHECK(items[i].cas != 0 && items[i].flags == (uint32_t)k);
+        mk_item_clear(&items[i]);
+    }
+    const char *bad[2] = {"ok", "not ok"};
+    size_t nbad[2] = {2, 6};
+    CHECK_EQ_I(mk_mget(c, bad, nbad, 2, false, on_hit, &h), MK_EBADKEY);
+    CHECK_EQ_I(mk_mget(c, keys, nkeys, 0, false, on_hit, &h), 0);
+    mk_client_destroy(c);
+}
+
+/* A 100-key multi-get over 4 servers, each answering 30 ms late (SIGSTOP
+ * for 30 ms), takes about one delay, not four. */
+static void test_mget_parallel(void)
+{
+    mk_client *c = client(NSRV, NULL);
+    const char *keys[100];
+    size_t nkeys[100];
+    char kb[100][16];
+    for (int i = 0; i < 100; i++) {
+        snprintf(kb[i], sizeof kb[i], "par%d", i);
+        keys[i] = kb[i];
+        nkeys[i] = strlen(kb[i]);
+        mk_set(c, K(kb[i]), "v", 1, 0, 0);
+    }
+    for (int i = 0; i < NSRV; i++)
+        freeze(S[i].pid);
+    pid_t waker = fork();
+    if (waker == 0) {
+        sleep_ms(150);
+        for (int i = 0; i < NSRV; i++)
+            kill(S[i].pid, SIGCONT);
+        _exit(0);
+    }
+    mk_item items[100];
+    int64_t t0 = now_ms();
+    CHECK_EQ_I(mk_mget_items(c, keys, nkeys, 100, false, items, NULL), 0);
+    int64_t dt = now_ms() - t0;
+    waitpid(waker, NULL, 0);
+    CHECK(dt < 450);   /* one 150 ms stall, not four */
+    for (int i = 0; i < 100; i++) {
+        CHECK(items[i].value != NULL);
+        mk_item_clear(&items[i]);
+    }
+    mk_client_destroy(c);
+}
+
+static void test_unix_socket(void)
+{
+    srv u = {0};
+    snprintf(u.path, sizeof u.path, "/tmp/memkit-test-%d.sock", (int)getpid());
+    srv_start(&u);
+    mk_client *c = NULL;
+    char list[160];
+    snprintf(list, sizeof list, "unix:%s", u.path);
+    CHECK_EQ_I(mk_client_create(&c, list, NULL, NULL, 0), 0);
+    CHECK_EQ_I(mk_set(c, K("u"), "unix", 4, 0, 0), 0);
+    mk_item it;
+    CHECK_EQ_I(mk_get(c, K("u"), &it), 0);
+    CHECK_MEM(it.value, it.nvalue, "unix");
+    mk_item_clear(&it);
+    mk_client_destroy(c);
+    srv_stop(&u);
+    unlink(u.path);
+}
+
+/* The non-blocking interface driven by our own poll loop. */
+static void test_nonblocking(void)
+{
+    mk_client *c = client(2, NULL);
+    CHECK_EQ_I(mk_set(c, K("nb"), "event", 5, 3, 0), 0);
+    mk_op_args a;
+    mk_op_args_init(&a);
+    a.code = MK_OP_GET;
+    a.key = "nb";
+    a.nkey = 2;
+    mk_op *op;
+    CHECK_EQ_I(mk_op_start(c, &a, &op), 0);
+    CHECK_EQ_I(mk_op_server(op), mk_server_for_key(c, K("nb")));
+    int rc, waits = 0;
+    while ((rc = mk_op_step(op)) == MK_EAGAIN) {
+        struct pollfd p = {mk_op_fd(op), mk_op_events(op), 0};
+        CHECK(p.fd >= 0);
+        CHECK(p.events == POLLIN || p.events == POLLOUT);
+        poll(&p, 1, mk_op_timeout_ms(op));
+        waits++;
+    }
+    CHECK_EQ_I(rc, 0);
+    (void)waits;   /* 0 is possible: a pooled connection can get its reply within the first step */
+    CHECK_EQ_I(mk_op_step(op), 0);   /* done: same code again */
+    mk_item it;
+    CHECK_EQ_I(mk_op_take_item(op, &it), 0);
+    CHECK_MEM(it.value, it.nvalue, "event");
+    CHECK_EQ_U(it.flags, 3);
+    mk_item_clear(&it);
+    mk_op_destroy(op);
+    /* incr through the op interface */
+    mk_set(c, K("nbn"), "41", 2, 0, 0);
+    mk_op_args_init(&a);
+    a.code = MK_OP_INCR;
+    a.key = "nbn";
+    a.nkey = 3;
+    a.delta = 1;
+    CHECK_EQ_I(mk_op_start(c, &a, &op), 0);
+    while ((rc = mk_op_step(op)) == MK_EAGAIN) {
+        struct pollfd p = {mk_op_fd(op), mk_op_events(op), 0};
+        poll(&p, 1, mk_op_timeout_ms(op));
+    }
+    CHECK_EQ_I(rc, 0);
+    CHECK_EQ_U(mk_op_number(op), 42);
+    mk_op_destroy(op);
+    /* argument errors */
+    mk_op_args_init(&a);
+    a.code = MK_OP_GET;
+    a.key = "bad key";
+    a.nkey = 7;
+    CHECK_EQ_I(mk_op_start(c, &a, &op), MK_EBADKEY);
+    CHECK(op == NULL);
+    a.code = MK_OP_VERSION;
+    CHECK_EQ_I(mk_op_start(c, &a, &op), MK_ERANGE);   /* needs a server */
+    a.server = 1;
+    a.mode = MK_NOREPLY;
+    CHECK_EQ_I(mk_op_start(c, &a, &op), MK_EINVAL);
+    mk_client_destroy(c);
+}
+
+/* pool_size 1: while an op holds the connection, a blocking call waits
+ * checkout_timeout_ms and fails with MK_EPOOLTIMEOUT; then it proceeds. */
+static void test_pool_checkout_timeout(void)
+{
+    mk_options o;
+    mk_options_init(&o);
+    o.pool_size = 1;
+    o.checkout_timeout_ms = 150;
+    mk_client *c = client(1, &o);
+    mk_op_args a;
+    mk_op_args_init(&a);
+    a.code = MK_OP_GET;
+    a.key = "held";
+    a.nkey = 4;
+    mk_op *op;
+    CHECK_EQ_I(mk_op_start(c, &a, &op), 0);
+    int rc = mk_op_step(op);   /* connection checked out, request under way */
+    CHECK(rc == MK_EAGAIN);
+    CHECK(mk_op_fd(op) >= 0);
+    mk_item it;
+    int64_t t0 = now_ms();
+    CHECK_EQ_I(mk_get(c, K("other"), &it), MK_EPOOLTIMEOUT);
+    int64_t dt = now_ms() - t0;
+    CHECK(dt >= 140 && dt < 400);
+    /* a non-blocking op reports the pool wait as fd -1 */
+    mk_op *op2;
+    CHECK_EQ_I(mk_op_start(c, &a, &op2), 0);
+    CHECK_EQ_I(mk_op_step(op2), MK_EAGAIN);
+    CHECK_EQ_I(mk_op_fd(op2), -1);
+    mk_op_destroy(op2);
+    while ((rc = mk_op_step(op)) == MK_EAGAIN) {
+        struct pollfd p = {mk_op_fd(op), mk_op_events(op), 0};
+        poll(&p, 1, mk_op_timeout_ms(op));
+    }
+    CHECK_EQ_I(rc, MK_ENOTFOUND);
+    mk_op_destroy(op);
+    CHECK_EQ_I(mk_set(c, K("held"), "x", 1, 0, 0), 0);   /* the pooled connection is back */
+    mk_client_destroy(c);
+}
+
+struct want {
+    const char *name;
+    long v;
+};
+
+static void cb(void *ctx, const char *n, size_t nn, const char *v, size_t nv)
+{
+    struct want *w = ctx;
+    if (strlen(w->name) == nn && memcmp(w->name, n, nn) == 0) {
+        char tmp[32];
+        snprintf(tmp, sizeof tmp, "%.*s", (int)nv, v);
+        w->v = atol(tmp);
+    }
+}
+
+static int stat_value(mk_client *c, size_t server, const char *name)
+{
+    struct want want = {name, -1};
+    mk_stats(c, server, NULL, cb, &want);
+    return (int)want.v;
+}
+
+static void *short_thread(void *arg)
+{
+    mk_client *c = arg;
+    mk_item it;
+    for (int i = 0; i < 5; i++) {
+        mk_set(c, K("st"), "1", 1, 0, 0);
+        mk_get(c, K("st"), &it);
+        mk_item_clear(&it);
+    }
+    return NULL;
+}
+
+/* Threads that come and go reuse the pooled connections. */
+static void test_pool_reuse(void)
+{
+    mk_options o;
+    mk_options_init(&o);
+    o.pool_size = 4;
+    mk_client *c = client(1, &o);
+    mk_client *probe = client(1, NULL);
+    int before = stat_value(probe, 0, "total_connections");
+    for (int round = 0; round < 25; round++) {
+        pthread_t t[4];
+        for (int i = 0; i < 4; i++)
+            pthread_create(&t[i], NULL, short_thread, c);
+        for (int i = 0; i < 4; i++)
+            pthread_join(t[i], NULL);
+    }
+    int after = stat_value(probe, 0, "total_connections");
+    CHECK(before > 0);
+    CHECK(after - before <= 5);   /* 4 pooled + the probe's own stats connection at most */
+    mk_client_destroy(c);
+    mk_client_destroy(probe);
+}
+
+/* Find a key that lands on server `want`. */
+static void key_on(mk_client *c, int want, char *key, size_t cap)
+{
+    for (int i = 0;; i++) {
+        snprintf(key, cap, "key-%d-%d", want, i);
+        if (mk_server_for_key(c, key, strlen(key)) == want)
+            return;
+    }
+}
+
+/* SIGSTOP one server: calls return within io timeout + slack, the server is
+ * ejected after failure_limit timeouts, calls then fail fast, and after
+ * SIGCONT it rejoins once the retry interval is over. */
+static void test_freeze(void)
+{
+    mk_options o;
+    mk_options_init(&o);
+    o.io_timeout_ms = 300;
+    o.connect_timeout_ms = 300;
+    o.failure_limit = 2;
+    o.retry_interval_ms = 700;
+    mk_client *c = client(NSRV, &o);
+    char key[32], other[32];
+    key_on(c, 1, key, sizeof key);
+    key_on(c, 2, other, sizeof other);
+    CHECK_EQ_I(mk_set(c, K(key), "v", 1, 0, 0), 0);
+    freeze(S[1].pid);
+    mk_item it;
+    for (int i = 0; i < 2; i++) {
+        int64_t t0 = now_ms();
+        CHECK_EQ_I(mk_get(c, K(key), &it), MK_ETIMEDOUT);
+        int64_t dt = now_ms() - t0;
+        CHECK(dt >= 290 && dt <= 300 + 150);
+    }
+    CHECK(!mk_server_alive(c, 1));
+    int64_t t0 = now_ms();
+    CHECK_EQ_I(mk_get(c, K(key), &it), MK_ESERVERDEAD);
+    CHECK_EQ_I(mk_set(c, K(key), "v", 1, 0, 0), MK_ESERVERDEAD);
+    CHECK(now_ms() - t0 < 20);
+    CHECK_EQ_I(mk_set(c, K(other), "o", 1, 0, 0), 0);   /* the others keep working */
+    /* a multi-get over the frozen and the live servers returns in time */
+    const char *ks[2] = {key, other};
+    size_t nk[2] = {strlen(key), strlen(other)};
+    mk_item items[2];
+    int rcs[2];
+    CHECK_EQ_I(mk_mget_items(c, ks, nk, 2, false, items, rcs), MK_ESERVERDEAD);
+    CHECK_EQ_I(rcs[0], MK_ESERVERDEAD);
+    CHECK_EQ_I(rcs[1], 0);
+    mk_item_clear(&items[0]);
+    mk_item_clear(&items[1]);
+    /* after the interval, still frozen: one more try, timed out, dead again at once */
+    sleep_ms(750);
+    CHECK(mk_server_alive(c, 1));
+    t0 = now_ms();
+    CHECK_EQ_I(mk_get(c, K(key), &it), MK_ETIMEDOUT);
+    CHECK(now_ms() - t0 <= 450);
+    CHECK(!mk_server_alive(c, 1));
+    kill(S[1].pid, SIGCONT);
+    sleep_ms(750);
+    CHECK(mk_server_alive(c, 1));
+    CHECK_EQ_I(mk_get(c, K(key), &it), 0);
+    mk_item_clear(&it);
+    mk_client_destroy(c);
+}
+
+/* A frozen server in a multi-get: the call returns within the io timeout,
+ * with the live servers' hits. */
+static void test_freeze_mget(void)
+{
+    mk_options o;
+    mk_options_init(&o);
+    o.io_timeout_ms = 250;
+    mk_client *c = client(NSRV, &o);
+    char kb[40][16];
+    const char *keys[40];
+    size_t nkeys[40];
+    for (int i = 0; i < 40; i++) {
+        snprintf(kb[i], sizeof kb[i], "fm%d", i);
+        keys[i] = kb[i];
+        nkeys[i] = strlen(kb[i]);
+        CHECK_EQ_I(mk_set(c, K(kb[i]), "v", 1, 0, 0), 0);
+    }
+    freeze(S[3].pid);
+    mk_item items[40];
+    int rcs[40];
+    int64_t t0 = now_ms();
+    CHECK_EQ_I(mk_mget_items(c, keys, nkeys, 40, false, items, rcs), MK_ETIMEDOUT);
+    int64_t dt = now_ms() - t0;
+    CHECK(dt >= 240 && dt <= 250 + 150);
+    int hits = 0;
+    for (int i = 0; i < 40; i++) {
+        int s = mk_server_for_key(c, keys[i], nkeys[i]);
+        CHECK_EQ_I(rcs[i], s == 3 ? MK_ETIMEDOUT : 0);
+        hits += items[i].value != NULL;
+        mk_item_clear(&items[i]);
+    }
+    CHECK(hits > 10 && hits < 40);
+    kill(S[3].pid, SIGCONT);
+    mk_client_destroy(c);
+}
+
+/* Kill a server: connection refused -> ejected. Fail-fast mode answers
+ * MK_ESERVERDEAD; auto-eject moves the keys to the live servers. Restart it:
+ * it rejoins after the retry interval. */
+static void test_kill(void)
+{
+    mk_options o;
+    mk_options_init(&o);
+    o.failure_limit = 2;
+    o.retry_interval_ms = 500;
+    mk_client *ff = client(NSRV, &o);
+    o.auto_eject = true;
+    mk_client *ae = client(NSRV, &o);
+    char key[32];
+    key_on(ff, 0, key, sizeof key);
+    CHECK_EQ_I(mk_server_for_key(ae, K(key)), 0);
+    CHECK_EQ_I(mk_set(ff, K(key), "before", 6, 0, 0), 0);
+    srv_stop(&S[0]);
+    mk_item it;
+    int rc1 = mk_get(ff, K(key), &it);
+    CHECK(rc1 == MK_ECONNECT || rc1 == MK_EIO);   /* a pooled connection sees EOF, a new one is refused */
+    CHECK_EQ_I(mk_get(ff, K(key), &it), MK_ECONNECT);
+    CHECK_EQ_I(mk_get(ff, K(key), &it), MK_ESERVERDEAD);
+    CHECK(strcmp(mk_strerror(MK_ESERVERDEAD), "server marked dead") == 0);
+    /* auto-eject: two failures, then the key moves */
+    for (int i = 0; i < 2; i++) {
+        int rc = mk_set(ae, K(key), "moved", 5, 0, 0);
+        CHECK(rc == MK_ECONNECT || rc == MK_EIO);
+    }
+    int moved = mk_server_for_key(ae, K(key));
+    CHECK(moved > 0);
+    CHECK_EQ_I(mk_set(ae, K(key), "moved", 5, 0, 0), 0);
+    CHECK_EQ_I(mk_get(ae, K(key), &it), 0);
+    CHECK_MEM(it.value, it.nvalue, "moved");
+    mk_item_clear(&it);
+    /* keys of live servers did not move */
+    char k2[32];
+    key_on(ff, 2, k2, sizeof k2);
+    CHECK_EQ_I(mk_server_for_key(ae, K(k2)), 2);
+    /* restart on the same port; rejoin after the interval */
+    srv_start(&S[0]);
+    sleep_ms(550);
+    CHECK_EQ_I(mk_server_for_key(ae, K(key)), 0);
+    CHECK_EQ_I(mk_get(ff, K(key), &it), MK_ENOTFOUND);   /* a fresh, empty server */
+    CHECK_EQ_I(mk_set(ff, K(key), "back", 4, 0, 0), 0);
+    CHECK_EQ_I(mk_get(ae, K(key), &it), 0);
+    CHECK_MEM(it.value, it.nvalue, "back");
+    mk_item_clear(&it);
+    /* all dead with auto-eject: MK_ENOSERVER */
+    mk_client_destroy(ff);
+    mk_client_destroy(ae);
+}
+
+static void test_all_dead(void)
+{
+    mk_options o;
+    mk_options_init(&o);
+    o.failure_limit = 1;
+    o.auto_eject = true;
+    char list[64];
+    snprintf(list, sizeof list, "127.0.0.1:%d", free_port());
+    mk_client *c = NULL;
+    CHECK_EQ_I(mk_client_create(&c, list, &o, NULL, 0), 0);
+    mk_item it;
+    CHECK_EQ_I(mk_get(c, K("x"), &it), MK_ECONNECT);
+    CHECK_EQ_I(mk_get(c, K("x"), &it), MK_ENOSERVER);
+    mk_client_destroy(c);
+    /* connect timeout: a listener whose accept queue is full drops our SYN */
+    int lfd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t alen = sizeof a;
+    bind(lfd, (struct sockaddr *)&a, sizeof a);
+    listen(lfd, 0);
+    getsockname(lfd, (struct sockaddr *)&a, &alen);
+    int fill[4];
+    for (int i = 0; i < 4; i++) {
+        fill[i] = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+        connect(fill[i], (struct sockaddr *)&a, sizeof a);
+    }
+    sleep_ms(50);
+    snprintf(list, sizeof list, "127.0.0.1:%d", ntohs(a.sin_port));
+    o.connect_timeout_ms = 200;
+    o.auto_eject = false;
+    CHECK_EQ_I(mk_client_create(&c, list, &o, NULL, 0), 0);
+    int64_t t0 = now_ms();
+    int rc = mk_get(c, K("x"), &it);
+    int64_t dt = now_ms() - t0;
+    CHECK_EQ_I(rc, MK_ETIMEDOUT);
+    CHECK(dt >= 190 && dt <= 200 + 150);
+    mk_client_destroy(c);
+    for (int i = 0; i < 4; i++)
+        close(fill[i]);
+    close(lfd);
+}
+
+static mk_client *shared;
+static atomic_int crossed, errors;
+static int thread_ops = 10000;
+
+static void *worker(void *arg)
+{
+    int t = (int)(intptr_t)arg;
+    char key[48], val[400], ck[48];
+    snprintf(ck, sizeof ck, "ctr-%d", t);
+    mk_set(shared, K(ck), "0", 1, 0, 0);
+    uint64_t last = 0;
+    for (int i = 0; i < thread_ops; i++) {
+        snprintf(key, sizeof key, "t%d-k%d", t, i % 64);
+        int n = snprintf(val, sizeof val, "t%d-i%d-", t, i);
+        int pad = i % 300;
+        memset(val + n, 'a' + t % 26, (size_t)pad);
+        n += pad;
+        int kind = i % 10;
+        if (kind < 4) {
+            if (mk_set(shared, K(key), val, (size_t)n, (uint32_t)(t * 100000 + i), 0))
+                atomic_fetch_add(&errors, 1);
+            mk_item it;
+            int rc = mk_get(shared, K(key), &it);
+            if (rc)
+                atomic_fetch_add(&errors, 1);
+            else if (it.nvalue != (size_t)n || memcmp(it.value, val, (size_t)n) ||
+                     it.flags != (uint32_t)(t * 100000 + i))
+                atomic_fetch_add(&crossed, 1);
+            mk_item_clear(&it);
+            i++;
+        } else if (kind < 6) {
+            uint64_t v;
+            if (mk_incr(shared, K(ck), 1, &v, 0))
+                atomic_fetch_add(&errors, 1);
+            else if (v != last + 1)
+                atomic_fetch_add(&crossed, 1);
+            last = v;
+        } else if (kind == 6) {
+            char k1[48], k2[48];
+            snprintf(k1, sizeof k1, "t%d-mg1", t);
+            snprintf(k2, sizeof k2, "t%d-mg2", t);
+            mk_set(shared, K(k1), k1, strlen(k1), 1, 0);
+            mk_set(shared, K(k2), k2, strlen(k2), 2, 0);
+            const char *ks[3] = {k1, "missing-key", k2};
+            size_t nk[3] = {strlen(k1), 11, strlen(k2)};
+            mk_item items[3];
+            int rcs[3];
+            if (mk_mget_items(shared, ks, nk, 3, false, items, rcs))
+                atomic_fetch_add(&errors, 1);
+            if (rcs[0] || rcs[2] || rcs[1] != MK_ENOTFOUND || !items[0].value || !items[2].value ||
+                strcmp(items[0].value, k1) || strcmp(items[2].value, k2))
+                atomic_fetch_add(&crossed, 1);
+            for (int j = 0; j < 3; j++)
+                mk_item_clear(&items[j]);
+            i += 2;
+        } else {
+            mk_item it;
+            int rc = mk_get(shared, K(key), &it);
+            if (rc == 0 && (strncmp(it.value, val, (size_t)snprintf(NULL, 0, "t%d-i", t)) != 0))
+                atomic_fetch_add(&crossed, 1);
+            else if (rc && rc != MK_ENOTFOUND)
+                atomic_fetch_add(&errors, 1);
+            mk_item_clear(&it);
+        }
+    }
+    return NULL;
+}
+
+static void test_threads(void)
+{
+    mk_options o;
+    mk_options_init(&o);
+    o.pool_size = 6;
+    o.io_timeout_ms = 5000;
+    o.checkout_timeout_ms = 10000;
+    shared = client(2, &o);
+    pthread_t th[32];
+    int64_t t0 = now_ms();
+    for (int t = 0; t < 32; t++)
+        pthread_create(&th[t], NULL, worker, (void *)(intptr_t)t);
+    for (int t = 0; t < 32; t++)
+        pthread_join(th[t], NULL);
+    int64_t dt = now_ms() - t0;
+    printf("  32 threads x %d ops: %lld ms, %d crossed, %d errors\n", thread_ops, (long long)dt,
+           atomic_load(&crossed), atomic_load(&errors));
+    CHECK_EQ_I(atomic_load(&crossed), 0);
+    CHECK_EQ_I(atomic_load(&errors), 0);
+    /* the pool bound held: at most pool_size connections per server from us */
+    mk_client *probe = client(2, NULL);
+    for (int s = 0; s < 2; s++)
+        CHECK(stat_value(probe, (size_t)s, "curr_connections") <= 6 + 1 + 2);
+    mk_client_destroy(probe);
+    mk_client_destroy(shared);
+}
+
+int main(int argc, char **argv)
+{
+    signal(SIGPIPE, SIG_IGN);
+    server_bin = getenv("MK_SERVER") ? getenv("MK_SERVER") : "/usr/bin/memcached";
+    if (getenv("MK_THREAD_OPS"))
+        thread_ops = atoi(getenv("MK_THREAD_OPS"));
+    const char *suite = getenv("MK_SUITE") ? getenv("MK_SUITE") : "client";
+    const char *only = argc > 1 ? argv[1] : NULL;
+    for (int i = 0; i < NSRV; i++)
+        srv_start(&S[i]);
+#define T(fn)                                          \
+    if (!only || strcmp(only, #fn) == 0) {             \
+        int64_t t0__ = now_ms();                       \
+        RUN(fn);                                       \
+        fprintf(stderr, "  %-28s %5lld ms\n", #fn, (long long)(now_ms() - t0__)); \
+    }
+    T(test_create_errors);
+    T(test_every_op);
+    T(test_stats);
+    T(test_placement);
+    T(test_mget);
+    T(test_mget_parallel);
+    T(test_unix_socket);
+    T(test_nonblocking);
+    T(test_pool_checkout_timeout);
+    T(test_pool_reuse);
+    T(test_freeze);
+    T(test_freeze_mget);
+    T(test_kill);
+    T(test_all_dead);
+    T(test_threads);
+    for (int i = 0; i < NSRV; i++)
+        srv_stop(&S[i]);
+    return check_summary(suite);
+}
