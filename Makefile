@@ -62,7 +62,8 @@ $(BUILD)/libmkcore.a: $(CORE_OBJ)
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^
 
-$(BUILD)/libmemkit.a: $(CLIENT_OBJ) $(CORE_OBJ)
+# The client library needs the protocol layer and utilities, not the store.
+$(BUILD)/libmemkit.a: $(CLIENT_OBJ) $(filter-out $(BUILD)/obj/src/storage/%,$(CORE_OBJ))
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^
 
@@ -105,6 +106,7 @@ test:
 	@$(MAKE) --no-print-directory all
 	@$(MAKE) --no-print-directory san
 	@$(MAKE) --no-print-directory fuzz
+	@$(MAKE) --no-print-directory client-tsan
 	@tests/run-all.sh
 
 clean:
