@@ -205,13 +205,32 @@ mk_out_mark mk_conn_out_mark(const mk_conn *c)
 
 void mk_conn_out_rollback(mk_conn *c, const mk_out_mark *m)
 {
-    for (size_t i = m->nouts; i < c->nouts; i++)
+    /* pieces before out_head are written, and so is part of out_head when out_head_done > 0 */
+    size_t written = c->out_head + (c->out_head_done > 0 ? 1 : 0);
+    if (m->nouts >= written) {
+        for (size_t i = m->nouts; i < c->nouts; i++)
+            mk_item_put(c->worker->srv->cache, c->outs[i].item);
+        c->nouts = m->nouts;
+        if (c->nouts > 0)
+            c->outs[c->nouts - 1].len = m->last_len; /* undo an extension of the last piece */
+        c->wlen = m->wlen;
+        c->out_pending = m->pending;
+        return;
+    }
+    /* part of what came after the mark is on the wire already: drop only the rest */
+    for (size_t i = written; i < c->nouts; i++) {
+        c->out_pending -= c->outs[i].len;
         mk_item_put(c->worker->srv->cache, c->outs[i].item);
-    c->nouts = m->nouts;
-    if (c->nouts > c->out_head)
-        c->outs[c->nouts - 1].len = m->last_len; /* undo an extension of the last piece */
-    c->wlen = m->wlen;
-    c->out_pending = m->pending;
+    }
+    c->nouts = written;
+    const mk_out *last = &c->outs[written - 1];
+    if (!last->ptr)
+        c->wlen = last->off + last->len;
+}
+
+void mk_conn_mark_sent(mk_conn *c)
+{
+    c->sent_mark = mk_conn_out_mark(c);
 }
 
 /* Write queued output with writev until done or the socket is full. -1 on a write error. */
@@ -254,6 +273,7 @@ static int out_flush(mk_conn *c)
     }
     c->nouts = c->out_head = c->out_head_done = 0;
     c->wlen = 0;
+    c->sent_mark = (mk_out_mark){0};
     return 0;
 }
 

@@ -30,6 +30,11 @@ typedef struct mk_out {
     mk_item *item;      /* reference held until the bytes are written (or NULL) */
 } mk_out;
 
+/* A position in the reply queue, to take back what a failing command queued. */
+typedef struct mk_out_mark {
+    size_t nouts, wlen, last_len, pending;
+} mk_out_mark;
+
 struct mk_conn {
     mk_watch w;                 /* fd and epoll registration */
     mk_worker *worker;
@@ -59,6 +64,8 @@ struct mk_conn {
     size_t nouts, outs_cap, out_head, out_head_done;
     size_t out_pending;         /* bytes queued and not yet written */
 
+    mk_out_mark sent_mark;      /* end of what memcached would have transmitted already:
+                                   the queue at the last get-family reply or flush */
     bool noreply;               /* the command being executed said noreply */
     int64_t last_cmd;           /* server clock at the last command (atomic access) */
     char peer[80];              /* "tcp:1.2.3.4:5678" / "unix:path" */
@@ -91,16 +98,18 @@ void mk_conn_reply(mk_conn *c, const char *line);
 /* Queue an item's value followed by "\r\n", referencing (not copying) large values; takes over the reference. */
 bool mk_conn_out_value(mk_conn *c, mk_item *it);
 
-/* A position in the reply queue, to take back what a failing command queued. */
-typedef struct mk_out_mark {
-    size_t nouts, wlen, last_len, pending;
-} mk_out_mark;
-
 /* Remember where the reply queue ends now. */
 mk_out_mark mk_conn_out_mark(const mk_conn *c);
 
-/* Drop everything queued since mark (releasing item references). */
+/* Drop everything queued since mark (releasing item references); never anything already written. */
 void mk_conn_out_rollback(mk_conn *c, const mk_out_mark *mark);
+
+/*
+ * memcached transmits its reply queue after every get-family command; a later
+ * failure that "kills stacked responses" drops only what was queued since.
+ * Record that point now (dispatch calls this after a get-family reply).
+ */
+void mk_conn_mark_sent(mk_conn *c);
 
 /* Begin reading a data block of it's size into the item (takes over the reference). */
 void mk_conn_start_nread(mk_conn *c, mk_item *it, mk_cmd cmd, uint64_t cas, bool noreply);

@@ -61,12 +61,12 @@ static void do_get(mk_conn *c, const mk_request *req)
     bool detail = __atomic_load_n(&srv->detail_enabled, __ATOMIC_RELAXED);
     mk_str rest = req->keys, key;
     char hdr[MK_VALUE_HDR_MAX];
-    mk_out_mark mark = mk_conn_out_mark(c);
 
     while (mk_next_key(&rest, &key)) {
         if (key.n > MK_KEY_MAX) {
-            /* memcached: the whole reply becomes the error, VALUEs already found included */
-            mk_conn_out_rollback(c, &mark);
+            /* memcached "kills stacked responses": this command's VALUEs and every
+             * reply queued since its last transmit (after the last get) are dropped */
+            mk_conn_out_rollback(c, &c->sent_mark);
             mk_conn_reply(c, mk_perr_text(MK_PERR_BAD_FORMAT));
             return;
         }
@@ -99,6 +99,7 @@ static void do_get(mk_conn *c, const mk_request *req)
             mk_server_detail_count(srv, key.p, key.n, 'g', rc == MK_C_OK);
     }
     mk_conn_reply(c, "END");
+    mk_conn_mark_sent(c);
 }
 
 static void do_storage(mk_conn *c, const mk_request *req)
@@ -281,9 +282,20 @@ static void do_shutdown(mk_conn *c, const mk_request *req)
     mk_conn_set_state(c, MK_CONN_CLOSING);
 }
 
+static bool is_get_family(mk_cmd cmd)
+{
+    return cmd == MK_CMD_GET || cmd == MK_CMD_GETS || cmd == MK_CMD_GAT || cmd == MK_CMD_GATS;
+}
+
 void mk_dispatch(mk_conn *c, mk_request *req)
 {
     c->noreply = req->noreply;
+    if (req->err == MK_PERR_BAD_FORMAT && is_get_family(req->cmd)) {
+        /* a key over 250 bytes: memcached looks up (and for gat touches) the keys
+         * before it, then fails; do_get does the same and sends the error */
+        do_get(c, req);
+        return;
+    }
     if (req->err != MK_PERR_NONE) {
         reply_perr(c, req);
         c->noreply = false;
