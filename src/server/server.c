@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -53,6 +54,41 @@ static void sockaddr_name(const struct sockaddr *sa, char *out, size_t cap)
 }
 
 static void on_accept(mk_watch *w, uint32_t events);
+
+/* Stop watching the listeners until the next clock tick (EMFILE and friends). */
+static void pause_accepting(mk_server *srv)
+{
+    if (srv->accept_paused)
+        return;
+    for (int i = 0; i < srv->nlisteners; i++)
+        mk_loop_del(srv->loop, &srv->listeners[i].w);
+    srv->accept_paused = true;
+}
+
+static void resume_accepting(mk_server *srv)
+{
+    if (!srv->accept_paused)
+        return;
+    for (int i = 0; i < srv->nlisteners; i++)
+        mk_loop_add(srv->loop, &srv->listeners[i].w, EPOLLIN);
+    srv->accept_paused = false;
+}
+
+/* Make room for -c connections plus our own descriptors, as far as the hard limit allows. */
+static void raise_fd_limit(const mk_settings *s)
+{
+    struct rlimit rl;
+    rlim_t want = (rlim_t)s->maxconns + (rlim_t)s->threads * 4 + 64;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= want)
+        return;
+    rlim_t soft = want;
+    if (rl.rlim_max != RLIM_INFINITY && soft > rl.rlim_max)
+        soft = rl.rlim_max;
+    rl.rlim_cur = soft;
+    if (setrlimit(RLIMIT_NOFILE, &rl) != 0 || soft < want)
+        fprintf(stderr, "memkitd: warning: the open-file limit (%lu) is below what -c %d needs (%lu)\n",
+                (unsigned long)soft, s->maxconns, (unsigned long)want);
+}
 
 static bool add_listener(mk_server *srv, int fd, const char *name)
 {
@@ -208,8 +244,12 @@ static void on_accept(mk_watch *w, uint32_t events)
         socklen_t sl = sizeof(ss);
         int fd = accept4(w->fd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
-            if (errno == EMFILE || errno == ENFILE)
-                fprintf(stderr, "memkitd: accept: %s\n", strerror(errno));
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+                /* out of descriptors: stop accepting for a moment instead of spinning */
+                if (srv->settings->verbose)
+                    fprintf(stderr, "memkitd: accept: %s; pausing accepts\n", strerror(errno));
+                pause_accepting(srv);
+            }
             return;
         }
         if (__atomic_load_n(&srv->curr_conns, __ATOMIC_RELAXED) >= srv->settings->maxconns) {
@@ -356,6 +396,7 @@ mk_server *mk_server_create(const mk_settings *s)
     if (!srv)
         return NULL;
     srv->settings = s;
+    raise_fd_limit(s);
     srv->started = wall_now();
     srv->now = srv->started;
     srv->verbosity = s->verbose;
@@ -448,6 +489,7 @@ int mk_server_run(mk_server *srv)
     }
     while (!__atomic_load_n(&srv->stopping, __ATOMIC_ACQUIRE)) {
         mk_loop_run_once(srv->loop, 100);
+        resume_accepting(srv);
         int64_t now = wall_now();
         if (now != mk_server_now(srv)) {
             __atomic_store_n(&srv->now, now, __ATOMIC_RELAXED);
@@ -455,8 +497,7 @@ int mk_server_run(mk_server *srv)
         }
     }
     /* stop accepting, then wake and join the workers */
-    for (int i = 0; i < srv->nlisteners; i++)
-        mk_loop_del(srv->loop, &srv->listeners[i].w);
+    pause_accepting(srv);
     for (int i = 0; i < started; i++) {
         uint64_t one = 1;
         if (write(srv->workers[i].notify.fd, &one, sizeof(one)) < 0) {

@@ -68,6 +68,7 @@ struct mk_server {
     mk_worker *workers;
     int nworkers;
     unsigned next_worker;
+    bool accept_paused;         /* listeners unwatched after EMFILE (main thread only) */
 
     int64_t started;            /* unix time at start */
     int64_t now;                /* the clock, updated by the main thread (atomic access) */
