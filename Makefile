@@ -173,3 +173,27 @@ client-tsan:
 	@$(MAKE) --no-print-directory BUILD=build/tsan OPT=-O1 EXTRA_CFLAGS=-fsanitize=thread \
 	  EXTRA_LDFLAGS=-fsanitize=thread build/tsan/client-tests/test_client
 .PHONY: client-tsan
+
+# ---- the Python module memkit (issue 4): build/python/memkit/ = python/memkit/*.py + _memkit<EXT_SUFFIX>
+#   C sources python/memkit/*.c, compiled -fPIC with $(PYTHON)'s headers; libmemkit's PIC objects are
+#   linked in statically, so `PYTHONPATH=build/python $(PYTHON) -c 'import memkit'` needs no LD_LIBRARY_PATH.
+PY_EXT_SUFFIX := $(shell $(PYTHON) -c 'import sysconfig; print(sysconfig.get_config_var("EXT_SUFFIX"))' 2>/dev/null)
+PY_INCLUDES   := $(shell $(PYTHON) -c 'import sysconfig; print("-I" + sysconfig.get_paths()["include"])' 2>/dev/null)
+PY_EXT_OBJ    := $(patsubst %.c,$(BUILD)/pic/%.o,$(sort $(wildcard python/memkit/*.c)))
+PY_PKG_FILES  := $(patsubst python/%,$(BUILD)/python/%,$(sort $(wildcard python/memkit/*.py)))
+PY_EXT        := $(BUILD)/python/memkit/_memkit$(PY_EXT_SUFFIX)
+.PHONY: python
+ifneq ($(SAN),1)
+all: python
+endif
+python: $(PY_EXT) $(PY_PKG_FILES)
+
+$(PY_EXT_OBJ): CPPFLAGS += $(PY_INCLUDES) -Ipython/memkit
+
+$(PY_EXT): $(PY_EXT_OBJ) $(LIB_PIC_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) -shared $(LDFLAGS) -o $@ $^ $(CLIENT_LIBS)
+
+$(BUILD)/python/%.py: python/%.py
+	@mkdir -p $(dir $@)
+	cp $< $@

@@ -125,6 +125,13 @@ int mk_client_create(mk_client **out, const char *servers, const mk_options *opt
  * No other call on this client may be in progress or follow. */
 void mk_client_destroy(mk_client *c);
 
+/* mk_client_after_fork — call in a child process right after fork(), before any
+ * other call on c, while the child has one thread: the child forgets every
+ * connection and lock inherited from the parent (idle sockets are closed in the
+ * child only) and opens fresh connections as it needs them. The parent's
+ * connections are unaffected. */
+void mk_client_after_fork(mk_client *c);
+
 /* mk_server_count — number of servers in the list (weights not expanded). */
 size_t mk_server_count(const mk_client *c);
 

@@ -1,0 +1,279 @@
+"""memkit — a memcached client for Python over libmemkit (C): a drop-in for python-memcached,
+thread-safe through a bounded connection pool, fork-safe, and cooperative under gevent.
+
+    import memkit as memcache
+    mc = memcache.Client(['127.0.0.1:11211'], debug=0)
+    mc.set('some_key', 'Some value')
+    mc.get('some_key')
+
+See docs/python.md.
+"""
+import io
+import pickle
+import sys
+import zlib
+
+from . import _memkit
+from ._memkit import (  # noqa: F401  the error table's classes
+    Error, ConnectionError, ResolveError, IOError, ServerDeadError, NoServerError, TimeoutError,
+    PoolTimeoutError, ProtocolError, ServerReplyError, ClientErrorReply, ServerErrorReply, ErrorReply,
+    NotNumericError, InvalidArgumentError, OutOfMemoryError, BadKeyError, ServerListError,
+    MemcachedKeyError, MemcachedKeyLengthError, MemcachedKeyCharacterError, MemcachedKeyNoneError,
+    MemcachedKeyTypeError, MemcachedStringEncodingError,
+    set_wait_callback, get_wait_callback, libmemkit_version,
+)
+
+__version__ = "0.1.0"
+__all__ = ["Client", "make_green", "make_blocking", "set_wait_callback", "get_wait_callback", "Error"]
+
+SERVER_MAX_KEY_LENGTH = 250
+SERVER_MAX_VALUE_LENGTH = 1024 * 1024
+_DEAD_RETRY = 30
+_SOCKET_TIMEOUT = 3
+
+
+class _Server(object):
+    """What python-memcached's Client.servers holds (_Host), minus the socket."""
+
+    def __init__(self, spec):
+        self.weight = 1
+        if isinstance(spec, tuple):
+            spec, self.weight = spec
+            self.weight = int(self.weight)
+        self.raw = spec
+        self.ip = self.port = self.address = None
+        if spec.startswith("unix:"):
+            self.family, self.address = "unix", spec[5:]
+        elif spec.startswith("inet6:"):
+            rest = spec[6:]
+            host, _, port = rest[1:].partition("]")
+            self.family, self.ip = "inet6", host
+            self.port = int(port[1:]) if port.startswith(":") else 11211
+        else:
+            rest = spec[5:] if spec.startswith("inet:") else spec
+            host, sep, port = rest.partition(":")
+            if not host or (sep and not port.isdigit()):
+                raise ValueError('Unable to parse connection string: "%s"' % spec)
+            self.family, self.ip = "inet", host
+            self.port = int(port) if sep else 11211
+        if self.address is None:
+            self.address = (self.ip, self.port)
+
+    def spec(self):
+        """This server in libmemkit's list syntax."""
+        if self.family == "unix":
+            return self.address
+        host = "[%s]" % self.ip if self.family == "inet6" else self.ip
+        return "%s:%d:%d" % (host, self.port, self.weight)
+
+    def stats_name(self):
+        if self.family == "inet":
+            return "%s:%s (%s)" % (self.ip, self.port, self.weight)
+        if self.family == "inet6":
+            return "[%s]:%s (%s)" % (self.ip, self.port, self.weight)
+        return "unix:%s (%s)" % (self.address, self.weight)
+
+    def __str__(self):
+        if self.family == "inet":
+            return "inet:%s:%d" % self.address
+        if self.family == "inet6":
+            return "inet6:[%s]:%d" % self.address
+        return "unix:%s" % self.address
+
+
+class Client(_memkit.Client):
+    """A drop-in for python-memcached's memcache.Client, over libmemkit.
+
+    One Client may be shared by any number of threads (at most pool_size connections per
+    server), survives fork() (the child opens its own connections) and yields to the gevent
+    hub in green mode (make_green(), automatic when gevent patched socket).
+
+    Options beyond python-memcached's: distribution ('ketama' default, 'modula' =
+    python-memcached's own placement, 'consistent', 'rendezvous', 'ketama_fnv1a'),
+    connect_timeout, pool_size, failure_limit (failures before a server is dead),
+    auto_eject (keys of a dead server move to the others, as python-memcached does),
+    checkout_timeout, min_compress_len (default threshold), serializer/deserializer
+    (pymemcache-style: serializer(key, value) -> (bytes, flags), deserializer(key, bytes,
+    flags) -> value, used for every value that is not bytes, str or int), raise_errors.
+    """
+
+    _FLAG_PICKLE = 1 << 0
+    _FLAG_INTEGER = 1 << 1
+    _FLAG_LONG = 1 << 2
+    _FLAG_COMPRESSED = 1 << 3
+    _FLAG_TEXT = 1 << 4
+    _SERVER_RETRIES = 10
+
+    def __init__(self, servers, debug=0, pickleProtocol=0, pickler=pickle.Pickler,
+                 unpickler=pickle.Unpickler, compressor=zlib.compress, decompressor=zlib.decompress,
+                 pload=None, pid=None, server_max_key_length=None, server_max_value_length=None,
+                 dead_retry=_DEAD_RETRY, socket_timeout=_SOCKET_TIMEOUT, cache_cas=False,
+                 flush_on_reconnect=0, check_keys=True, *, distribution="ketama", connect_timeout=None,
+                 pool_size=8, failure_limit=1, auto_eject=True, checkout_timeout=None,
+                 min_compress_len=0, serializer=None, deserializer=None, raise_errors=False):
+        if compressor is not zlib.compress or decompressor is not zlib.decompress:
+            raise ValueError("memkit compresses with zlib in C: custom compressor/decompressor "
+                             "are not supported (use serializer/deserializer)")
+        if server_max_key_length not in (None, 0, SERVER_MAX_KEY_LENGTH):
+            raise ValueError("memkit checks keys against memcached's limit of 250 bytes")
+        self.debug = debug
+        self.dead_retry = dead_retry
+        self.socket_timeout = socket_timeout
+        self.flush_on_reconnect = flush_on_reconnect
+        self.server_max_key_length = SERVER_MAX_KEY_LENGTH
+        self._config = dict(distribution=distribution,
+                            connect_timeout=float(connect_timeout if connect_timeout is not None
+                                                  else socket_timeout),
+                            timeout=float(socket_timeout), dead_retry=float(dead_retry),
+                            failure_limit=failure_limit, pool_size=pool_size,
+                            checkout_timeout=-1.0 if checkout_timeout is None else float(checkout_timeout),
+                            auto_eject=auto_eject)
+        self.set_servers(servers)
+        self.stats = {}
+        self.cache_cas = cache_cas
+        self.reset_cas()
+        self.do_check_key = check_keys
+        self.pickleProtocol = pickleProtocol
+        self.pickler, self.unpickler = pickler, unpickler
+        self.compressor, self.decompressor = compressor, decompressor
+        self.persistent_load, self.persistent_id = pload, pid
+        self.picklerIsKeyword = True
+        self.server_max_value_length = (SERVER_MAX_VALUE_LENGTH if server_max_value_length is None
+                                        else server_max_value_length)
+        self.min_compress_len = min_compress_len
+        self.raise_errors = raise_errors
+        if serializer is None and (pickler is not pickle.Pickler or pid is not None):
+            serializer = self._custom_pickle
+        if deserializer is None and (unpickler is not pickle.Unpickler or pload is not None):
+            deserializer = self._custom_unpickle
+        self.serializer, self.deserializer = serializer, deserializer
+        if get_wait_callback() is None and _gevent_patched():
+            make_green()
+
+    # python-memcached's pickler/unpickler/pid/pload hooks, as a serializer pair
+    def _custom_pickle(self, key, value):
+        f = io.BytesIO()
+        p = self.pickler(f, protocol=self.pickleProtocol)
+        if self.persistent_id:
+            p.persistent_id = self.persistent_id
+        p.dump(value)
+        return f.getvalue(), self._FLAG_PICKLE
+
+    def _custom_unpickle(self, key, data, flags):
+        if not flags & self._FLAG_PICKLE:
+            raise ValueError("Unknown flags on get: %x" % flags)
+        try:
+            u = self.unpickler(io.BytesIO(data))
+            if self.persistent_load:
+                u.persistent_load = self.persistent_load
+            return u.load()
+        except Exception as e:
+            self.debuglog("Pickle error: %s\n" % e)
+            return None
+
+    def set_servers(self, servers):
+        """Servers: 'host:port', 'unix:/path', 'inet6:[::1]:port', or ('host:port', weight);
+        a single string is taken as libmemkit's list ('h1:p1,h2:p2:weight')."""
+        if isinstance(servers, str):
+            self.servers = []
+            spec, buckets = servers, None
+        else:
+            self.servers = [_Server(s) for s in servers]
+            spec = ",".join(s.spec() for s in self.servers)
+            buckets = [i for i, s in enumerate(self.servers) for _ in range(s.weight)]
+        self._configure(spec, buckets=buckets, **self._config)
+
+    def debuglog(self, str):
+        if self.debug:
+            sys.stderr.write("MemCached: %s\n" % str)
+
+    def reset_cas(self):
+        self.cas_ids = {}
+
+    def get_stats(self, stat_args=None):
+        """[(server name, {stat: value})] for every reachable server, as python-memcached."""
+        names = self._server_labels()
+        return [(names[i], d) for i, d in self._stats(stat_args)]
+
+    def get_slab_stats(self):
+        data = []
+        for name, stats in self._grouped("slabs"):
+            d = {}
+            for k, v in stats.items():
+                if k in ("active_slabs", "total_malloced"):
+                    d[k] = v
+                else:
+                    slab, _, field = k.partition(":")
+                    d.setdefault(slab, {})[field] = v
+            data.append((name, d))
+        return data
+
+    def get_slabs(self):
+        data = []
+        for name, stats in self._grouped("items"):
+            d = {}
+            for k, v in stats.items():
+                parts = k.split(":", 2)
+                if len(parts) == 3:
+                    d.setdefault(parts[1], {})[parts[2]] = v
+            data.append((name, d))
+        return data
+
+    def _grouped(self, group):
+        names = self._server_labels()
+        return [(names[i], d) for i, d in self._stats(group)]
+
+    def _server_labels(self):
+        if self.servers:
+            return [s.stats_name() for s in self.servers]
+        return ["%s (1)" % n for n in self.server_names]
+
+    def __repr__(self):
+        return "<memkit.Client %s>" % ",".join(self.server_names)
+
+
+def _gevent_patched():
+    m = sys.modules.get("gevent.monkey")
+    try:
+        return m is not None and m.is_module_patched("socket")
+    except Exception:
+        return False
+
+
+class _WaitTimeout(Exception):
+    pass
+
+
+_WAIT_TIMEOUT = _WaitTimeout()
+
+
+def _make_gevent_wait():
+    import gevent
+    from gevent.socket import wait_read, wait_write
+
+    def wait(fd, write, timeout):
+        if fd < 0:   # the server's pool is full (used from other threads too): sleep cooperatively
+            gevent.sleep(timeout)
+            return
+        try:
+            (wait_write if write else wait_read)(fd, timeout=timeout, timeout_exc=_WAIT_TIMEOUT)
+        except _WaitTimeout:
+            pass     # the next step sees its deadline and fails with a timeout
+    return wait
+
+
+def make_green():
+    """Cooperative mode for gevent: every network wait of every Client yields to the hub
+    (wait_read/wait_write on the socket), and greenlets queue for a server's connections on
+    a gevent semaphore of pool_size. Called automatically when gevent patched socket."""
+    import gevent.lock
+    set_wait_callback(_make_gevent_wait(), gevent.lock.BoundedSemaphore)
+
+
+def make_blocking():
+    """Back to the default: network waits block the calling thread with the GIL released."""
+    set_wait_callback(None)
+
+
+if _gevent_patched():
+    make_green()

@@ -1,0 +1,1464 @@
+/* python/memkit/client.c — memkit._memkit.Client: python-memcached's API over libmemkit; GIL released (or the wait callback called) around every network wait. */
+#include "memkitpy.h"
+#include "client/client.h"   /* mk__op_run, mk__pool_close_idle: built from the same tree, linked statically */
+
+#include <poll.h>
+#include <stdatomic.h>
+#include <structmember.h>
+
+/*
+ * Return values follow python-memcached (1.59):
+ *   get/gets          value, or None (miss, bad server, timeout)
+ *   set/add/...       True (STORED), False (answered otherwise), 0 (no server / network failure)
+ *   delete            1 (DELETED or NOT_FOUND) or 0;  touch 1 (TOUCHED) or 0
+ *   incr/decr         the new value, or None
+ *   get_multi         {original key: value} for the hits
+ *   set_multi         the list of keys not stored
+ *   delete_multi      1, or 0 after a network failure
+ * Errors are classified once, in outcome(): 0 ok, 1 answered "no", 2 failure.
+ * With raise_errors=True a failure raises the exception of the error table instead.
+ *
+ * Driving an op: blocking mode releases the GIL around mk__op_run (poll, pool
+ * condvar). Cooperative mode (a wait callback is set: gevent) steps the op and
+ * calls wait_cb(fd, write, timeout) for every wait, with the GIL held; in that
+ * mode single-key calls also hold a per-server semaphore made by lock_factory
+ * (so greenlets queue in the hub instead of polling a full pool).
+ */
+
+enum { OUT_OK = 0, OUT_NO = 1, OUT_FAIL = 2 };
+
+static int outcome(int rc)
+{
+    switch (rc) {
+    case 0: return OUT_OK;
+    case MK_ENOTFOUND: case MK_ENOTSTORED: case MK_EEXISTS:
+    case MK_ECLIENTERR: case MK_ESERVERERR: case MK_EERROR: case MK_ENOTNUM:
+        return OUT_NO;
+    default: return OUT_FAIL;
+    }
+}
+
+/* A failure: log it (debug), raise it (raise_errors) -> -1, or swallow -> 0. */
+static int failure(ClientObject *self, int rc, const char *what, PyObject *key)
+{
+    if (rc == MKPY_PYERR)
+        return -1;
+    if (self->debug)
+        PySys_FormatStderr("MemCached: %s %R: %s\n", what, key ? key : Py_None, mk_strerror(rc));
+    if (self->raise_errors) {
+        mkpy_raise(self->st, rc, what);
+        return -1;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------- arguments */
+
+/* Fast-call argument parsing: names[] NULL-terminated, the first nreq required. */
+static int parse_args(const char *fname, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames,
+                      const char *const *names, int nreq, PyObject **out)
+{
+    int n = 0;
+    while (names[n])
+        n++;
+    if (nargs > n) {
+        PyErr_Format(PyExc_TypeError, "%s() takes at most %d arguments (%zd given)", fname, n, nargs);
+        return -1;
+    }
+    for (int i = 0; i < n; i++)
+        out[i] = i < nargs ? args[i] : NULL;
+    Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+    for (Py_ssize_t k = 0; k < nkw; k++) {
+        const char *kn = PyUnicode_AsUTF8(PyTuple_GET_ITEM(kwnames, k));
+        if (kn == NULL)
+            return -1;
+        int i = 0;
+        while (i < n && strcmp(names[i], kn) != 0)
+            i++;
+        if (i == n) {
+            PyErr_Format(PyExc_TypeError, "%s() got an unexpected keyword argument '%s'", fname, kn);
+            return -1;
+        }
+        if (out[i]) {
+            PyErr_Format(PyExc_TypeError, "%s() got multiple values for argument '%s'", fname, kn);
+            return -1;
+        }
+        out[i] = args[nargs + k];
+    }
+    for (int i = 0; i < nreq; i++) {
+        if (out[i] == NULL) {
+            PyErr_Format(PyExc_TypeError, "%s() missing required argument '%s'", fname, names[i]);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static int arg_i64(PyObject *o, int64_t dflt, int64_t *out)
+{
+    if (o == NULL || o == Py_None) {
+        *out = dflt;
+        return 0;
+    }
+    PyObject *l = PyNumber_Long(o);   /* "%d" % time: floats truncate, as in python-memcached */
+    if (l == NULL)
+        return -1;
+    long long v = PyLong_AsLongLong(l);
+    Py_DECREF(l);
+    if (v == -1 && PyErr_Occurred())
+        return -1;
+    *out = v;
+    return 0;
+}
+
+static int arg_bool(PyObject *o)
+{
+    return o == NULL ? 0 : PyObject_IsTrue(o);
+}
+
+/* ------------------------------------------------------------------ keys */
+
+typedef struct mkey {
+    const char *p;
+    Py_ssize_t n;
+    PyObject *keep;             /* owns p when set */
+    int server;                 /* -1, or the server chosen by a (hash, key) tuple */
+} mkey;
+
+static int check_key(ClientObject *self, const char *p, Py_ssize_t n, Py_ssize_t extra)
+{
+    mkpy_state *st = self->st;
+    if (n + extra > 250) {
+        PyErr_SetString(st->key_errors[KE_LENGTH], "Key length is > 250");
+        return -1;
+    }
+    int bad = n == 0;
+    for (Py_ssize_t i = 0; i < n && !bad; i++) {
+        unsigned char ch = (unsigned char)p[i];
+        bad = ch <= 0x20 || ch == 0x7f;
+    }
+    if (bad) {
+        PyObject *b = PyBytes_FromStringAndSize(p, n);
+        if (b)
+            PyErr_Format(st->key_errors[KE_CHARACTER], "Control/space characters not allowed (key=%R)", b);
+        Py_XDECREF(b);
+        return -1;
+    }
+    return 0;
+}
+
+/* The server a python-memcached (hash, key) tuple names (modula buckets), else -1. */
+static int tuple_server(ClientObject *self, PyObject *h)
+{
+    if (self->nbuckets == 0)
+        return -1;
+    PyObject *l = PyNumber_Long(h);
+    if (l == NULL)
+        return -2;
+    PyObject *nb = PyLong_FromSize_t(self->nbuckets);
+    PyObject *m = nb ? PyNumber_Remainder(l, nb) : NULL;
+    Py_DECREF(l);
+    Py_XDECREF(nb);
+    if (m == NULL)
+        return -2;
+    size_t b = PyLong_AsSize_t(m);
+    Py_DECREF(m);
+    return (int)self->buckets[b];
+}
+
+/* A single key (str, bytes or (hash, key)), checked as python-memcached checks it. */
+static int get_key(ClientObject *self, PyObject *key, mkey *k)
+{
+    k->keep = NULL;
+    k->server = -1;
+    if (PyTuple_Check(key)) {
+        if (PyTuple_GET_SIZE(key) < 2) {
+            PyErr_SetString(PyExc_IndexError, "tuple index out of range");
+            return -1;
+        }
+        k->server = tuple_server(self, PyTuple_GET_ITEM(key, 0));
+        if (k->server == -2)
+            return -1;
+        key = PyTuple_GET_ITEM(key, 1);
+    }
+    if (key == Py_None) {
+        PyErr_SetString(self->st->key_errors[KE_NONE], "Key is None");
+        return -1;
+    }
+    if (PyUnicode_Check(key)) {
+        k->p = PyUnicode_AsUTF8AndSize(key, &k->n);
+        if (k->p == NULL)
+            return -1;
+    } else if (PyBytes_Check(key)) {
+        k->p = PyBytes_AS_STRING(key);
+        k->n = PyBytes_GET_SIZE(key);
+    } else {
+        PyErr_SetString(self->st->key_errors[KE_TYPE], "Key must be a binary string");
+        return -1;
+    }
+    if (self->check_keys && check_key(self, k->p, k->n, 0) < 0)
+        return -1;
+    return 0;
+}
+
+/* A key of get_multi/set_multi/delete_multi: also ints etc. (through str()), with a prefix. */
+static int get_multi_key(ClientObject *self, PyObject *orig, const char *pfx, Py_ssize_t npfx, mkey *k,
+                         PyObject **orig_out)
+{
+    k->keep = NULL;
+    k->server = -1;
+    PyObject *key = orig;
+    if (PyTuple_Check(orig)) {
+        if (PyTuple_GET_SIZE(orig) != 2) {   /* python-memcached: serverhash, key = orig_key */
+            if (PyTuple_GET_SIZE(orig) < 2)
+                PyErr_Format(PyExc_ValueError, "not enough values to unpack (expected 2, got %zd)",
+                             PyTuple_GET_SIZE(orig));
+            else
+                PyErr_SetString(PyExc_ValueError, "too many values to unpack (expected 2)");
+            return -1;
+        }
+        k->server = tuple_server(self, PyTuple_GET_ITEM(orig, 0));
+        if (k->server == -2)
+            return -1;
+        key = PyTuple_GET_ITEM(orig, 1);
+    }
+    *orig_out = key;
+    if (key == Py_None) {
+        PyErr_SetString(self->st->key_errors[KE_NONE], "Key is None");
+        return -1;
+    }
+    PyObject *b;
+    if (PyBytes_Check(key))
+        b = Py_NewRef(key);
+    else if (PyUnicode_Check(key))
+        b = PyUnicode_AsUTF8String(key);
+    else {
+        PyObject *s = PyObject_Str(key);
+        b = s ? PyUnicode_AsUTF8String(s) : NULL;
+        Py_XDECREF(s);
+    }
+    if (b == NULL)
+        return -1;
+    if (self->check_keys && check_key(self, PyBytes_AS_STRING(b), PyBytes_GET_SIZE(b), npfx) < 0) {
+        Py_DECREF(b);
+        return -1;
+    }
+    if (npfx) {
+        PyObject *full = PyBytes_FromStringAndSize(NULL, npfx + PyBytes_GET_SIZE(b));
+        if (full == NULL) {
+            Py_DECREF(b);
+            return -1;
+        }
+        memcpy(PyBytes_AS_STRING(full), pfx, (size_t)npfx);
+        memcpy(PyBytes_AS_STRING(full) + npfx, PyBytes_AS_STRING(b), (size_t)PyBytes_GET_SIZE(b));
+        Py_SETREF(b, full);
+    }
+    k->keep = b;
+    k->p = PyBytes_AS_STRING(b);
+    k->n = PyBytes_GET_SIZE(b);
+    return 0;
+}
+
+/* The key prefix of a multi call, as bytes (checked when not empty). */
+static PyObject *get_prefix(ClientObject *self, PyObject *pfx)
+{
+    if (pfx == NULL || pfx == Py_None)
+        return PyBytes_FromStringAndSize("", 0);
+    PyObject *b = PyUnicode_Check(pfx) ? PyUnicode_AsUTF8String(pfx) : PyBytes_Check(pfx) ? Py_NewRef(pfx) : NULL;
+    if (b == NULL) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(self->st->key_errors[KE_TYPE], "Key must be a binary string");
+        return NULL;
+    }
+    if (PyBytes_GET_SIZE(b) && self->check_keys && check_key(self, PyBytes_AS_STRING(b), PyBytes_GET_SIZE(b), 0) < 0) {
+        Py_DECREF(b);
+        return NULL;
+    }
+    return b;
+}
+
+/* ----------------------------------------------------------- driving ops */
+
+/* After fork() the child forgets the parent's connections (libmemkit) and semaphores. */
+static inline void check_fork(ClientObject *self)
+{
+    if (self->fork_gen != mkpy_fork_gen) {
+        mk_client_after_fork(self->c);
+        self->fork_gen = mkpy_fork_gen;
+        Py_CLEAR(self->sems);
+        Py_CLEAR(self->sems_factory);
+    }
+}
+
+static int green_wait(ClientObject *self, mk_op *op, double *backoff)
+{
+    int fd = mk_op_fd(op);
+    double t;
+    int write = 0;
+    if (fd < 0) {   /* the pool is full: sleep a little, cooperatively */
+        t = *backoff;
+        *backoff = *backoff * 2 > 0.05 ? 0.05 : *backoff * 2;
+    } else {
+        t = mk_op_timeout_ms(op) / 1000.0 + 0.001;
+        write = (mk_op_events(op) & POLLOUT) != 0;
+    }
+    PyObject *r = PyObject_CallFunction(self->st->wait_cb, "iid", fd, write, t);
+    if (r == NULL)
+        return -1;
+    Py_DECREF(r);
+    return 0;
+}
+
+/* Green mode: the semaphore of server i (NULL when no lock factory is set). */
+static PyObject *green_sem(ClientObject *self, int i)
+{
+    PyObject *lf = self->st->lock_factory;
+    if (lf == NULL || self->c == NULL)
+        return NULL;
+    if (self->sems == NULL || self->sems_factory != lf) {
+        size_t n = mk_server_count(self->c);
+        PyObject *l = PyList_New((Py_ssize_t)n);
+        if (l == NULL)
+            return NULL;
+        for (size_t j = 0; j < n; j++) {
+            PyObject *s = PyObject_CallFunction(lf, "i", self->opt.pool_size);
+            if (s == NULL) {
+                Py_DECREF(l);
+                return NULL;
+            }
+            PyList_SET_ITEM(l, (Py_ssize_t)j, s);
+        }
+        Py_XSETREF(self->sems, l);
+        Py_XSETREF(self->sems_factory, Py_NewRef(lf));
+    }
+    return PyList_GET_ITEM(self->sems, i);
+}
+
+/* Run one started op to completion: an MK_E* code, or MKPY_PYERR. */
+static int run_op(ClientObject *self, mk_op *op)
+{
+    int rc;
+    if (self->st->wait_cb == NULL) {
+        Py_BEGIN_ALLOW_THREADS
+        rc = mk__op_run(op);
+        Py_END_ALLOW_THREADS
+        return rc;
+    }
+    PyObject *sem = green_sem(self, mk_op_server(op));
+    if (sem == NULL && PyErr_Occurred())
+        return MKPY_PYERR;
+    Py_XINCREF(sem);
+    if (sem) {
+        PyObject *r = PyObject_CallMethod(sem, "acquire", NULL);
+        if (r == NULL) {
+            Py_DECREF(sem);
+            return MKPY_PYERR;
+        }
+        Py_DECREF(r);
+    }
+    double backoff = 0.0005;
+    while ((rc = mk_op_step(op)) == MK_EAGAIN) {
+        if (green_wait(self, op, &backoff) < 0) {
+            rc = MKPY_PYERR;
+            break;
+        }
+    }
+    if (sem) {
+        PyObject *et, *ev, *tb;
+        PyErr_Fetch(&et, &ev, &tb);
+        PyObject *r = PyObject_CallMethod(sem, "release", NULL);
+        Py_XDECREF(r);
+        if (r == NULL)
+            PyErr_Clear();
+        PyErr_Restore(et, ev, tb);
+        Py_DECREF(sem);
+    }
+    return rc;
+}
+
+/* Drive several started ops together (NULL entries are skipped); rcs[i] gets each final
+ * code. The pool is checked out without blocking so ops on one server never wait on each
+ * other. Returns 0, or -1 with a Python exception (green mode's callback raised). */
+static int drive_ops(ClientObject *self, mk_op **ops, int *rcs, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        rcs[i] = ops[i] ? MK_EAGAIN : rcs[i];
+    struct pollfd *pfd = PyMem_Malloc((n + 1) * sizeof *pfd);
+    size_t *map = PyMem_Malloc((n + 1) * sizeof *map);
+    if (pfd == NULL || map == NULL) {
+        PyMem_Free(pfd);
+        PyMem_Free(map);
+        PyErr_NoMemory();
+        return -1;
+    }
+    int green = self->st->wait_cb != NULL, ret = 0;
+    double backoff = 0.0005;
+    PyThreadState *ts = green ? NULL : PyEval_SaveThread();
+    for (size_t i = 0; i < n; i++)
+        if (ops[i])
+            rcs[i] = mk_op_step(ops[i]);
+    for (;;) {
+        size_t np = 0;
+        int timeout = -1, pool_wait = -1;
+        for (size_t i = 0; i < n; i++) {
+            if (!ops[i] || rcs[i] != MK_EAGAIN)
+                continue;
+            int fd = mk_op_fd(ops[i]);
+            if (fd < 0) {
+                pool_wait = (int)i;
+                continue;
+            }
+            int t = mk_op_timeout_ms(ops[i]);
+            if (timeout < 0 || t < timeout)
+                timeout = t;
+            pfd[np] = (struct pollfd){fd, mk_op_events(ops[i]), 0};
+            map[np++] = i;
+        }
+        if (np == 0 && pool_wait < 0)
+            break;
+        if (green) {
+            if (green_wait(self, np ? ops[map[0]] : ops[pool_wait], &backoff) < 0) {
+                ret = -1;
+                break;
+            }
+            for (size_t i = 0; i < n; i++)
+                if (ops[i] && rcs[i] == MK_EAGAIN)
+                    rcs[i] = mk_op_step(ops[i]);
+            continue;
+        }
+        if (pool_wait >= 0 && (timeout < 0 || timeout > 1))
+            timeout = 1;
+        int r = poll(pfd, np, timeout);
+        for (size_t j = 0; j < np; j++) {
+            mk_op *op = ops[map[j]];
+            if (r <= 0 || pfd[j].revents || mk_op_timeout_ms(op) == 0)
+                rcs[map[j]] = mk_op_step(op);
+        }
+        if (pool_wait >= 0)
+            for (size_t i = 0; i < n; i++)
+                if (ops[i] && rcs[i] == MK_EAGAIN && mk_op_fd(ops[i]) < 0)
+                    rcs[i] = mk_op_step(ops[i]);
+    }
+    if (ts)
+        PyEval_RestoreThread(ts);
+    PyMem_Free(pfd);
+    PyMem_Free(map);
+    return ret;
+}
+
+/* Start an op (server from the key, or k->server). No client: MK_ENOSERVER. */
+static int start_op(ClientObject *self, mk_op_args *a, const mkey *k, mk_op **op)
+{
+    *op = NULL;
+    if (self->c == NULL)
+        return MK_ENOSERVER;
+    check_fork(self);
+    if (k) {
+        a->key = k->p;
+        a->nkey = (size_t)k->n;
+        a->server = k->server;
+    }
+    return mk_op_start(self->c, a, op);
+}
+
+/* Start and run a keyed op. A connect failure with auto_eject marks the server dead
+ * (failure_limit 1, python-memcached's rule) and the op is tried once more on the
+ * server the key moves to -- python-memcached finds the next server before sending. */
+static int exec_op(ClientObject *self, mk_op_args *a, const mkey *k, mk_op **op)
+{
+    int rc = start_op(self, a, k, op);
+    if (rc == 0)
+        rc = run_op(self, *op);
+    if (rc == MK_ECONNECT && self->opt.auto_eject && k->server < 0) {
+        mk_op_destroy(*op);
+        rc = start_op(self, a, k, op);
+        if (rc == 0)
+            rc = run_op(self, *op);
+    }
+    return rc;
+}
+
+/* ------------------------------------------------------------ single key */
+
+static PyObject *do_get(ClientObject *self, PyObject *key, mk_opcode code)
+{
+    mkey k;
+    if (get_key(self, key, &k) < 0)
+        return NULL;
+    mk_op_args a;
+    mk_op_args_init(&a);
+    a.code = code;
+    mk_op *op;
+    int rc = exec_op(self, &a, &k, &op);
+    mk_item it = {0};
+    if (rc == 0)
+        rc = mk_op_take_item(op, &it);
+    mk_op_destroy(op);
+    PyObject *r = NULL;
+    if (rc == 0) {
+        r = mkpy_decode(self, key, it.value, it.nvalue, it.flags);
+        if (r && code == MK_OP_GETS && self->cache_cas && self->cas_ids) {
+            PyObject *kb = PyBytes_FromStringAndSize(k.p, k.n), *cas = PyLong_FromUnsignedLongLong(it.cas);
+            if (kb == NULL || cas == NULL || PyObject_SetItem(self->cas_ids, kb, cas) < 0)
+                Py_CLEAR(r);
+            Py_XDECREF(kb);
+            Py_XDECREF(cas);
+        }
+    } else if (outcome(rc) == OUT_NO || failure(self, rc, code == MK_OP_GETS ? "gets" : "get", key) == 0) {
+        r = Py_NewRef(Py_None);
+    }
+    mk_item_clear(&it);
+    Py_XDECREF(k.keep);
+    return r;
+}
+
+static PyObject *Client_get(ClientObject *self, PyObject *key)
+{
+    return do_get(self, key, MK_OP_GET);
+}
+
+static PyObject *Client_gets(ClientObject *self, PyObject *key)
+{
+    return do_get(self, key, MK_OP_GETS);
+}
+
+static const char *const store_names[] = {"key", "val", "time", "min_compress_len", "noreply", NULL};
+static const char *const store_fn[] = {"set", "add", "replace", "append", "prepend", "cas"};
+
+static PyObject *do_store(ClientObject *self, mk_store_op sop, PyObject *const *args, Py_ssize_t nargs,
+                          PyObject *kwnames)
+{
+    PyObject *o[5];
+    if (parse_args(store_fn[sop], args, nargs, kwnames, store_names, 2, o) < 0)
+        return NULL;
+    mkey k;
+    int64_t exptime, mcl;
+    if (get_key(self, o[0], &k) < 0)
+        return NULL;
+    int noreply = arg_bool(o[4]);
+    if (arg_i64(o[2], 0, &exptime) < 0 || arg_i64(o[3], self->min_compress_len, &mcl) < 0 || noreply < 0)
+        return NULL;
+    uint64_t cas = 0;
+    if (sop == MK_STORE_CAS) {   /* python-memcached: without a cached cas id, cas is a set */
+        PyObject *id = NULL;
+        if (self->cas_ids) {
+            PyObject *kb = PyBytes_FromStringAndSize(k.p, k.n);
+            if (kb == NULL)
+                return NULL;
+            id = PyDict_Check(self->cas_ids) ? PyDict_GetItemWithError(self->cas_ids, kb) : NULL;
+            Py_DECREF(kb);
+            if (id == NULL && PyErr_Occurred())
+                return NULL;
+        }
+        if (id == NULL)
+            sop = MK_STORE_SET;
+        else if ((cas = PyLong_AsUnsignedLongLong(id)) == (uint64_t)-1 && PyErr_Occurred())
+            return NULL;
+    }
+    mkpy_val v;
+    int er = mkpy_encode(self, o[0], o[1], (Py_ssize_t)mcl, &v);
+    if (er != 0)
+        return er < 0 ? NULL : PyLong_FromLong(0);
+    mk_op_args a;
+    mk_op_args_init(&a);
+    a.code = MK_OP_STORE;
+    a.store_op = sop;
+    a.value = v.p;
+    a.nvalue = (size_t)v.n;
+    a.flags = v.flags;
+    a.exptime = exptime;
+    a.cas = cas;
+    a.mode = noreply ? MK_NOREPLY : 0;
+    mk_op *op;
+    int rc = exec_op(self, &a, &k, &op);
+    mk_op_destroy(op);
+    mkpy_val_release(&v);
+    switch (outcome(rc)) {
+    case OUT_OK: Py_RETURN_TRUE;
+    case OUT_NO: Py_RETURN_FALSE;
+    default: return failure(self, rc, store_fn[sop], o[0]) < 0 ? NULL : PyLong_FromLong(0);
+    }
+}
+
+#define STORE_METHOD(name, sop)                                                                 \
+    static PyObject *Client_##name(ClientObject *self, PyObject *const *args, Py_ssize_t nargs, \
+                                   PyObject *kwnames)                                           \
+    {                                                                                           \
+        return do_store(self, sop, args, nargs, kwnames);                                       \
+    }
+STORE_METHOD(set, MK_STORE_SET)
+STORE_METHOD(add, MK_STORE_ADD)
+STORE_METHOD(replace, MK_STORE_REPLACE)
+STORE_METHOD(append, MK_STORE_APPEND)
+STORE_METHOD(prepend, MK_STORE_PREPEND)
+STORE_METHOD(cas, MK_STORE_CAS)
+
+/* delete(key, time=None, noreply=False) and touch(key, time=0, noreply=False): 1 or 0. */
+static PyObject *do_deltouch(ClientObject *self, mk_opcode code, PyObject *const *args, Py_ssize_t nargs,
+                             PyObject *kwnames)
+{
+    static const char *const names[] = {"key", "time", "noreply", NULL};
+    const char *fn = code == MK_OP_DELETE ? "delete" : "touch";
+    PyObject *o[3];
+    if (parse_args(fn, args, nargs, kwnames, names, 1, o) < 0)
+        return NULL;
+    mkey k;
+    int64_t t;
+    if (get_key(self, o[0], &k) < 0)
+        return NULL;
+    int noreply = arg_bool(o[2]);
+    if (arg_i64(o[1], 0, &t) < 0 || noreply < 0)
+        return NULL;
+    if (code == MK_OP_DELETE && t != 0)
+        return PyLong_FromLong(0);   /* memcached refuses "delete key <time>" (CLIENT_ERROR) */
+    mk_op_args a;
+    mk_op_args_init(&a);
+    a.code = code;
+    a.exptime = t;
+    a.mode = noreply ? MK_NOREPLY : 0;
+    mk_op *op;
+    int rc = exec_op(self, &a, &k, &op);
+    mk_op_destroy(op);
+    if (rc == 0 || (code == MK_OP_DELETE && rc == MK_ENOTFOUND))
+        return PyLong_FromLong(1);
+    if (outcome(rc) == OUT_FAIL && failure(self, rc, fn, o[0]) < 0)
+        return NULL;
+    return PyLong_FromLong(0);
+}
+
+static PyObject *Client_delete(ClientObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    return do_deltouch(self, MK_OP_DELETE, args, nargs, kwnames);
+}
+
+static PyObject *Client_touch(ClientObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    return do_deltouch(self, MK_OP_TOUCH, args, nargs, kwnames);
+}
+
+/* _delete(key) -> True if the key existed (DELETED), else False: for Django's delete(). */
+static PyObject *Client__delete(ClientObject *self, PyObject *key)
+{
+    mkey k;
+    if (get_key(self, key, &k) < 0)
+        return NULL;
+    mk_op_args a;
+    mk_op_args_init(&a);
+    a.code = MK_OP_DELETE;
+    mk_op *op;
+    int rc = exec_op(self, &a, &k, &op);
+    mk_op_destroy(op);
+    if (outcome(rc) == OUT_FAIL && failure(self, rc, "delete", key) < 0)
+        return NULL;
+    return PyBool_FromLong(rc == 0);
+}
+
+static PyObject *do_incrdecr(ClientObject *self, mk_opcode code, PyObject *const *args, Py_ssize_t nargs,
+                             PyObject *kwnames)
+{
+    static const char *const names[] = {"key", "delta", "noreply", NULL};
+    const char *fn = code == MK_OP_INCR ? "incr" : "decr";
+    PyObject *o[3];
+    if (parse_args(fn, args, nargs, kwnames, names, 1, o) < 0)
+        return NULL;
+    mkey k;
+    if (get_key(self, o[0], &k) < 0)
+        return NULL;
+    int noreply = arg_bool(o[2]);
+    if (noreply < 0)
+        return NULL;
+    uint64_t delta = 1;
+    if (o[1]) {
+        delta = PyLong_Check(o[1]) ? PyLong_AsUnsignedLongLong(o[1]) : (uint64_t)-1;
+        if (delta == (uint64_t)-1 && (PyErr_Occurred() || !PyLong_Check(o[1]))) {
+            /* python-memcached sends str(delta); memcached's CLIENT_ERROR then fails int() */
+            PyErr_Clear();
+            return PyErr_Format(PyExc_ValueError,
+                                "invalid literal for int() with base 10: b'CLIENT_ERROR invalid numeric delta argument'");
+        }
+    }
+    mk_op_args a;
+    mk_op_args_init(&a);
+    a.code = code;
+    a.delta = delta;
+    a.mode = noreply ? MK_NOREPLY : 0;
+    mk_op *op;
+    int rc = exec_op(self, &a, &k, &op);
+    uint64_t n = rc == 0 ? mk_op_number(op) : 0;
+    PyObject *r = NULL;
+    if (rc == MK_ENOTNUM || rc == MK_ECLIENTERR)
+        PyErr_Format(PyExc_ValueError, "invalid literal for int() with base 10: b'CLIENT_ERROR %s'", mk_op_text(op));
+    else if (rc == 0)
+        r = noreply ? Py_NewRef(Py_None) : PyLong_FromUnsignedLongLong(n);
+    else if (outcome(rc) == OUT_NO || failure(self, rc, fn, o[0]) == 0)
+        r = Py_NewRef(Py_None);
+    mk_op_destroy(op);
+    return r;
+}
+
+static PyObject *Client_incr(ClientObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    return do_incrdecr(self, MK_OP_INCR, args, nargs, kwnames);
+}
+
+static PyObject *Client_decr(ClientObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    return do_incrdecr(self, MK_OP_DECR, args, nargs, kwnames);
+}
+
+/* ------------------------------------------------------------- multi key */
+
+typedef struct mres {
+    char *v;                    /* malloc'd copy, NULL on a miss */
+    size_t n;
+    uint32_t flags;
+    uint64_t cas;
+} mres;
+
+typedef struct mgroup {
+    mres *res;                  /* results of all keys */
+    size_t *idx;                /* position in the op's keyset -> key index */
+    const char **keys;
+    size_t *nkeys;
+    size_t n;
+    mk_op_args a;
+} mgroup;
+
+/* Called per hit, possibly without the GIL: copy the value. */
+static void on_hit(void *ctx, size_t i, const mk_item *it)
+{
+    mgroup *g = ctx;
+    mres *r = &g->res[g->idx[i]];
+    if (r->v)
+        return;
+    r->v = malloc(it->nvalue + 1);
+    if (r->v == NULL)
+        return;
+    memcpy(r->v, it->value, it->nvalue);
+    r->v[it->nvalue] = '\0';
+    r->n = it->nvalue;
+    r->flags = it->flags;
+    r->cas = it->cas;
+}
+
+/* Convert the keys of a multi call. Fills keys[] (owned refs in keys[i].keep) and origs[] (borrowed). */
+static int multi_keys(ClientObject *self, PyObject *seq, PyObject *prefix, mkey *keys, PyObject **origs)
+{
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (get_multi_key(self, PySequence_Fast_GET_ITEM(seq, i), PyBytes_AS_STRING(prefix),
+                          PyBytes_GET_SIZE(prefix), &keys[i], &origs[i]) < 0) {
+            for (Py_ssize_t j = 0; j < i; j++)
+                Py_CLEAR(keys[j].keep);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static PyObject *Client_get_multi(ClientObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    static const char *const names[] = {"keys", "key_prefix", NULL};
+    PyObject *o[2];
+    if (parse_args("get_multi", args, nargs, kwnames, names, 1, o) < 0)
+        return NULL;
+    PyObject *prefix = get_prefix(self, o[1]);
+    if (prefix == NULL)
+        return NULL;
+    PyObject *seq = PySequence_Fast(o[0], "keys must be iterable");
+    if (seq == NULL) {
+        Py_DECREF(prefix);
+        return NULL;
+    }
+    size_t n = (size_t)PySequence_Fast_GET_SIZE(seq);
+    size_t ns = self->c ? mk_server_count(self->c) : 0;
+    mkey *keys = PyMem_Calloc(n + 1, sizeof *keys);
+    PyObject **origs = PyMem_Calloc(n + 1, sizeof *origs);
+    mres *res = PyMem_Calloc(n + 1, sizeof *res);
+    int *srv = PyMem_Calloc(n + 1, sizeof *srv);
+    mgroup *g = PyMem_Calloc(ns + 1, sizeof *g);
+    size_t *idx = PyMem_Calloc(n + 1, sizeof *idx);
+    const char **kp = PyMem_Calloc(n + 1, sizeof *kp);
+    size_t *nk = PyMem_Calloc(n + 1, sizeof *nk);
+    mk_op **ops = PyMem_Calloc(ns + 1, sizeof *ops);
+    int *rcs = PyMem_Calloc(ns + 1, sizeof *rcs);
+    PyObject *result = NULL;
+    int converted = 0;
+    if (!keys || !origs || !res || !srv || !g || !idx || !kp || !nk || !ops || !rcs) {
+        PyErr_NoMemory();
+        goto out;
+    }
+    if (multi_keys(self, seq, prefix, keys, origs) < 0)
+        goto out;
+    converted = 1;
+    if (self->c)
+        check_fork(self);
+    /* group the keys by server */
+    for (size_t i = 0; i < n; i++) {
+        srv[i] = keys[i].server >= 0 ? keys[i].server
+                 : self->c ? mk_server_for_key(self->c, keys[i].p, (size_t)keys[i].n) : MK_ENOSERVER;
+        if (srv[i] >= 0)
+            g[srv[i]].n++;
+    }
+    size_t off = 0;
+    for (size_t s = 0; s < ns; s++) {
+        g[s].idx = idx + off;
+        g[s].keys = kp + off;
+        g[s].nkeys = nk + off;
+        g[s].res = res;
+        off += g[s].n;
+        g[s].n = 0;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (srv[i] < 0)
+            continue;
+        mgroup *gs = &g[srv[i]];
+        gs->idx[gs->n] = i;
+        gs->keys[gs->n] = keys[i].p;
+        gs->nkeys[gs->n] = (size_t)keys[i].n;
+        gs->n++;
+    }
+    int first = 0;
+    for (size_t s = 0; s < ns; s++) {
+        if (g[s].n == 0)
+            continue;
+        mk_op_args *a = &g[s].a;
+        mk_op_args_init(a);
+        a->code = MK_OP_GET;
+        a->keys = g[s].keys;
+        a->nkeys = g[s].nkeys;
+        a->nkeyset = g[s].n;
+        a->server = (int)s;
+        a->value_cb = on_hit;
+        a->ctx = &g[s];
+        rcs[s] = mk_op_start(self->c, a, &ops[s]);
+    }
+    if (drive_ops(self, ops, rcs, ns) < 0)
+        goto out;
+    for (size_t s = 0; s < ns; s++)
+        if (g[s].n && outcome(rcs[s]) == OUT_FAIL && !first)
+            first = rcs[s];
+    for (size_t i = 0; i < n; i++)
+        if (srv[i] < 0 && !first)
+            first = srv[i];
+    if (first && failure(self, first, "get_multi", NULL) < 0)
+        goto out;
+    result = PyDict_New();
+    for (size_t i = 0; result && i < n; i++) {
+        if (res[i].v == NULL)
+            continue;
+        PyObject *v = mkpy_decode(self, origs[i], res[i].v, res[i].n, res[i].flags);
+        if (v == NULL || PyDict_SetItem(result, origs[i], v) < 0)
+            Py_CLEAR(result);
+        Py_XDECREF(v);
+    }
+out:
+    for (size_t s = 0; ops && s < ns; s++)
+        mk_op_destroy(ops[s]);
+    for (size_t i = 0; res && i < n; i++)
+        free(res[i].v);
+    for (size_t i = 0; converted && i < n; i++)
+        Py_XDECREF(keys[i].keep);
+    PyMem_Free(keys);
+    PyMem_Free(origs);
+    PyMem_Free(res);
+    PyMem_Free(srv);
+    PyMem_Free(g);
+    PyMem_Free(idx);
+    PyMem_Free(kp);
+    PyMem_Free(nk);
+    PyMem_Free(ops);
+    PyMem_Free(rcs);
+    Py_DECREF(seq);
+    Py_DECREF(prefix);
+    return result;
+}
+
+/* set_multi / delete_multi: one op per key, all in flight together. */
+static PyObject *Client_set_multi(ClientObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    static const char *const names[] = {"mapping", "time", "key_prefix", "min_compress_len", "noreply", NULL};
+    PyObject *o[5];
+    if (parse_args("set_multi", args, nargs, kwnames, names, 1, o) < 0)
+        return NULL;
+    int64_t exptime, mcl;
+    int noreply = arg_bool(o[4]);
+    if (arg_i64(o[1], 0, &exptime) < 0 || arg_i64(o[3], self->min_compress_len, &mcl) < 0 || noreply < 0)
+        return NULL;
+    PyObject *prefix = get_prefix(self, o[2]);
+    if (prefix == NULL)
+        return NULL;
+    PyObject *klist = PyMapping_Keys(o[0]);
+    PyObject *seq = klist ? PySequence_Fast(klist, "mapping keys") : NULL;
+    Py_XDECREF(klist);
+    if (seq == NULL) {
+        Py_DECREF(prefix);
+        return NULL;
+    }
+    size_t n = (size_t)PySequence_Fast_GET_SIZE(seq);
+    mkey *keys = PyMem_Calloc(n + 1, sizeof *keys);
+    PyObject **origs = PyMem_Calloc(n + 1, sizeof *origs);
+    mkpy_val *vals = PyMem_Calloc(n + 1, sizeof *vals);
+    mk_op_args *as = PyMem_Calloc(n + 1, sizeof *as);
+    mk_op **ops = PyMem_Calloc(n + 1, sizeof *ops);
+    int *rcs = PyMem_Calloc(n + 1, sizeof *rcs);
+    char *enc = PyMem_Calloc(n + 1, 1);   /* 0 not encoded, 1 encoded, 2 too large */
+    PyObject *notstored = NULL;
+    int converted = 0;
+    if (!keys || !origs || !vals || !as || !ops || !rcs || !enc) {
+        PyErr_NoMemory();
+        goto out;
+    }
+    if (multi_keys(self, seq, prefix, keys, origs) < 0)
+        goto out;
+    converted = 1;
+    notstored = PyList_New(0);
+    if (notstored == NULL)
+        goto out;
+    size_t live = 0;
+    for (size_t i = 0; i < n; i++) {
+        PyObject *mk = PySequence_Fast_GET_ITEM(seq, i);
+        PyObject *v = PyObject_GetItem(o[0], mk);
+        if (v == NULL)
+            goto fail;
+        int er = mkpy_encode(self, origs[i], v, (Py_ssize_t)mcl, &vals[i]);
+        Py_DECREF(v);
+        if (er < 0)
+            goto fail;
+        enc[i] = er == 0 ? 1 : 2;
+        if (er == 1) {
+            if (PyList_Append(notstored, origs[i]) < 0)
+                goto fail;
+            continue;
+        }
+        mk_op_args *a = &as[i];
+        mk_op_args_init(a);
+        a->code = MK_OP_STORE;
+        a->store_op = MK_STORE_SET;
+        a->value = vals[i].p;
+        a->nvalue = (size_t)vals[i].n;
+        a->flags = vals[i].flags;
+        a->exptime = exptime;
+        a->mode = noreply ? MK_NOREPLY : 0;
+        rcs[i] = start_op(self, a, &keys[i], &ops[i]);
+        live += ops[i] != NULL;
+    }
+    if (live == 0 && n > 0) {   /* python-memcached: no server at all -> every key */
+        Py_SETREF(notstored, PyMapping_Keys(o[0]));
+        goto out;
+    }
+    if (drive_ops(self, ops, rcs, n) < 0)
+        goto fail;
+    int first = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!ops[i] || rcs[i] == 0)
+            continue;
+        if (outcome(rcs[i]) == OUT_FAIL && !first)
+            first = rcs[i];
+        if (PyList_Append(notstored, origs[i]) < 0)
+            goto fail;
+    }
+    if (first && failure(self, first, "set_multi", NULL) < 0)
+        goto fail;
+    goto out;
+fail:
+    Py_CLEAR(notstored);
+out:
+    for (size_t i = 0; ops && i < n; i++)
+        mk_op_destroy(ops[i]);
+    for (size_t i = 0; enc && i < n; i++)
+        if (enc[i] == 1)
+            mkpy_val_release(&vals[i]);
+    for (size_t i = 0; converted && i < n; i++)
+        Py_XDECREF(keys[i].keep);
+    PyMem_Free(keys);
+    PyMem_Free(origs);
+    PyMem_Free(vals);
+    PyMem_Free(as);
+    PyMem_Free(ops);
+    PyMem_Free(rcs);
+    PyMem_Free(enc);
+    Py_DECREF(seq);
+    Py_DECREF(prefix);
+    return notstored;
+}
+
+static PyObject *Client_delete_multi(ClientObject *self, PyObject *const *args, Py_ssize_t nargs,
+                                     PyObject *kwnames)
+{
+    static const char *const names[] = {"keys", "time", "key_prefix", "noreply", NULL};
+    PyObject *o[4];
+    if (parse_args("delete_multi", args, nargs, kwnames, names, 1, o) < 0)
+        return NULL;
+    int64_t t;
+    int noreply = arg_bool(o[3]);
+    if (arg_i64(o[1], 0, &t) < 0 || noreply < 0)
+        return NULL;
+    PyObject *prefix = get_prefix(self, o[2]);
+    if (prefix == NULL)
+        return NULL;
+    PyObject *seq = PySequence_Fast(o[0], "keys must be iterable");
+    if (seq == NULL) {
+        Py_DECREF(prefix);
+        return NULL;
+    }
+    size_t n = (size_t)PySequence_Fast_GET_SIZE(seq);
+    mkey *keys = PyMem_Calloc(n + 1, sizeof *keys);
+    PyObject **origs = PyMem_Calloc(n + 1, sizeof *origs);
+    mk_op_args *as = PyMem_Calloc(n + 1, sizeof *as);
+    mk_op **ops = PyMem_Calloc(n + 1, sizeof *ops);
+    int *rcs = PyMem_Calloc(n + 1, sizeof *rcs);
+    PyObject *r = NULL;
+    int converted = 0;
+    if (!keys || !origs || !as || !ops || !rcs) {
+        PyErr_NoMemory();
+        goto out;
+    }
+    if (multi_keys(self, seq, prefix, keys, origs) < 0)
+        goto out;
+    converted = 1;
+    long ok = 1;
+    if (t == 0) {   /* memcached refuses "delete key <time>": python-memcached's reply is ignored */
+        for (size_t i = 0; i < n; i++) {
+            mk_op_args_init(&as[i]);
+            as[i].code = MK_OP_DELETE;
+            as[i].mode = noreply ? MK_NOREPLY : 0;
+            rcs[i] = start_op(self, &as[i], &keys[i], &ops[i]);
+        }
+        if (drive_ops(self, ops, rcs, n) < 0)
+            goto out;
+        int first = 0;
+        for (size_t i = 0; i < n; i++)
+            if (ops[i] && outcome(rcs[i]) == OUT_FAIL && !first)
+                first = rcs[i];
+        if (first) {
+            ok = 0;
+            if (failure(self, first, "delete_multi", NULL) < 0)
+                goto out;
+        }
+    }
+    r = PyLong_FromLong(ok);
+out:
+    for (size_t i = 0; ops && i < n; i++)
+        mk_op_destroy(ops[i]);
+    for (size_t i = 0; converted && i < n; i++)
+        Py_XDECREF(keys[i].keep);
+    PyMem_Free(keys);
+    PyMem_Free(origs);
+    PyMem_Free(as);
+    PyMem_Free(ops);
+    PyMem_Free(rcs);
+    Py_DECREF(seq);
+    Py_DECREF(prefix);
+    return r;
+}
+
+/* ------------------------------------------------------------ per server */
+
+static PyObject *Client_flush_all(ClientObject *self, PyObject *unused)
+{
+    (void)unused;
+    size_t ns = self->c ? mk_server_count(self->c) : 0;
+    for (size_t i = 0; i < ns; i++) {
+        if (!mk_server_alive(self->c, i))
+            continue;   /* python-memcached skips the servers it cannot reach */
+        mk_op_args a;
+        mk_op_args_init(&a);
+        a.code = MK_OP_FLUSH_ALL;
+        a.server = (int)i;
+        a.exptime = -1;
+        mk_op *op;
+        int rc = start_op(self, &a, NULL, &op);
+        if (rc == 0)
+            rc = run_op(self, op);
+        mk_op_destroy(op);
+        if (rc && failure(self, rc, "flush_all", NULL) < 0)
+            return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+typedef struct statbuf {
+    char *p;
+    size_t n, cap;
+    int oom;
+} statbuf;
+
+/* Collect "name\0value\0" pairs (no GIL needed). */
+static void on_stat(void *ctx, const char *name, size_t nname, const char *value, size_t nvalue)
+{
+    statbuf *b = ctx;
+    size_t need = b->n + nname + nvalue + 2;
+    if (need > b->cap) {
+        size_t cap = b->cap ? b->cap : 4096;
+        while (cap < need)
+            cap *= 2;
+        char *np = realloc(b->p, cap);
+        if (np == NULL) {
+            b->oom = 1;
+            return;
+        }
+        b->p = np;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->n, name, nname);
+    b->p[b->n + nname] = '\0';
+    memcpy(b->p + b->n + nname + 1, value, nvalue);
+    b->p[b->n + nname + 1 + nvalue] = '\0';
+    b->n = need;
+}
+
+/* _stats(group=None) -> [(server index, {name: value})] for the servers that answered. */
+static PyObject *Client__stats(ClientObject *self, PyObject *args)
+{
+    const char *group = NULL;
+    if (!PyArg_ParseTuple(args, "|z:_stats", &group))
+        return NULL;
+    PyObject *list = PyList_New(0);
+    size_t ns = self->c ? mk_server_count(self->c) : 0;
+    for (size_t i = 0; list && i < ns; i++) {
+        if (!mk_server_alive(self->c, i))
+            continue;
+        statbuf b = {0};
+        mk_op_args a;
+        mk_op_args_init(&a);
+        a.code = MK_OP_STATS;
+        a.server = (int)i;
+        a.group = group;
+        a.stat_cb = on_stat;
+        a.ctx = &b;
+        mk_op *op;
+        int rc = start_op(self, &a, NULL, &op);
+        if (rc == 0)
+            rc = run_op(self, op);
+        mk_op_destroy(op);
+        if (rc == 0 && !b.oom) {
+            PyObject *d = PyDict_New();
+            for (size_t off = 0; d && off < b.n;) {
+                const char *name = b.p + off, *val = name + strlen(name) + 1;
+                PyObject *v = PyUnicode_DecodeASCII(val, (Py_ssize_t)strlen(val), "replace");
+                if (v == NULL || PyDict_SetItemString(d, name, v) < 0)
+                    Py_CLEAR(d);
+                Py_XDECREF(v);
+                off = (size_t)(val - b.p) + strlen(val) + 1;
+            }
+            PyObject *t = d ? Py_BuildValue("(nN)", (Py_ssize_t)i, d) : NULL;
+            if (t == NULL || PyList_Append(list, t) < 0)
+                Py_CLEAR(list);
+            Py_XDECREF(t);
+        } else if (rc == MKPY_PYERR || (rc && failure(self, rc, "get_stats", NULL) < 0)) {
+            Py_CLEAR(list);
+        }
+        free(b.p);
+    }
+    return list;
+}
+
+static PyObject *Client_disconnect_all(ClientObject *self, PyObject *unused)
+{
+    (void)unused;
+    if (self->c) {
+        check_fork(self);
+        for (size_t i = 0; i < self->c->n; i++)
+            mk__pool_close_idle(&self->c->servers[i]);
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *Client_forget_dead_hosts(ClientObject *self, PyObject *unused)
+{
+    (void)unused;
+    for (size_t i = 0; self->c && i < self->c->n; i++) {
+        atomic_store(&self->c->servers[i].failures, 0);
+        atomic_store(&self->c->servers[i].dead_until, 0);
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *Client_check_key(ClientObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    static const char *const names[] = {"key", "key_extra_len", NULL};
+    PyObject *o[2];
+    if (parse_args("check_key", args, nargs, kwnames, names, 1, o) < 0)
+        return NULL;
+    int64_t extra;
+    if (arg_i64(o[1], 0, &extra) < 0)
+        return NULL;
+    PyObject *key = o[0];
+    if (PyTuple_Check(key) && PyTuple_GET_SIZE(key) >= 2)
+        key = PyTuple_GET_ITEM(key, 1);
+    if (key == Py_None) {
+        PyErr_SetString(self->st->key_errors[KE_NONE], "Key is None");
+        return NULL;
+    }
+    if (PyUnicode_Check(key) && PyUnicode_GET_LENGTH(key) == 0) {
+        if (extra == 0) {
+            PyErr_SetString(self->st->key_errors[KE_NONE], "Key is empty");
+            return NULL;
+        }
+        Py_RETURN_NONE;
+    }
+    if (!PyBytes_Check(key)) {
+        PyErr_SetString(self->st->key_errors[KE_TYPE], "Key must be a binary string");
+        return NULL;
+    }
+    if (check_key(self, PyBytes_AS_STRING(key), PyBytes_GET_SIZE(key), (Py_ssize_t)extra) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+/* ----------------------------------------------------------- life cycle */
+
+/* _configure(servers, distribution='ketama', connect_timeout=3.0, timeout=3.0, dead_retry=30,
+ *            failure_limit=1, pool_size=8, checkout_timeout=None, auto_eject=True, buckets=None)
+ * (Re)creates the libmemkit client; servers is libmemkit's list text ("" = no servers). */
+static int Client_init(ClientObject *self, PyObject *args, PyObject *kw)
+{
+    static char *names[] = {"servers", "distribution", "connect_timeout", "timeout", "dead_retry",
+                            "failure_limit", "pool_size", "checkout_timeout", "auto_eject", "buckets", NULL};
+    const char *servers, *dist = "ketama";
+    double cto = 3.0, ito = 3.0, retry = 30.0, chk = -1.0;
+    int flimit = 1, pool = 8, eject = 1;
+    PyObject *buckets = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "s|sdddiidpO:Client", names, &servers, &dist, &cto, &ito, &retry,
+                                     &flimit, &pool, &chk, &eject, &buckets))
+        return -1;
+    mk_options o;
+    mk_options_init(&o);
+    if (mk_distribution_parse(dist, &o.distribution) != 0) {
+        PyErr_Format(PyExc_ValueError, "unknown distribution '%s' (ketama, modula, consistent, rendezvous, "
+                     "ketama_fnv1a)", dist);
+        return -1;
+    }
+    o.connect_timeout_ms = cto > 0 ? (int)(cto * 1000 + 0.5) : 0;
+    o.io_timeout_ms = ito > 0 ? (int)(ito * 1000 + 0.5) : 0;
+    o.retry_interval_ms = (int)(retry * 1000 + 0.5);
+    o.failure_limit = flimit;
+    o.pool_size = pool;
+    o.checkout_timeout_ms = chk < 0 ? o.connect_timeout_ms + o.io_timeout_ms : (int)(chk * 1000 + 0.5);
+    o.auto_eject = eject != 0;
+    size_t *bk = NULL, nbk = 0;
+    if (buckets != Py_None) {
+        PyObject *seq = PySequence_Fast(buckets, "buckets must be a sequence of server indexes");
+        if (seq == NULL)
+            return -1;
+        nbk = (size_t)PySequence_Fast_GET_SIZE(seq);
+        bk = PyMem_Calloc(nbk + 1, sizeof *bk);
+        for (size_t i = 0; bk && i < nbk; i++)
+            bk[i] = PyLong_AsSize_t(PySequence_Fast_GET_ITEM(seq, (Py_ssize_t)i));
+        Py_DECREF(seq);
+        if (bk == NULL || PyErr_Occurred()) {
+            PyMem_Free(bk);
+            if (!PyErr_Occurred())
+                PyErr_NoMemory();
+            return -1;
+        }
+    }
+    mk_client *c = NULL;
+    if (*servers) {
+        char err[256] = "";
+        int rc;
+        Py_BEGIN_ALLOW_THREADS   /* resolving names may block */
+        rc = mk_client_create(&c, servers, &o, err, sizeof err);
+        Py_END_ALLOW_THREADS
+        if (rc) {
+            PyMem_Free(bk);
+            PyObject *cls = rc == MK_EINVAL || rc == MK_EBADSERVERS ? PyExc_ValueError
+                            : self->st->errors[-rc] ? self->st->errors[-rc] : self->st->error;
+            PyErr_Format(cls, "%s", err[0] ? err : mk_strerror(rc));
+            return -1;
+        }
+        for (size_t i = 0; i < nbk; i++) {
+            if (bk[i] >= mk_server_count(c)) {
+                PyMem_Free(bk);
+                mk_client_destroy(c);
+                PyErr_SetString(PyExc_ValueError, "bucket names a server out of range");
+                return -1;
+            }
+        }
+    }
+    mk_client *old = self->c;
+    self->c = c;
+    self->opt = o;
+    self->fork_gen = mkpy_fork_gen;
+    PyMem_Free(self->buckets);
+    self->buckets = bk;
+    self->nbuckets = nbk;
+    Py_CLEAR(self->sems);
+    Py_CLEAR(self->sems_factory);
+    mk_client_destroy(old);   /* set_servers must not race with calls in other threads */
+    return 0;
+}
+
+static PyObject *Client_configure(ClientObject *self, PyObject *args, PyObject *kw)
+{
+    if (Client_init(self, args, kw) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyObject *Client_new(PyTypeObject *type, PyObject *args, PyObject *kw)
+{
+    (void)args, (void)kw;
+    PyObject *m = PyType_GetModuleByDef(type, &mkpy_module);
+    if (m == NULL)
+        return NULL;
+    ClientObject *self = (ClientObject *)type->tp_alloc(type, 0);
+    if (self == NULL)
+        return NULL;
+    self->module = Py_NewRef(m);
+    self->st = PyModule_GetState(m);
+    self->check_keys = 1;
+    self->max_value_len = 1024 * 1024;
+    self->fork_gen = mkpy_fork_gen;
+    self->cas_ids = PyDict_New();
+    if (self->cas_ids == NULL) {
+        Py_DECREF(self);
+        return NULL;
+    }
+    return (PyObject *)self;
+}
+
+static int Client_traverse(ClientObject *self, visitproc visit, void *arg)
+{
+    Py_VISIT(Py_TYPE(self));
+    Py_VISIT(self->module);
+    Py_VISIT(self->serializer);
+    Py_VISIT(self->deserializer);
+    Py_VISIT(self->cas_ids);
+    Py_VISIT(self->sems);
+    Py_VISIT(self->sems_factory);
+    return 0;
+}
+
+static int Client_clear(ClientObject *self)
+{
+    Py_CLEAR(self->serializer);
+    Py_CLEAR(self->deserializer);
+    Py_CLEAR(self->cas_ids);
+    Py_CLEAR(self->sems);
+    Py_CLEAR(self->sems_factory);
+    Py_CLEAR(self->module);
+    return 0;
+}
+
+static void Client_dealloc(ClientObject *self)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+    PyObject_GC_UnTrack(self);
+    if (self->c) {
+        check_fork(self);
+        mk_client_destroy(self->c);
+        self->c = NULL;
+    }
+    PyMem_Free(self->buckets);
+    Client_clear(self);
+    tp->tp_free((PyObject *)self);
+    Py_DECREF(tp);
+}
+
+static PyObject *Client_get_pool_size(ClientObject *self, void *unused)
+{
+    (void)unused;
+    return PyLong_FromLong(self->opt.pool_size);
+}
+
+static PyObject *Client_get_server_names(ClientObject *self, void *unused)
+{
+    (void)unused;
+    size_t ns = self->c ? mk_server_count(self->c) : 0;
+    PyObject *l = PyList_New((Py_ssize_t)ns);
+    for (size_t i = 0; l && i < ns; i++) {
+        PyObject *s = PyUnicode_FromString(mk_server_name(self->c, i));
+        if (s == NULL)
+            Py_CLEAR(l);
+        else
+            PyList_SET_ITEM(l, (Py_ssize_t)i, s);
+    }
+    return l;
+}
+
+static PyObject *Client_server_for_key(ClientObject *self, PyObject *key)
+{
+    mkey k;
+    if (get_key(self, key, &k) < 0)
+        return NULL;
+    if (k.server >= 0)
+        return PyLong_FromLong(k.server);
+    if (self->c == NULL)
+        Py_RETURN_NONE;
+    int s = mk_server_for_key(self->c, k.p, (size_t)k.n);
+    if (s < 0)
+        Py_RETURN_NONE;
+    return PyLong_FromLong(s);
+}
+
+#define FAST (METH_FASTCALL | METH_KEYWORDS)
+#define FN(f) (PyCFunction)(void (*)(void))(f)
+static PyMethodDef Client_methods[] = {
+    {"get", FN(Client_get), METH_O, "get(key) -> value or None"},
+    {"gets", FN(Client_gets), METH_O, "gets(key) -> value or None; with cache_cas, remembers the cas id"},
+    {"set", FN(Client_set), FAST, "set(key, val, time=0, min_compress_len=0, noreply=False) -> True/False/0"},
+    {"add", FN(Client_add), FAST, "add(key, val, time=0, min_compress_len=0, noreply=False)"},
+    {"replace", FN(Client_replace), FAST, "replace(key, val, time=0, min_compress_len=0, noreply=False)"},
+    {"append", FN(Client_append), FAST, "append(key, val, time=0, min_compress_len=0, noreply=False)"},
+    {"prepend", FN(Client_prepend), FAST, "prepend(key, val, time=0, min_compress_len=0, noreply=False)"},
+    {"cas", FN(Client_cas), FAST, "cas(key, val, time=0, min_compress_len=0, noreply=False): set without a cached cas id"},
+    {"delete", FN(Client_delete), FAST, "delete(key, time=None, noreply=False) -> 1 or 0"},
+    {"_delete", FN(Client__delete), METH_O, "_delete(key) -> True if it existed"},
+    {"touch", FN(Client_touch), FAST, "touch(key, time=0, noreply=False) -> 1 or 0"},
+    {"incr", FN(Client_incr), FAST, "incr(key, delta=1, noreply=False) -> new value or None"},
+    {"decr", FN(Client_decr), FAST, "decr(key, delta=1, noreply=False) -> new value or None"},
+    {"get_multi", FN(Client_get_multi), FAST, "get_multi(keys, key_prefix='') -> {key: value}"},
+    {"set_multi", FN(Client_set_multi), FAST,
+     "set_multi(mapping, time=0, key_prefix='', min_compress_len=0, noreply=False) -> keys not stored"},
+    {"delete_multi", FN(Client_delete_multi), FAST, "delete_multi(keys, time=None, key_prefix='', noreply=False) -> 1 or 0"},
+    {"flush_all", FN(Client_flush_all), METH_NOARGS, "flush_all(): every reachable server"},
+    {"_stats", FN(Client__stats), METH_VARARGS, "_stats(group=None) -> [(server index, {name: value})]"},
+    {"disconnect_all", FN(Client_disconnect_all), METH_NOARGS, "close every idle pooled connection"},
+    {"forget_dead_hosts", FN(Client_forget_dead_hosts), METH_NOARGS, "mark every server alive again"},
+    {"check_key", FN(Client_check_key), FAST, "check_key(key, key_extra_len=0): raise a MemcachedKeyError if bad"},
+    {"server_for_key", FN(Client_server_for_key), METH_O, "the index of the server that owns key (None: none)"},
+    {"_configure", FN(Client_configure), METH_VARARGS | METH_KEYWORDS, "re-create the libmemkit client"},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyMemberDef Client_members[] = {
+    {"debug", T_INT, offsetof(ClientObject, debug), 0, "print failures on stderr"},
+    {"cache_cas", T_BOOL, offsetof(ClientObject, cache_cas), 0, "gets() remembers cas ids in cas_ids"},
+    {"do_check_key", T_BOOL, offsetof(ClientObject, check_keys), 0, "check keys as python-memcached does"},
+    {"raise_errors", T_BOOL, offsetof(ClientObject, raise_errors), 0, "raise memkit.Error subclasses on failures"},
+    {"pickleProtocol", T_INT, offsetof(ClientObject, pickle_protocol), 0, "pickle protocol for other values"},
+    {"min_compress_len", T_PYSSIZET, offsetof(ClientObject, min_compress_len), 0, "default compression threshold"},
+    {"server_max_value_length", T_PYSSIZET, offsetof(ClientObject, max_value_len), 0, "larger values are not stored"},
+    {"serializer", T_OBJECT, offsetof(ClientObject, serializer), 0, "(key, value) -> (bytes, flags) or None"},
+    {"deserializer", T_OBJECT, offsetof(ClientObject, deserializer), 0, "(key, bytes, flags) -> value or None"},
+    {"cas_ids", T_OBJECT, offsetof(ClientObject, cas_ids), 0, "key bytes -> cas id (cache_cas)"},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyGetSetDef Client_getset[] = {
+    {"pool_size", (getter)Client_get_pool_size, NULL, "connections per server at most", NULL},
+    {"server_names", (getter)Client_get_server_names, NULL, "libmemkit's server names", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyType_Slot Client_slots[] = {
+    {Py_tp_new, Client_new},
+    {Py_tp_init, Client_init},
+    {Py_tp_dealloc, Client_dealloc},
+    {Py_tp_traverse, Client_traverse},
+    {Py_tp_clear, Client_clear},
+    {Py_tp_methods, Client_methods},
+    {Py_tp_members, Client_members},
+    {Py_tp_getset, Client_getset},
+    {Py_tp_doc, "The C core of memkit.Client (use memkit.Client)."},
+    {0, NULL},
+};
+
+PyType_Spec mkpy_client_spec = {
+    .name = "memkit._memkit.Client",
+    .basicsize = sizeof(ClientObject),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
+    .slots = Client_slots,
+};

@@ -1,0 +1,134 @@
+"""Threads share one Client through the bounded pool; a forked child opens its own connections."""
+import os
+import threading
+import time
+
+
+def total_connections(s):
+    return int(s.stats()["total_connections"])
+
+
+def test_100_short_lived_threads_use_at_most_pool_size(memkit, fresh_server):
+    for kind in ("memkitd", "memcached"):
+        s = fresh_server(kind)
+        mc = memkit.Client([s.addr])
+        mc.set("k", "v")
+        mc.disconnect_all()
+        before = total_connections(s)
+        results = []
+        barrier = threading.Barrier(100)
+
+        def one():
+            barrier.wait()
+            results.append(mc.get("k"))
+        threads = [threading.Thread(target=one) for _ in range(100)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert results == ["v"] * 100
+        opened = total_connections(s) - before - 1   # minus our stats connection
+        assert 1 <= opened <= mc.pool_size, (kind, opened)
+
+
+def test_pool_size_option(memkit, fresh_server):
+    s = fresh_server("memkitd")
+    mc = memkit.Client([s.addr], pool_size=2)
+    before = total_connections(s)
+    ts = [threading.Thread(target=lambda: [mc.get("k%d" % i) for i in range(50)]) for _ in range(20)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    assert total_connections(s) - before - 1 <= 2
+
+
+def test_threads_mixed_operations_no_crossed_replies(memkit, srv):
+    mc = memkit.Client([srv.addr])
+    errors = []
+
+    def worker(n):
+        for i in range(300):
+            k = "t%d_%d" % (n, i % 10)
+            v = {"n": n, "i": i}
+            if mc.set(k, v) is not True or mc.get(k) != v:
+                errors.append((k, i))
+            if mc.get_multi([k, "t%d_x" % n]) != {k: v}:
+                errors.append(("multi", k))
+    ts = [threading.Thread(target=worker, args=(n,)) for n in range(16)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    assert errors == []
+
+
+def test_gil_released_while_waiting(memkit, fresh_server):
+    """A frozen server: a get waits io_timeout with the GIL released; other threads run."""
+    import signal
+    s = fresh_server("memkitd")
+    mc = memkit.Client([s.addr], socket_timeout=0.5)
+    mc.set("k", 1)
+    os.kill(s.proc.pid, signal.SIGSTOP)
+    try:
+        ticks = []
+        stop = threading.Event()
+
+        def ticker():
+            while not stop.is_set():
+                ticks.append(1)
+                time.sleep(0.005)
+        t = threading.Thread(target=ticker)
+        t.start()
+        t0 = time.time()
+        assert mc.get("k") is None
+        elapsed = time.time() - t0
+        stop.set()
+        t.join()
+        assert 0.4 < elapsed < 1.0
+        assert len(ticks) > 30
+    finally:
+        os.kill(s.proc.pid, signal.SIGCONT)
+
+
+def test_fork_child_gets_fresh_connections(memkit, fresh_server):
+    s = fresh_server("memkitd")
+    mc = memkit.Client([s.addr], pool_size=1)
+    assert mc.set("k", "parent") is True       # one pooled connection
+    before = total_connections(s)
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            ok = mc.get("k") == "parent" and mc.set("c", "child") is True and mc.get("c") == "child"
+            os.write(w, b"1" if ok else b"0")
+        finally:
+            os._exit(0)
+    os.close(w)
+    assert os.read(r, 1) == b"1"
+    os.waitpid(pid, 0)
+    os.close(r)
+    assert total_connections(s) - before - 1 == 1   # the child opened its own
+    assert mc.get("c") == "child" and mc.get("k") == "parent"   # the parent's connection is intact
+    assert total_connections(s) - before - 2 == 1   # ... and still the same one
+
+
+def test_fork_many_children_in_parallel(memkit, srv):
+    mc = memkit.Client([srv.addr])
+    mc.set("shared", 0)
+    pids = []
+    for n in range(8):
+        pid = os.fork()
+        if pid == 0:
+            code = 0
+            try:
+                for i in range(200):
+                    if mc.set("c%d" % n, i) is not True or mc.get("c%d" % n) != i:
+                        code = 1
+                mc.incr("shared")
+            except BaseException:
+                code = 2
+            os._exit(code)
+        pids.append(pid)
+    assert [os.waitpid(p, 0)[1] for p in pids] == [0] * 8
+    assert mc.get("shared") == 8

@@ -1,0 +1,69 @@
+"""gevent: every network wait yields to the hub. A server that answers each get after 200 ms;
+200 greenlets finish in a small multiple of 200 ms with at most pool_size sockets."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import PYPATH, free_port
+
+pytest.importorskip("gevent")
+HERE = os.path.dirname(os.path.abspath(__file__))
+DELAY = 0.2
+
+
+@pytest.fixture
+def slow():
+    port = free_port()
+    p = subprocess.Popen([sys.executable, os.path.join(HERE, "slow_server.py"), str(port), str(DELAY)],
+                         stdout=subprocess.PIPE)
+    assert p.stdout.readline().strip() == b"ready"
+    yield "127.0.0.1:%d" % port
+    p.terminate()
+    p.wait()
+
+
+def server_stats(addr):
+    import socket
+    h, p = addr.split(":")
+    with socket.create_connection((h, int(p))) as s:
+        s.sendall(b"stats\r\n")
+        buf = b""
+        while not buf.endswith(b"END\r\n"):
+            buf += s.recv(4096)
+    return {ln.split()[1]: int(ln.split()[2]) for ln in buf.decode().splitlines() if ln.startswith("STAT")}
+
+
+def run(addr, pool, n, mode):
+    out = subprocess.run([sys.executable, os.path.join(HERE, "green_check.py"), PYPATH, addr, str(pool),
+                          str(n), mode], capture_output=True, timeout=120)
+    assert out.returncode == 0, out.stderr.decode()
+    return json.loads(out.stdout.decode().strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("mode", ["patch", "make_green"])
+def test_200_greenlets_pool_200(slow, mode):
+    r = run(slow, 200, 200, mode)
+    st = server_stats(slow)
+    assert r["green"] and r["ok"] and r["multi_ok"]
+    assert r["elapsed"] < 4 * DELAY, r                 # all 200 in flight together: ~1 x 200 ms
+    assert r["ticks"] >= r["elapsed"] / 0.01 * 0.5     # the hub kept running other greenlets
+    assert r["multi_elapsed"] < 3 * DELAY
+    assert st["max_connections"] <= 200 + 1 and st["total_connections"] <= 200 + 1
+
+
+def test_200_greenlets_default_pool(slow):
+    """Pool of 8: 25 rounds of 200 ms (blocking would be 200 x 200 ms = 40 s), 8 sockets."""
+    r = run(slow, 8, 200, "patch")
+    st = server_stats(slow)
+    assert r["ok"] and 200 / 8 * DELAY * 0.9 < r["elapsed"] < 200 / 8 * DELAY * 1.5, r
+    assert r["ticks"] >= r["elapsed"] / 0.01 * 0.5
+    assert st["max_connections"] <= 8 + 1, st          # + this stats connection
+
+
+def test_gevent_timeout_interrupts_a_get(slow):
+    r = run(slow, 8, 20, "timeout")
+    assert r["interrupted_after"] < 0.15, r            # gevent.Timeout cancels the wait
+    assert r["after_timeout"] == "again" and r["ok"]
