@@ -174,6 +174,12 @@ client-tsan:
 	  EXTRA_LDFLAGS=-fsanitize=thread build/tsan/client-tests/test_client
 .PHONY: client-tsan
 
+# ---- memkit-bench, the load generator (issue 6): tools/bench/*.c -> build/memkit-bench (protocol layer from libmkcore.a)
+BENCH_OBJ := $(call obj,$(sort $(wildcard tools/bench/*.c)))
+all: $(BUILD)/memkit-bench
+$(BUILD)/memkit-bench: $(BENCH_OBJ) $(BUILD)/libmkcore.a
+	$(CC) $(LDFLAGS) -o $@ $(BENCH_OBJ) $(BUILD)/libmkcore.a -lm
+
 # ---- the Python module memkit (issue 4): build/python/memkit/ = python/memkit/*.py + _memkit<EXT_SUFFIX>
 #   C sources python/memkit/*.c, compiled -fPIC with $(PYTHON)'s headers; libmemkit's PIC objects are
 #   linked in statically, so `PYTHONPATH=build/python $(PYTHON) -c 'import memkit'` needs no LD_LIBRARY_PATH.

@@ -5,7 +5,7 @@
 # Environment knobs (defaults suit CI on 2 cores):
 #   DIFF_SEQUENCES   differential sequences against memcached per build (2000)
 #   FUZZ_SECONDS     seconds per libFuzzer target (30)
-#   SUITES           space-separated subset of: unit blackbox diff fuzz client (all)
+#   SUITES           space-separated subset of: unit blackbox diff fuzz client bench python (all)
 #   MK_THREAD_OPS    operations per thread in the client's 32-thread test (10000)
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 PY=/usr/bin/python3
 DIFF_SEQUENCES=${DIFF_SEQUENCES:-2000}
 FUZZ_SECONDS=${FUZZ_SECONDS:-30}
-SUITES=${SUITES:-unit blackbox diff fuzz client}
+SUITES=${SUITES:-unit blackbox diff fuzz client bench python}
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0
@@ -71,6 +71,38 @@ PYEOF
     return $rc
 }
 
+bench_pytest() {   # bench_pytest NAME BUILD_DIR -> tests/bench (memkit-bench against memcached and memkitd)
+    local name=$1 xml
+    xml=$(mktemp)
+    MEMKIT_BENCH="$2/memkit-bench" MEMKITD="$2/memkitd" $PY -m pytest -q -p no:cacheprovider tests/bench --junitxml="$xml"
+    local rc=$?
+    $PY - "$xml" "$name" <<'PYEOF'
+import sys, xml.etree.ElementTree as ET
+r = ET.parse(sys.argv[1]).getroot()
+s = r if r.tag == "testsuite" else r.find("testsuite")
+t, f, e, sk = (int(s.get(k, 0)) for k in ("tests", "failures", "errors", "skipped"))
+print(f"{sys.argv[2]}: {t - f - e - sk} passed, {f + e} failed" + (f", {sk} skipped" if sk else ""))
+PYEOF
+    rm -f "$xml"
+    return $rc
+}
+
+python_pytest() {   # python_pytest NAME -> tests/python (the memkit module in build/python, memkitd + memcached)
+    local name=$1 xml
+    xml=$(mktemp)
+    $PY -m pytest -q -p no:cacheprovider tests/python --junitxml="$xml"
+    local rc=$?
+    $PY - "$xml" "$name" <<'PYEOF'
+import sys, xml.etree.ElementTree as ET
+r = ET.parse(sys.argv[1]).getroot()
+s = r if r.tag == "testsuite" else r.find("testsuite")
+t, f, e, sk = (int(s.get(k, 0)) for k in ("tests", "failures", "errors", "skipped"))
+print(f"{sys.argv[2]}: {t - f - e - sk} passed, {f + e} failed" + (f", {sk} skipped" if sk else ""))
+PYEOF
+    rm -f "$xml"
+    return $rc
+}
+
 client_c() {   # client_c NAME BUILD_DIR SERVER_PATH -> libmemkit against live servers (tests/client/*.c)
     MK_SUITE=$1 MK_SERVER=$3 "$2/client-tests/test_client"
 }
@@ -101,6 +133,11 @@ for s in $SUITES; do
         run client-tsan client_c client-tsan build/tsan /usr/bin/memcached
       run client-cli client_pytest client-cli /usr/bin/memcached build/memkit
       [ -x build/memkitd ] && run client-cli-memkitd client_pytest client-cli-memkitd build/memkitd build/memkit ;;
+    bench)
+      run bench bench_pytest bench build
+      [ -x build/san/memkit-bench ] && run bench-san bench_pytest bench-san build/san ;;
+    python)
+      run python python_pytest python ;;
   esac
 done
 

@@ -1,0 +1,710 @@
+/* tools/bench/worker.c — memkit-bench's per-thread event loop: epoll over non-blocking connections, request timetable, reply parsing, latency. */
+#include "bench.h"
+#include "memkit/proto.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/prctl.h>
+#include <sys/timerfd.h>
+#include <time.h>
+#include <unistd.h>
+
+enum { OP_GET = 1, OP_SET = 2 };
+#define PREPOP_DEPTH 64
+#define DRAIN_NS 3000000000ull /* after the stop, how long in-flight requests may take */
+
+typedef struct slot {
+    uint64_t t_start;   /* sending time (closed loop) or scheduled time (open loop) */
+    uint32_t nkeys;     /* keys asked for */
+    uint32_t left;      /* meta: replies still expected */
+    uint32_t hits;
+    uint8_t op;
+    uint8_t measured;   /* 0: prepopulation */
+    uint8_t error;
+} slot;
+
+typedef struct conn {
+    int fd;
+    char *rbuf;
+    size_t rlen, rcap;
+    uint64_t skip;      /* value bytes (and their "\r\n") still to discard */
+    char *wbuf;
+    size_t woff, wlen, wcap;
+    slot *ring;
+    unsigned head, count, cap;
+    int want_out;
+} conn;
+
+typedef struct wctx {
+    worker *w;
+    const bench_cfg *c;
+    int ep, tfd;
+    conn *conns;
+    int nconns;
+    rng r;
+    zipf z;
+    uint64_t issued, inflight;
+    int prepop;
+    uint64_t pre_next, pre_end;
+    int stopping;
+    uint64_t t0, deadline, drain_deadline;
+    double interval;    /* open loop: ns between this thread's requests */
+    uint64_t armed;
+    int rr;
+} wctx;
+
+static int fail(wctx *x, const char *fmt, const char *arg)
+{
+    fprintf(stderr, "memkit-bench: thread %d: ", x->w->id);
+    fprintf(stderr, fmt, arg);
+    fputc('\n', stderr);
+    x->w->fatal = 1;
+    atomic_store(&bench_stop, 1);
+    return -1;
+}
+
+uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+int bench_connect(const bench_cfg *c, char *err, size_t errlen)
+{
+    int fd = socket(c->addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        snprintf(err, errlen, "socket: %s", strerror(errno));
+        return -1;
+    }
+    if (connect(fd, (const struct sockaddr *)&c->addr, c->addrlen) != 0) {
+        snprintf(err, errlen, "cannot connect to %s: %s", c->server, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    if (c->addr.ss_family != AF_UNIX) {
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    }
+    return fd;
+}
+
+int bench_meta_probe(const bench_cfg *c, char *err, size_t errlen)
+{
+    int fd = bench_connect(c, err, errlen);
+    if (fd < 0)
+        return -1;
+    struct timeval tv = {5, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    char buf[256];
+    size_t n = 0;
+    if (write(fd, "mn\r\n", 4) != 4) {
+        snprintf(err, errlen, "%s: write: %s", c->server, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    while (n < sizeof buf - 1 && memchr(buf, '\n', n) == NULL) {
+        ssize_t r = read(fd, buf + n, sizeof buf - 1 - n);
+        if (r <= 0)
+            break;
+        n += (size_t)r;
+    }
+    close(fd);
+    buf[n] = 0;
+    if (n >= 4 && memcmp(buf, "MN\r\n", 4) == 0)
+        return 0;
+    char *e = strpbrk(buf, "\r\n");
+    if (e)
+        *e = 0;
+    snprintf(err, errlen, "--protocol=meta: %s does not speak the meta protocol (\"mn\" got \"%s\"); use --protocol=text",
+             c->server, buf);
+    return -1;
+}
+
+/* ---- buffers ---- */
+
+static int wreserve(conn *k, size_t n)
+{
+    if (k->woff == k->wlen)
+        k->woff = k->wlen = 0;
+    if (k->wlen + n <= k->wcap)
+        return 0;
+    if (k->woff > 0) {
+        memmove(k->wbuf, k->wbuf + k->woff, k->wlen - k->woff);
+        k->wlen -= k->woff;
+        k->woff = 0;
+        if (k->wlen + n <= k->wcap)
+            return 0;
+    }
+    size_t cap = k->wcap * 2;
+    while (cap < k->wlen + n)
+        cap *= 2;
+    char *p = realloc(k->wbuf, cap);
+    if (p == NULL)
+        return -1;
+    k->wbuf = p;
+    k->wcap = cap;
+    return 0;
+}
+
+static void wput(conn *k, const void *p, size_t n)
+{
+    memcpy(k->wbuf + k->wlen, p, n);
+    k->wlen += n;
+}
+
+static int set_out(wctx *x, conn *k, int on)
+{
+    if (k->want_out == on)
+        return 0;
+    struct epoll_event ev = {.events = EPOLLIN | (on ? EPOLLOUT : 0), .data.ptr = k};
+    k->want_out = on;
+    return epoll_ctl(x->ep, EPOLL_CTL_MOD, k->fd, &ev);
+}
+
+static int flush(wctx *x, conn *k)
+{
+    while (k->woff < k->wlen) {
+        ssize_t n = send(k->fd, k->wbuf + k->woff, k->wlen - k->woff, MSG_NOSIGNAL);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                return set_out(x, k, 1);
+            return fail(x, "send: %s", strerror(errno));
+        }
+        k->woff += (size_t)n;
+        x->w->st.bytes_out += (uint64_t)n;
+    }
+    k->woff = k->wlen = 0;
+    return set_out(x, k, 0);
+}
+
+/* ---- requests ---- */
+
+static uint64_t pick_key(wctx *x)
+{
+    if (x->c->dist == DIST_ZIPF)
+        return zipf_sample(&x->z, &x->r);
+    return rng_next(&x->r) % x->c->key_space;
+}
+
+static slot *push_slot(wctx *x, conn *k, int op, uint64_t t, int measured)
+{
+    slot *s = &k->ring[(k->head + k->count) % k->cap];
+    k->count++;
+    x->inflight++;
+    memset(s, 0, sizeof *s);
+    s->op = (uint8_t)op;
+    s->t_start = t;
+    s->measured = (uint8_t)measured;
+    return s;
+}
+
+static int issue_set(wctx *x, conn *k, uint64_t idx, uint64_t t, int measured)
+{
+    const bench_cfg *c = x->c;
+    char key[MK_KEY_MAX + 1], line[MK_KEY_MAX + 96];
+    mk_str ks = {key, key_write(c, idx, key)};
+    uint64_t vlen = rng_range(&x->r, c->val_min, c->val_max);
+    size_t n;
+    if (c->proto == PROTO_META) {
+        n = (size_t)snprintf(line, sizeof line, "ms %.*s %llu%s%.0u\r\n", (int)ks.n, ks.p,
+                             (unsigned long long)vlen, c->expire ? " T" : "", c->expire);
+    } else {
+        n = mk_compose_req_storage(line, sizeof line, MK_CMD_SET, ks, 0, c->expire, vlen, 0, false);
+        if (n == 0)
+            return fail(x, "%s", "cannot compose a set request");
+    }
+    if (wreserve(k, n + vlen + 2) != 0)
+        return fail(x, "%s", "out of memory");
+    wput(k, line, n);
+    wput(k, value_data(), vlen);
+    wput(k, "\r\n", 2);
+    slot *s = push_slot(x, k, OP_SET, t, measured);
+    s->left = 1;
+    return 0;
+}
+
+static int issue_get(wctx *x, conn *k, uint64_t t)
+{
+    const bench_cfg *c = x->c;
+    unsigned m = (unsigned)c->multiget;
+    if (wreserve(k, (size_t)m * (MK_KEY_MAX + 8) + 8) != 0)
+        return fail(x, "%s", "out of memory");
+    char *p = k->wbuf + k->wlen;
+    if (c->proto == PROTO_META) {
+        for (unsigned i = 0; i < m; i++) {
+            memcpy(p, "mg ", 3);
+            p += 3;
+            p += key_write(c, pick_key(x), p);
+            memcpy(p, " v\r\n", 4);
+            p += 4;
+        }
+    } else {
+        memcpy(p, "get", 3);
+        p += 3;
+        for (unsigned i = 0; i < m; i++) {
+            *p++ = ' ';
+            p += key_write(c, pick_key(x), p);
+        }
+        memcpy(p, "\r\n", 2);
+        p += 2;
+    }
+    k->wlen = (size_t)(p - k->wbuf);
+    slot *s = push_slot(x, k, OP_GET, t, 1);
+    s->nkeys = m;
+    s->left = c->proto == PROTO_META ? m : 1;
+    return 0;
+}
+
+static int issue_measured(wctx *x, conn *k, uint64_t t)
+{
+    const bench_cfg *c = x->c;
+    x->issued++;
+    uint64_t total = (uint64_t)c->ratio_get + c->ratio_set;
+    if (rng_next(&x->r) % total < c->ratio_get)
+        return issue_get(x, k, t);
+    return issue_set(x, k, pick_key(x), t, 1);
+}
+
+static int can_issue(wctx *x)
+{
+    if (x->prepop)
+        return x->pre_next < x->pre_end;
+    return !x->stopping && (x->w->quota == 0 || x->issued < x->w->quota);
+}
+
+/* closed loop: fill the connection's window */
+static int refill(wctx *x, conn *k)
+{
+    unsigned depth = x->prepop ? (k->cap < PREPOP_DEPTH ? k->cap : PREPOP_DEPTH) : (unsigned)x->c->pipeline;
+    if (!x->prepop && x->interval > 0)
+        return 0; /* open loop: the timetable sends */
+    uint64_t t = now_ns();
+    while (k->count < depth && can_issue(x)) {
+        int rc = x->prepop ? issue_set(x, k, x->pre_next++, t, 0) : issue_measured(x, k, t);
+        if (rc != 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* open loop: send every request whose time has come, on connections with room */
+static uint64_t due_at(wctx *x, uint64_t j)
+{
+    return x->t0 + (uint64_t)((double)j * x->interval);
+}
+
+static int dispatch_due(wctx *x, uint64_t now)
+{
+    int sent = 0;
+    while (x->w->quota == 0 || x->issued < x->w->quota) {
+        uint64_t due = due_at(x, x->issued);
+        if (due > now || (x->deadline && due >= x->deadline))
+            break;
+        conn *k = NULL;
+        for (int i = 0; i < x->nconns; i++) {
+            conn *q = &x->conns[(x->rr + i) % x->nconns];
+            if (q->count < (unsigned)x->c->pipeline) {
+                k = q;
+                x->rr = (x->rr + i + 1) % x->nconns;
+                break;
+            }
+        }
+        if (k == NULL)
+            break; /* every window full: the request waits, its latency counting from 'due' */
+        if (now - due > x->w->st.sched_lag_max)
+            x->w->st.sched_lag_max = now - due;
+        if (issue_measured(x, k, due) != 0)
+            return -1;
+        sent++;
+    }
+    if (sent)
+        for (int i = 0; i < x->nconns; i++)
+            if (x->conns[i].wlen > x->conns[i].woff && flush(x, &x->conns[i]) != 0)
+                return -1;
+    return 0;
+}
+
+/* ---- replies ---- */
+
+static void complete(wctx *x, conn *k, uint64_t now)
+{
+    slot *s = &k->ring[k->head];
+    k->head = (k->head + 1) % k->cap;
+    k->count--;
+    x->inflight--;
+    wstats *st = &x->w->st;
+    if (!s->measured) {
+        st->prepopulated++;
+        if (s->error)
+            st->errors++;
+        return;
+    }
+    st->requests++;
+    if (s->op == OP_GET) {
+        st->gets++;
+        st->get_keys += s->nkeys;
+        st->hits += s->hits;
+        st->misses += s->nkeys - s->hits;
+    } else {
+        st->sets++;
+    }
+    if (s->error)
+        st->errors++;
+    hist_record(&x->w->lat, now > s->t_start ? now - s->t_start : 0);
+    st->t_last = now;
+}
+
+static void note_error(wctx *x, slot *s, const char *line, size_t n)
+{
+    s->error = 1;
+    while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+        n--;
+    if (n >= sizeof x->w->st.last_error)
+        n = sizeof x->w->st.last_error - 1;
+    memcpy(x->w->st.last_error, line, n);
+    x->w->st.last_error[n] = 0;
+}
+
+/*
+ * One meta reply line (mk_parse_response covers the classic replies only):
+ * 'V' for "VA <size> ...", 'H' HD, 'E' EN, 'N' NS/NF/EX, 'M' MN, 'X' an error
+ * line. Returns bytes consumed, 0 incomplete, -1 malformed.
+ */
+static ssize_t meta_line(const char *b, size_t n, char *type, uint64_t *vlen)
+{
+    const char *nl = memchr(b, '\n', n);
+    if (nl == NULL)
+        return 0;
+    ssize_t used = nl - b + 1;
+    if (used >= 5 && memcmp(b, "VA ", 3) == 0) {
+        uint64_t v = 0;
+        const char *p = b + 3;
+        if (*p < '0' || *p > '9')
+            return -1;
+        while (*p >= '0' && *p <= '9')
+            v = v * 10 + (uint64_t)(*p++ - '0');
+        *type = 'V';
+        *vlen = v;
+        return used;
+    }
+    if (used >= 4 && (b[2] == '\r' || b[2] == ' ')) {
+        static const char codes[][3] = {"HD", "EN", "NS", "NF", "EX", "MN"};
+        static const char types[] = "HENNNM";
+        for (unsigned i = 0; i < sizeof codes / sizeof codes[0]; i++)
+            if (b[0] == codes[i][0] && b[1] == codes[i][1]) {
+                *type = types[i];
+                return used;
+            }
+    }
+    mk_response r;
+    ssize_t u = mk_parse_response(b, n, &r);
+    if (u > 0 && (r.type == MK_RESP_ERROR || r.type == MK_RESP_CLIENT_ERROR || r.type == MK_RESP_SERVER_ERROR)) {
+        *type = 'X';
+        return u;
+    }
+    return -1;
+}
+
+static int bad_reply(wctx *x, const char *p, size_t n)
+{
+    char line[96];
+    size_t m = 0;
+    for (size_t i = 0; i < n && m < sizeof line - 1 && p[i] != '\n'; i++)
+        line[m++] = (p[i] >= 32 && p[i] < 127) ? p[i] : '?';
+    line[m] = 0;
+    return fail(x, "unexpected reply from the server: \"%s\"", line);
+}
+
+static int process(wctx *x, conn *k, uint64_t now)
+{
+    size_t off = 0;
+    while (off < k->rlen) {
+        if (k->skip) {
+            size_t take = k->rlen - off < k->skip ? k->rlen - off : (size_t)k->skip;
+            off += take;
+            k->skip -= take;
+            continue;
+        }
+        const char *p = k->rbuf + off;
+        size_t avail = k->rlen - off;
+        if (k->count == 0)
+            return bad_reply(x, p, avail);
+        slot *s = &k->ring[k->head];
+        if (x->c->proto == PROTO_META) {
+            char t = 0;
+            uint64_t vlen = 0;
+            ssize_t n = meta_line(p, avail, &t, &vlen);
+            if (n == 0)
+                break;
+            if (n < 0 || t == 'M' || (t == 'V' && s->op != OP_GET))
+                return bad_reply(x, p, avail);
+            off += (size_t)n;
+            if (t == 'V') {
+                s->hits++;
+                k->skip = vlen + 2;
+            } else if (t == 'X' || (t == 'N' && s->op == OP_SET) || (t == 'H' && s->op == OP_GET)) {
+                note_error(x, s, p, (size_t)n);
+            }
+            if (--s->left == 0)
+                complete(x, k, now);
+            continue;
+        }
+        mk_response r;
+        ssize_t n = mk_parse_response(p, avail, &r);
+        if (n == 0)
+            break;
+        if (n < 0)
+            return bad_reply(x, p, avail);
+        off += (size_t)n;
+        switch (r.type) {
+        case MK_RESP_VALUE:
+            if (s->op != OP_GET)
+                return bad_reply(x, p, avail);
+            s->hits++;
+            k->skip = r.vlen + 2;
+            break;
+        case MK_RESP_END:
+            if (s->op != OP_GET)
+                return bad_reply(x, p, avail);
+            complete(x, k, now);
+            break;
+        case MK_RESP_STORED:
+            if (s->op != OP_SET)
+                return bad_reply(x, p, avail);
+            complete(x, k, now);
+            break;
+        case MK_RESP_NOT_STORED:
+        case MK_RESP_EXISTS:
+        case MK_RESP_NOT_FOUND:
+        case MK_RESP_ERROR:
+        case MK_RESP_CLIENT_ERROR:
+        case MK_RESP_SERVER_ERROR:
+            note_error(x, s, p, (size_t)n);
+            complete(x, k, now);
+            break;
+        default:
+            return bad_reply(x, p, avail);
+        }
+    }
+    if (off > 0) {
+        memmove(k->rbuf, k->rbuf + off, k->rlen - off);
+        k->rlen -= off;
+    }
+    return 0;
+}
+
+static int on_read(wctx *x, conn *k)
+{
+    if (k->rlen == k->rcap) { /* a reply line longer than the buffer: grow */
+        char *p = realloc(k->rbuf, k->rcap * 2);
+        if (p == NULL)
+            return fail(x, "%s", "out of memory");
+        k->rbuf = p;
+        k->rcap *= 2;
+    }
+    ssize_t n = read(k->fd, k->rbuf + k->rlen, k->rcap - k->rlen);
+    if (n < 0) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+            return 0;
+        return fail(x, "read: %s", strerror(errno));
+    }
+    if (n == 0)
+        return fail(x, "%s", "the server closed a connection");
+    x->w->st.bytes_in += (uint64_t)n;
+    k->rlen += (size_t)n;
+    if (process(x, k, now_ns()) != 0)
+        return -1;
+    if (refill(x, k) != 0)
+        return -1;
+    if (k->wlen > k->woff)
+        return flush(x, k);
+    return 0;
+}
+
+/* ---- the loop ---- */
+
+static void publish(wctx *x)
+{
+    atomic_store_explicit(&x->w->live_done, x->w->st.requests, memory_order_relaxed);
+    atomic_store_explicit(&x->w->live_hits, x->w->st.hits, memory_order_relaxed);
+    atomic_store_explicit(&x->w->live_keys, x->w->st.get_keys, memory_order_relaxed);
+}
+
+static int loop(wctx *x)
+{
+    struct epoll_event ev[256];
+    int open_loop = !x->prepop && x->interval > 0;
+    for (;;) {
+        uint64_t now = now_ns();
+        if (x->prepop) {
+            if (x->pre_next >= x->pre_end && x->inflight == 0)
+                return 0;
+        } else {
+            if (!x->stopping && (atomic_load_explicit(&bench_stop, memory_order_relaxed) ||
+                                 (x->deadline && now >= x->deadline))) {
+                x->stopping = 1;
+                x->drain_deadline = now + DRAIN_NS;
+            }
+            if (open_loop && !x->stopping && dispatch_due(x, now) != 0)
+                return -1;
+            publish(x);
+            if (x->inflight == 0 && (x->stopping || (x->w->quota && x->issued >= x->w->quota)))
+                return 0;
+            if (x->stopping && now >= x->drain_deadline) {
+                fprintf(stderr, "memkit-bench: thread %d: %llu requests still unanswered %.1f s after the end\n",
+                        x->w->id, (unsigned long long)x->inflight, DRAIN_NS / 1e9);
+                return 0;
+            }
+        }
+        int timeout = 100;
+        if (!x->prepop && !x->stopping) {
+            if (x->deadline) {
+                uint64_t ms = (x->deadline - now + 999999) / 1000000;
+                if (ms < (uint64_t)timeout)
+                    timeout = (int)ms;
+            }
+            if (open_loop && (x->w->quota == 0 || x->issued < x->w->quota)) {
+                uint64_t due = due_at(x, x->issued);
+                if (due > now && due != x->armed) {
+                    struct itimerspec its = {{0, 0}, {(time_t)(due / 1000000000ull), (long)(due % 1000000000ull)}};
+                    timerfd_settime(x->tfd, TFD_TIMER_ABSTIME, &its, NULL);
+                    x->armed = due;
+                }
+            }
+        }
+        int n = epoll_wait(x->ep, ev, 256, timeout);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return fail(x, "epoll_wait: %s", strerror(errno));
+        }
+        for (int i = 0; i < n; i++) {
+            conn *k = ev[i].data.ptr;
+            if (k == NULL) {
+                uint64_t ticks;
+                if (read(x->tfd, &ticks, sizeof ticks) < 0 && errno != EAGAIN)
+                    return fail(x, "timerfd: %s", strerror(errno));
+                x->armed = 0;
+                continue;
+            }
+            if ((ev[i].events & EPOLLOUT) && flush(x, k) != 0)
+                return -1;
+            if ((ev[i].events & (EPOLLIN | EPOLLERR | EPOLLHUP)) && on_read(x, k) != 0)
+                return -1;
+        }
+    }
+}
+
+static int setup(wctx *x)
+{
+    const bench_cfg *c = x->c;
+    x->ep = epoll_create1(EPOLL_CLOEXEC);
+    x->tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+    if (x->ep < 0 || x->tfd < 0)
+        return fail(x, "epoll/timerfd: %s", strerror(errno));
+    struct epoll_event tev = {.events = EPOLLIN, .data.ptr = NULL};
+    epoll_ctl(x->ep, EPOLL_CTL_ADD, x->tfd, &tev);
+    x->nconns = c->conns;
+    x->conns = calloc((size_t)c->conns, sizeof *x->conns);
+    if (x->conns == NULL)
+        return fail(x, "%s", "out of memory");
+    size_t rcap = 16384;
+    while (rcap < c->val_max + 512 && rcap < (1u << 20))
+        rcap *= 2;
+    unsigned cap = (unsigned)c->pipeline > PREPOP_DEPTH ? (unsigned)c->pipeline : PREPOP_DEPTH;
+    for (int i = 0; i < c->conns; i++) {
+        conn *k = &x->conns[i];
+        k->fd = -1;
+        k->rcap = rcap;
+        k->wcap = 16384;
+        k->cap = cap;
+        k->rbuf = malloc(k->rcap);
+        k->wbuf = malloc(k->wcap);
+        k->ring = calloc(cap, sizeof *k->ring);
+        if (k->rbuf == NULL || k->wbuf == NULL || k->ring == NULL)
+            return fail(x, "%s", "out of memory");
+        char err[600];
+        k->fd = bench_connect(c, err, sizeof err);
+        if (k->fd < 0)
+            return fail(x, "%s", err);
+        fcntl(k->fd, F_SETFL, fcntl(k->fd, F_GETFL) | O_NONBLOCK);
+        struct epoll_event ev = {.events = EPOLLIN, .data.ptr = k};
+        if (epoll_ctl(x->ep, EPOLL_CTL_ADD, k->fd, &ev) != 0)
+            return fail(x, "epoll_ctl: %s", strerror(errno));
+    }
+    return 0;
+}
+
+static int prepopulate(wctx *x)
+{
+    const bench_cfg *c = x->c;
+    int T = c->threads, id = x->w->id;
+    x->prepop = 1;
+    x->pre_next = c->key_space * (uint64_t)id / (uint64_t)T;
+    x->pre_end = c->key_space * (uint64_t)(id + 1) / (uint64_t)T;
+    for (int i = 0; i < x->nconns; i++) {
+        if (refill(x, &x->conns[i]) != 0 || flush(x, &x->conns[i]) != 0)
+            return -1;
+    }
+    int rc = loop(x);
+    x->prepop = 0;
+    return rc;
+}
+
+void *worker_main(void *arg)
+{
+    worker *w = arg;
+    wctx x;
+    memset(&x, 0, sizeof x);
+    x.w = w;
+    x.c = w->cfg;
+    x.ep = x.tfd = -1;
+    rng_seed(&x.r, w->cfg->seed * 1000003u + (uint64_t)w->id * 7919u + 1);
+    if (w->cfg->dist == DIST_ZIPF)
+        zipf_init(&x.z, w->cfg->key_space, w->cfg->zipf_skew);
+    prctl(PR_SET_TIMERSLACK, 1UL, 0, 0, 0); /* wake up on time for the request timetable */
+
+    int rc = setup(&x);
+    if (rc == 0 && w->cfg->prepopulate)
+        rc = prepopulate(&x);
+    bench_barrier_wait(); /* everyone ready */
+    bench_barrier_wait(); /* main has set bench_t0 */
+    if (rc == 0 && !atomic_load(&bench_stop)) {
+        x.t0 = atomic_load(&bench_t0);
+        w->st.t_first = x.t0;
+        w->st.t_last = x.t0;
+        if (w->cfg->duration > 0)
+            x.deadline = x.t0 + (uint64_t)(w->cfg->duration * 1e9);
+        if (w->rate > 0)
+            x.interval = 1e9 / w->rate;
+        for (int i = 0; i < x.nconns && rc == 0; i++)
+            if (refill(&x, &x.conns[i]) != 0 || flush(&x, &x.conns[i]) != 0)
+                rc = -1;
+        if (rc == 0)
+            rc = loop(&x);
+        publish(&x);
+    }
+    for (int i = 0; i < x.nconns; i++) {
+        if (x.conns[i].fd >= 0)
+            close(x.conns[i].fd);
+        free(x.conns[i].rbuf);
+        free(x.conns[i].wbuf);
+        free(x.conns[i].ring);
+    }
+    free(x.conns);
+    if (x.ep >= 0)
+        close(x.ep);
+    if (x.tfd >= 0)
+        close(x.tfd);
+    atomic_store(&w->finished, 1);
+    return NULL;
+}
