@@ -1,0 +1,131 @@
+#!/usr/bin/python3
+"""bench/python_clients.py — memkit vs pylibmc, pymemcache and python-memcached from Python, one memkitd.
+
+    /usr/bin/python3 bench/python_clients.py [--seconds 1.0] [--rounds 3] [--memkitd build/memkitd]
+
+For each operation (get of a hit, set, get_multi of 100 keys) and each thread count (1, 8),
+every client runs for --seconds; rounds alternate the client order and the table shows the
+median ops/s (get_multi: calls/s) and memkit's ratio to each. Clients: memkit.Client shared
+by all threads (its pool); pylibmc and pymemcache one client per thread (neither is
+thread-safe); python-memcached one shared Client (a threading.local). Not CI.
+"""
+import argparse
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+sys.path.insert(0, os.path.join(REPO, "build", "python"))
+
+import memcache  # noqa: E402
+import memkit  # noqa: E402
+import pylibmc  # noqa: E402
+from pymemcache.client.base import Client as PymClient  # noqa: E402
+from pymemcache import serde  # noqa: E402
+
+VALUE = "v" * 100
+KEYS = ["bench:key:%d" % i for i in range(100)]
+
+
+def make_clients(addr):
+    host, port = addr.split(":")
+    return {
+        "memkit": lambda shared=[]: shared[0] if shared else shared.append(memkit.Client([addr])) or shared[0],
+        "pylibmc": lambda: pylibmc.Client([addr]),
+        "pymemcache": lambda: PymClient((host, int(port)), serde=serde.pickle_serde, default_noreply=False),
+        "python-memcached": lambda shared=[]: (shared[0] if shared
+                                               else shared.append(memcache.Client([addr])) or shared[0]),
+    }
+
+
+def op_fn(name, client, op):
+    if op == "get":
+        return lambda: client.get("bench:key:1")
+    if op == "set":
+        return lambda: client.set("bench:key:set", VALUE)
+    if name == "pymemcache":
+        return lambda: client.get_many(KEYS)
+    return lambda: client.get_multi(KEYS)
+
+
+def run(factory, name, op, nthreads, seconds):
+    fns = [op_fn(name, factory(), op) for _ in range(nthreads)]
+    for f in fns:
+        f()
+    counts = [0] * nthreads
+    stop = threading.Event()
+    start = threading.Barrier(nthreads + 1)
+
+    def worker(i):
+        f = fns[i]
+        start.wait()
+        n = 0
+        while not stop.is_set():
+            for _ in range(20):
+                f()
+            n += 20
+        counts[i] = n
+    ts = [threading.Thread(target=worker, args=(i,)) for i in range(nthreads)]
+    for t in ts:
+        t.start()
+    start.wait()
+    t0 = time.perf_counter()
+    time.sleep(seconds)
+    stop.set()
+    for t in ts:
+        t.join()
+    return sum(counts) / (time.perf_counter() - t0)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seconds", type=float, default=1.0)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--memkitd", default=os.path.join(REPO, "build", "memkitd"))
+    a = ap.parse_args()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    srv = subprocess.Popen([a.memkitd, "-p", str(port), "-l", "127.0.0.1", "-U", "0", "-u", "root", "-t", "2"])
+    try:
+        addr = "127.0.0.1:%d" % port
+        for _ in range(100):
+            try:
+                socket.create_connection(("127.0.0.1", port)).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        clients = make_clients(addr)
+        seed = memcache.Client([addr])
+        for k in KEYS:
+            seed.set(k, VALUE)
+        names = list(clients)
+        results = {}
+        for op in ("get", "set", "get_multi"):
+            for nt in (1, 8):
+                for r in range(a.rounds):
+                    order = names[r % len(names):] + names[:r % len(names)]
+                    for n in order:
+                        results.setdefault((op, nt, n), []).append(run(clients[n], n, op, nt, a.seconds))
+        print("\nmedian of %d rounds x %.1f s, memkitd -t 2, %d CPUs, Python %s"
+              % (a.rounds, a.seconds, os.cpu_count(), sys.version.split()[0]))
+        print("%-10s %3s  %12s %12s %12s %12s   %8s %8s %8s" % (
+            "op", "thr", "memkit", "pylibmc", "pymemcache", "python-mc", "vs plmc", "vs pymc", "vs py-mc"))
+        for op in ("get", "set", "get_multi"):
+            for nt in (1, 8):
+                med = {n: statistics.median(results[(op, nt, n)]) for n in names}
+                print("%-10s %3d  %12.0f %12.0f %12.0f %12.0f   %7.2fx %7.2fx %7.2fx" % (
+                    op, nt, med["memkit"], med["pylibmc"], med["pymemcache"], med["python-memcached"],
+                    med["memkit"] / med["pylibmc"], med["memkit"] / med["pymemcache"],
+                    med["memkit"] / med["python-memcached"]))
+    finally:
+        srv.terminate()
+        srv.wait()
+
+
+if __name__ == "__main__":
+    main()
