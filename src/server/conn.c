@@ -341,11 +341,14 @@ static bool rbuf_make_room(mk_conn *c)
     return true;
 }
 
-/* Execute buffered input until it runs out, the -R budget is spent, output backs up or the conn must close. */
-static step_result conn_process(mk_conn *c)
+/*
+ * Execute buffered input until it runs out, the -R budget (*budget, shared by
+ * every read of one wake-up, as memcached counts it) is spent, output backs up
+ * or the conn must close.
+ */
+static step_result conn_process(mk_conn *c, int *budget)
 {
     mk_server *srv = c->worker->srv;
-    int budget = srv->settings->reqs_per_event;
     for (;;) {
         if (c->out_pending > OUT_BACKLOG_MAX)
             return STEP_BLOCKED;
@@ -354,7 +357,7 @@ static step_result conn_process(mk_conn *c)
         case MK_CONN_PARSE: {
             if (avail == 0)
                 return STEP_NEED_READ;
-            if (budget == 0) {
+            if (*budget == 0) {
                 MK_STAT_INC(&c->worker->stats, conn_yields);
                 return STEP_YIELD;
             }
@@ -368,7 +371,7 @@ static step_result conn_process(mk_conn *c)
                 fprintf(stderr, "<%d %.*s\n", c->w.fd,
                         (int)(r > 2 && c->rbuf[c->rstart + r - 2] == '\r' ? r - 2 : r - 1),
                         c->rbuf + c->rstart);
-            budget--;
+            (*budget)--;
             __atomic_store_n(&c->last_cmd, c->worker->now, __ATOMIC_RELAXED);
             c->rstart += (size_t)r;
             mk_dispatch(c, &req);
@@ -452,11 +455,19 @@ static void ready_push(mk_conn *c)
     c->worker->ready = c;
 }
 
-/* Run the connection as far as it can go now. */
-static void conn_drive(mk_conn *c)
+/*
+ * Run the connection as far as it can go now, executing at most `budget`
+ * commands. memcached's batching decides which replies a failed multi-get can
+ * still take back (see mk_conn_mark_sent), so it is copied: a wake-up that starts
+ * with a read runs -R + 1 commands, a turn resumed after a yield runs -R, and
+ * flushing replies before reading more costs one from the budget.
+ */
+static void conn_drive(mk_conn *c, int budget)
 {
     for (;;) {
-        step_result st = conn_process(c);
+        bool had_output = c->out_head < c->nouts;
+        step_result st = conn_process(c, &budget);
+        had_output = had_output || c->out_head < c->nouts;
         if (out_flush(c) < 0) {
             mk_conn_close(c);
             return;
@@ -492,8 +503,11 @@ static void conn_drive(mk_conn *c)
             }
             mk_loop_mod(c->worker->loop, &c->w, EPOLLIN);
             ssize_t n = conn_read(c);
-            if (n > 0)
+            if (n > 0) {
+                if (had_output && budget > 0)
+                    budget--;
                 continue;
+            }
             if (n == -1)
                 return;
             mk_conn_close(c);
@@ -524,12 +538,12 @@ void mk_conn_on_event(mk_watch *w, uint32_t events)
         mk_conn_close(c);
         return;
     }
-    conn_drive(c);
+    conn_drive(c, c->worker->srv->settings->reqs_per_event + 1);
 }
 
 void mk_conn_resume(mk_conn *c)
 {
     c->in_ready = false;
     if (!c->closed)
-        conn_drive(c);
+        conn_drive(c, c->worker->srv->settings->reqs_per_event);
 }

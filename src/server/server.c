@@ -286,9 +286,11 @@ static void worker_take_new(mk_worker *wk)
     mk_pending_conn batch[64];
     if (n > 64)
         n = 64;
-    memcpy(batch, wk->queue, n * sizeof(*batch));
-    memmove(wk->queue, wk->queue + n, (wk->queue_len - n) * sizeof(*batch));
-    wk->queue_len -= n;
+    if (n > 0) {
+        memcpy(batch, wk->queue, n * sizeof(*batch));
+        memmove(wk->queue, wk->queue + n, (wk->queue_len - n) * sizeof(*batch));
+        wk->queue_len -= n;
+    }
     bool more = wk->queue_len > 0;
     pthread_mutex_unlock(&wk->queue_lock);
     for (size_t i = 0; i < n; i++) {

@@ -36,6 +36,7 @@ void mk_cache_maintain(mk_cache *c, int64_t now)
                 mk_cache_rc v = mk_item_validity(c, it, now);
                 if (v != MK_C_OK) {
                     mk_reclaim_locked(s, it, v, true);
+                    s->n.reclaimed++; /* proactive reclaim shows in "stats" reclaimed */
                     it->h_next = dead;
                     dead = it;
                 }

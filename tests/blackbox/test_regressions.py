@@ -1,0 +1,51 @@
+"""Regression tests, each named after the divergence from memcached 1.6.18 it pins.
+
+These hold for memcached itself too (run with MEMKITD=/usr/bin/memcached)."""
+
+import pytest
+
+K251 = b"k" * 251
+BAD_FORMAT = b"CLIENT_ERROR bad command line format\r\n"
+
+
+def _replies(conn, payload):
+    """Send payload + version in one write; return the replies before the VERSION line."""
+    conn.send(payload + b"version\r\n")
+    out = conn.read_until(b"VERSION ")
+    conn.read_until(b"\r\n")  # the rest of the version line
+    return out[: -len(b"VERSION ")]
+
+
+@pytest.mark.parametrize("payload, expected", [
+    # a too-long key in a multi-get drops the replies still queued: those after the last get
+    (b"set a 0 0 1\r\nx\r\nget " + K251 + b"\r\n", BAD_FORMAT),
+    (b"get a\r\nset a 0 0 1\r\nx\r\nget " + K251 + b"\r\n", b"END\r\n" + BAD_FORMAT),
+    (b"delete zz\r\ndelete zy\r\nget " + K251 + b"\r\n", BAD_FORMAT),
+    (b"get a\r\nget b\r\nget " + K251 + b"\r\n", b"END\r\nEND\r\n" + BAD_FORMAT),
+    (b"set a 0 0 1\r\nx\r\nget a\r\nset b 0 0 1\r\ny\r\nget " + K251 + b"\r\n",
+     b"STORED\r\nVALUE a 0 1\r\nx\r\nEND\r\n" + BAD_FORMAT),
+    (b"set a 0 0 1\r\nx\r\nget " + K251 + b"\r\nset b 0 0 1\r\ny\r\n", BAD_FORMAT + b"STORED\r\n"),
+    # the failing command's own VALUEs go too, and no END is sent
+    (b"set a 0 0 1\r\nx\r\nget a " + K251 + b"\r\n", BAD_FORMAT),
+    (b"delete zz\r\ngat 0 a " + K251 + b"\r\n", BAD_FORMAT),
+    # other commands with a too-long key drop nothing
+    (b"incr zz 1\r\nset " + K251 + b" 0 0 1\r\nx\r\n", b"NOT_FOUND\r\n" + BAD_FORMAT + b"ERROR\r\n"),
+    (b"delete zz\r\ndelete " + K251 + b"\r\n", b"NOT_FOUND\r\n" + BAD_FORMAT),
+])
+def test_longkey_multiget_drops_replies_queued_since_last_get(conn, payload, expected):
+    assert _replies(conn, b"delete a\r\ndelete b\r\n") in (b"DELETED\r\n" * 2, b"NOT_FOUND\r\n" * 2,
+                                                           b"DELETED\r\nNOT_FOUND\r\n",
+                                                           b"NOT_FOUND\r\nDELETED\r\n")
+    assert _replies(conn, payload) == expected
+
+
+@pytest.mark.parametrize("prefix, n, survivors", [
+    # memcached transmits every -R (20) commands; a wake-up that starts with a read
+    # runs 21 before its first transmit, later turns 20
+    (b"", 20, 0), (b"", 21, 21), (b"", 40, 21), (b"", 41, 41), (b"", 61, 61),
+    (b"get a\r\n", 19, 0), (b"get a\r\n", 20, 20), (b"get a\r\n", 39, 20), (b"get a\r\n", 40, 40),
+])
+def test_longkey_multiget_batching_follows_reqs_per_event(conn, prefix, n, survivors):
+    out = _replies(conn, prefix + b"delete zz\r\n" * n + b"get " + K251 + b"\r\n")
+    assert out.count(b"NOT_FOUND\r\n") == survivors
+    assert out.endswith(BAD_FORMAT)

@@ -1,0 +1,686 @@
+#!/usr/bin/python3
+"""difftest.py — differential tester: memkitd vs memcached 1.6.18, byte for byte.
+
+    difftest.py --memkitd PATH --sequences N [--seed S] [--name diff]
+                [--memcached /usr/bin/memcached] [--verbose] [--keep-going]
+                [--exclude KIND,...] [--big-numbers] [--server-args "-m 64 -t 2"]
+
+Both servers are started with the same options. For each sequence i (RNG seeded
+with S+i, so `--seed S+i --sequences 1` reproduces sequence i alone) a random
+command sequence is generated, sent byte-identically to both servers over a fresh
+connection (after `flush_all` on a control connection), and the replies compared.
+
+A sequence is cut into segments at "sync points"; each segment is sent in one
+write followed by the sentinel `version\\r\\n`, and replies are read up to the
+sentinel's `VERSION ...\\r\\n` line (or EOF, or a 2 s stall). Sync points sit
+before commands whose reply depends on what came back earlier (a `cas` with the
+right unique, which needs the unique from a previous `gets`) or on memcached's
+internal request batching (a get-family command with a too-long key discards
+the unwritten replies of earlier commands in the same batch; kind
+"longkey_get"), and around lines that
+depend on read-buffer boundaries (long lines, >1 MB values).
+
+Normalization (the only differences tolerated):
+  * `VERSION <anything>` lines -> `VERSION <v>` (version strings differ; the
+    sentinel is a `version` command).
+  * CAS uniques in `VALUE <key> <flags> <bytes> <cas>` lines -> `#1`, `#2`, ...
+    numbered by first appearance within the sequence, per server. So equal
+    uniques must stay equal and different ones different, but the numbers
+    themselves (each server's own counter) are not compared.
+  * `cas` commands that need a real unique are sent with each server's own
+    unique (taken from that server's earlier `gets`/`gats` reply); a deliberately
+    wrong unique is that unique + 10^12 (or 10^15 when none was seen).
+  * incr/decr padding: in a VALUE data block, spaces right after a leading run
+    of digits are removed (and the byte count adjusted). memcached rewrites an
+    incr/decr result in place, space-padded to the old length, only when it holds
+    the sole reference to the item (refcount == 2); if a pipelined get's unsent
+    reply or its LRU maintainer thread holds a reference at that instant, it
+    allocates a new, exact-length item instead. That is timing dependent, so
+    memcached differs from itself here. (tests/blackbox checks the padding in
+    the deterministic, one-command-at-a-time case.)
+Everything else — error strings, reply order, connection closes — must match
+exactly.
+"""
+
+import argparse
+import atexit
+import difflib
+import os
+import random
+import re
+import select
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+HOST = "127.0.0.1"
+SENTINEL = b"version\r\n"
+SENTINEL_RE = re.compile(rb"VERSION [^\r\n]*\r\n\Z")
+STALL = 2.0
+
+# ----------------------------------------------------------------- servers
+
+_PROCS = []
+
+
+def _cleanup():
+    for p in _PROCS:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+
+
+atexit.register(_cleanup)
+
+
+def _on_term(signum, frame):
+    _cleanup()
+    sys.exit(128 + signum)
+
+
+signal.signal(signal.SIGTERM, _on_term)
+signal.signal(signal.SIGHUP, _on_term)
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+class StartError(Exception):
+    pass
+
+
+class Server:
+    def __init__(self, label, binary, extra, logdir):
+        self.label = label
+        self.binary = binary
+        if not (os.path.isfile(binary) and os.access(binary, os.X_OK)):
+            raise StartError(f"difftest: {label} binary not found or not executable: {binary}")
+        asan = "/san/" in binary
+        for attempt in range(5):
+            self.port = _free_port()
+            self.log = os.path.join(logdir, f"{label}-{self.port}.stderr")
+            argv = [binary, "-p", str(self.port), "-l", HOST, "-U", "0", "-u", "root"] + extra
+            with open(self.log, "wb") as lf:
+                self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=lf, stderr=lf,
+                                             start_new_session=True)
+            _PROCS.append(self.proc)
+            deadline = time.monotonic() + (15 if asan else 5)
+            while time.monotonic() < deadline and self.proc.poll() is None:
+                try:
+                    socket.create_connection((HOST, self.port), timeout=0.2).close()
+                    self.argv = argv
+                    return
+                except OSError:
+                    time.sleep(0.02)
+            if self.proc.poll() is None:
+                self.proc.kill()
+            self.proc.wait()
+            err = self.stderr()
+            if "in use" in err or "bind" in err.lower():
+                continue
+            raise StartError(f"difftest: {label} did not start: {' '.join(argv)}\n{err}")
+        raise StartError(f"difftest: {label} did not start (port conflicts)")
+
+    def stderr(self):
+        try:
+            with open(self.log, "rb") as f:
+                return f.read().decode("utf-8", "replace")
+        except OSError:
+            return ""
+
+    def alive(self):
+        return self.proc.poll() is None
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def connect(self):
+        s = socket.create_connection((HOST, self.port), timeout=5)
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return s
+
+
+def _read_reply(sock, until_sentinel=True):
+    """Read until the sentinel reply, EOF or a stall. Returns (bytes, how)."""
+    buf = b""
+    deadline = time.monotonic() + STALL
+    while True:
+        if until_sentinel and SENTINEL_RE.search(buf):
+            return buf, "ok"
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return buf, "stall"
+        r, _, _ = select.select([sock], [], [], left)
+        if not r:
+            continue
+        try:
+            d = sock.recv(1 << 20)
+        except (ConnectionResetError, OSError):
+            return buf, "eof"
+        if not d:
+            return buf, "eof"
+        buf += d
+        deadline = time.monotonic() + STALL
+
+
+def _send(sock, data):
+    try:
+        sock.sendall(data)
+        return True
+    except (BrokenPipeError, ConnectionResetError, OSError):
+        return False
+
+
+# ----------------------------------------------------------------- generator
+
+class CasRef:
+    """A cas unique resolved per server at send time."""
+    __slots__ = ("key", "wrong")
+
+    def __init__(self, key, wrong):
+        self.key, self.wrong = key, wrong
+
+
+SYNC = object()          # segment boundary
+U64MAX = 2 ** 64 - 1
+
+# Command kinds; --exclude takes these names.
+KINDS = {
+    "get": 10, "gets": 6, "gat": 4, "gats": 3, "set": 12, "add": 4, "replace": 4,
+    "append": 4, "prepend": 4, "cas_right": 4, "cas_wrong": 3, "cas_missing": 1,
+    "incr": 6, "decr": 5, "number_set": 6, "touch": 4, "delete": 5, "flush_all": 1,
+    "verbosity": 1, "unknown": 2, "wrong_tokens": 3, "bad_numbers": 3, "longkey": 2,
+    "longkey_get": 1, "ctrl_key": 2, "bad_chunk": 3, "noreply": 4, "spaces": 2, "bare_lf": 3,
+    "empty_line": 2, "int_truncation": 1, "long_line": 1, "too_large": 0.2, "quit": 0.5,
+    "long_noeol": 0.3, "multiget_big": 0.5,
+}
+
+# Stored bytes never contain '-': memcached 1.6.18's incr/decr, for a value >= 2^63,
+# looks for a '-' with strchr() over the non-NUL-terminated item data, i.e. into
+# stale slab memory, so its answer depends on what earlier items left behind.
+ALPHABET = "abcdxyz0123456789_."         # cannot spell any command name; no '-'
+NUMBERS = [b"0", b"1", b"7", b"99", b"100", b"1000", b"007", b" 5", b"5 ", b"+3", b"abc", b"",
+           b"18446744073709551616",
+           b"184467440737095516150", b"4294967296", b"12x"]
+DELTAS = [b"0", b"1", b"5", b"100", b"4294967296"]
+# Values >= 2^63 (stored, or reached by incr from 2^63-1) hit memcached's strchr-into-stale-memory bug described above
+# even when no '-' was ever stored (item headers hold binary times and counters),
+# so memcached's incr/decr on them is not reproducible. Only with --big-numbers.
+BIG_NUMBERS = [b"18446744073709551615", b"18446744073709551614", b"18446744073709551610",
+               b"9223372036854775808", b"9223372036854775807", b"9223372036854775806"]
+BIG_DELTAS = [b"18446744073709551615", b"9223372036854775808"]
+BAD_DELTAS = [b"abc", b"-1", b"18446744073709551616", b"1.5", b""]
+EXPTIMES = [b"0", b"0", b"0", b"100", b"1000", b"-1", b"2592000", b"2592001", b"1000000000"]
+FLAGS = [b"0", b"0", b"1", b"42", b"65535", b"4294967295"]
+UNKNOWN = [b"foo", b"sett k 0 0 1", b"GET k0", b"Set k0 0 0 1", b"gett k0", b"incrr k0 1",
+           b"x", b"123", b"delete_all", b"\x01\x02\x03", b"get_k0", b"flush", b"\x7f"]
+
+
+class Gen:
+    def __init__(self, rng, exclude, big_numbers=False):
+        self.r = rng
+        self.numbers = NUMBERS + (BIG_NUMBERS if big_numbers else [])
+        self.deltas = DELTAS + (BIG_DELTAS if big_numbers else [])
+        names = [k for k in KINDS if k not in exclude]
+        self.kinds = names
+        self.weights = [KINDS[k] for k in names]
+        self.keys = [b"k%d" % i for i in range(6)]
+        self.seen_cas_keys = set()
+
+    def key(self):
+        r = self.r.random()
+        if r < 0.03 and "longkey" not in self.excl:
+            return b"K" * 250
+        return self.r.choice(self.keys)
+
+    def value(self):
+        r = self.r.random()
+        if r < 0.35:
+            return self.r.choice(self.numbers)
+        n = self.r.choice([0, 1, 2, 3, 5, 8, 13, 30, 100])
+        return "".join(self.r.choice(ALPHABET) for _ in range(n)).encode()
+
+    def eol(self):
+        return b"\n" if self.r.random() < 0.1 else b"\r\n"
+
+    def nr(self, p=0.15):
+        return b" noreply" if self.r.random() < p else b""
+
+    def storage(self, verb, key=None, value=None, cas=None, noreply=b""):
+        key = key or self.key()
+        value = self.value() if value is None else value
+        flags = self.r.choice(FLAGS)
+        exp = self.r.choice(EXPTIMES)
+        line = [b"%s %s %s %s %d" % (verb, key, flags, exp, len(value))]
+        if verb == b"cas":
+            line.append(b" ")
+            line.append(cas)
+        line.append(noreply)
+        return line + [self.eol(), value + b"\r\n"]
+
+    def sequence(self, exclude):
+        self.excl = exclude
+        out = []
+        n = self.r.randint(5, 40)
+        for _ in range(n):
+            kind = self.r.choices(self.kinds, self.weights)[0]
+            parts, terminal = self.command(kind)
+            out.extend(parts)
+            if terminal:
+                break
+        return out
+
+    def keys_list(self, lo=1, hi=5):
+        return b" ".join(self.key() for _ in range(self.r.randint(lo, hi)))
+
+    def command(self, kind):  # noqa: C901 - a big dispatch is the clearest here
+        r = self.r
+        eol = self.eol()
+        if kind in ("get", "gets"):
+            return [b"%s %s%s" % (kind.encode(), self.keys_list(), eol)], False
+        if kind in ("gat", "gats"):
+            return [b"%s %s %s%s" % (kind.encode(), r.choice(EXPTIMES), self.keys_list(), eol)], False
+        if kind in ("set", "add", "replace", "append", "prepend"):
+            return self.storage(kind.encode(), noreply=self.nr(0.1)), False
+        if kind == "number_set":
+            v = r.choice(self.numbers)
+            return self.storage(b"set", value=v), False
+        if kind == "cas_right":
+            k = r.choice(self.keys)
+            # gets, then (next segment) cas with this server's unique
+            return ([b"gets %s\r\n" % k, SYNC] +
+                    self.storage(b"cas", key=k, cas=CasRef(k, False), noreply=self.nr(0.1))), False
+        if kind == "cas_wrong":
+            k = r.choice(self.keys)
+            return self.storage(b"cas", key=k, cas=CasRef(k, True), noreply=self.nr(0.1)), False
+        if kind == "cas_missing":
+            return self.storage(b"cas", key=b"nokey%d" % r.randint(0, 9),
+                                cas=r.choice([b"1", b"0", b"99999"])), False
+        if kind in ("incr", "decr"):
+            d = r.choice(self.deltas)
+            return [b"%s %s %s%s%s" % (kind.encode(), self.key(), d, self.nr(0.1), eol)], False
+        if kind == "touch":
+            return [b"touch %s %s%s%s" % (self.key(), r.choice(EXPTIMES), self.nr(0.1), eol)], False
+        if kind == "delete":
+            tail = r.choice([b"", b"", b"", b" 0", b" noreply", b" 0 noreply", b" 5", b" x y"])
+            return [b"delete %s%s%s" % (self.key(), tail, eol)], False
+        if kind == "flush_all":
+            # no positive delay: delayed flushes are time dependent
+            a = r.choice([b"", b" 0", b" -1", b" noreply", b" 0 noreply", b" abc", b" 1 2 3"])
+            return [b"flush_all%s%s" % (a, eol)], False
+        if kind == "verbosity":
+            a = r.choice([b" 0", b" 1", b" 0 noreply", b"", b" abc", b" 1 2", b" 1 2 3"])
+            return [b"verbosity%s%s" % (a, eol)], False
+        if kind == "unknown":
+            return [r.choice(UNKNOWN) + eol], False
+        if kind == "wrong_tokens":
+            k = self.key()
+            line = r.choice([b"set %s" % k, b"set %s 0 0" % k, b"set %s 0 0 1 2 3" % k,
+                             b"cas %s 0 0 1" % k, b"get", b"gets", b"gat", b"gats", b"gat 0",
+                             b"incr", b"incr %s" % k, b"decr %s 1 2 3" % k, b"touch",
+                             b"touch %s" % k, b"touch %s 0 noreply x" % k, b"delete",
+                             b"append %s 0" % k, b"verbosity"])
+            follow = b"x\r\n" if r.random() < 0.5 else b""
+            return [line + eol + follow], False
+        if kind == "bad_numbers":
+            k = self.key()
+            line = r.choice([
+                b"set %s 0 0 abc" % k, b"set %s 0 0 -1" % k, b"set %s abc 0 1" % k,
+                b"set %s -1 0 1" % k, b"set %s 0 abc 1" % k, b"set %s 0 1.5 1" % k,
+                b"cas %s 0 0 1 abc" % k, b"cas %s 0 0 1 -1" % k, b"touch %s abc" % k,
+                b"gat abc %s" % k, b"gats -x %s" % k,
+                b"incr %s %s" % (k, r.choice(BAD_DELTAS)), b"decr %s %s" % (k, r.choice(BAD_DELTAS)),
+                b"flush_all xyz", b"verbosity -"])
+            follow = b"x\r\n" if line.startswith((b"set", b"cas")) else b""
+            return [line + eol + follow], False
+        if kind == "longkey":
+            k = b"L" * r.choice([250, 251, 251, 300])
+            c = r.choice([b"set %s 0 0 1\r\nx\r\n", b"delete %s\r\n", b"incr %s 1\r\n",
+                          b"touch %s 0\r\n", b"add %s 0 0 1 noreply\r\ny\r\n"])
+            return [c % k], False
+        if kind == "longkey_get":
+            # memcached drops the not-yet-written replies of earlier pipelined commands
+            # (those since its last transmit: after a get, every -R commands, or at a
+            # read boundary) when a get-family key is too long. Read boundaries depend
+            # on timing, so these stay at a segment start; tests/blackbox/
+            # test_regressions.py pins the batching rule deterministically.
+            k = b"L" * 251
+            c = r.choice([b"get %s\r\n", b"gets k0 %s\r\n", b"gat 0 %s\r\n", b"gats 0 k1 %s k2\r\n"])
+            return [SYNC, c % k], False
+        if kind == "ctrl_key":
+            k = r.choice([b"a\x01b", b"a\tb", b"\x7fkey", b"k\xff\xfe", b"k\x0b0", b"k\x0c"])
+            return r.choice([self.storage(b"set", key=k), [b"get %s k0\r\n" % k],
+                             [b"delete %s\r\n" % k], [b"incr %s 1\r\n" % k]]), False
+        if kind == "bad_chunk":
+            k = self.key()
+            v = self.value() or b"v"
+            how = r.randrange(4)
+            if how == 0:      # one byte too many
+                return [b"set %s 0 0 %d\r\n%sZ\r\n" % (k, len(v), v)], False
+            if how == 1:      # one byte short, padded so the stream stays deterministic
+                return [b"set %s 0 0 %d\r\n%s\r\n\r\n" % (k, len(v) + 1, v)], False
+            if how == 2:      # wrong terminator
+                return [b"%s %s 0 0 %d%s\r\n%sXY" % (r.choice([b"set", b"append", b"add"]), k, len(v),
+                                                       self.nr(0.3), v)], False
+            return [b"set %s 0 0 %d\r\n%s\n\r\n" % (k, len(v), v)], False
+        if kind == "noreply":
+            k = self.key()
+            return r.choice([self.storage(r.choice([b"set", b"add", b"replace", b"append", b"prepend"]),
+                                          key=k, noreply=b" noreply"),
+                             [b"incr %s 1 noreply\r\n" % k], [b"decr %s 1 noreply\r\n" % k],
+                             [b"touch %s 100 noreply\r\n" % k], [b"delete %s noreply\r\n" % k],
+                             [b"incr %s abc noreply\r\n" % k],
+                             [b"set %s 0 0 abc noreply\r\nx\r\n" % k]]), False
+        if kind == "spaces":
+            k = self.key()
+            return [r.choice([b"get  %s   k1 \r\n" % k, b"  get %s\r\n" % k,
+                              b"set  %s  0  0  1 \r\nx\r\n" % k, b"incr %s  1 \r\n" % k,
+                              b"delete   %s\r\n" % k, b"touch %s 100  \r\n" % k])], False
+        if kind == "bare_lf":
+            # short keys only: "K"*250 + "\r" would be a too-long get key mid-segment
+            k = r.choice(self.keys)
+            return [r.choice([b"get %s\n" % k, b"set %s 0 0 1\nx\r\n" % k, b"incr %s 1\n" % k,
+                              b"delete %s\n" % k, b"gets %s\r\r\n" % k, b"set %s 0 0 1\r\nx\n\r\n" % k])], False
+        if kind == "empty_line":
+            return [r.choice([b"\r\n", b"\n", b" \r\n", b"   \n", b"\r\r\n"])], False
+        if kind == "int_truncation":
+            # memcached parses flags/exptime/length with strtol/strtoul into 32-bit fields
+            k = self.key()
+            return [r.choice([b"set %s 0 0 4294967297\r\nx\r\n" % k,
+                              b"set %s 4294967296 0 1\r\nx\r\n" % k,
+                              b"set %s 0 4294967296 1\r\nx\r\n" % k,
+                              b"set %s 0 4294967295 1\r\nx\r\n" % k,
+                              b"touch %s 4294967296\r\n" % k])], False
+        if kind == "long_line":
+            n = r.choice([2100, 3000, 4000])
+            line = r.choice([b"x" * n, b"set " + b"k" * n + b" 0 0 1", b"get " + b"k" * n,
+                             b"delete " + b"d" * n])
+            follow = b"x\r\n" if line.startswith(b"set") else b""
+            return [SYNC, line + b"\r\n" + follow, SYNC], False
+        if kind == "multiget_big":
+            keys = b" ".join(r.choice(self.keys + [b"m%d" % i for i in range(50)]) for _ in range(900))
+            return [SYNC, b"%s %s\r\n" % (r.choice([b"get", b"gets"]), keys), SYNC], False
+        if kind == "too_large":
+            n = 1024 * 1024 + r.randint(1, 1000)
+            return [SYNC, b"%s %s 0 0 %d\r\n" % (r.choice([b"set", b"append"]), self.key(), n)
+                    + b"z" * n + b"\r\n", SYNC], False
+        if kind == "quit":
+            return [b"quit\r\n"], True
+        if kind == "long_noeol":
+            return [SYNC, b"NOEOL:" + b"x" * 3000], True
+        raise AssertionError(kind)
+
+
+def segments(parts):
+    segs, cur = [], []
+    for p in parts:
+        if p is SYNC:
+            if cur:
+                segs.append(cur)
+            cur = []
+        else:
+            cur.append(p)
+    if cur:
+        segs.append(cur)
+    return segs
+
+
+# ----------------------------------------------------------------- replies
+
+VALUE_RE = re.compile(rb"^VALUE (\S+) (\d+) (\d+)(?: (\d+))?$")
+
+
+def parse_values(data):
+    """Yield (line_start, line_end, match) for VALUE header lines, skipping data blocks."""
+    i = 0
+    n = len(data)
+    while i < n:
+        j = data.find(b"\r\n", i)
+        if j < 0:
+            return
+        line = data[i:j]
+        m = VALUE_RE.match(line) if line.startswith(b"VALUE ") else None
+        if m:
+            yield i, j, m
+            i = j + 2 + int(m.group(3)) + 2
+        else:
+            i = j + 2
+
+
+def learn_cas(data, table):
+    for _, _, m in parse_values(data):
+        if m.group(4) is not None:
+            table[m.group(1)] = int(m.group(4))
+
+
+PAD_RE = re.compile(rb"^(\d+) +")
+
+
+def normalize(data, casmap):
+    out = []
+    last = 0
+    for s, e, m in parse_values(data):
+        key, flags, n, cas = m.group(1), m.group(2), int(m.group(3)), m.group(4)
+        block = data[e + 2:e + 2 + n]
+        # incr/decr padding: digits followed by spaces -> digits (see module doc)
+        p = PAD_RE.match(block)
+        if p:
+            block = p.group(1) + block[p.end():]
+        hdr = b"VALUE %s %s %d" % (key, flags, len(block))
+        if cas is not None:
+            u = int(cas)
+            if u not in casmap:
+                casmap[u] = len(casmap) + 1
+            hdr += b" #%d" % casmap[u]
+        out.append(data[last:s])
+        out.append(hdr + b"\r\n" + block)
+        last = e + 2 + n
+    out.append(data[last:])
+    data = b"".join(out)
+    return re.sub(rb"(?m)^VERSION [^\r\n]*\r\n", b"VERSION <v>\r\n", data)
+
+
+def resolve(seg, table):
+    out = []
+    for p in seg:
+        if isinstance(p, CasRef):
+            u = table.get(p.key)
+            if p.wrong:
+                u = (u + 10 ** 12) if u is not None else 10 ** 15
+            elif u is None:
+                u = 10 ** 15 + 1
+            out.append(b"%d" % u)
+        else:
+            out.append(p)
+    return b"".join(out)
+
+
+# ----------------------------------------------------------------- running
+
+
+class Side:
+    def __init__(self, server):
+        self.server = server
+
+    def begin(self):
+        ctl = self.server.connect()
+        ctl.sendall(b"flush_all\r\n")
+        self._read_ok(ctl)
+        ctl.close()
+        self.sock = self.server.connect()
+        self.closed = False
+        self.table = {}
+        self.casmap = {}
+        self.log = []       # (sent, raw_reply, how)
+
+    @staticmethod
+    def _read_ok(ctl):
+        buf = b""
+        while not buf.endswith(b"\r\n"):
+            d = ctl.recv(100)
+            if not d:
+                break
+            buf += d
+        if buf != b"OK\r\n":
+            raise RuntimeError(f"flush_all on control connection replied {buf!r}")
+        return buf
+
+    def send_segment(self, seg):
+        data = resolve(seg, self.table)
+        noeol = data.startswith(b"NOEOL:")
+        if noeol:
+            data = data[len(b"NOEOL:"):]
+        if self.closed:
+            self.log.append((data, b"", "closed-before"))
+            return
+        ok = _send(self.sock, data if noeol else data + SENTINEL)
+        self.pending = (data if noeol else data + SENTINEL, noeol, ok)
+
+    def read_segment(self):
+        if self.closed:
+            return
+        data, noeol, ok = self.pending
+        rep, how = _read_reply(self.sock, until_sentinel=not noeol)
+        if not ok and how == "ok":
+            how = "send-failed"
+        if how == "eof":
+            self.closed = True
+        learn_cas(rep, self.table)
+        self.log.append((data, rep, how))
+
+    def end(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    def normalized(self):
+        return [(normalize(rep, self.casmap), how) for _, rep, how in self.log]
+
+
+def run_sequence(seq_parts, sides):
+    for s in sides:
+        s.begin()
+    try:
+        for seg in segments(seq_parts):
+            for s in sides:
+                s.send_segment(seg)
+            for s in sides:
+                s.read_segment()
+            if all(s.closed for s in sides):
+                break
+    finally:
+        for s in sides:
+            s.end()
+    a, b = (s.normalized() for s in sides)
+    return a == b, a, b
+
+
+def show_divergence(seed, sides, a, b, out):
+    out.write(f"\n=== DIVERGENCE in sequence with seed {seed} "
+              f"(reproduce: --seed {seed} --sequences 1 --verbose)\n")
+    ref, test = sides
+    for i, ((sent, raw_ref, how_ref), (sent_t, raw_t, how_t)) in enumerate(zip(ref.log, test.log)):
+        same = (a[i] == b[i]) if i < len(a) and i < len(b) else False
+        out.write(f"--- segment {i} {'(same)' if same else '(DIFFERENT)'}\n")
+        out.write(f"sent      : {sent!r}\n")
+        if sent_t != sent:
+            out.write(f"sent(test): {sent_t!r}\n")
+        out.write(f"memcached : {raw_ref!r} [{how_ref}]\n")
+        out.write(f"memkitd   : {raw_t!r} [{how_t}]\n")
+        if not same:
+            la = [repr(x) for x in a[i][0].split(b"\r\n")] + [f"<{a[i][1]}>"]
+            lb = [repr(x) for x in b[i][0].split(b"\r\n")] + [f"<{b[i][1]}>"]
+            for line in difflib.unified_diff(la, lb, "memcached (normalized)",
+                                             "memkitd (normalized)", lineterm="", n=2):
+                out.write(line + "\n")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--memkitd", required=True, help="binary under test")
+    ap.add_argument("--memcached", default="/usr/bin/memcached", help="reference binary")
+    ap.add_argument("--sequences", type=int, required=True)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--name", default="diff")
+    ap.add_argument("--verbose", action="store_true", help="print every sequence's bytes and replies")
+    ap.add_argument("--keep-going", action="store_true", help="don't stop at the first divergence")
+    ap.add_argument("--exclude", default="", help="comma-separated generator kinds to leave out: "
+                    + ",".join(KINDS))
+    ap.add_argument("--big-numbers", action="store_true",
+                    help="also store values >= 2^63 and use deltas >= 2^63 (memcached itself is "
+                         "not reproducible there, see the module doc)")
+    ap.add_argument("--server-args", default="-m 64 -t 2", help="options for both servers")
+    args = ap.parse_args()
+
+    exclude = {x for x in args.exclude.split(",") if x}
+    bad = exclude - set(KINDS)
+    if bad:
+        ap.error(f"unknown kinds: {sorted(bad)}")
+    extra = args.server_args.split()
+    logdir = tempfile.mkdtemp(prefix="memkit-diff-")
+    try:
+        ref = Server("memcached", os.path.abspath(args.memcached), extra, logdir)
+        test = Server("memkitd", os.path.abspath(args.memkitd), extra, logdir)
+    except StartError as e:
+        print(e)
+        print(f"{args.name}: 0 passed, 1 failed")
+        return 1
+    sides = [Side(ref), Side(test)]
+
+    passed = failed = stalls = 0
+    t0 = time.monotonic()
+    out = sys.stdout
+    try:
+        for i in range(args.sequences):
+            seed = args.seed + i
+            gen = Gen(random.Random(seed), exclude, args.big_numbers)
+            parts = gen.sequence(exclude)
+            try:
+                same, a, b = run_sequence(parts, sides)
+            except (OSError, RuntimeError) as e:
+                same, a, b = False, [], []
+                out.write(f"\n=== ERROR in sequence seed {seed}: {e!r}\n")
+            stalls += sum(1 for _, _, how in sides[0].log if how == "stall")
+            if args.verbose:
+                out.write(f"--- seed {seed}: {'match' if same else 'DIVERGED'}\n")
+                for sent, rep, how in sides[0].log:
+                    out.write(f"  > {sent!r}\n  < {rep!r} [{how}]\n")
+            dead = [s.server for s in sides if not s.server.alive()]
+            if same and not dead:
+                passed += 1
+            else:
+                failed += 1
+                if a or b:
+                    show_divergence(seed, sides, a, b, out)
+                for d in dead:
+                    out.write(f"\n=== {d.label} DIED (exit {d.proc.returncode}); stderr:\n{d.stderr()[-4000:]}\n")
+                if dead or not args.keep_going:
+                    break
+            if (i + 1) % 1000 == 0 and args.sequences >= 5000:
+                out.write(f"... {i + 1}/{args.sequences} sequences, {failed} failed, "
+                          f"{time.monotonic() - t0:.0f}s\n")
+                out.flush()
+    finally:
+        ref.stop()
+        test.stop()
+    if stalls:
+        out.write(f"note: {stalls} segment(s) ended by a {STALL}s stall instead of the sentinel\n")
+    out.write(f"{args.name}: {passed} passed, {failed} failed\n")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
