@@ -93,6 +93,16 @@ static void stats_general(mk_conn *c)
     stat(c, "total_items", "%" PRIu64, cs.total_items);
     stat(c, "bytes", "%" PRIu64, cs.bytes);
     stat(c, "memory_used", "%" PRIu64, cs.mem_used);
+    /* memkit's memory engine (docs/storage.md) */
+    stat(c, "payload_bytes", "%" PRIu64, cs.payload_bytes);
+    stat(c, "overhead_per_item", "%.1f",
+         cs.curr_items ? (double)(cs.mem_used + cs.hash_bytes - cs.payload_bytes) / (double)cs.curr_items : 0.0);
+    stat(c, "segment_size", "%" PRIu64, cs.segment_size);
+    stat(c, "segments_used", "%" PRIu64, cs.segments_used);
+    stat(c, "segments_total", "%" PRIu64, cs.segments_total);
+    stat(c, "segment_evictions", "%" PRIu64, cs.segment_evictions);
+    stat(c, "reinserted", "%" PRIu64, cs.reinserted);
+    stat(c, "external_bytes", "%" PRIu64, cs.ext_bytes);
 }
 
 static void stats_settings(mk_conn *c)
@@ -130,7 +140,7 @@ static void stats_settings(mk_conn *c)
     stat(c, "hashpower_init", "%u", s->hashpower);
     stat(c, "flush_enabled", "%s", s->flush_enabled ? "yes" : "no");
     stat(c, "idle_timeout", "%d", s->idle_timeout);
-    stat(c, "evictions_policy", "%s", "lru");
+    stat(c, "evictions_policy", "%s", "segment-fifo-2nd-chance");
 }
 
 static void class_items(const mk_cache_class_stats *cs, void *ctx)

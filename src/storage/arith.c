@@ -47,21 +47,28 @@ static bool parse_u64(const char *p, size_t n, uint64_t *out)
     return true;
 }
 
+/*
+ * The new number always goes into a new item (readers may be writing the old
+ * one's bytes to a socket): padded with spaces to the old length when it is no
+ * longer (memcached's visible in-place behaviour), else of exact length. It
+ * keeps the flags and expiry and gets a new cas unique.
+ */
 mk_cache_rc mk_cache_arith(mk_cache *c, const char *key, size_t nkey, bool incr, uint64_t delta,
                            int64_t now, uint64_t *result, uint64_t *cas_out)
 {
+    mk_flush_tick(c, now);
     uint64_t hv = mk_hash64(key, nkey, c->seed);
     mk_shard *s = mk_shard_of(c, hv);
     for (;;) {
         mk_cache_rc why;
-        mk_item *dead;
+        size_t pos;
         uint64_t value;
 
         pthread_mutex_lock(&s->lock);
-        mk_item *it = mk_find_valid_locked(c, s, hv, key, nkey, now, &why, &dead);
-        if (!it || it->nbytes == 0 || !parse_u64(mk_item_val(it), it->nbytes, &value)) {
+        mk_item *it = mk_find_valid_locked(c, s, hv, key, nkey, now, &why, &pos);
+        size_t n = it ? mk_item_nbytes(it) : 0;
+        if (!it || n == 0 || !parse_u64(mk_item_data(it), n, &value)) {
             pthread_mutex_unlock(&s->lock);
-            mk_item_put(c, dead);
             return it ? MK_C_NON_NUMERIC : MK_C_MISS;
         }
         if (incr)
@@ -70,51 +77,36 @@ mk_cache_rc mk_cache_arith(mk_cache *c, const char *key, size_t nkey, bool incr,
             value = delta > value ? 0 : value - delta;
         char buf[24];
         size_t len = (size_t)snprintf(buf, sizeof buf, "%llu", (unsigned long long)value);
-
-        /*
-         * In place when it fits and only the table holds the item (nobody can be
-         * reading its bytes; new readers need this lock): memcached's refcount == 2.
-         */
-        if (len <= it->nbytes && atomic_load_explicit(&it->refcount, memory_order_acquire) == 1) {
-            char *d = mk_item_val(it);
-            memcpy(d, buf, len);
-            memset(d + len, ' ', it->nbytes - len);
-            it->seq = atomic_fetch_add_explicit(&c->seq, 1, memory_order_relaxed) + 1;
-            mk_lru_bump_locked(s, it, now);
-            if (cas_out)
-                *cas_out = mk_item_cas(it);
-            pthread_mutex_unlock(&s->lock);
-            if (result)
-                *result = value;
-            return MK_C_OK;
-        }
-
-        /* Otherwise a new item of exact length, keeping flags and expiry; allocate unlocked. */
-        atomic_fetch_add_explicit(&it->refcount, 1, memory_order_relaxed);
+        size_t newlen = len <= n ? n : len;
+        uint32_t flags = mk_item_flags(it);
+        int64_t exp_at = mk_item_exp_at(it);
+        mk_item_ref(c, it);
         pthread_mutex_unlock(&s->lock);
+
         mk_item *fresh;
-        mk_cache_rc rc = mk_alloc_hv(c, key, nkey, hv, it->flags, mk_item_exp_at(it), len, now, &fresh);
+        mk_cache_rc rc = mk_alloc_hv(c, key, nkey, hv, flags, exp_at, newlen, now, &fresh);
         if (rc != MK_C_OK) {
             mk_item_put(c, it);
             return rc;
         }
-        memcpy(mk_item_val(fresh), buf, len);
+        char *d = mk_item_data(fresh);
+        memcpy(d, buf, len);
+        memset(d + len, ' ', newlen - len);
 
         pthread_mutex_lock(&s->lock);
-        mk_item *cur = mk_find_valid_locked(c, s, hv, key, nkey, now, &why, &dead);
+        mk_item *cur = mk_find_valid_locked(c, s, hv, key, nkey, now, &why, &pos);
         bool same = cur == it;
         if (same) {
-            mk_unlink_locked(s, it);
-            mk_link_locked(c, s, fresh, now);
+            if (mk_unlinkable(c, fresh))
+                mk_unlink_locked(c, s, pos, it); /* stored and at once evicted/flushed */
+            else
+                mk_replace_locked(c, s, hv, pos, it, fresh);
             if (cas_out)
                 *cas_out = mk_item_cas(fresh);
         }
         pthread_mutex_unlock(&s->lock);
-        mk_item_put(c, dead);
         mk_item_put(c, fresh);
-        if (same)
-            mk_item_put(c, it); /* the table's reference */
-        mk_item_put(c, it);     /* ours */
+        mk_item_put(c, it);
         if (same) {
             if (result)
                 *result = value;

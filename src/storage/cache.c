@@ -1,6 +1,7 @@
 /* storage/cache.c — the cache handle (create/destroy) and the key operations: get, gat, alloc, store, delete, touch, unlink. */
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/random.h>
 #include <time.h>
 
@@ -39,25 +40,25 @@ mk_cache *mk_cache_create(const mk_cache_config *cfg)
         c->cfg.hashpower = DEFAULT_HASHPOWER;
     if (c->cfg.hashpower > 32)
         c->cfg.hashpower = 32;
-    /* Split the requested bucket count over the shards, at least 4 buckets each. */
-    unsigned power = c->cfg.hashpower > c->shard_bits + 2 ? c->cfg.hashpower - c->shard_bits : 2;
+    /* Split the requested slot count over the shards, at least 16 slots each. */
+    unsigned power = c->cfg.hashpower > c->shard_bits + 4 ? c->cfg.hashpower - c->shard_bits : 4;
 
     if (getrandom(&c->seed, sizeof c->seed, GRND_NONBLOCK) != (ssize_t)sizeof c->seed)
         c->seed = (uint64_t)time(NULL) ^ (uint64_t)(uintptr_t)c;
     mk_classes_init(c);
     pthread_mutex_init(&c->flush_lock, NULL);
-
     c->shards = calloc(c->cfg.nshards, sizeof *c->shards);
-    if (!c->shards) {
-        free(c);
+    if (!c->shards || !mk_arena_init(c)) {
+        mk_cache_destroy(c);
         return NULL;
     }
     for (unsigned i = 0; i < c->cfg.nshards; i++) {
         pthread_mutex_init(&c->shards[i].lock, NULL);
-        if (!mk_htab_init(&c->shards[i].ht, power)) {
+        if (!mk_idx_init(&c->shards[i].idx, power)) {
             mk_cache_destroy(c);
             return NULL;
         }
+        atomic_fetch_add_explicit(&c->idx_bytes, mk_idx_bytes(&c->shards[i].idx), memory_order_relaxed);
     }
     return c;
 }
@@ -66,32 +67,116 @@ void mk_cache_destroy(mk_cache *c)
 {
     if (!c)
         return;
-    for (unsigned i = 0; i < c->cfg.nshards; i++) {
-        mk_shard *s = &c->shards[i];
-        for (mk_item *it = s->lru_head, *next; it; it = next) {
-            next = it->next;
-            mk_item_free(it);
+    if (c->shards) {
+        for (unsigned i = 0; i < c->cfg.nshards; i++) {
+            mk_index *x = &c->shards[i].idx;
+            for (size_t j = 0; x->slot && j < ((size_t)1 << x->power); j++)
+                if (x->slot[j]) {
+                    mk_item *it = (mk_item *)(c->base + (x->slot[j] & MK_IDX_OFF_MASK));
+                    if (it->meta & MK_M_EXT)
+                        mk_ext_unref(c, it);
+                }
+            mk_idx_free(&c->shards[i].idx);
+            pthread_mutex_destroy(&c->shards[i].lock);
         }
-        mk_htab_free(&s->ht);
-        pthread_mutex_destroy(&s->lock);
+        free(c->shards);
     }
+    mk_arena_free(c);
     pthread_mutex_destroy(&c->flush_lock);
-    free(c->shards);
     free(c);
 }
 
-mk_item *mk_find_valid_locked(mk_cache *c, mk_shard *s, uint64_t hv, const char *key, size_t nkey,
-                              int64_t now, mk_cache_rc *why, mk_item **dead)
+uint64_t mk_key_hash(const mk_cache *c, const mk_item *it)
 {
-    *dead = NULL;
+    return mk_hash64(mk_item_key(it), it->nkey, c->seed);
+}
+
+/* ---- linking and counters ---- */
+
+static void account(mk_cache *c, mk_shard *s, const mk_item *it, bool add)
+{
+    size_t size = mk_item_charge(it), payload = it->nkey + mk_item_nbytes(it);
+    uint32_t arena = (uint32_t)mk_item_arena_size(it);
+    mk_class_counters *k = &s->cls[mk_class_of(c, size)];
+    _Atomic uint32_t *live = &c->segm[mk_segid_of(c, it)].live;
+    if (add) {
+        s->n.curr_items++;
+        s->n.bytes += size;
+        s->n.payload += payload;
+        k->number++;
+        k->bytes += size;
+        atomic_fetch_add_explicit(live, arena, memory_order_relaxed);
+        if (it->meta & MK_M_EXT)
+            mk_ext_ref(it); /* the index's reference */
+    } else {
+        s->n.curr_items--;
+        s->n.bytes -= size;
+        s->n.payload -= payload;
+        k->number--;
+        k->bytes -= size;
+        atomic_fetch_sub_explicit(live, arena, memory_order_relaxed);
+        if (it->meta & MK_M_EXT)
+            mk_ext_unref(c, it);
+    }
+}
+
+void mk_link_locked(mk_cache *c, mk_shard *s, uint64_t hv, size_t pos, mk_item *it)
+{
+    if (pos == SIZE_MAX) {
+        if (!mk_idx_insert_locked(c, s, hv, it))
+            return; /* index full and cannot grow: as if stored and evicted at once */
+    } else {
+        mk_idx_set_locked(c, s, pos, hv, it);
+    }
+    it->state = MK_S_STORED;
+    account(c, s, it, true);
+    s->n.total_items++;
+}
+
+void mk_unlink_locked(mk_cache *c, mk_shard *s, size_t pos, mk_item *it)
+{
+    mk_idx_delete_locked(s, pos);
+    account(c, s, it, false);
+}
+
+/* Replace the item at pos by `it` (same key). */
+void mk_replace_locked(mk_cache *c, mk_shard *s, uint64_t hv, size_t pos, mk_item *old, mk_item *it)
+{
+    account(c, s, old, false);
+    mk_link_locked(c, s, hv, pos, it);
+}
+
+void mk_count_gone_locked(mk_cache *c, mk_shard *s, const mk_item *it, mk_cache_rc why, bool evicted)
+{
+    mk_class_counters *k = &s->cls[mk_class_of(c, mk_item_charge(it))];
+    bool fetched = it->state & MK_S_FETCHED;
+    if (evicted) {
+        s->n.evictions++;
+        k->evicted++;
+        if (!fetched) {
+            s->n.evicted_unfetched++;
+            k->evicted_unfetched++;
+        }
+        return;
+    }
+    s->n.reclaimed++;
+    k->reclaimed++;
+    if (why == MK_C_EXPIRED && !fetched) {
+        s->n.expired_unfetched++;
+        k->expired_unfetched++;
+    }
+}
+
+mk_item *mk_find_valid_locked(mk_cache *c, mk_shard *s, uint64_t hv, const char *key, size_t nkey,
+                              int64_t now, mk_cache_rc *why, size_t *pos)
+{
     *why = MK_C_MISS;
-    mk_item *it = mk_htab_find_locked(&s->ht, hv, key, nkey);
+    mk_item *it = mk_idx_find_locked(c, s, hv, key, nkey, pos);
     if (!it)
         return NULL;
     mk_cache_rc v = mk_item_validity(c, it, now);
     if (v != MK_C_OK) {
-        mk_reclaim_locked(s, it, v, false);
-        *dead = it;
+        mk_unlink_locked(c, s, *pos, it); /* found dead by a lookup: gone now */
         *why = v;
         return NULL;
     }
@@ -99,29 +184,127 @@ mk_item *mk_find_valid_locked(mk_cache *c, mk_shard *s, uint64_t hv, const char 
     return it;
 }
 
+/* ---- allocation ---- */
+
+static mk_cache_rc alloc_full(mk_cache *c, const char *key, size_t nkey, uint64_t hv, uint32_t flags,
+                              int64_t exp_at, size_t nbytes, bool xcas, uint64_t cas, int64_t now, mk_item **out)
+{
+    *out = NULL;
+    size_t size = mk_cache_item_size(nkey, nbytes);
+    if (nkey > MK_KEY_MAX || size > c->cfg.item_size_max)
+        return MK_C_TOO_LARGE;
+    unsigned clsid = mk_class_of(c, size);
+    bool ext = size > MK_EXT_MIN;
+    char *e = NULL;
+    mk_item *it = NULL;
+    if (ext) {
+        size_t bytes = mk_ext_bytes(nbytes);
+        if (bytes + MK_SEG_SIZE * 2 <= c->limit && mk_ext_charge(c, bytes, now)) {
+            void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+            if (p != MAP_FAILED) {
+                e = p;
+                atomic_init((_Atomic uint32_t *)p, 1); /* the allocating caller's reference */
+            }
+            else
+                mk_ext_uncharge(c, bytes);
+        }
+        if (!e)
+            goto oom;
+    }
+    it = mk_arena_alloc(c, (unsigned)(hv >> 24) & (MK_NHEADS - 1), key, nkey, nbytes, flags, exp_at, xcas, cas, e,
+                        now);
+    if (!it) {
+        if (e) {
+            munmap(e, mk_ext_bytes(nbytes));
+            mk_ext_uncharge(c, mk_ext_bytes(nbytes));
+        }
+        goto oom;
+    }
+    *out = it;
+    return MK_C_OK;
+oom:
+    atomic_fetch_add_explicit(&c->outofmemory[clsid], 1, memory_order_relaxed);
+    return MK_C_NO_MEMORY;
+}
+
+mk_cache_rc mk_alloc_hv(mk_cache *c, const char *key, size_t nkey, uint64_t hv, uint32_t flags,
+                        int64_t exp_at, size_t nbytes, int64_t now, mk_item **out)
+{
+    mk_flush_tick(c, now);
+    return alloc_full(c, key, nkey, hv, flags, exp_at, nbytes, false, 0, now, out);
+}
+
+mk_cache_rc mk_cache_alloc(mk_cache *c, const char *key, size_t nkey, uint32_t flags, int64_t exp_at,
+                           size_t nbytes, int64_t now, mk_item **out)
+{
+    uint64_t hv = mk_hash64(key, nkey, c->seed);
+    return mk_alloc_hv(c, key, nkey, hv, flags, exp_at, nbytes, now, out);
+}
+
+/* A copy of `it` with another expiry and the same cas unique (touch/gat on an item without an expiry field). */
+static mk_item *clone_exp(mk_cache *c, mk_item *it, uint64_t hv, int64_t exp_at, int64_t now)
+{
+    mk_item *cp;
+    size_t n = mk_item_nbytes(it);
+    if (alloc_full(c, mk_item_key(it), it->nkey, hv, mk_item_flags(it), exp_at, n, true, mk_item_seq(it), now,
+                   &cp) != MK_C_OK)
+        return NULL;
+    memcpy(mk_item_data(cp), mk_item_data(it), n);
+    return cp;
+}
+
+/* ---- lookups ---- */
+
 static mk_cache_rc fetch(mk_cache *c, const char *key, size_t nkey, bool set_exp, int64_t exp_at, int64_t now,
                          mk_item **out)
 {
     *out = NULL;
+    mk_flush_tick(c, now);
     uint64_t hv = mk_hash64(key, nkey, c->seed);
     mk_shard *s = mk_shard_of(c, hv);
-    mk_cache_rc rc;
-    mk_item *dead;
-
-    pthread_mutex_lock(&s->lock);
-    mk_item *it = mk_find_valid_locked(c, s, hv, key, nkey, now, &rc, &dead);
-    if (it) {
-        if (set_exp)
-            atomic_store_explicit(&it->exp_at, exp_at, memory_order_relaxed);
-        it->iflags |= MK_IT_FETCHED;
-        mk_lru_bump_locked(s, it, now);
-        atomic_fetch_add_explicit(&it->refcount, 1, memory_order_relaxed);
-        *out = it;
+    for (;;) {
+        mk_cache_rc rc;
+        size_t pos;
+        pthread_mutex_lock(&s->lock);
+        mk_item *it = mk_find_valid_locked(c, s, hv, key, nkey, now, &rc, &pos);
+        bool clone = false;
+        if (it) {
+            if (set_exp && mk_item_has_exp(it))
+                mk_item_set_exp(it, exp_at);
+            else if (set_exp && exp_at != 0)
+                clone = true;
+            unsigned f = it->state & MK_S_FREQ;
+            it->state = (uint8_t)((it->state & ~MK_S_FREQ) | (f < 3 ? f + 1 : 3) | MK_S_FETCHED);
+            mk_item_ref(c, it);
+        }
+        pthread_mutex_unlock(&s->lock);
+        if (!clone) {
+            *out = it;
+            return rc;
+        }
+        /* The item has no room for an expiry: replace it by a copy that has one. */
+        mk_item *cp = clone_exp(c, it, hv, exp_at, now);
+        if (!cp) {
+            *out = it; /* no memory for the copy: serve the hit, expiry unchanged */
+            return MK_C_OK;
+        }
+        pthread_mutex_lock(&s->lock);
+        mk_item *cur = mk_find_valid_locked(c, s, hv, key, nkey, now, &rc, &pos);
+        bool same = cur == it && !atomic_load(&c->segm[mk_segid_of(c, cp)].dead);
+        if (same) {
+            uint8_t st = it->state;
+            mk_replace_locked(c, s, hv, pos, it, cp);
+            s->n.total_items--;
+            cp->state = st;
+        }
+        pthread_mutex_unlock(&s->lock);
+        mk_item_put(c, it);
+        if (same) {
+            *out = cp;
+            return MK_C_OK;
+        }
+        mk_item_put(c, cp);
     }
-    mk_htab_step_locked(&s->ht, 1);
-    pthread_mutex_unlock(&s->lock);
-    mk_item_put(c, dead);
-    return rc;
 }
 
 mk_cache_rc mk_cache_get(mk_cache *c, const char *key, size_t nkey, int64_t now, mk_item **out)
@@ -134,110 +317,81 @@ mk_cache_rc mk_cache_gat(mk_cache *c, const char *key, size_t nkey, int64_t exp_
     return fetch(c, key, nkey, true, exp_at, now, out);
 }
 
-mk_cache_rc mk_alloc_hv(mk_cache *c, const char *key, size_t nkey, uint64_t hv, uint32_t flags,
-                        int64_t exp_at, size_t nbytes, int64_t now, mk_item **out)
-{
-    *out = NULL;
-    size_t size = mk_cache_item_size(nkey, nbytes);
-    if (nkey > MK_KEY_MAX || size > c->cfg.item_size_max)
-        return MK_C_TOO_LARGE;
-    unsigned clsid = mk_class_of(c, size);
-    mk_item *it = NULL;
-    if (mk_mem_charge(c, size, hv, now) == MK_C_OK) {
-        it = mk_item_new(nkey, nbytes);
-        if (!it)
-            mk_mem_uncharge(c, size);
-    }
-    if (!it) {
-        atomic_fetch_add_explicit(&c->outofmemory[clsid], 1, memory_order_relaxed);
-        return MK_C_NO_MEMORY;
-    }
-    memcpy(it->data, key, nkey);
-    it->hv = hv;
-    it->flags = flags;
-    atomic_store_explicit(&it->exp_at, exp_at, memory_order_relaxed);
-    it->clsid = (uint8_t)clsid;
-    it->nocas = !c->cfg.use_cas;
-    *out = it;
-    return MK_C_OK;
-}
-
-mk_cache_rc mk_cache_alloc(mk_cache *c, const char *key, size_t nkey, uint32_t flags, int64_t exp_at,
-                           size_t nbytes, int64_t now, mk_item **out)
-{
-    uint64_t hv = mk_hash64(key, nkey, c->seed);
-    return mk_alloc_hv(c, key, nkey, hv, flags, exp_at, nbytes, now, out);
-}
-
-/* Put `it` in place of `old` (which may be NULL). */
-static void replace_locked(mk_cache *c, mk_shard *s, mk_item *old, mk_item *it, int64_t now)
-{
-    if (old)
-        mk_unlink_locked(s, old);
-    mk_link_locked(c, s, it, now);
-}
+/* ---- stores ---- */
 
 /* Build old+it (append) or it+old (prepend) as a new item with old's flags and expiry. */
-static mk_cache_rc join(mk_cache *c, mk_item *old, mk_item *it, bool append, int64_t now, mk_item **out)
+static mk_cache_rc join(mk_cache *c, mk_item *old, mk_item *it, uint64_t hv, bool append, int64_t now,
+                        mk_item **out)
 {
-    size_t n = (size_t)old->nbytes + it->nbytes;
-    mk_cache_rc rc = mk_alloc_hv(c, it->data, it->nkey, it->hv, old->flags, mk_item_exp_at(old), n, now, out);
+    size_t no = mk_item_nbytes(old), ni = mk_item_nbytes(it);
+    mk_cache_rc rc = alloc_full(c, mk_item_key(it), it->nkey, hv, mk_item_flags(old), mk_item_exp_at(old), no + ni,
+                                false, 0, now, out);
     if (rc != MK_C_OK)
         return rc;
-    char *d = mk_item_val(*out);
-    mk_item *first = append ? old : it, *second = append ? it : old;
-    memcpy(d, mk_item_val(first), first->nbytes);
-    memcpy(d + first->nbytes, mk_item_val(second), second->nbytes);
+    char *d = mk_item_data(*out);
+    if (append) {
+        memcpy(d, mk_item_data(old), no);
+        memcpy(d + no, mk_item_data(it), ni);
+    } else {
+        memcpy(d, mk_item_data(it), ni);
+        memcpy(d + ni, mk_item_data(old), no);
+    }
     return MK_C_OK;
+}
+
+/* An item that can no longer be linked: its segment was evicted, or a flush came after its allocation. */
+bool mk_unlinkable(mk_cache *c, const mk_item *it)
+{
+    return atomic_load(&c->segm[mk_segid_of(c, it)].dead) ||
+           mk_item_seq(it) < atomic_load_explicit(&c->flush_seq, memory_order_relaxed);
 }
 
 mk_cache_rc mk_cache_store(mk_cache *c, mk_item *it, mk_store_op op, uint64_t cas_in, int64_t now,
                            uint64_t *cas_out)
 {
-    mk_shard *s = mk_shard_of(c, it->hv);
+    mk_flush_tick(c, now);
+    uint64_t hv = mk_key_hash(c, it);
+    mk_shard *s = mk_shard_of(c, hv);
     for (;;) {
         mk_cache_rc rc = MK_C_OK, why;
-        mk_item *dead, *joined = NULL, *old_ref = NULL, *linked = NULL;
+        mk_item *joined = NULL, *old_ref = NULL, *linked = NULL;
+        size_t pos = SIZE_MAX;
 
         pthread_mutex_lock(&s->lock);
-        if (it->iflags & MK_IT_STORED) { /* an item is linked at most once */
+        if (it->state & MK_S_STORED) { /* an item is linked at most once */
             pthread_mutex_unlock(&s->lock);
             return MK_C_NOT_STORED;
         }
-        mk_item *old = mk_find_valid_locked(c, s, it->hv, it->data, it->nkey, now, &why, &dead);
+        mk_item *old = mk_find_valid_locked(c, s, hv, mk_item_key(it), it->nkey, now, &why, &pos);
+        if (!old)
+            pos = SIZE_MAX;
+        bool dead = mk_unlinkable(c, it);
         switch (op) {
         case MK_STORE_SET:
-            replace_locked(c, s, old, it, now);
             linked = it;
             break;
         case MK_STORE_ADD:
             if (old) {
-                mk_lru_bump_locked(s, old, now); /* memcached promotes the existing item */
+                unsigned f = old->state & MK_S_FREQ; /* memcached promotes the existing item */
+                old->state = (uint8_t)((old->state & ~MK_S_FREQ) | (f < 3 ? f + 1 : 3));
                 rc = MK_C_NOT_STORED;
-                old = NULL;
             } else {
-                replace_locked(c, s, NULL, it, now);
                 linked = it;
             }
             break;
         case MK_STORE_REPLACE:
-            if (!old) {
+            if (!old)
                 rc = MK_C_NOT_STORED;
-            } else {
-                replace_locked(c, s, old, it, now);
+            else
                 linked = it;
-            }
             break;
         case MK_STORE_CAS:
-            if (!old) {
+            if (!old)
                 rc = MK_C_NOT_FOUND;
-            } else if (mk_item_cas(old) != cas_in) {
+            else if (mk_item_cas(old) != cas_in)
                 rc = MK_C_EXISTS;
-                old = NULL;
-            } else {
-                replace_locked(c, s, old, it, now);
+            else
                 linked = it;
-            }
             break;
         case MK_STORE_APPEND:
         case MK_STORE_PREPEND:
@@ -246,42 +400,45 @@ mk_cache_rc mk_cache_store(mk_cache *c, mk_item *it, mk_store_op op, uint64_t ca
                 break;
             }
             /* Allocation may evict from any shard: build the joined item unlocked, then re-check. */
-            atomic_fetch_add_explicit(&old->refcount, 1, memory_order_relaxed);
+            mk_item_ref(c, old);
             old_ref = old;
             pthread_mutex_unlock(&s->lock);
-            mk_item_put(c, dead);
-            dead = NULL;
-            rc = join(c, old_ref, it, op == MK_STORE_APPEND, now, &joined);
+            rc = join(c, old_ref, it, hv, op == MK_STORE_APPEND, now, &joined);
             if (rc != MK_C_OK) {
                 mk_item_put(c, old_ref);
                 return rc;
             }
             pthread_mutex_lock(&s->lock);
-            old = mk_find_valid_locked(c, s, it->hv, it->data, it->nkey, now, &why, &dead);
-            if (old != old_ref || (it->iflags & MK_IT_STORED)) {
-                /* Changed meanwhile: start over (a missing key now gives NOT_STORED). */
+            old = mk_find_valid_locked(c, s, hv, mk_item_key(it), it->nkey, now, &why, &pos);
+            if (old != old_ref || (it->state & MK_S_STORED)) {
                 pthread_mutex_unlock(&s->lock);
-                mk_item_put(c, dead);
                 mk_item_put(c, joined);
                 mk_item_put(c, old_ref);
-                continue;
+                continue; /* changed meanwhile: start over */
             }
-            replace_locked(c, s, old, joined, now);
-            it->iflags |= MK_IT_STORED; /* `it` itself is consumed by the join */
+            it->state |= MK_S_STORED; /* `it` itself is consumed by the join */
             linked = joined;
+            dead = mk_unlinkable(c, joined);
             break;
         default:
             rc = MK_C_NOT_STORED;
-            old = NULL;
             break;
         }
-        if (linked && cas_out)
-            *cas_out = mk_item_cas(linked);
-        /* `old` here is non-NULL only if it was unlinked: drop its link reference. */
+        if (linked) {
+            if (dead) {
+                /* stored, and at once evicted/flushed: the old value must not survive either */
+                linked->state |= MK_S_STORED;
+                if (old)
+                    mk_unlink_locked(c, s, pos, old);
+            } else if (old) {
+                mk_replace_locked(c, s, hv, pos, old, linked);
+            } else {
+                mk_link_locked(c, s, hv, SIZE_MAX, linked);
+            }
+            if (cas_out)
+                *cas_out = mk_item_cas(linked);
+        }
         pthread_mutex_unlock(&s->lock);
-        if (linked && old)
-            mk_item_put(c, old);
-        mk_item_put(c, dead);
         mk_item_put(c, joined);
         mk_item_put(c, old_ref);
         return rc;
@@ -290,18 +447,16 @@ mk_cache_rc mk_cache_store(mk_cache *c, mk_item *it, mk_store_op op, uint64_t ca
 
 mk_cache_rc mk_cache_delete(mk_cache *c, const char *key, size_t nkey, int64_t now)
 {
+    mk_flush_tick(c, now);
     uint64_t hv = mk_hash64(key, nkey, c->seed);
     mk_shard *s = mk_shard_of(c, hv);
     mk_cache_rc why;
-    mk_item *dead;
-
+    size_t pos;
     pthread_mutex_lock(&s->lock);
-    mk_item *it = mk_find_valid_locked(c, s, hv, key, nkey, now, &why, &dead);
+    mk_item *it = mk_find_valid_locked(c, s, hv, key, nkey, now, &why, &pos);
     if (it)
-        mk_unlink_locked(s, it);
+        mk_unlink_locked(c, s, pos, it);
     pthread_mutex_unlock(&s->lock);
-    mk_item_put(c, dead);
-    mk_item_put(c, it);
     return it ? MK_C_OK : MK_C_MISS;
 }
 
@@ -317,10 +472,10 @@ void mk_cache_unlink(mk_cache *c, const char *key, size_t nkey)
 {
     uint64_t hv = mk_hash64(key, nkey, c->seed);
     mk_shard *s = mk_shard_of(c, hv);
+    size_t pos;
     pthread_mutex_lock(&s->lock);
-    mk_item *it = mk_htab_find_locked(&s->ht, hv, key, nkey);
+    mk_item *it = mk_idx_find_locked(c, s, hv, key, nkey, &pos);
     if (it)
-        mk_unlink_locked(s, it);
+        mk_unlink_locked(c, s, pos, it);
     pthread_mutex_unlock(&s->lock);
-    mk_item_put(c, it);
 }

@@ -22,11 +22,14 @@
  * stays valid even after it is deleted, replaced, evicted or flushed, so a
  * connection can write its bytes to a socket without copying.
  *
- * Memory: mem_limit bounds the bytes of all items, headers + keys + values,
- * including allocated-but-not-yet-stored items and items still referenced after
- * unlinking. When an allocation would exceed it, least-recently-used items are
- * evicted (preferring expired ones) until it fits, or, with evict == false,
- * the allocation fails with MK_C_NO_MEMORY.
+ * Memory: mem_limit bounds the item arena (segments holding headers, keys and
+ * values, including allocated-but-not-yet-stored items and items still
+ * referenced after unlinking), large values kept outside it, and the part of
+ * the hash index above a small allowance (mem_limit / 16 + 4 MiB). When an
+ * allocation would exceed it, the oldest segment is evicted (its expired items
+ * reclaimed, its recently used ones given a second chance) until it fits, or,
+ * with evict == false, the allocation fails with MK_C_NO_MEMORY once no
+ * segment is left holding only expired/flushed items. See docs/storage.md.
  */
 
 #include <stdbool.h>
@@ -82,7 +85,16 @@ typedef struct mk_cache_stats {
     uint64_t reclaimed;         /* expired/flushed items whose memory was reused */
     uint64_t hash_power_level;  /* log2 of the current total bucket count */
     uint64_t hash_bytes;        /* bytes of hash tables */
-    bool hash_is_expanding;     /* an incremental resize is in progress somewhere */
+    bool hash_is_expanding;     /* an index resize is in progress somewhere (always false: shards resize at once) */
+    /* the memory engine (docs/storage.md) */
+    uint64_t payload_bytes;     /* keys + values of linked items */
+    uint64_t segment_size;      /* arena segment size */
+    uint64_t segments_used;     /* segments not free (open, sealed, or still referenced) */
+    uint64_t segments_total;
+    uint64_t ext_bytes;         /* large values kept outside the arena */
+    uint64_t index_allowance;   /* index bytes not charged against mem_limit */
+    uint64_t reinserted;        /* items given a second chance (copied forward) instead of evicted */
+    uint64_t segment_evictions; /* segments evicted or compacted */
 } mk_cache_stats;
 
 /* Create a store. Returns NULL if cfg is invalid (mem_limit 0) or on allocation failure. */
@@ -91,7 +103,8 @@ mk_cache *mk_cache_create(const mk_cache_config *cfg);
 /* Destroy a store and every item in it. The caller must hold no item references. NULL is a no-op. */
 void mk_cache_destroy(mk_cache *c);
 
-/* The bytes an item of this key and value length is charged (header + key + value). */
+/* The nominal bytes of an item of this key and value length (a 7-byte header + key + value, +8 for a value
+ * kept outside the arena); the arena stores 4 to 7 header bytes plus 4 for non-zero flags and 4-7 for an expiry. */
 size_t mk_cache_item_size(size_t nkey, size_t nbytes);
 
 /* ---- items (accessors never fail; `it` must be a referenced item) ---- */
@@ -183,7 +196,7 @@ typedef struct mk_cache_class_stats {
     uint64_t chunk_size;      /* largest item size in this class */
     uint64_t number;          /* linked items */
     uint64_t bytes;           /* bytes of those items */
-    int64_t age;              /* now - last access time of the least recently used item */
+    int64_t age;              /* now - when the oldest segment in the eviction FIFO was opened */
     uint64_t evicted;
     uint64_t evicted_unfetched;
     uint64_t expired_unfetched;

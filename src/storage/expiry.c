@@ -2,49 +2,56 @@
 #include "storage/internal.h"
 
 /*
- * Flush state, three values (docs/storage.md, "Expiry and flush"):
- *   flush_seq      an immediate flush draws a fresh sequence number; every item
- *                  stored before it (seq < flush_seq) is invalid. Exact within the
- *                  second, like memcached's oldest_cas, but kept even with -C.
- *   flush_pending  a delayed flush due at that time; once now >= it, items last
- *                  used (so: stored, as every use re-checks validity first) before
- *                  it are invalid. A later flush replaces a pending one.
- *   flush_dead     pending flushes that had already taken effect when they were
- *                  replaced are folded in here so their victims stay dead.
- * Writers serialise on flush_lock and publish flush_pending last (release);
- * readers load flush_pending first (acquire), so they never see a replaced
- * pending flush without the flush_dead that preserves it.
+ * Flush state:
+ *   flush_seq      an immediate flush takes a fresh segment sequence number S and
+ *                  sets flush_seq = S << 24. Every item allocated before it has a
+ *                  smaller sequence (segment seq << 24 | offset, or a moved item's
+ *                  kept unique) and is invalid; allocation heads open a new
+ *                  segment for the next item. Exact within the second, with -C too.
+ *   flush_pending  a delayed flush due at that time. The first operation at or
+ *                  after it (every entry point calls mk_flush_tick first, and so
+ *                  does maintain) turns it into an immediate flush, so everything
+ *                  stored before the due time is invalid and nothing after it.
+ *                  A later flush replaces a pending one that is not yet due.
  */
 mk_cache_rc mk_item_validity(mk_cache *c, const mk_item *it, int64_t now)
 {
-    int64_t pending = atomic_load_explicit(&c->flush_pending, memory_order_acquire);
-    int64_t dead = atomic_load_explicit(&c->flush_dead, memory_order_relaxed);
-    uint64_t fseq = atomic_load_explicit(&c->flush_seq, memory_order_relaxed);
-
-    if (it->seq < fseq || it->atime < dead || (pending && pending <= now && it->atime < pending))
+    if (mk_item_seq(it) < atomic_load_explicit(&c->flush_seq, memory_order_acquire))
         return MK_C_FLUSHED;
-    int64_t exp = atomic_load_explicit(&((mk_item *)it)->exp_at, memory_order_relaxed);
+    int64_t exp = mk_item_exp_at(it);
     if (exp != 0 && exp <= now)
         return MK_C_EXPIRED;
     return MK_C_OK;
 }
 
+static void flush_now_locked(mk_cache *c)
+{
+    uint64_t s = atomic_fetch_add_explicit(&c->segseq, 1, memory_order_relaxed) + 1;
+    atomic_store_explicit(&c->flush_seq, s << 24, memory_order_release);
+    atomic_store_explicit(&c->flush_pending, 0, memory_order_release);
+}
+
+void mk_flush_tick(mk_cache *c, int64_t now)
+{
+    int64_t p = atomic_load_explicit(&c->flush_pending, memory_order_acquire);
+    if (!p || p > now)
+        return;
+    pthread_mutex_lock(&c->flush_lock);
+    p = atomic_load_explicit(&c->flush_pending, memory_order_relaxed);
+    if (p && p <= now)
+        flush_now_locked(c);
+    pthread_mutex_unlock(&c->flush_lock);
+}
+
 void mk_cache_flush(mk_cache *c, int64_t now, int64_t delay)
 {
     pthread_mutex_lock(&c->flush_lock);
-    int64_t pending = atomic_load_explicit(&c->flush_pending, memory_order_relaxed);
-    if (pending && pending <= now) {
-        int64_t dead = atomic_load_explicit(&c->flush_dead, memory_order_relaxed);
-        if (pending > dead)
-            atomic_store_explicit(&c->flush_dead, pending, memory_order_relaxed);
-    }
-    if (delay > 0) {
+    int64_t p = atomic_load_explicit(&c->flush_pending, memory_order_relaxed);
+    if (p && p <= now)
+        flush_now_locked(c); /* a pending flush that is due stays in effect */
+    if (delay > 0)
         atomic_store_explicit(&c->flush_pending, now + delay, memory_order_release);
-    } else {
-        /* Items linked from now on get seq >= this value and survive. */
-        uint64_t s = atomic_fetch_add_explicit(&c->seq, 1, memory_order_relaxed) + 1;
-        atomic_store_explicit(&c->flush_seq, s, memory_order_relaxed);
-        atomic_store_explicit(&c->flush_pending, 0, memory_order_release);
-    }
+    else
+        flush_now_locked(c);
     pthread_mutex_unlock(&c->flush_lock);
 }

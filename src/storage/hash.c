@@ -1,6 +1,7 @@
-/* storage/hash.c — the key hash and the per-shard chained hash table with incremental doubling. */
+/* storage/hash.c — the key hash and the per-shard index: open addressing over 8-byte slots (offset + hash tag). */
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "storage/internal.h"
 
@@ -40,98 +41,145 @@ uint64_t mk_hash64(const void *key, size_t len, uint64_t seed)
     return h;
 }
 
-static inline size_t mask_of(unsigned power) { return ((size_t)1 << power) - 1; }
 
-bool mk_htab_init(mk_htab *ht, unsigned power)
+#define TAG_MASK (((uint64_t)1 << MK_IDX_TAG_BITS) - 1)
+#define MAX_POWER MK_IDX_TAG_BITS
+
+static uint64_t *table_new(unsigned power)
 {
-    memset(ht, 0, sizeof *ht);
-    ht->power = power;
-    ht->cur = calloc((size_t)1 << power, sizeof *ht->cur);
-    return ht->cur != NULL;
+    size_t bytes = ((size_t)1 << power) * sizeof(uint64_t);
+    void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    return p == MAP_FAILED ? NULL : p;
 }
 
-void mk_htab_free(mk_htab *ht)
+static void table_free(uint64_t *t, unsigned power)
 {
-    free(ht->cur);
-    free(ht->old);
-    memset(ht, 0, sizeof *ht);
+    if (t)
+        munmap(t, ((size_t)1 << power) * sizeof(uint64_t));
 }
 
-/* The bucket that holds (or would hold) hv. */
-static mk_item **bucket_of(mk_htab *ht, uint64_t hv)
+bool mk_idx_init(mk_index *x, unsigned power)
 {
-    if (ht->old) {
-        size_t ob = (size_t)hv & mask_of(ht->power - 1);
-        if (ob >= ht->migrated)
-            return &ht->old[ob];
-    }
-    return &ht->cur[(size_t)hv & mask_of(ht->power)];
+    if (power > MAX_POWER)
+        power = MAX_POWER;
+    x->power = power;
+    x->count = 0;
+    x->slot = table_new(power);
+    return x->slot != NULL;
 }
 
-mk_item *mk_htab_find_locked(mk_htab *ht, uint64_t hv, const char *key, size_t nkey)
+void mk_idx_free(mk_index *x)
 {
-    for (mk_item *it = *bucket_of(ht, hv); it; it = it->h_next)
-        if (it->hv == hv && it->nkey == nkey && memcmp(it->data, key, nkey) == 0)
-            return it;
-    return NULL;
+    table_free(x->slot, x->power);
+    x->slot = NULL;
 }
 
-void mk_htab_insert_locked(mk_htab *ht, mk_item *it)
-{
-    mk_item **b = bucket_of(ht, it->hv);
-    it->h_next = *b;
-    *b = it;
-    ht->count++;
-}
+size_t mk_idx_bytes(const mk_index *x) { return ((size_t)1 << x->power) * sizeof(uint64_t); }
 
-void mk_htab_remove_locked(mk_htab *ht, mk_item *it)
+static inline size_t mask(const mk_index *x) { return ((size_t)1 << x->power) - 1; }
+static inline uint64_t tag_of(uint64_t hv) { return hv & TAG_MASK; }
+static inline uint64_t entry(const mk_cache *c, uint64_t hv, const mk_item *it)
 {
-    for (mk_item **pp = bucket_of(ht, it->hv); *pp; pp = &(*pp)->h_next) {
-        if (*pp == it) {
-            *pp = it->h_next;
-            it->h_next = NULL;
-            ht->count--;
-            return;
+    return tag_of(hv) << 40 | mk_off_of(c, it);
+}
+static inline size_t home(const mk_index *x, uint64_t e) { return (size_t)(e >> 40) & mask(x); }
+
+mk_item *mk_idx_find_locked(mk_cache *c, mk_shard *s, uint64_t hv, const char *key, size_t nkey, size_t *pos)
+{
+    mk_index *x = &s->idx;
+    size_t m = mask(x);
+    uint64_t tag = tag_of(hv);
+    for (size_t i = (size_t)tag & m;; i = (i + 1) & m) {
+        uint64_t e = x->slot[i];
+        if (!e)
+            return NULL;
+        if ((e >> 40) == tag) {
+            mk_item *it = (mk_item *)(c->base + (e & MK_IDX_OFF_MASK));
+            if (it->nkey == nkey && memcmp(mk_item_key(it), key, nkey) == 0) {
+                *pos = i;
+                return it;
+            }
         }
     }
 }
 
-void mk_htab_step_locked(mk_htab *ht, size_t nbuckets)
+size_t mk_idx_find_item_locked(mk_cache *c, mk_shard *s, uint64_t hv, const mk_item *it)
 {
-    if (!ht->old) {
-        size_t n = (size_t)1 << ht->power;
-        if (ht->count <= n + n / 2 || ht->power >= sizeof(size_t) * 8 - 2)
-            return;
-        /* calloc of a large table is fresh zero pages: no O(n) pause here. */
-        mk_item **bigger = calloc(n * 2, sizeof *bigger);
-        if (!bigger)
-            return; /* keep the current table; try again on a later step */
-        ht->old = ht->cur;
-        ht->cur = bigger;
-        ht->power++;
-        ht->migrated = 0;
-    }
-    size_t nold = (size_t)1 << (ht->power - 1), newmask = mask_of(ht->power);
-    for (; nbuckets && ht->migrated < nold; nbuckets--, ht->migrated++) {
-        mk_item *it = ht->old[ht->migrated];
-        ht->old[ht->migrated] = NULL;
-        while (it) {
-            mk_item *next = it->h_next;
-            mk_item **b = &ht->cur[(size_t)it->hv & newmask];
-            it->h_next = *b;
-            *b = it;
-            it = next;
-        }
-    }
-    if (ht->migrated == nold) {
-        free(ht->old);
-        ht->old = NULL;
-        ht->migrated = 0;
+    mk_index *x = &s->idx;
+    size_t m = mask(x);
+    uint64_t want = entry(c, hv, it);
+    for (size_t i = (size_t)tag_of(hv) & m;; i = (i + 1) & m) {
+        uint64_t e = x->slot[i];
+        if (!e)
+            return SIZE_MAX;
+        if (e == want)
+            return i;
     }
 }
 
-size_t mk_htab_bytes(const mk_htab *ht)
+static void place(mk_index *x, uint64_t e)
 {
-    size_t n = (size_t)1 << ht->power;
-    return (n + (ht->old ? n / 2 : 0)) * sizeof(mk_item *);
+    size_t m = mask(x);
+    size_t i = home(x, e);
+    while (x->slot[i])
+        i = (i + 1) & m;
+    x->slot[i] = e;
+}
+
+static void grow(mk_cache *c, mk_index *x)
+{
+    if (x->power >= MAX_POWER)
+        return;
+    uint64_t *old = x->slot;
+    unsigned op = x->power;
+    uint64_t *t = table_new(op + 1);
+    if (!t)
+        return;
+    x->slot = t;
+    x->power = op + 1;
+    for (size_t i = 0; i < ((size_t)1 << op); i++)
+        if (old[i])
+            place(x, old[i]);
+    table_free(old, op);
+    atomic_fetch_add_explicit(&c->idx_bytes, ((size_t)1 << op) * sizeof(uint64_t), memory_order_relaxed);
+}
+
+bool mk_idx_insert_locked(mk_cache *c, mk_shard *s, uint64_t hv, const mk_item *it)
+{
+    mk_index *x = &s->idx;
+    size_t cap = (size_t)1 << x->power;
+    if (x->count + 1 > cap / 4 * 3)
+        grow(c, x);
+    cap = (size_t)1 << x->power;
+    if (x->count + 1 >= cap)
+        return false;
+    place(x, entry(c, hv, it));
+    x->count++;
+    return true;
+}
+
+void mk_idx_set_locked(mk_cache *c, mk_shard *s, size_t pos, uint64_t hv, const mk_item *it)
+{
+    s->idx.slot[pos] = entry(c, hv, it);
+}
+
+/* Backward-shift deletion: pull later members of the probe run into the hole. */
+void mk_idx_delete_locked(mk_shard *s, size_t pos)
+{
+    mk_index *x = &s->idx;
+    size_t m = mask(x), hole = pos;
+    for (size_t j = (pos + 1) & m;; j = (j + 1) & m) {
+        uint64_t e = x->slot[j];
+        if (!e)
+            break;
+        size_t h = home(x, e);
+        /* e may move to the hole if its home is not in (hole, j] (cyclically) */
+        bool in_range = hole <= j ? (h > hole && h <= j) : (h > hole || h <= j);
+        if (!in_range) {
+            x->slot[hole] = e;
+            hole = j;
+        }
+    }
+    x->slot[hole] = 0;
+    x->count--;
 }

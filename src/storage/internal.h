@@ -1,20 +1,31 @@
-/* storage/internal.h — private types of the item store: item header, per-shard hash table and LRU, the cache handle. */
+/* storage/internal.h — private types of the item store: compact item layout, segment arena, per-shard index, the cache handle. */
 #ifndef MK_STORAGE_INTERNAL_H
 #define MK_STORAGE_INTERNAL_H
 
 /*
- * Lock rules (the whole store):
- *   - Each shard has one mutex, `mk_shard.lock`. It guards everything in the
- *     shard (hash table, LRU lists, counters) and the mutable header fields of
- *     every item linked in that shard (links, atime, iflags, seq).
- *   - A thread never holds two shard locks at once, and never allocates
- *     (which may evict from any shard) while holding one. Operations that need a
- *     new item while looking at an old one (append/prepend, arith growth) take a
- *     reference, unlock, allocate, re-lock and re-validate.
- *   - Functions that require the caller to hold the shard lock end in `_locked`.
- *   - mem_used, the cas/sequence counter, the flush state, an item's refcount and
- *     exp_at are atomics and need no lock. flush_lock only serialises writers of
- *     the flush state; it is never held together with a shard lock.
+ * Lock rules (the whole store), in the only order they may nest:
+ *
+ *   head lock  ->  evict_lock  ->  shard lock  ->  arena_lock / flush_lock
+ *
+ *   - heads[i].lock guards allocation head i: its open segment and that
+ *     segment's write position. Allocation writes the item header and key
+ *     under it, so a sealed segment only ever holds parseable items.
+ *   - evict_lock serialises everything that walks a sealed segment's items and
+ *     unlinks or moves them (eviction, compaction, the maintenance sweep) and the
+ *     compaction head (`comp`) they copy survivors into.
+ *   - A shard lock guards that shard's index, counters, and the `state` byte
+ *     (freq, fetched, stored) of every item whose key hashes to the shard.
+ *   - arena_lock guards the segment lists (FIFO of sealed segments, free list),
+ *     segment states and the memory charge (segments in use, external bytes).
+ *     It is a leaf: nothing else is taken while holding it.
+ *   - flush_lock serialises writers of the flush state; it is a leaf too.
+ *   - A thread never holds two shard locks, and never allocates while holding
+ *     one (allocation may evict, which takes shard locks). Operations that need
+ *     a new item while looking at an old one take a reference, unlock,
+ *     allocate, re-lock and re-validate.
+ *   - Lock-free: segment refcounts and live-byte counts, an item's expiry (a
+ *     4-byte-aligned atomic), the flush state for readers, the sequence counter.
+ *   - Functions that need the caller to hold a shard lock end in `_locked`.
  */
 
 #include <pthread.h>
@@ -24,66 +35,124 @@
 
 #include "storage/cache.h"
 
-/* ---- items (item.c) ---- */
+/* ---- segments ---- */
 
+#define MK_SEG_BITS 16                     /* 64 KiB segments, aligned to their size */
+#define MK_SEG_SIZE ((size_t)1 << MK_SEG_BITS)
+#define MK_SEG_HDR 16                      /* inline header: mk_seghdr */
+#define MK_SEG_MIN 8                       /* the arena has at least this many segments */
+#define MK_EXT_MIN (MK_SEG_SIZE / 4)       /* items larger than this keep their value outside the arena */
+#define MK_NHEADS 1                        /* allocation heads: one keeps cas uniques in allocation order */
+#define MK_FREE_RESIDENT 4                 /* free segments kept resident; more are madvised away */
+
+/* At the start of every segment; readable from an item pointer alone. */
+typedef struct mk_seghdr {
+    uint64_t seq;  /* segment sequence number: items' cas = seq << 24 | offset */
+    uint8_t nocas; /* the cache runs with use_cas == false */
+    uint8_t pad[7];
+} mk_seghdr;
+
+enum { MK_SEG_FREE = 0, MK_SEG_ACTIVE, MK_SEG_SEALED, MK_SEG_BUSY };
+
+/* Per-segment bookkeeping, outside the segment (so free segments can be given back to the kernel). */
+typedef struct mk_segm {
+    _Atomic uint32_t refs;  /* references; 1 bias while in use (not free, not evicted) */
+    _Atomic uint32_t live;  /* bytes of linked items */
+    uint32_t wpos;          /* bytes written (head/comp owner while open; fixed once sealed) */
+    int32_t prev, next;     /* FIFO or free list (arena_lock) */
+    uint8_t state;          /* MK_SEG_* (arena_lock) */
+    uint8_t resident;       /* pages may be resident (arena_lock) */
+    _Atomic uint8_t dead;   /* evicted: its items are unlinked and must not be linked again */
+    int64_t ctime;          /* when it was opened */
+} mk_segm;
+
+/* ---- items (item.c) ----
+ *
+ *   byte 0  meta (immutable): vlen width code (bits 0-1: 1, 2 or 4 bytes), MK_M_* bits
+ *   byte 1  state (shard lock): freq (bits 0-1), MK_S_FETCHED, MK_S_STORED
+ *   byte 2  key length
+ *   vlen    1, 2 or 4 bytes, little endian
+ *   [flags] 4 bytes, only when non-zero
+ *   [exp]   4 bytes at the next 4-aligned address (atomic), only when the item has an expiry
+ *   [cas]   8 bytes, only on an item moved by the engine (it keeps its original unique)
+ *   [ext]   8 bytes: pointer to the value, only for values stored outside the arena
+ *   key, then value (unless ext)
+ */
 enum {
-    MK_IT_LINKED = 1u << 0,  /* in its shard's hash table and LRU lists (holds one reference) */
-    MK_IT_STORED = 1u << 1,  /* has been linked once; an item is never linked twice */
-    MK_IT_FETCHED = 1u << 2, /* read (get/gat/touch) since it was stored */
+    MK_M_VLEN = 3u,
+    MK_M_FLAGS = 1u << 2,
+    MK_M_EXP = 1u << 3,
+    MK_M_XCAS = 1u << 4,
+    MK_M_EXT = 1u << 5,
+};
+enum {
+    MK_S_FREQ = 3u,
+    MK_S_FETCHED = 1u << 2,
+    MK_S_STORED = 1u << 3,
 };
 
 struct mk_item {
-    mk_item *h_next;           /* hash chain (shard lock) */
-    mk_item *prev, *next;      /* shard LRU, head = most recently used (shard lock) */
-    mk_item *cprev, *cnext;    /* shard per-class LRU, for class stats age (shard lock) */
-    uint64_t hv;               /* hash of the key (immutable) */
-    uint64_t seq;              /* store sequence number; the cas unique when use_cas (shard lock) */
-    _Atomic int64_t exp_at;    /* absolute expiry, 0 = never (atomic: read by holders without lock) */
-    int64_t atime;             /* last access, server seconds (shard lock) */
-    _Atomic uint32_t refcount; /* references; linked state holds one */
-    uint32_t flags;            /* client flags (immutable after alloc) */
-    uint32_t nbytes;           /* value length (immutable) */
-    uint8_t nkey;              /* key length, at most MK_KEY_MAX (immutable) */
-    uint8_t clsid;             /* size class, 1-based (immutable) */
-    uint8_t nocas;             /* the cache has use_cas == false: mk_item_cas() says 0 (immutable) */
-    uint8_t iflags;            /* MK_IT_* (shard lock) */
-    char data[];               /* key, then value */
+    uint8_t meta;
+    uint8_t state;
+    uint8_t nkey;
+    uint8_t rest[];
 };
 
-#define MK_ITEM_HEADER sizeof(struct mk_item)
-#define MK_KEY_MAX 255 /* the protocol allows 250 */
+#define MK_KEY_MAX 250
 
-/* Allocate an unlinked item with refcount 1; memory must already be charged. NULL on malloc failure. */
-mk_item *mk_item_new(size_t nkey, size_t nbytes);
-/* Free an item's memory (no accounting). */
-void mk_item_free(mk_item *it);
-static inline char *mk_item_val(mk_item *it) { return it->data + it->nkey; }
+/* Layout of an item with these fields. */
+typedef struct mk_layout {
+    uint8_t meta;
+    size_t nkey, nbytes;
+    size_t size;      /* bytes in the arena (header + key + inline value) */
+} mk_layout;
 
-/* ---- hashing and the per-shard table (hash.c) ---- */
+/* Plan an item at arena address `at` (the exp field's padding depends on it). */
+void mk_layout_plan(mk_layout *l, uintptr_t at, size_t nkey, size_t nbytes, bool flags, bool exp, bool xcas,
+                    bool ext);
+/* Bytes an item occupies in the arena (parsed from its header). */
+size_t mk_item_arena_size(const mk_item *it);
+/* Write the header of a planned item; `ext` is the external value (or NULL). */
+void mk_item_init(mk_item *it, const mk_layout *l, const char *key, uint32_t flags, int64_t exp_at,
+                  uint64_t xcas, char *ext);
+/* The item's sequence number: its cas unique (also when use_cas is off) and its place in flush order. */
+uint64_t mk_item_seq(const mk_item *it);
+bool mk_item_has_exp(const mk_item *it);
+void mk_item_set_exp(mk_item *it, int64_t exp_at); /* only if mk_item_has_exp */
+char *mk_item_ext(const mk_item *it);              /* external value block or NULL */
+size_t mk_ext_bytes(size_t nbytes);                /* bytes charged for an external value (page-rounded) */
+#define MK_EXT_HDR 16                              /* external block: refcount, then the value */
+void mk_ext_ref(const mk_item *it);
+void mk_ext_unref(mk_cache *c, const mk_item *it);
+/* Total bytes charged in stats for a linked item (arena bytes + external value). */
+size_t mk_item_charge(const mk_item *it);
+
+static inline mk_seghdr *mk_seghdr_of(const void *p)
+{
+    return (mk_seghdr *)((uintptr_t)p & ~(uintptr_t)(MK_SEG_SIZE - 1));
+}
+
+/* ---- hashing and the per-shard index (hash.c) ---- */
 
 uint64_t mk_hash64(const void *key, size_t len, uint64_t seed);
 
 /*
- * A chained hash table that doubles incrementally: while `old` is non-NULL,
- * buckets of `old` below `migrated` have moved to `cur`; the others are still
- * in `old`. Every key lives in exactly one bucket.
+ * Open addressing, linear probing, 8-byte slots: bits 0-39 the item's offset in
+ * the arena, bits 40-63 the low 24 bits of the key hash (the tag, which also
+ * gives the home slot: a doubling needs no key re-hashing). 0 is empty.
+ * Deletion shifts back, so there are no tombstones. Grows (doubles) past 3/4 full.
  */
-typedef struct mk_htab {
-    mk_item **cur;      /* 2^power buckets */
-    mk_item **old;      /* 2^(power-1) buckets while expanding, else NULL */
+#define MK_IDX_TAG_BITS 24
+#define MK_IDX_OFF_MASK (((uint64_t)1 << 40) - 1)
+typedef struct mk_index {
+    uint64_t *slot;
     unsigned power;
-    size_t migrated;    /* next bucket of `old` to migrate */
-    size_t count;       /* items in the table */
-} mk_htab;
+    size_t count;
+} mk_index;
 
-bool mk_htab_init(mk_htab *ht, unsigned power);
-void mk_htab_free(mk_htab *ht);
-mk_item *mk_htab_find_locked(mk_htab *ht, uint64_t hv, const char *key, size_t nkey);
-void mk_htab_insert_locked(mk_htab *ht, mk_item *it);
-void mk_htab_remove_locked(mk_htab *ht, mk_item *it);
-/* Start a doubling when the load factor is over 1.5, then migrate up to nbuckets old buckets. */
-void mk_htab_step_locked(mk_htab *ht, size_t nbuckets);
-size_t mk_htab_bytes(const mk_htab *ht);
+bool mk_idx_init(mk_index *x, unsigned power);
+void mk_idx_free(mk_index *x);
+size_t mk_idx_bytes(const mk_index *x);
 
 /* ---- size classes and stats (stats.c) ---- */
 
@@ -92,82 +161,137 @@ size_t mk_htab_bytes(const mk_htab *ht);
 typedef struct mk_class_counters {
     uint64_t number, bytes;
     uint64_t evicted, evicted_unfetched, expired_unfetched, reclaimed;
+    int64_t oldest; /* unused */
 } mk_class_counters;
 
 typedef struct mk_shard_counters {
-    uint64_t curr_items, bytes, total_items;
-    uint64_t evictions, evicted_unfetched, expired_unfetched, reclaimed;
+    uint64_t curr_items, bytes, payload, total_items;
+    uint64_t evictions, evicted_unfetched, expired_unfetched, reclaimed, reinserted;
 } mk_shard_counters;
 
 /* ---- shards and the cache ---- */
 
 typedef struct mk_shard {
-    pthread_mutex_t lock;               /* guards everything below and its items' mutable fields */
-    mk_htab ht;
-    mk_item *lru_head, *lru_tail;       /* all items of the shard, by recency */
-    mk_item *chead[MK_MAX_CLASSES + 1]; /* per-class recency lists (index = clsid) */
-    mk_item *ctail[MK_MAX_CLASSES + 1];
+    pthread_mutex_t lock; /* guards everything below and its items' state bytes */
+    mk_index idx;
     mk_class_counters cls[MK_MAX_CLASSES + 1];
     mk_shard_counters n;
-    size_t sweep_pos;                   /* maintain: next bucket of ht.cur to sweep */
 } mk_shard;
 
+typedef struct mk_head {
+    pthread_mutex_t lock; /* guards seg and segm[seg].wpos while open */
+    int32_t seg;          /* open segment, -1 = none */
+} mk_head;
+
 struct mk_cache {
-    mk_cache_config cfg;        /* normalised copy (defaults filled in) */
-    unsigned shard_bits;        /* nshards == 1 << shard_bits */
+    mk_cache_config cfg;  /* normalised copy (defaults filled in) */
+    unsigned shard_bits;  /* nshards == 1 << shard_bits */
     mk_shard *shards;
-    uint64_t seed;              /* hash seed, random per cache */
+    uint64_t seed;        /* hash seed, random per cache */
 
-    _Atomic uint64_t mem_used;  /* bytes charged against cfg.mem_limit */
-    _Atomic uint64_t seq;       /* last store sequence / cas unique handed out */
+    /* arena */
+    char *base;           /* segment 0, aligned to MK_SEG_SIZE */
+    void *map;            /* the mapping (base rounded down) and its length */
+    size_t map_len;
+    uint32_t nseg;
+    mk_segm *segm;
+    mk_head heads[MK_NHEADS];
+    pthread_mutex_t arena_lock;  /* lists, states, the charge; a leaf lock */
+    int32_t fifo_head, fifo_tail; /* sealed segments, oldest first */
+    int32_t free_head;
+    uint32_t nfree, nfree_resident, inuse;
+    uint64_t ext_bytes;          /* external values charged (arena_lock) */
+    _Atomic uint64_t idx_bytes;  /* all index tables */
+    uint64_t idx_allowance;      /* index bytes not charged against mem_limit */
+    uint64_t limit;              /* effective mem_limit (at least MK_SEG_MIN segments) */
 
-    /* Flush state (see expiry.c). Written under flush_lock, read lock-free. */
+    pthread_mutex_t evict_lock;  /* segment walkers and the compaction head */
+    int32_t comp;                /* compaction head segment, -1 = none (evict_lock) */
+    uint32_t sweep_pos;          /* maintain: next segment to look at (evict_lock) */
+
+    _Atomic uint64_t segseq;     /* last segment sequence number handed out */
+
+    /* flush state (expiry.c) */
     pthread_mutex_t flush_lock;
-    _Atomic uint64_t flush_seq;     /* items with seq < flush_seq are flushed (immediate flush) */
-    _Atomic int64_t flush_dead;     /* items last used before this time are flushed (past delayed flushes) */
-    _Atomic int64_t flush_pending;  /* delayed flush: from this time, items used before it are flushed */
+    _Atomic uint64_t flush_seq;    /* items with seq below are flushed */
+    _Atomic int64_t flush_pending; /* delayed flush due at this time, 0 = none */
 
     unsigned nclasses;
-    uint64_t class_size[MK_MAX_CLASSES + 1];        /* class_size[id] = largest item of class id */
+    uint64_t class_size[MK_MAX_CLASSES + 1];
     _Atomic uint64_t outofmemory[MK_MAX_CLASSES + 1];
+    _Atomic uint64_t seg_evictions; /* segments evicted or compacted */
 };
 
 static inline mk_shard *mk_shard_of(mk_cache *c, uint64_t hv)
 {
     return &c->shards[c->shard_bits ? (size_t)(hv >> (64 - c->shard_bits)) : 0];
 }
+static inline uint64_t mk_off_of(const mk_cache *c, const void *p) { return (uint64_t)((const char *)p - c->base); }
+static inline uint32_t mk_segid_of(const mk_cache *c, const void *p)
+{
+    return (uint32_t)(mk_off_of(c, p) >> MK_SEG_BITS);
+}
+static inline char *mk_seg_base(const mk_cache *c, uint32_t id) { return c->base + ((size_t)id << MK_SEG_BITS); }
+
+/* hash.c: index operations; hv is the full key hash */
+mk_item *mk_idx_find_locked(mk_cache *c, mk_shard *s, uint64_t hv, const char *key, size_t nkey, size_t *pos);
+/* Find the slot holding exactly this item; SIZE_MAX if it is not linked. */
+size_t mk_idx_find_item_locked(mk_cache *c, mk_shard *s, uint64_t hv, const mk_item *it);
+/* Insert (a key not present). False if the table is full and cannot grow. */
+bool mk_idx_insert_locked(mk_cache *c, mk_shard *s, uint64_t hv, const mk_item *it);
+void mk_idx_set_locked(mk_cache *c, mk_shard *s, size_t pos, uint64_t hv, const mk_item *it);
+void mk_idx_delete_locked(mk_shard *s, size_t pos);
 
 /* stats.c */
 void mk_classes_init(mk_cache *c);
 unsigned mk_class_of(const mk_cache *c, size_t size);
 
-/* expiry.c: why a linked item is no longer valid (MK_C_OK = valid, MK_C_EXPIRED, MK_C_FLUSHED). */
+/* expiry.c */
 mk_cache_rc mk_item_validity(mk_cache *c, const mk_item *it, int64_t now);
+/* Turn a delayed flush that is due into an immediate one. Call with no lock held. */
+void mk_flush_tick(mk_cache *c, int64_t now);
 
 /* cache.c */
-/*
- * Find key and check it is still valid. An expired or flushed item is unlinked
- * on the spot (*why says which) and handed back in *dead, whose link reference
- * the caller drops after unlocking. *why is MK_C_OK when an item is returned.
- */
+uint64_t mk_key_hash(const mk_cache *c, const mk_item *it);
 mk_item *mk_find_valid_locked(mk_cache *c, mk_shard *s, uint64_t hv, const char *key, size_t nkey,
-                              int64_t now, mk_cache_rc *why, mk_item **dead);
-/* mk_cache_alloc with the key's hash already known. Call with no shard lock held. */
+                              int64_t now, mk_cache_rc *why, size_t *pos);
 mk_cache_rc mk_alloc_hv(mk_cache *c, const char *key, size_t nkey, uint64_t hv, uint32_t flags,
                         int64_t exp_at, size_t nbytes, int64_t now, mk_item **out);
+/* Link `it` at slot pos (replacing the item there) or insert it when pos == SIZE_MAX. */
+void mk_link_locked(mk_cache *c, mk_shard *s, uint64_t hv, size_t pos, mk_item *it);
+/* Replace the item at slot pos by `it` (same key). */
+void mk_replace_locked(mk_cache *c, mk_shard *s, uint64_t hv, size_t pos, mk_item *old, mk_item *it);
+/* `it` can no longer be linked: its segment was evicted, or a flush came after its allocation. */
+bool mk_unlinkable(mk_cache *c, const mk_item *it);
+/* Unlink the item at slot pos: counters and live bytes. */
+void mk_unlink_locked(mk_cache *c, mk_shard *s, size_t pos, mk_item *it);
+/* Counters for an item leaving the index: reclaimed/expired_unfetched or evicted. */
+void mk_count_gone_locked(mk_cache *c, mk_shard *s, const mk_item *it, mk_cache_rc why, bool evicted);
+void mk_item_ref(mk_cache *c, mk_item *it);
 
-/* lru.c */
-void mk_lru_link_locked(mk_shard *s, mk_item *it);
-void mk_lru_unlink_locked(mk_shard *s, mk_item *it);
-void mk_lru_bump_locked(mk_shard *s, mk_item *it, int64_t now);
-/* Link a filled item into its shard: hash table, LRU, counters, new sequence number. */
-void mk_link_locked(mk_cache *c, mk_shard *s, mk_item *it, int64_t now);
-/* Unlink from table and lists; the caller must later drop the link reference with mk_item_put(). */
-void mk_unlink_locked(mk_shard *s, mk_item *it);
-/* Unlink an expired/flushed item found by an operation or sweep; counts expired_unfetched when asked. */
-void mk_reclaim_locked(mk_shard *s, mk_item *it, mk_cache_rc why, bool count);
-/* Charge size bytes against mem_limit, evicting if allowed. MK_C_OK or MK_C_NO_MEMORY. */
-mk_cache_rc mk_mem_charge(mk_cache *c, size_t size, uint64_t hv, int64_t now);
-void mk_mem_uncharge(mk_cache *c, size_t size);
+/* arena.c */
+bool mk_arena_init(mk_cache *c);
+void mk_arena_free(mk_cache *c);
+/*
+ * Allocate a new item of this shape from head h (or, with h == MK_NHEADS, from
+ * the compaction head: evict_lock held, never evicts). Writes header and key;
+ * the caller gets one reference. NULL if no room can be made.
+ */
+mk_item *mk_arena_alloc(mk_cache *c, unsigned h, const char *key, size_t nkey, size_t nbytes, uint32_t flags,
+                        int64_t exp_at, bool xcas, uint64_t cas, char *ext, int64_t now);
+/* Charge / uncharge an external value (may evict). */
+bool mk_ext_charge(mk_cache *c, size_t bytes, int64_t now);
+void mk_ext_uncharge(mk_cache *c, size_t bytes);
+/* Drop one segment reference; the last one frees the segment. */
+void mk_seg_unref(mk_cache *c, uint32_t id);
+/* Bytes charged against the limit now. */
+uint64_t mk_charged(mk_cache *c);
+
+/* evict.c (evict_lock held) */
+typedef enum { MK_EV_EVICT, MK_EV_COMPACT, MK_EV_RECLAIM } mk_ev_mode;
+/* Walk a BUSY segment. Returns true if all its items are gone (the segment was released). */
+bool mk_seg_evict(mk_cache *c, uint32_t id, mk_ev_mode mode, int64_t now);
+/* Take the oldest sealed segment off the FIFO and evict it (or reclaim, with -M). False if none. */
+bool mk_evict_one(mk_cache *c, int64_t now);
 
 #endif /* MK_STORAGE_INTERNAL_H */

@@ -3,8 +3,8 @@
 
 #include "storage/internal.h"
 
-/* memcached's defaults: smallest class 96 bytes, growth factor 1.25, 8-byte aligned. */
-#define CLASS_MIN 96
+/* Accounting buckets only. memcached's growth factor 1.25 from 16 bytes (small items are common here); was: smallest class 96 bytes, growth factor 1.25, 8-byte aligned. */
+#define CLASS_MIN 16
 #define CLASS_FACTOR 1.25
 
 void mk_classes_init(mk_cache *c)
@@ -38,38 +38,56 @@ void mk_cache_get_stats(mk_cache *c, mk_cache_stats *out)
 {
     memset(out, 0, sizeof *out);
     size_t nshards = (size_t)1 << c->shard_bits;
-    uint64_t buckets = 0;
+    uint64_t slots = 0;
     for (size_t i = 0; i < nshards; i++) {
         mk_shard *s = &c->shards[i];
         pthread_mutex_lock(&s->lock);
         out->curr_items += s->n.curr_items;
         out->total_items += s->n.total_items;
         out->bytes += s->n.bytes;
+        out->payload_bytes += s->n.payload;
         out->evictions += s->n.evictions;
         out->evicted_unfetched += s->n.evicted_unfetched;
         out->expired_unfetched += s->n.expired_unfetched;
         out->reclaimed += s->n.reclaimed;
-        out->hash_bytes += mk_htab_bytes(&s->ht);
-        if (s->ht.old)
-            out->hash_is_expanding = true;
-        buckets += (uint64_t)1 << s->ht.power;
+        out->reinserted += s->n.reinserted;
+        slots += (uint64_t)1 << s->idx.power;
         pthread_mutex_unlock(&s->lock);
     }
-    while (buckets > 1) {
-        buckets >>= 1;
+    while (slots > 1) {
+        slots >>= 1;
         out->hash_power_level++;
     }
-    out->mem_used = atomic_load_explicit(&c->mem_used, memory_order_relaxed);
-    out->mem_limit = c->cfg.mem_limit;
-    out->evicted_active = 0;
+    out->hash_bytes = atomic_load_explicit(&c->idx_bytes, memory_order_relaxed);
+    pthread_mutex_lock(&c->arena_lock);
+    out->segments_used = c->inuse;
+    out->ext_bytes = c->ext_bytes;
+    pthread_mutex_unlock(&c->arena_lock);
+    out->mem_used = mk_charged(c);
+    out->mem_limit = c->limit;
+    out->segment_size = MK_SEG_SIZE;
+    out->segments_total = c->nseg;
+    out->index_allowance = c->idx_allowance;
+    out->segment_evictions = atomic_load_explicit(&c->seg_evictions, memory_order_relaxed);
 }
 
 void mk_cache_class_stats_each(mk_cache *c, int64_t now, mk_cache_class_cb cb, void *ctx)
 {
     size_t nshards = (size_t)1 << c->shard_bits;
+    pthread_mutex_lock(&c->arena_lock);
+    int32_t oldest = c->fifo_head;
+    int64_t t0 = oldest >= 0 ? c->segm[oldest].ctime : now;
+    pthread_mutex_unlock(&c->arena_lock);
+    for (unsigned h = 0; h < MK_NHEADS; h++) {
+        pthread_mutex_lock(&c->heads[h].lock);
+        int32_t id = c->heads[h].seg;
+        if (id >= 0 && c->segm[id].ctime < t0)
+            t0 = c->segm[id].ctime;
+        pthread_mutex_unlock(&c->heads[h].lock);
+    }
     for (unsigned id = 1; id <= c->nclasses; id++) {
-        mk_cache_class_stats cs = {.id = id, .chunk_size = c->class_size[id]};
-        bool any = false, have_age = false;
+        mk_cache_class_stats cs = {.id = id, .chunk_size = c->class_size[id], .age = now - t0};
+        bool any = false;
         for (size_t i = 0; i < nshards; i++) {
             mk_shard *s = &c->shards[i];
             pthread_mutex_lock(&s->lock);
@@ -82,12 +100,6 @@ void mk_cache_class_stats_each(mk_cache *c, int64_t now, mk_cache_class_cb cb, v
             cs.reclaimed += k->reclaimed;
             if (k->number)
                 any = true;
-            if (s->ctail[id]) {
-                int64_t age = now - s->ctail[id]->atime;
-                if (!have_age || age > cs.age)
-                    cs.age = age;
-                have_age = true;
-            }
             pthread_mutex_unlock(&s->lock);
         }
         cs.outofmemory = atomic_load_explicit(&c->outofmemory[id], memory_order_relaxed);
@@ -103,7 +115,7 @@ void mk_cache_reset_stats(mk_cache *c)
         mk_shard *s = &c->shards[i];
         pthread_mutex_lock(&s->lock);
         s->n.total_items = 0;
-        s->n.evictions = s->n.evicted_unfetched = s->n.expired_unfetched = s->n.reclaimed = 0;
+        s->n.evictions = s->n.evicted_unfetched = s->n.expired_unfetched = s->n.reclaimed = s->n.reinserted = 0;
         for (unsigned id = 0; id <= MK_MAX_CLASSES; id++) {
             mk_class_counters *k = &s->cls[id];
             k->evicted = k->evicted_unfetched = k->expired_unfetched = k->reclaimed = 0;
@@ -112,4 +124,5 @@ void mk_cache_reset_stats(mk_cache *c)
     }
     for (unsigned id = 0; id <= MK_MAX_CLASSES; id++)
         atomic_store_explicit(&c->outofmemory[id], 0, memory_order_relaxed);
+    atomic_store_explicit(&c->seg_evictions, 0, memory_order_relaxed);
 }
