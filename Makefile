@@ -29,7 +29,7 @@ endif
 CPPFLAGS := -Iinclude -Isrc -D_GNU_SOURCE -MMD -MP
 CFLAGS   := -std=c11 -Wall -Wextra -Werror -g -pthread $(OPT) $(SANFLAGS) $(EXTRA_CFLAGS)
 LDFLAGS  := -pthread $(SANFLAGS) $(EXTRA_LDFLAGS)
-CLIENT_LIBS := -lcrypto -lz
+CLIENT_LIBS := -lnettle -lz
 
 CORE_SRC   := $(sort $(wildcard src/proto/*.c src/storage/*.c src/util/*.c))
 SERVER_SRC := $(sort $(wildcard src/server/*.c))
@@ -144,7 +144,7 @@ $(BUILD)/memkit.pc: Makefile
 	printf '%s\n' 'prefix=$(PREFIX)' 'exec_prefix=$${prefix}' 'libdir=$${exec_prefix}/lib' \
 	  'includedir=$${prefix}/include' '' 'Name: memkit' \
 	  'Description: memcached client library: key distribution, failover, a thread-safe connection pool' \
-	  'Version: $(MK_VERSION)' 'Libs: -L$${libdir} -lmemkit' 'Libs.private: -lcrypto -lz -pthread' \
+	  'Version: $(MK_VERSION)' 'Libs: -L$${libdir} -lmemkit' 'Libs.private: -lnettle -lz -pthread' \
 	  'Cflags: -I$${includedir}' > $@
 
 $(BUILD)/memkit: $(TOOL_OBJ) $(BUILD)/libmemkit.a
@@ -173,6 +173,14 @@ client-tsan:
 	@$(MAKE) --no-print-directory BUILD=build/tsan OPT=-O1 EXTRA_CFLAGS=-fsanitize=thread \
 	  EXTRA_LDFLAGS=-fsanitize=thread build/tsan/client-tests/test_client
 .PHONY: client-tsan
+
+# ---- libmemkit vs libmemcached benchmark (bench/, not CI; not part of `all`): bench/client_compare.sh runs it
+bench-client: $(BUILD)/bench/bench_clients
+$(BUILD)/bench/bench_clients: bench/client/bench_clients.c $(BUILD)/libmemkit.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(shell pkg-config --cflags libmemcached) $(LDFLAGS) -o $@ $< \
+	  $(BUILD)/libmemkit.a $(shell pkg-config --libs libmemcached) $(CLIENT_LIBS) -lm
+.PHONY: bench-client
 
 # ---- memkit-bench, the load generator (issue 6): tools/bench/*.c -> build/memkit-bench (protocol layer from libmkcore.a)
 BENCH_OBJ := $(call obj,$(sort $(wildcard tools/bench/*.c)))

@@ -3,7 +3,7 @@
 # Checks with dpkg first, so a machine that has them pays nothing; installs with apt-get as root.
 set -euo pipefail
 
-build_pkgs=(gcc make libc6-dev pkg-config zlib1g-dev libssl-dev python3-dev python3-setuptools)
+build_pkgs=(gcc make libc6-dev pkg-config zlib1g-dev nettle-dev python3-dev python3-setuptools)
 test_pkgs=(clang libclang-rt-14-dev memcached libmemcached-tools libmemcached-dev
            python3-pytest python3-pymemcache python3-memcache python3-pylibmc
            python3-gevent python3-django nutcracker procps)

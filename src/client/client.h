@@ -82,6 +82,8 @@ void mk__server_ok(mk_server *s);
 void mk__server_failed(mk_client *c, mk_server *s);
 /* The server for a key with failover applied, or MK_ESERVERDEAD / MK_ENOSERVER. */
 int mk__pick(mk_client *c, const char *key, size_t nkey);
+/* The same, with the caller's mk__now_ms() (one clock read for a whole multi-get). */
+int mk__pick_at(mk_client *c, const char *key, size_t nkey, int64_t now);
 
 /* ---- conn.c ---- */
 mk_conn *mk__conn_new(void);
@@ -97,6 +99,8 @@ bool mk__conn_usable(mk_conn *conn);
 int mk__conn_reserve(mk_conn *conn, size_t want);
 
 /* ---- op.c ---- */
+/* mk_op_start for callers that already checked every key (mk_mget): no second check. */
+int mk__op_start(mk_client *c, const mk_op_args *args, mk_op **out, bool keys_checked);
 /* Run an op to completion, blocking with poll(). */
 int mk__op_run(mk_op *op);
 /* Where an op of an mget wants to wait: fd, events and deadline. */

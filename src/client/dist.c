@@ -135,14 +135,20 @@ int mk_dist_continuum_build(mk_continuum_kind kind, const mk_server_spec *server
 
 size_t mk_dist_continuum_find(const mk_dist_point *points, size_t npoints, uint32_t h)
 {
-    size_t lo = 0, hi = npoints;        /* invariant: answer in [lo, hi] */
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        if (points[mid].value < h)
-            lo = mid + 1;
-        else
-            hi = mid;
+    /* Branch-free lower bound (the step is a mask, not a jump): the
+     * comparisons of a ketama lookup are coin flips, and mispredicting half of
+     * ~10 branches per key was a tenth of a 100-key multi-get's CPU.
+     * Invariant: the answer lies in [base, base + len]. */
+    if (npoints == 0)
+        return 0;
+    const mk_dist_point *base = points;
+    size_t len = npoints;
+    while (len > 1) {
+        size_t half = len / 2;
+        base += half & (0 - (size_t)(base[half - 1].value < h));   /* no branch: a mask */
+        len -= half;
     }
+    size_t lo = (size_t)(base - points) + (base->value < h);
     return lo == npoints ? 0 : lo;
 }
 

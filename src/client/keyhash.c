@@ -4,7 +4,7 @@
 #include <limits.h>
 #include <string.h>
 
-#include <openssl/evp.h>
+#include <nettle/md5.h>
 #include <zlib.h>
 
 /*
@@ -32,17 +32,21 @@ uint32_t mk_hash_oaat(const void *data, size_t len)
     return v;
 }
 
+/*
+ * MD5 comes from nettle (Debian's nettle-dev): it runs once per key on every call
+ * (ketama picks), so it must not allocate or lock. OpenSSL 3's
+ * EVP_Digest(..., EVP_md5(), ...) does both (an implicit provider fetch under a
+ * global rwlock, two allocations and atomic refcounts per call: a fifth of a
+ * 100-key multi-get's CPU, and a lock shared by every thread). nettle's md5 is a
+ * plain context on the stack with an assembly core. The distribution vectors
+ * (tests/unit/client) pin the result down.
+ */
 bool mk_hash_md5(const void *data, size_t len, unsigned char out[16])
 {
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int mdlen = 0;
-    static const unsigned char empty[1];
-    /* EVP_Digest is thread-safe and allocates its context internally. */
-    if (EVP_Digest(len ? data : empty, len, md, &mdlen, EVP_md5(), NULL) != 1 || mdlen != 16) {
-        memset(out, 0, 16);
-        return false;
-    }
-    memcpy(out, md, 16);
+    struct md5_ctx ctx;
+    md5_init(&ctx);
+    md5_update(&ctx, len, data);
+    md5_digest(&ctx, MD5_DIGEST_SIZE, out);
     return true;
 }
 

@@ -54,8 +54,9 @@ static int mget(mk_client *c, const char *const *keys, const size_t *nkeys, size
         first = MK_ENOMEM;
         goto out;
     }
+    int64_t now = mk__now_ms();
     for (size_t i = 0; i < n; i++) {
-        srv[i] = mk__pick(c, keys[i], nkeys[i]);
+        srv[i] = mk__pick_at(c, keys[i], nkeys[i], now);
         if (srv[i] >= 0)
             g[srv[i]].n++;
         else if (!first)
@@ -95,7 +96,7 @@ static int mget(mk_client *c, const char *const *keys, const size_t *nkeys, size
         a.server = (int)s;
         a.value_cb = trampoline;
         a.ctx = &g[s];
-        g[s].rc = mk_op_start(c, &a, &g[s].op);
+        g[s].rc = mk__op_start(c, &a, &g[s].op, true);   /* keys checked above */
         if (g[s].rc == 0) {
             mk__op_set_blocking(g[s].op, true);   /* the pool wait, if any, blocks; I/O never does */
             g[s].rc = mk_op_step(g[s].op);

@@ -157,6 +157,11 @@ static int check_key(const char *key, size_t nkey)
 
 int mk_op_start(mk_client *c, const mk_op_args *args, mk_op **out)
 {
+    return mk__op_start(c, args, out, false);
+}
+
+int mk__op_start(mk_client *c, const mk_op_args *args, mk_op **out, bool keys_checked)
+{
     if (out == NULL)
         return MK_EINVAL;
     *out = NULL;
@@ -177,7 +182,9 @@ int mk_op_start(mk_client *c, const mk_op_args *args, mk_op **out)
         return MK_ERANGE;
     if (keyed(a->code)) {
         int rc = 0;
-        if (a->nkeyset) {
+        if (keys_checked) {
+            /* the caller (mk_mget) validated every key already */
+        } else if (a->nkeyset) {
             for (size_t i = 0; i < a->nkeyset && rc == 0; i++)
                 rc = check_key(a->keys[i], a->nkeys[i]);
         } else {
@@ -443,6 +450,14 @@ static int do_write(mk_op *op)
         return finish(op, 0);
     }
     op->state = ST_READ;
+    if (op->blocking) {
+        /* A blocking caller (mk__op_run, mk_mget) polls next anyway: the reply has
+         * almost never arrived yet, so a recv() now would only return EAGAIN
+         * (one wasted syscall per request). Nothing is buffered: the receive
+         * buffer was emptied at checkout/connect. */
+        op->events = POLLIN;
+        return MK_EAGAIN;
+    }
     return do_read(op);
 }
 

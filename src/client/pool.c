@@ -164,7 +164,11 @@ static int rebuild_live_locked(mk_client *c, const unsigned char *set)
 
 int mk__pick(mk_client *c, const char *key, size_t nkey)
 {
-    int64_t now = mk__now_ms();
+    return mk__pick_at(c, key, nkey, mk__now_ms());
+}
+
+int mk__pick_at(mk_client *c, const char *key, size_t nkey, int64_t now)
+{
     if (c->n == 1 && !c->opt.auto_eject)
         return mk__server_alive(&c->servers[0], now) ? 0 : MK_ESERVERDEAD;
     if (!c->opt.auto_eject) {
