@@ -30,10 +30,11 @@ run() {   # run a suite, echo its output, keep its summary lines
     fi
 }
 
-pytest_suite() {   # pytest_suite NAME MEMKITD_PATH -> runs tests/blackbox with that server
-    local name=$1 bin=$2 xml
+pytest_run() {   # pytest_run NAME TEST_DIR [VAR=VALUE ...] -> pytest over TEST_DIR with those variables set
+    local name=$1 dir=$2 xml
+    shift 2
     xml=$(mktemp)
-    MEMKITD="$bin" $PY -m pytest -q -p no:cacheprovider tests/blackbox --junitxml="$xml"
+    env "$@" $PY -m pytest -q -p no:cacheprovider "$dir" --junitxml="$xml"
     local rc=$?
     $PY - "$xml" "$name" <<'PYEOF'
 import sys, xml.etree.ElementTree as ET
@@ -55,54 +56,6 @@ unit_suite() {   # unit_suite BUILD_DIR
     return $rc
 }
 
-client_pytest() {   # client_pytest NAME SERVER_PATH CLI_PATH -> runs tests/client/*.py
-    local name=$1 xml
-    xml=$(mktemp)
-    MK_SERVER="$2" MEMKIT_CLI="$3" $PY -m pytest -q -p no:cacheprovider tests/client --junitxml="$xml"
-    local rc=$?
-    $PY - "$xml" "$name" <<'PYEOF'
-import sys, xml.etree.ElementTree as ET
-r = ET.parse(sys.argv[1]).getroot()
-s = r if r.tag == "testsuite" else r.find("testsuite")
-t, f, e, sk = (int(s.get(k, 0)) for k in ("tests", "failures", "errors", "skipped"))
-print(f"{sys.argv[2]}: {t - f - e - sk} passed, {f + e} failed" + (f", {sk} skipped" if sk else ""))
-PYEOF
-    rm -f "$xml"
-    return $rc
-}
-
-bench_pytest() {   # bench_pytest NAME BUILD_DIR -> tests/bench (memkit-bench against memcached and memkitd)
-    local name=$1 xml
-    xml=$(mktemp)
-    MEMKIT_BENCH="$2/memkit-bench" MEMKITD="$2/memkitd" $PY -m pytest -q -p no:cacheprovider tests/bench --junitxml="$xml"
-    local rc=$?
-    $PY - "$xml" "$name" <<'PYEOF'
-import sys, xml.etree.ElementTree as ET
-r = ET.parse(sys.argv[1]).getroot()
-s = r if r.tag == "testsuite" else r.find("testsuite")
-t, f, e, sk = (int(s.get(k, 0)) for k in ("tests", "failures", "errors", "skipped"))
-print(f"{sys.argv[2]}: {t - f - e - sk} passed, {f + e} failed" + (f", {sk} skipped" if sk else ""))
-PYEOF
-    rm -f "$xml"
-    return $rc
-}
-
-python_pytest() {   # python_pytest NAME -> tests/python (the memkit module in build/python, memkitd + memcached)
-    local name=$1 xml
-    xml=$(mktemp)
-    $PY -m pytest -q -p no:cacheprovider tests/python --junitxml="$xml"
-    local rc=$?
-    $PY - "$xml" "$name" <<'PYEOF'
-import sys, xml.etree.ElementTree as ET
-r = ET.parse(sys.argv[1]).getroot()
-s = r if r.tag == "testsuite" else r.find("testsuite")
-t, f, e, sk = (int(s.get(k, 0)) for k in ("tests", "failures", "errors", "skipped"))
-print(f"{sys.argv[2]}: {t - f - e - sk} passed, {f + e} failed" + (f", {sk} skipped" if sk else ""))
-PYEOF
-    rm -f "$xml"
-    return $rc
-}
-
 client_c() {   # client_c NAME BUILD_DIR SERVER_PATH -> libmemkit against live servers (tests/client/*.c)
     MK_SUITE=$1 MK_SERVER=$3 "$2/client-tests/test_client"
 }
@@ -113,8 +66,8 @@ for s in $SUITES; do
       run unit unit_suite build
       run unit-san unit_suite build/san ;;
     blackbox)
-      run blackbox pytest_suite blackbox build/memkitd
-      run blackbox-san pytest_suite blackbox-san build/san/memkitd ;;
+      run blackbox pytest_run blackbox tests/blackbox MEMKITD=build/memkitd
+      run blackbox-san pytest_run blackbox-san tests/blackbox MEMKITD=build/san/memkitd ;;
     diff)
       run diff $PY tests/diff/difftest.py --memkitd build/memkitd --sequences "$DIFF_SEQUENCES" --name diff
       run diff-san $PY tests/diff/difftest.py --memkitd build/san/memkitd \
@@ -131,13 +84,15 @@ for s in $SUITES; do
       [ -x build/memkitd ] && run client-memkitd client_c client-memkitd build build/memkitd
       [ -x build/tsan/client-tests/test_client ] &&   # built by: make client-tsan
         run client-tsan client_c client-tsan build/tsan /usr/bin/memcached
-      run client-cli client_pytest client-cli /usr/bin/memcached build/memkit
-      [ -x build/memkitd ] && run client-cli-memkitd client_pytest client-cli-memkitd build/memkitd build/memkit ;;
+      run client-cli pytest_run client-cli tests/client MK_SERVER=/usr/bin/memcached MEMKIT_CLI=build/memkit
+      [ -x build/memkitd ] && run client-cli-memkitd pytest_run client-cli-memkitd tests/client \
+          MK_SERVER=build/memkitd MEMKIT_CLI=build/memkit ;;
     bench)
-      run bench bench_pytest bench build
-      [ -x build/san/memkit-bench ] && run bench-san bench_pytest bench-san build/san ;;
+      run bench pytest_run bench tests/bench MEMKIT_BENCH=build/memkit-bench MEMKITD=build/memkitd
+      [ -x build/san/memkit-bench ] && run bench-san pytest_run bench-san tests/bench \
+          MEMKIT_BENCH=build/san/memkit-bench MEMKITD=build/san/memkitd ;;
     python)
-      run python python_pytest python ;;
+      run python pytest_run python tests/python ;;
   esac
 done
 
