@@ -21,6 +21,7 @@ memkit/memcached ratio and each server's peak RSS (VmHWM).
 import argparse
 import bisect
 import itertools
+import math
 import os
 import random
 import socket
@@ -217,14 +218,47 @@ def retained(srv, kind, mem):
 # ---------------- 2. hit ratio ----------------
 
 class Zipf:
+    """Zipf(skew) ranks over n keys: exact inverse CDF (a cumulative table) for n up to a few million,
+    rejection-inversion (Hormann & Derflinger 1996, O(1) memory) for bigger key spaces."""
+
     def __init__(self, n, skew, seed):
-        self.n = n
-        self.cum = list(itertools.accumulate(1.0 / (r ** skew) for r in range(1, n + 1)))
+        self.n, self.s = n, skew
         self.rng = random.Random(seed)
         self.perm_a = 2654435761
+        self.cum = None
+        if n <= 4_000_000:
+            self.cum = list(itertools.accumulate(1.0 / (r ** skew) for r in range(1, n + 1)))
+        else:
+            self.hx1 = self._hint(1.5) - 1.0
+            self.hn = self._hint(n + 0.5)
+            self.sv = 2.0 - self._hinv(self._hint(2.5) - self._h(2.0))
+
+    def _h(self, x):
+        return math.exp(-self.s * math.log(x))
+
+    def _hint(self, x):  # integral of h, shifted
+        lx = math.log(x)
+        t = (1.0 - self.s) * lx
+        return (math.expm1(t) / t if abs(t) > 1e-8 else 1.0 + t / 2 * (1.0 + t / 3 * (1.0 + t / 4))) * lx
+
+    def _hinv(self, x):
+        t = max(x * (1.0 - self.s), -1.0)
+        return math.exp((math.log1p(t) / t if abs(t) > 1e-8 else 1.0 - t * (0.5 - t * (1.0 / 3 - 0.25 * t))) * x)
+
+    def _one(self):
+        rnd, hn, span = self.rng.random, self.hn, self.hx1 - self.hn
+        while True:
+            u = hn + rnd() * span
+            x = self._hinv(u)
+            k = min(max(int(x + 0.5), 1), self.n)
+            if k - x <= self.sv or u >= self._hint(k + 0.5) - self._h(k):
+                return k - 1
 
     def sample(self, k):
-        ranks = self.rng.choices(range(self.n), cum_weights=self.cum, k=k)
+        if self.cum is not None:
+            ranks = self.rng.choices(range(self.n), cum_weights=self.cum, k=k)
+        else:
+            ranks = [self._one() for _ in range(k)]
         return [(r * self.perm_a) % self.n for r in ranks]  # scatter popular ranks over the key space
 
 
@@ -256,6 +290,9 @@ def hit_ratio(srv, skew, nkeys, warm, measure, scan_every=0, scan_len=0):
         srv.set_many(setnow.items())
         done += len(ids)
     srv.sync()
+    ev = srv.stats().get("evictions", "?")
+    print("  %-10s zipf %.1f: %d keys, %d warm-up + %d measured requests, evictions %s (the cache was full: %s)" %
+          (srv.name, skew, nkeys, warm, measure, ev, "yes" if ev not in ("0", "?") else "NO"), flush=True)
     return hits / total
 
 
@@ -318,6 +355,9 @@ def main():
     ap.add_argument("--soak-seconds", type=int, default=120)
     ap.add_argument("--hit-cases", default="zipf 0.8,zipf 1.0,zipf 1.2,zipf 1.0 + scans")
     ap.add_argument("--hit-requests", type=int, default=1_500_000, help="measured requests per hit-ratio case")
+    ap.add_argument("--zipf12-keys", type=int, default=100_000_000,
+                    help="key space of the zipf 1.2 case: at that skew 3.5M keys never fill either cache")
+    ap.add_argument("--zipf12-warm", type=int, default=10_000_000, help="warm-up requests of the zipf 1.2 case")
     args = ap.parse_args()
     only = args.only.split(",")
     mem = args.m
@@ -347,14 +387,16 @@ def main():
             rows.append(("retained " + kind, "%d" % r["memkit"][0], "%d" % r["memcached"][0],
                          "%.2fx" % (r["memkit"][0] / max(1, r["memcached"][0]))))
     if "hits" in only:
-        print("== 2. hit ratio, cache-aside, Zipf over 3.5M keys (100-byte values)")
+        print("== 2. hit ratio, cache-aside, Zipf over 3.5M keys (zipf 1.2: %dM keys, %dM warm-up), 100-byte values" %
+              (args.zipf12_keys // 1_000_000, args.zipf12_warm // 1_000_000))
         nkeys = 3_500_000
         warm = args.hit_requests
         for label, skew, se, sl in (("zipf 0.8", 0.8, 0, 0), ("zipf 1.0", 1.0, 0, 0), ("zipf 1.2", 1.2, 0, 0),
                                     ("zipf 1.0 + scans", 1.0, 100_000, 30_000)):
             if label not in args.hit_cases.split(","):
                 continue
-            r = run_case(label, lambda s, a=skew, b=se, c=sl: hit_ratio(s, a, nkeys, warm, args.hit_requests, b, c),
+            nk, w = (args.zipf12_keys, args.zipf12_warm) if skew == 1.2 else (nkeys, warm)
+            r = run_case(label, lambda s, a=skew, b=se, c=sl, nk=nk, w=w: hit_ratio(s, a, nk, w, args.hit_requests, b, c),
                          lambda x: "%.2f%%" % (100 * x))
             rows.append(("hit ratio " + label, "%.2f%%" % (100 * r["memkit"]), "%.2f%%" % (100 * r["memcached"]),
                          "%+.2f pt" % (100 * (r["memkit"] - r["memcached"]))))

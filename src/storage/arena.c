@@ -89,6 +89,7 @@ static int32_t take_free_locked(mk_cache *c, bool reserve, int64_t now)
     m->resident = 1;
     atomic_store_explicit(&m->refs, 1, memory_order_relaxed);
     atomic_store_explicit(&m->live, 0, memory_order_relaxed);
+    atomic_store_explicit(&m->nlive, 0, memory_order_relaxed);
     atomic_store_explicit(&m->dead, 0, memory_order_relaxed);
     m->wpos = MK_SEG_HDR;
     m->ctime = now;

@@ -63,19 +63,21 @@ mk_cache *mk_cache_create(const mk_cache_config *cfg)
     return c;
 }
 
+/* destroy: drop the index's reference on an external value */
+static void drop_ext(mk_cache *c, uint64_t e)
+{
+    mk_item *it = (mk_item *)(c->base + (e & MK_IDX_OFF_MASK));
+    if (it->meta & MK_M_EXT)
+        mk_ext_unref(c, it);
+}
+
 void mk_cache_destroy(mk_cache *c)
 {
     if (!c)
         return;
     if (c->shards) {
         for (unsigned i = 0; i < c->cfg.nshards; i++) {
-            mk_index *x = &c->shards[i].idx;
-            for (size_t j = 0; x->slot && j < ((size_t)1 << x->power); j++)
-                if (x->slot[j]) {
-                    mk_item *it = (mk_item *)(c->base + (x->slot[j] & MK_IDX_OFF_MASK));
-                    if (it->meta & MK_M_EXT)
-                        mk_ext_unref(c, it);
-                }
+            mk_idx_each(&c->shards[i].idx, drop_ext, c);
             mk_idx_free(&c->shards[i].idx);
             pthread_mutex_destroy(&c->shards[i].lock);
         }
@@ -106,6 +108,7 @@ static void account(mk_cache *c, mk_shard *s, const mk_item *it, bool add)
         k->number++;
         k->bytes += size;
         atomic_fetch_add_explicit(live, arena, memory_order_relaxed);
+        atomic_fetch_add_explicit(&c->segm[mk_segid_of(c, it)].nlive, 1, memory_order_relaxed);
         if (it->meta & MK_M_EXT)
             mk_ext_ref(it); /* the index's reference */
     } else {
@@ -115,6 +118,7 @@ static void account(mk_cache *c, mk_shard *s, const mk_item *it, bool add)
         k->number--;
         k->bytes -= size;
         atomic_fetch_sub_explicit(live, arena, memory_order_relaxed);
+        atomic_fetch_sub_explicit(&c->segm[mk_segid_of(c, it)].nlive, 1, memory_order_relaxed);
         if (it->meta & MK_M_EXT)
             mk_ext_unref(c, it);
     }
@@ -352,6 +356,13 @@ mk_cache_rc mk_cache_store(mk_cache *c, mk_item *it, mk_store_op op, uint64_t ca
     mk_flush_tick(c, now);
     uint64_t hv = mk_key_hash(c, it);
     mk_shard *s = mk_shard_of(c, hv);
+    /*
+     * cand is what SET/ADD/REPLACE/CAS link: `it`, or a copy of it when a flush_all
+     * came between its allocation and this store. memcached judges an item by the
+     * cas it gets when linked, so a store after a flush must survive it; `it`'s
+     * sequence (allocation order) says "flushed", the copy's does not.
+     */
+    mk_item *cand = it, *copy = NULL;
     for (;;) {
         mk_cache_rc rc = MK_C_OK, why;
         mk_item *joined = NULL, *old_ref = NULL, *linked = NULL;
@@ -360,15 +371,16 @@ mk_cache_rc mk_cache_store(mk_cache *c, mk_item *it, mk_store_op op, uint64_t ca
         pthread_mutex_lock(&s->lock);
         if (it->state & MK_S_STORED) { /* an item is linked at most once */
             pthread_mutex_unlock(&s->lock);
+            mk_item_put(c, copy);
             return MK_C_NOT_STORED;
         }
         mk_item *old = mk_find_valid_locked(c, s, hv, mk_item_key(it), it->nkey, now, &why, &pos);
         if (!old)
             pos = SIZE_MAX;
-        bool dead = mk_unlinkable(c, it);
+        bool dead = mk_unlinkable(c, cand);
         switch (op) {
         case MK_STORE_SET:
-            linked = it;
+            linked = cand;
             break;
         case MK_STORE_ADD:
             if (old) {
@@ -376,14 +388,14 @@ mk_cache_rc mk_cache_store(mk_cache *c, mk_item *it, mk_store_op op, uint64_t ca
                 old->state = (uint8_t)((old->state & ~MK_S_FREQ) | (f < 3 ? f + 1 : 3));
                 rc = MK_C_NOT_STORED;
             } else {
-                linked = it;
+                linked = cand;
             }
             break;
         case MK_STORE_REPLACE:
             if (!old)
                 rc = MK_C_NOT_STORED;
             else
-                linked = it;
+                linked = cand;
             break;
         case MK_STORE_CAS:
             if (!old)
@@ -391,7 +403,7 @@ mk_cache_rc mk_cache_store(mk_cache *c, mk_item *it, mk_store_op op, uint64_t ca
             else if (mk_item_cas(old) != cas_in)
                 rc = MK_C_EXISTS;
             else
-                linked = it;
+                linked = cand;
             break;
         case MK_STORE_APPEND:
         case MK_STORE_PREPEND:
@@ -406,6 +418,7 @@ mk_cache_rc mk_cache_store(mk_cache *c, mk_item *it, mk_store_op op, uint64_t ca
             rc = join(c, old_ref, it, hv, op == MK_STORE_APPEND, now, &joined);
             if (rc != MK_C_OK) {
                 mk_item_put(c, old_ref);
+                mk_item_put(c, copy);
                 return rc;
             }
             pthread_mutex_lock(&s->lock);
@@ -424,7 +437,29 @@ mk_cache_rc mk_cache_store(mk_cache *c, mk_item *it, mk_store_op op, uint64_t ca
             rc = MK_C_NOT_STORED;
             break;
         }
+        if (linked && linked == cand && dead && !atomic_load(&c->segm[mk_segid_of(c, cand)].dead)) {
+            /* flushed after its allocation, not evicted: link a copy allocated after the flush */
+            pthread_mutex_unlock(&s->lock);
+            mk_item *fresh;
+            size_t n = mk_item_nbytes(it);
+            if (alloc_full(c, mk_item_key(it), it->nkey, hv, mk_item_flags(it), mk_item_exp_at(it), n, false, 0,
+                           now, &fresh) == MK_C_OK) {
+                memcpy(mk_item_data(fresh), mk_item_data(it), n);
+                mk_item_put(c, copy);
+                cand = copy = fresh;
+                continue;
+            }
+            pthread_mutex_lock(&s->lock); /* no memory for the copy: stored and flushed at once, as before */
+            if (it->state & MK_S_STORED) {
+                pthread_mutex_unlock(&s->lock);
+                mk_item_put(c, copy);
+                return MK_C_NOT_STORED;
+            }
+            old = mk_find_valid_locked(c, s, hv, mk_item_key(it), it->nkey, now, &why, &pos);
+        }
         if (linked) {
+            if (linked == copy)
+                it->state |= MK_S_STORED; /* `it` is stored through its copy */
             if (dead) {
                 /* stored, and at once evicted/flushed: the old value must not survive either */
                 linked->state |= MK_S_STORED;
@@ -441,6 +476,7 @@ mk_cache_rc mk_cache_store(mk_cache *c, mk_item *it, mk_store_op op, uint64_t ca
         pthread_mutex_unlock(&s->lock);
         mk_item_put(c, joined);
         mk_item_put(c, old_ref);
+        mk_item_put(c, copy);
         return rc;
     }
 }

@@ -28,8 +28,10 @@
  * the hash index above a small allowance (mem_limit / 16 + 4 MiB). When an
  * allocation would exceed it, the oldest segment is evicted (its expired items
  * reclaimed, its recently used ones given a second chance) until it fits, or,
- * with evict == false, the allocation fails with MK_C_NO_MEMORY once no
- * segment is left holding only expired/flushed items. See docs/storage.md.
+ * with evict == false, segments holding dead bytes (overwritten, deleted,
+ * expired, flushed items) are compacted — live items copied forward with their
+ * cas, flags and expiry — and the allocation fails with MK_C_NO_MEMORY only once
+ * live items fill the limit. See docs/storage.md.
  */
 
 #include <stdbool.h>
@@ -85,7 +87,7 @@ typedef struct mk_cache_stats {
     uint64_t reclaimed;         /* expired/flushed items whose memory was reused */
     uint64_t hash_power_level;  /* log2 of the current total bucket count */
     uint64_t hash_bytes;        /* bytes of hash tables */
-    bool hash_is_expanding;     /* an index resize is in progress somewhere (always false: shards resize at once) */
+    bool hash_is_expanding;     /* some shard is migrating its index into a table twice the size (incremental growth) */
     /* the memory engine (docs/storage.md) */
     uint64_t payload_bytes;     /* keys + values of linked items */
     uint64_t segment_size;      /* arena segment size */

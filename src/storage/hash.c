@@ -52,134 +52,218 @@ static uint64_t *table_new(unsigned power)
     return p == MAP_FAILED ? NULL : p;
 }
 
-static void table_free(uint64_t *t, unsigned power)
+/* Unmap slots [from, to) of table t (from is 0 or a multiple of MK_IDX_CHUNK, so page-aligned). */
+static void table_unmap(uint64_t *t, size_t from, size_t to)
 {
-    if (t)
-        munmap(t, ((size_t)1 << power) * sizeof(uint64_t));
+    if (t && to > from)
+        munmap(t + from, (to - from) * sizeof(uint64_t));
 }
 
 bool mk_idx_init(mk_index *x, unsigned power)
 {
     if (power > MAX_POWER)
         power = MAX_POWER;
+    memset(x, 0, sizeof *x);
     x->power = power;
-    x->count = 0;
     x->slot = table_new(power);
     return x->slot != NULL;
 }
 
 void mk_idx_free(mk_index *x)
 {
-    table_free(x->slot, x->power);
-    x->slot = NULL;
+    table_unmap(x->slot, 0, (size_t)1 << x->power);
+    if (x->old)
+        table_unmap(x->old, x->unmapped, (size_t)1 << x->old_power);
+    x->slot = x->old = NULL;
 }
 
 size_t mk_idx_bytes(const mk_index *x) { return ((size_t)1 << x->power) * sizeof(uint64_t); }
 
-static inline size_t mask(const mk_index *x) { return ((size_t)1 << x->power) - 1; }
+static inline size_t mask_of(unsigned power) { return ((size_t)1 << power) - 1; }
 static inline uint64_t tag_of(uint64_t hv) { return hv & TAG_MASK; }
 static inline uint64_t entry(const mk_cache *c, uint64_t hv, const mk_item *it)
 {
     return tag_of(hv) << 40 | mk_off_of(c, it);
 }
-static inline size_t home(const mk_index *x, uint64_t e) { return (size_t)(e >> 40) & mask(x); }
+static inline size_t home(size_t m, uint64_t e) { return (size_t)(e >> 40) & m; }
+/* Old slots below the cursor are empty (and may be unmapped): never read them. */
+static inline uint64_t old_at(const mk_index *x, size_t i) { return i < x->cursor ? 0 : x->old[i]; }
+
+/* Probe one table for the entry `want` (want != 0) or for key; its slot (MK_IDX_OLD set in `old`) or SIZE_MAX. */
+static size_t probe(const mk_cache *c, const mk_index *x, bool old, uint64_t tag, uint64_t want, const char *key,
+                    size_t nkey)
+{
+    const uint64_t *t = old ? x->old : x->slot;
+    size_t m = mask_of(old ? x->old_power : x->power);
+    for (size_t i = (size_t)tag & m;; i = (i + 1) & m) {
+        uint64_t e = old ? old_at(x, i) : t[i];
+        if (!e)
+            return SIZE_MAX;
+        bool hit;
+        if (want) {
+            hit = e == want;
+        } else {
+            const mk_item *it = (const mk_item *)(c->base + (e & MK_IDX_OFF_MASK));
+            hit = (e >> 40) == tag && it->nkey == nkey && memcmp(mk_item_key(it), key, nkey) == 0;
+        }
+        if (hit)
+            return old ? i | MK_IDX_OLD : i;
+    }
+}
+
+static size_t find(const mk_cache *c, const mk_index *x, uint64_t tag, uint64_t want, const char *key, size_t nkey)
+{
+    size_t p = probe(c, x, false, tag, want, key, nkey);
+    if (p == SIZE_MAX && x->old)
+        p = probe(c, x, true, tag, want, key, nkey);
+    return p;
+}
+
+static uint64_t slot_get(const mk_index *x, size_t pos)
+{
+    return (pos & MK_IDX_OLD) ? x->old[pos & ~MK_IDX_OLD] : x->slot[pos];
+}
 
 mk_item *mk_idx_find_locked(mk_cache *c, mk_shard *s, uint64_t hv, const char *key, size_t nkey, size_t *pos)
 {
-    mk_index *x = &s->idx;
-    size_t m = mask(x);
-    uint64_t tag = tag_of(hv);
-    for (size_t i = (size_t)tag & m;; i = (i + 1) & m) {
-        uint64_t e = x->slot[i];
-        if (!e)
-            return NULL;
-        if ((e >> 40) == tag) {
-            mk_item *it = (mk_item *)(c->base + (e & MK_IDX_OFF_MASK));
-            if (it->nkey == nkey && memcmp(mk_item_key(it), key, nkey) == 0) {
-                *pos = i;
-                return it;
-            }
-        }
-    }
+    size_t p = find(c, &s->idx, tag_of(hv), 0, key, nkey);
+    if (p == SIZE_MAX)
+        return NULL;
+    *pos = p;
+    return (mk_item *)(c->base + (slot_get(&s->idx, p) & MK_IDX_OFF_MASK));
 }
 
 size_t mk_idx_find_item_locked(mk_cache *c, mk_shard *s, uint64_t hv, const mk_item *it)
 {
-    mk_index *x = &s->idx;
-    size_t m = mask(x);
-    uint64_t want = entry(c, hv, it);
-    for (size_t i = (size_t)tag_of(hv) & m;; i = (i + 1) & m) {
-        uint64_t e = x->slot[i];
-        if (!e)
-            return SIZE_MAX;
-        if (e == want)
-            return i;
-    }
+    return find(c, &s->idx, tag_of(hv), entry(c, hv, it), NULL, 0);
 }
 
-static void place(mk_index *x, uint64_t e)
+static void place(uint64_t *t, unsigned power, uint64_t e)
 {
-    size_t m = mask(x);
-    size_t i = home(x, e);
-    while (x->slot[i])
+    size_t m = mask_of(power);
+    size_t i = home(m, e);
+    while (t[i])
         i = (i + 1) & m;
-    x->slot[i] = e;
+    t[i] = e;
 }
 
-static void grow(mk_cache *c, mk_index *x)
+/* The old table is empty: unmap what is left of it. */
+static void finish(mk_cache *c, mk_index *x)
+{
+    size_t cap = (size_t)1 << x->old_power;
+    table_unmap(x->old, x->unmapped, cap);
+    atomic_fetch_sub_explicit(&c->idx_bytes, (cap - x->unmapped) * sizeof(uint64_t), memory_order_relaxed);
+    x->old = NULL;
+    x->cursor = x->unmapped = 0;
+}
+
+/*
+ * Move whole probe runs from the front of the old table. The slot before the
+ * cursor is empty, so the run starting at the cursor holds every entry whose
+ * probe path crosses it (at cursor 0 that includes entries wrapped around from
+ * the end); moving the whole run and advancing past it keeps every remaining
+ * entry reachable from its home without any shifting.
+ */
+bool mk_idx_migrate_locked(mk_cache *c, mk_index *x, size_t budget)
+{
+    if (!x->old)
+        return false;
+    size_t cap = (size_t)1 << x->old_power, done = 0;
+    while (done < budget && x->cursor < cap) {
+        size_t i = x->cursor;
+        while (i < cap && x->old[i]) {
+            place(x->slot, x->power, x->old[i]);
+            x->old[i] = 0;
+            i++;
+        }
+        done += i - x->cursor + 1;
+        x->cursor = i + 1 < cap ? i + 1 : cap; /* skip the empty slot that ended the run */
+        size_t upto = x->cursor / MK_IDX_CHUNK * MK_IDX_CHUNK;
+        if (upto > x->unmapped && upto < cap) {
+            table_unmap(x->old, x->unmapped, upto);
+            atomic_fetch_sub_explicit(&c->idx_bytes, (upto - x->unmapped) * sizeof(uint64_t),
+                                      memory_order_relaxed);
+            x->unmapped = upto;
+        }
+    }
+    if (x->cursor >= cap)
+        finish(c, x);
+    return x->old != NULL;
+}
+
+static bool grow(mk_cache *c, mk_index *x)
 {
     if (x->power >= MAX_POWER)
-        return;
-    uint64_t *old = x->slot;
-    unsigned op = x->power;
-    uint64_t *t = table_new(op + 1);
+        return false;
+    uint64_t *t = table_new(x->power + 1);
     if (!t)
-        return;
+        return false;
+    x->old = x->slot;
+    x->old_power = x->power;
+    x->cursor = x->unmapped = 0;
     x->slot = t;
-    x->power = op + 1;
-    for (size_t i = 0; i < ((size_t)1 << op); i++)
-        if (old[i])
-            place(x, old[i]);
-    table_free(old, op);
-    atomic_fetch_add_explicit(&c->idx_bytes, ((size_t)1 << op) * sizeof(uint64_t), memory_order_relaxed);
+    x->power++;
+    atomic_fetch_add_explicit(&c->idx_bytes, ((size_t)1 << x->power) * sizeof(uint64_t), memory_order_relaxed);
+    return true;
 }
 
 bool mk_idx_insert_locked(mk_cache *c, mk_shard *s, uint64_t hv, const mk_item *it)
 {
     mk_index *x = &s->idx;
+    mk_idx_migrate_locked(c, x, MK_IDX_STEP);
     size_t cap = (size_t)1 << x->power;
-    if (x->count + 1 > cap / 4 * 3)
-        grow(c, x);
-    cap = (size_t)1 << x->power;
+    if (x->count + 1 > cap / 4 * 3) {
+        /* Unreachable in practice (a migration ends long before the new table is 3/4 full); kept as a bound. */
+        if (x->old)
+            mk_idx_migrate_locked(c, x, SIZE_MAX);
+        if (grow(c, x))
+            mk_idx_migrate_locked(c, x, MK_IDX_STEP);
+        cap = (size_t)1 << x->power;
+    }
     if (x->count + 1 >= cap)
         return false;
-    place(x, entry(c, hv, it));
+    place(x->slot, x->power, entry(c, hv, it));
     x->count++;
     return true;
 }
 
 void mk_idx_set_locked(mk_cache *c, mk_shard *s, size_t pos, uint64_t hv, const mk_item *it)
 {
-    s->idx.slot[pos] = entry(c, hv, it);
+    if (pos & MK_IDX_OLD)
+        s->idx.old[pos & ~MK_IDX_OLD] = entry(c, hv, it);
+    else
+        s->idx.slot[pos] = entry(c, hv, it);
 }
 
 /* Backward-shift deletion: pull later members of the probe run into the hole. */
 void mk_idx_delete_locked(mk_shard *s, size_t pos)
 {
     mk_index *x = &s->idx;
-    size_t m = mask(x), hole = pos;
-    for (size_t j = (pos + 1) & m;; j = (j + 1) & m) {
-        uint64_t e = x->slot[j];
+    bool old = (pos & MK_IDX_OLD) != 0;
+    uint64_t *t = old ? x->old : x->slot;
+    size_t m = mask_of(old ? x->old_power : x->power), hole = pos & ~MK_IDX_OLD;
+    for (size_t j = (hole + 1) & m;; j = (j + 1) & m) {
+        uint64_t e = old ? old_at(x, j) : t[j];
         if (!e)
             break;
-        size_t h = home(x, e);
+        size_t h = home(m, e);
         /* e may move to the hole if its home is not in (hole, j] (cyclically) */
         bool in_range = hole <= j ? (h > hole && h <= j) : (h > hole || h <= j);
         if (!in_range) {
-            x->slot[hole] = e;
+            t[hole] = e;
             hole = j;
         }
     }
-    x->slot[hole] = 0;
+    t[hole] = 0;
     x->count--;
+}
+
+void mk_idx_each(const mk_index *x, void (*f)(mk_cache *c, uint64_t e), mk_cache *c)
+{
+    for (size_t i = 0; x->slot && i < ((size_t)1 << x->power); i++)
+        if (x->slot[i])
+            f(c, x->slot[i]);
+    for (size_t i = x->cursor; x->old && i < ((size_t)1 << x->old_power); i++)
+        if (x->old[i])
+            f(c, x->old[i]);
 }

@@ -58,6 +58,7 @@ enum { MK_SEG_FREE = 0, MK_SEG_ACTIVE, MK_SEG_SEALED, MK_SEG_BUSY };
 typedef struct mk_segm {
     _Atomic uint32_t refs;  /* references; 1 bias while in use (not free, not evicted) */
     _Atomic uint32_t live;  /* bytes of linked items */
+    _Atomic uint32_t nlive; /* linked items (-M compaction estimates a copy's size from both) */
     uint32_t wpos;          /* bytes written (head/comp owner while open; fixed once sealed) */
     int32_t prev, next;     /* FIFO or free list (arena_lock) */
     uint8_t state;          /* MK_SEG_* (arena_lock) */
@@ -140,19 +141,33 @@ uint64_t mk_hash64(const void *key, size_t len, uint64_t seed);
  * Open addressing, linear probing, 8-byte slots: bits 0-39 the item's offset in
  * the arena, bits 40-63 the low 24 bits of the key hash (the tag, which also
  * gives the home slot: a doubling needs no key re-hashing). 0 is empty.
- * Deletion shifts back, so there are no tombstones. Grows (doubles) past 3/4 full.
+ * Deletion shifts back, so there are no tombstones.
+ *
+ * Growth is incremental (no stop-the-world copy): past 3/4 full a table twice
+ * the size becomes `slot` and the old one `old`; every insert moves the probe
+ * runs at the front of `old` (at least MK_IDX_STEP slots) into `slot`, and
+ * mk_cache_maintain moves more. Old slots [0, cursor) are empty (and are
+ * unmapped in MK_IDX_CHUNK pieces as the cursor passes them); a lookup tries
+ * `slot`, then `old`. A position in `old` has MK_IDX_OLD set.
  */
 #define MK_IDX_TAG_BITS 24
 #define MK_IDX_OFF_MASK (((uint64_t)1 << 40) - 1)
+#define MK_IDX_STEP 32                       /* old slots migrated per insert while expanding */
+#define MK_IDX_CHUNK ((size_t)8192)          /* old slots unmapped at a time (64 KiB) */
+#define MK_IDX_OLD ((size_t)1 << (sizeof(size_t) * 8 - 2))
 typedef struct mk_index {
-    uint64_t *slot;
+    uint64_t *slot;     /* the table inserts go to */
     unsigned power;
-    size_t count;
+    size_t count;       /* entries in both tables */
+    uint64_t *old;      /* the table being migrated out of; NULL when not expanding */
+    unsigned old_power;
+    size_t cursor;      /* old slots below are empty */
+    size_t unmapped;    /* old slots below are unmapped (a multiple of MK_IDX_CHUNK) */
 } mk_index;
 
 bool mk_idx_init(mk_index *x, unsigned power);
 void mk_idx_free(mk_index *x);
-size_t mk_idx_bytes(const mk_index *x);
+size_t mk_idx_bytes(const mk_index *x); /* bytes of the current table (not the old one) */
 
 /* ---- size classes and stats (stats.c) ---- */
 
@@ -208,6 +223,7 @@ struct mk_cache {
     pthread_mutex_t evict_lock;  /* segment walkers and the compaction head */
     int32_t comp;                /* compaction head segment, -1 = none (evict_lock) */
     uint32_t sweep_pos;          /* maintain: next segment to look at (evict_lock) */
+    uint32_t compact_pos;        /* -M: next segment id compaction looks at (evict_lock) */
 
     _Atomic uint64_t segseq;     /* last segment sequence number handed out */
 
@@ -241,6 +257,10 @@ size_t mk_idx_find_item_locked(mk_cache *c, mk_shard *s, uint64_t hv, const mk_i
 bool mk_idx_insert_locked(mk_cache *c, mk_shard *s, uint64_t hv, const mk_item *it);
 void mk_idx_set_locked(mk_cache *c, mk_shard *s, size_t pos, uint64_t hv, const mk_item *it);
 void mk_idx_delete_locked(mk_shard *s, size_t pos);
+/* Migrate at least `budget` old slots (whole probe runs) of an expanding index; true if still expanding. */
+bool mk_idx_migrate_locked(mk_cache *c, mk_index *x, size_t budget);
+/* Call f on every entry of both tables (destroy). */
+void mk_idx_each(const mk_index *x, void (*f)(mk_cache *c, uint64_t e), mk_cache *c);
 
 /* stats.c */
 void mk_classes_init(mk_cache *c);
@@ -291,7 +311,11 @@ uint64_t mk_charged(mk_cache *c);
 typedef enum { MK_EV_EVICT, MK_EV_COMPACT, MK_EV_RECLAIM } mk_ev_mode;
 /* Walk a BUSY segment. Returns true if all its items are gone (the segment was released). */
 bool mk_seg_evict(mk_cache *c, uint32_t id, mk_ev_mode mode, int64_t now);
-/* Take the oldest sealed segment off the FIFO and evict it (or reclaim, with -M). False if none. */
+/*
+ * Make room for one segment: take the oldest sealed segment off the FIFO and evict
+ * it; with -M, compact the sparsest nearby segment instead (nothing live is lost).
+ * False if no room could be made.
+ */
 bool mk_evict_one(mk_cache *c, int64_t now);
 
 #endif /* MK_STORAGE_INTERNAL_H */

@@ -52,6 +52,8 @@ void mk_cache_get_stats(mk_cache *c, mk_cache_stats *out)
         out->reclaimed += s->n.reclaimed;
         out->reinserted += s->n.reinserted;
         slots += (uint64_t)1 << s->idx.power;
+        if (s->idx.old)
+            out->hash_is_expanding = true;
         pthread_mutex_unlock(&s->lock);
     }
     while (slots > 1) {

@@ -329,6 +329,58 @@ static void test_flush_immediate(void)
     mk_cache_destroy(c);
 }
 
+/* A set that allocates before a flush_all and stores after it is a store after the flush: it survives. */
+static void test_store_after_flush(void)
+{
+    for (int nocas = 0; nocas < 2; nocas++) {
+        mk_cache_config cfg = {.mem_limit = 1 << 20, .evict = true, .use_cas = !nocas, .nshards = 4};
+        mk_cache *c = mk_cache_create(&cfg);
+        char b[16];
+        CHECK_EQ_U(set(c, "a", "old", T0), MK_C_OK);
+        CHECK_EQ_U(set(c, "r", "old", T0), MK_C_OK);
+        mk_item *it, *ad, *rp, *got;
+        CHECK_EQ_U(mk_cache_alloc(c, "a", 1, 5, T0 + 100, 3, T0, &it), MK_C_OK);
+        memcpy(mk_item_data(it), "new", 3);
+        CHECK_EQ_U(mk_cache_alloc(c, "b", 1, 0, 0, 3, T0, &ad), MK_C_OK);
+        memcpy(mk_item_data(ad), "add", 3);
+        CHECK_EQ_U(mk_cache_alloc(c, "r", 1, 0, 0, 3, T0, &rp), MK_C_OK);
+        memcpy(mk_item_data(rp), "rep", 3);
+        mk_cache_flush(c, T0, 0);
+        uint64_t cas = 0;
+        CHECK_EQ_U(mk_cache_store(c, it, MK_STORE_SET, 0, T0, &cas), MK_C_OK);
+        CHECK_EQ_U(mk_cache_store(c, it, MK_STORE_SET, 0, T0, NULL), MK_C_NOT_STORED); /* linked once */
+        CHECK_EQ_U(mk_cache_store(c, ad, MK_STORE_ADD, 0, T0, NULL), MK_C_OK);
+        CHECK_EQ_U(mk_cache_store(c, rp, MK_STORE_REPLACE, 0, T0, NULL), MK_C_NOT_STORED); /* "r" was flushed */
+        mk_item_put(c, it);
+        mk_item_put(c, ad);
+        mk_item_put(c, rp);
+        CHECK_EQ_U(mk_cache_get(c, "a", 1, T0 + 1, &got), MK_C_OK);
+        if (got) {
+            CHECK_MEM(mk_item_data(got), mk_item_nbytes(got), "new");
+            CHECK_EQ_U(mk_item_flags(got), 5);
+            CHECK_EQ_I(mk_item_exp_at(got), T0 + 100);
+            CHECK_EQ_U(mk_item_cas(got), cas); /* the unique handed out by the store */
+            CHECK_EQ_U(cas != 0, !nocas);
+            mk_item_put(c, got);
+        }
+        CHECK_EQ_U(get(c, "b", T0 + 1, b, sizeof b), MK_C_OK);
+        CHECK(strcmp(b, "add") == 0);
+        CHECK_EQ_U(get(c, "r", T0 + 1, b, sizeof b), MK_C_MISS);
+        /* a delayed flush that falls due between alloc and store: the same */
+        CHECK_EQ_U(mk_cache_alloc(c, "d", 1, 0, 0, 3, T0 + 2, &it), MK_C_OK);
+        memcpy(mk_item_data(it), "ddd", 3);
+        mk_cache_flush(c, T0 + 2, 3);
+        CHECK_EQ_U(mk_cache_store(c, it, MK_STORE_SET, 0, T0 + 6, NULL), MK_C_OK);
+        mk_item_put(c, it);
+        CHECK_EQ_U(get(c, "d", T0 + 7, b, sizeof b), MK_C_OK);
+        CHECK_EQ_U(get(c, "a", T0 + 7, b, sizeof b), MK_C_FLUSHED); /* stored before the delayed flush */
+        mk_cache_stats st;
+        mk_cache_get_stats(c, &st);
+        CHECK_EQ_U(st.curr_items, 2); /* b and d */
+        mk_cache_destroy(c);
+    }
+}
+
 static void test_flush_delayed(void)
 {
     mk_cache *c = mk(1 << 20, 4);
@@ -568,6 +620,88 @@ static void test_no_evict_mode(void)
     mk_cache_get_stats(c, &st);
     CHECK(st.reclaimed > 0);
     CHECK_EQ_U(st.evictions, 0);
+    mk_cache_destroy(c);
+}
+
+/* -M: dead copies of overwritten keys are compacted away; only live data fills the limit. */
+static void test_no_evict_compaction(void)
+{
+    mk_cache_config cfg = {.mem_limit = 2 << 20, .evict = false, .use_cas = true, .nshards = 2};
+    mk_cache *c = mk_cache_create(&cfg);
+    enum { KEYS = 1500, VLEN = 300 };
+    static uint64_t last_cas[KEYS];
+    static uint32_t last_ver[KEYS];
+    char v[VLEN + 1], k[32];
+    memset(v, 'x', VLEN);
+    v[VLEN] = 0;
+    /* capacity ~ 2 MiB / 310 bytes ~ 6,700 items: write 100x that over a set of 1,500 keys */
+    const uint32_t writes = 100 * (2u << 20) / (VLEN + 10);
+    uint32_t rnd = 12345, failed = 0;
+    mk_cache_stats st;
+    for (uint32_t w = 1; w <= writes; w++) {
+        rnd = rnd * 1103515245u + 12345u;
+        uint32_t i = (rnd >> 8) % KEYS;
+        snprintf(k, sizeof k, "ow:%u", i);
+        snprintf(v, sizeof v, "%08u", w);
+        v[8] = 'x';
+        mk_item *it;
+        mk_cache_rc rc = mk_cache_alloc(c, k, strlen(k), i, i % 3 ? T0 + 100000 : 0, VLEN, T0, &it);
+        if (rc == MK_C_OK) {
+            memcpy(mk_item_data(it), v, VLEN);
+            rc = mk_cache_store(c, it, MK_STORE_SET, 0, T0, &last_cas[i]);
+            mk_item_put(c, it);
+        }
+        failed += rc != MK_C_OK;
+        if (rc == MK_C_OK)
+            last_ver[i] = w;
+        if (w % 4099 == 0) {
+            mk_cache_get_stats(c, &st);
+            CHECK(st.mem_used <= st.mem_limit);
+        }
+    }
+    CHECK_EQ_U(failed, 0);
+    mk_cache_get_stats(c, &st);
+    CHECK_EQ_U(st.evictions, 0);
+    CHECK(st.reinserted > 0); /* live items were copied forward */
+    CHECK_EQ_U(st.curr_items, KEYS);
+    /* every key holds its last value, flags, expiry and the cas its store returned */
+    int bad = 0;
+    for (uint32_t i = 0; i < KEYS; i++) {
+        snprintf(k, sizeof k, "ow:%u", i);
+        mk_item *it;
+        if (mk_cache_get(c, k, strlen(k), T0, &it) != MK_C_OK) {
+            bad++;
+            continue;
+        }
+        char want[16];
+        snprintf(want, sizeof want, "%08u", last_ver[i]);
+        bad += memcmp(mk_item_data(it), want, 8) != 0 || mk_item_flags(it) != i ||
+               mk_item_exp_at(it) != (i % 3 ? T0 + 100000 : 0) || mk_item_cas(it) != last_cas[i];
+        mk_item_put(c, it);
+    }
+    CHECK_EQ_U(bad, 0);
+    /* now fill with distinct keys: NO_MEMORY only once live data fills the limit */
+    mk_cache_rc rc = MK_C_OK;
+    int n = 0;
+    for (; rc == MK_C_OK && n < 100000; n++) {
+        snprintf(k, sizeof k, "fill:%d", n);
+        rc = set(c, k, v, T0);
+    }
+    CHECK_EQ_U(rc, MK_C_NO_MEMORY);
+    mk_cache_get_stats(c, &st);
+    CHECK(st.mem_used <= st.mem_limit);
+    CHECK(st.bytes >= st.mem_limit / 100 * 88); /* live bytes (headers + keys + values) close to the limit */
+    CHECK_EQ_U(st.evictions, 0);
+    CHECK_EQ_U(st.curr_items, KEYS + n - 1);
+    bad = 0;
+    for (int j = 0; j < n - 1; j++) {
+        snprintf(k, sizeof k, "fill:%d", j);
+        bad += !has(c, k, T0);
+    }
+    CHECK_EQ_U(bad, 0);
+    fprintf(stderr, "  -M fill: %llu live bytes of %llu (%.1f%%), %llu items\n", (unsigned long long)st.bytes,
+            (unsigned long long)st.mem_limit, 100.0 * (double)st.bytes / (double)st.mem_limit,
+            (unsigned long long)st.curr_items);
     mk_cache_destroy(c);
 }
 
@@ -896,7 +1030,7 @@ static void test_hash_growth(void)
             CHECK(get(c, k, T0, b, sizeof b) == MK_C_OK && strcmp(b, v) == 0);
         }
     }
-    (void)saw_expanding; /* shards double at once; the index never reports a resize in progress */
+    CHECK(saw_expanding); /* growth is incremental: a resize in progress is visible */
     int bad = 0;
     for (int i = 0; i < N; i++) {
         snprintf(k, sizeof k, "key:%d", i);
@@ -918,6 +1052,72 @@ static void test_hash_growth(void)
     }
     mk_cache_get_stats(c, &st);
     CHECK_EQ_U(st.curr_items, N / 2);
+    mk_cache_destroy(c);
+}
+
+/* Incremental growth: after every single insert (each one migrates a step), every key is retrievable. */
+static void test_incremental_growth(void)
+{
+    mk_cache_config cfg = {.mem_limit = 64 << 20, .evict = true, .use_cas = true, .nshards = 1, .hashpower = 4};
+    mk_cache *c = mk_cache_create(&cfg);
+    enum { N = 2400 };
+    static bool live[N];
+    char k[32], v[32], b[32];
+    int expanding_steps = 0, bad = 0, bad_bytes = 0;
+    mk_cache_stats st;
+    for (int i = 0; i < N; i++) {
+        snprintf(k, sizeof k, "g:%d", i);
+        snprintf(v, sizeof v, "%d", i);
+        CHECK_EQ_U(set(c, k, v, T0), MK_C_OK);
+        live[i] = true;
+        if (i % 7 == 3) { /* overwrite an older key: replaces its slot, in the old or the new table */
+            int j = i / 2;
+            snprintf(k, sizeof k, "g:%d", j);
+            snprintf(v, sizeof v, "%d", j);
+            CHECK_EQ_U(set(c, k, v, T0), MK_C_OK);
+            live[j] = true;
+        }
+        if (i % 5 == 4) { /* delete one: backward shift in whichever table holds it */
+            int j = (i * 13) % (i + 1);
+            snprintf(k, sizeof k, "g:%d", j);
+            CHECK_EQ_U(mk_cache_delete(c, k, strlen(k), T0), live[j] ? MK_C_OK : MK_C_MISS);
+            live[j] = false;
+        }
+        mk_cache_get_stats(c, &st);
+        if (st.hash_is_expanding) {
+            expanding_steps++;
+            /* both tables are counted while they overlap: the new one plus what is left of the old one */
+            bad_bytes += !(st.hash_bytes > (8u << st.hash_power_level) &&
+                           st.hash_bytes <= (8u << st.hash_power_level) / 2 * 3);
+        } else {
+            bad_bytes += st.hash_bytes != (8u << st.hash_power_level);
+        }
+        for (int j = 0; j <= i; j++) {
+            snprintf(k, sizeof k, "g:%d", j);
+            snprintf(v, sizeof v, "%d", j);
+            mk_cache_rc rc = get(c, k, T0, b, sizeof b);
+            bad += live[j] ? !(rc == MK_C_OK && strcmp(b, v) == 0) : rc != MK_C_MISS;
+        }
+    }
+    CHECK_EQ_U(bad, 0);
+    CHECK_EQ_U(bad_bytes, 0);
+    CHECK(expanding_steps > 50);
+    /* stop in the middle of a migration: lookups still find everything, maintain finishes it */
+    int n = N;
+    do {
+        snprintf(k, sizeof k, "g:%d", n++);
+        CHECK_EQ_U(set(c, k, "x", T0), MK_C_OK);
+        mk_cache_get_stats(c, &st);
+    } while (!st.hash_is_expanding && n < 100000);
+    CHECK(st.hash_is_expanding);
+    mk_cache_maintain(c, T0);
+    mk_cache_get_stats(c, &st);
+    CHECK(!st.hash_is_expanding);
+    CHECK_EQ_U(st.hash_bytes, 8u << st.hash_power_level);
+    for (int j = 0; j < n; j++) {
+        snprintf(k, sizeof k, "g:%d", j);
+        CHECK_EQ_U(has(c, k, T0), j >= N || live[j]);
+    }
     mk_cache_destroy(c);
 }
 
@@ -1127,12 +1327,14 @@ int main(void)
     RUN(test_touch_gat_unlink);
     RUN(test_expiry);
     RUN(test_flush_immediate);
+    RUN(test_store_after_flush);
     RUN(test_flush_delayed);
     RUN(test_arith);
     RUN(test_arith_parse);
     RUN(test_arith_while_referenced);
     RUN(test_memory_bound_fifo);
     RUN(test_no_evict_mode);
+    RUN(test_no_evict_compaction);
     RUN(test_too_large);
     RUN(test_refcount_safety);
     RUN(test_evict_across_shards);
@@ -1142,6 +1344,7 @@ int main(void)
     RUN(test_compaction_and_expiry_sweep);
     RUN(test_cas_kept_when_moved);
     RUN(test_hash_growth);
+    RUN(test_incremental_growth);
     RUN(test_sharded_growth);
     RUN(test_class_stats);
     RUN(test_two_caches);
