@@ -243,7 +243,9 @@ def test_fixed_rate_is_honoured(server, threads):
     assert r["requests"] == 1500
     assert abs(r["rate"]["achieved"] - 2000) / 2000 < 0.10, r["rate"]
     assert 0.70 < r["duration_s"] < 0.85
-    assert r["latency_us"]["p50"] < 5000  # far below saturation
+    # far below saturation: a broken timetable or a saturated server gives hundreds of
+    # ms here; a 2-core machine busy with other work can give tens (seen: 26 ms)
+    assert r["latency_us"]["p50"] < 50000
 
 
 def test_fixed_rate_with_duration(server):
