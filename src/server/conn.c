@@ -14,7 +14,6 @@
 #define RBUF_INIT 16384
 #define WBUF_INIT 4096
 #define OUTS_INIT 16
-#define INLINE_VALUE_MAX 1024         /* values up to this size are copied, larger ones referenced */
 #define OUT_BACKLOG_MAX (4u << 20)    /* stop executing commands while this much output is unwritten */
 #define MK_IOV_MAX 1024
 
@@ -139,32 +138,38 @@ static mk_out *out_slot(mk_conn *c)
     return &c->outs[c->nouts++];
 }
 
-bool mk_conn_out(mk_conn *c, const char *p, size_t n)
+bool mk_conn_wbuf_grow(mk_conn *c, size_t need)
 {
-    if (c->wlen + n > c->wsize) {
-        size_t sz = c->wsize;
-        while (sz < c->wlen + n)
-            sz *= 2;
-        char *b = realloc(c->wbuf, sz);
-        if (!b)
-            return false;
-        c->wbuf = b;
-        c->wsize = sz;
-    }
-    memcpy(c->wbuf + c->wlen, p, n);
-    /* extend the last piece when it is the wbuf bytes just before these */
-    mk_out *last = c->nouts > c->out_head ? &c->outs[c->nouts - 1] : NULL;
-    if (last && !last->ptr && last->off + last->len == c->wlen) {
-        last->len += n;
-    } else {
-        mk_out *o = out_slot(c);
-        if (!o)
-            return false;
-        *o = (mk_out){.ptr = NULL, .off = c->wlen, .len = n, .item = NULL};
-    }
+    size_t sz = c->wsize;
+    while (sz < need)
+        sz *= 2;
+    char *b = realloc(c->wbuf, sz);
+    if (!b)
+        return false;
+    c->wbuf = b;
+    c->wsize = sz;
+    return true;
+}
+
+/* mk_conn_commit's slow path: the bytes start a new piece. */
+bool mk_conn_commit_piece(mk_conn *c, size_t n)
+{
+    mk_out *o = out_slot(c);
+    if (!o)
+        return false;
+    *o = (mk_out){.ptr = NULL, .off = c->wlen, .len = n, .item = NULL};
     c->wlen += n;
     c->out_pending += n;
     return true;
+}
+
+bool mk_conn_out(mk_conn *c, const char *p, size_t n)
+{
+    char *dst = mk_conn_reserve(c, n);
+    if (!dst)
+        return false;
+    memcpy(dst, p, n);
+    return mk_conn_commit(c, n);
 }
 
 void mk_conn_reply(mk_conn *c, const char *line)
@@ -172,15 +177,20 @@ void mk_conn_reply(mk_conn *c, const char *line)
     if (c->noreply)
         return;
     size_t n = strlen(line);
-    if (mk_conn_out(c, line, n))
-        mk_conn_out(c, "\r\n", 2);
+    char *dst = mk_conn_reserve(c, n + 2);
+    if (!dst)
+        return;
+    memcpy(dst, line, n);
+    dst[n] = '\r';
+    dst[n + 1] = '\n';
+    mk_conn_commit(c, n + 2);
 }
 
 bool mk_conn_out_value(mk_conn *c, mk_item *it)
 {
     mk_cache *cache = c->worker->srv->cache;
     size_t n = mk_item_nbytes(it);
-    if (n <= INLINE_VALUE_MAX) {
+    if (n <= MK_CONN_INLINE_VALUE_MAX) {
         bool ok = mk_conn_out(c, mk_item_data(it), n) && mk_conn_out(c, "\r\n", 2);
         mk_item_put(cache, it);
         return ok;
@@ -408,8 +418,8 @@ static step_result conn_process(mk_conn *c, int *budget)
     }
 }
 
-/* Read once from the socket. >0 bytes, 0 EOF, -1 would block, -2 error. */
-static ssize_t conn_read(mk_conn *c)
+/* Read once from the socket (*asked: the room offered). >0 bytes, 0 EOF, -1 would block, -2 error. */
+static ssize_t conn_read(mk_conn *c, size_t *asked)
 {
     char *dst;
     size_t room;
@@ -426,6 +436,7 @@ static ssize_t conn_read(mk_conn *c)
         dst = c->rbuf + c->rend;
         room = c->rsize - c->rend;
     }
+    *asked = room;
     for (;;) {
         ssize_t n = read(c->w.fd, dst, room);
         if (n > 0) {
@@ -460,10 +471,13 @@ static void ready_push(mk_conn *c)
  * commands. memcached's batching decides which replies a failed multi-get can
  * still take back (see mk_conn_mark_sent), so it is copied: a wake-up that starts
  * with a read runs -R + 1 commands, a turn resumed after a yield runs -R, and
- * flushing replies before reading more costs one from the budget.
+ * flushing replies before reading more costs one from the budget. Once a read
+ * has come back short (the socket was drained) the turn ends when the input
+ * runs out, as memcached's does; the level-triggered epoll starts the next.
  */
 static void conn_drive(mk_conn *c, int budget)
 {
+    bool drained = false; /* a read this turn came back short: the socket was empty then */
     for (;;) {
         bool had_output = c->out_head < c->nouts;
         step_result st = conn_process(c, &budget);
@@ -502,8 +516,16 @@ static void conn_drive(mk_conn *c, int budget)
                 return;
             }
             mk_loop_mod(c->worker->loop, &c->w, EPOLLIN);
-            ssize_t n = conn_read(c);
+            if (drained) {
+                /* the epoll is level-triggered: it reports the fd again once more input is
+                 * there, so a read that would only say EAGAIN is not made (one syscall
+                 * less per request). memcached also goes back to its event loop here. */
+                return;
+            }
+            size_t room = 0;
+            ssize_t n = conn_read(c, &room);
             if (n > 0) {
+                drained = (size_t)n < room;
                 if (had_output && budget > 0)
                     budget--;
                 continue;

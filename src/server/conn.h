@@ -92,6 +92,39 @@ void mk_conn_free(mk_conn *c);
 /* Queue bytes (copied). Returns false on allocation failure. */
 bool mk_conn_out(mk_conn *c, const char *p, size_t n);
 
+/* Values up to this size are copied into the reply buffer, larger ones referenced. */
+#define MK_CONN_INLINE_VALUE_MAX 1024
+
+bool mk_conn_wbuf_grow(mk_conn *c, size_t need);
+bool mk_conn_commit_piece(mk_conn *c, size_t n);
+
+/*
+ * Room for n more bytes at the end of the reply buffer, to compose a reply in
+ * place (no copy); NULL on allocation failure. mk_conn_commit(c, k) then queues
+ * the first k <= n bytes written there. Nothing else may queue in between.
+ */
+static inline char *mk_conn_reserve(mk_conn *c, size_t n)
+{
+    if (c->wlen + n > c->wsize && !mk_conn_wbuf_grow(c, c->wlen + n))
+        return NULL;
+    return c->wbuf + c->wlen;
+}
+
+static inline bool mk_conn_commit(mk_conn *c, size_t n)
+{
+    if (c->nouts > c->out_head) {
+        mk_out *last = &c->outs[c->nouts - 1];
+        if (!last->ptr && last->off + last->len == c->wlen) {
+            /* extend the last piece: it is the wbuf bytes just before these */
+            last->len += n;
+            c->wlen += n;
+            c->out_pending += n;
+            return true;
+        }
+    }
+    return mk_conn_commit_piece(c, n);
+}
+
 /* Queue a reply line plus "\r\n", unless the current command is noreply. */
 void mk_conn_reply(mk_conn *c, const char *line);
 

@@ -50,6 +50,32 @@ static void reply_perr(mk_conn *c, const mk_request *req)
     }
 }
 
+/*
+ * The next space-separated key of a get-family line: mk_next_key()'s exact
+ * semantics (only ' ' separates), with memchr finding the key's end.
+ */
+static inline bool next_key(mk_str *rest, mk_str *key)
+{
+    const char *p = rest->p;
+    if (p == NULL)
+        return false;
+    const char *end = p + rest->n;
+    while (p < end && *p == ' ')
+        p++;
+    if (p == end) {
+        rest->p = end;
+        rest->n = 0;
+        return false;
+    }
+    const char *sp = memchr(p, ' ', (size_t)(end - p));
+    const char *e = sp ? sp : end;
+    key->p = p;
+    key->n = (size_t)(e - p);
+    rest->p = e;
+    rest->n = (size_t)(end - e);
+    return true;
+}
+
 static void do_get(mk_conn *c, const mk_request *req)
 {
     mk_server *srv = c->worker->srv;
@@ -60,12 +86,20 @@ static void do_get(mk_conn *c, const mk_request *req)
     int64_t exp_at = touch ? mk_exptime_to_abs(req->exptime, now) : 0;
     bool detail = __atomic_load_n(&srv->detail_enabled, __ATOMIC_RELAXED);
     mk_str rest = req->keys, key;
-    char hdr[MK_VALUE_HDR_MAX];
+    uint64_t nkeys = 0, hits = 0; /* added to the counters once, at the end */
 
-    while (mk_next_key(&rest, &key)) {
+    while (next_key(&rest, &key)) {
         if (key.n > MK_KEY_MAX) {
             /* memcached "kills stacked responses": this command's VALUEs and every
              * reply queued since its last transmit (after the last get) are dropped */
+            MK_STAT_ADD(ts, get_cmds, nkeys);
+            MK_STAT_ADD(ts, get_hits, hits);
+            MK_STAT_ADD(ts, get_misses, nkeys - hits);
+            if (touch) {
+                MK_STAT_ADD(ts, touch_cmds, nkeys);
+                MK_STAT_ADD(ts, touch_hits, hits);
+                MK_STAT_ADD(ts, touch_misses, nkeys - hits);
+            }
             mk_conn_out_rollback(c, &c->sent_mark);
             mk_conn_reply(c, mk_perr_text(MK_PERR_BAD_FORMAT));
             return;
@@ -73,33 +107,57 @@ static void do_get(mk_conn *c, const mk_request *req)
         mk_item *it = NULL;
         mk_cache_rc rc = touch ? mk_cache_gat(srv->cache, key.p, key.n, exp_at, now, &it)
                                : mk_cache_get(srv->cache, key.p, key.n, now, &it);
-        if (touch)
-            MK_STAT_INC(ts, touch_cmds);
-        MK_STAT_INC(ts, get_cmds);
+        nkeys++;
         if (rc == MK_C_OK) {
-            if (touch)
-                MK_STAT_INC(ts, touch_hits);
-            MK_STAT_INC(ts, get_hits);
-            size_t n = mk_compose_value_hdr(hdr, sizeof(hdr), key, mk_item_flags(it),
-                                            mk_item_nbytes(it), with_cas, mk_item_cas(it));
-            if (!mk_conn_out(c, hdr, n) || !mk_conn_out_value(c, it)) {
-                mk_conn_set_state(c, MK_CONN_CLOSING);
-                return;
+            hits++;
+            size_t nb = mk_item_nbytes(it);
+            if (nb <= MK_CONN_INLINE_VALUE_MAX) {
+                /* "VALUE ...\r\n", the value and "\r\n" composed in place: one append */
+                char *p = mk_conn_reserve(c, MK_VALUE_HDR_MAX + nb + 2);
+                if (!p) {
+                    mk_item_put(srv->cache, it);
+                    mk_conn_set_state(c, MK_CONN_CLOSING);
+                    goto out;
+                }
+                size_t n = mk_compose_value_hdr(p, MK_VALUE_HDR_MAX, key, mk_item_flags(it), nb, with_cas,
+                                                mk_item_cas(it));
+                memcpy(p + n, mk_item_data(it), nb);
+                p[n + nb] = '\r';
+                p[n + nb + 1] = '\n';
+                mk_item_put(srv->cache, it);
+                if (!mk_conn_commit(c, n + nb + 2)) {
+                    mk_conn_set_state(c, MK_CONN_CLOSING);
+                    goto out;
+                }
+            } else {
+                char hdr[MK_VALUE_HDR_MAX];
+                size_t n = mk_compose_value_hdr(hdr, sizeof(hdr), key, mk_item_flags(it), nb, with_cas,
+                                                mk_item_cas(it));
+                if (!mk_conn_out(c, hdr, n) || !mk_conn_out_value(c, it)) {
+                    mk_conn_set_state(c, MK_CONN_CLOSING);
+                    goto out;
+                }
             }
-        } else {
-            if (touch)
-                MK_STAT_INC(ts, touch_misses);
-            MK_STAT_INC(ts, get_misses);
-            if (rc == MK_C_EXPIRED)
-                MK_STAT_INC(ts, get_expired);
-            else if (rc == MK_C_FLUSHED)
-                MK_STAT_INC(ts, get_flushed);
+        } else if (rc == MK_C_EXPIRED) {
+            MK_STAT_INC(ts, get_expired);
+        } else if (rc == MK_C_FLUSHED) {
+            MK_STAT_INC(ts, get_flushed);
         }
         if (detail)
             mk_server_detail_count(srv, key.p, key.n, 'g', rc == MK_C_OK);
     }
-    mk_conn_reply(c, "END");
+    if (!c->noreply)
+        mk_conn_out(c, "END\r\n", 5);
     mk_conn_mark_sent(c);
+out:
+    MK_STAT_ADD(ts, get_cmds, nkeys);
+    MK_STAT_ADD(ts, get_hits, hits);
+    MK_STAT_ADD(ts, get_misses, nkeys - hits);
+    if (touch) {
+        MK_STAT_ADD(ts, touch_cmds, nkeys);
+        MK_STAT_ADD(ts, touch_hits, hits);
+        MK_STAT_ADD(ts, touch_misses, nkeys - hits);
+    }
 }
 
 static void do_storage(mk_conn *c, const mk_request *req)

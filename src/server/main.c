@@ -60,15 +60,24 @@ static bool daemonize(bool keep_stderr)
     return true;
 }
 
+/* Write the pid file whole or not at all (a temporary file renamed into place): a
+ * reader that sees the file never sees it empty, even while we are still writing. */
 static bool write_pidfile(const char *path)
 {
-    FILE *f = fopen(path, "w");
+    char tmp[4160];
+    snprintf(tmp, sizeof(tmp), "%s.%ld.tmp", path, (long)getpid());
+    FILE *f = fopen(tmp, "w");
     if (!f) {
         fprintf(stderr, "memkitd: cannot write pid file %s: %s\n", path, strerror(errno));
         return false;
     }
     fprintf(f, "%ld\n", (long)getpid());
-    return fclose(f) == 0;
+    if (fclose(f) != 0 || rename(tmp, path) != 0) {
+        fprintf(stderr, "memkitd: cannot write pid file %s: %s\n", path, strerror(errno));
+        unlink(tmp);
+        return false;
+    }
+    return true;
 }
 
 int main(int argc, char **argv)
