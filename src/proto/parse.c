@@ -210,23 +210,23 @@ bool mk_cmd_is_storage(mk_cmd cmd)
 bool mk_next_key(mk_str *rest, mk_str *key)
 {
     const char *p = rest->p;
-    size_t n = rest->n, i = 0;
     if (p == NULL)
         return false;
-    while (i < n && p[i] == ' ')
-        i++;
-    if (i == n) {
-        rest->p += n;
+    const char *end = p + rest->n;
+    while (p < end && *p == ' ')
+        p++;
+    if (p == end) {
+        rest->p = end;
         rest->n = 0;
         return false;
     }
-    size_t s = i;
-    while (i < n && p[i] != ' ')
-        i++;
-    key->p = p + s;
-    key->n = i - s;
-    rest->p = p + i;
-    rest->n = n - i;
+    /* only ' ' separates keys; memchr finds the end of the key */
+    const char *sp = memchr(p, ' ', (size_t)(end - p));
+    const char *e = sp ? sp : end;
+    key->p = p;
+    key->n = (size_t)(e - p);
+    rest->p = e;
+    rest->n = (size_t)(end - e);
     return true;
 }
 

@@ -50,32 +50,6 @@ static void reply_perr(mk_conn *c, const mk_request *req)
     }
 }
 
-/*
- * The next space-separated key of a get-family line: mk_next_key()'s exact
- * semantics (only ' ' separates), with memchr finding the key's end.
- */
-static inline bool next_key(mk_str *rest, mk_str *key)
-{
-    const char *p = rest->p;
-    if (p == NULL)
-        return false;
-    const char *end = p + rest->n;
-    while (p < end && *p == ' ')
-        p++;
-    if (p == end) {
-        rest->p = end;
-        rest->n = 0;
-        return false;
-    }
-    const char *sp = memchr(p, ' ', (size_t)(end - p));
-    const char *e = sp ? sp : end;
-    key->p = p;
-    key->n = (size_t)(e - p);
-    rest->p = e;
-    rest->n = (size_t)(end - e);
-    return true;
-}
-
 static void do_get(mk_conn *c, const mk_request *req)
 {
     mk_server *srv = c->worker->srv;
@@ -88,7 +62,7 @@ static void do_get(mk_conn *c, const mk_request *req)
     mk_str rest = req->keys, key;
     uint64_t nkeys = 0, hits = 0; /* added to the counters once, at the end */
 
-    while (next_key(&rest, &key)) {
+    while (mk_next_key(&rest, &key)) {
         if (key.n > MK_KEY_MAX) {
             /* memcached "kills stacked responses": this command's VALUEs and every
              * reply queued since its last transmit (after the last get) are dropped */
