@@ -421,30 +421,32 @@ static step_result conn_process(mk_conn *c, int *budget)
 /* Read once from the socket (*asked: the room offered). >0 bytes, 0 EOF, -1 would block, -2 error. */
 static ssize_t conn_read(mk_conn *c, size_t *asked)
 {
-    char *dst;
-    size_t room;
     int st = __atomic_load_n(&c->state, __ATOMIC_RELAXED);
     bool direct = st == MK_CONN_NREAD && c->rstart == c->rend &&
                   c->ngot < mk_item_nbytes(c->nitem) && nread_need(c) > RBUF_INIT;
+    if (!rbuf_make_room(c))
+        return -2;
+    /*
+     * A large value is read straight into the item; the same readv continues into
+     * rbuf, so the value's "\r\n" and the next commands need no second read.
+     */
+    struct iovec iov[2];
+    int niov = 0;
+    size_t room0 = 0;
     if (direct) {
-        /* large value: read straight into the item, leaving the tail for rbuf */
-        dst = mk_item_data(c->nitem) + c->ngot;
-        room = mk_item_nbytes(c->nitem) - c->ngot;
-    } else {
-        if (!rbuf_make_room(c))
-            return -2;
-        dst = c->rbuf + c->rend;
-        room = c->rsize - c->rend;
+        room0 = mk_item_nbytes(c->nitem) - c->ngot;
+        iov[niov++] = (struct iovec){mk_item_data(c->nitem) + c->ngot, room0};
     }
-    *asked = room;
+    iov[niov++] = (struct iovec){c->rbuf + c->rend, c->rsize - c->rend};
+    *asked = room0 + (c->rsize - c->rend);
     for (;;) {
-        ssize_t n = read(c->w.fd, dst, room);
+        ssize_t n = niov == 1 ? read(c->w.fd, iov[0].iov_base, iov[0].iov_len)
+                              : readv(c->w.fd, iov, niov);
         if (n > 0) {
             MK_STAT_ADD(&c->worker->stats, bytes_read, (uint64_t)n);
-            if (direct)
-                c->ngot += (size_t)n;
-            else
-                c->rend += (size_t)n;
+            size_t k = (size_t)n < room0 ? (size_t)n : room0;
+            c->ngot += k;
+            c->rend += (size_t)n - k;
             return n;
         }
         if (n == 0)
