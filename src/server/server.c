@@ -331,6 +331,23 @@ static void worker_close_idle(mk_worker *wk)
     }
 }
 
+/* Free the connections closed during the last batch of events. */
+static void free_dead(mk_worker *wk)
+{
+    while (wk->dead) {
+        mk_conn *c = wk->dead;
+        wk->dead = c->next;
+        mk_conn_free(c);
+    }
+}
+
+static void close_all(mk_worker *wk)
+{
+    while (wk->conns)
+        mk_conn_close(wk->conns);
+    free_dead(wk);
+}
+
 static void *worker_main(void *arg)
 {
     mk_worker *wk = arg;
@@ -351,28 +368,12 @@ static void *worker_main(void *arg)
             last_idle_check = wk->now;
             worker_close_idle(wk);
         }
-        while (wk->dead) {
-            mk_conn *c = wk->dead;
-            wk->dead = c->next;
-            mk_conn_free(c);
-        }
+        free_dead(wk);
     }
-    /* stopping: close every connection this worker owns */
-    while (wk->conns)
-        mk_conn_close(wk->conns);
-    while (wk->dead) {
-        mk_conn *c = wk->dead;
-        wk->dead = c->next;
-        mk_conn_free(c);
-    }
-    worker_take_new(wk); /* close queued-but-unserved fds */
-    while (wk->conns)
-        mk_conn_close(wk->conns);
-    while (wk->dead) {
-        mk_conn *c = wk->dead;
-        wk->dead = c->next;
-        mk_conn_free(c);
-    }
+    /* stopping: close every connection this worker owns, then any still queued for it */
+    close_all(wk);
+    worker_take_new(wk);
+    close_all(wk);
     return NULL;
 }
 
