@@ -26,7 +26,8 @@ static void w_str(wbuf *w, const char *s)
     w_mem(w, s, strlen(s));
 }
 
-static void w_u64(wbuf *w, uint64_t v)
+/* Write v in decimal at out (at least 20 bytes of room); returns the length. */
+static size_t put_u64(char *out, uint64_t v)
 {
     char tmp[20];
     size_t i = sizeof tmp;
@@ -34,7 +35,14 @@ static void w_u64(wbuf *w, uint64_t v)
         tmp[--i] = (char)('0' + v % 10);
         v /= 10;
     } while (v);
-    w_mem(w, tmp + i, sizeof tmp - i);
+    memcpy(out, tmp + i, sizeof tmp - i);
+    return sizeof tmp - i;
+}
+
+static void w_u64(wbuf *w, uint64_t v)
+{
+    char tmp[20];
+    w_mem(w, tmp, put_u64(tmp, v));
 }
 
 static void w_i64(wbuf *w, int64_t v)
@@ -50,19 +58,6 @@ static void w_i64(wbuf *w, int64_t v)
 static size_t w_done(wbuf *w)
 {
     return w->ok ? w->n : 0;
-}
-
-/* Write v in decimal at out (at least 20 bytes of room); returns the length. */
-static size_t put_u64(char *out, uint64_t v)
-{
-    char tmp[20];
-    size_t i = sizeof tmp;
-    do {
-        tmp[--i] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
-    memcpy(out, tmp + i, sizeof tmp - i);
-    return sizeof tmp - i;
 }
 
 /* The header written with straight stores; out has room for the widest numbers. */
