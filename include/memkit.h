@@ -142,6 +142,19 @@ const char *mk_server_name(const mk_client *c, size_t i);
 /* mk_server_alive — false while server i is marked dead (retry interval running). */
 bool mk_server_alive(const mk_client *c, size_t i);
 
+/* mk_server_revive — forget server i's failures and end its dead interval now
+ * (python-memcached's forget_dead_hosts); i == MK_ALL_SERVERS: every server.
+ * Returns 0, MK_EINVAL (c NULL) or MK_ERANGE. Thread-safe (atomics; a call in
+ * flight on that server may still count its own failure afterwards). */
+#define MK_ALL_SERVERS ((size_t)-1)
+int mk_server_revive(mk_client *c, size_t i);
+
+/* mk_client_close_idle — close every idle pooled connection of every server
+ * (python-memcached's disconnect_all). Connections checked out by calls in
+ * progress are not touched; they return to the pool as usual. Thread-safe;
+ * NULL is fine. */
+void mk_client_close_idle(mk_client *c);
+
 /*
  * mk_server_for_key — the index of the server the next call on this key would use
  * (failover applied), or a negative code: MK_EBADKEY, MK_ESERVERDEAD, MK_ENOSERVER.
@@ -169,6 +182,12 @@ void mk_item_clear(mk_item *item);
 /* Mode bits for calls that take `mode`. */
 #define MK_NOREPLY 1u  /* send with "noreply": returns 0 once the request is written;
                           the server's outcome is not known */
+#define MK_WAITS 2u    /* mk_op_args.mode: the caller calls mk_op_wait() after every MK_EAGAIN,
+                          so once the request is sent mk_op_step returns MK_EAGAIN at once
+                          instead of trying a recv() that would almost always find nothing.
+                          Then callbacks (value_cb, stat_cb) run only in steps made after a
+                          step returned MK_EAGAIN with POLLIN in mk_op_events() (the reply
+                          phase): a caller may run the earlier steps without its lock. */
 
 /* ------------------------------------------------------- single-key calls */
 
@@ -290,7 +309,7 @@ int mk_stats(mk_client *c, size_t server, const char *group, mk_stat_cb cb, void
  *
  *   mk_op *op; int rc = mk_op_start(c, &args, &op);
  *   while (rc == 0 && (rc = mk_op_step(op)) == MK_EAGAIN)
- *       poll(&(struct pollfd){mk_op_fd(op), mk_op_events(op)}, 1, mk_op_timeout_ms(op));
+ *       mk_op_wait(op);        (an event loop: wait for mk_op_fd()/mk_op_events() instead)
  *   ... read the result (mk_op_item, mk_op_number, ...) ...
  *   mk_op_destroy(op);
  *
@@ -339,6 +358,16 @@ typedef struct mk_op_args {
     mk_stat_cb stat_cb;
     mk_mget_cb value_cb;             /* get-family: called per hit (else the first hit is kept) */
     void *ctx;
+    /* Batches: MK_OP_STORE, MK_OP_DELETE or MK_OP_TOUCH with nkeyset > 0 send one
+     * request per key (keys[i]; all to `server`, or to keys[0]'s server when it is -1)
+     * in one pipelined write and read the replies in order. store_op, exptime and
+     * mode apply to every key. */
+    const void *const *values;       /* MK_OP_STORE batch: key i's value (borrowed) */
+    const size_t *nvalues;
+    const uint32_t *flagsv;          /* MK_OP_STORE batch: key i's flags (NULL: `flags` for all) */
+    int *results;                    /* batch: key i's outcome (0, MK_ENOTSTORED, MK_EEXISTS,
+                                        MK_ENOTFOUND, MK_ESERVERERR, ... or the op's network
+                                        error for keys without a reply); required */
 } mk_op_args;
 
 /* mk_op_args_init — zero *a and set server = -1. */
@@ -353,11 +382,23 @@ void mk_op_args_init(mk_op_args *a);
  */
 int mk_op_start(mk_client *c, const mk_op_args *args, mk_op **out);
 
+/*
+ * mk_op_start_in — mk_op_start with the op placed in caller memory (no allocation):
+ * storage must be aligned for any type (e.g. _Alignas(max_align_t)) and hold at
+ * least MK_OP_STORAGE bytes (size), and stay valid until mk_op_destroy(*out),
+ * which then releases the op without freeing storage. MK_ERANGE if size is too
+ * small; otherwise as mk_op_start.
+ */
+#define MK_OP_STORAGE 2048
+int mk_op_start_in(mk_client *c, const mk_op_args *args, void *storage, size_t size, mk_op **out);
+
 /* mk_op_step — advance the op without blocking: MK_EAGAIN (wait), 0 or MK_E* (done).
  * Once done, further steps return the same code. */
 int mk_op_step(mk_op *op);
 
-int mk_op_fd(const mk_op *op);          /* the socket to wait on; -1 while waiting for the pool */
+int mk_op_fd(const mk_op *op);          /* the socket to wait on; -1 while waiting for the pool.
+                                           Only wait on it: once connected it is in blocking mode
+                                           (libmemkit itself always passes MSG_DONTWAIT) */
 short mk_op_events(const mk_op *op);    /* POLLIN or POLLOUT */
 int mk_op_timeout_ms(const mk_op *op);  /* milliseconds left before the current phase times out (>= 0) */
 int mk_op_server(const mk_op *op);      /* the server index the op talks to */
@@ -368,6 +409,23 @@ int mk_op_server(const mk_op *op);      /* the server index the op talks to */
 int mk_op_take_item(mk_op *op, mk_item *out);
 uint64_t mk_op_number(const mk_op *op);
 const char *mk_op_text(const mk_op *op);
+
+/*
+ * mk_op_wait — block until mk_op_step can make progress or the current phase's
+ * deadline passes (then the next step returns MK_ETIMEDOUT or MK_EPOOLTIMEOUT).
+ * Call it after mk_op_step returned MK_EAGAIN; it is the only part of an op that
+ * blocks, so a caller can drop a lock around it alone (the Python module holds
+ * the GIL only for the steps that parse a reply, see MK_WAITS). A full pool is waited
+ * for on the pool's condition variable (the connection is then checked out for
+ * the next step); a reply is waited for with one blocking recv() bounded by
+ * io_timeout_ms (the bytes are kept for the next step); anything else with poll().
+ * Returns 0, or MK_ENOMEM / MK_EINVAL. An op belongs to one thread at a time.
+ */
+int mk_op_wait(mk_op *op);
+
+/* mk_op_run — run a started op to completion on the calling thread:
+ * while (mk_op_step(op) == MK_EAGAIN) mk_op_wait(op); returns the final code. */
+int mk_op_run(mk_op *op);
 
 /* mk_op_destroy — release the op: a clean connection goes back to the pool, one
  * left mid-request is closed. NULL is fine. Safe on an op that is not done. */

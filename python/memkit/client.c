@@ -1,9 +1,8 @@
 /* python/memkit/client.c — memkit._memkit.Client: python-memcached's API over libmemkit; GIL released (or the wait callback called) around every network wait. */
 #include "memkitpy.h"
-#include "client/client.h"   /* mk__op_run, mk__pool_close_idle: built from the same tree, linked statically */
 
 #include <poll.h>
-#include <stdatomic.h>
+#include <stddef.h>
 #include <structmember.h>
 
 /*
@@ -18,8 +17,12 @@
  * Errors are classified once, in outcome(): 0 ok, 1 answered "no", 2 failure.
  * With raise_errors=True a failure raises the exception of the error table instead.
  *
- * Driving an op: blocking mode releases the GIL around mk__op_run (poll, pool
- * condvar). Cooperative mode (a wait callback is set: gevent) steps the op and
+ * Driving an op: blocking mode releases the GIL for the pool checkout, the send
+ * and the wait for the reply (mk_op_wait: a blocking recv, poll, or the pool's
+ * condvar), and holds it for parsing the reply, so a get decodes its value
+ * straight from libmemkit's receive buffer (value_cb) with the GIL held: no copy,
+ * no malloc. Ops live in a buffer on the C
+ * stack (mk_op_start_in): no allocation per call. Cooperative mode (a wait callback is set: gevent) steps the op and
  * calls wait_cb(fd, write, timeout) for every wait, with the GIL held; in that
  * mode single-key calls also hold a per-server semaphore made by lock_factory
  * (so greenlets queue in the hub instead of polling a full pool).
@@ -339,9 +342,29 @@ static int run_op(ClientObject *self, mk_op *op)
 {
     int rc;
     if (self->st->wait_cb == NULL) {
+        /* Checkout, connect and send run without the GIL (a send on loopback does
+         * the peer's TCP receive work too: other threads should run meanwhile).
+         * With MK_WAITS no step before the reply phase (mk_op_events() has
+         * POLLIN) parses a reply, so no callback runs here without the GIL. */
+        int w = 0;
         Py_BEGIN_ALLOW_THREADS
-        rc = mk__op_run(op);
+        rc = mk_op_step(op);
+        while (rc == MK_EAGAIN) {
+            if ((w = mk_op_wait(op)) != 0 || (mk_op_events(op) & POLLIN))
+                break;   /* the reply has arrived (or the wait timed out): parse with the GIL */
+            rc = mk_op_step(op);
+        }
         Py_END_ALLOW_THREADS
+        if (w)
+            return w;
+        /* the reply phase: parse (and build the value) with the GIL held; wait without */
+        while ((rc = rc == MK_EAGAIN ? mk_op_step(op) : rc) == MK_EAGAIN) {
+            Py_BEGIN_ALLOW_THREADS
+            w = mk_op_wait(op);
+            Py_END_ALLOW_THREADS
+            if (w)
+                return w;
+        }
         return rc;
     }
     PyObject *sem = green_sem(self, mk_op_server(op));
@@ -446,8 +469,14 @@ static int drive_ops(ClientObject *self, mk_op **ops, int *rcs, size_t n)
     return ret;
 }
 
-/* Start an op (server from the key, or k->server). No client: MK_ENOSERVER. */
-static int start_op(ClientObject *self, mk_op_args *a, const mkey *k, mk_op **op)
+/* Caller storage for one op (mk_op_start_in): no allocation per call. */
+typedef struct opbuf {
+    _Alignas(max_align_t) char b[MK_OP_STORAGE];
+} opbuf;
+
+/* Start an op (server from the key, or k->server). No client: MK_ENOSERVER.
+ * buf: where the op lives (NULL: allocated). */
+static int start_op_in(ClientObject *self, mk_op_args *a, const mkey *k, opbuf *buf, mk_op **op)
 {
     *op = NULL;
     if (self->c == NULL)
@@ -458,20 +487,27 @@ static int start_op(ClientObject *self, mk_op_args *a, const mkey *k, mk_op **op
         a->nkey = (size_t)k->n;
         a->server = k->server;
     }
-    return mk_op_start(self->c, a, op);
+    if (self->st->wait_cb == NULL)
+        a->mode |= MK_WAITS;   /* run_op calls mk_op_wait after every MK_EAGAIN */
+    return buf ? mk_op_start_in(self->c, a, buf->b, sizeof buf->b, op) : mk_op_start(self->c, a, op);
+}
+
+static int start_op(ClientObject *self, mk_op_args *a, const mkey *k, mk_op **op)
+{
+    return start_op_in(self, a, k, NULL, op);
 }
 
 /* Start and run a keyed op. A connect failure with auto_eject marks the server dead
  * (failure_limit 1, python-memcached's rule) and the op is tried once more on the
  * server the key moves to -- python-memcached finds the next server before sending. */
-static int exec_op(ClientObject *self, mk_op_args *a, const mkey *k, mk_op **op)
+static int exec_op(ClientObject *self, mk_op_args *a, const mkey *k, opbuf *buf, mk_op **op)
 {
-    int rc = start_op(self, a, k, op);
+    int rc = start_op_in(self, a, k, buf, op);
     if (rc == 0)
         rc = run_op(self, *op);
     if (rc == MK_ECONNECT && self->opt.auto_eject && k->server < 0) {
         mk_op_destroy(*op);
-        rc = start_op(self, a, k, op);
+        rc = start_op_in(self, a, k, buf, op);
         if (rc == 0)
             rc = run_op(self, *op);
     }
@@ -480,34 +516,66 @@ static int exec_op(ClientObject *self, mk_op_args *a, const mkey *k, mk_op **op)
 
 /* ------------------------------------------------------------ single key */
 
+/* A single get's hit, decoded with the GIL held straight from libmemkit's receive buffer. */
+typedef struct getctx {
+    ClientObject *self;
+    PyObject *key;
+    PyObject *value;            /* the decoded value (NULL: none yet, or the decode failed) */
+    PyObject *et, *ev, *tb;     /* the decode's exception, re-raised after the op */
+    uint64_t cas;
+    int hit;
+} getctx;
+
+static void on_get_hit(void *ctx, size_t i, const mk_item *it)
+{
+    (void)i;
+    getctx *g = ctx;
+    if (g->hit++)
+        return;
+    g->cas = it->cas;
+    g->value = mkpy_decode(g->self, g->key, it->value, it->nvalue, it->flags);
+    if (g->value == NULL)
+        PyErr_Fetch(&g->et, &g->ev, &g->tb);
+}
+
 static PyObject *do_get(ClientObject *self, PyObject *key, mk_opcode code)
 {
     mkey k;
     if (get_key(self, key, &k) < 0)
         return NULL;
+    getctx g = {self, key, NULL, NULL, NULL, NULL, 0, 0};
     mk_op_args a;
     mk_op_args_init(&a);
     a.code = code;
+    a.value_cb = on_get_hit;   /* called with the GIL held (blocking mode steps with it) */
+    a.ctx = &g;
     mk_op *op;
-    int rc = exec_op(self, &a, &k, &op);
-    mk_item it = {0};
-    if (rc == 0)
-        rc = mk_op_take_item(op, &it);
+    opbuf ob;
+    int rc = exec_op(self, &a, &k, &ob, &op);
     mk_op_destroy(op);
     PyObject *r = NULL;
-    if (rc == 0) {
-        r = mkpy_decode(self, key, it.value, it.nvalue, it.flags);
-        if (r && code == MK_OP_GETS && self->cache_cas && self->cas_ids) {
-            PyObject *kb = PyBytes_FromStringAndSize(k.p, k.n), *cas = PyLong_FromUnsignedLongLong(it.cas);
+    if (g.et || (g.hit && g.value == NULL)) {   /* the value did not decode: its exception */
+        Py_CLEAR(g.value);
+        if (g.et)
+            PyErr_Restore(g.et, g.ev, g.tb);
+        else if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_SystemError, "memkit: value decoding failed");
+    } else if (rc == 0 && g.value) {
+        r = g.value;
+        if (code == MK_OP_GETS && self->cache_cas && self->cas_ids) {
+            PyObject *kb = PyBytes_FromStringAndSize(k.p, k.n), *cas = PyLong_FromUnsignedLongLong(g.cas);
             if (kb == NULL || cas == NULL || PyObject_SetItem(self->cas_ids, kb, cas) < 0)
                 Py_CLEAR(r);
             Py_XDECREF(kb);
             Py_XDECREF(cas);
         }
-    } else if (outcome(rc) == OUT_NO || failure(self, rc, code == MK_OP_GETS ? "gets" : "get", key) == 0) {
-        r = Py_NewRef(Py_None);
+    } else {
+        Py_CLEAR(g.value);   /* a hit followed by a failure: python-memcached returns None */
+        if (rc == 0)
+            rc = MK_ENOTFOUND;
+        if (outcome(rc) == OUT_NO || failure(self, rc, code == MK_OP_GETS ? "gets" : "get", key) == 0)
+            r = Py_NewRef(Py_None);
     }
-    mk_item_clear(&it);
     Py_XDECREF(k.keep);
     return r;
 }
@@ -570,7 +638,8 @@ static PyObject *do_store(ClientObject *self, mk_store_op sop, PyObject *const *
     a.cas = cas;
     a.mode = noreply ? MK_NOREPLY : 0;
     mk_op *op;
-    int rc = exec_op(self, &a, &k, &op);
+    opbuf ob;
+    int rc = exec_op(self, &a, &k, &ob, &op);
     mk_op_destroy(op);
     mkpy_val_release(&v);
     switch (outcome(rc)) {
@@ -617,7 +686,8 @@ static PyObject *do_deltouch(ClientObject *self, mk_opcode code, PyObject *const
     a.exptime = t;
     a.mode = noreply ? MK_NOREPLY : 0;
     mk_op *op;
-    int rc = exec_op(self, &a, &k, &op);
+    opbuf ob;
+    int rc = exec_op(self, &a, &k, &ob, &op);
     mk_op_destroy(op);
     if (rc == 0 || (code == MK_OP_DELETE && rc == MK_ENOTFOUND))
         return PyLong_FromLong(1);
@@ -646,7 +716,8 @@ static PyObject *Client__delete(ClientObject *self, PyObject *key)
     mk_op_args_init(&a);
     a.code = MK_OP_DELETE;
     mk_op *op;
-    int rc = exec_op(self, &a, &k, &op);
+    opbuf ob;
+    int rc = exec_op(self, &a, &k, &ob, &op);
     mk_op_destroy(op);
     if (outcome(rc) == OUT_FAIL && failure(self, rc, "delete", key) < 0)
         return NULL;
@@ -683,7 +754,8 @@ static PyObject *do_incrdecr(ClientObject *self, mk_opcode code, PyObject *const
     a.delta = delta;
     a.mode = noreply ? MK_NOREPLY : 0;
     mk_op *op;
-    int rc = exec_op(self, &a, &k, &op);
+    opbuf ob;
+    int rc = exec_op(self, &a, &k, &ob, &op);
     uint64_t n = rc == 0 ? mk_op_number(op) : 0;
     PyObject *r = NULL;
     if (rc == MK_ENOTNUM || rc == MK_ECLIENTERR)
@@ -874,7 +946,146 @@ out:
     return result;
 }
 
-/* set_multi / delete_multi: one op per key, all in flight together. */
+/*
+ * set_multi / delete_multi: the keys are grouped by server and each server gets
+ * one batch op (one pipelined request stream: "set k1 ...\r\n<v1>\r\nset k2 ...",
+ * or "delete k1\r\ndelete k2\r\n..."); all servers are in flight together and
+ * every key gets its own reply code. Keys whose server cannot be picked (dead, no
+ * server) are left out, as python-memcached leaves them out.
+ */
+typedef struct batch {
+    size_t n;                   /* keys of this server */
+    size_t *idx;                /* batch position -> key index */
+    const char **kp;
+    size_t *nk;
+    const void **vp;
+    size_t *nv;
+    uint32_t *fl;
+    int *res;
+    mk_op_args a;
+} batch;
+
+typedef struct batches {
+    size_t ns;
+    batch *b;
+    mk_op **ops;
+    int *rcs;
+    void *mem;
+} batches;
+
+static void batches_free(batches *bs)
+{
+    for (size_t s = 0; bs->ops && s < bs->ns; s++)
+        mk_op_destroy(bs->ops[s]);
+    PyMem_Free(bs->mem);
+    PyMem_Free(bs->b);
+    PyMem_Free(bs->ops);
+    PyMem_Free(bs->rcs);
+    memset(bs, 0, sizeof *bs);
+}
+
+/* Group keys (srv[i] >= 0: its server; < 0: left out) into per-server batches and
+ * start one op per server. Returns the number of ops started, or -1 (exception). */
+static Py_ssize_t batches_start(ClientObject *self, batches *bs, mk_opcode code, const mkey *keys, const int *srv,
+                                const mkpy_val *vals, size_t n, int64_t exptime, int noreply)
+{
+    memset(bs, 0, sizeof *bs);
+    size_t ns = self->c ? mk_server_count(self->c) : 0;
+    bs->ns = ns;
+    bs->b = PyMem_Calloc(ns + 1, sizeof *bs->b);
+    bs->ops = PyMem_Calloc(ns + 1, sizeof *bs->ops);
+    bs->rcs = PyMem_Calloc(ns + 1, sizeof *bs->rcs);
+    size_t per = sizeof(size_t) * 3 + sizeof(char *) + sizeof(void *) + sizeof(uint32_t) + sizeof(int);
+    bs->mem = PyMem_Malloc((n + 1) * per);
+    if (!bs->b || !bs->ops || !bs->rcs || !bs->mem) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++)
+        if (srv[i] >= 0)
+            bs->b[srv[i]].n++;
+    /* carve the arrays: every batch gets a slice of each */
+    char *m = bs->mem;
+    size_t *a_idx = (size_t *)(void *)m;         m += (n + 1) * sizeof(size_t);
+    size_t *a_nk = (size_t *)(void *)m;          m += (n + 1) * sizeof(size_t);
+    size_t *a_nv = (size_t *)(void *)m;          m += (n + 1) * sizeof(size_t);
+    const char **a_kp = (const char **)(void *)m; m += (n + 1) * sizeof(char *);
+    const void **a_vp = (const void **)(void *)m; m += (n + 1) * sizeof(void *);
+    uint32_t *a_fl = (uint32_t *)(void *)m;      m += (n + 1) * sizeof(uint32_t);
+    int *a_res = (int *)(void *)m;
+    size_t off = 0;
+    for (size_t s = 0; s < ns; s++) {
+        batch *b = &bs->b[s];
+        b->idx = a_idx + off;
+        b->kp = a_kp + off;
+        b->nk = a_nk + off;
+        b->vp = a_vp + off;
+        b->nv = a_nv + off;
+        b->fl = a_fl + off;
+        b->res = a_res + off;
+        off += b->n;
+        b->n = 0;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (srv[i] < 0)
+            continue;
+        batch *b = &bs->b[srv[i]];
+        size_t j = b->n++;
+        b->idx[j] = i;
+        b->kp[j] = keys[i].p;
+        b->nk[j] = (size_t)keys[i].n;
+        if (vals) {
+            b->vp[j] = vals[i].p;
+            b->nv[j] = (size_t)vals[i].n;
+            b->fl[j] = vals[i].flags;
+        }
+    }
+    Py_ssize_t started = 0;
+    for (size_t s = 0; s < ns; s++) {
+        batch *b = &bs->b[s];
+        if (b->n == 0)
+            continue;
+        mk_op_args *a = &b->a;
+        mk_op_args_init(a);
+        a->code = code;
+        a->store_op = MK_STORE_SET;
+        a->keys = b->kp;
+        a->nkeys = b->nk;
+        a->nkeyset = b->n;
+        a->values = b->vp;
+        a->nvalues = b->nv;
+        a->flagsv = b->fl;
+        a->results = b->res;
+        a->exptime = exptime;
+        a->mode = noreply ? MK_NOREPLY : 0;
+        a->server = (int)s;
+        bs->rcs[s] = start_op(self, a, NULL, &bs->ops[s]);
+        if (bs->ops[s])
+            started++;
+        else
+            for (size_t j = 0; j < b->n; j++)
+                b->res[j] = bs->rcs[s];
+    }
+    return started;
+}
+
+/* The server of each key (python-memcached's (hash, key) tuples included), or a negative code. */
+static void keys_servers(ClientObject *self, const mkey *keys, size_t n, const char *skip, int *srv)
+{
+    if (self->c)
+        check_fork(self);
+    for (size_t i = 0; i < n; i++) {
+        if (skip && skip[i] != 1)
+            srv[i] = -1;
+        else if (self->c == NULL)
+            srv[i] = MK_ENOSERVER;
+        else if (keys[i].server >= 0)
+            srv[i] = keys[i].server < (int)mk_server_count(self->c) ? keys[i].server : MK_ERANGE;
+        else
+            srv[i] = mk_server_for_key(self->c, keys[i].p, (size_t)keys[i].n);
+    }
+}
+
 static PyObject *Client_set_multi(ClientObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
 {
     static const char *const names[] = {"mapping", "time", "key_prefix", "min_compress_len", "noreply", NULL};
@@ -899,13 +1110,12 @@ static PyObject *Client_set_multi(ClientObject *self, PyObject *const *args, Py_
     mkey *keys = PyMem_Calloc(n + 1, sizeof *keys);
     PyObject **origs = PyMem_Calloc(n + 1, sizeof *origs);
     mkpy_val *vals = PyMem_Calloc(n + 1, sizeof *vals);
-    mk_op_args *as = PyMem_Calloc(n + 1, sizeof *as);
-    mk_op **ops = PyMem_Calloc(n + 1, sizeof *ops);
-    int *rcs = PyMem_Calloc(n + 1, sizeof *rcs);
+    int *srv = PyMem_Calloc(n + 1, sizeof *srv);
     char *enc = PyMem_Calloc(n + 1, 1);   /* 0 not encoded, 1 encoded, 2 too large */
+    batches bs = {0};
     PyObject *notstored = NULL;
     int converted = 0;
-    if (!keys || !origs || !vals || !as || !ops || !rcs || !enc) {
+    if (!keys || !origs || !vals || !srv || !enc) {
         PyErr_NoMemory();
         goto out;
     }
@@ -915,7 +1125,6 @@ static PyObject *Client_set_multi(ClientObject *self, PyObject *const *args, Py_
     notstored = PyList_New(0);
     if (notstored == NULL)
         goto out;
-    size_t live = 0;
     for (size_t i = 0; i < n; i++) {
         PyObject *mk = PySequence_Fast_GET_ITEM(seq, i);
         PyObject *v = PyObject_GetItem(o[0], mk);
@@ -926,37 +1135,33 @@ static PyObject *Client_set_multi(ClientObject *self, PyObject *const *args, Py_
         if (er < 0)
             goto fail;
         enc[i] = er == 0 ? 1 : 2;
-        if (er == 1) {
-            if (PyList_Append(notstored, origs[i]) < 0)
-                goto fail;
-            continue;
-        }
-        mk_op_args *a = &as[i];
-        mk_op_args_init(a);
-        a->code = MK_OP_STORE;
-        a->store_op = MK_STORE_SET;
-        a->value = vals[i].p;
-        a->nvalue = (size_t)vals[i].n;
-        a->flags = vals[i].flags;
-        a->exptime = exptime;
-        a->mode = noreply ? MK_NOREPLY : 0;
-        rcs[i] = start_op(self, a, &keys[i], &ops[i]);
-        live += ops[i] != NULL;
+        if (er == 1 && PyList_Append(notstored, origs[i]) < 0)
+            goto fail;
     }
+    keys_servers(self, keys, n, enc, srv);
+    Py_ssize_t live = batches_start(self, &bs, MK_OP_STORE, keys, srv, vals, n, exptime, noreply);
+    if (live < 0)
+        goto fail;
     if (live == 0 && n > 0) {   /* python-memcached: no server at all -> every key */
         Py_SETREF(notstored, PyMapping_Keys(o[0]));
         goto out;
     }
-    if (drive_ops(self, ops, rcs, n) < 0)
+    if (drive_ops(self, bs.ops, bs.rcs, bs.ns) < 0)
         goto fail;
     int first = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (!ops[i] || rcs[i] == 0)
-            continue;
-        if (outcome(rcs[i]) == OUT_FAIL && !first)
-            first = rcs[i];
-        if (PyList_Append(notstored, origs[i]) < 0)
-            goto fail;
+    for (size_t s = 0; s < bs.ns; s++) {
+        batch *b = &bs.b[s];
+        if (bs.ops[s] == NULL)
+            continue;   /* no op: python-memcached leaves those keys out */
+        for (size_t j = 0; j < b->n; j++) {
+            int rc = b->res[j];
+            if (rc == 0)
+                continue;
+            if (outcome(rc) == OUT_FAIL && !first)
+                first = rc;
+            if (PyList_Append(notstored, origs[b->idx[j]]) < 0)
+                goto fail;
+        }
     }
     if (first && failure(self, first, "set_multi", NULL) < 0)
         goto fail;
@@ -964,8 +1169,7 @@ static PyObject *Client_set_multi(ClientObject *self, PyObject *const *args, Py_
 fail:
     Py_CLEAR(notstored);
 out:
-    for (size_t i = 0; ops && i < n; i++)
-        mk_op_destroy(ops[i]);
+    batches_free(&bs);
     for (size_t i = 0; enc && i < n; i++)
         if (enc[i] == 1)
             mkpy_val_release(&vals[i]);
@@ -974,9 +1178,7 @@ out:
     PyMem_Free(keys);
     PyMem_Free(origs);
     PyMem_Free(vals);
-    PyMem_Free(as);
-    PyMem_Free(ops);
-    PyMem_Free(rcs);
+    PyMem_Free(srv);
     PyMem_Free(enc);
     Py_DECREF(seq);
     Py_DECREF(prefix);
@@ -1005,12 +1207,11 @@ static PyObject *Client_delete_multi(ClientObject *self, PyObject *const *args, 
     size_t n = (size_t)PySequence_Fast_GET_SIZE(seq);
     mkey *keys = PyMem_Calloc(n + 1, sizeof *keys);
     PyObject **origs = PyMem_Calloc(n + 1, sizeof *origs);
-    mk_op_args *as = PyMem_Calloc(n + 1, sizeof *as);
-    mk_op **ops = PyMem_Calloc(n + 1, sizeof *ops);
-    int *rcs = PyMem_Calloc(n + 1, sizeof *rcs);
+    int *srv = PyMem_Calloc(n + 1, sizeof *srv);
+    batches bs = {0};
     PyObject *r = NULL;
     int converted = 0;
-    if (!keys || !origs || !as || !ops || !rcs) {
+    if (!keys || !origs || !srv) {
         PyErr_NoMemory();
         goto out;
     }
@@ -1019,18 +1220,16 @@ static PyObject *Client_delete_multi(ClientObject *self, PyObject *const *args, 
     converted = 1;
     long ok = 1;
     if (t == 0) {   /* memcached refuses "delete key <time>": python-memcached's reply is ignored */
-        for (size_t i = 0; i < n; i++) {
-            mk_op_args_init(&as[i]);
-            as[i].code = MK_OP_DELETE;
-            as[i].mode = noreply ? MK_NOREPLY : 0;
-            rcs[i] = start_op(self, &as[i], &keys[i], &ops[i]);
-        }
-        if (drive_ops(self, ops, rcs, n) < 0)
+        keys_servers(self, keys, n, NULL, srv);
+        if (batches_start(self, &bs, MK_OP_DELETE, keys, srv, NULL, n, 0, noreply) < 0)
+            goto out;
+        if (drive_ops(self, bs.ops, bs.rcs, bs.ns) < 0)
             goto out;
         int first = 0;
-        for (size_t i = 0; i < n; i++)
-            if (ops[i] && outcome(rcs[i]) == OUT_FAIL && !first)
-                first = rcs[i];
+        for (size_t s = 0; s < bs.ns; s++)
+            for (size_t j = 0; bs.ops[s] && j < bs.b[s].n; j++)
+                if (outcome(bs.b[s].res[j]) == OUT_FAIL && !first)
+                    first = bs.b[s].res[j];
         if (first) {
             ok = 0;
             if (failure(self, first, "delete_multi", NULL) < 0)
@@ -1039,15 +1238,12 @@ static PyObject *Client_delete_multi(ClientObject *self, PyObject *const *args, 
     }
     r = PyLong_FromLong(ok);
 out:
-    for (size_t i = 0; ops && i < n; i++)
-        mk_op_destroy(ops[i]);
+    batches_free(&bs);
     for (size_t i = 0; converted && i < n; i++)
         Py_XDECREF(keys[i].keep);
     PyMem_Free(keys);
     PyMem_Free(origs);
-    PyMem_Free(as);
-    PyMem_Free(ops);
-    PyMem_Free(rcs);
+    PyMem_Free(srv);
     Py_DECREF(seq);
     Py_DECREF(prefix);
     return r;
@@ -1159,8 +1355,7 @@ static PyObject *Client_disconnect_all(ClientObject *self, PyObject *unused)
     (void)unused;
     if (self->c) {
         check_fork(self);
-        for (size_t i = 0; i < self->c->n; i++)
-            mk__pool_close_idle(&self->c->servers[i]);
+        mk_client_close_idle(self->c);
     }
     Py_RETURN_NONE;
 }
@@ -1168,10 +1363,8 @@ static PyObject *Client_disconnect_all(ClientObject *self, PyObject *unused)
 static PyObject *Client_forget_dead_hosts(ClientObject *self, PyObject *unused)
 {
     (void)unused;
-    for (size_t i = 0; self->c && i < self->c->n; i++) {
-        atomic_store(&self->c->servers[i].failures, 0);
-        atomic_store(&self->c->servers[i].dead_until, 0);
-    }
+    if (self->c)
+        mk_server_revive(self->c, MK_ALL_SERVERS);
     Py_RETURN_NONE;
 }
 

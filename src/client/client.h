@@ -22,12 +22,15 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 
 /* A connection. Owned by exactly one op while checked out, else by its pool. */
 typedef struct mk_conn {
     int fd;                     /* -1: not connected yet */
     bool connecting;            /* non-blocking connect() in progress */
     bool unsynced;              /* a noreply request was sent: a stray reply may follow */
+    bool blocking;              /* O_NONBLOCK cleared and SO_RCVTIMEO = io_timeout_ms set (mk_op_wait) */
+    int64_t idle_since;         /* mk__now_ms() when it was last returned to the pool */
     char *rbuf;                 /* received bytes: [rpos, rlen) not parsed yet */
     size_t rpos, rlen, rcap;
 } mk_conn;
@@ -74,8 +77,12 @@ int64_t mk__now_ms(void);
 /* Get a connection for server s: an idle one, a new unconnected one (fd -1) while
  * total < pool_size, else wait until deadline_ms (blocking) or return MK_EAGAIN. */
 int mk__pool_get(mk_client *c, mk_server *s, int64_t deadline_ms, bool blocking, mk_conn **out);
+/* The same; now: the caller's recent mk__now_ms() (idle-connection rule). */
+int mk__pool_get_at(mk_client *c, mk_server *s, int64_t deadline_ms, bool blocking, int64_t now, mk_conn **out);
 /* Return a connection: reusable (kept idle) or not (closed). */
 void mk__pool_put(mk_client *c, mk_server *s, mk_conn *conn, bool reusable);
+/* The same with the caller's recent mk__now_ms(). */
+void mk__pool_put_at(mk_client *c, mk_server *s, mk_conn *conn, bool reusable, int64_t now);
 void mk__pool_close_idle(mk_server *s);
 bool mk__server_alive(const mk_server *s, int64_t now);
 void mk__server_ok(mk_server *s);
@@ -84,6 +91,8 @@ void mk__server_failed(mk_client *c, mk_server *s);
 int mk__pick(mk_client *c, const char *key, size_t nkey);
 /* The same, with the caller's mk__now_ms() (one clock read for a whole multi-get). */
 int mk__pick_at(mk_client *c, const char *key, size_t nkey, int64_t now);
+/* srv[i] = mk__pick_at(c, keys[i], nkeys[i], now) for i < n (ketama hashes in vector lanes). */
+void mk__pick_many(mk_client *c, const char *const *keys, const size_t *nkeys, size_t n, int64_t now, int *srv);
 
 /* ---- conn.c ---- */
 mk_conn *mk__conn_new(void);
@@ -93,16 +102,67 @@ void mk__conn_close(mk_conn *conn);
 int mk__conn_connect(mk_client *c, mk_server *s, mk_conn *conn);
 /* Finish a connect in progress: 0 done, MK_EAGAIN still pending, MK_ECONNECT. */
 int mk__conn_connect_finish(mk_conn *conn);
-/* A pooled connection about to be reused: false if it has stray data or EOF pending. */
+/* A pooled connection about to be reused: false if it has stray data or EOF pending (one poll()). */
 bool mk__conn_usable(mk_conn *conn);
+/* A connection just connected: make it blocking with SO_RCVTIMEO = io_timeout_ms, so that
+ * mk_op_wait can wait for a reply with one recv(). Every other send/recv uses MSG_DONTWAIT. */
+void mk__conn_ready(mk_client *c, mk_conn *conn);
 /* Make room for at least `want` more bytes in rbuf. 0 or MK_ENOMEM. */
 int mk__conn_reserve(mk_conn *conn, size_t want);
 
+/* Pooled connections idle for less than this are reused without a poll() check: a
+ * stale one (closed by the server meanwhile) is caught by its first read or write
+ * and the op retried once on a fresh connection (op.c). */
+#define MK_IDLE_CHECK_MS 100
+
 /* ---- op.c ---- */
+/* The op (defined here so that blocking calls can keep one on the stack). */
+enum op_state { ST_CHECKOUT, ST_CONNECT, ST_WRITE, ST_READ, ST_DONE };
+
+struct mk_op {
+    mk_client *c;
+    mk_op_args a;
+    int server;
+    mk_server *s;
+    mk_conn *conn;
+    enum op_state state;
+    bool blocking;
+    bool expect_reply;
+    bool heap;                  /* allocated by mk_op_start (freed by mk_op_destroy) */
+    bool reused;                /* the connection came from the pool without a liveness check */
+    bool got_reply;             /* a reply byte arrived for this op */
+    bool retried;               /* the one transparent retry on a fresh connection was used */
+    bool wait_eof;              /* mk_op_wait's blocking recv saw EOF or a reset */
+    bool waits;                 /* the caller calls mk_op_wait after every MK_EAGAIN (MK_WAITS, mk_op_run) */
+    bool waited;                /* mk_op_wait ran since the op started (t0 is stale) */
+    bool fresh;                 /* the I/O deadline was set in this step and nothing waited since */
+    int64_t t0;                 /* mk__now_ms() at start: the one clock read of a fast call */
+    int rc;
+    int64_t deadline;
+    short events;
+
+    char *req;                  /* the request line(s): small[] or malloc'd */
+    size_t nreq;
+    struct iovec *iov;          /* what is left to write: iov[iovi..niov) (iov_small or malloc'd) */
+    size_t iovi, niov;
+    struct iovec iov_small[3];
+    size_t *hdr_end;            /* batch store: end offset of header i in req (malloc'd) */
+
+    size_t kpos;                /* multi-get: next key position to match; batch: next reply's key */
+    size_t hits;
+    mk_item item;               /* single get without value_cb: the hit */
+    uint64_t number;
+    char text[256];
+    char small[1024];
+};
+
+
 /* mk_op_start for callers that already checked every key (mk_mget): no second check. */
 int mk__op_start(mk_client *c, const mk_op_args *args, mk_op **out, bool keys_checked);
-/* Run an op to completion, blocking with poll(). */
-int mk__op_run(mk_op *op);
+/* Initialise a caller-provided op (e.g. on the stack: no allocation); release with
+ * mk__op_release. Same codes as mk_op_start. */
+int mk__op_init(mk_client *c, const mk_op_args *args, mk_op *op, bool keys_checked);
+void mk__op_release(mk_op *op);
 /* Where an op of an mget wants to wait: fd, events and deadline. */
 int64_t mk__op_deadline(const mk_op *op);
 void mk__op_set_blocking(mk_op *op, bool blocking);

@@ -28,6 +28,7 @@ void mk__conn_close(mk_conn *conn)
     conn->fd = -1;
     conn->connecting = false;
     conn->unsynced = false;
+    conn->blocking = false;
     conn->rpos = conn->rlen = 0;
 }
 
@@ -102,6 +103,18 @@ int mk__conn_connect_finish(mk_conn *conn)
     }
     conn->connecting = false;
     return 0;
+}
+
+void mk__conn_ready(mk_client *c, mk_conn *conn)
+{
+    if (conn->blocking)
+        return;
+    int fl = fcntl(conn->fd, F_GETFL);
+    int ms = c->opt.io_timeout_ms;
+    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+    if (fl >= 0 && setsockopt(conn->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) == 0 &&
+        fcntl(conn->fd, F_SETFL, fl & ~O_NONBLOCK) == 0)
+        conn->blocking = true;
 }
 
 bool mk__conn_usable(mk_conn *conn)

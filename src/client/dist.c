@@ -18,6 +18,8 @@ struct mk_dist {
     size_t *node_len;
     unsigned char **node_cp;    /* the node's characters as pymemcache's murmur3 sees them */
     size_t *node_cp_len;
+    uint32_t *lut;              /* continuum kinds: lut[b] = first point with value >= b << lut_shift */
+    unsigned lut_shift;
 };
 
 static const char *const kind_names[MK_DIST_KIND_COUNT_] = {
@@ -220,6 +222,7 @@ void mk_dist_destroy(mk_dist *d)
     if (d == NULL)
         return;
     free(d->points);
+    free(d->lut);
     free(d->buckets);
     if (d->nodes) {
         for (size_t i = 0; i < d->n; i++) {
@@ -286,6 +289,39 @@ static int build_rendezvous(mk_dist *d, const mk_server_spec *servers)
         d->node_cp_len[i] = o;
     }
     return 0;
+}
+
+/* A lookup table over the sorted continuum: the top bits of a hash give the range
+ * of points to search (about one point), instead of a ~10-step binary search. */
+static int build_lut(mk_dist *d)
+{
+    unsigned bits = 1;
+    while (bits < 16 && ((size_t)1 << bits) < 2 * d->npoints)
+        bits++;
+    size_t nb = (size_t)1 << bits;
+    d->lut = malloc((nb + 1) * sizeof *d->lut);
+    if (d->lut == NULL)
+        return -1;
+    d->lut_shift = 32 - bits;
+    size_t p = 0;
+    for (size_t b = 0; b < nb; b++) {
+        uint64_t start = (uint64_t)b << d->lut_shift;
+        while (p < d->npoints && d->points[p].value < start)
+            p++;
+        d->lut[b] = (uint32_t)p;
+    }
+    d->lut[nb] = (uint32_t)d->npoints;
+    return 0;
+}
+
+/* mk_dist_continuum_find through the lookup table. */
+static inline size_t lut_find(const mk_dist *d, uint32_t h)
+{
+    size_t b = h >> d->lut_shift;
+    size_t i = d->lut[b], end = d->lut[b + 1];
+    while (i < end && d->points[i].value < h)
+        i++;
+    return i == d->npoints ? 0 : i;
 }
 
 mk_dist *mk_dist_create(mk_dist_kind kind, const mk_server_spec *servers, size_t n)
@@ -361,6 +397,10 @@ mk_dist *mk_dist_create(mk_dist_kind kind, const mk_server_spec *servers, size_t
         rc = -1;
         errno = EINVAL;
         break;
+    }
+    if (rc == 0 && d->points && d->npoints && build_lut(d) != 0) {
+        rc = -1;
+        errno = ENOMEM;
     }
     if (rc != 0) {
         int e = errno;
@@ -457,8 +497,31 @@ size_t mk_dist_pick(const mk_dist *d, const char *key, size_t nkey)
             return 0;
         if (!key_hash(d, key, nkey, &h))
             return MK_DIST_NONE;
-        return d->points[mk_dist_continuum_find(d->points, d->npoints, h)].server;
+        return d->points[d->lut ? lut_find(d, h) : mk_dist_continuum_find(d->points, d->npoints, h)].server;
     }
+}
+
+size_t mk_dist_point_for_hash(const mk_dist *d, uint32_t h)
+{
+    if (d == NULL || d->npoints == 0)
+        return 0;
+    return d->lut ? lut_find(d, h) : mk_dist_continuum_find(d->points, d->npoints, h);
+}
+
+void mk_dist_pick_many(const mk_dist *d, const char *const *keys, const size_t *nkeys, size_t n, size_t *out)
+{
+    if (d && d->n > 1 && d->lut && (d->kind == MK_DIST_KETAMA || d->kind == MK_DIST_CONSISTENT_MD5)) {
+        uint32_t h[64];
+        for (size_t i = 0; i < n; i += 64) {
+            size_t m = n - i < 64 ? n - i : 64;
+            mk_hash_md5_le32_many(keys + i, nkeys + i, m, h);
+            for (size_t j = 0; j < m; j++)
+                out[i + j] = d->points[lut_find(d, h[j])].server;
+        }
+        return;
+    }
+    for (size_t i = 0; i < n; i++)
+        out[i] = mk_dist_pick(d, keys[i], nkeys[i]);
 }
 
 size_t mk_dist_pick_alive(const mk_dist *d, const char *key, size_t nkey, mk_dist_alive_fn alive, void *ctx)

@@ -145,6 +145,10 @@ bool mk_hash_md5(const void *data, size_t len, unsigned char out[16]);
  * when MD5 is unavailable (see mk_hash_md5). */
 uint32_t mk_hash_md5_le32(const void *data, size_t len, unsigned word);
 
+/* mk_hash_md5_le32_many — out[i] = mk_hash_md5_le32(keys[i], nkeys[i], 0) for
+ * i < n, computed several keys at a time (vector lanes). */
+void mk_hash_md5_le32_many(const char *const *keys, const size_t *nkeys, size_t n, uint32_t *out);
+
 /* Standard CRC-32 (zlib crc32(), the value binascii.crc32 returns). */
 uint32_t mk_hash_crc32(const void *data, size_t len);
 
@@ -240,6 +244,10 @@ void mk_dist_destroy(mk_dist *d);
  */
 size_t mk_dist_pick(const mk_dist *d, const char *key, size_t nkey);
 
+/* mk_dist_pick_many — out[i] = mk_dist_pick(d, keys[i], nkeys[i]) for i < n;
+ * ketama's MD5s are computed several keys at a time. */
+void mk_dist_pick_many(const mk_dist *d, const char *const *keys, const size_t *nkeys, size_t n, size_t *out);
+
 /* Liveness callback: true if server `index` may be used now. */
 typedef bool (*mk_dist_alive_fn)(void *ctx, size_t index);
 
@@ -302,5 +310,10 @@ int mk_dist_continuum_build(mk_continuum_kind kind, const mk_server_spec *server
  * lookup). Binary search: O(log npoints). npoints must be > 0.
  */
 size_t mk_dist_continuum_find(const mk_dist_point *points, size_t npoints, uint32_t h);
+
+/* mk_dist_point_for_hash — mk_dist_continuum_find over d's continuum, through its
+ * lookup table (the top bits of h index the range of points to search). 0 for
+ * kinds without a continuum. */
+size_t mk_dist_point_for_hash(const mk_dist *d, uint32_t h);
 
 #endif /* MK_CLIENT_DIST_H */

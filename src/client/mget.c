@@ -2,6 +2,7 @@
 #include "client/client.h"
 
 #include <poll.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -19,10 +20,11 @@ typedef struct group {
     const char **keys;
     size_t *nkeys;
     size_t n;
-    mk_op *op;
+    bool live;                  /* op initialised */
     int rc;
     mk_mget_cb cb;
     void *ctx;
+    mk_op op;                   /* on the caller's stack or in the one allocation */
 } group;
 
 static void trampoline(void *ctx, size_t i, const mk_item *item)
@@ -42,21 +44,31 @@ static int mget(mk_client *c, const char *const *keys, const size_t *nkeys, size
             return MK_EBADKEY;
     if (n == 0)
         return 0;
-    int *srv = malloc(n * sizeof *srv);
-    group *g = calloc(c->n, sizeof *g);
-    size_t *idx = malloc(n * sizeof *idx);
-    const char **kp = malloc(n * sizeof *kp);
-    size_t *nk = malloc(n * sizeof *nk);
-    struct pollfd *pfd = malloc(c->n * sizeof *pfd);
-    size_t *pmap = malloc(c->n * sizeof *pmap);
+    /* one block for everything (on the stack for common sizes): no allocation per call */
+    size_t need = c->n * (sizeof(group) + sizeof(struct pollfd) + sizeof(size_t)) +
+                  n * (sizeof(int) + 2 * sizeof(size_t) + sizeof(char *)) + 128;
+    _Alignas(max_align_t) char stackbuf[32768];
+    char *mem = need <= sizeof stackbuf ? stackbuf : malloc(need), *mp = mem;
     int first = 0;
-    if (!srv || !g || !idx || !kp || !nk || !pfd || !pmap) {
-        first = MK_ENOMEM;
-        goto out;
+    if (mem == NULL)
+        return MK_ENOMEM;
+#define TAKE(type, count) ((type *)(void *)(mp += ((count) * sizeof(type) + 15) & ~(size_t)15, \
+                                            mp - (((count) * sizeof(type) + 15) & ~(size_t)15)))
+    group *g = TAKE(group, c->n);
+    struct pollfd *pfd = TAKE(struct pollfd, c->n);
+    size_t *pmap = TAKE(size_t, c->n);
+    size_t *idx = TAKE(size_t, n);
+    size_t *nk = TAKE(size_t, n);
+    const char **kp = TAKE(const char *, n);
+    int *srv = TAKE(int, n);
+#undef TAKE
+    for (size_t s = 0; s < c->n; s++) {
+        g[s].n = 0;
+        g[s].live = false;
     }
     int64_t now = mk__now_ms();
+    mk__pick_many(c, keys, nkeys, n, now, srv);
     for (size_t i = 0; i < n; i++) {
-        srv[i] = mk__pick_at(c, keys[i], nkeys[i], now);
         if (srv[i] >= 0)
             g[srv[i]].n++;
         else if (!first)
@@ -96,10 +108,11 @@ static int mget(mk_client *c, const char *const *keys, const size_t *nkeys, size
         a.server = (int)s;
         a.value_cb = trampoline;
         a.ctx = &g[s];
-        g[s].rc = mk__op_start(c, &a, &g[s].op, true);   /* keys checked above */
+        g[s].rc = mk__op_init(c, &a, &g[s].op, true);   /* keys checked above */
         if (g[s].rc == 0) {
-            mk__op_set_blocking(g[s].op, true);   /* the pool wait, if any, blocks; I/O never does */
-            g[s].rc = mk_op_step(g[s].op);
+            g[s].live = true;
+            mk__op_set_blocking(&g[s].op, true);   /* the pool wait, if any, blocks; I/O never does */
+            g[s].rc = mk_op_step(&g[s].op);
         }
     }
     /* drive every op still waiting with one poll() */
@@ -109,10 +122,10 @@ static int mget(mk_client *c, const char *const *keys, const size_t *nkeys, size
         for (size_t s = 0; s < c->n; s++) {
             if (g[s].n == 0 || g[s].rc != MK_EAGAIN)
                 continue;
-            int t = mk_op_timeout_ms(g[s].op);
+            int t = mk_op_timeout_ms(&g[s].op);
             if (timeout < 0 || t < timeout)
                 timeout = t;
-            pfd[np] = (struct pollfd){mk_op_fd(g[s].op), mk_op_events(g[s].op), 0};
+            pfd[np] = (struct pollfd){mk_op_fd(&g[s].op), mk_op_events(&g[s].op), 0};
             pmap[np++] = s;
         }
         if (np == 0)
@@ -120,8 +133,8 @@ static int mget(mk_client *c, const char *const *keys, const size_t *nkeys, size
         int r = poll(pfd, np, timeout);
         for (size_t j = 0; j < np; j++) {
             group *gs = &g[pmap[j]];
-            if (r <= 0 || pfd[j].revents || mk_op_timeout_ms(gs->op) == 0)
-                gs->rc = mk_op_step(gs->op);
+            if (r <= 0 || pfd[j].revents || mk_op_timeout_ms(&gs->op) == 0)
+                gs->rc = mk_op_step(&gs->op);
         }
     }
     for (size_t s = 0; s < c->n; s++) {
@@ -132,16 +145,11 @@ static int mget(mk_client *c, const char *const *keys, const size_t *nkeys, size
         if (g[s].rc && rcs)
             for (size_t i = 0; i < g[s].n; i++)
                 rcs[g[s].idx[i]] = g[s].rc;
-        mk_op_destroy(g[s].op);
+        if (g[s].live)
+            mk__op_release(&g[s].op);
     }
-out:
-    free(srv);
-    free(g);
-    free(idx);
-    free(kp);
-    free(nk);
-    free(pfd);
-    free(pmap);
+    if (mem != stackbuf)
+        free(mem);
     return first;
 }
 

@@ -1,8 +1,9 @@
-/* client/op.c — mk_op: one request on one server as a non-blocking state machine (checkout, connect, write, read). */
+/* client/op.c — mk_op: one request (or a pipelined batch) on one server as a non-blocking state machine (checkout, connect, write, read). */
 #include "client/client.h"
 
 #include <errno.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,36 +22,24 @@
  * connect_timeout_ms; WRITE and READ together for io_timeout_ms. A step that
  * would have to wait past its deadline fails with MK_ETIMEDOUT instead.
  * The connection goes back to the pool as soon as the op is done.
+ *
+ * Stale pooled connections (see pool.c for when a pooled connection is reused
+ * without a liveness check): when such a reused connection fails before a
+ * single reply byte arrived -- the send fails, or the first read sees EOF or a
+ * reset -- the op is retried once, transparently, on a fresh connection:
+ * always when nothing of the request was sent, and after a sent request only
+ * for ops that are safe to repeat (get/gets/gat/gats, set, touch, flush_all,
+ * version, stats). That failure is not counted against the server.
+ *
+ * Batches: MK_OP_STORE / MK_OP_DELETE / MK_OP_TOUCH with nkeyset > 0 send one
+ * request per key in one write stream and read the replies in order into
+ * args.results[].
  */
-enum op_state { ST_CHECKOUT, ST_CONNECT, ST_WRITE, ST_READ, ST_DONE };
 
 #define MAX_VALUE (1ull << 31)   /* larger VALUE lengths are treated as garbage */
 #define MAX_LINE 65536           /* a reply line longer than this is garbage */
+#define MAX_IOV 1024             /* IOV_MAX on Linux */
 
-struct mk_op {
-    mk_client *c;
-    mk_op_args a;
-    int server;
-    mk_server *s;
-    mk_conn *conn;
-    enum op_state state;
-    bool blocking;
-    int rc;
-    int64_t deadline;
-    short events;
-    bool expect_reply;
-
-    char *req;                  /* the request line(s): small[] or malloc'd */
-    size_t nreq;
-    char small[384];
-    size_t wpos;                /* bytes of req + value + "\r\n" written */
-
-    size_t kpos;                /* multi-get: next key position to match */
-    size_t hits;
-    mk_item item;               /* single get without value_cb: the hit */
-    uint64_t number;
-    char text[256];
-};
 
 void mk_op_args_init(mk_op_args *a)
 {
@@ -63,91 +52,224 @@ static bool is_get(mk_opcode c)
     return c == MK_OP_GET || c == MK_OP_GETS || c == MK_OP_GAT || c == MK_OP_GATS;
 }
 
+static bool is_batch(const mk_op_args *a)
+{
+    return a->nkeyset && !is_get(a->code);
+}
+
 static bool keyed(mk_opcode c)
 {
     return c != MK_OP_FLUSH_ALL && c != MK_OP_VERSION && c != MK_OP_STATS;
 }
 
-static const mk_cmd store_cmds[] = {
-    [MK_STORE_SET] = MK_CMD_SET,         [MK_STORE_ADD] = MK_CMD_ADD,
-    [MK_STORE_REPLACE] = MK_CMD_REPLACE, [MK_STORE_APPEND] = MK_CMD_APPEND,
-    [MK_STORE_PREPEND] = MK_CMD_PREPEND, [MK_STORE_CAS] = MK_CMD_CAS,
+/* Ops whose request may be sent twice with the same outcome (the retry rule). */
+static bool repeatable(const mk_op_args *a)
+{
+    switch (a->code) {
+    case MK_OP_GET: case MK_OP_GETS: case MK_OP_GAT: case MK_OP_GATS:
+    case MK_OP_TOUCH: case MK_OP_FLUSH_ALL: case MK_OP_VERSION: case MK_OP_STATS:
+        return true;
+    case MK_OP_STORE:
+        return a->store_op == MK_STORE_SET;
+    default:
+        return false;
+    }
+}
+
+static const char *const store_names[] = {
+    [MK_STORE_SET] = "set ",         [MK_STORE_ADD] = "add ",
+    [MK_STORE_REPLACE] = "replace ", [MK_STORE_APPEND] = "append ",
+    [MK_STORE_PREPEND] = "prepend ", [MK_STORE_CAS] = "cas ",
 };
 
-/* Build the request text into op->req. */
+static inline char *put_mem(char *p, const void *s, size_t n)
+{
+    memcpy(p, s, n);
+    return p + n;
+}
+
+static char *put_u64(char *p, uint64_t v)
+{
+    char tmp[24];
+    size_t n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    while (n)
+        *p++ = tmp[--n];
+    return p;
+}
+
+static char *put_i64(char *p, int64_t v)
+{
+    if (v < 0) {
+        *p++ = '-';
+        return put_u64(p, (uint64_t)0 - (uint64_t)v);
+    }
+    return put_u64(p, (uint64_t)v);
+}
+
+/* One store header line "set <key> <flags> <exptime> <bytes>[ <cas>][ noreply]\r\n". */
+static char *put_store(char *p, const mk_op_args *a, const char *key, size_t nkey, uint32_t flags, size_t nvalue)
+{
+    const char *name = store_names[a->store_op];
+    p = put_mem(p, name, strlen(name));
+    p = put_mem(p, key, nkey);
+    *p++ = ' ';
+    p = put_u64(p, flags);
+    *p++ = ' ';
+    p = put_i64(p, a->exptime);
+    *p++ = ' ';
+    p = put_u64(p, nvalue);
+    if (a->store_op == MK_STORE_CAS) {
+        *p++ = ' ';
+        p = put_u64(p, a->cas);
+    }
+    if (a->mode & MK_NOREPLY)
+        p = put_mem(p, " noreply", 8);
+    return put_mem(p, "\r\n", 2);
+}
+
+/* A keyed line "<cmd> <key>[ <number>][ noreply]\r\n" (delete, touch, incr, decr). */
+static char *put_keyed(char *p, const mk_op_args *a, const char *key, size_t nkey)
+{
+    switch (a->code) {
+    case MK_OP_DELETE: p = put_mem(p, "delete ", 7); break;
+    case MK_OP_TOUCH: p = put_mem(p, "touch ", 6); break;
+    case MK_OP_INCR: p = put_mem(p, "incr ", 5); break;
+    default: p = put_mem(p, "decr ", 5); break;
+    }
+    p = put_mem(p, key, nkey);
+    if (a->code == MK_OP_TOUCH) {
+        *p++ = ' ';
+        p = put_i64(p, a->exptime);
+    } else if (a->code == MK_OP_INCR || a->code == MK_OP_DECR) {
+        *p++ = ' ';
+        p = put_u64(p, a->delta);
+    }
+    if (a->mode & MK_NOREPLY)
+        p = put_mem(p, " noreply", 8);
+    return put_mem(p, "\r\n", 2);
+}
+
+/* Fill op->iov with the whole request (req, and values for stores). */
+static int build_iov(mk_op *op)
+{
+    const mk_op_args *a = &op->a;
+    op->iovi = 0;
+    if (a->code != MK_OP_STORE) {
+        op->iov = op->iov_small;
+        op->iov[0] = (struct iovec){op->req, op->nreq};
+        op->niov = 1;
+        return 0;
+    }
+    if (!is_batch(a)) {
+        op->iov = op->iov_small;
+        op->iov[0] = (struct iovec){op->req, op->nreq};
+        op->iov[1] = (struct iovec){(void *)a->value, a->nvalue};
+        op->iov[2] = (struct iovec){(void *)"\r\n", 2};
+        op->niov = 3;
+        return 0;
+    }
+    if (op->iov == NULL || op->iov == op->iov_small) {
+        op->iov = malloc(3 * a->nkeyset * sizeof *op->iov);
+        if (op->iov == NULL)
+            return MK_ENOMEM;
+    }
+    size_t start = 0, k = 0;
+    for (size_t i = 0; i < a->nkeyset; i++) {
+        op->iov[k++] = (struct iovec){op->req + start, op->hdr_end[i] - start};
+        if (a->nvalues[i])
+            op->iov[k++] = (struct iovec){(void *)a->values[i], a->nvalues[i]};
+        op->iov[k++] = (struct iovec){(void *)"\r\n", 2};
+        start = op->hdr_end[i];
+    }
+    op->niov = k;
+    return 0;
+}
+
+/* Build the request text into op->req, then the iovecs. */
 static int compose(mk_op *op)
 {
     const mk_op_args *a = &op->a;
-    const char *nr = (a->mode & MK_NOREPLY) ? " noreply" : "";
     size_t need = 128 + (a->group ? strlen(a->group) : 0) + a->nkey;
     for (size_t i = 0; i < a->nkeyset; i++)
-        need += a->nkeys[i] + 1;
+        need += a->nkeys[i] + (is_batch(a) ? 96 : 1);
     op->req = need <= sizeof op->small ? op->small : malloc(need);
     if (op->req == NULL)
         return MK_ENOMEM;
     char *p = op->req;
-    int k = (int)a->nkey;
     switch (a->code) {
     case MK_OP_GET:
     case MK_OP_GETS:
     case MK_OP_GAT:
-    case MK_OP_GATS: {
-        static const char *const names[] = {"get", "gets", "gat", "gats"};
-        p += sprintf(p, "%s", names[a->code - MK_OP_GET]);
-        if (a->code == MK_OP_GAT || a->code == MK_OP_GATS)
-            p += sprintf(p, " %" PRId64, a->exptime);
+    case MK_OP_GATS:
+        if (a->code == MK_OP_GET) {
+            p = put_mem(p, "get", 3);
+        } else if (a->code == MK_OP_GETS) {
+            p = put_mem(p, "gets", 4);
+        } else {
+            p = put_mem(p, a->code == MK_OP_GAT ? "gat " : "gats ", a->code == MK_OP_GAT ? 4 : 5);
+            p = put_i64(p, a->exptime);
+        }
         if (a->nkeyset == 0) {
             *p++ = ' ';
-            memcpy(p, a->key, a->nkey);
-            p += a->nkey;
+            p = put_mem(p, a->key, a->nkey);
         }
         for (size_t i = 0; i < a->nkeyset; i++) {
             *p++ = ' ';
-            memcpy(p, a->keys[i], a->nkeys[i]);
-            p += a->nkeys[i];
+            p = put_mem(p, a->keys[i], a->nkeys[i]);
         }
-        memcpy(p, "\r\n", 2);
-        p += 2;
+        p = put_mem(p, "\r\n", 2);
         break;
-    }
-    case MK_OP_STORE: {
-        mk_str key = {a->key, a->nkey};
-        size_t n = mk_compose_req_storage(p, need, store_cmds[a->store_op], key, a->flags, a->exptime,
-                                          a->nvalue, a->cas, (a->mode & MK_NOREPLY) != 0);
-        if (n == 0)
-            return MK_EINVAL;
-        p += n;
+    case MK_OP_STORE:
+        if (a->nkeyset) {
+            op->hdr_end = malloc(a->nkeyset * sizeof *op->hdr_end);
+            if (op->hdr_end == NULL)
+                return MK_ENOMEM;
+            for (size_t i = 0; i < a->nkeyset; i++) {
+                p = put_store(p, a, a->keys[i], a->nkeys[i], a->flagsv ? a->flagsv[i] : a->flags, a->nvalues[i]);
+                op->hdr_end[i] = (size_t)(p - op->req);
+            }
+        } else {
+            p = put_store(p, a, a->key, a->nkey, a->flags, a->nvalue);
+        }
         break;
-    }
     case MK_OP_DELETE:
-        p += sprintf(p, "delete %.*s%s\r\n", k, a->key, nr);
-        break;
     case MK_OP_INCR:
     case MK_OP_DECR:
-        p += sprintf(p, "%s %.*s %" PRIu64 "%s\r\n", a->code == MK_OP_INCR ? "incr" : "decr", k, a->key,
-                     a->delta, nr);
-        break;
     case MK_OP_TOUCH:
-        p += sprintf(p, "touch %.*s %" PRId64 "%s\r\n", k, a->key, a->exptime, nr);
+        if (a->nkeyset)
+            for (size_t i = 0; i < a->nkeyset; i++)
+                p = put_keyed(p, a, a->keys[i], a->nkeys[i]);
+        else
+            p = put_keyed(p, a, a->key, a->nkey);
         break;
     case MK_OP_FLUSH_ALL:
-        if (a->exptime >= 0)
-            p += sprintf(p, "flush_all %" PRId64 "%s\r\n", a->exptime, nr);
-        else
-            p += sprintf(p, "flush_all%s\r\n", nr);
+        p = put_mem(p, "flush_all", 9);
+        if (a->exptime >= 0) {
+            *p++ = ' ';
+            p = put_i64(p, a->exptime);
+        }
+        if (a->mode & MK_NOREPLY)
+            p = put_mem(p, " noreply", 8);
+        p = put_mem(p, "\r\n", 2);
         break;
     case MK_OP_VERSION:
-        p += sprintf(p, "version\r\n");
+        p = put_mem(p, "version\r\n", 9);
         break;
     case MK_OP_STATS:
-        if (a->group && a->group[0])
-            p += sprintf(p, "stats %s\r\n", a->group);
-        else
-            p += sprintf(p, "stats\r\n");
+        p = put_mem(p, "stats", 5);
+        if (a->group && a->group[0]) {
+            *p++ = ' ';
+            p = put_mem(p, a->group, strlen(a->group));
+        }
+        p = put_mem(p, "\r\n", 2);
         break;
     }
     op->nreq = (size_t)(p - op->req);
-    return 0;
+    return build_iov(op);
 }
 
 static int check_key(const char *key, size_t nkey)
@@ -155,26 +277,30 @@ static int check_key(const char *key, size_t nkey)
     return mk_key_check(key, nkey, NULL) == MK_KEY_OK ? 0 : MK_EBADKEY;
 }
 
-int mk_op_start(mk_client *c, const mk_op_args *args, mk_op **out)
+/* Validate the arguments and pick the server: the server index or a negative code. */
+static int validate(mk_client *c, const mk_op_args *a, bool keys_checked, int64_t now)
 {
-    return mk__op_start(c, args, out, false);
-}
-
-int mk__op_start(mk_client *c, const mk_op_args *args, mk_op **out, bool keys_checked)
-{
-    if (out == NULL)
+    if (c == NULL || a == NULL || (unsigned)a->code > MK_OP_STATS)
         return MK_EINVAL;
-    *out = NULL;
-    if (c == NULL || args == NULL || (unsigned)args->code > MK_OP_STATS)
-        return MK_EINVAL;
-    const mk_op_args *a = args;
     bool noreply = (a->mode & MK_NOREPLY) != 0;
     if (noreply && (is_get(a->code) || a->code == MK_OP_VERSION || a->code == MK_OP_STATS))
         return MK_EINVAL;
     if (a->code == MK_OP_STORE && ((unsigned)a->store_op > MK_STORE_CAS || (a->value == NULL && a->nvalue)))
         return MK_EINVAL;
-    if (a->nkeyset && (!is_get(a->code) || a->keys == NULL || a->nkeys == NULL))
-        return MK_EINVAL;
+    if (a->nkeyset) {
+        if (a->keys == NULL || a->nkeys == NULL)
+            return MK_EINVAL;
+        if (!is_get(a->code)) {
+            if (a->code != MK_OP_STORE && a->code != MK_OP_DELETE && a->code != MK_OP_TOUCH)
+                return MK_EINVAL;
+            if (a->results == NULL || (a->code == MK_OP_STORE && (a->values == NULL || a->nvalues == NULL)))
+                return MK_EINVAL;
+            if (a->code == MK_OP_STORE)
+                for (size_t i = 0; i < a->nkeyset; i++)
+                    if (a->values[i] == NULL && a->nvalues[i])
+                        return MK_EINVAL;
+        }
+    }
     if (a->code == MK_OP_STATS && a->group && strpbrk(a->group, "\r\n"))
         return MK_EINVAL;
     int server = a->server;
@@ -192,30 +318,94 @@ int mk__op_start(mk_client *c, const mk_op_args *args, mk_op **out, bool keys_ch
         }
         if (rc)
             return rc;
-        if (server < 0) {
-            server = a->nkeyset ? mk__pick(c, a->keys[0], a->nkeys[0]) : mk__pick(c, a->key, a->nkey);
-            if (server < 0)
-                return server;
-        }
+        if (server < 0)
+            server = a->nkeyset ? mk__pick_at(c, a->keys[0], a->nkeys[0], now) : mk__pick_at(c, a->key, a->nkey, now);
     } else if (server < 0) {
         return MK_ERANGE;
     }
-    mk_op *op = calloc(1, sizeof *op);
-    if (op == NULL)
-        return MK_ENOMEM;
+    return server;
+}
+
+int mk__op_init(mk_client *c, const mk_op_args *args, mk_op *op, bool keys_checked)
+{
+    if (c == NULL)
+        return MK_EINVAL;
+    int64_t now = mk__now_ms();
+    int server = validate(c, args, keys_checked, now);
+    if (server < 0)
+        return server;
+    /* not memset: text[] and small[] need no zeroing */
     op->c = c;
-    op->a = *a;
+    op->a = *args;
     op->server = server;
     op->s = &c->servers[server];
+    op->conn = NULL;
     op->state = ST_CHECKOUT;
     op->blocking = false;
-    op->expect_reply = !noreply;
-    op->deadline = mk__now_ms() + c->opt.checkout_timeout_ms;
+    op->expect_reply = !(args->mode & MK_NOREPLY);
+    op->heap = false;
+    op->reused = op->got_reply = op->retried = op->wait_eof = false;
+    op->waits = (args->mode & MK_WAITS) != 0;
+    op->waited = op->fresh = false;
+    op->t0 = now;
+    op->rc = 0;
+    op->events = 0;
+    op->req = NULL;
+    op->nreq = 0;
+    op->iov = NULL;
+    op->iovi = op->niov = 0;
+    op->hdr_end = NULL;
+    op->kpos = op->hits = 0;
+    memset(&op->item, 0, sizeof op->item);
+    op->number = 0;
+    op->text[0] = '\0';
+    if (is_batch(args))
+        for (size_t i = 0; i < args->nkeyset; i++)
+            args->results[i] = MK_EAGAIN;
+    op->deadline = now + c->opt.checkout_timeout_ms;
     int rc = compose(op);
     if (rc) {
-        mk_op_destroy(op);
+        mk__op_release(op);
         return rc;
     }
+    return 0;
+}
+
+int mk_op_start(mk_client *c, const mk_op_args *args, mk_op **out)
+{
+    return mk__op_start(c, args, out, false);
+}
+
+_Static_assert(sizeof(mk_op) <= MK_OP_STORAGE, "MK_OP_STORAGE too small for mk_op");
+
+int mk_op_start_in(mk_client *c, const mk_op_args *args, void *storage, size_t size, mk_op **out)
+{
+    if (out == NULL)
+        return MK_EINVAL;
+    *out = NULL;
+    if (storage == NULL || size < sizeof(mk_op))
+        return storage == NULL ? MK_EINVAL : MK_ERANGE;
+    mk_op *op = storage;
+    int rc = mk__op_init(c, args, op, false);
+    if (rc == 0)
+        *out = op;
+    return rc;
+}
+
+int mk__op_start(mk_client *c, const mk_op_args *args, mk_op **out, bool keys_checked)
+{
+    if (out == NULL)
+        return MK_EINVAL;
+    *out = NULL;
+    mk_op *op = malloc(sizeof *op);
+    if (op == NULL)
+        return MK_ENOMEM;
+    int rc = mk__op_init(c, args, op, keys_checked);
+    if (rc) {
+        free(op);
+        return rc;
+    }
+    op->heap = true;
     *out = op;
     return 0;
 }
@@ -235,9 +425,12 @@ static int finish(mk_op *op, int rc)
             clean = false;   /* bytes after the reply: out of sync */
         if (!clean)
             mk__conn_close(op->conn);
-        mk__pool_put(op->c, op->s, op->conn, clean);
+        mk__pool_put_at(op->c, op->s, op->conn, clean, op->waited ? mk__now_ms() : op->t0);
         op->conn = NULL;
     }
+    if (is_batch(&op->a) && rc != 0)
+        for (size_t i = op->kpos; i < op->a.nkeyset; i++)
+            op->a.results[i] = rc;
     if (net_fail)
         mk__server_failed(op->c, op->s);
     else if (rc != MK_EPOOLTIMEOUT && rc != MK_ENOMEM)
@@ -245,6 +438,48 @@ static int finish(mk_op *op, int rc)
     op->state = ST_DONE;
     op->rc = rc;
     return rc;
+}
+
+static int start_write(mk_op *op);
+
+/* The connection is connected: write. */
+static int connected(mk_op *op)
+{
+    mk__conn_ready(op->c, op->conn);
+    op->state = ST_WRITE;
+    op->deadline = mk__now_ms() + op->c->opt.io_timeout_ms;
+    op->fresh = true;
+    return start_write(op);
+}
+
+/* Open a connection on op->conn (fd -1) and go on. */
+static int connect_and_go(mk_op *op)
+{
+    op->deadline = mk__now_ms() + op->c->opt.connect_timeout_ms;
+    int rc = mk__conn_connect(op->c, op->s, op->conn);
+    if (rc == MK_EAGAIN) {
+        op->state = ST_CONNECT;
+        op->events = POLLOUT;
+        return MK_EAGAIN;
+    }
+    if (rc)
+        return finish(op, rc);
+    return connected(op);
+}
+
+/* A network failure (rc) of a connection reused from the pool without a check:
+ * retry once on a fresh connection when the rule allows (see the top). */
+static int fail_io(mk_op *op, int rc, bool nothing_sent)
+{
+    if (op->reused && !op->retried && !op->got_reply && (nothing_sent || repeatable(&op->a))) {
+        op->retried = true;
+        op->reused = false;
+        mk__conn_close(op->conn);
+        if (build_iov(op))
+            return finish(op, MK_ENOMEM);
+        return connect_and_go(op);
+    }
+    return finish(op, rc);
 }
 
 static void set_text(mk_op *op, mk_str t)
@@ -295,10 +530,37 @@ static int on_value(mk_op *op, const mk_response *r, const char *data)
     return 0;
 }
 
+/* A batch: one reply line for key kpos. Returns 1 to keep reading, else the op's final code. */
+static int on_batch_reply(mk_op *op, const mk_response *r)
+{
+    mk_opcode code = op->a.code;
+    int rc;
+    switch (r->type) {
+    case MK_RESP_STORED: rc = code == MK_OP_STORE ? 0 : MK_EPROTO; break;
+    case MK_RESP_NOT_STORED: rc = code == MK_OP_STORE ? MK_ENOTSTORED : MK_EPROTO; break;
+    case MK_RESP_EXISTS: rc = code == MK_OP_STORE ? MK_EEXISTS : MK_EPROTO; break;
+    case MK_RESP_NOT_FOUND: rc = MK_ENOTFOUND; break;
+    case MK_RESP_DELETED: rc = code == MK_OP_DELETE ? 0 : MK_EPROTO; break;
+    case MK_RESP_TOUCHED: rc = code == MK_OP_TOUCH ? 0 : MK_EPROTO; break;
+    case MK_RESP_ERROR: rc = MK_EERROR; break;
+    case MK_RESP_CLIENT_ERROR: rc = MK_ECLIENTERR; break;
+    case MK_RESP_SERVER_ERROR: rc = MK_ESERVERERR; break;
+    default: rc = MK_EPROTO; break;
+    }
+    if (rc == MK_EPROTO)
+        return MK_EPROTO;
+    if (rc == MK_EERROR || rc == MK_ECLIENTERR || rc == MK_ESERVERERR)
+        set_text(op, r->text);
+    op->a.results[op->kpos++] = rc;
+    return op->kpos == op->a.nkeyset ? 0 : 1;
+}
+
 /* Act on one reply line. Returns 1 to keep reading, else the op's final code. */
 static int on_reply(mk_op *op, const mk_response *r)
 {
     mk_opcode code = op->a.code;
+    if (is_batch(&op->a))
+        return on_batch_reply(op, r);
     switch (r->type) {
     case MK_RESP_END:
         if (is_get(code))
@@ -351,6 +613,55 @@ static int on_reply(mk_op *op, const mk_response *r)
     }
 }
 
+/* A VALUE line in one pass; 0: incomplete line; -2: anything unusual (the caller
+ * then uses mk_parse_response, which decides). Accepts exactly what
+ * mk_parse_response accepts for plain "VALUE <key> <flags> <bytes>[ <cas>]\r\n". */
+static ssize_t parse_value_fast(const char *buf, size_t len, mk_response *r)
+{
+    if (len < 6 || memcmp(buf, "VALUE ", 6) != 0)
+        return -2;
+    const char *p = buf + 6, *end = buf + len, *k = p, *d;
+    while (p < end && *p != ' ' && *p != '\r' && *p != '\n')
+        p++;
+    if (p == end)
+        return 0;
+    size_t nk = (size_t)(p - k);
+    if (nk == 0 || nk > MK_KEY_MAX || *p != ' ')
+        return -2;
+    uint64_t num[3] = {0, 0, 0};
+    int nf = 0;
+    while (nf < 3) {
+        d = ++p;
+        uint64_t v = 0;
+        while (p < end && (unsigned)(*p - '0') < 10)
+            v = v * 10 + (uint64_t)(*p++ - '0');
+        if (p == end)
+            return 0;
+        if (p == d || p - d > 19)
+            return -2;
+        num[nf++] = v;
+        if (*p != ' ')
+            break;
+    }
+    if (nf < 2 || num[0] > UINT32_MAX || *p != '\r')
+        return -2;
+    if (++p == end)
+        return 0;
+    if (*p != '\n')
+        return -2;
+    memset(r, 0, sizeof *r);
+    r->type = MK_RESP_VALUE;
+    r->key.p = k;
+    r->key.n = nk;
+    r->flags = (uint32_t)num[0];
+    r->vlen = num[1];
+    if (nf == 3) {
+        r->cas = num[2];
+        r->has_cas = true;
+    }
+    return (ssize_t)(p + 1 - buf);
+}
+
 /* Parse what is buffered; read more when needed. */
 static int do_read(mk_op *op)
 {
@@ -361,7 +672,11 @@ static int do_read(mk_op *op)
         if (avail) {
             const char *p = cn->rbuf + cn->rpos;
             mk_response r;
-            ssize_t used = mk_parse_response(p, avail, &r);
+            ssize_t used;
+            /* the common reply of a get: "VALUE <key> <flags> <bytes>[ <cas>]\r\n" */
+            used = p[0] == 'V' ? parse_value_fast(p, avail, &r) : -2;
+            if (used == -2)
+                used = mk_parse_response(p, avail, &r);
             if (used < 0)
                 return finish(op, MK_EPROTO);
             if (used > 0 && r.type == MK_RESP_VALUE) {
@@ -388,77 +703,79 @@ static int do_read(mk_op *op)
                 return finish(op, MK_EPROTO);
             }
         }
+        if (op->wait_eof) {
+            op->wait_eof = false;
+            return fail_io(op, MK_EIO, false);
+        }
         if (mk__conn_reserve(cn, want < 4096 ? 4096 : want))
             return finish(op, MK_ENOMEM);
-        ssize_t n = recv(cn->fd, cn->rbuf + cn->rlen, cn->rcap - cn->rlen, 0);
+        ssize_t n = recv(cn->fd, cn->rbuf + cn->rlen, cn->rcap - cn->rlen, MSG_DONTWAIT);
         if (n > 0) {
             cn->rlen += (size_t)n;
+            op->got_reply = true;
             continue;
         }
         if (n == 0)
-            return finish(op, MK_EIO);
+            return fail_io(op, MK_EIO, false);
         if (errno == EINTR)
             continue;
         if (errno == EAGAIN || errno == EWOULDBLOCK) {
             op->events = POLLIN;
             return MK_EAGAIN;
         }
-        return finish(op, MK_EIO);
+        return fail_io(op, MK_EIO, false);
     }
 }
 
 static int do_write(mk_op *op)
 {
-    const mk_op_args *a = &op->a;
-    bool with_value = a->code == MK_OP_STORE;
-    size_t total = op->nreq + (with_value ? a->nvalue + 2 : 0);
-    while (op->wpos < total) {
-        struct iovec iov[3];
-        int n = 0;
-        size_t off = op->wpos;
-        if (off < op->nreq) {
-            iov[n++] = (struct iovec){op->req + off, op->nreq - off};
-            off = 0;
-        } else {
-            off -= op->nreq;
-        }
-        if (with_value) {
-            if (off < a->nvalue) {
-                iov[n++] = (struct iovec){(char *)a->value + off, a->nvalue - off};
-                off = 0;
-            } else {
-                off -= a->nvalue;
+    while (op->iovi < op->niov) {
+        size_t cnt = op->niov - op->iovi;
+        struct msghdr m = {.msg_iov = op->iov + op->iovi, .msg_iovlen = cnt > MAX_IOV ? MAX_IOV : cnt};
+        ssize_t w = sendmsg(op->conn->fd, &m, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                op->events = POLLOUT;
+                op->fresh = false;
+                return MK_EAGAIN;
             }
-            iov[n++] = (struct iovec){(char *)"\r\n" + off, 2 - off};
+            bool nothing_sent = op->iovi == 0 && op->iov[0].iov_base == (void *)op->req;
+            return fail_io(op, MK_EIO, nothing_sent);
         }
-        struct msghdr m = {.msg_iov = iov, .msg_iovlen = (size_t)n};
-        ssize_t w = sendmsg(op->conn->fd, &m, MSG_NOSIGNAL);
-        if (w >= 0) {
-            op->wpos += (size_t)w;
-            continue;
+        size_t left = (size_t)w;
+        while (op->iovi < op->niov && left >= op->iov[op->iovi].iov_len)
+            left -= op->iov[op->iovi++].iov_len;
+        if (left) {
+            op->iov[op->iovi].iov_base = (char *)op->iov[op->iovi].iov_base + left;
+            op->iov[op->iovi].iov_len -= left;
         }
-        if (errno == EINTR)
-            continue;
-        if (errno == EAGAIN || errno == EWOULDBLOCK) {
-            op->events = POLLOUT;
-            return MK_EAGAIN;
-        }
-        return finish(op, MK_EIO);
     }
     if (!op->expect_reply) {
         op->conn->unsynced = true;
+        if (is_batch(&op->a)) {
+            for (size_t i = 0; i < op->a.nkeyset; i++)
+                op->a.results[i] = 0;
+            op->kpos = op->a.nkeyset;
+        }
         return finish(op, 0);
     }
     op->state = ST_READ;
-    if (op->blocking) {
-        /* A blocking caller (mk__op_run, mk_mget) polls next anyway: the reply has
+    if (op->blocking || op->waits) {
+        /* A blocking caller (mk_op_run, mk_mget) waits next anyway: the reply has
          * almost never arrived yet, so a recv() now would only return EAGAIN
          * (one wasted syscall per request). Nothing is buffered: the receive
-         * buffer was emptied at checkout/connect. */
+         * buffer is empty after every clean reply. */
         op->events = POLLIN;
         return MK_EAGAIN;
     }
     return do_read(op);
+}
+
+static int start_write(mk_op *op)
+{
+    return do_write(op);
 }
 
 int mk_op_step(mk_op *op)
@@ -468,32 +785,26 @@ int mk_op_step(mk_op *op)
     int rc;
     switch (op->state) {
     case ST_CHECKOUT:
-        rc = mk__pool_get(op->c, op->s, op->deadline, op->blocking, &op->conn);
-        if (rc == MK_EAGAIN) {
-            if (mk__now_ms() >= op->deadline)
-                return finish(op, MK_EPOOLTIMEOUT);
-            op->events = 0;
-            return MK_EAGAIN;
+        if (op->conn == NULL) {   /* mk_op_wait may have checked one out already */
+            rc = mk__pool_get_at(op->c, op->s, op->deadline, op->blocking, op->t0, &op->conn);
+            if (rc == MK_EAGAIN) {
+                if (mk__now_ms() >= op->deadline)
+                    return finish(op, MK_EPOOLTIMEOUT);
+                op->events = 0;
+                return MK_EAGAIN;
+            }
+            if (rc)
+                return finish(op, rc);
         }
-        if (rc)
-            return finish(op, rc);
         if (op->conn->fd >= 0) {
+            op->reused = true;
             op->state = ST_WRITE;
-            op->deadline = mk__now_ms() + op->c->opt.io_timeout_ms;
-            return do_write(op);
+            /* no wait since t0 (and no pool wait inside this step): t0 is now */
+            op->deadline = (op->waited || op->blocking ? mk__now_ms() : op->t0) + op->c->opt.io_timeout_ms;
+            op->fresh = true;
+            return start_write(op);
         }
-        op->deadline = mk__now_ms() + op->c->opt.connect_timeout_ms;
-        rc = mk__conn_connect(op->c, op->s, op->conn);
-        if (rc == MK_EAGAIN) {
-            op->state = ST_CONNECT;
-            op->events = POLLOUT;
-            return MK_EAGAIN;
-        }
-        if (rc)
-            return finish(op, rc);
-        op->state = ST_WRITE;
-        op->deadline = mk__now_ms() + op->c->opt.io_timeout_ms;
-        return do_write(op);
+        return connect_and_go(op);
     case ST_CONNECT:
         rc = mk__conn_connect_finish(op->conn);
         if (rc == MK_EAGAIN) {
@@ -503,9 +814,7 @@ int mk_op_step(mk_op *op)
         }
         if (rc)
             return finish(op, rc);
-        op->state = ST_WRITE;
-        op->deadline = mk__now_ms() + op->c->opt.io_timeout_ms;
-        return do_write(op);
+        return connected(op);
     case ST_WRITE:
         rc = do_write(op);
         break;
@@ -568,29 +877,105 @@ const char *mk_op_text(const mk_op *op)
     return op ? op->text : "";
 }
 
+void mk__op_release(mk_op *op)
+{
+    if (op->conn) {   /* abandoned mid-request (or checked out by mk_op_wait): out of sync */
+        if (op->state != ST_CHECKOUT)
+            mk__conn_close(op->conn);
+        mk__pool_put(op->c, op->s, op->conn, op->state == ST_CHECKOUT);
+        op->conn = NULL;
+    }
+    if (op->req != op->small)
+        free(op->req);
+    op->req = NULL;
+    if (op->iov != op->iov_small)
+        free(op->iov);
+    op->iov = NULL;
+    free(op->hdr_end);
+    op->hdr_end = NULL;
+    mk_item_clear(&op->item);
+}
+
 void mk_op_destroy(mk_op *op)
 {
     if (op == NULL)
         return;
-    if (op->conn) {   /* abandoned mid-request: the connection is out of sync */
-        mk__conn_close(op->conn);
-        mk__pool_put(op->c, op->s, op->conn, false);
-    }
-    if (op->req != op->small)
-        free(op->req);
-    mk_item_clear(&op->item);
-    free(op);
+    mk__op_release(op);
+    if (op->heap)
+        free(op);
 }
 
-int mk__op_run(mk_op *op)
+/*
+ * Wait, blocking, until the op can make progress or its phase times out. The
+ * reply wait of a connection whose deadline is (nearly) a full io_timeout_ms away
+ * is a blocking recv() bounded by SO_RCVTIMEO = io_timeout_ms (one syscall
+ * instead of poll() + recv()); the bytes go to the receive buffer for the next
+ * step. Other waits are poll() until the deadline; a full pool waits on its
+ * condition variable and checks the connection out for the next step.
+ */
+int mk_op_wait(mk_op *op)
 {
-    op->blocking = true;
+    if (op == NULL)
+        return MK_EINVAL;
+    if (op->state == ST_DONE)
+        return 0;
+    op->waited = true;
+    if (op->state == ST_CHECKOUT) {
+        if (op->conn)
+            return 0;
+        int rc = mk__pool_get(op->c, op->s, op->deadline, true, &op->conn);
+        return rc == MK_EPOOLTIMEOUT ? 0 : rc;   /* the next step reports the timeout */
+    }
+    mk_conn *cn = op->conn;
+    bool fresh = op->fresh;
+    op->fresh = false;
+    /* fresh: the deadline was set (io_timeout_ms ahead) in the step that just sent
+     * the request, so a recv bounded by SO_RCVTIMEO = io_timeout_ms ends by the
+     * deadline plus the time of that send; no clock read needed */
+    int64_t left = fresh ? op->c->opt.io_timeout_ms : op->deadline - mk__now_ms();
+    if (left <= 0)
+        return 0;
+    if (op->state == ST_READ && cn->blocking && (fresh || left >= op->c->opt.io_timeout_ms - 1)) {
+        if (mk__conn_reserve(cn, 4096))
+            return MK_ENOMEM;
+        ssize_t n = recv(cn->fd, cn->rbuf + cn->rlen, cn->rcap - cn->rlen, 0);
+        if (n > 0) {
+            cn->rlen += (size_t)n;
+            op->got_reply = true;
+        } else if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
+            op->wait_eof = true;
+        }
+        return 0;
+    }
+    struct pollfd p = {cn->fd, op->events ? op->events : POLLIN, 0};
+    int r = poll(&p, 1, left > INT32_MAX ? INT32_MAX : (int)left);
+    if (r > 0 && op->state == ST_READ && (p.revents & (POLLIN | POLLHUP | POLLERR))) {
+        /* readable: take the bytes now, so that the next step only parses */
+        if (mk__conn_reserve(cn, 4096))
+            return MK_ENOMEM;
+        ssize_t n = recv(cn->fd, cn->rbuf + cn->rlen, cn->rcap - cn->rlen, MSG_DONTWAIT);
+        if (n > 0) {
+            cn->rlen += (size_t)n;
+            op->got_reply = true;
+        } else if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
+            op->wait_eof = true;
+        }
+    }
+    return 0;
+}
+
+int mk_op_run(mk_op *op)
+{
+    if (op == NULL)
+        return MK_EINVAL;
+    bool was = op->waits;
+    op->waits = true;
     int rc;
     while ((rc = mk_op_step(op)) == MK_EAGAIN) {
-        struct pollfd p = {mk_op_fd(op), mk_op_events(op), 0};
-        if (p.fd < 0)
-            continue;   /* cannot happen when blocking: the pool wait is in the step */
-        poll(&p, 1, mk_op_timeout_ms(op));
+        int w = mk_op_wait(op);
+        if (w)
+            return finish(op, w);
     }
+    op->waits = was;
     return rc;
 }

@@ -3,18 +3,23 @@
 
 #include <string.h>
 
-/* Start and run an op; hand it back (for results) when out != NULL, else destroy it. */
-static int run(mk_client *c, const mk_op_args *a, mk_op **keep)
+/* Run an op kept on the caller's stack (no allocation); the caller releases it
+ * with mk__op_release when it wants results, else run() does. */
+static int run_in(mk_client *c, const mk_op_args *a, mk_op *op, bool *live)
 {
-    mk_op *op;
-    int rc = mk_op_start(c, a, &op);
+    int rc = mk__op_init(c, a, op, false);
+    *live = rc == 0;
+    return rc ? rc : mk_op_run(op);
+}
+
+static int run(mk_client *c, const mk_op_args *a)
+{
+    mk_op op;
+    int rc = mk__op_init(c, a, &op, false);
     if (rc)
         return rc;
-    rc = mk__op_run(op);
-    if (keep)
-        *keep = op;
-    else
-        mk_op_destroy(op);
+    rc = mk_op_run(&op);
+    mk__op_release(&op);
     return rc;
 }
 
@@ -30,11 +35,13 @@ static int get_common(mk_client *c, mk_opcode code, const char *key, size_t nkey
     a.key = key;
     a.nkey = nkey;
     a.exptime = exptime;
-    mk_op *op = NULL;
-    int rc = run(c, &a, &op);
+    mk_op op;
+    bool live;
+    int rc = run_in(c, &a, &op, &live);
     if (rc == 0)
-        rc = mk_op_take_item(op, out);
-    mk_op_destroy(op);
+        rc = mk_op_take_item(&op, out);
+    if (live)
+        mk__op_release(&op);
     return rc;
 }
 
@@ -73,7 +80,7 @@ int mk_store(mk_client *c, mk_store_op op, const char *key, size_t nkey, const v
     a.exptime = exptime;
     a.cas = cas;
     a.mode = mode;
-    return run(c, &a, NULL);
+    return run(c, &a);
 }
 
 int mk_set(mk_client *c, const char *key, size_t nkey, const void *value, size_t nvalue,
@@ -118,7 +125,7 @@ int mk_delete(mk_client *c, const char *key, size_t nkey, unsigned mode)
     a.key = key;
     a.nkey = nkey;
     a.mode = mode;
-    return run(c, &a, NULL);
+    return run(c, &a);
 }
 
 static int arith(mk_client *c, mk_opcode code, const char *key, size_t nkey, uint64_t delta,
@@ -131,11 +138,13 @@ static int arith(mk_client *c, mk_opcode code, const char *key, size_t nkey, uin
     a.nkey = nkey;
     a.delta = delta;
     a.mode = mode;
-    mk_op *op = NULL;
-    int rc = run(c, &a, &op);
+    mk_op op;
+    bool live;
+    int rc = run_in(c, &a, &op, &live);
     if (rc == 0 && value && !(mode & MK_NOREPLY))
-        *value = mk_op_number(op);
-    mk_op_destroy(op);
+        *value = mk_op_number(&op);
+    if (live)
+        mk__op_release(&op);
     return rc;
 }
 
@@ -158,7 +167,7 @@ int mk_touch(mk_client *c, const char *key, size_t nkey, int64_t exptime, unsign
     a.nkey = nkey;
     a.exptime = exptime;
     a.mode = mode;
-    return run(c, &a, NULL);
+    return run(c, &a);
 }
 
 int mk_flush_all(mk_client *c, int64_t delay, unsigned mode)
@@ -173,7 +182,7 @@ int mk_flush_all(mk_client *c, int64_t delay, unsigned mode)
         a.server = (int)i;
         a.exptime = delay > 0 ? delay : -1;
         a.mode = mode;
-        int rc = run(c, &a, NULL);
+        int rc = run(c, &a);
         if (rc && !first)
             first = rc;
     }
@@ -190,16 +199,18 @@ int mk_version(mk_client *c, size_t server, char *buf, size_t cap)
     mk_op_args_init(&a);
     a.code = MK_OP_VERSION;
     a.server = (int)server;
-    mk_op *op = NULL;
-    int rc = run(c, &a, &op);
+    mk_op op;
+    bool live;
+    int rc = run_in(c, &a, &op, &live);
     if (rc == 0) {
-        const char *v = mk_op_text(op);
+        const char *v = mk_op_text(&op);
         if (strlen(v) >= cap)
             rc = MK_ERANGE;
         else
             strcpy(buf, v);
     }
-    mk_op_destroy(op);
+    if (live)
+        mk__op_release(&op);
     return rc;
 }
 
@@ -216,5 +227,5 @@ int mk_stats(mk_client *c, size_t server, const char *group, mk_stat_cb cb, void
     a.group = group;
     a.stat_cb = cb;
     a.ctx = ctx;
-    return run(c, &a, NULL);
+    return run(c, &a);
 }

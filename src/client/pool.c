@@ -18,12 +18,25 @@
 
 int mk__pool_get(mk_client *c, mk_server *s, int64_t deadline_ms, bool blocking, mk_conn **out)
 {
+    return mk__pool_get_at(c, s, deadline_ms, blocking, mk__now_ms(), out);
+}
+
+int mk__pool_get_at(mk_client *c, mk_server *s, int64_t deadline_ms, bool blocking, int64_t now, mk_conn **out)
+{
+    bool waited = false;
     pthread_mutex_lock(&s->lock);
     for (;;) {
         if (s->nidle > 0) {
             mk_conn *conn = s->idle[--s->nidle];
             pthread_mutex_unlock(&s->lock);
-            if (!mk__conn_usable(conn)) {  /* closed by the server while idle, or stray bytes */
+            /* Idle-connection rule: a connection that may hold a stray reply (a
+             * noreply request was sent on it) or that sat idle for MK_IDLE_CHECK_MS
+             * or more is checked with one poll(); a busy one is reused at once (a
+             * stale one is caught by the op's first read/write, see op.c). */
+            if (waited)
+                now = mk__now_ms();
+            if ((conn->unsynced || now - conn->idle_since >= MK_IDLE_CHECK_MS) &&
+                !mk__conn_usable(conn)) {  /* closed by the server while idle, or stray bytes */
                 mk__conn_close(conn);
             }
             *out = conn;
@@ -50,16 +63,23 @@ int mk__pool_get(mk_client *c, mk_server *s, int64_t deadline_ms, bool blocking,
         }
         struct timespec ts = {.tv_sec = deadline_ms / 1000, .tv_nsec = (deadline_ms % 1000) * 1000000};
         pthread_cond_timedwait(&s->cond, &s->lock, &ts);
+        waited = true;
     }
 }
 
 void mk__pool_put(mk_client *c, mk_server *s, mk_conn *conn, bool reusable)
 {
+    mk__pool_put_at(c, s, conn, reusable, conn && reusable ? mk__now_ms() : 0);
+}
+
+void mk__pool_put_at(mk_client *c, mk_server *s, mk_conn *conn, bool reusable, int64_t now)
+{
     (void)c;
     pthread_mutex_lock(&s->lock);
-    if (conn && reusable && conn->fd >= 0 && !mk__server_alive(s, mk__now_ms()))
+    if (conn && reusable && conn->fd >= 0 && !mk__server_alive(s, now))
         reusable = false;   /* a dead server's connections are not kept */
     if (conn && reusable && conn->fd >= 0) {
+        conn->idle_since = now;
         s->idle[s->nidle++] = conn;
         conn = NULL;
     } else {
@@ -92,6 +112,27 @@ void mk__pool_close_idle(mk_server *s)
         if (list != tmp)
             free(list);
     }
+}
+
+void mk_client_close_idle(mk_client *c)
+{
+    for (size_t i = 0; c && i < c->n; i++)
+        mk__pool_close_idle(&c->servers[i]);
+}
+
+int mk_server_revive(mk_client *c, size_t i)
+{
+    if (c == NULL)
+        return MK_EINVAL;
+    if (i != MK_ALL_SERVERS && i >= c->n)
+        return MK_ERANGE;
+    for (size_t j = 0; j < c->n; j++) {
+        if (i != MK_ALL_SERVERS && j != i)
+            continue;
+        atomic_store(&c->servers[j].failures, 0);
+        atomic_store(&c->servers[j].dead_until, 0);
+    }
+    return 0;
 }
 
 /* ---------------------------------------------------------------- failover */
@@ -162,6 +203,28 @@ static int rebuild_live_locked(mk_client *c, const unsigned char *set)
     return 0;
 }
 
+void mk__pick_many(mk_client *c, const char *const *keys, const size_t *nkeys, size_t n, int64_t now, int *srv)
+{
+    bool all_alive = true;
+    for (size_t i = 0; i < c->n && all_alive; i++)
+        all_alive = mk__server_alive(&c->servers[i], now);
+    if (c->n > 1 && (all_alive || !c->opt.auto_eject)) {
+        size_t tmp[64];
+        for (size_t i = 0; i < n; i += 64) {
+            size_t m = n - i < 64 ? n - i : 64;
+            mk_dist_pick_many(c->dist, keys + i, nkeys + i, m, tmp);
+            for (size_t j = 0; j < m; j++) {
+                size_t s = tmp[j];
+                srv[i + j] = s == MK_DIST_NONE ? MK_ENOSERVER
+                             : (all_alive || mk__server_alive(&c->servers[s], now)) ? (int)s : MK_ESERVERDEAD;
+            }
+        }
+        return;
+    }
+    for (size_t i = 0; i < n; i++)
+        srv[i] = mk__pick_at(c, keys[i], nkeys[i], now);
+}
+
 int mk__pick(mk_client *c, const char *key, size_t nkey)
 {
     return mk__pick_at(c, key, nkey, mk__now_ms());
@@ -169,8 +232,11 @@ int mk__pick(mk_client *c, const char *key, size_t nkey)
 
 int mk__pick_at(mk_client *c, const char *key, size_t nkey, int64_t now)
 {
-    if (c->n == 1 && !c->opt.auto_eject)
-        return mk__server_alive(&c->servers[0], now) ? 0 : MK_ESERVERDEAD;
+    if (c->n == 1) {   /* every distribution maps every key to the only server */
+        if (mk__server_alive(&c->servers[0], now))
+            return 0;
+        return c->opt.auto_eject ? MK_ENOSERVER : MK_ESERVERDEAD;
+    }
     if (!c->opt.auto_eject) {
         size_t i = mk_dist_pick(c->dist, key, nkey);
         if (i == MK_DIST_NONE)

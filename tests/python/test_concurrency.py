@@ -132,3 +132,22 @@ def test_fork_many_children_in_parallel(memkit, srv):
         pids.append(pid)
     assert [os.waitpid(p, 0)[1] for p in pids] == [0] * 8
     assert mc.get("shared") == 8
+
+
+def test_set_multi_and_delete_multi_pipeline_one_stream_per_server(memkit, fresh_server):
+    """set_multi/delete_multi send one request stream per server: one connection
+    each (not one per key in flight), every key gets its own reply."""
+    for kind in ("memkitd", "memcached"):
+        live = [fresh_server(kind) for _ in range(2)]
+        mc = memkit.Client([s.addr for s in live], pool_size=8)
+        before = [total_connections(s) for s in live]
+        data = {"pm%d" % i: ("v%d" % i if i % 3 else i) for i in range(200)}
+        data["too_big"] = "x" * (1024 * 1024 + 1)
+        assert mc.set_multi(data) == ["too_big"]
+        assert mc.get_multi(list(data)) == {k: v for k, v in data.items() if k != "too_big"}
+        assert mc.delete_multi(list(data)) == 1
+        assert mc.get_multi(list(data)) == {}
+        opened = [total_connections(s) - b - 1 for s, b in zip(live, before)]   # minus the stats connection
+        assert opened == [1, 1], (kind, opened)
+        assert mc.set_multi({"a": 1, "b": 2}, noreply=True) == []
+        assert mc.get_multi(["a", "b"]) == {"a": 1, "b": 2}

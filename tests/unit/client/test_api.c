@@ -3,6 +3,7 @@
 #include "memkit.h"
 #include "client/dist.h"
 
+#include <stddef.h>
 #include <string.h>
 
 static void test_strerror(void)
@@ -139,6 +140,71 @@ static void test_argument_checks(void)
     mk_client_destroy(c);
 }
 
+/* The public helpers added for the Python module: argument checks and the
+ * caller-storage op (no server needed: nothing is sent). */
+static void test_public_helpers(void)
+{
+    mk_client *c;
+    CHECK_EQ_I(mk_client_create(&c, "127.0.0.1:1,127.0.0.1:2", NULL, NULL, 0), 0);
+    CHECK_EQ_I(mk_server_revive(NULL, 0), MK_EINVAL);
+    CHECK_EQ_I(mk_server_revive(c, 2), MK_ERANGE);
+    CHECK_EQ_I(mk_server_revive(c, 1), 0);
+    CHECK_EQ_I(mk_server_revive(c, MK_ALL_SERVERS), 0);
+    CHECK(mk_server_alive(c, 0) && mk_server_alive(c, 1));
+    mk_client_close_idle(c);      /* nothing idle: a no-op */
+    mk_client_close_idle(NULL);
+    CHECK_EQ_I(mk_op_wait(NULL), MK_EINVAL);
+    CHECK_EQ_I(mk_op_run(NULL), MK_EINVAL);
+
+    mk_op_args a;
+    mk_op_args_init(&a);
+    a.code = MK_OP_GET;
+    a.key = "k";
+    a.nkey = 1;
+    _Alignas(max_align_t) char storage[MK_OP_STORAGE];
+    mk_op *op = (mk_op *)&a;
+    CHECK_EQ_I(mk_op_start_in(c, &a, storage, 8, &op), MK_ERANGE);
+    CHECK(op == NULL);
+    CHECK_EQ_I(mk_op_start_in(c, &a, NULL, sizeof storage, &op), MK_EINVAL);
+    CHECK_EQ_I(mk_op_start_in(c, &a, storage, sizeof storage, NULL), MK_EINVAL);
+    CHECK_EQ_I(mk_op_start_in(c, &a, storage, sizeof storage, &op), 0);
+    CHECK(op == (mk_op *)(void *)storage);
+    CHECK_EQ_I(mk_op_fd(op), -1);
+    mk_op_destroy(op);            /* releases, does not free the caller's storage */
+    a.key = "bad key";
+    a.nkey = 7;
+    CHECK_EQ_I(mk_op_start_in(c, &a, storage, sizeof storage, &op), MK_EBADKEY);
+
+    /* batches: only store/delete/touch, and results are required */
+    const char *keys[2] = {"a", "b"};
+    size_t nk[2] = {1, 1}, nv[2] = {1, 1};
+    const void *vals[2] = {"1", "2"};
+    int res[2];
+    mk_op_args b;
+    mk_op_args_init(&b);
+    b.code = MK_OP_STORE;
+    b.keys = keys;
+    b.nkeys = nk;
+    b.nkeyset = 2;
+    b.values = vals;
+    b.nvalues = nv;
+    CHECK_EQ_I(mk_op_start(c, &b, &op), MK_EINVAL);   /* no results */
+    b.results = res;
+    b.values = NULL;
+    CHECK_EQ_I(mk_op_start(c, &b, &op), MK_EINVAL);   /* no values */
+    b.values = vals;
+    CHECK_EQ_I(mk_op_start(c, &b, &op), 0);
+    CHECK(res[0] == MK_EAGAIN && res[1] == MK_EAGAIN);   /* not answered yet */
+    mk_op_destroy(op);
+    b.code = MK_OP_INCR;
+    CHECK_EQ_I(mk_op_start(c, &b, &op), MK_EINVAL);
+    b.code = MK_OP_DELETE;
+    keys[1] = "b c";
+    nk[1] = 3;
+    CHECK_EQ_I(mk_op_start(c, &b, &op), MK_EBADKEY);
+    mk_client_destroy(c);
+}
+
 int main(void)
 {
     RUN(test_strerror);
@@ -146,5 +212,6 @@ int main(void)
     RUN(test_server_lists);
     RUN(test_pick_matches_dist);
     RUN(test_argument_checks);
+    RUN(test_public_helpers);
     return check_summary("test_api");
 }

@@ -744,6 +744,62 @@ static void test_keys(void)
     CHECK(strcmp(mk_key_strerror((mk_key_status)99), "unknown key status") == 0);
 }
 
+/* The vector-lane MD5 and mk_dist_pick_many agree with the scalar path for every key length. */
+static void test_md5_many_and_pick_many(void)
+{
+    enum { N = 300 };
+    static char buf[N][260];
+    const char *keys[N];
+    size_t lens[N];
+    uint64_t x = 0x9e3779b97f4a7c15ull;
+    for (int i = 0; i < N; i++) {
+        lens[i] = (size_t)(i % 251);   /* 0..250: one block up to 55, two above */
+        for (size_t j = 0; j < lens[i]; j++) {
+            x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+            buf[i][j] = (char)(33 + x % 94);
+        }
+        keys[i] = buf[i];
+    }
+    uint32_t h[N];
+    mk_hash_md5_le32_many(keys, lens, N, h);
+    int bad = 0;
+    for (int i = 0; i < N; i++)
+        bad += h[i] != mk_hash_md5_le32(keys[i], lens[i], 0);
+    CHECK_EQ_I(bad, 0);
+    mk_hash_md5_le32_many(keys, lens, 3, h);   /* a partial set of lanes */
+    CHECK(h[2] == mk_hash_md5_le32(keys[2], lens[2], 0));
+    mk_server_list sl;
+    CHECK_EQ_I(mk_servers_parse("10.0.0.1:11211,10.0.0.2:11211:2,10.0.0.3:11300,10.0.0.4:1", &sl, NULL),
+               MK_SERVERS_OK);
+    for (int k = 0; k < MK_DIST_KIND_COUNT_; k++) {
+        mk_dist *d = mk_dist_create((mk_dist_kind)k, sl.servers, sl.n);
+        CHECK(d != NULL);
+        if (d == NULL)
+            continue;
+        size_t out[N];
+        mk_dist_pick_many(d, keys + 1, lens + 1, N - 1, out);   /* keys[0] is empty */
+        int diff = 0;
+        for (int i = 1; i < N; i++)
+            diff += out[i - 1] != mk_dist_pick(d, keys[i], lens[i]);
+        CHECK_EQ_I(diff, 0);
+        /* the continuum lookup table agrees with the binary search for any hash */
+        size_t np;
+        const mk_dist_point *pts = mk_dist_points(d, &np);
+        if (pts && np) {
+            int off = 0;
+            for (uint32_t t = 0; t < 200000; t++) {
+                x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+                uint32_t hv = t < 4 ? (uint32_t[]){0, 1, UINT32_MAX, pts[0].value}[t]
+                              : t < 4 + np ? pts[t - 4].value + (t & 1) : (uint32_t)x;
+                off += mk_dist_point_for_hash(d, hv) != mk_dist_continuum_find(pts, np, hv);
+            }
+            CHECK_EQ_I(off, 0);
+        }
+        mk_dist_destroy(d);
+    }
+    mk_servers_free(&sl);
+}
+
 int main(void)
 {
     setvbuf(stdout, NULL, _IOLBF, 0);   /* keep per-case lines in order with failures on stderr */
@@ -759,6 +815,7 @@ int main(void)
     RUN(test_servers_parse_good);
     RUN(test_servers_parse_bad);
     RUN(test_keys);
+    RUN(test_md5_many_and_pick_many);
     RUN(test_vectors);
     RUN(test_rehash_vs_python_memcached);
     return check_summary("test_dist");
