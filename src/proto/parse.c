@@ -257,6 +257,24 @@ static bool last_is_noreply(const tok *t, size_t nt)
     return tok_is(&t[nt - 2], "noreply");
 }
 
+/* "<cmd> <u32> [noreply]" (verbosity, cache_memlimit); bad_num is memcached's reply to a non-number. */
+static void parse_u32_arg(mk_request *req, mk_cmd cmd, const tok *t, size_t nt, mk_perr bad_num)
+{
+    req->cmd = cmd;
+    if (nt != 3 && nt != 4) {
+        set_err(req, MK_PERR_ERROR);
+        return;
+    }
+    req->noreply = last_is_noreply(t, nt);
+    uint32_t v;
+    if (!num_u32(&t[1], &v)) {
+        set_err(req, bad_num);
+        return;
+    }
+    req->arg = v;
+    req->has_arg = true;
+}
+
 static void parse_get(mk_request *req, mk_cmd cmd, const tok *t, size_t nt, const char *line_end)
 {
     size_t first = 1;
@@ -388,19 +406,7 @@ static void parse_line(mk_request *req, const char *line, size_t n)
         if (tok_is(c, "cas")) {
             parse_storage(req, MK_CMD_CAS, t, nt);
         } else if (tok_is(c, "cache_memlimit")) {
-            req->cmd = MK_CMD_CACHE_MEMLIMIT;
-            if (nt != 3 && nt != 4) {
-                set_err(req, MK_PERR_ERROR);
-                return;
-            }
-            req->noreply = last_is_noreply(t, nt);
-            uint32_t v;
-            if (!num_u32(&t[1], &v)) {
-                set_err(req, MK_PERR_ERROR);
-                return;
-            }
-            req->arg = v;
-            req->has_arg = true;
+            parse_u32_arg(req, MK_CMD_CACHE_MEMLIMIT, t, nt, MK_PERR_ERROR);
         } else {
             set_err(req, MK_PERR_ERROR);
         }
@@ -508,19 +514,7 @@ static void parse_line(mk_request *req, const char *line, size_t n)
         return;
     }
     if (tok_is(c, "verbosity")) {
-        req->cmd = MK_CMD_VERBOSITY;
-        if (nt != 3 && nt != 4) {
-            set_err(req, MK_PERR_ERROR);
-            return;
-        }
-        req->noreply = last_is_noreply(t, nt);
-        uint32_t v;
-        if (!num_u32(&t[1], &v)) {
-            set_err(req, MK_PERR_BAD_FORMAT);
-            return;
-        }
-        req->arg = v;
-        req->has_arg = true;
+        parse_u32_arg(req, MK_CMD_VERBOSITY, t, nt, MK_PERR_BAD_FORMAT);
         return;
     }
     /* commands memcached knows that we do not serve: ERROR, but never the HTTP close below */
