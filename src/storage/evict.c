@@ -3,6 +3,17 @@
 
 #include "storage/internal.h"
 
+/* An indexed item at slot pos that has expired or been flushed is counted and unlinked; returns its validity. */
+static mk_cache_rc reclaim_if_gone_locked(mk_cache *c, mk_shard *s, size_t pos, mk_item *it, int64_t now)
+{
+    mk_cache_rc v = mk_item_validity(c, it, now);
+    if (v != MK_C_OK) {
+        mk_count_gone_locked(c, s, it, v, false);
+        mk_unlink_locked(c, s, pos, it);
+    }
+    return v;
+}
+
 /*
  * Copy a linked item into the compaction head, keeping its cas unique. NULL if there
  * is no room. A large value is not copied for a second chance; compaction moves its
@@ -39,32 +50,27 @@ bool mk_seg_evict(mk_cache *c, uint32_t id, mk_ev_mode mode, int64_t now)
         mk_shard *s = mk_shard_of(c, hv);
         pthread_mutex_lock(&s->lock);
         size_t pos = mk_idx_find_item_locked(c, s, hv, it);
-        if (pos != SIZE_MAX) {
-            mk_cache_rc v = mk_item_validity(c, it, now);
-            if (v != MK_C_OK) {
-                mk_count_gone_locked(c, s, it, v, false);
+        if (pos != SIZE_MAX && reclaim_if_gone_locked(c, s, pos, it, now) == MK_C_OK &&
+            mode != MK_EV_RECLAIM) {
+            unsigned freq = it->state & MK_S_FREQ;
+            bool compact = mode == MK_EV_COMPACT;
+            mk_item *cp = (compact || freq) ? copy_forward(c, it, compact, now) : NULL;
+            if (cp) {
+                uint8_t st = it->state;
+                if (it->meta & MK_M_EXT)
+                    mk_ext_ref(it); /* the value moves with its stub: keep it mapped across the swap */
+                mk_replace_locked(c, s, hv, pos, it, cp);
+                if (it->meta & MK_M_EXT)
+                    mk_ext_unref(c, it);
+                /* a second chance costs one unit of frequency; fetched-ness carries over */
+                cp->state = (uint8_t)((st & ~MK_S_FREQ) | (freq ? freq - 1 : 0) | MK_S_STORED);
+                s->n.total_items--; /* a move, not a store */
+                s->n.reinserted++;
+            } else if (compact && !c->cfg.evict) {
+                kept = true;
+            } else {
+                mk_count_gone_locked(c, s, it, MK_C_OK, true);
                 mk_unlink_locked(c, s, pos, it);
-            } else if (mode != MK_EV_RECLAIM) {
-                unsigned freq = it->state & MK_S_FREQ;
-                bool compact = mode == MK_EV_COMPACT;
-                mk_item *cp = (compact || freq) ? copy_forward(c, it, compact, now) : NULL;
-                if (cp) {
-                    uint8_t st = it->state;
-                    if (it->meta & MK_M_EXT)
-                        mk_ext_ref(it); /* the value moves with its stub: keep it mapped across the swap */
-                    mk_replace_locked(c, s, hv, pos, it, cp);
-                    if (it->meta & MK_M_EXT)
-                        mk_ext_unref(c, it);
-                    /* a second chance costs one unit of frequency; fetched-ness carries over */
-                    cp->state = (uint8_t)((st & ~MK_S_FREQ) | (freq ? freq - 1 : 0) | MK_S_STORED);
-                    s->n.total_items--; /* a move, not a store */
-                    s->n.reinserted++;
-                } else if (compact && !c->cfg.evict) {
-                    kept = true;
-                } else {
-                    mk_count_gone_locked(c, s, it, MK_C_OK, true);
-                    mk_unlink_locked(c, s, pos, it);
-                }
             }
         }
         pthread_mutex_unlock(&s->lock);
@@ -227,13 +233,8 @@ static void sweep_open(mk_cache *c, unsigned h, int64_t now)
         mk_shard *s = mk_shard_of(c, hv);
         pthread_mutex_lock(&s->lock);
         size_t pos = mk_idx_find_item_locked(c, s, hv, it);
-        if (pos != SIZE_MAX) {
-            mk_cache_rc v = mk_item_validity(c, it, now);
-            if (v != MK_C_OK) {
-                mk_count_gone_locked(c, s, it, v, false);
-                mk_unlink_locked(c, s, pos, it);
-            }
-        }
+        if (pos != SIZE_MAX)
+            reclaim_if_gone_locked(c, s, pos, it, now);
         pthread_mutex_unlock(&s->lock);
     }
     mk_seg_unref(c, (uint32_t)id);
