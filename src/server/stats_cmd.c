@@ -103,6 +103,7 @@ static void stats_general(mk_conn *c)
     stat(c, "segment_evictions", "%" PRIu64, cs.segment_evictions);
     stat(c, "reinserted", "%" PRIu64, cs.reinserted);
     stat(c, "external_bytes", "%" PRIu64, cs.ext_bytes);
+    stat(c, "external_recycled_bytes", "%" PRIu64, cs.ext_recycled);
 }
 
 static void stats_settings(mk_conn *c)

@@ -44,6 +44,8 @@ bool mk_arena_init(mk_cache *c)
 
 void mk_arena_free(mk_cache *c)
 {
+    if (c->ext_cached) /* only ever set once the arena is fully initialised */
+        mk_ext_trim(c);
     if (c->segm) {
         free(c->segm);
     }
@@ -55,17 +57,17 @@ void mk_arena_free(mk_cache *c)
     pthread_mutex_destroy(&c->evict_lock);
 }
 
-static uint64_t charged_locked(mk_cache *c)
+uint64_t mk_charged_locked(const mk_cache *c)
 {
     uint64_t idx = atomic_load_explicit(&c->idx_bytes, memory_order_relaxed);
     uint64_t excess = idx > c->idx_allowance ? idx - c->idx_allowance : 0;
-    return (uint64_t)c->inuse * MK_SEG_SIZE + c->ext_bytes + excess;
+    return (uint64_t)c->inuse * MK_SEG_SIZE + c->ext_bytes + c->ext_cached + excess;
 }
 
 uint64_t mk_charged(mk_cache *c)
 {
     pthread_mutex_lock(&c->arena_lock);
-    uint64_t v = charged_locked(c);
+    uint64_t v = mk_charged_locked(c);
     pthread_mutex_unlock(&c->arena_lock);
     return v;
 }
@@ -75,7 +77,7 @@ static uint64_t usable(const mk_cache *c, bool reserve) { return reserve ? c->li
 
 static int32_t take_free_locked(mk_cache *c, bool reserve, int64_t now)
 {
-    if (c->free_head < 0 || charged_locked(c) + MK_SEG_SIZE > usable(c, reserve))
+    if (c->free_head < 0 || mk_charged_locked(c) + MK_SEG_SIZE > usable(c, reserve))
         return -1;
     int32_t id = c->free_head;
     mk_segm *m = &c->segm[id];
@@ -121,7 +123,7 @@ static int32_t seg_get(mk_cache *c, bool for_comp, int64_t now)
         pthread_mutex_unlock(&c->arena_lock);
         if (id >= 0 || for_comp)
             return id;
-        if (!mk_evict_one(c, now))
+        if (!mk_ext_trim(c) && !mk_evict_one(c, now))
             return -1;
     }
     return -1;
@@ -181,7 +183,7 @@ mk_item *mk_arena_alloc(mk_cache *c, unsigned h, const char *key, size_t nkey, s
 }
 
 /* Seal the open segments so that they become evictable (their stubs may pin large external values). */
-static bool seal_heads(mk_cache *c)
+bool mk_seal_heads(mk_cache *c)
 {
     bool any = false;
     for (unsigned h = 0; h < MK_NHEADS; h++) {
@@ -195,30 +197,6 @@ static bool seal_heads(mk_cache *c)
         pthread_mutex_unlock(&c->heads[h].lock);
     }
     return any;
-}
-
-/* Call with no lock held. */
-bool mk_ext_charge(mk_cache *c, size_t bytes, int64_t now)
-{
-    for (uint32_t tries = 0; tries <= c->nseg + 2; tries++) {
-        pthread_mutex_lock(&c->arena_lock);
-        bool ok = charged_locked(c) + bytes <= usable(c, false);
-        if (ok)
-            c->ext_bytes += bytes;
-        pthread_mutex_unlock(&c->arena_lock);
-        if (ok)
-            return true;
-        if (!mk_evict_one(c, now) && !(seal_heads(c) && mk_evict_one(c, now)))
-            return false;
-    }
-    return false;
-}
-
-void mk_ext_uncharge(mk_cache *c, size_t bytes)
-{
-    pthread_mutex_lock(&c->arena_lock);
-    c->ext_bytes -= bytes;
-    pthread_mutex_unlock(&c->arena_lock);
 }
 
 /* The last reference is gone: give the segment back (external values have their own counts). */

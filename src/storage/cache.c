@@ -1,7 +1,6 @@
 /* storage/cache.c — the cache handle (create/destroy) and the key operations: get, gat, alloc, store, delete, touch, unlink. */
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/random.h>
 #include <time.h>
 
@@ -202,26 +201,15 @@ static mk_cache_rc alloc_full(mk_cache *c, const char *key, size_t nkey, uint64_
     char *e = NULL;
     mk_item *it = NULL;
     if (ext) {
-        size_t bytes = mk_ext_bytes(nbytes);
-        if (bytes + MK_SEG_SIZE * 2 <= c->limit && mk_ext_charge(c, bytes, now)) {
-            void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-            if (p != MAP_FAILED) {
-                e = p;
-                atomic_init((_Atomic uint32_t *)p, 1); /* the allocating caller's reference */
-            }
-            else
-                mk_ext_uncharge(c, bytes);
-        }
+        e = mk_ext_alloc(c, nbytes, now);
         if (!e)
             goto oom;
     }
     it = mk_arena_alloc(c, (unsigned)(hv >> 24) & (MK_NHEADS - 1), key, nkey, nbytes, flags, exp_at, xcas, cas, e,
                         now);
     if (!it) {
-        if (e) {
-            munmap(e, mk_ext_bytes(nbytes));
-            mk_ext_uncharge(c, mk_ext_bytes(nbytes));
-        }
+        if (e)
+            mk_ext_free(c, e);
         goto oom;
     }
     *out = it;

@@ -94,6 +94,7 @@ typedef struct mk_cache_stats {
     uint64_t segments_used;     /* segments not free (open, sealed, or still referenced) */
     uint64_t segments_total;
     uint64_t ext_bytes;         /* large values kept outside the arena */
+    uint64_t ext_recycled;      /* freed blocks of large values kept for reuse (charged; dropped before evicting) */
     uint64_t index_allowance;   /* index bytes not charged against mem_limit */
     uint64_t reinserted;        /* items given a second chance (copied forward) instead of evicted */
     uint64_t segment_evictions; /* segments evicted or compacted */

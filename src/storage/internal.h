@@ -42,6 +42,7 @@
 #define MK_SEG_HDR 16                      /* inline header: mk_seghdr */
 #define MK_SEG_MIN 8                       /* the arena has at least this many segments */
 #define MK_EXT_MIN (MK_SEG_SIZE / 4)       /* items larger than this keep their value outside the arena */
+#define MK_EXT_BINS 513                    /* freed external blocks up to 512 pages (2 MiB) are recycled */
 #define MK_NHEADS 1                        /* allocation heads: one keeps cas uniques in allocation order */
 #define MK_FREE_RESIDENT 4                 /* free segments kept resident; more are madvised away */
 
@@ -121,10 +122,7 @@ uint64_t mk_item_seq(const mk_item *it);
 bool mk_item_has_exp(const mk_item *it);
 void mk_item_set_exp(mk_item *it, int64_t exp_at); /* only if mk_item_has_exp */
 char *mk_item_ext(const mk_item *it);              /* external value block or NULL */
-size_t mk_ext_bytes(size_t nbytes);                /* bytes charged for an external value (page-rounded) */
-#define MK_EXT_HDR 16                              /* external block: refcount, then the value */
-void mk_ext_ref(const mk_item *it);
-void mk_ext_unref(mk_cache *c, const mk_item *it);
+#define MK_EXT_HDR 16                              /* external block: refcount, size, then the value */
 /* Total bytes charged in stats for a linked item (arena bytes + external value). */
 size_t mk_item_charge(const mk_item *it);
 
@@ -215,7 +213,9 @@ struct mk_cache {
     int32_t fifo_head, fifo_tail; /* sealed segments, oldest first */
     int32_t free_head;
     uint32_t nfree, nfree_resident, inuse;
-    uint64_t ext_bytes;          /* external values charged (arena_lock) */
+    uint64_t ext_bytes;          /* external blocks in use, charged (arena_lock) */
+    uint64_t ext_cached;         /* freed external blocks kept for reuse, charged too (arena_lock) */
+    char *ext_bin[MK_EXT_BINS];  /* those blocks by page count (arena_lock) */
     _Atomic uint64_t idx_bytes;  /* all index tables */
     uint64_t idx_allowance;      /* index bytes not charged against mem_limit */
     uint64_t limit;              /* effective mem_limit (at least MK_SEG_MIN segments) */
@@ -299,13 +299,24 @@ void mk_arena_free(mk_cache *c);
  */
 mk_item *mk_arena_alloc(mk_cache *c, unsigned h, const char *key, size_t nkey, size_t nbytes, uint32_t flags,
                         int64_t exp_at, bool xcas, uint64_t cas, char *ext, int64_t now);
-/* Charge / uncharge an external value (may evict). */
-bool mk_ext_charge(mk_cache *c, size_t bytes, int64_t now);
-void mk_ext_uncharge(mk_cache *c, size_t bytes);
+/* Seal the open segments so that they become evictable; true if any was open. */
+bool mk_seal_heads(mk_cache *c);
 /* Drop one segment reference; the last one frees the segment. */
 void mk_seg_unref(mk_cache *c, uint32_t id);
-/* Bytes charged against the limit now. */
+/* Bytes charged against the limit now (mk_charged_locked: arena_lock held). */
 uint64_t mk_charged(mk_cache *c);
+uint64_t mk_charged_locked(const mk_cache *c);
+
+/* ext.c: external value blocks (no lock held for any of these) */
+size_t mk_ext_bytes(size_t nbytes); /* the page-rounded block a value of nbytes needs */
+/* A charged block for nbytes with one reference (recycled or freshly mapped; may evict). NULL if no room. */
+char *mk_ext_alloc(mk_cache *c, size_t nbytes, int64_t now);
+/* Give a block back (its last reference is gone): kept for reuse or unmapped. */
+void mk_ext_free(mk_cache *c, char *e);
+void mk_ext_ref(const mk_item *it);
+void mk_ext_unref(mk_cache *c, const mk_item *it); /* the last reference frees the block */
+/* Unmap every recycled block (memory is short, or the cache goes away); true if there was any. */
+bool mk_ext_trim(mk_cache *c);
 
 /* evict.c (evict_lock held) */
 typedef enum { MK_EV_EVICT, MK_EV_COMPACT, MK_EV_RECLAIM } mk_ev_mode;

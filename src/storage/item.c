@@ -1,7 +1,6 @@
 /* storage/item.c — the compact item layout: planning, header encoding, accessors, reference release. */
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 
 #include "storage/internal.h"
 
@@ -94,34 +93,6 @@ size_t mk_item_arena_size(const mk_item *it)
 {
     offs o = offsets(it);
     return o.key + it->nkey + ((it->meta & MK_M_EXT) ? 0 : mk_item_nbytes(it));
-}
-
-size_t mk_ext_bytes(size_t nbytes)
-{
-    size_t page = 4096;
-    return (MK_EXT_HDR + nbytes + page - 1) & ~(page - 1);
-}
-
-/*
- * An external value block: a reference count, then the value. The index holds
- * one reference while the item is linked and every holder one more, so a large
- * value is unmapped as soon as it is neither linked nor held — it does not wait
- * for the segment holding its stub.
- */
-void mk_ext_ref(const mk_item *it)
-{
-    _Atomic uint32_t *r = (_Atomic uint32_t *)(void *)mk_item_ext(it);
-    atomic_fetch_add_explicit(r, 1, memory_order_relaxed);
-}
-
-void mk_ext_unref(mk_cache *c, const mk_item *it)
-{
-    char *e = mk_item_ext(it);
-    if (atomic_fetch_sub_explicit((_Atomic uint32_t *)(void *)e, 1, memory_order_acq_rel) == 1) {
-        size_t bytes = mk_ext_bytes(mk_item_nbytes(it));
-        munmap(e, bytes);
-        mk_ext_uncharge(c, bytes);
-    }
 }
 
 size_t mk_item_charge(const mk_item *it)

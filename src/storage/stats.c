@@ -64,6 +64,7 @@ void mk_cache_get_stats(mk_cache *c, mk_cache_stats *out)
     pthread_mutex_lock(&c->arena_lock);
     out->segments_used = c->inuse;
     out->ext_bytes = c->ext_bytes;
+    out->ext_recycled = c->ext_cached;
     pthread_mutex_unlock(&c->arena_lock);
     out->mem_used = mk_charged(c);
     out->mem_limit = c->limit;
