@@ -50,6 +50,57 @@ static void reply_perr(mk_conn *c, const mk_request *req)
     }
 }
 
+/* A get hit copied into the reply under the store's lock (mk_cache_read): small values only. */
+typedef struct get_copy {
+    mk_conn *c;
+    mk_str key;
+    bool with_cas;
+    bool failed; /* no room for the reply: the connection closes */
+} get_copy;
+
+/* Queue "VALUE key flags bytes [cas]\r\n", the value and "\r\n" as one append; false: the connection must close. */
+static bool queue_value(mk_conn *c, mk_str key, bool with_cas, const mk_item_view *v)
+{
+    char *p = mk_conn_reserve(c, MK_VALUE_HDR_MAX + v->nbytes + 2);
+    if (!p)
+        return false;
+    size_t n = mk_compose_value_hdr(p, MK_VALUE_HDR_MAX, key, v->flags, v->nbytes, with_cas, v->cas);
+    memcpy(p + n, v->data, v->nbytes);
+    p[n + v->nbytes] = '\r';
+    p[n + v->nbytes + 1] = '\n';
+    return mk_conn_commit(c, n + v->nbytes + 2);
+}
+
+static bool copy_hit(void *ctx, const mk_item_view *v)
+{
+    get_copy *g = ctx;
+    if (v->nbytes > MK_CONN_INLINE_VALUE_MAX)
+        return true; /* large: the reply references the item instead of copying it */
+    if (!queue_value(g->c, g->key, g->with_cas, v))
+        g->failed = true;
+    return false;
+}
+
+/* Queue a hit the caller holds a reference to (gat, or a large value); the reference is consumed. */
+static bool queue_item(mk_conn *c, mk_str key, bool with_cas, mk_item *it)
+{
+    mk_cache *cache = c->worker->srv->cache;
+    mk_item_view v = {.data = mk_item_data(it), .nbytes = mk_item_nbytes(it), .flags = mk_item_flags(it),
+                      .cas = mk_item_cas(it)};
+    if (v.nbytes <= MK_CONN_INLINE_VALUE_MAX) {
+        bool ok = queue_value(c, key, with_cas, &v);
+        mk_item_put(cache, it);
+        return ok;
+    }
+    char hdr[MK_VALUE_HDR_MAX];
+    size_t n = mk_compose_value_hdr(hdr, sizeof(hdr), key, v.flags, v.nbytes, with_cas, v.cas);
+    if (!mk_conn_out(c, hdr, n)) {
+        mk_item_put(cache, it);
+        return false;
+    }
+    return mk_conn_out_value(c, it); /* takes the reference */
+}
+
 static void do_get(mk_conn *c, const mk_request *req)
 {
     mk_server *srv = c->worker->srv;
@@ -79,38 +130,24 @@ static void do_get(mk_conn *c, const mk_request *req)
             return;
         }
         mk_item *it = NULL;
-        mk_cache_rc rc = touch ? mk_cache_gat(srv->cache, key.p, key.n, exp_at, now, &it)
-                               : mk_cache_get(srv->cache, key.p, key.n, now, &it);
+        mk_cache_rc rc;
+        if (touch) {
+            rc = mk_cache_gat(srv->cache, key.p, key.n, exp_at, now, &it);
+        } else {
+            get_copy g = {.c = c, .key = key, .with_cas = with_cas};
+            rc = mk_cache_read(srv->cache, key.p, key.n, now, copy_hit, &g, &it);
+            if (g.failed) {
+                mk_conn_set_state(c, MK_CONN_CLOSING);
+                nkeys++, hits++;
+                goto out;
+            }
+        }
         nkeys++;
         if (rc == MK_C_OK) {
             hits++;
-            size_t nb = mk_item_nbytes(it);
-            if (nb <= MK_CONN_INLINE_VALUE_MAX) {
-                /* "VALUE ...\r\n", the value and "\r\n" composed in place: one append */
-                char *p = mk_conn_reserve(c, MK_VALUE_HDR_MAX + nb + 2);
-                if (!p) {
-                    mk_item_put(srv->cache, it);
-                    mk_conn_set_state(c, MK_CONN_CLOSING);
-                    goto out;
-                }
-                size_t n = mk_compose_value_hdr(p, MK_VALUE_HDR_MAX, key, mk_item_flags(it), nb, with_cas,
-                                                mk_item_cas(it));
-                memcpy(p + n, mk_item_data(it), nb);
-                p[n + nb] = '\r';
-                p[n + nb + 1] = '\n';
-                mk_item_put(srv->cache, it);
-                if (!mk_conn_commit(c, n + nb + 2)) {
-                    mk_conn_set_state(c, MK_CONN_CLOSING);
-                    goto out;
-                }
-            } else {
-                char hdr[MK_VALUE_HDR_MAX];
-                size_t n = mk_compose_value_hdr(hdr, sizeof(hdr), key, mk_item_flags(it), nb, with_cas,
-                                                mk_item_cas(it));
-                if (!mk_conn_out(c, hdr, n) || !mk_conn_out_value(c, it)) {
-                    mk_conn_set_state(c, MK_CONN_CLOSING);
-                    goto out;
-                }
+            if (it && !queue_item(c, key, with_cas, it)) {
+                mk_conn_set_state(c, MK_CONN_CLOSING);
+                goto out;
             }
         } else if (rc == MK_C_EXPIRED) {
             MK_STAT_INC(ts, get_expired);

@@ -304,6 +304,31 @@ mk_cache_rc mk_cache_get(mk_cache *c, const char *key, size_t nkey, int64_t now,
     return fetch(c, key, nkey, false, 0, now, out);
 }
 
+mk_cache_rc mk_cache_read(mk_cache *c, const char *key, size_t nkey, int64_t now, mk_cache_read_fn fn, void *ctx,
+                          mk_item **out)
+{
+    *out = NULL;
+    mk_flush_tick(c, now);
+    uint64_t hv = mk_hash64(key, nkey, c->seed);
+    mk_shard *s = mk_shard_of(c, hv);
+    mk_cache_rc rc;
+    size_t pos;
+    pthread_mutex_lock(&s->lock);
+    mk_item *it = mk_find_valid_locked(c, s, hv, key, nkey, now, &rc, &pos);
+    if (it) {
+        unsigned f = it->state & MK_S_FREQ;
+        it->state = (uint8_t)((it->state & ~MK_S_FREQ) | (f < 3 ? f + 1 : 3) | MK_S_FETCHED);
+        mk_item_view v;
+        mk_item_view_of(it, &v);
+        if (fn(ctx, &v)) {
+            mk_item_ref(c, it);
+            *out = it;
+        }
+    }
+    pthread_mutex_unlock(&s->lock);
+    return rc;
+}
+
 mk_cache_rc mk_cache_gat(mk_cache *c, const char *key, size_t nkey, int64_t exp_at, int64_t now, mk_item **out)
 {
     return fetch(c, key, nkey, true, exp_at, now, out);

@@ -131,6 +131,31 @@ void mk_item_put(mk_cache *c, mk_item *it);
  */
 mk_cache_rc mk_cache_get(mk_cache *c, const char *key, size_t nkey, int64_t now, mk_item **out);
 
+/* What a reader needs of an item, read in one pass over its header. */
+typedef struct mk_item_view {
+    const char *data; /* the value */
+    size_t nbytes;
+    uint32_t flags;
+    uint64_t cas;     /* 0 when the cache runs without cas */
+} mk_item_view;
+
+/*
+ * Called by mk_cache_read with a hit, under the item's shard lock: copy what is
+ * needed from *v and return false, or return true to be handed a reference to the
+ * item instead. Must not call into the cache, block, or keep v->data.
+ */
+typedef bool (*mk_cache_read_fn)(void *ctx, const mk_item_view *v);
+
+/*
+ * A get that lets the caller copy a hit out while the lookup's lock is held, so
+ * that no reference is taken and given back (a multi-get of small values). Same
+ * lookup, lazy expiry and recency bits as mk_cache_get; fn is called only when
+ * it returns MK_C_OK. *out is the item (release with mk_item_put) if fn returned
+ * true, else NULL.
+ */
+mk_cache_rc mk_cache_read(mk_cache *c, const char *key, size_t nkey, int64_t now, mk_cache_read_fn fn, void *ctx,
+                          mk_item **out);
+
 /* Like mk_cache_get, and on a hit also sets the item's expiry to exp_at (gat/gats). */
 mk_cache_rc mk_cache_gat(mk_cache *c, const char *key, size_t nkey, int64_t exp_at, int64_t now,
                          mk_item **out);

@@ -122,6 +122,7 @@ uint64_t mk_item_seq(const mk_item *it);
 bool mk_item_has_exp(const mk_item *it);
 void mk_item_set_exp(mk_item *it, int64_t exp_at); /* only if mk_item_has_exp */
 char *mk_item_ext(const mk_item *it);              /* external value block or NULL */
+void mk_item_view_of(const mk_item *it, mk_item_view *v); /* value, length, flags and cas in one pass */
 #define MK_EXT_HDR 16                              /* external block: refcount, size, then the value */
 /* Total bytes charged in stats for a linked item (arena bytes + external value). */
 size_t mk_item_charge(const mk_item *it);

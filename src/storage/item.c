@@ -188,6 +188,29 @@ uint64_t mk_item_cas(const mk_item *it)
     return mk_seghdr_of(it)->nocas ? 0 : mk_item_seq(it);
 }
 
+void mk_item_view_of(const mk_item *it, mk_item_view *v)
+{
+    offs o = offsets(it);
+    v->nbytes = mk_item_nbytes(it);
+    v->flags = 0;
+    if (it->meta & MK_M_FLAGS)
+        memcpy(&v->flags, at(it, o.flags), 4);
+    const mk_seghdr *h = mk_seghdr_of(it);
+    if (h->nocas)
+        v->cas = 0;
+    else if (it->meta & MK_M_XCAS)
+        memcpy(&v->cas, at(it, o.xcas), 8);
+    else
+        v->cas = h->seq << 24 | (uint64_t)((uintptr_t)it - (uintptr_t)h);
+    if (it->meta & MK_M_EXT) {
+        const char *e;
+        memcpy(&e, at(it, o.ext), sizeof e);
+        v->data = e + MK_EXT_HDR;
+    } else {
+        v->data = at(it, o.key) + it->nkey;
+    }
+}
+
 void mk_item_ref(mk_cache *c, mk_item *it)
 {
     if (it->meta & MK_M_EXT)

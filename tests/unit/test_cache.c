@@ -110,6 +110,71 @@ static void test_item_size(void)
     CHECK_EQ_U(mk_cache_item_size(1, SIZE_MAX), SIZE_MAX);
 }
 
+/* mk_cache_read's callback: copy the view, keep a reference if asked to. */
+typedef struct read_seen {
+    int calls;
+    bool keep;
+    char data[64];
+    mk_item_view v;
+} read_seen;
+
+static bool read_cb(void *ctx, const mk_item_view *v)
+{
+    read_seen *r = ctx;
+    r->calls++;
+    r->v = *v;
+    memcpy(r->data, v->data, v->nbytes < sizeof r->data ? v->nbytes : sizeof r->data);
+    return r->keep;
+}
+
+static void test_read_copies_under_lock(void)
+{
+    mk_cache *c = mk(1 << 20, 0);
+    uint64_t cas;
+    CHECK_EQ_U(put_op(c, MK_STORE_SET, "k", "hello", 42, 0, 0, T0, &cas), MK_C_OK);
+    read_seen r = {0};
+    mk_item *it = (mk_item *)1;
+    CHECK_EQ_U(mk_cache_read(c, "k", 1, T0, read_cb, &r, &it), MK_C_OK);
+    CHECK(it == NULL); /* copied: no reference */
+    CHECK_EQ_U(r.calls, 1);
+    CHECK_MEM(r.data, r.v.nbytes, "hello");
+    CHECK_EQ_U(r.v.flags, 42);
+    CHECK_EQ_U(r.v.cas, cas); /* what gets would return */
+    /* asked to keep: the same item as mk_cache_get gives, with a reference */
+    r.keep = true;
+    CHECK_EQ_U(mk_cache_read(c, "k", 1, T0, read_cb, &r, &it), MK_C_OK);
+    CHECK(it != NULL);
+    CHECK_MEM(mk_item_data(it), mk_item_nbytes(it), "hello");
+    CHECK_EQ_U(mk_item_cas(it), cas);
+    CHECK_EQ_U(mk_cache_delete(c, "k", 1, T0), MK_C_OK);
+    CHECK_MEM(mk_item_data(it), mk_item_nbytes(it), "hello"); /* held past its delete */
+    mk_item_put(c, it);
+    /* misses never call back */
+    r.calls = 0;
+    CHECK_EQ_U(mk_cache_read(c, "k", 1, T0, read_cb, &r, &it), MK_C_MISS);
+    CHECK_EQ_U(put_op(c, MK_STORE_SET, "e", "x", 0, T0 + 5, 0, T0, NULL), MK_C_OK);
+    CHECK_EQ_U(mk_cache_read(c, "e", 1, T0 + 5, read_cb, &r, &it), MK_C_EXPIRED);
+    CHECK_EQ_U(put_op(c, MK_STORE_SET, "f", "x", 0, 0, 0, T0, NULL), MK_C_OK);
+    mk_cache_flush(c, T0, 0);
+    CHECK_EQ_U(mk_cache_read(c, "f", 1, T0, read_cb, &r, &it), MK_C_FLUSHED);
+    CHECK_EQ_U(r.calls, 0);
+    CHECK(it == NULL);
+    /* a large value outside the arena: the view points at it */
+    static char big[100000];
+    memset(big, 'z', sizeof big);
+    CHECK_EQ_U(mk_cache_alloc(c, "big", 3, 9, 0, sizeof big, T0, &it), MK_C_OK);
+    memcpy(mk_item_data(it), big, sizeof big);
+    CHECK_EQ_U(mk_cache_store(c, it, MK_STORE_SET, 0, T0, &cas), MK_C_OK);
+    mk_item_put(c, it);
+    r.keep = false;
+    CHECK_EQ_U(mk_cache_read(c, "big", 3, T0, read_cb, &r, &it), MK_C_OK);
+    CHECK_EQ_U(r.v.nbytes, sizeof big);
+    CHECK_EQ_U(r.v.flags, 9);
+    CHECK_EQ_U(r.v.cas, cas);
+    CHECK(r.data[0] == 'z' && r.data[63] == 'z');
+    mk_cache_destroy(c);
+}
+
 static void test_add_replace(void)
 {
     mk_cache *c = mk(1 << 20, 4);
@@ -1427,6 +1492,7 @@ int main(void)
     RUN(test_create_invalid);
     RUN(test_item_size);
     RUN(test_set_get_delete);
+    RUN(test_read_copies_under_lock);
     RUN(test_add_replace);
     RUN(test_cas);
     RUN(test_append_prepend);
