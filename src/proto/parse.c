@@ -295,15 +295,29 @@ static void parse_get(mk_request *req, mk_cmd cmd, const tok *t, size_t nt, cons
     /* trim trailing spaces */
     while (req->keys.n > 0 && req->keys.p[req->keys.n - 1] == ' ')
         req->keys.n--;
-    mk_str rest = req->keys, k;
+    /* key lengths: the tokens already measured the first ones; only keys past them are split again */
     bool have_first = false;
+    for (size_t i = first; i < nt - 1; i++) {
+        if (!have_first) {
+            req->key = (mk_str){t[i].p, t[i].n};
+            have_first = true;
+        }
+        if (t[i].n > MK_KEY_MAX) {
+            /* memcached drops every VALUE already built and sends only this line */
+            set_err(req, MK_PERR_BAD_FORMAT);
+            return;
+        }
+    }
+    const char *keys_end = req->keys.p + req->keys.n;
+    if (t[nt - 1].p == NULL || t[nt - 1].p >= keys_end)
+        return;
+    mk_str rest = {t[nt - 1].p, (size_t)(keys_end - t[nt - 1].p)}, k;
     while (mk_next_key(&rest, &k)) {
         if (!have_first) {
             req->key = k;
             have_first = true;
         }
         if (k.n > MK_KEY_MAX) {
-            /* memcached drops every VALUE already built and sends only this line */
             set_err(req, MK_PERR_BAD_FORMAT);
             return;
         }

@@ -1,4 +1,6 @@
 /* tests/unit/test_proto.c — unit tests for the protocol layer (parse, compose, response), one per verified memcached 1.6.18 behaviour. */
+#include <inttypes.h>
+
 #include "check.h"
 #include "memkit/proto.h"
 
@@ -225,6 +227,21 @@ static void test_key_lengths(void)
                  k251);
     PB(line, (size_t)n);
     CHECK(R.err == MK_PERR_BAD_FORMAT);
+    /* a too-long key at every position around the tokenizer's 23-token limit, with doubled spaces too */
+    for (int j = 0; j < 30; j++) {
+        for (int big = 250; big <= 251; big++) {
+            int at = snprintf(line, sizeof line, "get ");
+            for (int i = 0; i < j; i++)
+                at += snprintf(line + at, sizeof line - (size_t)at, i % 3 ? "a%d " : "a%d  ", i);
+            at += snprintf(line + at, sizeof line - (size_t)at, "%s z \r\n", big == 250 ? k250 : k251);
+            CHECK_EQ_I(PB(line, (size_t)at), at);
+            CHECK(R.err == (big == 250 ? MK_PERR_NONE : MK_PERR_BAD_FORMAT));
+            if (big == 250 && j > 0)
+                CHECK_MEM(R.key.p, R.key.n, "a0");
+            if (big == 250 && j == 0)
+                CHECK_EQ_U(R.key.n, 250);
+        }
+    }
     free(k250);
     free(k251);
 }
@@ -770,6 +787,29 @@ static void test_response_other(void)
     CHECK_MEM(S.text.p, S.text.n, "shutdown not enabled");
 }
 
+static void test_compose_numbers_match_printf(void)
+{
+    /* every digit count, both sides of each power of ten, in the VALUE line and the number reply */
+    char out[600], want[600];
+    mk_str key = {"k", 1};
+    uint64_t p = 1;
+    for (int d = 0; d < 20; d++, p *= 10) {
+        uint64_t vs[] = {p - 1, p, p + 1, p * 3 + 7};
+        for (int i = 0; i < 4; i++) {
+            uint64_t v = vs[i];
+            size_t n = mk_compose_value_hdr(out, sizeof out, key, (uint32_t)v, v, true, v);
+            int w = snprintf(want, sizeof want, "VALUE k %" PRIu32 " %" PRIu64 " %" PRIu64 "\r\n", (uint32_t)v, v, v);
+            CHECK_MEM(out, n, want);
+            CHECK_EQ_U(n, (size_t)w);
+            n = mk_compose_u64_line(out, sizeof out, v);
+            snprintf(want, sizeof want, "%" PRIu64 "\r\n", v);
+            CHECK_MEM(out, n, want);
+        }
+    }
+    size_t n = mk_compose_u64_line(out, sizeof out, UINT64_MAX);
+    CHECK_MEM(out, n, "18446744073709551615\r\n");
+}
+
 static void test_response_roundtrips(void)
 {
     char out[600];
@@ -853,6 +893,7 @@ int main(void)
     RUN(test_next_key);
     RUN(test_compose_value_hdr);
     RUN(test_compose_u64_stat);
+    RUN(test_compose_numbers_match_printf);
     RUN(test_compose_req_storage);
     RUN(test_roundtrip_storage);
     RUN(test_response_simple);
