@@ -161,6 +161,13 @@ def med(rs, f):
     return statistics.median(vals) if vals else float("nan")
 
 
+def paired(a, b, f):
+    """median of the per-run ratios: run i of each server ran back to back, so their ratio cancels most of
+    what other load (and this VM's bimodal speed) did to both"""
+    rs = [f(x) / f(y) for x, y in zip(a, b) if f(y)]
+    return f"{statistics.median(rs):.2f}" if rs else "-"
+
+
 def fmt(v, kind):
     if v != v:
         return "-"
@@ -233,7 +240,8 @@ def main():
                     metrics += [("p99 us", "us", lambda r: r["latency_us"]["p99"])]
                 for label, kind, f in metrics:
                     ma, mb = med(a, f), med(b, f)
-                    rows.append((t, desc, label, fmt(ma, kind), fmt(mb, kind), f"{ma / mb:.2f}" if mb else "-"))
+                    rows.append((t, desc, label, fmt(ma, kind), fmt(mb, kind), f"{ma / mb:.2f}" if mb else "-",
+                                 paired(a, b, f)))
                 log(f"  -t {t} {desc}: memkitd {med(a, lambda r: r['ops_per_s']):.0f} req/s, "
                     f"memcached {med(b, lambda r: r['ops_per_s']):.0f} req/s")
             if not args.no_memcaslap and shutil.which("memcaslap") and HEADLINE in names:
@@ -246,14 +254,13 @@ def main():
                 for label, kind, key in (("req/s", "rate", "ops_per_s"), ("server CPU s / M req", "cpu", "cpu_s_per_m")):
                     ma, mb = med(a, lambda r: r[key]), med(b, lambda r: r[key])
                     rows.append((t, "memcaslap get:set 10:1 (cross-check)", label, fmt(ma, kind), fmt(mb, kind),
-                                 f"{ma / mb:.2f}" if mb else "-"))
+                                 f"{ma / mb:.2f}" if mb else "-", paired(a, b, lambda r, k=key: r[k])))
         finally:
             for s in servers:
                 s.stop()
 
-    w = [max(len(str(r[i])) for r in rows + [("-t", "case", "metric", "memkitd", "memcached", "ratio")])
-         for i in range(6)]
-    head = ("-t", "case", "metric", "memkitd", "memcached", "ratio")
+    head = ("-t", "case", "metric", "memkitd", "memcached", "ratio", "paired")
+    w = [max(len(str(r[i])) for r in rows + [head]) for i in range(len(head))]
     print(f"| {' | '.join(str(h).ljust(w[i]) for i, h in enumerate(head))} |")
     print(f"|{'|'.join('-' * (x + 2) for x in w)}|")
     last = None
@@ -263,8 +270,9 @@ def main():
             cells[0], cells[1] = "", ""
         last = (r[0], r[1])
         print(f"| {' | '.join(str(c).ljust(w[i]) if i < 3 else str(c).rjust(w[i]) for i, c in enumerate(cells))} |")
-    print(f"\nmedians of {args.runs} alternating runs of {args.seconds:g} s; ratio = memkitd / memcached "
-          f"(req/s: higher is better; CPU and latency: lower is better)")
+    print(f"\nmedians of {args.runs} alternating runs of {args.seconds:g} s; ratio = memkitd / memcached of the medians, "
+          f"paired = median of the ratios of runs made back to back (req/s: higher is better; CPU and latency: "
+          f"lower is better)")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=1)
