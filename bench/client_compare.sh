@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# bench/client_compare.sh — libmemkit vs libmemcached side by side on 4 Debian memcached servers; prints the median table.
+# bench/client_compare.sh — libmemkit vs libmemcached side by side on 4 servers (memcached or memkitd); prints the median table.
 #
-#   bench/client_compare.sh [-r REPS] [-s SECONDS] [-v VALUE_BYTES] [-k KEYS]
+#   bench/client_compare.sh [-r REPS] [-s SECONDS] [-v VALUE_BYTES] [-k KEYS] [-S memcached|memkitd]
 #
-# Builds build/bench/bench_clients (make bench-client), starts 4 memcached
-# (memcached -u root -l 127.0.0.1 -U 0 -p PORT -t 1) on free loopback ports,
+# Builds build/bench/bench_clients (make bench-client), starts 4 servers
+# (Debian's memcached by default, or build/memkitd with -S memkitd; both as
+# SERVER -u root -l 127.0.0.1 -U 0 -p PORT -t 1) on free loopback ports,
 # prepopulates KEYS keys (checking that libmemcached's ketama finds every key
 # where libmemkit's ketama put it), then for every test runs libmemkit and
 # libmemcached alternately (A B A B ..., REPS times each) and prints the medians
@@ -15,17 +16,22 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-REPS=5 SECS=2 VSIZE=100 NKEYS=10000
-while getopts "r:s:v:k:" o; do
+REPS=5 SECS=2 VSIZE=100 NKEYS=10000 SERVER=memcached
+while getopts "r:s:v:k:S:" o; do
     case $o in
-    r) REPS=$OPTARG ;; s) SECS=$OPTARG ;; v) VSIZE=$OPTARG ;; k) NKEYS=$OPTARG ;;
-    *) echo "usage: $0 [-r REPS] [-s SECONDS] [-v VALUE_BYTES] [-k KEYS]" >&2; exit 2 ;;
+    r) REPS=$OPTARG ;; s) SECS=$OPTARG ;; v) VSIZE=$OPTARG ;; k) NKEYS=$OPTARG ;; S) SERVER=$OPTARG ;;
+    *) echo "usage: $0 [-r REPS] [-s SECONDS] [-v VALUE_BYTES] [-k KEYS] [-S memcached|memkitd]" >&2; exit 2 ;;
     esac
 done
+case $SERVER in
+memcached) SERVER_BIN=memcached ;;
+memkitd) make --no-print-directory -s build/memkitd >&2; SERVER_BIN=build/memkitd ;;
+*) echo "$0: -S takes memcached or memkitd" >&2; exit 2 ;;
+esac
 
 make --no-print-directory -s bench-client >&2
 BIN=build/bench/bench_clients
-command -v memcached >/dev/null || { echo "memcached not installed (apt-get install memcached)" >&2; exit 2; }
+[ "$SERVER" != memcached ] || command -v memcached >/dev/null || { echo "memcached not installed (apt-get install memcached)" >&2; exit 2; }
 
 free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
@@ -39,7 +45,7 @@ SERVERS=""
 for _ in 1 2 3 4; do
     for _try in 1 2 3 4 5; do
         port=$(free_port)
-        memcached -u root -l 127.0.0.1 -U 0 -p "$port" -t 1 -m 256 &
+        "$SERVER_BIN" -u root -l 127.0.0.1 -U 0 -p "$port" -t 1 -m 256 &
         pid=$!
         ok=0
         for _w in $(seq 50); do
@@ -52,7 +58,7 @@ for _ in 1 2 3 4; do
     done
     SERVERS="${SERVERS:+$SERVERS,}127.0.0.1:$port"
 done
-echo "servers: $SERVERS (memcached $(memcached -V | awk '{print $2}'), -t 1)" >&2
+echo "servers: $SERVERS ($SERVER $("$SERVER_BIN" -V | awk '{print $2}'), -t 1)" >&2
 
 COMMON=(--servers="$SERVERS" --seconds="$SECS" --keys="$NKEYS" --value-size="$VSIZE")
 "$BIN" "${COMMON[@]}" --test=populate >&2
@@ -72,7 +78,7 @@ for t in "${TESTS[@]}"; do
 done
 
 echo
-echo "libmemkit vs libmemcached $(pkg-config --modversion libmemcached): 4 x memcached $(memcached -V | awk '{print $2}') on loopback," \
+echo "libmemkit vs libmemcached $(pkg-config --modversion libmemcached): 4 x $SERVER $("$SERVER_BIN" -V | awk '{print $2}') on loopback," \
      "$NKEYS keys of $VSIZE bytes, ketama; $(nproc) CPUs; medians of $REPS alternating runs of ${SECS}s"
 echo "(ops/s = calls per second: one get, one set, or one 100-key multi-get; latency per call in µs;"
 echo " client CPU = the benchmark process's user+system time per call; load: $(cut -d' ' -f1-3 /proc/loadavg))"
