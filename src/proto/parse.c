@@ -20,26 +20,24 @@ typedef struct tok {
 
 static size_t tokenize(const char *s, size_t len, tok *t)
 {
-    size_t nt = 0, start = 0, i;
-    for (i = 0; i < len; i++) {
-        if (s[i] == ' ') {
-            if (i != start) {
-                t[nt].p = s + start;
-                t[nt].n = i - start;
-                nt++;
-                if (nt == MK_MAX_TOKENS - 1) {
-                    i++;
-                    start = i;
-                    break;
-                }
-            }
-            start = i + 1;
-        }
-    }
-    if (i != start) {
-        t[nt].p = s + start;
-        t[nt].n = i - start;
+    size_t nt = 0, i = 0;
+    for (;;) {
+        while (i < len && s[i] == ' ')
+            i++;
+        if (i == len)
+            break;
+        /* the end of the token: memchr rather than a byte loop (this runs over every key of every get) */
+        const char *sp = memchr(s + i, ' ', len - i);
+        size_t e = sp ? (size_t)(sp - s) : len;
+        t[nt].p = s + i;
+        t[nt].n = e - i;
         nt++;
+        i = e;
+        if (nt == MK_MAX_TOKENS - 1) {
+            if (i < len)
+                i++; /* the rest starts after the one space that ended this token */
+            break;
+        }
     }
     /* terminator: NULL when everything was scanned, else the first unscanned byte */
     t[nt].p = (i < len) ? s + i : NULL;
