@@ -156,11 +156,26 @@ int mk_server_revive(mk_client *c, size_t i);
 void mk_client_close_idle(mk_client *c);
 
 /*
+ * mk_check_key — 0 if key may go on the text protocol's wire (1 to 250 bytes, no
+ * space, control byte or DEL; other bytes, UTF-8 included, are fine), else
+ * MK_EBADKEY. Every call that takes a key checks it this way. Pure; thread-safe.
+ */
+int mk_check_key(const char *key, size_t nkey);
+
+/*
  * mk_server_for_key — the index of the server the next call on this key would use
  * (failover applied), or a negative code: MK_EBADKEY, MK_ESERVERDEAD, MK_ENOSERVER.
  * Thread-safe.
  */
 int mk_server_for_key(mk_client *c, const char *key, size_t nkey);
+
+/*
+ * mk_servers_for_keys — mk_server_for_key for n keys at once (one clock read,
+ * the distribution's batch lookup): out[i] is keys[i]'s server index or its
+ * negative code. Returns 0, or MK_EINVAL (c, or an array with n > 0, is NULL;
+ * out is then untouched). Thread-safe.
+ */
+int mk_servers_for_keys(mk_client *c, const char *const *keys, const size_t *nkeys, size_t n, int *out);
 
 /* ------------------------------------------------------------------ values */
 

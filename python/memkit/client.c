@@ -135,12 +135,7 @@ static int check_key(ClientObject *self, const char *p, Py_ssize_t n, Py_ssize_t
         PyErr_SetString(st->key_errors[KE_LENGTH], "Key length is > 250");
         return -1;
     }
-    int bad = n == 0;
-    for (Py_ssize_t i = 0; i < n && !bad; i++) {
-        unsigned char ch = (unsigned char)p[i];
-        bad = ch <= 0x20 || ch == 0x7f;
-    }
-    if (bad) {
+    if (mk_check_key(p, (size_t)n) != 0) { /* n <= 250 here: empty, or a space or control byte */
         PyObject *b = PyBytes_FromStringAndSize(p, n);
         if (b)
             PyErr_Format(st->key_errors[KE_CHARACTER], "Control/space characters not allowed (key=%R)", b);
@@ -230,35 +225,43 @@ static int get_multi_key(ClientObject *self, PyObject *orig, const char *pfx, Py
         PyErr_SetString(self->st->key_errors[KE_NONE], "Key is None");
         return -1;
     }
-    PyObject *b;
-    if (PyBytes_Check(key))
-        b = Py_NewRef(key);
-    else if (PyUnicode_Check(key))
-        b = PyUnicode_AsUTF8String(key);
-    else {
-        PyObject *s = PyObject_Str(key);
-        b = s ? PyUnicode_AsUTF8String(s) : NULL;
-        Py_XDECREF(s);
+    /* hold: the object that owns p (a str's UTF-8 form is cached in the str: no copy for the common case) */
+    PyObject *hold;
+    const char *p;
+    Py_ssize_t n;
+    if (PyBytes_Check(key)) {
+        hold = Py_NewRef(key);
+        p = PyBytes_AS_STRING(key);
+        n = PyBytes_GET_SIZE(key);
+    } else {
+        hold = PyUnicode_Check(key) ? Py_NewRef(key) : PyObject_Str(key);
+        if (hold == NULL)
+            return -1;
+        p = PyUnicode_AsUTF8AndSize(hold, &n);
+        if (p == NULL) {
+            Py_DECREF(hold);
+            return -1;
+        }
     }
-    if (b == NULL)
-        return -1;
-    if (self->check_keys && check_key(self, PyBytes_AS_STRING(b), PyBytes_GET_SIZE(b), npfx) < 0) {
-        Py_DECREF(b);
+    if (self->check_keys && check_key(self, p, n, npfx) < 0) {
+        Py_DECREF(hold);
         return -1;
     }
     if (npfx) {
-        PyObject *full = PyBytes_FromStringAndSize(NULL, npfx + PyBytes_GET_SIZE(b));
+        PyObject *full = PyBytes_FromStringAndSize(NULL, npfx + n);
         if (full == NULL) {
-            Py_DECREF(b);
+            Py_DECREF(hold);
             return -1;
         }
         memcpy(PyBytes_AS_STRING(full), pfx, (size_t)npfx);
-        memcpy(PyBytes_AS_STRING(full) + npfx, PyBytes_AS_STRING(b), (size_t)PyBytes_GET_SIZE(b));
-        Py_SETREF(b, full);
+        memcpy(PyBytes_AS_STRING(full) + npfx, p, (size_t)n);
+        Py_SETREF(hold, full);
+        p = PyBytes_AS_STRING(full);
+        n = PyBytes_GET_SIZE(full);
     }
-    k->keep = b;
-    k->p = PyBytes_AS_STRING(b);
-    k->n = PyBytes_GET_SIZE(b);
+    k->keep = hold;
+    k->p = p;
+    k->n = n;
     return 0;
 }
 
@@ -781,10 +784,11 @@ static PyObject *Client_decr(ClientObject *self, PyObject *const *args, Py_ssize
 /* ------------------------------------------------------------- multi key */
 
 typedef struct mres {
-    char *v;                    /* malloc'd copy, NULL on a miss */
+    size_t off;                 /* where the value starts in its server's buffer (mgroup.buf) */
     size_t n;
     uint32_t flags;
     uint64_t cas;
+    int hit;
 } mres;
 
 typedef struct mgroup {
@@ -793,24 +797,37 @@ typedef struct mgroup {
     const char **keys;
     size_t *nkeys;
     size_t n;
+    char *buf;                  /* this server's hits, each value followed by a NUL (one growing malloc) */
+    size_t len, cap;
     mk_op_args a;
 } mgroup;
 
-/* Called per hit, possibly without the GIL: copy the value. */
+/* Called per hit, possibly without the GIL: copy the value into the server's buffer. */
 static void on_hit(void *ctx, size_t i, const mk_item *it)
 {
     mgroup *g = ctx;
     mres *r = &g->res[g->idx[i]];
-    if (r->v)
+    if (r->hit)
         return;
-    r->v = malloc(it->nvalue + 1);
-    if (r->v == NULL)
-        return;
-    memcpy(r->v, it->value, it->nvalue);
-    r->v[it->nvalue] = '\0';
+    size_t need = g->len + it->nvalue + 1;
+    if (need > g->cap) {
+        size_t cap = g->cap ? g->cap : 4096;
+        while (cap < need)
+            cap *= 2;
+        char *b = realloc(g->buf, cap);
+        if (b == NULL)
+            return;             /* no memory: counted as a miss, as python-memcached drops what it cannot read */
+        g->buf = b;
+        g->cap = cap;
+    }
+    memcpy(g->buf + g->len, it->value, it->nvalue);
+    g->buf[g->len + it->nvalue] = '\0';
+    r->off = g->len;
     r->n = it->nvalue;
     r->flags = it->flags;
     r->cas = it->cas;
+    r->hit = 1;
+    g->len = need;
 }
 
 /* Convert the keys of a multi call. Fills keys[] (owned refs in keys[i].keep) and origs[] (borrowed). */
@@ -844,31 +861,56 @@ static PyObject *Client_get_multi(ClientObject *self, PyObject *const *args, Py_
     }
     size_t n = (size_t)PySequence_Fast_GET_SIZE(seq);
     size_t ns = self->c ? mk_server_count(self->c) : 0;
-    mkey *keys = PyMem_Calloc(n + 1, sizeof *keys);
-    PyObject **origs = PyMem_Calloc(n + 1, sizeof *origs);
-    mres *res = PyMem_Calloc(n + 1, sizeof *res);
-    int *srv = PyMem_Calloc(n + 1, sizeof *srv);
-    mgroup *g = PyMem_Calloc(ns + 1, sizeof *g);
-    size_t *idx = PyMem_Calloc(n + 1, sizeof *idx);
-    const char **kp = PyMem_Calloc(n + 1, sizeof *kp);
-    size_t *nk = PyMem_Calloc(n + 1, sizeof *nk);
-    mk_op **ops = PyMem_Calloc(ns + 1, sizeof *ops);
-    int *rcs = PyMem_Calloc(ns + 1, sizeof *rcs);
+    /* every array of the call in one block (all pointer-aligned); zeroed where it is read before written */
+    size_t nn = n + 1, nsv = ns + 1;
+    size_t sz_keys = nn * sizeof(mkey), sz_res = nn * sizeof(mres), sz_g = nsv * sizeof(mgroup);
+    size_t sz_ops = nsv * sizeof(mk_op *), sz_origs = nn * sizeof(PyObject *), sz_idx = nn * sizeof(size_t);
+    size_t sz_kp = nn * sizeof(char *), sz_nk = nn * sizeof(size_t);
+    size_t sz_srv = (nn * sizeof(int) + 7) & ~(size_t)7, sz_rcs = (nsv * sizeof(int) + 7) & ~(size_t)7;
+    size_t zeroed = sz_keys + sz_res + sz_g + sz_ops;
+    char *mem = PyMem_Malloc(zeroed + sz_origs + sz_idx + sz_kp + sz_nk + sz_srv + sz_rcs);
+    mkey *keys = NULL;
+    PyObject **origs = NULL;
+    mres *res = NULL;
+    int *srv = NULL, *rcs = NULL;
+    mgroup *g = NULL;
+    size_t *idx = NULL, *nk = NULL;
+    const char **kp = NULL;
+    mk_op **ops = NULL;
     PyObject *result = NULL;
     int converted = 0;
-    if (!keys || !origs || !res || !srv || !g || !idx || !kp || !nk || !ops || !rcs) {
+    if (mem == NULL) {
         PyErr_NoMemory();
         goto out;
     }
+    memset(mem, 0, zeroed);
+    char *at = mem;
+    keys = (mkey *)(void *)at, at += sz_keys;
+    res = (mres *)(void *)at, at += sz_res;
+    g = (mgroup *)(void *)at, at += sz_g;
+    ops = (mk_op **)(void *)at, at += sz_ops;
+    origs = (PyObject **)(void *)at, at += sz_origs;
+    idx = (size_t *)(void *)at, at += sz_idx;
+    kp = (const char **)(void *)at, at += sz_kp;
+    nk = (size_t *)(void *)at, at += sz_nk;
+    srv = (int *)(void *)at, at += sz_srv;
+    rcs = (int *)(void *)at;
     if (multi_keys(self, seq, prefix, keys, origs) < 0)
         goto out;
     converted = 1;
     if (self->c)
         check_fork(self);
-    /* group the keys by server */
+    /* group the keys by server: one batch lookup (kp/nk are scratch here, refilled in server order below) */
     for (size_t i = 0; i < n; i++) {
-        srv[i] = keys[i].server >= 0 ? keys[i].server
-                 : self->c ? mk_server_for_key(self->c, keys[i].p, (size_t)keys[i].n) : MK_ENOSERVER;
+        kp[i] = keys[i].p;
+        nk[i] = (size_t)keys[i].n;
+        srv[i] = MK_ENOSERVER;
+    }
+    if (self->c)
+        mk_servers_for_keys(self->c, kp, nk, n, srv);
+    for (size_t i = 0; i < n; i++) {
+        if (keys[i].server >= 0)
+            srv[i] = keys[i].server;
         if (srv[i] >= 0)
             g[srv[i]].n++;
     }
@@ -917,9 +959,9 @@ static PyObject *Client_get_multi(ClientObject *self, PyObject *const *args, Py_
         goto out;
     result = PyDict_New();
     for (size_t i = 0; result && i < n; i++) {
-        if (res[i].v == NULL)
+        if (!res[i].hit)
             continue;
-        PyObject *v = mkpy_decode(self, origs[i], res[i].v, res[i].n, res[i].flags);
+        PyObject *v = mkpy_decode(self, origs[i], g[srv[i]].buf + res[i].off, res[i].n, res[i].flags);
         if (v == NULL || PyDict_SetItem(result, origs[i], v) < 0)
             Py_CLEAR(result);
         Py_XDECREF(v);
@@ -927,20 +969,11 @@ static PyObject *Client_get_multi(ClientObject *self, PyObject *const *args, Py_
 out:
     for (size_t s = 0; ops && s < ns; s++)
         mk_op_destroy(ops[s]);
-    for (size_t i = 0; res && i < n; i++)
-        free(res[i].v);
+    for (size_t s = 0; g && s < ns; s++)
+        free(g[s].buf);
     for (size_t i = 0; converted && i < n; i++)
         Py_XDECREF(keys[i].keep);
-    PyMem_Free(keys);
-    PyMem_Free(origs);
-    PyMem_Free(res);
-    PyMem_Free(srv);
-    PyMem_Free(g);
-    PyMem_Free(idx);
-    PyMem_Free(kp);
-    PyMem_Free(nk);
-    PyMem_Free(ops);
-    PyMem_Free(rcs);
+    PyMem_Free(mem);
     Py_DECREF(seq);
     Py_DECREF(prefix);
     return result;
@@ -1074,15 +1107,27 @@ static void keys_servers(ClientObject *self, const mkey *keys, size_t n, const c
 {
     if (self->c)
         check_fork(self);
-    for (size_t i = 0; i < n; i++) {
-        if (skip && skip[i] != 1)
-            srv[i] = -1;
-        else if (self->c == NULL)
-            srv[i] = MK_ENOSERVER;
-        else if (keys[i].server >= 0)
-            srv[i] = keys[i].server < (int)mk_server_count(self->c) ? keys[i].server : MK_ERANGE;
-        else
-            srv[i] = mk_server_for_key(self->c, keys[i].p, (size_t)keys[i].n);
+    for (size_t at = 0; at < n; at += 64) { /* batch lookups (one clock read per 64 keys) */
+        size_t m = n - at < 64 ? n - at : 64;
+        const char *kp[64];
+        size_t nk[64];
+        int picked[64];
+        for (size_t j = 0; j < m; j++) {
+            kp[j] = keys[at + j].p;
+            nk[j] = (size_t)keys[at + j].n;
+        }
+        if (self->c)
+            mk_servers_for_keys(self->c, kp, nk, m, picked);
+        for (size_t j = 0, i = at; j < m; j++, i++) {
+            if (skip && skip[i] != 1)
+                srv[i] = -1;
+            else if (self->c == NULL)
+                srv[i] = MK_ENOSERVER;
+            else if (keys[i].server >= 0)
+                srv[i] = keys[i].server < (int)mk_server_count(self->c) ? keys[i].server : MK_ERANGE;
+            else
+                srv[i] = picked[j];
+        }
     }
 }
 

@@ -251,6 +251,11 @@ bool mk_server_alive(const mk_client *c, size_t i)
     return c && i < c->n && mk__server_alive(&c->servers[i], mk__now_ms());
 }
 
+int mk_check_key(const char *key, size_t nkey)
+{
+    return mk_key_check(key, nkey, NULL) == MK_KEY_OK ? 0 : MK_EBADKEY;
+}
+
 int mk_server_for_key(mk_client *c, const char *key, size_t nkey)
 {
     if (c == NULL)
@@ -258,6 +263,19 @@ int mk_server_for_key(mk_client *c, const char *key, size_t nkey)
     if (mk_key_check(key, nkey, NULL) != MK_KEY_OK)
         return MK_EBADKEY;
     return mk__pick(c, key, nkey);
+}
+
+int mk_servers_for_keys(mk_client *c, const char *const *keys, const size_t *nkeys, size_t n, int *out)
+{
+    if (c == NULL || (n > 0 && (keys == NULL || nkeys == NULL || out == NULL)))
+        return MK_EINVAL;
+    if (n == 0)
+        return 0;
+    mk__pick_many(c, keys, nkeys, n, mk__now_ms(), out);
+    for (size_t i = 0; i < n; i++)
+        if (mk_key_check(keys[i], nkeys[i], NULL) != MK_KEY_OK)
+            out[i] = MK_EBADKEY;
+    return 0;
 }
 
 void mk_item_clear(mk_item *item)

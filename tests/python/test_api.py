@@ -90,7 +90,7 @@ def test_cache_cas(memkit, srv):
     assert outs[0][:4] == [True, 1, True, 2] and outs[0][5] is False
 
 
-BAD_KEYS = ["", b"", None, 1, 1.5, "a b", "tab\tkey", "nl\nx", "k\x7f", "x" * 251, "é" * 126, ("a",)]
+BAD_KEYS = ["", b"", None, 1, 1.5, "a b", "tab\tkey", "nl\nx", "k\x7f", "x" * 251, "é" * 126, ("a",), "\ud800", "ok\ud800"]
 
 
 @pytest.mark.parametrize("key", BAD_KEYS, ids=repr)

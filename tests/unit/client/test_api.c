@@ -90,6 +90,29 @@ static void test_pick_matches_dist(void)
             snprintf(key, sizeof key, "key:%d", i);
             CHECK_EQ_I(mk_server_for_key(c, key, strlen(key)), (int)mk_dist_pick(d, key, strlen(key)));
         }
+        /* the batch lookup names the same servers, over more than one 64-key chunk, bad keys included */
+        enum { N = 150 };
+        static char kbuf[N][32];
+        const char *kp[N];
+        size_t nk[N];
+        int out[N];
+        for (int i = 0; i < N; i++) {
+            snprintf(kbuf[i], sizeof kbuf[i], i % 37 == 5 ? "bad key:%d" : "key:%d", i);
+            kp[i] = kbuf[i];
+            nk[i] = strlen(kbuf[i]);
+        }
+        nk[7] = 0; /* empty */
+        CHECK_EQ_I(mk_servers_for_keys(c, kp, nk, N, out), 0);
+        int same = 0;
+        for (int i = 0; i < N; i++)
+            same += out[i] == mk_server_for_key(c, kp[i], nk[i]);
+        CHECK_EQ_I(same, N);
+        CHECK_EQ_I(out[5], MK_EBADKEY);
+        CHECK_EQ_I(out[7], MK_EBADKEY);
+        CHECK(out[6] >= 0);
+        CHECK_EQ_I(mk_servers_for_keys(c, kp, nk, 0, NULL), 0);
+        CHECK_EQ_I(mk_servers_for_keys(NULL, kp, nk, N, out), MK_EINVAL);
+        CHECK_EQ_I(mk_servers_for_keys(c, NULL, nk, 1, out), MK_EINVAL);
         mk_dist_destroy(d);
         mk_client_destroy(c);
     }
@@ -107,6 +130,12 @@ static void test_argument_checks(void)
     memset(k251, 'x', sizeof k251);
     CHECK_EQ_I(mk_set(c, k251, 251, "v", 1, 0, 0), MK_EBADKEY);
     CHECK_EQ_I(mk_set(c, "a\tb", 3, "v", 1, 0, 0), MK_EBADKEY);
+    CHECK_EQ_I(mk_check_key("a\tb", 3), MK_EBADKEY);
+    CHECK_EQ_I(mk_check_key(k251, 251), MK_EBADKEY);
+    CHECK_EQ_I(mk_check_key(k251, 250), 0);
+    CHECK_EQ_I(mk_check_key("", 0), MK_EBADKEY);
+    CHECK_EQ_I(mk_check_key("cl\xc3\xa9", 4), 0);
+    CHECK_EQ_I(mk_check_key("a\x7f", 2), MK_EBADKEY);
     CHECK_EQ_I(mk_store(c, (mk_store_op)42, "k", 1, "v", 1, 0, 0, 0, 0), MK_EINVAL);
     CHECK_EQ_I(mk_store(c, MK_STORE_SET, "k", 1, NULL, 5, 0, 0, 0, 0), MK_EINVAL);
     CHECK_EQ_I(mk_version(c, 1, (char[8]){0}, 8), MK_ERANGE);

@@ -713,6 +713,29 @@ static void test_servers_parse_bad(void)
 
 /* ----------------------------------------------------------------- keys */
 
+/* Every byte value at every position of keys of 1..40 bytes, in a key of bytes that are all fine
+ * (the word-at-a-time check must flag exactly what the byte-by-byte rule flags, at the first bad offset). */
+static void test_keys_every_byte_every_position(void)
+{
+    char k[40];
+    int wrong = 0;
+    for (size_t n = 1; n <= sizeof k; n++) {
+        for (size_t at = 0; at < n; at++) {
+            for (int b = 0; b < 256; b++) {
+                for (size_t i = 0; i < n; i++)
+                    k[i] = (char)(i % 2 ? 0x80 + (int)(i * 7 % 128) : 0x21 + (int)(i * 13 % 94)); /* all fine */
+                k[at] = (char)b;
+                size_t off = 999;
+                mk_key_status want = b == ' ' ? MK_KEY_ESPACE : (b < 0x20 || b == 0x7f) ? MK_KEY_ECONTROL : MK_KEY_OK;
+                mk_key_status got = mk_key_check(k, n, &off);
+                if (got != want || (want != MK_KEY_OK && off != at))
+                    wrong++;
+            }
+        }
+    }
+    CHECK_EQ_I(wrong, 0);
+}
+
 static void test_keys(void)
 {
     size_t off = 999;
@@ -815,6 +838,7 @@ int main(void)
     RUN(test_servers_parse_good);
     RUN(test_servers_parse_bad);
     RUN(test_keys);
+    RUN(test_keys_every_byte_every_position);
     RUN(test_md5_many_and_pick_many);
     RUN(test_vectors);
     RUN(test_rehash_vs_python_memcached);
