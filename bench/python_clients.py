@@ -1,13 +1,17 @@
 #!/usr/bin/python3
 """bench/python_clients.py — memkit vs pylibmc, pymemcache and python-memcached from Python, one memkitd.
 
-    /usr/bin/python3 bench/python_clients.py [--seconds 1.0] [--rounds 3] [--memkitd build/memkitd]
+    /usr/bin/python3 bench/python_clients.py [--seconds 1.0] [--rounds 3] [--memkitd build/memkitd] [--no-pin]
 
 For each operation (get of a hit, set, get_multi of 100 keys) and each thread count (1, 8),
 every client runs for --seconds; rounds alternate the client order and the table shows the
 median ops/s (get_multi: calls/s) and memkit's ratio to each. Clients: memkit.Client shared
 by all threads (its pool); pylibmc and pymemcache one client per thread (neither is
-thread-safe); python-memcached one shared Client (a threading.local). Not CI.
+thread-safe); python-memcached one shared Client (a threading.local). By default the server
+runs on the upper half of the CPUs (-t = that many) and the clients on the lower half, so that
+the server's work does not share a core with the client being measured (on 2 CPUs: one each);
+--no-pin leaves both to the scheduler (memkitd -t 2). A second table gives each client's CPU
+time per call (process_time of the benchmark process). Not CI.
 """
 import argparse
 import os
@@ -73,12 +77,13 @@ def run(factory, name, op, nthreads, seconds):
     for t in ts:
         t.start()
     start.wait()
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     time.sleep(seconds)
     stop.set()
     for t in ts:
         t.join()
-    return sum(counts) / (time.perf_counter() - t0)
+    calls = sum(counts)
+    return calls / (time.perf_counter() - t0), (time.process_time() - c0) / calls * 1e6 if calls else float("nan")
 
 
 def main():
@@ -86,11 +91,20 @@ def main():
     ap.add_argument("--seconds", type=float, default=1.0)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--memkitd", default=os.path.join(REPO, "build", "memkitd"))
+    ap.add_argument("--no-pin", action="store_true", help="do not pin the server and the clients to separate CPUs")
     a = ap.parse_args()
+    cpus = sorted(os.sched_getaffinity(0))
+    pin = not a.no_pin and len(cpus) >= 2
+    server_cpus = cpus[len(cpus) // 2:] if pin else cpus
+    nworkers = len(server_cpus) if pin else 2
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    srv = subprocess.Popen([a.memkitd, "-p", str(port), "-l", "127.0.0.1", "-U", "0", "-u", "root", "-t", "2"])
+    srv = subprocess.Popen([a.memkitd, "-p", str(port), "-l", "127.0.0.1", "-U", "0", "-u", "root",
+                            "-t", str(nworkers)])
+    if pin:
+        os.sched_setaffinity(srv.pid, server_cpus)
+        os.sched_setaffinity(0, cpus[:len(cpus) // 2])
     try:
         addr = "127.0.0.1:%d" % port
         for _ in range(100):
@@ -111,17 +125,29 @@ def main():
                     order = names[r % len(names):] + names[:r % len(names)]
                     for n in order:
                         results.setdefault((op, nt, n), []).append(run(clients[n], n, op, nt, a.seconds))
-        print("\nmedian of %d rounds x %.1f s, memkitd -t 2, %d CPUs, Python %s"
-              % (a.rounds, a.seconds, os.cpu_count(), sys.version.split()[0]))
+        where = ("server on CPUs %s, clients on CPUs %s" % (server_cpus, cpus[:len(cpus) // 2]) if pin
+                 else "server and clients unpinned")
+        print("\nmedian of %d rounds x %.1f s, memkitd -t %d, %s, Python %s"
+              % (a.rounds, a.seconds, nworkers, where, sys.version.split()[0]))
         print("%-10s %3s  %12s %12s %12s %12s   %8s %8s %8s" % (
             "op", "thr", "memkit", "pylibmc", "pymemcache", "python-mc", "vs plmc", "vs pymc", "vs py-mc"))
         for op in ("get", "set", "get_multi"):
             for nt in (1, 8):
-                med = {n: statistics.median(results[(op, nt, n)]) for n in names}
+                med = {n: statistics.median(r[0] for r in results[(op, nt, n)]) for n in names}
                 print("%-10s %3d  %12.0f %12.0f %12.0f %12.0f   %7.2fx %7.2fx %7.2fx" % (
                     op, nt, med["memkit"], med["pylibmc"], med["pymemcache"], med["python-memcached"],
                     med["memkit"] / med["pylibmc"], med["memkit"] / med["pymemcache"],
                     med["memkit"] / med["python-memcached"]))
+        print("\nclient CPU per call, microseconds (median; lower is better)")
+        print("%-10s %3s  %12s %12s %12s %12s   %8s %8s %8s" % (
+            "op", "thr", "memkit", "pylibmc", "pymemcache", "python-mc", "vs plmc", "vs pymc", "vs py-mc"))
+        for op in ("get", "set", "get_multi"):
+            for nt in (1, 8):
+                cpu = {n: statistics.median(r[1] for r in results[(op, nt, n)]) for n in names}
+                print("%-10s %3d  %12.1f %12.1f %12.1f %12.1f   %7.2fx %7.2fx %7.2fx" % (
+                    op, nt, cpu["memkit"], cpu["pylibmc"], cpu["pymemcache"], cpu["python-memcached"],
+                    cpu["memkit"] / cpu["pylibmc"], cpu["memkit"] / cpu["pymemcache"],
+                    cpu["memkit"] / cpu["python-memcached"]))
     finally:
         srv.terminate()
         srv.wait()
