@@ -86,6 +86,18 @@ def run(factory, name, op, nthreads, seconds):
     return calls / (time.perf_counter() - t0), (time.process_time() - c0) / calls * 1e6 if calls else float("nan")
 
 
+def print_table(results, names, field, cell):
+    """one row per (op, threads): each client's median of results[...][field], and memkit's ratio to the others"""
+    print("%-10s %3s  %12s %12s %12s %12s   %8s %8s %8s" % (
+        "op", "thr", "memkit", "pylibmc", "pymemcache", "python-mc", "vs plmc", "vs pymc", "vs py-mc"))
+    for op in ("get", "set", "get_multi"):
+        for nt in (1, 8):
+            m = {n: statistics.median(r[field] for r in results[(op, nt, n)]) for n in names}
+            print(("%-10s %3d  " + " ".join([cell] * 4) + "   %7.2fx %7.2fx %7.2fx") % (
+                op, nt, m["memkit"], m["pylibmc"], m["pymemcache"], m["python-memcached"],
+                m["memkit"] / m["pylibmc"], m["memkit"] / m["pymemcache"], m["memkit"] / m["python-memcached"]))
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=1.0)
@@ -129,25 +141,9 @@ def main():
                  else "server and clients unpinned")
         print("\nmedian of %d rounds x %.1f s, memkitd -t %d, %s, Python %s"
               % (a.rounds, a.seconds, nworkers, where, sys.version.split()[0]))
-        print("%-10s %3s  %12s %12s %12s %12s   %8s %8s %8s" % (
-            "op", "thr", "memkit", "pylibmc", "pymemcache", "python-mc", "vs plmc", "vs pymc", "vs py-mc"))
-        for op in ("get", "set", "get_multi"):
-            for nt in (1, 8):
-                med = {n: statistics.median(r[0] for r in results[(op, nt, n)]) for n in names}
-                print("%-10s %3d  %12.0f %12.0f %12.0f %12.0f   %7.2fx %7.2fx %7.2fx" % (
-                    op, nt, med["memkit"], med["pylibmc"], med["pymemcache"], med["python-memcached"],
-                    med["memkit"] / med["pylibmc"], med["memkit"] / med["pymemcache"],
-                    med["memkit"] / med["python-memcached"]))
+        print_table(results, names, 0, "%12.0f")
         print("\nclient CPU per call, microseconds (median; lower is better)")
-        print("%-10s %3s  %12s %12s %12s %12s   %8s %8s %8s" % (
-            "op", "thr", "memkit", "pylibmc", "pymemcache", "python-mc", "vs plmc", "vs pymc", "vs py-mc"))
-        for op in ("get", "set", "get_multi"):
-            for nt in (1, 8):
-                cpu = {n: statistics.median(r[1] for r in results[(op, nt, n)]) for n in names}
-                print("%-10s %3d  %12.1f %12.1f %12.1f %12.1f   %7.2fx %7.2fx %7.2fx" % (
-                    op, nt, cpu["memkit"], cpu["pylibmc"], cpu["pymemcache"], cpu["python-memcached"],
-                    cpu["memkit"] / cpu["pylibmc"], cpu["memkit"] / cpu["pymemcache"],
-                    cpu["memkit"] / cpu["python-memcached"]))
+        print_table(results, names, 1, "%12.1f")
     finally:
         srv.terminate()
         srv.wait()

@@ -304,17 +304,26 @@ mk_cache_rc mk_cache_get(mk_cache *c, const char *key, size_t nkey, int64_t now,
     return fetch(c, key, nkey, false, 0, now, out);
 }
 
+/* Hash key, lock its shard and find its valid item (*it NULL: *why says which miss). Returns the shard, locked. */
+static mk_shard *lock_find(mk_cache *c, const char *key, size_t nkey, int64_t now, mk_item **it, mk_cache_rc *why,
+                           size_t *pos)
+{
+    mk_flush_tick(c, now);
+    uint64_t hv = mk_hash64(key, nkey, c->seed);
+    mk_shard *s = mk_shard_of(c, hv);
+    pthread_mutex_lock(&s->lock);
+    *it = mk_find_valid_locked(c, s, hv, key, nkey, now, why, pos);
+    return s;
+}
+
 mk_cache_rc mk_cache_read(mk_cache *c, const char *key, size_t nkey, int64_t now, mk_cache_read_fn fn, void *ctx,
                           mk_item **out)
 {
     *out = NULL;
-    mk_flush_tick(c, now);
-    uint64_t hv = mk_hash64(key, nkey, c->seed);
-    mk_shard *s = mk_shard_of(c, hv);
     mk_cache_rc rc;
     size_t pos;
-    pthread_mutex_lock(&s->lock);
-    mk_item *it = mk_find_valid_locked(c, s, hv, key, nkey, now, &rc, &pos);
+    mk_item *it;
+    mk_shard *s = lock_find(c, key, nkey, now, &it, &rc, &pos);
     if (it) {
         unsigned f = it->state & MK_S_FREQ;
         it->state = (uint8_t)((it->state & ~MK_S_FREQ) | (f < 3 ? f + 1 : 3) | MK_S_FETCHED);
@@ -496,13 +505,10 @@ mk_cache_rc mk_cache_store(mk_cache *c, mk_item *it, mk_store_op op, uint64_t ca
 
 mk_cache_rc mk_cache_delete(mk_cache *c, const char *key, size_t nkey, int64_t now)
 {
-    mk_flush_tick(c, now);
-    uint64_t hv = mk_hash64(key, nkey, c->seed);
-    mk_shard *s = mk_shard_of(c, hv);
     mk_cache_rc why;
     size_t pos;
-    pthread_mutex_lock(&s->lock);
-    mk_item *it = mk_find_valid_locked(c, s, hv, key, nkey, now, &why, &pos);
+    mk_item *it;
+    mk_shard *s = lock_find(c, key, nkey, now, &it, &why, &pos);
     if (it)
         mk_unlink_locked(c, s, pos, it);
     pthread_mutex_unlock(&s->lock);
