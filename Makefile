@@ -97,6 +97,10 @@ fuzz: $(FUZZ_BIN)
 build/fuzz/%: tests/fuzz/%.c $(CORE_SRC)
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $< $(CORE_SRC)
+# libmemkit's own parsers: the client sources and their libraries too (no store)
+build/fuzz/fuzz_client: tests/fuzz/fuzz_client.c $(CORE_SRC) $(CLIENT_SRC)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $< $(filter-out src/storage/%,$(CORE_SRC)) $(CLIENT_SRC) $(CLIENT_LIBS)
 
 run: all
 	$(BUILD)/memkitd -p 11211 -l 127.0.0.1 $(if $(filter 0,$(shell id -u)),-u root)

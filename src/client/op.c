@@ -616,7 +616,7 @@ static int on_reply(mk_op *op, const mk_response *r)
 /* A VALUE line in one pass; 0: incomplete line; -2: anything unusual (the caller
  * then uses mk_parse_response, which decides). Accepts exactly what
  * mk_parse_response accepts for plain "VALUE <key> <flags> <bytes>[ <cas>]\r\n". */
-static ssize_t parse_value_fast(const char *buf, size_t len, mk_response *r)
+ssize_t mk__parse_value_fast(const char *buf, size_t len, mk_response *r)
 {
     if (len < 6 || memcmp(buf, "VALUE ", 6) != 0)
         return -2;
@@ -674,7 +674,7 @@ static int do_read(mk_op *op)
             mk_response r;
             ssize_t used;
             /* the common reply of a get: "VALUE <key> <flags> <bytes>[ <cas>]\r\n" */
-            used = p[0] == 'V' ? parse_value_fast(p, avail, &r) : -2;
+            used = p[0] == 'V' ? mk__parse_value_fast(p, avail, &r) : -2;
             if (used == -2)
                 used = mk_parse_response(p, avail, &r);
             if (used < 0)
