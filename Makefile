@@ -97,6 +97,11 @@ fuzz: $(FUZZ_BIN)
 build/fuzz/%: tests/fuzz/%.c $(CORE_SRC)
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $< $(CORE_SRC)
+# memkitd's command-line parser: one server file
+build/fuzz/fuzz_options: tests/fuzz/fuzz_options.c src/server/options.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $< src/server/options.c
+
 # libmemkit's own parsers: the client sources and their libraries too (no store)
 build/fuzz/fuzz_client: tests/fuzz/fuzz_client.c $(CORE_SRC) $(CLIENT_SRC)
 	@mkdir -p $(dir $@)
