@@ -36,7 +36,8 @@ static char *blk_next(const char *e)
 
 static void blk_set_next(char *e, char *next) { memcpy(e + 8, &next, sizeof next); }
 
-size_t mk_ext_bytes(size_t nbytes) { return (MK_EXT_HDR + nbytes + PAGE - 1) & ~(size_t)(PAGE - 1); }
+/* The page-rounded block a value of nbytes needs. */
+static size_t ext_bytes(size_t nbytes) { return (MK_EXT_HDR + nbytes + PAGE - 1) & ~(size_t)(PAGE - 1); }
 
 static uint64_t cache_cap(const mk_cache *c) { return c->limit / 32; }
 
@@ -82,7 +83,7 @@ static bool charge(mk_cache *c, size_t bytes, int64_t now)
 
 char *mk_ext_alloc(mk_cache *c, size_t nbytes, int64_t now)
 {
-    size_t bytes = mk_ext_bytes(nbytes);
+    size_t bytes = ext_bytes(nbytes);
     if (bytes + MK_SEG_SIZE * 2 > c->limit)
         return NULL;
     size_t np = bytes / PAGE;

@@ -309,7 +309,6 @@ uint64_t mk_charged(mk_cache *c);
 uint64_t mk_charged_locked(const mk_cache *c);
 
 /* ext.c: external value blocks (no lock held for any of these) */
-size_t mk_ext_bytes(size_t nbytes); /* the page-rounded block a value of nbytes needs */
 /* A charged block for nbytes with one reference (recycled or freshly mapped; may evict). NULL if no room. */
 char *mk_ext_alloc(mk_cache *c, size_t nbytes, int64_t now);
 /* Give a block back (its last reference is gone): kept for reuse or unmapped. */
