@@ -89,7 +89,7 @@ unit: all
 	@for t in $(UNIT_BIN); do $$t || exit 1; done
 
 san:
-	@$(MAKE) --no-print-directory BUILD=build/san SAN=1 all
+	@$(MAKE) --no-print-directory BUILD=build/san SAN=1 all bench-client
 
 FUZZ_CC    ?= clang
 FUZZ_FLAGS := -std=c11 -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude -Isrc -D_GNU_SOURCE
@@ -112,7 +112,7 @@ run: all
 
 test:
 	@scripts/deps.sh test
-	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory all bench-client
 	@$(MAKE) --no-print-directory san
 	@$(MAKE) --no-print-directory fuzz
 	@$(MAKE) --no-print-directory client-tsan
@@ -183,7 +183,8 @@ client-tsan:
 	  EXTRA_LDFLAGS=-fsanitize=thread build/tsan/client-tests/test_client
 .PHONY: client-tsan
 
-# ---- libmemkit vs libmemcached benchmark (bench/, not CI; not part of `all`): bench/client_compare.sh runs it
+# ---- libmemkit vs libmemcached benchmark (bench/client_compare.sh runs it; not part of `all`;
+#      `make test` builds it, plain and sanitized, for tests/bench/test_bench_clients.py)
 bench-client: $(BUILD)/bench/bench_clients
 $(BUILD)/bench/bench_clients: bench/client/bench_clients.c $(BUILD)/libmemkit.a
 	@mkdir -p $(dir $@)

@@ -13,6 +13,9 @@
 # per-repetition ratios (each pair ran back to back, so it cancels most of the
 # load that other processes put on the machine meanwhile). Tests: single get and set from 1 and 8
 # threads, and a 100-key multi-get over the 4 servers from 1 and 8 threads.
+# Each repetition also runs the syscall floor (bench_clients --lib=floor: precomputed
+# requests, the same sends, polls and receives, no hashing or parsing); its column
+# floor/libmemcached is the most any client could gain over libmemcached on this machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -69,7 +72,7 @@ TESTS=("get 1" "set 1" "get 8" "set 8" "mget 1" "mget 8")
 for t in "${TESTS[@]}"; do
     read -r test threads <<<"$t"
     for r in $(seq "$REPS"); do
-        for lib in memkit libmemcached; do
+        for lib in memkit libmemcached floor; do
             line=$("$BIN" "${COMMON[@]}" --lib=$lib --test="$test" --threads="$threads" | grep '^RESULT')
             echo "$line" >>"$RAW"
             echo "  rep $r: $line" >&2
@@ -92,16 +95,19 @@ for line in open(sys.argv[1]):
         (float(ops), float(p50), float(p99), int(err), int(miss), float(cpu)))
 med = lambda xs: statistics.median(xs)
 name = {"get": "get", "set": "set", "mget": "mget 100 keys"}
-print("| operation | threads | metric | libmemkit | libmemcached | ratio of medians | median of paired ratios |")
-print("|---|---|---|---:|---:|---:|---:|")
+print("| operation | threads | metric | libmemkit | libmemcached | ratio of medians | median of paired ratios"
+      " | floor | floor/libmemcached (paired) |")
+print("|---|---|---|---:|---:|---:|---:|---:|---:|")
 for (test, thr), libs in rows.items():
-    mk, lm = libs["memkit"], libs["libmemcached"]
+    mk, lm, fl = libs["memkit"], libs["libmemcached"], libs["floor"]
     for i, metric, fmt in ((0, "ops/s", "{:.0f}"), (1, "p50 µs", "{:.1f}"), (2, "p99 µs", "{:.1f}"),
                            (5, "client CPU µs/op", "{:.2f}")):
-        a, b = med([x[i] for x in mk]), med([x[i] for x in lm])
-        # each libmemkit run and the libmemcached run right after it saw the same machine load
+        a, b, c = med([x[i] for x in mk]), med([x[i] for x in lm]), med([x[i] for x in fl])
+        # each libmemkit run and the libmemcached and floor runs right after it saw the same machine load
         paired = med([x[i] / y[i] for x, y in zip(mk, lm) if y[i]])
-        print(f"| {name[test]} | {thr} | {metric} | {fmt.format(a)} | {fmt.format(b)} | {a / b:.2f} | {paired:.2f} |")
+        fpaired = med([z[i] / y[i] for z, y in zip(fl, lm) if y[i]])
+        print(f"| {name[test]} | {thr} | {metric} | {fmt.format(a)} | {fmt.format(b)} | {a / b:.2f} | {paired:.2f}"
+              f" | {fmt.format(c)} | {fpaired:.2f} |")
 bad = [(k, lib) for k, libs in rows.items() for lib, xs in libs.items() if any(x[3] or x[4] for x in xs)]
 if bad:
     print("\nWARNING: errors or misses in", bad)

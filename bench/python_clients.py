@@ -11,7 +11,14 @@ thread-safe); python-memcached one shared Client (a threading.local). By default
 runs on the upper half of the CPUs (-t = that many) and the clients on the lower half, so that
 the server's work does not share a core with the client being measured (on 2 CPUs: one each);
 --no-pin leaves both to the scheduler (memkitd -t 2). A second table gives each client's CPU
-time per call (process_time of the benchmark process). Not CI.
+time per call (process_time of the benchmark process).
+
+A fifth column, "floor", is not a client: one raw socket per thread through Python's socket
+module, sending request bytes built in advance and reading until the reply ends (END\r\n or
+\r\n), with no key check, no parsing and no decoding. It makes the same send and receive
+calls every client makes, so floor/pylibmc is about the most any Python client can gain over
+pylibmc on this machine (a C extension can save a little of the floor's interpreter work,
+not the system calls). Not CI.
 """
 import argparse
 import os
@@ -35,6 +42,37 @@ VALUE = "v" * 100
 KEYS = ["bench:key:%d" % i for i in range(100)]
 
 
+class RawSocket:
+    """the floor: request bytes prepared once, replies read to their end and not parsed"""
+
+    GET = b"get bench:key:1\r\n"
+    SET = b"set bench:key:set 0 0 %d\r\n%s\r\n" % (len(VALUE), VALUE.encode())
+    MULTI = ("get " + " ".join(KEYS) + "\r\n").encode()
+
+    def __init__(self, host, port):
+        self.sock = socket.create_connection((host, port))
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def _roundtrip(self, req, tail):
+        self.sock.sendall(req)
+        reply = self.sock.recv(65536)
+        while not reply.endswith(tail):
+            more = self.sock.recv(65536)
+            if not more:
+                raise ConnectionError("server closed the connection")
+            reply += more
+        return reply
+
+    def get(self, _key):
+        return self._roundtrip(self.GET, b"END\r\n")
+
+    def set(self, _key, _value):
+        return self._roundtrip(self.SET, b"\r\n")
+
+    def get_multi(self, _keys):
+        return self._roundtrip(self.MULTI, b"END\r\n")
+
+
 def make_clients(addr):
     host, port = addr.split(":")
     return {
@@ -43,6 +81,7 @@ def make_clients(addr):
         "pymemcache": lambda: PymClient((host, int(port)), serde=serde.pickle_serde, default_noreply=False),
         "python-memcached": lambda shared=[]: (shared[0] if shared
                                                else shared.append(memcache.Client([addr])) or shared[0]),
+        "floor": lambda: RawSocket(host, int(port)),
     }
 
 
@@ -87,15 +126,18 @@ def run(factory, name, op, nthreads, seconds):
 
 
 def print_table(results, names, field, cell):
-    """one row per (op, threads): each client's median of results[...][field], and memkit's ratio to the others"""
-    print("%-10s %3s  %12s %12s %12s %12s   %8s %8s %8s" % (
-        "op", "thr", "memkit", "pylibmc", "pymemcache", "python-mc", "vs plmc", "vs pymc", "vs py-mc"))
+    """one row per (op, threads): each client's median of results[...][field], memkit's ratio to the
+    others, and the floor's ratio to pylibmc (the most any client could gain over it here)"""
+    print("%-10s %3s  %12s %12s %12s %12s %12s   %8s %8s %8s   %10s" % (
+        "op", "thr", "memkit", "pylibmc", "pymemcache", "python-mc", "floor",
+        "vs plmc", "vs pymc", "vs py-mc", "floor/plmc"))
     for op in ("get", "set", "get_multi"):
         for nt in (1, 8):
             m = {n: statistics.median(r[field] for r in results[(op, nt, n)]) for n in names}
-            print(("%-10s %3d  " + " ".join([cell] * 4) + "   %7.2fx %7.2fx %7.2fx") % (
-                op, nt, m["memkit"], m["pylibmc"], m["pymemcache"], m["python-memcached"],
-                m["memkit"] / m["pylibmc"], m["memkit"] / m["pymemcache"], m["memkit"] / m["python-memcached"]))
+            print(("%-10s %3d  " + " ".join([cell] * 5) + "   %7.2fx %7.2fx %7.2fx   %9.2fx") % (
+                op, nt, m["memkit"], m["pylibmc"], m["pymemcache"], m["python-memcached"], m["floor"],
+                m["memkit"] / m["pylibmc"], m["memkit"] / m["pymemcache"], m["memkit"] / m["python-memcached"],
+                m["floor"] / m["pylibmc"]))
 
 
 def main():

@@ -88,9 +88,10 @@ for s in $SUITES; do
       [ -x build/memkitd ] && run client-cli-memkitd pytest_run client-cli-memkitd tests/client \
           MK_SERVER=build/memkitd MEMKIT_CLI=build/memkit ;;
     bench)
-      run bench pytest_run bench tests/bench MEMKIT_BENCH=build/memkit-bench MEMKITD=build/memkitd
+      run bench pytest_run bench tests/bench MEMKIT_BENCH=build/memkit-bench MEMKITD=build/memkitd \
+          BENCH_CLIENTS=build/bench/bench_clients
       [ -x build/san/memkit-bench ] && run bench-san pytest_run bench-san tests/bench \
-          MEMKIT_BENCH=build/san/memkit-bench MEMKITD=build/san/memkitd ;;
+          MEMKIT_BENCH=build/san/memkit-bench MEMKITD=build/san/memkitd BENCH_CLIENTS=build/san/bench/bench_clients ;;
     python)
       run python pytest_run python tests/python ;;
   esac

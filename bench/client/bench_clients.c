@@ -1,20 +1,26 @@
-/* bench/client/bench_clients.c — one benchmark run (libmemkit or libmemcached: get/set/100-key mget, N threads); bench/client_compare.sh drives it. */
+/* bench/client/bench_clients.c — one benchmark run (libmemkit, libmemcached or the syscall floor: get/set/100-key mget, N threads); bench/client_compare.sh drives it. */
 #include "memkit.h"
 
 #include <libmemcached/memcached.h>
 #include <libmemcachedutil-1.0/util.h>
 
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 /*
  * Usage:
- *   bench_clients --servers=127.0.0.1:P1,127.0.0.1:P2,... --lib=memkit|libmemcached
+ *   bench_clients --servers=127.0.0.1:P1,127.0.0.1:P2,... --lib=memkit|libmemcached|floor
  *                 --test=get|set|mget|populate [--threads=N] [--seconds=S] [--keys=N]
  *                 [--value-size=B] [--mget-keys=100]
  *
@@ -30,6 +36,18 @@
  * same server for both. libmemcached: one memcached_pool_st (a memcached_st per
  * thread, fetched and released around every call, as a threaded user does);
  * libmemkit: one mk_client shared by every thread.
+ *
+ * --lib=floor is not a client library but the least any client must do: each
+ * thread owns one blocking TCP connection per server, every request is built
+ * before the clock starts (key placement looked up once with libmemkit's
+ * ketama, request bytes precomputed per key, a multi-get's per-server requests
+ * assembled with memcpy), and a reply is read until it ends in END\r\n (get) or
+ * \r\n (set) and checked only by its length. The same syscalls libmemkit makes
+ * (one send per server, one poll, one receive per server for a multi-get; send
+ * + blocking receive for a single call), with no hashing, parsing or copying of
+ * values: its throughput is the ceiling for any client of these servers on this
+ * machine, so floor/libmemcached is the most any client can gain over
+ * libmemcached here.
  */
 
 #define MAX_SERVERS 64
@@ -182,6 +200,178 @@ static void lm_one(worker *w, const char **mkeys, size_t *mlens)
     memcached_pool_release(g_pool, m);
 }
 
+/* ------------------------------------------------------------ syscall floor */
+
+static int g_nservers;
+static struct sockaddr_storage g_addr[MAX_SERVERS];
+static socklen_t g_addrlen[MAX_SERVERS];
+static int *g_place;          /* key index -> server index (libmemkit's ketama, looked up once) */
+static char **g_req;          /* key index -> "get KEY\r\n" or the whole "set ..." request */
+static size_t *g_reqlen;
+static size_t *g_replen;      /* key index -> bytes of its VALUE block in a get reply */
+
+#define FLOOR_BUF (1u << 18)
+
+typedef struct floor_conn {
+    int fd[MAX_SERVERS];
+    char *out[MAX_SERVERS];   /* a multi-get's request per server */
+    size_t nout[MAX_SERVERS], want[MAX_SERVERS];
+    char *in;
+} floor_conn;
+
+static int floor_setup(void)
+{
+    char list[sizeof g_servers];
+    snprintf(list, sizeof list, "%s", g_servers);
+    for (char *save = NULL, *hp = strtok_r(list, ",", &save); hp; hp = strtok_r(NULL, ",", &save)) {
+        char *colon = strrchr(hp, ':');
+        if (colon == NULL || g_nservers == MAX_SERVERS)
+            return -1;
+        *colon = '\0';
+        struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *ai;
+        if (getaddrinfo(hp, colon + 1, &hints, &ai) != 0)
+            return -1;
+        memcpy(&g_addr[g_nservers], ai->ai_addr, ai->ai_addrlen);
+        g_addrlen[g_nservers++] = ai->ai_addrlen;
+        freeaddrinfo(ai);
+    }
+    g_place = calloc((size_t)g_nkeys, sizeof *g_place);
+    g_req = calloc((size_t)g_nkeys, sizeof *g_req);
+    g_reqlen = calloc((size_t)g_nkeys, sizeof *g_reqlen);
+    g_replen = calloc((size_t)g_nkeys, sizeof *g_replen);
+    bool set = strcmp(g_test, "set") == 0;
+    for (int k = 0; k < g_nkeys; k++) {
+        g_place[k] = mk_server_for_key(g_mk, g_keys[k], g_keylens[k]);
+        if (g_place[k] < 0 || g_place[k] >= g_nservers)
+            return -1;
+        char hdr[128];
+        int n = set ? snprintf(hdr, sizeof hdr, "set %s 0 0 %d\r\n", g_keys[k], g_vsize)
+                    : snprintf(hdr, sizeof hdr, "get %s\r\n", g_keys[k]);
+        g_reqlen[k] = (size_t)n + (set ? (size_t)g_vsize + 2 : 0);
+        g_req[k] = malloc(g_reqlen[k]);
+        memcpy(g_req[k], hdr, (size_t)n);
+        if (set) {
+            memcpy(g_req[k] + n, g_value, (size_t)g_vsize);
+            memcpy(g_req[k] + n + g_vsize, "\r\n", 2);
+        }
+        g_replen[k] = (size_t)snprintf(hdr, sizeof hdr, "VALUE %s 0 %d\r\n", g_keys[k], g_vsize) +
+                      (size_t)g_vsize + 2;
+    }
+    return 0;
+}
+
+static int floor_connect(floor_conn *c)
+{
+    c->in = malloc(FLOOR_BUF);
+    for (int s = 0; s < g_nservers; s++) {
+        c->fd[s] = socket(g_addr[s].ss_family, SOCK_STREAM, 0);
+        int one = 1;
+        struct timeval tv = {1, 0};
+        if (c->fd[s] < 0 || connect(c->fd[s], (struct sockaddr *)&g_addr[s], g_addrlen[s]) != 0 ||
+            setsockopt(c->fd[s], IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) != 0 ||
+            setsockopt(c->fd[s], SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) != 0)
+            return -1;
+        c->out[s] = malloc(FLOOR_BUF);
+    }
+    return 0;
+}
+
+static void floor_close(floor_conn *c)
+{
+    for (int s = 0; s < g_nservers; s++) {
+        close(c->fd[s]);
+        free(c->out[s]);
+    }
+    free(c->in);
+}
+
+/* Reads one reply on fd into c->in until it ends with tail; returns its length or -1. */
+static ssize_t floor_read(floor_conn *c, int fd, const char *tail, size_t ntail, int flags)
+{
+    size_t got = 0;
+    for (;;) {
+        ssize_t n = recv(fd, c->in + got, FLOOR_BUF - got, flags);
+        if (n <= 0)
+            return -1;
+        got += (size_t)n;
+        if (got >= ntail && memcmp(c->in + got - ntail, tail, ntail) == 0)
+            return (ssize_t)got;
+        if (got == FLOOR_BUF)
+            return -1;
+    }
+}
+
+static void floor_one(worker *w, floor_conn *c)
+{
+    uint32_t k = rnd(w) % (uint32_t)g_nkeys;
+    int s = g_place[k];
+    if (strcmp(g_test, "get") == 0 || strcmp(g_test, "set") == 0) {
+        bool get = g_test[0] == 'g';
+        if (send(c->fd[s], g_req[k], g_reqlen[k], MSG_NOSIGNAL) != (ssize_t)g_reqlen[k]) {
+            w->errors++;
+            return;
+        }
+        ssize_t n = get ? floor_read(c, c->fd[s], "END\r\n", 5, 0) : floor_read(c, c->fd[s], "\r\n", 2, 0);
+        if (n < 0 || (!get && n != 8))
+            w->errors++;
+        else if (get && (size_t)n != g_replen[k] + 5)
+            w->misses++;
+        return;
+    }
+    /* mget: the same keys libmemkit and libmemcached ask for, one request per server */
+    for (int i = 0; i < g_nservers; i++) {
+        memcpy(c->out[i], "get", 3);
+        c->nout[i] = 3;
+        c->want[i] = 5;
+    }
+    for (int i = 0; i < g_mget_keys; i++) {
+        uint32_t j = (k + (uint32_t)i * 7919u) % (uint32_t)g_nkeys;
+        s = g_place[j];
+        c->out[s][c->nout[s]++] = ' ';
+        memcpy(c->out[s] + c->nout[s], g_keys[j], g_keylens[j]);
+        c->nout[s] += g_keylens[j];
+        c->want[s] += g_replen[j];
+    }
+    struct pollfd pf[MAX_SERVERS];
+    int npf = 0;
+    for (int i = 0; i < g_nservers; i++) {
+        if (c->nout[i] == 3)
+            continue;
+        memcpy(c->out[i] + c->nout[i], "\r\n", 2);
+        if (send(c->fd[i], c->out[i], c->nout[i] + 2, MSG_NOSIGNAL) != (ssize_t)(c->nout[i] + 2)) {
+            w->errors++;
+            return;
+        }
+        pf[npf++] = (struct pollfd){.fd = c->fd[i], .events = POLLIN};
+    }
+    size_t got = 0, want = 0;
+    for (int left = npf; left > 0;) {
+        if (poll(pf, (nfds_t)npf, 1000) <= 0) {
+            w->errors++;
+            return;
+        }
+        for (int i = 0; i < npf; i++) {
+            if (pf[i].fd < 0 || !(pf[i].revents & POLLIN))
+                continue;
+            int srv = 0;
+            while (c->fd[srv] != pf[i].fd)
+                srv++;
+            /* a reply that arrives in pieces is read to its end before the next server's */
+            ssize_t n = floor_read(c, pf[i].fd, "END\r\n", 5, 0);
+            if (n < 0) {
+                w->errors++;
+                return;
+            }
+            got += (size_t)n;
+            want += c->want[srv];
+            pf[i].fd = -pf[i].fd - 1;
+            left--;
+        }
+    }
+    if (got != want)
+        w->misses++;
+}
+
 /* -------------------------------------------------------------------- driver */
 
 static void *run_worker(void *arg)
@@ -189,21 +379,33 @@ static void *run_worker(void *arg)
     worker *w = arg;
     const char **mkeys = calloc((size_t)g_mget_keys, sizeof *mkeys);
     size_t *mlens = calloc((size_t)g_mget_keys, sizeof *mlens);
-    bool memkit = strcmp(g_lib, "memkit") == 0;
+    bool memkit = strcmp(g_lib, "memkit") == 0, floor = strcmp(g_lib, "floor") == 0;
+    floor_conn fc;
+    if (floor && floor_connect(&fc) != 0) {
+        fprintf(stderr, "bench_clients: floor: cannot connect\n");
+        exit(1);
+    }
     while (atomic_load(&g_phase) == 0)
         ;
     int ph;
     while ((ph = atomic_load_explicit(&g_phase, memory_order_relaxed)) != 3) {
-        uint64_t t0 = now_ns();
+        uint64_t t0 = now_ns(), e0 = w->errors, m0 = w->misses;
         if (memkit)
             mk_one(w, mkeys, mlens);
+        else if (floor)
+            floor_one(w, &fc);
         else
             lm_one(w, mkeys, mlens);
         if (ph == 2) {   /* only ops started in the measured interval count */
             record(w, now_ns() - t0);
             w->ops++;
+        } else {         /* and only their errors and misses */
+            w->errors = e0;
+            w->misses = m0;
         }
     }
+    if (floor)
+        floor_close(&fc);
     free(mkeys);
     free(mlens);
     return NULL;
@@ -296,7 +498,7 @@ int main(int argc, char **argv)
         }
     }
     if (g_threads < 1 || g_nkeys < 1 || g_vsize < 1 || g_mget_keys < 1 || g_seconds <= 0 ||
-        (strcmp(g_lib, "memkit") && strcmp(g_lib, "libmemcached")) ||
+        (strcmp(g_lib, "memkit") && strcmp(g_lib, "libmemcached") && strcmp(g_lib, "floor")) ||
         (strcmp(g_test, "get") && strcmp(g_test, "set") && strcmp(g_test, "mget") &&
          strcmp(g_test, "populate"))) {
         fprintf(stderr, "bench_clients: bad arguments\n");
@@ -311,7 +513,7 @@ int main(int argc, char **argv)
     for (int i = 0; i < g_nkeys; i++)
         g_keylens[i] = (size_t)snprintf(g_keys[i], sizeof g_keys[i], "bench:key:%07d", i);
 
-    bool need_mk = strcmp(g_lib, "memkit") == 0 || strcmp(g_test, "populate") == 0;
+    bool need_mk = strcmp(g_lib, "libmemcached") != 0 || strcmp(g_test, "populate") == 0;
     bool need_lm = strcmp(g_lib, "libmemcached") == 0 || strcmp(g_test, "populate") == 0;
     if (need_mk) {
         mk_options opt;
@@ -358,6 +560,10 @@ int main(int argc, char **argv)
             memcached_pool_release(g_pool, all[i]);
     }
 
+    if (strcmp(g_lib, "floor") == 0 && floor_setup() != 0) {
+        fprintf(stderr, "bench_clients: floor: cannot use server list %s\n", g_servers);
+        return 1;
+    }
     int status = 0;
     if (strcmp(g_test, "populate") == 0) {
         status = populate();
@@ -413,6 +619,13 @@ int main(int argc, char **argv)
         memcached_pool_destroy(g_pool);
     memcached_free(master);
     mk_client_destroy(g_mk);
+    if (g_req)
+        for (int k = 0; k < g_nkeys; k++)
+            free(g_req[k]);
+    free(g_req);
+    free(g_reqlen);
+    free(g_replen);
+    free(g_place);
     free(g_value);
     free(g_keys);
     free(g_keylens);
