@@ -5,7 +5,8 @@
 
 For each operation (get of a hit, set, get_multi of 100 keys) and each thread count (1, 8),
 every client runs for --seconds; rounds alternate the client order and the table shows the
-median ops/s (get_multi: calls/s) and memkit's ratio to each. Clients: memkit.Client shared
+median ops/s (get_multi: calls/s) and memkit's ratio to each (the median of the ratios within
+each round, whose runs were back to back). Clients: memkit.Client shared
 by all threads (its pool); pylibmc and pymemcache one client per thread (neither is
 thread-safe); python-memcached one shared Client (a threading.local). By default the server
 runs on the upper half of the CPUs (-t = that many) and the clients on the lower half, so that
@@ -126,18 +127,24 @@ def run(factory, name, op, nthreads, seconds):
 
 
 def print_table(results, names, field, cell):
-    """one row per (op, threads): each client's median of results[...][field], memkit's ratio to the
-    others, and the floor's ratio to pylibmc (the most any client could gain over it here)"""
+    """one row per (op, threads): each client's median of results[...][field]; then memkit's ratio to
+    the others and the floor's ratio to pylibmc (the most any client could gain over it here), each
+    the median of the per-round ratios: a round runs every client back to back, so a ratio within
+    a round compares runs that saw the same machine (this VM changes speed for minutes at a time)"""
     print("%-10s %3s  %12s %12s %12s %12s %12s   %8s %8s %8s   %10s" % (
         "op", "thr", "memkit", "pylibmc", "pymemcache", "python-mc", "floor",
         "vs plmc", "vs pymc", "vs py-mc", "floor/plmc"))
     for op in ("get", "set", "get_multi"):
         for nt in (1, 8):
             m = {n: statistics.median(r[field] for r in results[(op, nt, n)]) for n in names}
+
+            def paired(a, b):
+                return statistics.median(x[field] / y[field] for x, y in zip(results[(op, nt, a)],
+                                                                             results[(op, nt, b)]))
             print(("%-10s %3d  " + " ".join([cell] * 5) + "   %7.2fx %7.2fx %7.2fx   %9.2fx") % (
                 op, nt, m["memkit"], m["pylibmc"], m["pymemcache"], m["python-memcached"], m["floor"],
-                m["memkit"] / m["pylibmc"], m["memkit"] / m["pymemcache"], m["memkit"] / m["python-memcached"],
-                m["floor"] / m["pylibmc"]))
+                paired("memkit", "pylibmc"), paired("memkit", "pymemcache"), paired("memkit", "python-memcached"),
+                paired("floor", "pylibmc")))
 
 
 def main():
