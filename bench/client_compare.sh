@@ -13,8 +13,9 @@
 # per-repetition ratios (each pair ran back to back, so it cancels most of the
 # load that other processes put on the machine meanwhile). Tests: single get and set from 1 and 8
 # threads, and a 100-key multi-get over the 4 servers from 1 and 8 threads.
-# Each repetition also runs the syscall floor (bench_clients --lib=floor: precomputed
-# requests, the same sends, polls and receives, no hashing or parsing); its column
+# Each repetition also runs the floor (bench_clients --lib=floor: request bytes made in
+# advance, each key's ketama placement computed per call as every client of these
+# servers must, the same sends, polls and receives, no parsing); its column
 # floor/libmemcached is the most any client could gain over libmemcached on this machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -22,7 +22,7 @@
  * Usage:
  *   bench_clients --servers=127.0.0.1:P1,127.0.0.1:P2,... --lib=memkit|libmemcached|floor
  *                 --test=get|set|mget|populate [--threads=N] [--seconds=S] [--keys=N]
- *                 [--value-size=B] [--mget-keys=100]
+ *                 [--value-size=B] [--mget-keys=100] [--floor-no-hash]
  *
  * Prints one line:
  *   RESULT lib test threads ops_per_s p50_us p99_us ops errors misses cpu_us_per_op
@@ -38,16 +38,18 @@
  * libmemkit: one mk_client shared by every thread.
  *
  * --lib=floor is not a client library but the least any client must do: each
- * thread owns one blocking TCP connection per server, every request is built
- * before the clock starts (key placement looked up once with libmemkit's
- * ketama, request bytes precomputed per key, a multi-get's per-server requests
+ * thread owns one blocking TCP connection per server, request bytes are built
+ * before the clock starts (per key; a multi-get's per-server requests are
  * assembled with memcpy), and a reply is read until it ends in END\r\n (get) or
  * \r\n (set) and checked only by its length. The same syscalls libmemkit makes
  * (one send per server, one poll, one receive per server for a multi-get; send
- * + blocking receive for a single call), with no hashing, parsing or copying of
- * values: its throughput is the ceiling for any client of these servers on this
- * machine, so floor/libmemcached is the most any client can gain over
- * libmemcached here.
+ * + blocking receive for a single call), with no parsing or copying of values.
+ * It does compute every key's ketama placement per call (libmemkit's
+ * mk_servers_for_keys: one MD5 per key), because placing keys where
+ * libmemcached does is required of any client here; --floor-no-hash looks
+ * placements up in a table made before the clock starts instead, the floor of
+ * a client that places keys for free. floor/libmemcached is the most any
+ * client can gain over libmemcached on this machine.
  */
 
 #define MAX_SERVERS 64
@@ -61,6 +63,7 @@ static double g_seconds = 2.0;
 static int g_nkeys = 10000;
 static int g_vsize = 100;
 static int g_mget_keys = 100;
+static bool g_floor_hash = true;   /* --floor-no-hash: placements from a table */
 
 static char *g_value;
 static char (*g_keys)[32];
@@ -214,6 +217,9 @@ static size_t *g_replen;      /* key index -> bytes of its VALUE block in a get 
 
 typedef struct floor_conn {
     int fd[MAX_SERVERS];
+    const char **keys;        /* a multi-get's keys, their lengths and servers */
+    size_t *nkeys;
+    int *place;
     char *out[MAX_SERVERS];   /* a multi-get's request per server */
     size_t nout[MAX_SERVERS], want[MAX_SERVERS];
     char *in;
@@ -263,6 +269,9 @@ static int floor_setup(void)
 static int floor_connect(floor_conn *c)
 {
     c->in = malloc(FLOOR_BUF);
+    c->keys = calloc((size_t)g_mget_keys, sizeof *c->keys);
+    c->nkeys = calloc((size_t)g_mget_keys, sizeof *c->nkeys);
+    c->place = calloc((size_t)g_mget_keys, sizeof *c->place);
     for (int s = 0; s < g_nservers; s++) {
         c->fd[s] = socket(g_addr[s].ss_family, SOCK_STREAM, 0);
         int one = 1;
@@ -283,6 +292,9 @@ static void floor_close(floor_conn *c)
         free(c->out[s]);
     }
     free(c->in);
+    free(c->keys);
+    free(c->nkeys);
+    free(c->place);
 }
 
 /* Reads one reply on fd into c->in until it ends with tail; returns its length or -1. */
@@ -304,9 +316,13 @@ static ssize_t floor_read(floor_conn *c, int fd, const char *tail, size_t ntail,
 static void floor_one(worker *w, floor_conn *c)
 {
     uint32_t k = rnd(w) % (uint32_t)g_nkeys;
-    int s = g_place[k];
     if (strcmp(g_test, "get") == 0 || strcmp(g_test, "set") == 0) {
         bool get = g_test[0] == 'g';
+        int s = g_floor_hash ? mk_server_for_key(g_mk, g_keys[k], g_keylens[k]) : g_place[k];
+        if (s != g_place[k]) {
+            w->errors++;
+            return;
+        }
         if (send(c->fd[s], g_req[k], g_reqlen[k], MSG_NOSIGNAL) != (ssize_t)g_reqlen[k]) {
             w->errors++;
             return;
@@ -326,7 +342,21 @@ static void floor_one(worker *w, floor_conn *c)
     }
     for (int i = 0; i < g_mget_keys; i++) {
         uint32_t j = (k + (uint32_t)i * 7919u) % (uint32_t)g_nkeys;
-        s = g_place[j];
+        c->keys[i] = g_keys[j];
+        c->nkeys[i] = g_keylens[j];
+        c->place[i] = g_place[j];
+    }
+    if (g_floor_hash && mk_servers_for_keys(g_mk, c->keys, c->nkeys, (size_t)g_mget_keys, c->place) != 0) {
+        w->errors++;
+        return;
+    }
+    for (int i = 0; i < g_mget_keys; i++) {
+        uint32_t j = (k + (uint32_t)i * 7919u) % (uint32_t)g_nkeys;
+        int s = c->place[i];
+        if (s != g_place[j]) {
+            w->errors++;
+            return;
+        }
         c->out[s][c->nout[s]++] = ' ';
         memcpy(c->out[s] + c->nout[s], g_keys[j], g_keylens[j]);
         c->nout[s] += g_keylens[j];
@@ -492,6 +522,8 @@ int main(int argc, char **argv)
             g_vsize = atoi(v);
         else if ((v = arg(argv[i], "--mget-keys")))
             g_mget_keys = atoi(v);
+        else if (strcmp(argv[i], "--floor-no-hash") == 0)
+            g_floor_hash = false;
         else {
             fprintf(stderr, "bench_clients: unknown argument %s\n", argv[i]);
             return 2;

@@ -3,7 +3,8 @@
 The floor is the ceiling the client benchmark quotes ("floor/libmemcached" is the most
 any client could gain here), so these tests pin that it does the whole round trip: it
 reads every reply to its end, finds every key where the libraries find it, and counts a
-reply of the wrong length (a miss) instead of taking it for a hit.
+reply of the wrong length (a miss) instead of taking it for a hit; with ketama
+placement computed per call (the default) or looked up (--floor-no-hash).
 Runs build/bench/bench_clients (or $BENCH_CLIENTS) against one memcached and one
 memkitd together (keys spread over both by ketama).
 """
@@ -82,6 +83,14 @@ def test_warmup_misses_not_counted_empty_servers(servers, lib, test):
     # get: every call misses; mget: libraries count missing keys, the floor a short reply
     per_call = {"get": 1, "mget": 1 if lib == "floor" else 100}[test]
     assert r["misses"] == r["ops"] * per_call
+
+
+@pytest.mark.parametrize("test", ["get", "set", "mget"])
+def test_floor_no_hash_every_call_hits(populated, test):
+    # placements from the table made before the clock starts: the same servers
+    p = run(populated, "--lib=floor", f"--test={test}", "--floor-no-hash")
+    f = [ln for ln in p.stdout.splitlines() if ln.startswith("RESULT ")][0].split()
+    assert int(f[7]) > 0 and f[8:10] == ["0", "0"]
 
 
 def test_floor_mget_counts_a_short_reply(populated):
