@@ -2,6 +2,7 @@
 """bench/python_clients.py — memkit vs pylibmc, pymemcache and python-memcached from Python, one memkitd.
 
     /usr/bin/python3 bench/python_clients.py [--seconds 1.0] [--rounds 3] [--memkitd build/memkitd] [--no-pin]
+                                             [--ops get,set,get_multi] [--threads 1,8]
 
 For each operation (get of a hit, set, get_multi of 100 keys) and each thread count (1, 8),
 every client runs for --seconds; rounds alternate the client order and the table shows the
@@ -126,7 +127,7 @@ def run(factory, name, op, nthreads, seconds):
     return calls / (time.perf_counter() - t0), (time.process_time() - c0) / calls * 1e6 if calls else float("nan")
 
 
-def print_table(results, names, field, cell):
+def print_table(results, names, field, cell, ops=("get", "set", "get_multi"), threads=(1, 8)):
     """one row per (op, threads): each client's median of results[...][field]; then memkit's ratio to
     the others and the floor's ratio to pylibmc (the most any client could gain over it here), each
     the median of the per-round ratios: a round runs every client back to back, so a ratio within
@@ -134,8 +135,8 @@ def print_table(results, names, field, cell):
     print("%-10s %3s  %12s %12s %12s %12s %12s   %8s %8s %8s   %10s" % (
         "op", "thr", "memkit", "pylibmc", "pymemcache", "python-mc", "floor",
         "vs plmc", "vs pymc", "vs py-mc", "floor/plmc"))
-    for op in ("get", "set", "get_multi"):
-        for nt in (1, 8):
+    for op in ops:
+        for nt in threads:
             m = {n: statistics.median(r[field] for r in results[(op, nt, n)]) for n in names}
 
             def paired(a, b):
@@ -153,7 +154,13 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--memkitd", default=os.path.join(REPO, "build", "memkitd"))
     ap.add_argument("--no-pin", action="store_true", help="do not pin the server and the clients to separate CPUs")
+    ap.add_argument("--ops", default="get,set,get_multi", help="comma-separated subset of get,set,get_multi")
+    ap.add_argument("--threads", default="1,8", help="comma-separated thread counts")
     a = ap.parse_args()
+    ops = [o for o in a.ops.split(",") if o]
+    threads = [int(t) for t in a.threads.split(",") if t]
+    if not ops or any(o not in ("get", "set", "get_multi") for o in ops) or not threads or min(threads) < 1:
+        ap.error("--ops takes get, set, get_multi; --threads takes counts >= 1")
     cpus = sorted(os.sched_getaffinity(0))
     pin = not a.no_pin and len(cpus) >= 2
     server_cpus = cpus[len(cpus) // 2:] if pin else cpus
@@ -180,8 +187,8 @@ def main():
             seed.set(k, VALUE)
         names = list(clients)
         results = {}
-        for op in ("get", "set", "get_multi"):
-            for nt in (1, 8):
+        for op in ops:
+            for nt in threads:
                 for r in range(a.rounds):
                     order = names[r % len(names):] + names[:r % len(names)]
                     for n in order:
@@ -190,9 +197,9 @@ def main():
                  else "server and clients unpinned")
         print("\nmedian of %d rounds x %.1f s, memkitd -t %d, %s, Python %s"
               % (a.rounds, a.seconds, nworkers, where, sys.version.split()[0]))
-        print_table(results, names, 0, "%12.0f")
+        print_table(results, names, 0, "%12.0f", ops, threads)
         print("\nclient CPU per call, microseconds (median; lower is better)")
-        print_table(results, names, 1, "%12.1f")
+        print_table(results, names, 1, "%12.1f", ops, threads)
     finally:
         srv.terminate()
         srv.wait()
