@@ -905,6 +905,23 @@ void mk_op_destroy(mk_op *op)
         free(op);
 }
 
+/* One recv into the connection's buffer for mk_op_wait: bytes are kept for the next
+ * step; end of stream or a hard error is left for that step to report. Returns 0 or
+ * MK_ENOMEM. */
+static int wait_recv(mk_op *op, mk_conn *cn, int flags)
+{
+    if (mk__conn_reserve(cn, 4096))
+        return MK_ENOMEM;
+    ssize_t n = recv(cn->fd, cn->rbuf + cn->rlen, cn->rcap - cn->rlen, flags);
+    if (n > 0) {
+        cn->rlen += (size_t)n;
+        op->got_reply = true;
+    } else if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
+        op->wait_eof = true;
+    }
+    return 0;
+}
+
 /*
  * Wait, blocking, until the op can make progress or its phase times out. The
  * reply wait of a connection whose deadline is (nearly) a full io_timeout_ms away
@@ -935,31 +952,13 @@ int mk_op_wait(mk_op *op)
     int64_t left = fresh ? op->c->opt.io_timeout_ms : op->deadline - mk__now_ms();
     if (left <= 0)
         return 0;
-    if (op->state == ST_READ && cn->blocking && (fresh || left >= op->c->opt.io_timeout_ms - 1)) {
-        if (mk__conn_reserve(cn, 4096))
-            return MK_ENOMEM;
-        ssize_t n = recv(cn->fd, cn->rbuf + cn->rlen, cn->rcap - cn->rlen, 0);
-        if (n > 0) {
-            cn->rlen += (size_t)n;
-            op->got_reply = true;
-        } else if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
-            op->wait_eof = true;
-        }
-        return 0;
-    }
+    if (op->state == ST_READ && cn->blocking && (fresh || left >= op->c->opt.io_timeout_ms - 1))
+        return wait_recv(op, cn, 0);
     struct pollfd p = {cn->fd, op->events ? op->events : POLLIN, 0};
     int r = poll(&p, 1, left > INT32_MAX ? INT32_MAX : (int)left);
     if (r > 0 && op->state == ST_READ && (p.revents & (POLLIN | POLLHUP | POLLERR))) {
         /* readable: take the bytes now, so that the next step only parses */
-        if (mk__conn_reserve(cn, 4096))
-            return MK_ENOMEM;
-        ssize_t n = recv(cn->fd, cn->rbuf + cn->rlen, cn->rcap - cn->rlen, MSG_DONTWAIT);
-        if (n > 0) {
-            cn->rlen += (size_t)n;
-            op->got_reply = true;
-        } else if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
-            op->wait_eof = true;
-        }
+        return wait_recv(op, cn, MSG_DONTWAIT);
     }
     return 0;
 }

@@ -101,6 +101,19 @@ static bool queue_item(mk_conn *c, mk_str key, bool with_cas, mk_item *it)
     return mk_conn_out_value(c, it); /* takes the reference */
 }
 
+/* Adds one get/gat command's keys and hits to the worker's counters (gat/gats count as touches too). */
+static void count_gets(mk_thread_stats *ts, bool touch, uint64_t nkeys, uint64_t hits)
+{
+    MK_STAT_ADD(ts, get_cmds, nkeys);
+    MK_STAT_ADD(ts, get_hits, hits);
+    MK_STAT_ADD(ts, get_misses, nkeys - hits);
+    if (touch) {
+        MK_STAT_ADD(ts, touch_cmds, nkeys);
+        MK_STAT_ADD(ts, touch_hits, hits);
+        MK_STAT_ADD(ts, touch_misses, nkeys - hits);
+    }
+}
+
 static void do_get(mk_conn *c, const mk_request *req)
 {
     mk_server *srv = c->worker->srv;
@@ -117,14 +130,7 @@ static void do_get(mk_conn *c, const mk_request *req)
         if (key.n > MK_KEY_MAX) {
             /* memcached "kills stacked responses": this command's VALUEs and every
              * reply queued since its last transmit (after the last get) are dropped */
-            MK_STAT_ADD(ts, get_cmds, nkeys);
-            MK_STAT_ADD(ts, get_hits, hits);
-            MK_STAT_ADD(ts, get_misses, nkeys - hits);
-            if (touch) {
-                MK_STAT_ADD(ts, touch_cmds, nkeys);
-                MK_STAT_ADD(ts, touch_hits, hits);
-                MK_STAT_ADD(ts, touch_misses, nkeys - hits);
-            }
+            count_gets(ts, touch, nkeys, hits);
             mk_conn_out_rollback(c, &c->sent_mark);
             mk_conn_reply(c, mk_perr_text(MK_PERR_BAD_FORMAT));
             return;
@@ -161,14 +167,7 @@ static void do_get(mk_conn *c, const mk_request *req)
         mk_conn_out(c, "END\r\n", 5);
     mk_conn_mark_sent(c);
 out:
-    MK_STAT_ADD(ts, get_cmds, nkeys);
-    MK_STAT_ADD(ts, get_hits, hits);
-    MK_STAT_ADD(ts, get_misses, nkeys - hits);
-    if (touch) {
-        MK_STAT_ADD(ts, touch_cmds, nkeys);
-        MK_STAT_ADD(ts, touch_hits, hits);
-        MK_STAT_ADD(ts, touch_misses, nkeys - hits);
-    }
+    count_gets(ts, touch, nkeys, hits);
 }
 
 static void do_storage(mk_conn *c, const mk_request *req)
