@@ -116,6 +116,7 @@ test:
 	@$(MAKE) --no-print-directory san
 	@$(MAKE) --no-print-directory fuzz
 	@$(MAKE) --no-print-directory client-tsan
+	@$(MAKE) --no-print-directory cache-tsan
 	@tests/run-all.sh
 
 clean:
@@ -183,6 +184,12 @@ client-tsan:
 	  EXTRA_LDFLAGS=-fsanitize=thread build/tsan/client-tests/test_client
 .PHONY: client-tsan
 
+# ThreadSanitizer copies of the store's unit tests and of the server (run-all.sh: unit-tsan, blackbox-tsan)
+cache-tsan:
+	@$(MAKE) --no-print-directory BUILD=build/tsan OPT=-O1 EXTRA_CFLAGS=-fsanitize=thread \
+	  EXTRA_LDFLAGS=-fsanitize=thread build/tsan/tests/test_cache build/tsan/memkitd
+.PHONY: cache-tsan
+
 # ---- libmemkit vs libmemcached benchmark (bench/client_compare.sh runs it; not part of `all`;
 #      `make test` builds it, plain and sanitized, for tests/bench/test_bench_clients.py)
 bench-client: $(BUILD)/bench/bench_clients
@@ -191,6 +198,15 @@ $(BUILD)/bench/bench_clients: bench/client/bench_clients.c $(BUILD)/libmemkit.a
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(shell pkg-config --cflags libmemcached) $(LDFLAGS) -o $@ $< \
 	  $(BUILD)/libmemkit.a $(shell pkg-config --libs libmemcached) $(CLIENT_LIBS) -lm
 .PHONY: bench-client
+
+# ---- cache replacement-policy simulator (docs/bench.md): bench/policy/*.c -> build/policy_sim; not part of `all`.
+#      Its Zipf sampler is memkit-bench's (tools/bench/keys.c).
+POLICY_SRC := $(sort $(wildcard bench/policy/*.c)) tools/bench/keys.c
+bench-policy: $(BUILD)/policy_sim
+$(BUILD)/policy_sim: $(POLICY_SRC) bench/policy/policy_sim.h tools/bench/bench.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -Itools/bench $(LDFLAGS) -o $@ $(POLICY_SRC) -lm
+.PHONY: bench-policy
 
 # ---- memkit-bench, the load generator (issue 6): tools/bench/*.c -> build/memkit-bench (protocol layer from libmkcore.a)
 BENCH_OBJ := $(call obj,$(sort $(wildcard tools/bench/*.c)))

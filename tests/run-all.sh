@@ -64,7 +64,9 @@ for s in $SUITES; do
   case $s in
     unit)
       run unit unit_suite build
-      run unit-san unit_suite build/san ;;
+      run unit-san unit_suite build/san
+      [ -x build/tsan/tests/test_cache ] &&   # built by: make cache-tsan
+        run unit-tsan env TSAN_OPTIONS=halt_on_error=1 build/tsan/tests/test_cache ;;
     blackbox)
       run blackbox pytest_run blackbox tests/blackbox MEMKITD=build/memkitd
       run blackbox-san pytest_run blackbox-san tests/blackbox MEMKITD=build/san/memkitd ;;

@@ -195,13 +195,19 @@ bool mk_conn_out_value(mk_conn *c, mk_item *it)
         mk_item_put(cache, it);
         return ok;
     }
-    mk_out *o = out_slot(c);
-    if (!o) {
-        mk_item_put(cache, it);
-        return false;
+    /* one piece per contiguous part of the value (large values span segments); the last holds the reference */
+    for (size_t off = 0; off < n;) {
+        mk_out *o = out_slot(c);
+        if (!o) {
+            mk_item_put(cache, it);
+            return false;
+        }
+        char *p;
+        size_t k = mk_item_piece(it, off, &p);
+        off += k;
+        *o = (mk_out){.ptr = p, .off = 0, .len = k, .item = off == n ? it : NULL};
+        c->out_pending += k;
     }
-    *o = (mk_out){.ptr = mk_item_data(it), .off = 0, .len = n, .item = it};
-    c->out_pending += n;
     return mk_conn_out(c, "\r\n", 2);
 }
 
@@ -313,7 +319,7 @@ static void nread_take(mk_conn *c, const char *p, size_t n)
     while (n > 0) {
         if (c->ngot < vlen) {
             size_t k = vlen - c->ngot < n ? vlen - c->ngot : n;
-            memcpy(mk_item_data(c->nitem) + c->ngot, p, k);
+            mk_item_write(c->nitem, c->ngot, p, k);
             c->ngot += k, p += k, n -= k;
         } else {
             c->ntail[c->ngot - vlen] = *p;
@@ -430,12 +436,18 @@ static ssize_t conn_read(mk_conn *c, size_t *asked)
      * A large value is read straight into the item; the same readv continues into
      * rbuf, so the value's "\r\n" and the next commands need no second read.
      */
-    struct iovec iov[2];
+    struct iovec iov[5];
     int niov = 0;
     size_t room0 = 0;
     if (direct) {
-        room0 = mk_item_nbytes(c->nitem) - c->ngot;
-        iov[niov++] = (struct iovec){mk_item_data(c->nitem) + c->ngot, room0};
+        size_t vlen = mk_item_nbytes(c->nitem);
+        for (size_t off = c->ngot; off < vlen && niov < 4;) { /* a large value's pieces, then rbuf */
+            char *p;
+            size_t k = mk_item_piece(c->nitem, off, &p);
+            iov[niov++] = (struct iovec){p, k};
+            room0 += k;
+            off += k;
+        }
     }
     iov[niov++] = (struct iovec){c->rbuf + c->rend, c->rsize - c->rend};
     *asked = room0 + (c->rsize - c->rend);

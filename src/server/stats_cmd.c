@@ -102,8 +102,10 @@ static void stats_general(mk_conn *c)
     stat(c, "segments_total", "%" PRIu64, cs.segments_total);
     stat(c, "segment_evictions", "%" PRIu64, cs.segment_evictions);
     stat(c, "reinserted", "%" PRIu64, cs.reinserted);
-    stat(c, "external_bytes", "%" PRIu64, cs.ext_bytes);
-    stat(c, "external_recycled_bytes", "%" PRIu64, cs.ext_recycled);
+    stat(c, "segments_freed_empty", "%" PRIu64, cs.segments_freed_empty);
+    stat(c, "segments_freed_compacted", "%" PRIu64, cs.segments_freed_compacted);
+    stat(c, "segments_freed_evicted", "%" PRIu64, cs.segments_freed_evicted);
+    stat(c, "compacted_items", "%" PRIu64, cs.compacted_items);
 }
 
 static void stats_settings(mk_conn *c)

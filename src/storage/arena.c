@@ -12,8 +12,7 @@ bool mk_arena_init(mk_cache *c)
         limit = MK_SEG_MIN * MK_SEG_SIZE;
     c->nseg = (uint32_t)(limit / MK_SEG_SIZE);
     c->limit = (uint64_t)c->nseg * MK_SEG_SIZE;
-    if (c->limit < c->cfg.mem_limit) /* the part of a segment left over is still usable by externals */
-        c->limit = c->cfg.mem_limit;
+
     c->map_len = ((size_t)c->nseg + 1) * MK_SEG_SIZE;
     c->map = mmap(NULL, c->map_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (c->map == MAP_FAILED) {
@@ -35,17 +34,17 @@ bool mk_arena_init(mk_cache *c)
     for (unsigned h = 0; h < MK_NHEADS; h++) {
         pthread_mutex_init(&c->heads[h].lock, NULL);
         c->heads[h].seg = -1;
+        c->heads[h].kind = h == MK_HEAD_LARGE ? MK_KIND_LARGE : MK_KIND_SMALL;
     }
     pthread_mutex_init(&c->arena_lock, NULL);
     pthread_mutex_init(&c->evict_lock, NULL);
+    pthread_mutex_init(&c->relocate_lock, NULL);
     c->idx_allowance = c->cfg.mem_limit / 16 + ((uint64_t)4 << 20);
     return true;
 }
 
 void mk_arena_free(mk_cache *c)
 {
-    if (c->ext_cached) /* only ever set once the arena is fully initialised */
-        mk_ext_trim(c);
     if (c->segm) {
         free(c->segm);
     }
@@ -55,13 +54,14 @@ void mk_arena_free(mk_cache *c)
         pthread_mutex_destroy(&c->heads[h].lock);
     pthread_mutex_destroy(&c->arena_lock);
     pthread_mutex_destroy(&c->evict_lock);
+    pthread_mutex_destroy(&c->relocate_lock);
 }
 
 uint64_t mk_charged_locked(const mk_cache *c)
 {
     uint64_t idx = atomic_load_explicit(&c->idx_bytes, memory_order_relaxed);
     uint64_t excess = idx > c->idx_allowance ? idx - c->idx_allowance : 0;
-    return (uint64_t)c->inuse * MK_SEG_SIZE + c->ext_bytes + c->ext_cached + excess;
+    return (uint64_t)c->inuse * MK_SEG_SIZE + excess;
 }
 
 uint64_t mk_charged(mk_cache *c)
@@ -72,10 +72,17 @@ uint64_t mk_charged(mk_cache *c)
     return v;
 }
 
-/* Normal allocations leave one segment for the compaction head. */
-static uint64_t usable(const mk_cache *c, bool reserve) { return reserve ? c->limit : c->limit - MK_SEG_SIZE; }
+/*
+ * Normal allocations leave segments for the compaction head: two (one when the
+ * arena is tiny), so that compaction can go on while the segment it last emptied
+ * is still held by a reader and the head it filled was taken over by allocation.
+ */
+static uint64_t usable(const mk_cache *c, bool reserve)
+{
+    return reserve ? c->limit : c->limit - (c->nseg >= 32 ? 2 : 1) * MK_SEG_SIZE;
+}
 
-static int32_t take_free_locked(mk_cache *c, bool reserve, int64_t now)
+static int32_t take_free_locked(mk_cache *c, bool reserve, uint8_t kind, int64_t now)
 {
     if (c->free_head < 0 || mk_charged_locked(c) + MK_SEG_SIZE > usable(c, reserve))
         return -1;
@@ -86,6 +93,7 @@ static int32_t take_free_locked(mk_cache *c, bool reserve, int64_t now)
     if (m->resident)
         c->nfree_resident--;
     c->inuse++;
+    atomic_store_explicit(&c->inuse_hint, c->inuse, memory_order_relaxed);
     m->state = MK_SEG_ACTIVE;
     m->prev = m->next = -1;
     m->resident = 1;
@@ -93,44 +101,57 @@ static int32_t take_free_locked(mk_cache *c, bool reserve, int64_t now)
     atomic_store_explicit(&m->live, 0, memory_order_relaxed);
     atomic_store_explicit(&m->nlive, 0, memory_order_relaxed);
     atomic_store_explicit(&m->dead, 0, memory_order_relaxed);
-    m->wpos = MK_SEG_HDR;
+    m->wpos = m->first = MK_SEG_HDR;
+    m->kind = kind;
     m->ctime = now;
     mk_seghdr *h = (mk_seghdr *)mk_seg_base(c, (uint32_t)id);
     h->seq = atomic_fetch_add_explicit(&c->segseq, 1, memory_order_relaxed) + 1;
+    h->id = (uint32_t)id;
+    h->next = -1;
+    h->first = MK_SEG_HDR;
+    h->owner = h->owner_seq = 0;
     h->nocas = !c->cfg.use_cas;
+    h->kind = kind;
     return id;
 }
 
-/* A free segment, evicting for it unless for_comp. -1 if none can be had. */
-static int32_t seg_get(mk_cache *c, bool for_comp, int64_t now)
+int32_t mk_seg_get(mk_cache *c, mk_seg_use use, uint8_t kind, int64_t now)
 {
+    bool for_comp = use == MK_SEG_FOR_COMP;
     for (uint32_t tries = 0; tries <= c->nseg + 2; tries++) {
-        if (!for_comp) {
+        if (use == MK_SEG_FOR_HEAD) {
             /*
-             * Survivors of eviction went into the compaction head: an allocation head
-             * takes it over and fills it up, so copied items rejoin the FIFO with the
-             * next segment and no half-empty segment is left behind.
+             * Survivors of eviction and compaction went into the compaction head: an
+             * allocation head takes it over and fills it up, so copied items rejoin
+             * the FIFO with the next segment, no half-empty segment is left behind,
+             * and the room compaction made is used by whoever needed it.
              */
             pthread_mutex_lock(&c->evict_lock);
             int32_t comp = c->comp;
             c->comp = -1;
+            if (comp >= 0) { /* a large head may start a spanning item in it */
+                pthread_mutex_lock(&c->arena_lock);
+                c->segm[comp].kind = kind;
+                ((mk_seghdr *)mk_seg_base(c, (uint32_t)comp))->kind = kind;
+                pthread_mutex_unlock(&c->arena_lock);
+            }
             pthread_mutex_unlock(&c->evict_lock);
             if (comp >= 0)
                 return comp;
         }
         pthread_mutex_lock(&c->arena_lock);
-        int32_t id = take_free_locked(c, for_comp, now);
+        int32_t id = take_free_locked(c, for_comp, kind, now);
         pthread_mutex_unlock(&c->arena_lock);
         if (id >= 0 || for_comp)
             return id;
-        if (!mk_ext_trim(c) && !mk_evict_one(c, now))
+        if (!mk_evict_one(c, use == MK_SEG_FOR_SPILL, now))
             return -1;
     }
     return -1;
 }
 
 /* Hand a filled segment to the FIFO: it becomes evictable (it keeps its bias reference). */
-static void seg_seal(mk_cache *c, int32_t id)
+void mk_seg_seal(mk_cache *c, int32_t id)
 {
     mk_segm *m = &c->segm[id];
     pthread_mutex_lock(&c->arena_lock);
@@ -146,12 +167,14 @@ static void seg_seal(mk_cache *c, int32_t id)
 }
 
 mk_item *mk_arena_alloc(mk_cache *c, unsigned h, const char *key, size_t nkey, size_t nbytes, uint32_t flags,
-                        int64_t exp_at, bool xcas, uint64_t cas, char *ext, int64_t now)
+                        int64_t exp_at, bool xcas, uint64_t cas, int64_t now)
 {
-    bool comp = h == MK_NHEADS;
-    int32_t *segp = comp ? &c->comp : &c->heads[h].seg;
+    bool comp = h == MK_HEAD_COMP;
+    mk_head *hd = comp ? NULL : &c->heads[h];
+    int32_t *segp = comp ? &c->comp : &hd->seg;
+    bool large = !comp && hd->kind == MK_KIND_LARGE;
     if (!comp)
-        pthread_mutex_lock(&c->heads[h].lock);
+        pthread_mutex_lock(&hd->lock);
     mk_item *it = NULL;
     mk_layout l;
     for (int attempt = 0; attempt < 3; attempt++) {
@@ -159,30 +182,34 @@ mk_item *mk_arena_alloc(mk_cache *c, unsigned h, const char *key, size_t nkey, s
         if (id >= 0) {
             mk_segm *m = &c->segm[id];
             char *at = mk_seg_base(c, (uint32_t)id) + m->wpos;
-            mk_layout_plan(&l, (uintptr_t)at, nkey, nbytes, flags != 0, exp_at != 0, xcas, ext != NULL);
+            mk_layout_plan(&l, (uintptr_t)at, nkey, nbytes, flags != 0, exp_at != 0, xcas, large);
             uint64_t fseq = atomic_load_explicit(&c->flush_seq, memory_order_relaxed);
             bool stale = !xcas && (((mk_seghdr *)mk_seg_base(c, (uint32_t)id))->seq << 24) < fseq;
             if (!stale && m->wpos + l.size <= MK_SEG_SIZE) {
                 it = (mk_item *)at;
                 m->wpos += (uint32_t)l.size;
-                mk_item_init(it, &l, key, flags, exp_at, cas, ext);
+                mk_item_init(it, &l, key, flags, exp_at, cas);
                 atomic_fetch_add_explicit(&m->refs, 1, memory_order_relaxed);
                 break;
             }
+            if (!stale && large && m->wpos + l.hdr < MK_SEG_SIZE) {
+                it = mk_span_alloc(c, hd, &l, key, flags, exp_at, cas, now); /* runs on into fresh segments */
+                break;
+            }
             *segp = -1;
-            seg_seal(c, id);
+            mk_seg_seal(c, id);
         }
-        int32_t fresh = seg_get(c, comp, now);
+        int32_t fresh = mk_seg_get(c, comp ? MK_SEG_FOR_COMP : MK_SEG_FOR_HEAD, comp ? MK_KIND_SMALL : hd->kind, now);
         if (fresh < 0)
             break;
         *segp = fresh;
     }
     if (!comp)
-        pthread_mutex_unlock(&c->heads[h].lock);
+        pthread_mutex_unlock(&hd->lock);
     return it;
 }
 
-/* Seal the open segments so that they become evictable (their stubs may pin large external values). */
+/* Seal the open segments so that they become evictable. */
 bool mk_seal_heads(mk_cache *c)
 {
     bool any = false;
@@ -191,7 +218,7 @@ bool mk_seal_heads(mk_cache *c)
         int32_t id = c->heads[h].seg;
         if (id >= 0) {
             c->heads[h].seg = -1;
-            seg_seal(c, id);
+            mk_seg_seal(c, id);
             any = true;
         }
         pthread_mutex_unlock(&c->heads[h].lock);
@@ -206,7 +233,11 @@ static void seg_release(mk_cache *c, uint32_t id)
     pthread_mutex_lock(&c->arena_lock);
     m->state = MK_SEG_FREE;
     c->inuse--;
-    if (c->nfree_resident < MK_FREE_RESIDENT) {
+    atomic_store_explicit(&c->inuse_hint, c->inuse, memory_order_relaxed);
+    /* Free segments stay resident (no page faults when reused) while that keeps RSS within the limit. */
+    uint64_t idx = atomic_load_explicit(&c->idx_bytes, memory_order_relaxed);
+    uint64_t excess = idx > c->idx_allowance ? idx - c->idx_allowance : 0;
+    if ((uint64_t)(c->inuse + c->nfree_resident + 1) * MK_SEG_SIZE + excess <= c->limit) {
         c->nfree_resident++;
         m->resident = 1;
     } else {

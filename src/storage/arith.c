@@ -1,5 +1,6 @@
 /* storage/arith.c — incr/decr with memcached 1.6's do_add_delta semantics (parsing, wrap/floor, in-place padding). */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "storage/internal.h"
@@ -47,6 +48,21 @@ static bool parse_u64(const char *p, size_t n, uint64_t *out)
     return true;
 }
 
+/* parse_u64 over an item's value, which may be in pieces (a large item). */
+static bool parse_item(const mk_item *it, size_t n, uint64_t *out)
+{
+    char *p;
+    if (mk_item_piece(it, 0, &p) == n)
+        return parse_u64(p, n, out);
+    char *copy = malloc(n);
+    if (!copy)
+        return false;
+    mk_item_read(it, 0, copy, n);
+    bool ok = parse_u64(copy, n, out);
+    free(copy);
+    return ok;
+}
+
 /*
  * The new number always goes into a new item (readers may be writing the old
  * one's bytes to a socket): padded with spaces to the old length when it is no
@@ -67,7 +83,7 @@ mk_cache_rc mk_cache_arith(mk_cache *c, const char *key, size_t nkey, bool incr,
         pthread_mutex_lock(&s->lock);
         mk_item *it = mk_find_valid_locked(c, s, hv, key, nkey, now, &why, &pos);
         size_t n = it ? mk_item_nbytes(it) : 0;
-        if (!it || n == 0 || !parse_u64(mk_item_data(it), n, &value)) {
+        if (!it || n == 0 || !parse_item(it, n, &value)) {
             pthread_mutex_unlock(&s->lock);
             return it ? MK_C_NON_NUMERIC : MK_C_MISS;
         }
@@ -97,10 +113,8 @@ mk_cache_rc mk_cache_arith(mk_cache *c, const char *key, size_t nkey, bool incr,
         mk_item *cur = mk_find_valid_locked(c, s, hv, key, nkey, now, &why, &pos);
         bool same = cur == it;
         if (same) {
-            if (mk_unlinkable(c, fresh))
+            if (mk_unlinkable(c, fresh) || !mk_replace_locked(c, s, hv, pos, it, fresh))
                 mk_unlink_locked(c, s, pos, it); /* stored and at once evicted/flushed */
-            else
-                mk_replace_locked(c, s, hv, pos, it, fresh);
             if (cas_out)
                 *cas_out = mk_item_cas(fresh);
         }

@@ -62,21 +62,12 @@ mk_cache *mk_cache_create(const mk_cache_config *cfg)
     return c;
 }
 
-/* destroy: drop the index's reference on an external value */
-static void drop_ext(mk_cache *c, uint64_t e)
-{
-    mk_item *it = (mk_item *)(c->base + (e & MK_IDX_OFF_MASK));
-    if (it->meta & MK_M_EXT)
-        mk_ext_unref(c, it);
-}
-
 void mk_cache_destroy(mk_cache *c)
 {
     if (!c)
         return;
     if (c->shards) {
         for (unsigned i = 0; i < c->cfg.nshards; i++) {
-            mk_idx_each(&c->shards[i].idx, drop_ext, c);
             mk_idx_free(&c->shards[i].idx);
             pthread_mutex_destroy(&c->shards[i].lock);
         }
@@ -94,40 +85,60 @@ uint64_t mk_key_hash(const mk_cache *c, const mk_item *it)
 
 /* ---- linking and counters ---- */
 
+static void live_sub(mk_cache *c, uint32_t id, uint32_t bytes, void *arg)
+{
+    (void)arg;
+    atomic_fetch_sub_explicit(&c->segm[id].live, bytes, memory_order_release); /* (pairs with the evictor's load) */
+}
+
+/*
+ * Counters and live bytes of an item entering or leaving the index. A large
+ * item's bytes in the segments after its first are added by mk_span_claim
+ * before it is linked; all of them are taken off when it leaves.
+ */
 static void account(mk_cache *c, mk_shard *s, const mk_item *it, bool add)
 {
-    size_t size = mk_item_charge(it), payload = it->nkey + mk_item_nbytes(it);
-    uint32_t arena = (uint32_t)mk_item_arena_size(it);
+    size_t size = mk_item_arena_size(it), payload = it->nkey + mk_item_nbytes(it);
     mk_class_counters *k = &s->cls[mk_class_of(c, size)];
-    _Atomic uint32_t *live = &c->segm[mk_segid_of(c, it)].live;
+    mk_segm *m = &c->segm[mk_segid_of(c, it)];
+    size_t first = size;
+    if (it->meta & MK_M_SPAN) {
+        size_t room = MK_SEG_SIZE - (size_t)((const char *)it - (const char *)mk_seghdr_of(it));
+        first = size < room ? size : room;
+    }
     if (add) {
         s->n.curr_items++;
         s->n.bytes += size;
         s->n.payload += payload;
         k->number++;
         k->bytes += size;
-        atomic_fetch_add_explicit(live, arena, memory_order_relaxed);
-        atomic_fetch_add_explicit(&c->segm[mk_segid_of(c, it)].nlive, 1, memory_order_relaxed);
-        if (it->meta & MK_M_EXT)
-            mk_ext_ref(it); /* the index's reference */
+        atomic_fetch_add_explicit(&m->live, (uint32_t)first, memory_order_relaxed);
+        atomic_fetch_add_explicit(&m->nlive, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&c->live_bytes, size, memory_order_relaxed);
     } else {
         s->n.curr_items--;
         s->n.bytes -= size;
         s->n.payload -= payload;
         k->number--;
         k->bytes -= size;
-        atomic_fetch_sub_explicit(live, arena, memory_order_relaxed);
-        atomic_fetch_sub_explicit(&c->segm[mk_segid_of(c, it)].nlive, 1, memory_order_relaxed);
-        if (it->meta & MK_M_EXT)
-            mk_ext_unref(c, it);
+        if (it->meta & MK_M_SPAN)
+            mk_span_each(c, it, live_sub, NULL);
+        else
+            atomic_fetch_sub_explicit(&m->live, (uint32_t)size, memory_order_release);
+        atomic_fetch_sub_explicit(&m->nlive, 1, memory_order_relaxed);
+        atomic_fetch_sub_explicit(&c->live_bytes, size, memory_order_relaxed);
     }
 }
 
-void mk_link_locked(mk_cache *c, mk_shard *s, uint64_t hv, size_t pos, mk_item *it)
+/* Link a claimed item (see mk_span_claim). */
+static void link_claimed(mk_cache *c, mk_shard *s, uint64_t hv, size_t pos, mk_item *it)
 {
     if (pos == SIZE_MAX) {
-        if (!mk_idx_insert_locked(c, s, hv, it))
+        if (!mk_idx_insert_locked(c, s, hv, it)) {
+            if (it->meta & MK_M_SPAN)
+                mk_span_unclaim(c, it);
             return; /* index full and cannot grow: as if stored and evicted at once */
+        }
     } else {
         mk_idx_set_locked(c, s, pos, hv, it);
     }
@@ -142,16 +153,26 @@ void mk_unlink_locked(mk_cache *c, mk_shard *s, size_t pos, mk_item *it)
     account(c, s, it, false);
 }
 
-/* Replace the item at pos by `it` (same key). */
-void mk_replace_locked(mk_cache *c, mk_shard *s, uint64_t hv, size_t pos, mk_item *old, mk_item *it)
+bool mk_link_locked(mk_cache *c, mk_shard *s, uint64_t hv, mk_item *it)
 {
+    if ((it->meta & MK_M_SPAN) && !mk_span_claim(c, it))
+        return false;
+    link_claimed(c, s, hv, SIZE_MAX, it);
+    return true;
+}
+
+bool mk_replace_locked(mk_cache *c, mk_shard *s, uint64_t hv, size_t pos, mk_item *old, mk_item *it)
+{
+    if ((it->meta & MK_M_SPAN) && !mk_span_claim(c, it))
+        return false;
     account(c, s, old, false);
-    mk_link_locked(c, s, hv, pos, it);
+    link_claimed(c, s, hv, pos, it);
+    return true;
 }
 
 void mk_count_gone_locked(mk_cache *c, mk_shard *s, const mk_item *it, mk_cache_rc why, bool evicted)
 {
-    mk_class_counters *k = &s->cls[mk_class_of(c, mk_item_charge(it))];
+    mk_class_counters *k = &s->cls[mk_class_of(c, mk_item_arena_size(it))];
     bool fetched = it->state & MK_S_FETCHED;
     if (evicted) {
         s->n.evictions++;
@@ -196,27 +217,16 @@ static mk_cache_rc alloc_full(mk_cache *c, const char *key, size_t nkey, uint64_
     size_t size = mk_cache_item_size(nkey, nbytes);
     if (nkey > MK_KEY_MAX || size > c->cfg.item_size_max)
         return MK_C_TOO_LARGE;
-    unsigned clsid = mk_class_of(c, size);
-    bool ext = size > MK_EXT_MIN;
-    char *e = NULL;
-    mk_item *it = NULL;
-    if (ext) {
-        e = mk_ext_alloc(c, nbytes, now);
-        if (!e)
-            goto oom;
-    }
-    it = mk_arena_alloc(c, (unsigned)(hv >> 24) & (MK_NHEADS - 1), key, nkey, nbytes, flags, exp_at, xcas, cas, e,
-                        now);
+    mk_relocate_maybe(c, now);
+    (void)hv;
+    unsigned h = size > MK_LARGE_MIN ? MK_HEAD_LARGE : MK_HEAD_SMALL;
+    mk_item *it = mk_arena_alloc(c, h, key, nkey, nbytes, flags, exp_at, xcas, cas, now);
     if (!it) {
-        if (e)
-            mk_ext_free(c, e);
-        goto oom;
+        atomic_fetch_add_explicit(&c->outofmemory[mk_class_of(c, size)], 1, memory_order_relaxed);
+        return MK_C_NO_MEMORY;
     }
     *out = it;
     return MK_C_OK;
-oom:
-    atomic_fetch_add_explicit(&c->outofmemory[clsid], 1, memory_order_relaxed);
-    return MK_C_NO_MEMORY;
 }
 
 mk_cache_rc mk_alloc_hv(mk_cache *c, const char *key, size_t nkey, uint64_t hv, uint32_t flags,
@@ -233,15 +243,19 @@ mk_cache_rc mk_cache_alloc(mk_cache *c, const char *key, size_t nkey, uint32_t f
     return mk_alloc_hv(c, key, nkey, hv, flags, exp_at, nbytes, now, out);
 }
 
+mk_cache_rc mk_alloc_copy(mk_cache *c, const mk_item *it, uint64_t hv, int64_t exp_at, int64_t now, mk_item **out)
+{
+    return alloc_full(c, mk_item_key(it), it->nkey, hv, mk_item_flags(it), exp_at, mk_item_nbytes(it), true,
+                      mk_item_seq(it), now, out);
+}
+
 /* A copy of `it` with another expiry and the same cas unique (touch/gat on an item without an expiry field). */
 static mk_item *clone_exp(mk_cache *c, mk_item *it, uint64_t hv, int64_t exp_at, int64_t now)
 {
     mk_item *cp;
-    size_t n = mk_item_nbytes(it);
-    if (alloc_full(c, mk_item_key(it), it->nkey, hv, mk_item_flags(it), exp_at, n, true, mk_item_seq(it), now,
-                   &cp) != MK_C_OK)
+    if (mk_alloc_copy(c, it, hv, exp_at, now, &cp) != MK_C_OK)
         return NULL;
-    memcpy(mk_item_data(cp), mk_item_data(it), n);
+    mk_item_copy(cp, 0, it, 0, mk_item_nbytes(it));
     return cp;
 }
 
@@ -283,9 +297,14 @@ static mk_cache_rc fetch(mk_cache *c, const char *key, size_t nkey, bool set_exp
         pthread_mutex_lock(&s->lock);
         mk_item *cur = mk_find_valid_locked(c, s, hv, key, nkey, now, &rc, &pos);
         bool same = cur == it && !atomic_load(&c->segm[mk_segid_of(c, cp)].dead);
+        uint8_t st = it->state;
+        if (same && !mk_replace_locked(c, s, hv, pos, it, cp)) {
+            *out = it; /* the copy is being evicted already: serve the hit, expiry unchanged */
+            pthread_mutex_unlock(&s->lock);
+            mk_item_put(c, cp);
+            return MK_C_OK;
+        }
         if (same) {
-            uint8_t st = it->state;
-            mk_replace_locked(c, s, hv, pos, it, cp);
             s->n.total_items--;
             cp->state = st;
         }
@@ -354,14 +373,10 @@ static mk_cache_rc join(mk_cache *c, mk_item *old, mk_item *it, uint64_t hv, boo
                                 false, 0, now, out);
     if (rc != MK_C_OK)
         return rc;
-    char *d = mk_item_data(*out);
-    if (append) {
-        memcpy(d, mk_item_data(old), no);
-        memcpy(d + no, mk_item_data(it), ni);
-    } else {
-        memcpy(d, mk_item_data(it), ni);
-        memcpy(d + ni, mk_item_data(old), no);
-    }
+    mk_item *first = append ? old : it, *second = append ? it : old;
+    size_t nf = append ? no : ni;
+    mk_item_copy(*out, 0, first, 0, nf);
+    mk_item_copy(*out, nf, second, 0, no + ni - nf);
     return MK_C_OK;
 }
 
@@ -466,7 +481,7 @@ mk_cache_rc mk_cache_store(mk_cache *c, mk_item *it, mk_store_op op, uint64_t ca
             size_t n = mk_item_nbytes(it);
             if (alloc_full(c, mk_item_key(it), it->nkey, hv, mk_item_flags(it), mk_item_exp_at(it), n, false, 0,
                            now, &fresh) == MK_C_OK) {
-                memcpy(mk_item_data(fresh), mk_item_data(it), n);
+                mk_item_copy(fresh, 0, it, 0, n);
                 mk_item_put(c, copy);
                 cand = copy = fresh;
                 continue;
@@ -482,15 +497,16 @@ mk_cache_rc mk_cache_store(mk_cache *c, mk_item *it, mk_store_op op, uint64_t ca
         if (linked) {
             if (linked == copy)
                 it->state |= MK_S_STORED; /* `it` is stored through its copy */
+            if (!dead && !(old ? mk_replace_locked(c, s, hv, pos, old, linked) : mk_link_locked(c, s, hv, linked))) {
+                dead = true; /* part of a large value is in a segment being evicted */
+                s->n.evictions++;
+                s->n.evicted_unfetched++;
+            }
             if (dead) {
                 /* stored, and at once evicted/flushed: the old value must not survive either */
                 linked->state |= MK_S_STORED;
                 if (old)
                     mk_unlink_locked(c, s, pos, old);
-            } else if (old) {
-                mk_replace_locked(c, s, hv, pos, old, linked);
-            } else {
-                mk_link_locked(c, s, hv, SIZE_MAX, linked);
             }
             if (cas_out)
                 *cas_out = mk_item_cas(linked);

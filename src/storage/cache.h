@@ -93,11 +93,14 @@ typedef struct mk_cache_stats {
     uint64_t segment_size;      /* arena segment size */
     uint64_t segments_used;     /* segments not free (open, sealed, or still referenced) */
     uint64_t segments_total;
-    uint64_t ext_bytes;         /* large values kept outside the arena */
-    uint64_t ext_recycled;      /* freed blocks of large values kept for reuse (charged; dropped before evicting) */
+    uint64_t live_bytes;        /* bytes of linked items in the arena (== bytes) */
     uint64_t index_allowance;   /* index bytes not charged against mem_limit */
-    uint64_t reinserted;        /* items given a second chance (copied forward) instead of evicted */
-    uint64_t segment_evictions; /* segments evicted or compacted */
+    uint64_t reinserted;        /* items given a second chance (kept or copied forward) instead of evicted */
+    uint64_t segment_evictions; /* segments given back by a walk (the three below together) */
+    uint64_t segments_freed_empty;     /* ... holding nothing live: overwritten, deleted, expired, flushed */
+    uint64_t segments_freed_compacted; /* ... after copying their live items forward (memory was short of dead bytes) */
+    uint64_t segments_freed_evicted;   /* ... after evicting live items (memory was full of live data) */
+    uint64_t compacted_items;   /* live items copied forward by compaction */
 } mk_cache_stats;
 
 /* Create a store. Returns NULL if cfg is invalid (mem_limit 0) or on allocation failure. */
@@ -113,7 +116,18 @@ size_t mk_cache_item_size(size_t nkey, size_t nbytes);
 /* ---- items (accessors never fail; `it` must be a referenced item) ---- */
 const char *mk_item_key(const mk_item *it);
 size_t mk_item_nkey(const mk_item *it);
-char *mk_item_data(mk_item *it);            /* writable only between mk_cache_alloc and mk_cache_store */
+/*
+ * The value's first byte. The value is contiguous there for
+ * mk_item_piece(it, 0, ...) bytes: all of it for items up to 4 KiB, while a
+ * larger value may continue in other pieces. Writable only between
+ * mk_cache_alloc and mk_cache_store.
+ */
+char *mk_item_data(mk_item *it);
+/* The value from byte off (< nbytes): *p points at it; returns how many bytes are contiguous there (>= 1). */
+size_t mk_item_piece(const mk_item *it, size_t off, char **p);
+/* Copy n bytes into the value at off (between mk_cache_alloc and mk_cache_store) / out of it. */
+void mk_item_write(mk_item *it, size_t off, const void *src, size_t n);
+void mk_item_read(const mk_item *it, size_t off, void *dst, size_t n);
 size_t mk_item_nbytes(const mk_item *it);
 uint32_t mk_item_flags(const mk_item *it);
 uint64_t mk_item_cas(const mk_item *it);

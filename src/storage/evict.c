@@ -14,36 +14,69 @@ static mk_cache_rc reclaim_if_gone_locked(mk_cache *c, mk_shard *s, size_t pos, 
     return v;
 }
 
-/*
- * Copy a linked item into the compaction head, keeping its cas unique. NULL if there
- * is no room. A large value is not copied for a second chance; compaction moves its
- * stub (the copy points at the same external block).
- */
-static mk_item *copy_forward(mk_cache *c, const mk_item *it, bool stubs, int64_t now)
+/* Copy a linked small item into the compaction head, keeping its cas unique. NULL if there is no room. */
+static mk_item *copy_forward(mk_cache *c, const mk_item *it, int64_t now)
 {
-    char *ext = mk_item_ext(it);
-    if (ext && !stubs)
-        return NULL;
     size_t nbytes = mk_item_nbytes(it);
-    mk_item *cp = mk_arena_alloc(c, MK_NHEADS, mk_item_key(it), it->nkey, nbytes, mk_item_flags(it),
-                                 mk_item_exp_at(it), true, mk_item_seq(it), ext, now);
+    mk_item *cp = mk_arena_alloc(c, MK_HEAD_COMP, mk_item_key(it), it->nkey, nbytes, mk_item_flags(it),
+                                 mk_item_exp_at(it), true, mk_item_seq(it), now);
     if (!cp)
         return NULL;
-    if (!ext)
-        memcpy(mk_item_data(cp), mk_item_data((mk_item *)it), nbytes);
+    memcpy(mk_item_data(cp), mk_item_data((mk_item *)it), nbytes);
     /* the index holds the copy, not us: drop the allocation's reference (the head's bias remains) */
     atomic_fetch_sub_explicit(&c->segm[mk_segid_of(c, cp)].refs, 1, memory_order_relaxed);
     return cp;
+}
+
+/*
+ * What happens to a live, valid item of a walked segment. Small items move:
+ * copied forward for a second chance (freq > 0) or by compaction. Large items
+ * do not move (a copy would cost their whole size): one in use keeps its place,
+ * and so does its segment, which goes back on the FIFO with the frequency spent.
+ */
+static void walk_item_locked(mk_cache *c, mk_shard *s, uint64_t hv, size_t pos, mk_item *it, mk_ev_mode mode,
+                             int64_t now, bool *evicted, bool *moved)
+{
+    unsigned freq = it->state & MK_S_FREQ;
+    bool keep = mode == MK_EV_COMPACT || (mode == MK_EV_EVICT && freq);
+    if (it->meta & MK_M_SPAN) {
+        if (keep) {
+            it->state = (uint8_t)((it->state & ~MK_S_FREQ) | (freq ? freq - 1 : 0));
+            if (mode == MK_EV_EVICT)
+                s->n.reinserted++;
+            return;
+        }
+    } else if (keep) {
+        mk_item *cp = copy_forward(c, it, now);
+        if (cp) {
+            uint8_t st = it->state;
+            mk_replace_locked(c, s, hv, pos, it, cp); /* (a small item: always true) */
+            /* a second chance costs one unit of frequency; fetched-ness carries over */
+            cp->state = (uint8_t)((st & ~MK_S_FREQ) | (freq ? freq - 1 : 0) | MK_S_STORED);
+            s->n.total_items--; /* a move, not a store */
+            if (mode == MK_EV_EVICT)
+                s->n.reinserted++;
+            else
+                atomic_fetch_add_explicit(&c->compacted_items, 1, memory_order_relaxed);
+            *moved = true;
+            return;
+        }
+        if (mode == MK_EV_COMPACT)
+            return; /* no room to move it: it stays where it is, and so does the segment */
+    }
+    mk_count_gone_locked(c, s, it, MK_C_OK, true);
+    mk_unlink_locked(c, s, pos, it);
+    *evicted = true;
 }
 
 bool mk_seg_evict(mk_cache *c, uint32_t id, mk_ev_mode mode, int64_t now)
 {
     mk_segm *m = &c->segm[id];
     char *b = mk_seg_base(c, id);
-    bool kept = false; /* -M compaction: a live item that found no room stays where it is */
-    /* From here on no store links an item allocated in this segment (cache.c checks `dead`). */
+    bool evicted = false, moved = false;
+    /* From here on no store links an item allocated in this segment (cache.c checks `dead`; span.c too). */
     atomic_store(&m->dead, 1);
-    for (uint32_t off = MK_SEG_HDR; off < m->wpos;) {
+    for (uint32_t off = m->first; off < m->wpos;) {
         mk_item *it = (mk_item *)(b + off);
         off += (uint32_t)mk_item_arena_size(it);
         uint64_t hv = mk_key_hash(c, it);
@@ -51,34 +84,17 @@ bool mk_seg_evict(mk_cache *c, uint32_t id, mk_ev_mode mode, int64_t now)
         pthread_mutex_lock(&s->lock);
         size_t pos = mk_idx_find_item_locked(c, s, hv, it);
         if (pos != SIZE_MAX && reclaim_if_gone_locked(c, s, pos, it, now) == MK_C_OK &&
-            mode != MK_EV_RECLAIM) {
-            unsigned freq = it->state & MK_S_FREQ;
-            bool compact = mode == MK_EV_COMPACT;
-            mk_item *cp = (compact || freq) ? copy_forward(c, it, compact, now) : NULL;
-            if (cp) {
-                uint8_t st = it->state;
-                if (it->meta & MK_M_EXT)
-                    mk_ext_ref(it); /* the value moves with its stub: keep it mapped across the swap */
-                mk_replace_locked(c, s, hv, pos, it, cp);
-                if (it->meta & MK_M_EXT)
-                    mk_ext_unref(c, it);
-                /* a second chance costs one unit of frequency; fetched-ness carries over */
-                cp->state = (uint8_t)((st & ~MK_S_FREQ) | (freq ? freq - 1 : 0) | MK_S_STORED);
-                s->n.total_items--; /* a move, not a store */
-                s->n.reinserted++;
-            } else if (compact && !c->cfg.evict) {
-                kept = true;
-            } else {
-                mk_count_gone_locked(c, s, it, MK_C_OK, true);
-                mk_unlink_locked(c, s, pos, it);
-            }
-        }
+            mode != MK_EV_RECLAIM)
+            walk_item_locked(c, s, hv, pos, it, mode, now, &evicted, &moved);
         pthread_mutex_unlock(&s->lock);
     }
-    if ((mode == MK_EV_RECLAIM || kept) && atomic_load(&m->live) != 0) {
+    /* seq_cst, after `dead`: a large item claiming bytes here is either seen now or sees `dead` (span.c) */
+    if (atomic_load(&m->live) != 0) {
         atomic_store(&m->dead, 0);
         return false;
     }
+    mk_freed_why why = evicted ? MK_FREED_EVICTED : moved ? MK_FREED_COMPACTED : MK_FREED_EMPTY;
+    atomic_fetch_add_explicit(&c->seg_freed[why], 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&c->seg_evictions, 1, memory_order_relaxed);
     return true; /* the caller takes it off the FIFO and drops the bias */
 }
@@ -103,26 +119,58 @@ static void fifo_push_locked(mk_cache *c, int32_t id)
     c->fifo_tail = id;
 }
 
+/* Take the oldest sealed segment off the FIFO; -1 if there is none. */
+static int32_t fifo_take_oldest(mk_cache *c)
+{
+    pthread_mutex_lock(&c->arena_lock);
+    int32_t id = c->fifo_head;
+    if (id >= 0)
+        fifo_remove_locked(c, id);
+    pthread_mutex_unlock(&c->arena_lock);
+    return id;
+}
+
+/* After a walk: a segment with nothing live loses its bias (freed now or by its last holder), else it goes back
+ * on the FIFO's tail. Returns `gone`. */
+static bool seg_walked(mk_cache *c, int32_t id, bool gone)
+{
+    if (gone) {
+        mk_seg_unref(c, (uint32_t)id);
+    } else {
+        pthread_mutex_lock(&c->arena_lock);
+        fifo_push_locked(c, id);
+        pthread_mutex_unlock(&c->arena_lock);
+    }
+    return gone;
+}
+
 /* -M compaction: how many segment ids one call looks at, and the least it must win to copy a segment. */
 #define COMPACT_SCAN 1024u
 #define COMPACT_MIN_GAIN (MK_SEG_SIZE / 32)
 
-/* Bytes a segment's live items may take once copied (+8 for the kept cas, +3 for alignment of the expiry). */
+/*
+ * Bytes a segment's live items may take once copied (+8 for the kept cas, +3 for
+ * alignment of the expiry). Large items are not copied: a large-log segment can
+ * only be freed this way once nothing in it is live.
+ */
 static uint64_t copy_estimate(const mk_segm *m)
 {
-    return atomic_load_explicit(&m->live, memory_order_relaxed) +
-           11 * (uint64_t)atomic_load_explicit(&m->nlive, memory_order_relaxed);
+    uint64_t live = atomic_load_explicit(&m->live, memory_order_relaxed);
+    if (m->kind == MK_KIND_LARGE)
+        return live ? UINT64_MAX : 0;
+    return live + 11 * (uint64_t)atomic_load_explicit(&m->nlive, memory_order_relaxed);
 }
 
 /* -M: take the sealed segment with the smallest copy estimate <= max_est off the FIFO (arena_lock held); -1 if none. */
 static int32_t pick_sparse_locked(mk_cache *c, uint64_t max_est)
 {
     int32_t best = -1;
-    uint64_t best_est = max_est + 1;
+    uint64_t best_est = max_est + 1; /* max_est < UINT64_MAX */
     uint32_t scan = c->nseg < COMPACT_SCAN ? c->nseg : COMPACT_SCAN;
     for (uint32_t n = 0; n < scan && best_est > 0; n++) {
         uint32_t id = c->compact_pos++ % c->nseg;
-        if (c->segm[id].state != MK_SEG_SEALED)
+        /* (one held by a reader or a writer would only be freed when it lets go) */
+        if (c->segm[id].state != MK_SEG_SEALED || atomic_load_explicit(&c->segm[id].refs, memory_order_relaxed) > 1)
             continue;
         uint64_t est = copy_estimate(&c->segm[id]);
         if (est < best_est) {
@@ -135,30 +183,62 @@ static int32_t pick_sparse_locked(mk_cache *c, uint64_t max_est)
     return best;
 }
 
+int32_t mk_pick_sparse_large(mk_cache *c, uint32_t scan, uint32_t max_live)
+{
+    int32_t best = -1;
+    uint64_t best_live = (uint64_t)max_live + 1;
+    pthread_mutex_lock(&c->arena_lock);
+    if (scan > c->nseg)
+        scan = c->nseg;
+    for (uint32_t n = 0; n < scan; n++) {
+        uint32_t id = c->compact_pos++ % c->nseg;
+        mk_segm *m = &c->segm[id];
+        if (m->state != MK_SEG_SEALED || m->kind != MK_KIND_LARGE ||
+            atomic_load_explicit(&m->refs, memory_order_relaxed) > 1)
+            continue;
+        uint64_t live = atomic_load_explicit(&m->live, memory_order_relaxed);
+        if (live < best_live) {
+            best_live = live;
+            best = (int32_t)id;
+        }
+    }
+    if (best >= 0)
+        fifo_remove_locked(c, best);
+    pthread_mutex_unlock(&c->arena_lock);
+    return best;
+}
+
+void mk_seg_done(mk_cache *c, uint32_t id, bool moved, int64_t now)
+{
+    pthread_mutex_lock(&c->evict_lock);
+    if (seg_walked(c, (int32_t)id, mk_seg_evict(c, id, MK_EV_RECLAIM, now)) && moved) {
+        /* counted as found empty: it was emptied by moving its items */
+        atomic_fetch_sub_explicit(&c->seg_freed[MK_FREED_EMPTY], 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&c->seg_freed[MK_FREED_COMPACTED], 1, memory_order_relaxed);
+    }
+    pthread_mutex_unlock(&c->evict_lock);
+}
+
 /* -M: copy segment id's live items forward and free it; false (it goes back on the FIFO) if some found no room. */
 static bool compact_seg(mk_cache *c, int32_t id, int64_t now)
 {
-    if (mk_seg_evict(c, (uint32_t)id, MK_EV_COMPACT, now)) {
-        mk_seg_unref(c, (uint32_t)id);
-        return true;
-    }
-    pthread_mutex_lock(&c->arena_lock);
-    fifo_push_locked(c, id);
-    pthread_mutex_unlock(&c->arena_lock);
-    return false;
+    return seg_walked(c, id, mk_seg_evict(c, (uint32_t)id, MK_EV_COMPACT, now));
 }
 
 /*
- * -M: make room without losing a live item. With a compaction head open, copy into
- * it a segment whose live items fit in its room (a whole segment is freed). Else
- * reclaim the oldest segment's expired and flushed items (freeing it if nothing is
- * left); failing that, copy the live items of the sparsest sealed segment among the
- * next COMPACT_SCAN into a fresh compaction head (one spare segment is reserved for
- * it) and free it, provided that wins at least COMPACT_MIN_GAIN bytes; the
- * allocation head then fills the rest of that head. Copies keep cas, expiry, flags
- * and external values. Fails only when every segment looked at is dense.
+ * Free a segment by moving live items, not evicting them. With a compaction head
+ * open, copy into it a segment whose live items fit in its room (a whole segment
+ * is freed); else copy the sparsest sealed segment among the next COMPACT_SCAN
+ * into a fresh compaction head (one spare segment is reserved for it), provided
+ * that wins at least COMPACT_MIN_GAIN bytes; the allocation head then fills the
+ * rest of that head. A large-log segment is taken only once nothing in it is
+ * live. Copies keep cas, expiry and flags. False when every segment looked at is
+ * too dense.
  */
-static bool compact_one(mk_cache *c, int64_t now)
+typedef enum { COMPACT_NONE, COMPACT_ROOM, COMPACT_SEGMENT } compact_rc;
+
+/* COMPACT_SEGMENT: a segment is free; COMPACT_ROOM: one was freed but a fresh compaction head took its place. */
+static compact_rc compact_sparse(mk_cache *c, int64_t now)
 {
     int32_t comp = c->comp;
     if (comp >= 0) {
@@ -167,31 +247,51 @@ static bool compact_one(mk_cache *c, int64_t now)
         int32_t id = pick_sparse_locked(c, room);
         pthread_mutex_unlock(&c->arena_lock);
         if (id >= 0 && compact_seg(c, id, now))
-            return true;
+            return COMPACT_SEGMENT;
         c->comp = -1; /* nothing fits in what is left of it: seal it, its tail is dead bytes like any other */
         pthread_mutex_lock(&c->arena_lock);
         fifo_push_locked(c, comp);
         pthread_mutex_unlock(&c->arena_lock);
     }
     pthread_mutex_lock(&c->arena_lock);
-    int32_t head = c->fifo_head;
-    if (head >= 0)
-        fifo_remove_locked(c, head);
-    pthread_mutex_unlock(&c->arena_lock);
-    if (head < 0)
-        return false;
-    if (mk_seg_evict(c, (uint32_t)head, MK_EV_RECLAIM, now)) {
-        mk_seg_unref(c, (uint32_t)head);
-        return true;
-    }
-    pthread_mutex_lock(&c->arena_lock);
-    fifo_push_locked(c, head);
     int32_t id = pick_sparse_locked(c, MK_SEG_SIZE - MK_SEG_HDR - COMPACT_MIN_GAIN);
     pthread_mutex_unlock(&c->arena_lock);
-    return id >= 0 && compact_seg(c, id, now);
+    if (id < 0 || !compact_seg(c, id, now))
+        return COMPACT_NONE;
+    return c->comp >= 0 ? COMPACT_ROOM : COMPACT_SEGMENT; /* (a segment with nothing live needs no head) */
 }
 
-bool mk_evict_one(mk_cache *c, int64_t now)
+/*
+ * -M: make room without losing a live item: compact; failing that, reclaim the
+ * oldest segment's expired and flushed items (freeing it if nothing is left).
+ */
+static bool compact_one(mk_cache *c, int64_t now)
+{
+    if (compact_sparse(c, now) != COMPACT_NONE)
+        return true;
+    int32_t head = fifo_take_oldest(c);
+    if (head < 0)
+        return false;
+    if (seg_walked(c, head, mk_seg_evict(c, (uint32_t)head, MK_EV_RECLAIM, now)))
+        return true;
+    return compact_sparse(c, now) != COMPACT_NONE;
+}
+
+/*
+ * Memory is short because of dead bytes, not live ones, while live items take at
+ * most this share of the arena: then segments are compacted rather than evicted.
+ */
+#define COMPACT_LIVE_NUM 3
+#define COMPACT_LIVE_DEN 4
+
+bool mk_mostly_dead(const mk_cache *c)
+{
+    uint64_t live = atomic_load_explicit(&c->live_bytes, memory_order_relaxed);
+    uint64_t cap = (uint64_t)c->nseg * MK_SEG_PAY;
+    return live * COMPACT_LIVE_DEN <= cap * COMPACT_LIVE_NUM;
+}
+
+bool mk_evict_one(mk_cache *c, bool whole, int64_t now)
 {
     pthread_mutex_lock(&c->evict_lock);
     if (!c->cfg.evict) {
@@ -199,16 +299,28 @@ bool mk_evict_one(mk_cache *c, int64_t now)
         pthread_mutex_unlock(&c->evict_lock);
         return ok;
     }
-    pthread_mutex_lock(&c->arena_lock);
-    int32_t id = c->fifo_head;
-    if (id >= 0)
-        fifo_remove_locked(c, id);
-    pthread_mutex_unlock(&c->arena_lock);
+    /* Room in the compaction head serves an allocation head (it takes the head over), not a spanning value's next segment. */
+    for (int i = 0; i < 3 && mk_mostly_dead(c); i++) {
+        compact_rc rc = compact_sparse(c, now);
+        if (rc == COMPACT_SEGMENT || (rc == COMPACT_ROOM && !whole)) {
+            pthread_mutex_unlock(&c->evict_lock);
+            return true;
+        }
+        if (rc == COMPACT_NONE)
+            break;
+    }
+    /*
+     * The oldest segment goes. A large-log segment that keeps live bytes (an item
+     * in use, or part of a value that starts in a younger segment) goes back to the
+     * FIFO's tail with the frequency spent, and the next one is tried; after four
+     * rounds of that, items in use are evicted too.
+     */
     bool gone = false;
-    if (id >= 0) {
-        gone = mk_seg_evict(c, (uint32_t)id, MK_EV_EVICT, now);
-        if (gone)
-            mk_seg_unref(c, (uint32_t)id); /* the bias: freed now, or by the last holder's put */
+    for (uint32_t n = 0; !gone && n <= 5 * c->nseg; n++) {
+        int32_t id = fifo_take_oldest(c);
+        if (id < 0)
+            break;
+        gone = seg_walked(c, id, mk_seg_evict(c, (uint32_t)id, n < 4 * c->nseg ? MK_EV_EVICT : MK_EV_FORCE, now));
     }
     pthread_mutex_unlock(&c->evict_lock);
     return gone;
@@ -220,13 +332,14 @@ static void sweep_open(mk_cache *c, unsigned h, int64_t now)
     pthread_mutex_lock(&c->heads[h].lock);
     int32_t id = c->heads[h].seg;
     uint32_t end = id >= 0 ? c->segm[id].wpos : 0;
+    uint32_t start = id >= 0 ? c->segm[id].first : 0; /* before it: a value spilling in */
     if (id >= 0) /* keeps it from being freed if it is sealed and evicted meanwhile */
         atomic_fetch_add_explicit(&c->segm[id].refs, 1, memory_order_relaxed);
     pthread_mutex_unlock(&c->heads[h].lock);
     if (id < 0)
         return;
     char *b = mk_seg_base(c, (uint32_t)id);
-    for (uint32_t off = MK_SEG_HDR; off < end;) {
+    for (uint32_t off = start; off < end;) {
         mk_item *it = (mk_item *)(b + off);
         off += (uint32_t)mk_item_arena_size(it);
         uint64_t hv = mk_key_hash(c, it);
@@ -286,19 +399,14 @@ void mk_cache_maintain(mk_cache *c, int64_t now)
         if (!sealed)
             continue;
         bool empty = mk_seg_evict(c, id, MK_EV_RECLAIM, now); /* in place, keeping its FIFO position */
-        bool compact = !empty && atomic_load(&c->segm[id].live) < MK_SEG_SIZE / 4;
+        bool compact = !empty && c->segm[id].kind == MK_KIND_SMALL &&
+                       atomic_load(&c->segm[id].live) < MK_SEG_SIZE / 4;
         if (!empty && !compact)
             continue;
         pthread_mutex_lock(&c->arena_lock);
         fifo_remove_locked(c, (int32_t)id);
         pthread_mutex_unlock(&c->arena_lock);
-        if (compact && !mk_seg_evict(c, id, MK_EV_COMPACT, now)) {
-            pthread_mutex_lock(&c->arena_lock); /* -M: items that found no room stay */
-            fifo_push_locked(c, (int32_t)id);
-            pthread_mutex_unlock(&c->arena_lock);
-            continue;
-        }
-        mk_seg_unref(c, id);
+        seg_walked(c, (int32_t)id, empty || mk_seg_evict(c, id, MK_EV_COMPACT, now)); /* items with no room stay */
     }
     pthread_mutex_unlock(&c->evict_lock);
 }

@@ -39,18 +39,33 @@
 
 #define MK_SEG_BITS 16                     /* 64 KiB segments, aligned to their size */
 #define MK_SEG_SIZE ((size_t)1 << MK_SEG_BITS)
-#define MK_SEG_HDR 16                      /* inline header: mk_seghdr */
+#define MK_SEG_HDR 48                      /* inline header: mk_seghdr */
+#define MK_SEG_PAY (MK_SEG_SIZE - MK_SEG_HDR) /* bytes a segment holds */
 #define MK_SEG_MIN 8                       /* the arena has at least this many segments */
-#define MK_EXT_MIN (MK_SEG_SIZE / 4)       /* items larger than this keep their value outside the arena */
-#define MK_EXT_BINS 513                    /* freed external blocks up to 512 pages (2 MiB) are recycled */
-#define MK_NHEADS 1                        /* allocation heads: one keeps cas uniques in allocation order */
-#define MK_FREE_RESIDENT 4                 /* free segments kept resident; more are madvised away */
+#define MK_LARGE_MIN 4096                  /* items larger than this go to the large log (and may span segments) */
+#define MK_HEAD_SMALL 0                    /* allocation heads: small items, never spanning */
+#define MK_HEAD_LARGE 1                    /* large items, packed back to back across segment boundaries */
+#define MK_NHEADS 2
+#define MK_HEAD_COMP MK_NHEADS             /* mk_arena_alloc's name for the compaction head */
 
-/* At the start of every segment; readable from an item pointer alone. */
+enum { MK_KIND_SMALL = 0, MK_KIND_LARGE = 1 };
+
+/*
+ * At the start of every segment; readable from an item pointer alone. A large
+ * item's value continues from the end of its segment into `next`, and on
+ * through that segment's `next`: [MK_SEG_HDR, first) of a segment is the part
+ * of a value spilling in, the items that start in it begin at `first`.
+ */
 typedef struct mk_seghdr {
-    uint64_t seq;  /* segment sequence number: items' cas = seq << 24 | offset */
-    uint8_t nocas; /* the cache runs with use_cas == false */
-    uint8_t pad[7];
+    uint64_t seq;   /* segment sequence number: items' cas = seq << 24 | offset */
+    uint32_t id;    /* this segment's number in the arena (so a pointer finds the arena) */
+    int32_t next;   /* the segment a value spanning out of this one continues in; -1 none */
+    uint32_t first; /* offset of the first item starting here (MK_SEG_SIZE: none) */
+    uint8_t nocas;  /* the cache runs with use_cas == false */
+    uint8_t kind;   /* MK_KIND_* */
+    uint8_t pad[2];
+    uint64_t owner;     /* arena offset of the item whose value spills in at MK_SEG_HDR (first > MK_SEG_HDR) */
+    uint64_t owner_seq; /* the sequence number of the owner's segment then (it is reused under a new one) */
 } mk_seghdr;
 
 enum { MK_SEG_FREE = 0, MK_SEG_ACTIVE, MK_SEG_SEALED, MK_SEG_BUSY };
@@ -58,12 +73,14 @@ enum { MK_SEG_FREE = 0, MK_SEG_ACTIVE, MK_SEG_SEALED, MK_SEG_BUSY };
 /* Per-segment bookkeeping, outside the segment (so free segments can be given back to the kernel). */
 typedef struct mk_segm {
     _Atomic uint32_t refs;  /* references; 1 bias while in use (not free, not evicted) */
-    _Atomic uint32_t live;  /* bytes of linked items */
-    _Atomic uint32_t nlive; /* linked items (-M compaction estimates a copy's size from both) */
+    _Atomic uint32_t live;  /* bytes of linked items in it (a spanning item counts its bytes in each segment) */
+    _Atomic uint32_t nlive; /* linked items starting in it (compaction estimates a copy's size from both) */
     uint32_t wpos;          /* bytes written (head/comp owner while open; fixed once sealed) */
     int32_t prev, next;     /* FIFO or free list (arena_lock) */
     uint8_t state;          /* MK_SEG_* (arena_lock) */
     uint8_t resident;       /* pages may be resident (arena_lock) */
+    uint8_t kind;           /* MK_KIND_* (set when opened) */
+    uint32_t first;         /* where its first item starts (set when opened, or by the large head) */
     _Atomic uint8_t dead;   /* evicted: its items are unlinked and must not be linked again */
     int64_t ctime;          /* when it was opened */
 } mk_segm;
@@ -77,15 +94,15 @@ typedef struct mk_segm {
  *   [flags] 4 bytes, only when non-zero
  *   [exp]   4 bytes at the next 4-aligned address (atomic), only when the item has an expiry
  *   [cas]   8 bytes, only on an item moved by the engine (it keeps its original unique)
- *   [ext]   8 bytes: pointer to the value, only for values stored outside the arena
- *   key, then value (unless ext)
+ *   key, then value; with MK_M_SPAN (large log) the value may run past the end of
+ *   the segment and continue through the segment chain (mk_seghdr.next)
  */
 enum {
     MK_M_VLEN = 3u,
     MK_M_FLAGS = 1u << 2,
     MK_M_EXP = 1u << 3,
     MK_M_XCAS = 1u << 4,
-    MK_M_EXT = 1u << 5,
+    MK_M_SPAN = 1u << 5,
 };
 enum {
     MK_S_FREQ = 3u,
@@ -106,30 +123,44 @@ struct mk_item {
 typedef struct mk_layout {
     uint8_t meta;
     size_t nkey, nbytes;
-    size_t size;      /* bytes in the arena (header + key + inline value) */
+    size_t size;      /* bytes in the arena (header + key + value) */
+    size_t hdr;       /* header + key */
 } mk_layout;
 
 /* Plan an item at arena address `at` (the exp field's padding depends on it). */
 void mk_layout_plan(mk_layout *l, uintptr_t at, size_t nkey, size_t nbytes, bool flags, bool exp, bool xcas,
-                    bool ext);
-/* Bytes an item occupies in the arena (parsed from its header). */
+                    bool span);
+/* Bytes an item occupies in the arena (parsed from its header), all segments together. */
 size_t mk_item_arena_size(const mk_item *it);
-/* Write the header of a planned item; `ext` is the external value (or NULL). */
+/* Write the header of a planned item. */
 void mk_item_init(mk_item *it, const mk_layout *l, const char *key, uint32_t flags, int64_t exp_at,
-                  uint64_t xcas, char *ext);
+                  uint64_t xcas);
 /* The item's sequence number: its cas unique (also when use_cas is off) and its place in flush order. */
 uint64_t mk_item_seq(const mk_item *it);
 bool mk_item_has_exp(const mk_item *it);
 void mk_item_set_exp(mk_item *it, int64_t exp_at); /* only if mk_item_has_exp */
-char *mk_item_ext(const mk_item *it);              /* external value block or NULL */
 void mk_item_view_of(const mk_item *it, mk_item_view *v); /* value, length, flags and cas in one pass */
-#define MK_EXT_HDR 16                              /* external block: refcount, size, then the value */
-/* Total bytes charged in stats for a linked item (arena bytes + external value). */
-size_t mk_item_charge(const mk_item *it);
+/* Copy n value bytes from src (from soff) into dst (at doff), piece by piece. */
+void mk_item_copy(mk_item *dst, size_t doff, const mk_item *src, size_t soff, size_t n);
+
+/* ---- spanning items of the large log (span.c) ---- */
+
+/* Call f(c, segment, bytes of the item in it, arg) for every segment the item occupies. */
+void mk_span_each(mk_cache *c, const mk_item *it, void (*f)(mk_cache *c, uint32_t id, uint32_t bytes, void *arg),
+                  void *arg);
+/* Count a spanning item's bytes as live in the segments after its first; false (nothing counted) if one of
+ * them is being evicted. Pairs with mk_seg_evict's check of `live` after setting `dead`. */
+bool mk_span_claim(mk_cache *c, const mk_item *it);
+void mk_span_unclaim(mk_cache *c, const mk_item *it); /* undo a claim */
 
 static inline mk_seghdr *mk_seghdr_of(const void *p)
 {
     return (mk_seghdr *)((uintptr_t)p & ~(uintptr_t)(MK_SEG_SIZE - 1));
+}
+/* The header of the segment a value continues in after h's (h->next >= 0). */
+static inline mk_seghdr *mk_seghdr_next(const mk_seghdr *h)
+{
+    return (mk_seghdr *)((const char *)h + ((intptr_t)h->next - (intptr_t)h->id) * (intptr_t)MK_SEG_SIZE);
 }
 
 /* ---- hashing and the per-shard index (hash.c) ---- */
@@ -192,9 +223,13 @@ typedef struct mk_shard {
     mk_shard_counters n;
 } mk_shard;
 
+/* Why a segment was given back: everything in it was dead, its live items were copied forward, or evicted. */
+typedef enum { MK_FREED_EMPTY = 0, MK_FREED_COMPACTED, MK_FREED_EVICTED, MK_FREED_WHY } mk_freed_why;
+
 typedef struct mk_head {
     pthread_mutex_t lock; /* guards seg and segm[seg].wpos while open */
     int32_t seg;          /* open segment, -1 = none */
+    uint8_t kind;         /* MK_KIND_* of the segments it opens */
 } mk_head;
 
 struct mk_cache {
@@ -214,9 +249,9 @@ struct mk_cache {
     int32_t fifo_head, fifo_tail; /* sealed segments, oldest first */
     int32_t free_head;
     uint32_t nfree, nfree_resident, inuse;
-    uint64_t ext_bytes;          /* external blocks in use, charged (arena_lock) */
-    uint64_t ext_cached;         /* freed external blocks kept for reuse, charged too (arena_lock) */
-    char *ext_bin[MK_EXT_BINS];  /* those blocks by page count (arena_lock) */
+    _Atomic uint32_t inuse_hint; /* inuse, readable without arena_lock */
+    pthread_mutex_t relocate_lock; /* one relocation at a time (relocate.c); taken with trylock, no lock held */
+    _Atomic uint64_t live_bytes; /* bytes of linked items, all segments */
     _Atomic uint64_t idx_bytes;  /* all index tables */
     uint64_t idx_allowance;      /* index bytes not charged against mem_limit */
     uint64_t limit;              /* effective mem_limit (at least MK_SEG_MIN segments) */
@@ -237,6 +272,8 @@ struct mk_cache {
     uint64_t class_size[MK_MAX_CLASSES + 1];
     _Atomic uint64_t outofmemory[MK_MAX_CLASSES + 1];
     _Atomic uint64_t seg_evictions; /* segments evicted or compacted */
+    _Atomic uint64_t seg_freed[MK_FREED_WHY]; /* segments given back, by why (mk_freed_why) */
+    _Atomic uint64_t compacted_items;         /* live items copied forward to free a segment */
 };
 
 static inline mk_shard *mk_shard_of(mk_cache *c, uint64_t hv)
@@ -278,10 +315,15 @@ mk_item *mk_find_valid_locked(mk_cache *c, mk_shard *s, uint64_t hv, const char 
                               int64_t now, mk_cache_rc *why, size_t *pos);
 mk_cache_rc mk_alloc_hv(mk_cache *c, const char *key, size_t nkey, uint64_t hv, uint32_t flags,
                         int64_t exp_at, size_t nbytes, int64_t now, mk_item **out);
-/* Link `it` at slot pos (replacing the item there) or insert it when pos == SIZE_MAX. */
-void mk_link_locked(mk_cache *c, mk_shard *s, uint64_t hv, size_t pos, mk_item *it);
-/* Replace the item at slot pos by `it` (same key). */
-void mk_replace_locked(mk_cache *c, mk_shard *s, uint64_t hv, size_t pos, mk_item *old, mk_item *it);
+/* Allocate a copy of `it` (value not copied) with expiry exp_at and its cas unique. */
+mk_cache_rc mk_alloc_copy(mk_cache *c, const mk_item *it, uint64_t hv, int64_t exp_at, int64_t now, mk_item **out);
+/*
+ * Link `it` (a key not in the index), or put it in place of `old` at slot pos.
+ * False, and nothing changed, if part of a large value is in a segment being
+ * evicted (mk_span_claim): the caller decides whether that loses the key.
+ */
+bool mk_link_locked(mk_cache *c, mk_shard *s, uint64_t hv, mk_item *it);
+bool mk_replace_locked(mk_cache *c, mk_shard *s, uint64_t hv, size_t pos, mk_item *old, mk_item *it);
 /* `it` can no longer be linked: its segment was evicted, or a flush came after its allocation. */
 bool mk_unlinkable(mk_cache *c, const mk_item *it);
 /* Unlink the item at slot pos: counters and live bytes. */
@@ -294,12 +336,23 @@ void mk_item_ref(mk_cache *c, mk_item *it);
 bool mk_arena_init(mk_cache *c);
 void mk_arena_free(mk_cache *c);
 /*
- * Allocate a new item of this shape from head h (or, with h == MK_NHEADS, from
- * the compaction head: evict_lock held, never evicts). Writes header and key;
- * the caller gets one reference. NULL if no room can be made.
+ * Allocate a new item of this shape from head h (or, with h == MK_HEAD_COMP, from
+ * the compaction head: evict_lock held, never evicts, small items only). Writes
+ * header and key; the caller gets one reference (on every segment it spans).
+ * NULL if no room can be made.
  */
 mk_item *mk_arena_alloc(mk_cache *c, unsigned h, const char *key, size_t nkey, size_t nbytes, uint32_t flags,
-                        int64_t exp_at, bool xcas, uint64_t cas, char *ext, int64_t now);
+                        int64_t exp_at, bool xcas, uint64_t cas, int64_t now);
+/*
+ * A segment of kind `kind`: for an allocation head (the compaction head's, if
+ * one is open, else a free one, evicting for it), for the rest of a spanning
+ * value (a free one, evicting for it), or for the compaction head (a free one
+ * from the reserve, never evicting). -1 if none can be had.
+ */
+typedef enum { MK_SEG_FOR_HEAD, MK_SEG_FOR_SPILL, MK_SEG_FOR_COMP } mk_seg_use;
+int32_t mk_seg_get(mk_cache *c, mk_seg_use use, uint8_t kind, int64_t now);
+/* Put a filled (or emptied) segment at the FIFO's tail: it becomes evictable. */
+void mk_seg_seal(mk_cache *c, int32_t id);
 /* Seal the open segments so that they become evictable; true if any was open. */
 bool mk_seal_heads(mk_cache *c);
 /* Drop one segment reference; the last one frees the segment. */
@@ -308,25 +361,42 @@ void mk_seg_unref(mk_cache *c, uint32_t id);
 uint64_t mk_charged(mk_cache *c);
 uint64_t mk_charged_locked(const mk_cache *c);
 
-/* ext.c: external value blocks (no lock held for any of these) */
-/* A charged block for nbytes with one reference (recycled or freshly mapped; may evict). NULL if no room. */
-char *mk_ext_alloc(mk_cache *c, size_t nbytes, int64_t now);
-/* Give a block back (its last reference is gone): kept for reuse or unmapped. */
-void mk_ext_free(mk_cache *c, char *e);
-void mk_ext_ref(const mk_item *it);
-void mk_ext_unref(mk_cache *c, const mk_item *it); /* the last reference frees the block */
-/* Unmap every recycled block (memory is short, or the cache goes away); true if there was any. */
-bool mk_ext_trim(mk_cache *c);
+/* span.c: the large head's allocation of an item spanning segments (large head lock held) */
+mk_item *mk_span_alloc(mk_cache *c, mk_head *hd, const mk_layout *l, const char *key, uint32_t flags,
+                       int64_t exp_at, uint64_t cas, int64_t now);
+
+/* relocate.c (no lock held) */
+/*
+ * When free segments run low while most of the arena is dead bytes, move the live
+ * items out of the sparsest large-log segment through the ordinary allocation
+ * path (keeping their cas, flags and expiry) and free it. Large-log segments
+ * cannot be compacted under evict_lock: their items may span segments.
+ */
+void mk_relocate_maybe(mk_cache *c, int64_t now);
+/* Whether live items take at most 3/4 of the arena (so memory is short of dead bytes, not of live ones). */
+bool mk_mostly_dead(const mk_cache *c);
+/* evict.c: the least-live sealed large-log segment among the next `scan` ids, taken off the FIFO; -1 if none
+ * has at most max_live live bytes (evict_lock held) */
+int32_t mk_pick_sparse_large(mk_cache *c, uint32_t scan, uint32_t max_live);
+/* evict.c: give a segment taken off the FIFO back: freed if nothing in it is live, else back on the FIFO. */
+void mk_seg_done(mk_cache *c, uint32_t id, bool moved, int64_t now);
 
 /* evict.c (evict_lock held) */
-typedef enum { MK_EV_EVICT, MK_EV_COMPACT, MK_EV_RECLAIM } mk_ev_mode;
-/* Walk a BUSY segment. Returns true if all its items are gone (the segment was released). */
+/* EVICT: second chance for items in use; FORCE: none; COMPACT: move, never evict; RECLAIM: only expired/flushed. */
+typedef enum { MK_EV_EVICT, MK_EV_FORCE, MK_EV_COMPACT, MK_EV_RECLAIM } mk_ev_mode;
+/*
+ * Walk a BUSY segment. Returns true if nothing in it is live any more (the caller
+ * drops its bias reference); false if it must stay (-M items that found no room,
+ * a reclaim walk that left live items, or a large-log segment still holding a
+ * live item's bytes: those go back on the FIFO).
+ */
 bool mk_seg_evict(mk_cache *c, uint32_t id, mk_ev_mode mode, int64_t now);
 /*
- * Make room for one segment: take the oldest sealed segment off the FIFO and evict
- * it; with -M, compact the sparsest nearby segment instead (nothing live is lost).
- * False if no room could be made.
+ * Make room for one segment: while live items fill at most 3/4 of the arena (or
+ * always with -M) compact a sparse segment instead (nothing live is lost); else
+ * take the oldest sealed segment off the FIFO and evict it. False if no room
+ * could be made.
  */
-bool mk_evict_one(mk_cache *c, int64_t now);
+bool mk_evict_one(mk_cache *c, bool whole, int64_t now); /* whole: a free segment is needed, not room in a head */
 
 #endif /* MK_STORAGE_INTERNAL_H */

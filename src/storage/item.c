@@ -10,21 +10,19 @@ static unsigned code_width(unsigned code) { return code == 0 ? 1 : code == 1 ? 2
 
 /*
  * The nominal size of an item without flags or expiry: a 7-byte header (the
- * widest length field) + key + value, plus an 8-byte pointer when the value
- * lives outside the arena. The arena stores 4 to 7 header bytes for it.
+ * widest length field) + key + value. The arena stores 4 to 7 header bytes for it.
  */
 size_t mk_cache_item_size(size_t nkey, size_t nbytes)
 {
     if (nkey > 255 || nbytes > SIZE_MAX / 2)
         return SIZE_MAX;
-    size_t n = 7 + nkey + nbytes;
-    return n > MK_EXT_MIN ? n + 8 : n;
+    return 7 + nkey + nbytes;
 }
 
 void mk_layout_plan(mk_layout *l, uintptr_t at, size_t nkey, size_t nbytes, bool flags, bool exp, bool xcas,
-                    bool ext)
+                    bool span)
 {
-    unsigned w = ext ? 4 : vlen_width(nbytes);
+    unsigned w = span ? 4 : vlen_width(nbytes);
     size_t pos = 3 + w;
     l->meta = (uint8_t)vlen_code(w);
     if (flags) {
@@ -40,17 +38,16 @@ void mk_layout_plan(mk_layout *l, uintptr_t at, size_t nkey, size_t nbytes, bool
         l->meta |= MK_M_XCAS;
         pos += 8;
     }
-    if (ext) {
-        l->meta |= MK_M_EXT;
-        pos += 8;
-    }
+    if (span)
+        l->meta |= MK_M_SPAN;
     l->nkey = nkey;
     l->nbytes = nbytes;
-    l->size = pos + nkey + (ext ? 0 : nbytes);
+    l->hdr = pos + nkey;
+    l->size = l->hdr + nbytes;
 }
 
 /* Offsets of the optional fields and the key, from the header. */
-typedef struct offs { size_t flags, exp, xcas, ext, key; } offs;
+typedef struct offs { size_t flags, exp, xcas, key; } offs;
 
 static offs offsets(const mk_item *it)
 {
@@ -67,10 +64,6 @@ static offs offsets(const mk_item *it)
     }
     if (it->meta & MK_M_XCAS) {
         o.xcas = pos;
-        pos += 8;
-    }
-    if (it->meta & MK_M_EXT) {
-        o.ext = pos;
         pos += 8;
     }
     o.key = pos;
@@ -91,20 +84,11 @@ size_t mk_item_nbytes(const mk_item *it)
 
 size_t mk_item_arena_size(const mk_item *it)
 {
-    offs o = offsets(it);
-    return o.key + it->nkey + ((it->meta & MK_M_EXT) ? 0 : mk_item_nbytes(it));
-}
-
-size_t mk_item_charge(const mk_item *it)
-{
-    size_t n = mk_item_arena_size(it);
-    if (it->meta & MK_M_EXT)
-        n += mk_item_nbytes(it);
-    return n;
+    return offsets(it).key + it->nkey + mk_item_nbytes(it);
 }
 
 void mk_item_init(mk_item *it, const mk_layout *l, const char *key, uint32_t flags, int64_t exp_at,
-                  uint64_t xcas, char *ext)
+                  uint64_t xcas)
 {
     it->meta = l->meta;
     it->state = 0;
@@ -122,8 +106,6 @@ void mk_item_init(mk_item *it, const mk_layout *l, const char *key, uint32_t fla
     }
     if (l->meta & MK_M_XCAS)
         memcpy((char *)it + o.xcas, &xcas, 8);
-    if (l->meta & MK_M_EXT)
-        memcpy((char *)it + o.ext, &ext, sizeof ext);
     memcpy((char *)it + o.key, key, l->nkey);
 }
 
@@ -145,23 +127,69 @@ int64_t mk_item_exp_at(const mk_item *it)
     return atomic_load_explicit(e, memory_order_relaxed);
 }
 
-char *mk_item_ext(const mk_item *it)
-{
-    if (!(it->meta & MK_M_EXT))
-        return NULL;
-    char *p;
-    memcpy(&p, at(it, offsets(it).ext), sizeof p);
-    return p;
-}
-
 const char *mk_item_key(const mk_item *it) { return at(it, offsets(it).key); }
 size_t mk_item_nkey(const mk_item *it) { return it->nkey; }
 
 char *mk_item_data(mk_item *it)
 {
-    if (it->meta & MK_M_EXT)
-        return mk_item_ext(it) + MK_EXT_HDR;
     return (char *)it + offsets(it).key + it->nkey;
+}
+
+size_t mk_item_piece(const mk_item *it, size_t off, char **p)
+{
+    size_t n = mk_item_nbytes(it);
+    char *d = (char *)it + offsets(it).key + it->nkey;
+    if (!(it->meta & MK_M_SPAN)) {
+        *p = d + off;
+        return n - off;
+    }
+    const mk_seghdr *h = mk_seghdr_of(it);
+    size_t room = (size_t)((const char *)h + MK_SEG_SIZE - d); /* value bytes in the item's first segment */
+    if (room > n)
+        room = n;
+    if (off < room) {
+        *p = d + off;
+        return room - off;
+    }
+    off -= room;
+    n -= room;
+    h = mk_seghdr_next(h);
+    while (off >= MK_SEG_PAY) {
+        off -= MK_SEG_PAY;
+        n -= MK_SEG_PAY;
+        h = mk_seghdr_next(h);
+    }
+    *p = (char *)h + MK_SEG_HDR + off;
+    return (n < MK_SEG_PAY ? n : MK_SEG_PAY) - off;
+}
+
+/* Copy n bytes between a value (from off) and buf, piece by piece: into the value if `in`, else out of it. */
+static void transfer(const mk_item *it, size_t off, char *buf, size_t n, bool in)
+{
+    while (n > 0) {
+        char *p;
+        size_t k = mk_item_piece(it, off, &p);
+        if (k > n)
+            k = n;
+        memcpy(in ? p : buf, in ? buf : p, k);
+        buf += k, off += k, n -= k;
+    }
+}
+
+void mk_item_write(mk_item *it, size_t off, const void *src, size_t n) { transfer(it, off, (char *)src, n, true); }
+
+void mk_item_read(const mk_item *it, size_t off, void *dst, size_t n) { transfer(it, off, dst, n, false); }
+
+void mk_item_copy(mk_item *dst, size_t doff, const mk_item *src, size_t soff, size_t n)
+{
+    while (n > 0) {
+        char *p;
+        size_t k = mk_item_piece(src, soff, &p);
+        if (k > n)
+            k = n;
+        mk_item_write(dst, doff, p, k);
+        doff += k, soff += k, n -= k;
+    }
 }
 
 uint32_t mk_item_flags(const mk_item *it)
@@ -202,28 +230,35 @@ void mk_item_view_of(const mk_item *it, mk_item_view *v)
         memcpy(&v->cas, at(it, o.xcas), 8);
     else
         v->cas = h->seq << 24 | (uint64_t)((uintptr_t)it - (uintptr_t)h);
-    if (it->meta & MK_M_EXT) {
-        const char *e;
-        memcpy(&e, at(it, o.ext), sizeof e);
-        v->data = e + MK_EXT_HDR;
-    } else {
-        v->data = at(it, o.key) + it->nkey;
-    }
+    v->data = at(it, o.key) + it->nkey; /* the whole value unless MK_M_SPAN: callers copy only small ones */
+}
+
+static void ref_one(mk_cache *c, uint32_t id, uint32_t bytes, void *arg)
+{
+    (void)bytes, (void)arg;
+    atomic_fetch_add_explicit(&c->segm[id].refs, 1, memory_order_relaxed);
 }
 
 void mk_item_ref(mk_cache *c, mk_item *it)
 {
-    if (it->meta & MK_M_EXT)
-        mk_ext_ref(it);
-    atomic_fetch_add_explicit(&c->segm[mk_segid_of(c, it)].refs, 1, memory_order_relaxed);
+    if (it->meta & MK_M_SPAN)
+        mk_span_each(c, it, ref_one, NULL);
+    else
+        atomic_fetch_add_explicit(&c->segm[mk_segid_of(c, it)].refs, 1, memory_order_relaxed);
+}
+
+static void unref_one(mk_cache *c, uint32_t id, uint32_t bytes, void *arg)
+{
+    (void)bytes, (void)arg;
+    mk_seg_unref(c, id);
 }
 
 void mk_item_put(mk_cache *c, mk_item *it)
 {
     if (!it)
         return;
-    uint32_t id = mk_segid_of(c, it);
-    if (it->meta & MK_M_EXT)
-        mk_ext_unref(c, it);
-    mk_seg_unref(c, id);
+    if (it->meta & MK_M_SPAN)
+        mk_span_each(c, it, unref_one, NULL); /* reads each segment's link before dropping it */
+    else
+        mk_seg_unref(c, mk_segid_of(c, it));
 }

@@ -63,8 +63,6 @@ void mk_cache_get_stats(mk_cache *c, mk_cache_stats *out)
     out->hash_bytes = atomic_load_explicit(&c->idx_bytes, memory_order_relaxed);
     pthread_mutex_lock(&c->arena_lock);
     out->segments_used = c->inuse;
-    out->ext_bytes = c->ext_bytes;
-    out->ext_recycled = c->ext_cached;
     pthread_mutex_unlock(&c->arena_lock);
     out->mem_used = mk_charged(c);
     out->mem_limit = c->limit;
@@ -72,6 +70,11 @@ void mk_cache_get_stats(mk_cache *c, mk_cache_stats *out)
     out->segments_total = c->nseg;
     out->index_allowance = c->idx_allowance;
     out->segment_evictions = atomic_load_explicit(&c->seg_evictions, memory_order_relaxed);
+    out->segments_freed_empty = atomic_load_explicit(&c->seg_freed[MK_FREED_EMPTY], memory_order_relaxed);
+    out->segments_freed_compacted = atomic_load_explicit(&c->seg_freed[MK_FREED_COMPACTED], memory_order_relaxed);
+    out->segments_freed_evicted = atomic_load_explicit(&c->seg_freed[MK_FREED_EVICTED], memory_order_relaxed);
+    out->compacted_items = atomic_load_explicit(&c->compacted_items, memory_order_relaxed);
+    out->live_bytes = atomic_load_explicit(&c->live_bytes, memory_order_relaxed);
 }
 
 void mk_cache_class_stats_each(mk_cache *c, int64_t now, mk_cache_class_cb cb, void *ctx)
@@ -128,4 +131,7 @@ void mk_cache_reset_stats(mk_cache *c)
     for (unsigned id = 0; id <= MK_MAX_CLASSES; id++)
         atomic_store_explicit(&c->outofmemory[id], 0, memory_order_relaxed);
     atomic_store_explicit(&c->seg_evictions, 0, memory_order_relaxed);
+    for (unsigned w = 0; w < MK_FREED_WHY; w++)
+        atomic_store_explicit(&c->seg_freed[w], 0, memory_order_relaxed);
+    atomic_store_explicit(&c->compacted_items, 0, memory_order_relaxed);
 }
