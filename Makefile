@@ -30,6 +30,7 @@ CPPFLAGS := -Iinclude -Isrc -D_GNU_SOURCE -MMD -MP
 CFLAGS   := -std=c11 -Wall -Wextra -Werror -g -pthread $(OPT) $(SANFLAGS) $(EXTRA_CFLAGS)
 LDFLAGS  := -pthread $(SANFLAGS) $(EXTRA_LDFLAGS)
 CLIENT_LIBS := -lnettle -lz
+STORE_LIBS  := -lz
 
 CORE_SRC   := $(sort $(wildcard src/proto/*.c src/storage/*.c src/util/*.c))
 SERVER_SRC := $(sort $(wildcard src/server/*.c))
@@ -68,12 +69,12 @@ $(BUILD)/libmemkit.a: $(CLIENT_OBJ) $(filter-out $(BUILD)/obj/src/storage/%,$(CO
 	rm -f $@ && ar rcs $@ $^
 
 $(BUILD)/memkitd: $(SERVER_OBJ) $(BUILD)/libmkcore.a
-	$(CC) $(LDFLAGS) -o $@ $(SERVER_OBJ) $(BUILD)/libmkcore.a -lm
+	$(CC) $(LDFLAGS) -o $@ $(SERVER_OBJ) $(BUILD)/libmkcore.a $(STORE_LIBS) -lm
 
 TEST_CC = $(CC) $(CPPFLAGS) $(CFLAGS) -Itests/unit $(LDFLAGS) -o $@ $^
 $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libmkcore.a
 	@mkdir -p $(dir $@)
-	$(TEST_CC) -lm
+	$(TEST_CC) $(STORE_LIBS) -lm
 
 $(BUILD)/tests/%: tests/unit/client/%.c $(BUILD)/libmemkit.a
 	@mkdir -p $(dir $@)
@@ -83,7 +84,7 @@ $(BUILD)/tests/%: tests/unit/client/%.c $(BUILD)/libmemkit.a
 SERVER_LIB_OBJ := $(filter-out %/main.o,$(SERVER_OBJ))
 $(BUILD)/tests/%: tests/unit/server/%.c $(SERVER_LIB_OBJ) $(BUILD)/libmkcore.a
 	@mkdir -p $(dir $@)
-	$(TEST_CC) -lm
+	$(TEST_CC) $(STORE_LIBS) -lm
 
 unit: all
 	@for t in $(UNIT_BIN); do $$t || exit 1; done
@@ -96,7 +97,7 @@ FUZZ_FLAGS := -std=c11 -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude -Isr
 fuzz: $(FUZZ_BIN)
 build/fuzz/%: tests/fuzz/%.c $(CORE_SRC)
 	@mkdir -p $(dir $@)
-	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $< $(CORE_SRC)
+	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $< $(CORE_SRC) $(STORE_LIBS)
 # memkitd's command-line parser: one server file
 build/fuzz/fuzz_options: tests/fuzz/fuzz_options.c src/server/options.c
 	@mkdir -p $(dir $@)

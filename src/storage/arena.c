@@ -2,6 +2,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include "storage/internal.h"
 
@@ -13,13 +14,19 @@ bool mk_arena_init(mk_cache *c)
     c->nseg = (uint32_t)(limit / MK_SEG_SIZE);
     c->limit = (uint64_t)c->nseg * MK_SEG_SIZE;
 
-    c->map_len = ((size_t)c->nseg + 1) * MK_SEG_SIZE;
-    c->map = mmap(NULL, c->map_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    if (c->map == MAP_FAILED) {
-        c->map = NULL;
-        return false;
+    c->mem_fd = -1;
+    if (c->cfg.mem_file) {
+        if (!mk_persist_map(c))
+            return false;
+    } else {
+        c->map_len = ((size_t)c->nseg + 1) * MK_SEG_SIZE;
+        c->map = mmap(NULL, c->map_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        if (c->map == MAP_FAILED) {
+            c->map = NULL;
+            return false;
+        }
+        c->base = (char *)(((uintptr_t)c->map + MK_SEG_SIZE - 1) & ~(uintptr_t)(MK_SEG_SIZE - 1));
     }
-    c->base = (char *)(((uintptr_t)c->map + MK_SEG_SIZE - 1) & ~(uintptr_t)(MK_SEG_SIZE - 1));
     c->segm = calloc(c->nseg, sizeof *c->segm);
     if (!c->segm)
         return false;
@@ -50,6 +57,8 @@ void mk_arena_free(mk_cache *c)
     }
     if (c->map)
         munmap(c->map, c->map_len);
+    if (c->mem_fd >= 0)
+        close(c->mem_fd);
     for (unsigned h = 0; h < MK_NHEADS; h++)
         pthread_mutex_destroy(&c->heads[h].lock);
     pthread_mutex_destroy(&c->arena_lock);
@@ -241,7 +250,7 @@ static void seg_release(mk_cache *c, uint32_t id)
         c->nfree_resident++;
         m->resident = 1;
     } else {
-        madvise(mk_seg_base(c, id), MK_SEG_SIZE, MADV_DONTNEED);
+        mk_persist_discard(c, id);
         m->resident = 0;
     }
     m->prev = -1;

@@ -27,6 +27,7 @@ mk_cache *mk_cache_create(const mk_cache_config *cfg)
     if (!c)
         return NULL;
     c->cfg = *cfg;
+    c->mem_fd = -1;
     if (c->cfg.item_size_max == 0)
         c->cfg.item_size_max = DEFAULT_ITEM_SIZE_MAX;
     if (c->cfg.item_size_max > UINT32_MAX)
@@ -59,6 +60,8 @@ mk_cache *mk_cache_create(const mk_cache_config *cfg)
         }
         atomic_fetch_add_explicit(&c->idx_bytes, mk_idx_bytes(&c->shards[i].idx), memory_order_relaxed);
     }
+    if (c->mem_fd >= 0)
+        mk_persist_restore(c);
     return c;
 }
 
@@ -116,6 +119,7 @@ static void account(mk_cache *c, mk_shard *s, const mk_item *it, bool add)
         atomic_fetch_add_explicit(&m->nlive, 1, memory_order_relaxed);
         atomic_fetch_add_explicit(&c->live_bytes, size, memory_order_relaxed);
     } else {
+        ((mk_item *)it)->state |= MK_S_GONE; /* (shard lock held) a restart must not bring it back */
         s->n.curr_items--;
         s->n.bytes -= size;
         s->n.payload -= payload;
@@ -137,6 +141,7 @@ static void link_claimed(mk_cache *c, mk_shard *s, uint64_t hv, size_t pos, mk_i
         if (!mk_idx_insert_locked(c, s, hv, it)) {
             if (it->meta & MK_M_SPAN)
                 mk_span_unclaim(c, it);
+            it->state = MK_S_STORED | MK_S_GONE;
             return; /* index full and cannot grow: as if stored and evicted at once */
         }
     } else {
@@ -504,7 +509,7 @@ mk_cache_rc mk_cache_store(mk_cache *c, mk_item *it, mk_store_op op, uint64_t ca
             }
             if (dead) {
                 /* stored, and at once evicted/flushed: the old value must not survive either */
-                linked->state |= MK_S_STORED;
+                linked->state |= MK_S_STORED | MK_S_GONE;
                 if (old)
                     mk_unlink_locked(c, s, pos, old);
             }

@@ -48,7 +48,21 @@ typedef struct mk_cache_config {
     bool use_cas;           /* false (-C): cas uniques are always 0 */
     unsigned nshards;       /* lock stripes, a power of two; 0 = default (64); 1 = exact global LRU */
     unsigned hashpower;     /* initial hash table size 2^hashpower buckets in all; 0 = default (16) */
+    const char *mem_file;   /* item memory in this file (memcached's -e), restored if it holds a clean image; or NULL */
+    int64_t now;            /* the clock at creation: restored items that have expired are dropped */
 } mk_cache_config;
+
+/* What creating a cache over a memory file found (docs/storage.md, "Warm restart"). */
+typedef struct mk_cache_restart {
+    bool file;                 /* the arena is in cfg.mem_file */
+    bool warm;                 /* the cache was rebuilt from the image in it */
+    uint64_t items;            /* items restored */
+    uint64_t segments;         /* segments restored */
+    uint64_t segments_dropped; /* segments in the image whose checksum or header was wrong (their items are lost) */
+    uint64_t items_dropped;    /* items that ran into such a segment */
+    double seconds;            /* how long the restore took */
+    char why[160];             /* why the start was cold; empty when warm or when the file was new */
+} mk_cache_restart;
 
 /* Result codes. Values >= 0 are outcomes; none of them is a failure of the store itself. */
 typedef enum mk_cache_rc {
@@ -103,11 +117,28 @@ typedef struct mk_cache_stats {
     uint64_t compacted_items;   /* live items copied forward by compaction */
 } mk_cache_stats;
 
-/* Create a store. Returns NULL if cfg is invalid (mem_limit 0) or on allocation failure. */
+/*
+ * Create a store. Returns NULL if cfg is invalid (mem_limit 0), on allocation
+ * failure, or if cfg.mem_file cannot be opened and mapped (errno says why). With
+ * a memory file holding the clean image of a cache with the same mem_limit,
+ * item_size_max and use_cas, the store starts with its items (warm); otherwise
+ * it starts empty (mk_cache_restart_info says why).
+ */
 mk_cache *mk_cache_create(const mk_cache_config *cfg);
 
 /* Destroy a store and every item in it. The caller must hold no item references. NULL is a no-op. */
 void mk_cache_destroy(mk_cache *c);
+
+/*
+ * With a memory file: leave a consistent image of the cache in it (segment
+ * checksums, then a header marked clean, then msync), so that the next
+ * mk_cache_create with the same file and settings restores every item. Call
+ * with no other thread using the store, right before mk_cache_destroy. False if
+ * there is no memory file or msync failed. Until it is called the image is
+ * marked unclean: a crash leaves a file the next start ignores.
+ */
+bool mk_cache_save(mk_cache *c, int64_t now);
+void mk_cache_restart_info(const mk_cache *c, mk_cache_restart *out);
 
 /* The nominal bytes of an item of this key and value length (a 7-byte header + key + value, +8 for a value
  * kept outside the arena); the arena stores 4 to 7 header bytes plus 4 for non-zero flags and 4-7 for an expiry. */

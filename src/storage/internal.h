@@ -63,9 +63,12 @@ typedef struct mk_seghdr {
     uint32_t first; /* offset of the first item starting here (MK_SEG_SIZE: none) */
     uint8_t nocas;  /* the cache runs with use_cas == false */
     uint8_t kind;   /* MK_KIND_* */
-    uint8_t pad[2];
+    uint8_t saved;  /* image (persist.c): in use when the image was written */
+    uint8_t pad;
     uint64_t owner;     /* arena offset of the item whose value spills in at MK_SEG_HDR (first > MK_SEG_HDR) */
     uint64_t owner_seq; /* the sequence number of the owner's segment then (it is reused under a new one) */
+    uint32_t wpos;      /* image: end of its items when the image was written */
+    uint32_t crc;       /* image: CRC-32 of this header (up to here) and of bytes [MK_SEG_HDR, wpos) */
 } mk_seghdr;
 
 enum { MK_SEG_FREE = 0, MK_SEG_ACTIVE, MK_SEG_SEALED, MK_SEG_BUSY };
@@ -108,6 +111,7 @@ enum {
     MK_S_FREQ = 3u,
     MK_S_FETCHED = 1u << 2,
     MK_S_STORED = 1u << 3,
+    MK_S_GONE = 1u << 4, /* unlinked (or stored and at once evicted): a restart must not bring it back */
 };
 
 struct mk_item {
@@ -242,6 +246,9 @@ struct mk_cache {
     char *base;           /* segment 0, aligned to MK_SEG_SIZE */
     void *map;            /* the mapping (base rounded down) and its length */
     size_t map_len;
+    int mem_fd;           /* the memory file (cfg.mem_file), or -1: the arena is anonymous memory */
+    char *image;          /* with a memory file: its first page (mk_image_hdr), just before base */
+    mk_cache_restart restart; /* what the start found in the memory file (persist.c) */
     uint32_t nseg;
     mk_segm *segm;
     mk_head heads[MK_NHEADS];
@@ -364,6 +371,14 @@ uint64_t mk_charged_locked(const mk_cache *c);
 /* span.c: the large head's allocation of an item spanning segments (large head lock held) */
 mk_item *mk_span_alloc(mk_cache *c, mk_head *hd, const mk_layout *l, const char *key, uint32_t flags,
                        int64_t exp_at, uint64_t cas, int64_t now);
+
+/* persist.c: warm restart */
+/* Map the arena onto cfg.mem_file (header page, then the segments). False (errno set) if it cannot be. */
+bool mk_persist_map(mk_cache *c);
+/* Rebuild the cache from a clean image in the file, if it has one (at create, single-threaded). */
+void mk_persist_restore(mk_cache *c);
+/* Give free segment memory back: the file's pages with a memory file, anonymous pages otherwise. */
+void mk_persist_discard(mk_cache *c, uint32_t id);
 
 /* relocate.c (no lock held) */
 /*
