@@ -60,6 +60,9 @@ void mk_options_usage(FILE *out)
         "-b, --listen-backlog=<num> listen backlog (default: 1024)\n"
         "-B, --protocol=<name>     ascii or auto (both mean the text protocol; binary is not supported)\n"
         "-I, --max-item-size=<num> largest item, with k/m suffix (default: 1m, min: 1k, max: 1024m)\n"
+        "-e, --memory-file=<file>  keep item memory in <file> (tmpfs such as /dev/shm, or a disk path):\n"
+        "                          a clean stop (SIGTERM, SIGINT, SIGUSR1) leaves an image the next start\n"
+        "                          with the same -m, -I and -C serves again (warm restart)\n"
         "-o, --extended            comma separated list of extended options:\n"
         "   - hashpower=<num>      initial hash table size as a power of two (the table grows on its own)\n"
         "   - idle_timeout=<secs>  close connections idle this long (default: 0, never)\n"
@@ -170,9 +173,10 @@ mk_opt_result mk_options_parse(mk_settings *s, int argc, char **argv, FILE *out,
         {"protocol", required_argument, 0, 'B'},    {"max-item-size", required_argument, 0, 'I'},
         {"disable-flush-all", no_argument, 0, 'F'}, {"disable-dumping", no_argument, 0, 'X'},
         {"disable-watch", no_argument, 0, 'W'},     {"extended", required_argument, 0, 'o'},
+        {"memory-file", required_argument, 0, 'e'},
         {0, 0, 0, 0},
     };
-    const char *shortopts = ":p:U:s:a:Al:dru:m:Mc:kvhVP:f:n:Lt:R:Cb:B:I:FXWo:D:";
+    const char *shortopts = ":p:U:s:a:Al:dru:m:Mc:kvhVP:f:n:Lt:R:Cb:B:I:FXWo:D:e:";
     bool item_size_given = false;
     long v;
     uint64_t sz;
@@ -296,6 +300,10 @@ mk_opt_result mk_options_parse(mk_settings *s, int argc, char **argv, FILE *out,
             }
             s->item_size_max = (size_t)sz;
             item_size_given = true;
+            break;
+        case 'e':
+            if (!*optarg) goto bad_value;
+            s->memory_file = optarg;
             break;
         case 'o':
             if (!parse_suboptions(s, optarg, err))

@@ -34,6 +34,7 @@ typedef struct mk_settings {
     unsigned hashpower;         /* -o hashpower=N: initial hash table size (log2) */
     int idle_timeout;           /* -o idle_timeout=S: close connections idle this long (0 = never) */
     bool maxconns_fast;         /* -o maxconns_fast / no_maxconns_fast */
+    const char *memory_file;    /* -e: item memory in this file, for warm restarts (NULL: anonymous memory) */
 } mk_settings;
 
 /* The defaults (memcached's, except: listen on 127.0.0.1 only). */

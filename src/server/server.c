@@ -415,6 +415,21 @@ static void on_signal(mk_watch *w, uint32_t events)
 
 /* ---- lifecycle ---- */
 
+/* One line on what the memory file gave us (memcached's "[restart]" lines): always when it could not be used. */
+static void report_restart(mk_server *srv)
+{
+    mk_cache_restart r;
+    mk_cache_restart_info(srv->cache, &r);
+    const char *file = srv->settings->memory_file;
+    if (r.warm && (srv->verbosity > 0 || r.segments_dropped))
+        fprintf(stderr, "[restart] restored %llu items from %s in %.3f s%s\n", (unsigned long long)r.items, file,
+                r.seconds, r.segments_dropped ? " (some segments were damaged: their items are gone)" : "");
+    else if (!r.warm && r.why[0])
+        fprintf(stderr, "[restart] not using the image in %s: %s; starting with a clean cache\n", file, r.why);
+    else if (!r.warm && srv->verbosity > 0)
+        fprintf(stderr, "[restart] no image in %s, starting with a clean cache\n", file);
+}
+
 mk_server *mk_server_create(const mk_settings *s)
 {
     mk_server *srv = calloc(1, sizeof(*srv));
@@ -434,13 +449,21 @@ mk_server *mk_server_create(const mk_settings *s)
         .evict = s->evict,
         .use_cas = s->use_cas,
         .hashpower = s->hashpower,
+        .mem_file = s->memory_file,
+        .now = srv->now,
     };
     srv->cache = mk_cache_create(&cc);
+    if (!srv->cache && s->memory_file) {
+        fprintf(stderr, "memkitd: cannot use memory file %s: %s\n", s->memory_file, strerror(errno));
+        goto fail;
+    }
     srv->loop = mk_loop_create();
     if (!srv->cache || !srv->loop) {
         fprintf(stderr, "memkitd: out of memory creating the store\n");
         goto fail;
     }
+    if (s->memory_file)
+        report_restart(srv);
 
     if (s->unix_path) {
         if (!listen_unix(srv))
@@ -531,6 +554,12 @@ int mk_server_run(mk_server *srv)
     }
     for (int i = 0; i < started; i++)
         pthread_join(srv->workers[i].thread, NULL);
+    /* nothing else touches the store now: leave an image a restart can serve again */
+    if (srv->settings->memory_file && !mk_cache_save(srv->cache, wall_now()))
+        fprintf(stderr, "[restart] could not save %s: %s\n", srv->settings->memory_file, strerror(errno));
+    else if (srv->settings->memory_file && srv->verbosity > 0)
+        fprintf(stderr, "[restart] saved the cache in %s\n", srv->settings->memory_file);
+    srv->image_saved = true;
     return srv->exit_status;
 }
 
@@ -557,6 +586,9 @@ void mk_server_destroy(mk_server *srv)
         close(srv->sigw.fd);
     mk_loop_destroy(srv->loop);
     mk_server_detail_clear(srv);
+    /* a server that never ran (a port taken, a failed daemonize) leaves the image as usable as it found it */
+    if (srv->cache && srv->settings->memory_file && !srv->image_saved)
+        mk_cache_save(srv->cache, wall_now());
     mk_cache_destroy(srv->cache);
     pthread_mutex_destroy(&srv->stats_lock);
     free(srv);

@@ -106,6 +106,10 @@ static void stats_general(mk_conn *c)
     stat(c, "segments_freed_compacted", "%" PRIu64, cs.segments_freed_compacted);
     stat(c, "segments_freed_evicted", "%" PRIu64, cs.segments_freed_evicted);
     stat(c, "compacted_items", "%" PRIu64, cs.compacted_items);
+    mk_cache_restart r;
+    mk_cache_restart_info(srv->cache, &r);
+    stat(c, "restart_warm", "%d", r.warm ? 1 : 0);         /* this start served the image of the last (-e) */
+    stat(c, "restart_items", "%" PRIu64, r.items);
 }
 
 static void stats_settings(mk_conn *c)

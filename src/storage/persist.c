@@ -350,8 +350,10 @@ void mk_persist_restore(mk_cache *c)
         char *b = mk_seg_base(c, id);
         for (uint32_t off = c->segm[id].first, end = c->segm[id].wpos; off < end;) {
             size_t size;
-            if (!item_sane(c, id, off, end, &size))
-                break; /* (cannot happen with a good checksum; no guessing where the next item starts) */
+            if (!item_sane(c, id, off, end, &size)) {
+                c->segm[id].wpos = off; /* (not with a good checksum) walkers never see what follows */
+                break;
+            }
             mk_item *it = (mk_item *)(b + off);
             off += (uint32_t)(size < end - off ? size : end - off);
             if (!(it->state & MK_S_STORED) || (it->state & MK_S_GONE) ||

@@ -89,9 +89,10 @@ static void test_memcached_short_options(void)
 
 static void test_long_options_and_suboptions(void)
 {
-    parsed *p = parse("--port=1234", "--memory-limit=8", "--threads=1", "-o",
+    parsed *p = parse("--port=1234", "--memory-limit=8", "--threads=1", "--memory-file=/dev/shm/x.img", "-o",
                       "hashpower=20,idle_timeout=30,no_maxconns_fast,lru_crawler", NULL);
     CHECK(p->r == MK_OPT_RUN);
+    CHECK(p->s.memory_file && strcmp(p->s.memory_file, "/dev/shm/x.img") == 0);
     CHECK_EQ_I(p->s.port, 1234);
     CHECK_EQ_U(p->s.maxbytes, 8u << 20);
     CHECK_EQ_U(p->s.hashpower, 20);
@@ -105,7 +106,7 @@ static void test_bad_values_give_one_line_and_status_1(void)
     const char *bad[][2] = {
         {"-p", "70000"}, {"-p", "abc"}, {"-m", "0"}, {"-m", "12x"}, {"-t", "0"}, {"-c", "-5"},
         {"-I", "512"},   {"-I", "2g"},  {"-I", "1q"}, {"-B", "binary"}, {"-B", "foo"}, {"-o", "nosuch"},
-        {"-o", "hashpower=abc"}, {"-R", "0"}, {"-a", "999"},
+        {"-o", "hashpower=abc"}, {"-R", "0"}, {"-a", "999"}, {"-e", ""},
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         parsed *p = parse(bad[i][0], bad[i][1], NULL);
