@@ -36,7 +36,8 @@ bool mk_arena_init(mk_cache *c)
     }
     c->free_head = 0;
     c->nfree = c->nseg;
-    c->fifo_head = c->fifo_tail = -1;
+    c->fifo_head[0] = c->fifo_tail[0] = c->fifo_head[1] = c->fifo_tail[1] = -1;
+    atomic_init(&c->victim_kind, -1);
     c->comp = -1;
     for (unsigned h = 0; h < MK_NHEADS; h++) {
         pthread_mutex_init(&c->heads[h].lock, NULL);
@@ -102,6 +103,7 @@ static int32_t take_free_locked(mk_cache *c, bool reserve, uint8_t kind, int64_t
     if (m->resident)
         c->nfree_resident--;
     c->inuse++;
+    c->inuse_kind[kind]++;
     atomic_store_explicit(&c->inuse_hint, c->inuse, memory_order_relaxed);
     m->state = MK_SEG_ACTIVE;
     m->prev = m->next = -1;
@@ -140,6 +142,8 @@ int32_t mk_seg_get(mk_cache *c, mk_seg_use use, uint8_t kind, int64_t now)
             c->comp = -1;
             if (comp >= 0) { /* a large head may start a spanning item in it */
                 pthread_mutex_lock(&c->arena_lock);
+                c->inuse_kind[c->segm[comp].kind]--;
+                c->inuse_kind[kind]++;
                 c->segm[comp].kind = kind;
                 ((mk_seghdr *)mk_seg_base(c, (uint32_t)comp))->kind = kind;
                 pthread_mutex_unlock(&c->arena_lock);
@@ -159,19 +163,40 @@ int32_t mk_seg_get(mk_cache *c, mk_seg_use use, uint8_t kind, int64_t now)
     return -1;
 }
 
+void mk_fifo_push_locked(mk_cache *c, int32_t id)
+{
+    mk_segm *m = &c->segm[id];
+    int32_t *head = &c->fifo_head[m->kind], *tail = &c->fifo_tail[m->kind];
+    m->state = MK_SEG_SEALED;
+    m->next = -1;
+    m->prev = *tail;
+    if (*tail >= 0)
+        c->segm[*tail].next = id;
+    else
+        *head = id;
+    *tail = id;
+}
+
+void mk_fifo_remove_locked(mk_cache *c, int32_t id)
+{
+    mk_segm *m = &c->segm[id];
+    if (m->prev >= 0)
+        c->segm[m->prev].next = m->next;
+    else
+        c->fifo_head[m->kind] = m->next;
+    if (m->next >= 0)
+        c->segm[m->next].prev = m->prev;
+    else
+        c->fifo_tail[m->kind] = m->prev;
+    m->prev = m->next = -1;
+    m->state = MK_SEG_BUSY;
+}
+
 /* Hand a filled segment to the FIFO: it becomes evictable (it keeps its bias reference). */
 void mk_seg_seal(mk_cache *c, int32_t id)
 {
-    mk_segm *m = &c->segm[id];
     pthread_mutex_lock(&c->arena_lock);
-    m->state = MK_SEG_SEALED;
-    m->next = -1;
-    m->prev = c->fifo_tail;
-    if (c->fifo_tail >= 0)
-        c->segm[c->fifo_tail].next = id;
-    else
-        c->fifo_head = id;
-    c->fifo_tail = id;
+    mk_fifo_push_locked(c, id);
     pthread_mutex_unlock(&c->arena_lock);
 }
 
@@ -242,6 +267,7 @@ static void seg_release(mk_cache *c, uint32_t id)
     pthread_mutex_lock(&c->arena_lock);
     m->state = MK_SEG_FREE;
     c->inuse--;
+    c->inuse_kind[m->kind]--;
     atomic_store_explicit(&c->inuse_hint, c->inuse, memory_order_relaxed);
     /* Free segments stay resident (no page faults when reused) while that keeps RSS within the limit. */
     uint64_t idx = atomic_load_explicit(&c->idx_bytes, memory_order_relaxed);

@@ -286,6 +286,7 @@ static mk_cache_rc fetch(mk_cache *c, const char *key, size_t nkey, bool set_exp
                 clone = true;
             unsigned f = it->state & MK_S_FREQ;
             it->state = (uint8_t)((it->state & ~MK_S_FREQ) | (f < 3 ? f + 1 : 3) | MK_S_FETCHED);
+            s->n.hits[(it->meta & MK_M_SPAN) != 0]++;
             mk_item_ref(c, it);
         }
         pthread_mutex_unlock(&s->lock);
@@ -351,6 +352,7 @@ mk_cache_rc mk_cache_read(mk_cache *c, const char *key, size_t nkey, int64_t now
     if (it) {
         unsigned f = it->state & MK_S_FREQ;
         it->state = (uint8_t)((it->state & ~MK_S_FREQ) | (f < 3 ? f + 1 : 3) | MK_S_FETCHED);
+        s->n.hits[(it->meta & MK_M_SPAN) != 0]++;
         mk_item_view v;
         mk_item_view_of(it, &v);
         if (fn(ctx, &v)) {

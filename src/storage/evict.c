@@ -99,33 +99,27 @@ bool mk_seg_evict(mk_cache *c, uint32_t id, mk_ev_mode mode, int64_t now)
     return true; /* the caller takes it off the FIFO and drops the bias */
 }
 
-/* Take segment id off the FIFO (arena_lock held). */
-static void fifo_remove_locked(mk_cache *c, int32_t id)
-{
-    mk_segm *m = &c->segm[id];
-    if (m->prev >= 0) c->segm[m->prev].next = m->next; else c->fifo_head = m->next;
-    if (m->next >= 0) c->segm[m->next].prev = m->prev; else c->fifo_tail = m->prev;
-    m->prev = m->next = -1;
-    m->state = MK_SEG_BUSY;
-}
-
-static void fifo_push_locked(mk_cache *c, int32_t id)
-{
-    mk_segm *m = &c->segm[id];
-    m->state = MK_SEG_SEALED;
-    m->next = -1;
-    m->prev = c->fifo_tail;
-    if (c->fifo_tail >= 0) c->segm[c->fifo_tail].next = id; else c->fifo_head = id;
-    c->fifo_tail = id;
-}
-
-/* Take the oldest sealed segment off the FIFO; -1 if there is none. */
+/*
+ * Take the oldest sealed segment of the log eviction should take from off its
+ * FIFO; -1 if there is none. Which log: the one whose items earn fewer hits per
+ * byte (mk_cache_maintain measures it), so a stream of large values does not push
+ * out many small items that are asked for as often; without a measure yet, the
+ * older of the two heads.
+ */
 static int32_t fifo_take_oldest(mk_cache *c)
 {
     pthread_mutex_lock(&c->arena_lock);
-    int32_t id = c->fifo_head;
+    int32_t s = c->fifo_head[MK_KIND_SMALL], l = c->fifo_head[MK_KIND_LARGE];
+    int k = atomic_load_explicit(&c->victim_kind, memory_order_relaxed);
+    int32_t id;
+    if (s < 0 || l < 0)
+        id = s >= 0 ? s : l;
+    else if (k >= 0)
+        id = k == MK_KIND_LARGE ? l : s;
+    else
+        id = ((mk_seghdr *)mk_seg_base(c, (uint32_t)s))->seq < ((mk_seghdr *)mk_seg_base(c, (uint32_t)l))->seq ? s : l;
     if (id >= 0)
-        fifo_remove_locked(c, id);
+        mk_fifo_remove_locked(c, id);
     pthread_mutex_unlock(&c->arena_lock);
     return id;
 }
@@ -138,7 +132,7 @@ static bool seg_walked(mk_cache *c, int32_t id, bool gone)
         mk_seg_unref(c, (uint32_t)id);
     } else {
         pthread_mutex_lock(&c->arena_lock);
-        fifo_push_locked(c, id);
+        mk_fifo_push_locked(c, id);
         pthread_mutex_unlock(&c->arena_lock);
     }
     return gone;
@@ -179,7 +173,7 @@ static int32_t pick_sparse_locked(mk_cache *c, uint64_t max_est)
         }
     }
     if (best >= 0)
-        fifo_remove_locked(c, best);
+        mk_fifo_remove_locked(c, best);
     return best;
 }
 
@@ -203,7 +197,7 @@ int32_t mk_pick_sparse_large(mk_cache *c, uint32_t scan, uint32_t max_live)
         }
     }
     if (best >= 0)
-        fifo_remove_locked(c, best);
+        mk_fifo_remove_locked(c, best);
     pthread_mutex_unlock(&c->arena_lock);
     return best;
 }
@@ -250,7 +244,7 @@ static compact_rc compact_sparse(mk_cache *c, int64_t now)
             return COMPACT_SEGMENT;
         c->comp = -1; /* nothing fits in what is left of it: seal it, its tail is dead bytes like any other */
         pthread_mutex_lock(&c->arena_lock);
-        fifo_push_locked(c, comp);
+        mk_fifo_push_locked(c, comp);
         pthread_mutex_unlock(&c->arena_lock);
     }
     pthread_mutex_lock(&c->arena_lock);
@@ -376,10 +370,46 @@ static void migrate_indexes(mk_cache *c)
     }
 }
 
+/*
+ * Which log eviction takes from: the one whose items earned fewer hits per byte
+ * over the last seconds (an exponentially weighted mean, halved each call). Items
+ * are asked for regardless of their size, so a byte of small items usually
+ * serves more hits than a byte of large ones; this keeps a stream of large values
+ * from pushing out many small items (memcached's per-class memory does the same
+ * thing by accident), and gives memory back to the large log when its bytes earn
+ * more.
+ */
+static void weigh_logs(mk_cache *c)
+{
+    pthread_mutex_lock(&c->evict_lock); /* (guards hit_rate and hits_seen: maintain may run on several threads) */
+    uint64_t hits[2] = {0, 0};
+    size_t nshards = (size_t)1 << c->shard_bits;
+    for (size_t i = 0; i < nshards; i++) {
+        mk_shard *s = &c->shards[i];
+        pthread_mutex_lock(&s->lock);
+        hits[0] += s->n.hits[0];
+        hits[1] += s->n.hits[1];
+        pthread_mutex_unlock(&s->lock);
+    }
+    pthread_mutex_lock(&c->arena_lock);
+    uint64_t segs[2] = {c->inuse_kind[0], c->inuse_kind[1]};
+    pthread_mutex_unlock(&c->arena_lock);
+    int victim = -1;
+    for (int k = 0; k < 2; k++) {
+        c->hit_rate[k] = c->hit_rate[k] / 2 + (double)(hits[k] - c->hits_seen[k]) / 2;
+        c->hits_seen[k] = hits[k];
+    }
+    if (segs[0] && segs[1] && c->hit_rate[0] + c->hit_rate[1] > 0)
+        victim = c->hit_rate[1] / (double)segs[1] <= c->hit_rate[0] / (double)segs[0] ? MK_KIND_LARGE : MK_KIND_SMALL;
+    atomic_store_explicit(&c->victim_kind, victim, memory_order_relaxed);
+    pthread_mutex_unlock(&c->evict_lock);
+}
+
 void mk_cache_maintain(mk_cache *c, int64_t now)
 {
     mk_flush_tick(c, now);
     migrate_indexes(c);
+    weigh_logs(c);
     /*
      * Open segments (heads, sealed only when full) are swept on every call. Then a
      * cursor walks the sealed segments: expired and flushed items are unlinked;
@@ -404,7 +434,7 @@ void mk_cache_maintain(mk_cache *c, int64_t now)
         if (!empty && !compact)
             continue;
         pthread_mutex_lock(&c->arena_lock);
-        fifo_remove_locked(c, (int32_t)id);
+        mk_fifo_remove_locked(c, (int32_t)id);
         pthread_mutex_unlock(&c->arena_lock);
         seg_walked(c, (int32_t)id, empty || mk_seg_evict(c, id, MK_EV_COMPACT, now)); /* items with no room stay */
     }

@@ -216,6 +216,7 @@ typedef struct mk_class_counters {
 typedef struct mk_shard_counters {
     uint64_t curr_items, bytes, payload, total_items;
     uint64_t evictions, evicted_unfetched, expired_unfetched, reclaimed, reinserted;
+    uint64_t hits[2]; /* hits on items of each log (MK_KIND_*): eviction weighs the logs by hits per byte */
 } mk_shard_counters;
 
 /* ---- shards and the cache ---- */
@@ -253,7 +254,11 @@ struct mk_cache {
     mk_segm *segm;
     mk_head heads[MK_NHEADS];
     pthread_mutex_t arena_lock;  /* lists, states, the charge; a leaf lock */
-    int32_t fifo_head, fifo_tail; /* sealed segments, oldest first */
+    int32_t fifo_head[2], fifo_tail[2]; /* sealed segments of each log (MK_KIND_*), oldest first */
+    uint32_t inuse_kind[2];      /* segments in use by each log (arena_lock) */
+    _Atomic int victim_kind;     /* the log eviction takes from (mk_cache_maintain), -1: the older head */
+    double hit_rate[2];          /* hits per maintain call on each log, smoothed (maintain's caller only) */
+    uint64_t hits_seen[2];       /* hit counts at the last maintain call */
     int32_t free_head;
     uint32_t nfree, nfree_resident, inuse;
     _Atomic uint32_t inuse_hint; /* inuse, readable without arena_lock */
@@ -360,6 +365,9 @@ typedef enum { MK_SEG_FOR_HEAD, MK_SEG_FOR_SPILL, MK_SEG_FOR_COMP } mk_seg_use;
 int32_t mk_seg_get(mk_cache *c, mk_seg_use use, uint8_t kind, int64_t now);
 /* Put a filled (or emptied) segment at the FIFO's tail: it becomes evictable. */
 void mk_seg_seal(mk_cache *c, int32_t id);
+/* Append a segment to its log's FIFO (SEALED) / take it off (BUSY); arena_lock held. */
+void mk_fifo_push_locked(mk_cache *c, int32_t id);
+void mk_fifo_remove_locked(mk_cache *c, int32_t id);
 /* Seal the open segments so that they become evictable; true if any was open. */
 bool mk_seal_heads(mk_cache *c);
 /* Drop one segment reference; the last one frees the segment. */

@@ -333,15 +333,9 @@ void mk_persist_restore(mk_cache *c)
         m->kind = h->kind;
         m->ctime = c->cfg.now;
         m->resident = 1;
-        m->state = MK_SEG_SEALED;
-        m->next = -1;
-        m->prev = c->fifo_tail;
-        if (c->fifo_tail >= 0)
-            c->segm[c->fifo_tail].next = (int32_t)id;
-        else
-            c->fifo_head = (int32_t)id;
-        c->fifo_tail = (int32_t)id;
+        mk_fifo_push_locked(c, (int32_t)id);
         c->inuse++;
+        c->inuse_kind[m->kind]++;
     }
     atomic_store(&c->inuse_hint, c->inuse);
     c->restart.segments = n;

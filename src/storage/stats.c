@@ -81,8 +81,10 @@ void mk_cache_class_stats_each(mk_cache *c, int64_t now, mk_cache_class_cb cb, v
 {
     size_t nshards = (size_t)1 << c->shard_bits;
     pthread_mutex_lock(&c->arena_lock);
-    int32_t oldest = c->fifo_head;
-    int64_t t0 = oldest >= 0 ? c->segm[oldest].ctime : now;
+    int64_t t0 = now;
+    for (int k = 0; k < 2; k++)
+        if (c->fifo_head[k] >= 0 && c->segm[c->fifo_head[k]].ctime < t0)
+            t0 = c->segm[c->fifo_head[k]].ctime;
     pthread_mutex_unlock(&c->arena_lock);
     for (unsigned h = 0; h < MK_NHEADS; h++) {
         pthread_mutex_lock(&c->heads[h].lock);
