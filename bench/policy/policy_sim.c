@@ -21,49 +21,65 @@ static const char usage[] =
     "  -m, --measure=N      measured requests (generated streams)                 [3M]\n"
     "      --scan-every=N   scan streams: every N requests (scans included) ...   [100k]\n"
     "      --scan-len=N     ... a scan of N keys never requested before or after  [30k]\n"
-    "  -x, --packing=X      second table at capacity x X (0: none)                [1.68]\n"
+    "  -x, --packing=LIST   a table at capacity x X for each X (0: none)          [1.43,1.68]\n"
     "  -s, --streams=LIST   zipf:S, scan:S (Zipf S + scans), shift:S (the popular keys move\n"
     "                       halfway), text:FILE (a key id per line), bin:FILE (uint64s)\n"
     "                                        [zipf:0.6,zipf:0.8,zipf:1.0,zipf:1.2,scan:1.0,shift:1.0]\n"
     "  -p, --policies=LIST  columns of the first table                            [all]\n"
-    "  -P, --packed=LIST    columns of the second table       [memkit-seg,S3-seg,S3-seg/1]\n"
+    "  -P, --packed=LIST    columns of the packed tables\n"
+    "         [memkit-seg,S3-seg/1,CLOCK4-seg,merge3-seg,TinyLFU-seg,W-TinyLFU-seg,S3-sketch-seg,LFU,OPT]\n"
     "  -j, --jobs=N         threads                                               [cores]\n"
     "      --seed=N         seed of the generated streams                         [1]\n"
-    "Policies: LRU FIFO CLOCK SIEVE S3-FIFO S3-FIFO/1 memkit-seg S3-seg S3-seg/1\n"
-    "  (CLOCK: 2-bit counter; S3-*/1: one hit in the small queue moves an item to main, else two;\n"
-    "   *-seg: evicting -S items at a time, memkit's segment FIFO with reinsertion)\n";
+    "      --cost           add rows: CPU ns per request, items copied per request\n"
+    "Policies: LRU FIFO CLOCK SIEVE S3-FIFO S3-FIFO/1 memkit-seg S3-seg S3-seg/1 CLOCK4-seg\n"
+    "  merge3-seg TinyLFU-seg W-TinyLFU-seg S3-sketch-seg OPT OPT-bypass LFU (docs/bench.md);\n"
+    "  NAME:KEY=N:... sets parameters (bench/policy/policy_sim.h): seg max small move ghost\n"
+    "  recall merge keep retain halve rank sketch age cu admit bypass\n";
 
 /* the built-in policies; seg 0: --segment */
 #define CLOCK_SEG .maxfreq = 3, .merge = 1, .keep = 1, .retain = 100
+#define SKETCH2 .sketch = 2, .cu = 1
 static const policy builtin[] = {
     {"LRU", P_LRU, .seg = 1},
     {"FIFO", P_REINSERT, .seg = 1, .merge = 1, .keep = 1, .retain = 100},
     {"CLOCK", P_REINSERT, .seg = 1, CLOCK_SEG},
     {"SIEVE", P_SIEVE, .seg = 1, .maxfreq = 1},
-    {"S3-FIFO", P_S3, .seg = 1, .move = 2, CLOCK_SEG},
-    {"S3-FIFO/1", P_S3, .seg = 1, .move = 1, CLOCK_SEG},
+    {"S3-FIFO", P_S3, .seg = 1, .small = 10, .ghost = 90, .move = 2, CLOCK_SEG},
+    {"S3-FIFO/1", P_S3, .seg = 1, .small = 10, .ghost = 90, .move = 1, CLOCK_SEG},
     {"memkit-seg", P_REINSERT, CLOCK_SEG},
-    {"S3-seg", P_S3, .move = 2, CLOCK_SEG},
-    {"S3-seg/1", P_S3, .move = 1, CLOCK_SEG},
+    {"S3-seg", P_S3, .small = 10, .ghost = 90, .move = 2, CLOCK_SEG},
+    {"S3-seg/1", P_S3, .small = 10, .ghost = 90, .move = 1, CLOCK_SEG},
+    {"CLOCK4-seg", P_REINSERT, .maxfreq = 15, .merge = 1, .keep = 2, .retain = 100},
+    {"merge3-seg", P_REINSERT, .maxfreq = 3, .merge = 3, .retain = 33},
+    {"TinyLFU-seg", P_REINSERT, .maxfreq = 3, .merge = 1, .keep = 2, .retain = 90, .rank = 1, SKETCH2},
+    {"W-TinyLFU-seg", P_WINDOW, .small = 1, .maxfreq = 3, .merge = 1, .rank = 1, SKETCH2},
+    {"S3-sketch-seg", P_S3, .small = 10, .move = 1, .recall = 4, CLOCK_SEG, SKETCH2},
     {"OPT", P_OPT, .seg = 1},
     {"OPT-bypass", P_OPT, .seg = 1, .bypass = 1},
+    {"LFU", P_LFU, .seg = 1},
 };
 #define NPOL (sizeof builtin / sizeof builtin[0])
 #define MAXCOLS 64
 #define MAXPACK 8
-static double packing[MAXPACK] = {1.68};
-static int npacking = 1;
+static double packing[MAXPACK] = {1.43, 1.68};
+static int npacking = 2;
 
-/* a policy's parameters that -p NAME:KEY=N:... may set */
+/* a policy's parameters that -p NAME:KEY=N:... may set, and their largest values */
 static const struct param {
     const char *key;
     size_t off;
+    unsigned max;
 } params[] = {
-    {"seg", offsetof(policy, seg)},       {"max", offsetof(policy, maxfreq)}, {"move", offsetof(policy, move)},
-    {"merge", offsetof(policy, merge)},   {"keep", offsetof(policy, keep)},   {"retain", offsetof(policy, retain)},
-    {"halve", offsetof(policy, halve)},   {"sketch", offsetof(policy, sketch)}, {"age", offsetof(policy, age)},
-    {"admit", offsetof(policy, admit)},   {"bypass", offsetof(policy, bypass)},
+#define PARAM(key, field, max) {key, offsetof(policy, field), max}
+    PARAM("seg", seg, 1u << 20),  PARAM("max", maxfreq, 255), PARAM("small", small, 99),
+    PARAM("move", move, 255),     PARAM("ghost", ghost, 1000), PARAM("recall", recall, 16),
+    PARAM("merge", merge, 1000),  PARAM("keep", keep, 256),   PARAM("retain", retain, 100),
+    PARAM("halve", halve, 1),     PARAM("rank", rank, 1),     PARAM("sketch", sketch, 64),
+    PARAM("age", age, 1000),      PARAM("cu", cu, 1),         PARAM("admit", admit, 16),
+    PARAM("bypass", bypass, 1),
+#undef PARAM
 };
+#define NPARAMS (sizeof params / sizeof params[0])
 
 typedef struct job {
     const policy *p;
@@ -135,10 +151,12 @@ static int parse_packing(const char *list)
     int n = 0;
     char *copy = strdup(list), *save = NULL;
     for (char *t = strtok_r(copy, ",", &save); t && n >= 0; t = strtok_r(NULL, ",", &save))
-        if (n == MAXPACK || parse_num(t, &packing[n]) != 0)
+        if (n == MAXPACK) {
+            fprintf(stderr, "policy_sim: at most %d packing factors\n", MAXPACK);
             n = -1;
-        else
-            n += packing[n] > 0;
+        } else {
+            n = parse_num(t, &packing[n]) != 0 ? -1 : n + (packing[n] > 0);
+        }
     free(copy);
     return n;
 }
@@ -157,19 +175,20 @@ static int parse_policy(char *spec, policy *p)
     *p = builtin[i];
     while ((t = strtok_r(NULL, ":", &save)) != NULL) {
         char key[16], end;
-        unsigned v, j = 0;
+        unsigned v = 0;
+        size_t j = NPARAMS;
         if (sscanf(t, "%15[a-z]=%u%c", key, &v, &end) == 2)
-            while (j < sizeof params / sizeof params[0] && strcmp(params[j].key, key) != 0)
-                j++;
-        if (j == sizeof params / sizeof params[0] || !strchr(t, '=') || v > (1u << 20)) {
+            for (j = 0; j < NPARAMS && strcmp(params[j].key, key) != 0; j++)
+                ;
+        if (j == NPARAMS || v > params[j].max) {
             fprintf(stderr, "policy_sim: bad parameter '%s' of %s\n", t, p->name);
             return -1;
         }
         *(unsigned *)((char *)p + params[j].off) = v;
         snprintf(p->name + strlen(p->name), sizeof p->name - strlen(p->name), ":%s", t);
     }
-    if (p->sketch == 0 && p->admit) {
-        fprintf(stderr, "policy_sim: %s: admit needs a sketch\n", p->name);
+    if (p->sketch == 0 && (p->admit || p->recall || p->rank)) {
+        fprintf(stderr, "policy_sim: %s: admit, recall and rank need a sketch\n", p->name);
         return -1;
     }
     return 0;
@@ -193,7 +212,7 @@ static int parse_policies(const char *list, policy *into)
 
 /* the tables' columns: cols at the capacity, packed at capacity x each packing factor */
 static policy cols[MAXCOLS], packed[MAXCOLS];
-static int ncols, npacked, show_ns;
+static int ncols, npacked, show_cost;
 
 typedef struct row {
     char name[80];
@@ -262,14 +281,15 @@ static void print_table(const row *rows, size_t nrows, int t, size_t cap, size_t
             printf(" %+.2f | %+.2f |", ratio(&r->jobs[mk]) - ratio(&r->jobs[lru]),
                    ratio(&r->jobs[off + mkx]) - ratio(&r->jobs[mk]));
     }
-    if (show_ns && nrows > 0) { /* the mean over the streams */
-        printf("\n| ns/request |%s", t == 0 || gains ? " |" : "");
-        printf("%s", gains ? " |" : "");
+    for (int m = 0; m < 2 * show_cost && nrows > 0; m++) { /* means over the streams */
+        printf("\n| %s |%s%s", m ? "copies/request" : "ns/request", t == 0 || gains ? " |" : "", gains ? " |" : "");
         for (int i = 0; i < np; i++) {
-            double ns = 0;
-            for (const row *r = rows; r < rows + nrows; r++)
-                ns += r->jobs[off + i].r.ns / (double)nrows;
-            printf(" %.0f |", ns);
+            double sum = 0;
+            for (const row *r = rows; r < rows + nrows; r++) {
+                const sim_result *res = &r->jobs[off + i].r;
+                sum += !m ? res->ns : res->counted ? (double)res->copies / (double)res->counted : 0;
+            }
+            printf(m ? " %.2f |" : " %.0f |", sum / (double)nrows);
         }
         printf("%s", gains ? " | |" : "");
     }
@@ -286,15 +306,16 @@ int main(int argc, char **argv)
     const char *streams = "zipf:0.6,zipf:0.8,zipf:1.0,zipf:1.2,scan:1.0,shift:1.0";
     for (size_t i = 0; i < NPOL; i++)
         cols[ncols++] = builtin[i];
-    npacked = parse_policies("memkit-seg,S3-seg,S3-seg/1", packed);
+    npacked = parse_policies("memkit-seg,S3-seg/1,CLOCK4-seg,merge3-seg,TinyLFU-seg,W-TinyLFU-seg,S3-sketch-seg,LFU,OPT",
+                             packed);
 
-    enum { O_SCAN_EVERY = 256, O_SCAN_LEN, O_SEED, O_NS };
+    enum { O_SCAN_EVERY = 256, O_SCAN_LEN, O_SEED, O_COST };
     static const struct option lo[] = {
         {"capacity", 1, 0, 'c'},  {"keys", 1, 0, 'n'},     {"segment", 1, 0, 'S'},
         {"warm", 1, 0, 'w'},      {"measure", 1, 0, 'm'},  {"scan-every", 1, 0, O_SCAN_EVERY},
         {"scan-len", 1, 0, O_SCAN_LEN}, {"packing", 1, 0, 'x'}, {"streams", 1, 0, 's'},
         {"policies", 1, 0, 'p'},  {"packed", 1, 0, 'P'},   {"jobs", 1, 0, 'j'},
-        {"seed", 1, 0, O_SEED},   {"ns", 0, 0, O_NS},      {"help", 0, 0, 'h'},
+        {"seed", 1, 0, O_SEED},   {"cost", 0, 0, O_COST},      {"help", 0, 0, 'h'},
         {0, 0, 0, 0}};
     int c;
     while ((c = getopt_long(argc, argv, "c:n:S:w:m:x:s:p:P:j:h", lo, NULL)) != -1) {
@@ -318,7 +339,7 @@ int main(int argc, char **argv)
         case 'P': npacked = parse_policies(optarg, packed); break;
         case 'j': threads = (int)v; break;
         case O_SEED: o.seed = (uint64_t)v; break;
-        case O_NS: show_ns = 1; break;
+        case O_COST: show_cost = 1; break;
         case 'h': fputs(usage, stdout); return 0;
         default: fputs(usage, stderr); return 2;
         }

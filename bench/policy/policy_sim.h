@@ -27,32 +27,39 @@ typedef struct stream_opts {
 int stream_make(stream *s, const char *spec, const stream_opts *o);
 void stream_free(stream *s);
 
-enum policy_kind { P_LRU, P_SIEVE, P_REINSERT, P_S3, P_OPT };
+/* P_WINDOW: W-TinyLFU; P_OPT: Belady's; P_LFU: perfect-history LFU (policies.c) */
+enum policy_kind { P_LRU, P_SIEVE, P_REINSERT, P_S3, P_WINDOW, P_OPT, P_LFU };
 
 /* A policy and its parameters; policy_sim.c's table names the built-in ones and -p NAME:KEY=N:...
  * overrides their parameters (docs/bench.md). Unused parameters are 0. */
 typedef struct policy {
-    char name[64];
+    char name[96];
     enum policy_kind kind;
-    unsigned seg;      /* P_REINSERT, P_S3: items per segment (1 = item granularity, 0 = --segment) */
+    unsigned seg;      /* items per segment (1 = item granularity, 0 = --segment) */
     unsigned maxfreq;  /* per-item counter ceiling (+1 a hit); 0: none, plain FIFO */
-    unsigned move;     /* P_S3: small-queue hits needed to move to main */
-    /* P_REINSERT and P_S3's main: when the cache is full the `merge` oldest segments leave together;
-     * of them, the items whose score (the counter, or the sketch's estimate) is >= keep, at most
-     * retain % of them, the best first (the oldest first among equals), go back in at the head with
-     * their counter - 1 (halve: / 2); the others are evicted. memkit: merge 1, keep 1, retain 100. */
-    unsigned merge, keep, retain, halve;
+    /* P_S3, P_WINDOW: new keys enter a small FIFO holding `small` % of the capacity. P_S3: an item
+     * leaving it with `move` hits goes to main, the others are evicted and their keys remembered in a
+     * ghost (the last `ghost` % x capacity keys sent there); a missed key found in the ghost, or whose
+     * sketch estimate is >= recall, enters main. P_WINDOW (W-TinyLFU): see evict_window(). */
+    unsigned small, move, ghost, recall;
+    /* P_REINSERT and main: when the cache is full the `merge` oldest segments leave together; of them,
+     * the items whose score (rank 0: the counter, 1: the sketch's estimate) is >= keep, at most retain %
+     * of them, the best first (the oldest first among equals), go back in at the head with their
+     * counter - 1 (halve: / 2); the others are evicted. memkit: merge 1, keep 1, retain 100. */
+    unsigned merge, keep, retain, halve, rank;
     /* a count-min sketch (4 rows of 4-bit counters, TinyLFU's aging) counts every request:
-     * sketch = counters per row per cached item (rounded up to a power of 2), 0: none */
+     * sketch = counters per row per cached item, 0: none */
     unsigned sketch;
-    unsigned age;      /* counters are halved every age x capacity counted requests */
+    unsigned age;      /* the counters are halved every age x capacity counted increments (0: 10) */
+    unsigned cu;       /* conservative update: only the counters at the estimate are incremented */
     unsigned admit;    /* a missed key is inserted only if its estimate is >= admit (0: always) */
     unsigned bypass;   /* P_OPT: a miss may decline to insert */
 } policy;
 
 typedef struct sim_result {
     uint64_t hits, counted;
-    double ns;             /* per request */
+    uint64_t copies;       /* measured items copied: back into the FIFO, or from the small queue to main */
+    double ns;             /* the replay's CPU time per request */
     size_t first_eviction; /* request index of the first eviction; SIZE_MAX: never full */
 } sim_result;
 
