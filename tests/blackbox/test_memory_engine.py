@@ -241,5 +241,5 @@ def test_full_64mb_cache_back_quickly(server_factory, memfile):
     elapsed = time.monotonic() - t0
     m = re.search(r"restored (\d+) items from .* in ([0-9.]+) s", again.stderr())
     assert m and int(m.group(1)) == items, again.stderr()
-    assert float(m.group(2)) < 1.0 * SLOW * 3  # measured ~0.1 s on the 2-core box; generous under load
+    assert float(m.group(2)) < 1.0 * SLOW * 3  # 0.145 s measured on the 2-core box; generous under load
     assert elapsed < 10 * SLOW
