@@ -64,6 +64,13 @@ static int holds(mk_cache *c, unsigned i, size_t n, unsigned ver, uint32_t flags
     return ok ? 1 : -1;
 }
 
+static uint64_t items_in(mk_cache *c)
+{
+    mk_cache_stats st;
+    mk_cache_get_stats(c, &st);
+    return st.curr_items;
+}
+
 static size_t size_of(unsigned i) { return i % 50 == 0 ? 40000 + i : i % 7 == 0 ? 5000 + i : 10 + i % 300; }
 
 enum { N = 3000 };
@@ -152,9 +159,7 @@ static void test_unclean_stop_starts_empty(void)
     CHECK(!r.warm);
     CHECK(strstr(r.why, "not clean") != NULL);
     CHECK_EQ_I(holds(c, 2, size_of(2), 0, 2, 0, T0), 0);
-    mk_cache_stats st;
-    mk_cache_get_stats(c, &st);
-    CHECK_EQ_U(st.curr_items, 0);
+    CHECK_EQ_U(items_in(c), 0);
     mk_cache_destroy(c);
     unlink(path);
 }
@@ -247,9 +252,7 @@ static void test_flushed_items_stay_flushed(void)
     c = open_cache(16 * MB, MB, T0);
     CHECK_EQ_I(holds(c, 2, size_of(2), 0, 2, 0, T0), 0);
     CHECK_EQ_I(holds(c, 7, 70, 3, 0, cas_of[7], T0), 1);
-    mk_cache_stats st;
-    mk_cache_get_stats(c, &st);
-    CHECK_EQ_U(st.curr_items, 1);
+    CHECK_EQ_U(items_in(c), 1);
     mk_cache_destroy(c);
     unlink(path);
 }
