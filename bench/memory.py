@@ -32,6 +32,9 @@ Sizes are decimal: 1 KB = 1000 bytes, 1 MB = 1,000,000 bytes.
             figure is how well the cache recovers. Requests are pipelined in
             batches; a key missed and set earlier in the same batch counts as a hit
             when it recurs, as a sequential loop would see it.
+  restart   (warm restart) fill -m with 100-byte values on an -e memory file,
+            stop with SIGUSR1, start again on the same file: items before and
+            after, and the seconds from the start to the first hit.
   soak      churn of mixed sizes (overwrites, deletes, TTLs) against both servers
             at once, RSS sampled every second.
   churn     both servers at once, each on its own threads, in lockstep (the same
@@ -52,9 +55,11 @@ import math
 import os
 import random
 import select
+import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 
@@ -202,8 +207,8 @@ class Server(Conn):
     def __init__(self, name, binary, mem, extra=()):
         self.name, self.binary, self.mem, self.extra = name, binary, mem, list(extra)
 
-    def start(self):
-        self.port = free_port()
+    def start(self, port=None):
+        self.port = port or free_port()
         args = [self.binary, "-u", "root", "-l", "127.0.0.1", "-U", "0", "-p", str(self.port), "-m", str(self.mem)]
         self.proc = subprocess.Popen(args + self.extra, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         for _ in range(200):
@@ -217,10 +222,10 @@ class Server(Conn):
     def connect(self):
         return Conn(self.port)
 
-    def stop(self):
+    def stop(self, sig=signal.SIGTERM):
         peak = self.rss("VmHWM")
         self.sock.close()
-        self.proc.terminate()
+        self.proc.send_signal(sig)
         self.proc.wait()
         return peak
 
@@ -694,6 +699,50 @@ def run_overwrite(run, args, rows):
                 table)
 
 
+def restart(name, binary, mem, items, size):
+    """Fill a server that keeps its memory in a file, stop it with SIGUSR1 (the signal memcached saves on), start
+    it again on the same file: (items written, seconds from start to the first hit, items read back intact,
+    peak RSS)."""
+    d = tempfile.mkdtemp(prefix="mk-restart-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None)
+    path = os.path.join(d, name + ".img")
+    try:
+        srv = Server(name, binary, mem, ["-e", path]).start()
+        srv.store((b"r:%d" % i, value_for(i, size)) for i in range(items))
+        written = int(srv.stats()["curr_items"])
+        peak = srv.stop(signal.SIGUSR1)
+        time.sleep(1.5)  # memcached refuses an image whose stop time is not in the past (whole seconds)
+        t0 = time.monotonic()
+        again = Server(name, binary, mem, ["-e", path]).start(srv.port)  # (memcached's image records the port)
+        while not again.get_many([b"r:%d" % (items - 1)]):
+            if time.monotonic() - t0 > 30:
+                break
+            time.sleep(0.005)
+        seconds = time.monotonic() - t0
+        ok, _ = verify(again, range(items), lambda i: b"r:%d" % i, lambda i: value_for(i, size))
+        peak = max(peak, again.stop())
+        return written, seconds, ok, peak
+    finally:
+        for f in os.listdir(d):
+            os.unlink(os.path.join(d, f))
+        os.rmdir(d)
+
+
+def run_restart(run, args, rows):
+    items = int(run.mem * MIB / 112)  # 100-byte values: past what either server holds
+    print("== restart: fill -m %d with 100-byte values over %d keys, stop with SIGUSR1, start on the same -e file"
+          % (run.mem, items))
+    res = {}
+    for name, binary in (("memkit", MEMKITD), ("memcached", MEMCACHED)):
+        res[name] = restart(name, binary, run.mem, items, 100)
+        run.peak[name] = max(run.peak[name], res[name][3])
+        print("  %-10s %d items before the stop, first hit %.3f s after the start, %d items back intact" %
+              ((name,) + res[name][:3]), flush=True)
+    k, c = res["memkit"], res["memcached"]
+    rows.append(ratio_row("restart: items before the stop", k[0], c[0]))
+    rows.append(ratio_row("restart: items back intact", k[2], c[2]))
+    rows.append(("restart: seconds to the first hit", "%.3f" % k[1], "%.3f" % c[1], "%.2fx" % (k[1] / max(c[1], 1e-9))))
+
+
 def run_hits(run, args, rows):
     print("== hits: hit ratio, cache-aside, Zipf over %d keys (zipf 1.2: %d keys, %d warm-up), 100-byte values" %
           (args.hit_keys, args.zipf12_keys, args.zipf12_warm))
@@ -752,7 +801,7 @@ def run_churn(run, args, rows):
 
 
 WORKLOADS = {"retained": run_retained, "fills": run_fills, "overwrite": run_overwrite, "hits": run_hits,
-             "soak": run_soak, "churn": run_churn}
+             "soak": run_soak, "churn": run_churn, "restart": run_restart}
 
 FULL = dict(m=64, soak_seconds=120, churn_seconds=300, sample_seconds=10, hit_requests=1_500_000,
             hit_keys=3_500_000, zipf12_keys=100_000_000, zipf12_warm=10_000_000, fill_factor=3.0, overwrite_rounds=20)
