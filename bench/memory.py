@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 # bench/memory.py — memkitd vs Debian's memcached at the same -m: items kept, overwrites, hit ratio, churn RSS (issue 5).
 """
-Usage:  /usr/bin/python3 bench/memory.py [--only retained,fills,overwrite,hits,soak,churn] [-m 64] [--quick]
+Usage:  /usr/bin/python3 bench/memory.py [--only retained,fills,overwrite,hits,soak,churn,restart] [-m 64] [--quick]
                                          [--soak-seconds 120] [--churn-seconds 300] ...   (--help lists every option)
 
 Starts build/memkitd (MEMKITD=path for another build) and /usr/bin/memcached with
