@@ -260,7 +260,7 @@ bool mk_seal_heads(mk_cache *c)
     return any;
 }
 
-/* The last reference is gone: give the segment back (external values have their own counts). */
+/* The last reference is gone: give the segment back. */
 static void seg_release(mk_cache *c, uint32_t id)
 {
     mk_segm *m = &c->segm[id];

@@ -5,19 +5,23 @@
 /*
  * Lock rules (the whole store), in the only order they may nest:
  *
- *   head lock  ->  evict_lock  ->  shard lock  ->  arena_lock / flush_lock
+ *   relocate_lock -> head lock -> evict_lock -> shard lock -> arena_lock / flush_lock
  *
+ *   - relocate_lock (relocate.c) lets one allocating thread at a time empty a
+ *     large-log segment; it is taken with no other lock held.
  *   - heads[i].lock guards allocation head i: its open segment and that
  *     segment's write position. Allocation writes the item header and key
- *     under it, so a sealed segment only ever holds parseable items.
+ *     under it, so a sealed segment only ever holds parseable items. A thread
+ *     holds at most one head lock.
  *   - evict_lock serialises everything that walks a sealed segment's items and
- *     unlinks or moves them (eviction, compaction, the maintenance sweep) and the
- *     compaction head (`comp`) they copy survivors into.
+ *     unlinks or moves them (eviction, compaction, the maintenance sweep), the
+ *     compaction head (`comp`) they copy survivors into, and the per-log hit
+ *     measure (`hit_rate`, `hits_seen`).
  *   - A shard lock guards that shard's index, counters, and the `state` byte
- *     (freq, fetched, stored) of every item whose key hashes to the shard.
- *   - arena_lock guards the segment lists (FIFO of sealed segments, free list),
- *     segment states and the memory charge (segments in use, external bytes).
- *     It is a leaf: nothing else is taken while holding it.
+ *     (freq, fetched, stored, gone) of every item whose key hashes to the shard.
+ *   - arena_lock guards the segment lists (each log's FIFO of sealed segments,
+ *     the free list), segment states and kinds, and the memory charge (segments
+ *     in use). It is a leaf: nothing else is taken while holding it.
  *   - flush_lock serialises writers of the flush state; it is a leaf too.
  *   - A thread never holds two shard locks, and never allocates while holding
  *     one (allocation may evict, which takes shard locks). Operations that need
@@ -43,7 +47,7 @@
 #define MK_SEG_PAY (MK_SEG_SIZE - MK_SEG_HDR) /* bytes a segment holds */
 #define MK_SEG_MIN 8                       /* the arena has at least this many segments */
 #define MK_LARGE_MIN 4096                  /* items larger than this go to the large log (and may span segments) */
-#define MK_HEAD_SMALL 0                    /* allocation heads: small items, never spanning */
+#define MK_HEAD_SMALL 0                    /* allocation heads: small items, never spanning (MK_KIND_SMALL) */
 #define MK_HEAD_LARGE 1                    /* large items, packed back to back across segment boundaries */
 #define MK_NHEADS 2
 #define MK_HEAD_COMP MK_NHEADS             /* mk_arena_alloc's name for the compaction head */
@@ -70,6 +74,7 @@ typedef struct mk_seghdr {
     uint32_t wpos;      /* image: end of its items when the image was written */
     uint32_t crc;       /* image: CRC-32 of this header (up to here) and of bytes [MK_SEG_HDR, wpos) */
 } mk_seghdr;
+_Static_assert(sizeof(mk_seghdr) == MK_SEG_HDR, "the segment header is MK_SEG_HDR bytes");
 
 enum { MK_SEG_FREE = 0, MK_SEG_ACTIVE, MK_SEG_SEALED, MK_SEG_BUSY };
 
