@@ -554,13 +554,7 @@ int mk_server_run(mk_server *srv)
     }
     for (int i = 0; i < started; i++)
         pthread_join(srv->workers[i].thread, NULL);
-    /* nothing else touches the store now: leave an image a restart can serve again */
-    if (srv->settings->memory_file && !mk_cache_save(srv->cache, wall_now()))
-        fprintf(stderr, "[restart] could not save %s: %s\n", srv->settings->memory_file, strerror(errno));
-    else if (srv->settings->memory_file && srv->verbosity > 0)
-        fprintf(stderr, "[restart] saved the cache in %s\n", srv->settings->memory_file);
-    srv->image_saved = true;
-    return srv->exit_status;
+    return srv->exit_status; /* (mk_server_destroy saves the image for a restart) */
 }
 
 void mk_server_destroy(mk_server *srv)
@@ -586,9 +580,16 @@ void mk_server_destroy(mk_server *srv)
         close(srv->sigw.fd);
     mk_loop_destroy(srv->loop);
     mk_server_detail_clear(srv);
-    /* a server that never ran (a port taken, a failed daemonize) leaves the image as usable as it found it */
-    if (srv->cache && srv->settings->memory_file && !srv->image_saved)
-        mk_cache_save(srv->cache, wall_now());
+    /*
+     * No thread touches the store now: leave an image a restart can serve again
+     * (also when the server never ran — a port taken, a failed daemonize — so the
+     * image stays as usable as it was found).
+     */
+    const char *file = srv->settings->memory_file;
+    if (srv->cache && file && !mk_cache_save(srv->cache, wall_now()))
+        fprintf(stderr, "[restart] could not save %s: %s\n", file, strerror(errno));
+    else if (srv->cache && file && srv->verbosity > 0)
+        fprintf(stderr, "[restart] saved the cache in %s\n", file);
     mk_cache_destroy(srv->cache);
     pthread_mutex_destroy(&srv->stats_lock);
     free(srv);

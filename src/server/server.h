@@ -82,7 +82,6 @@ struct mk_server {
     mk_thread_stats stats_base; /* sum of all counters at the last "stats reset" */
     bool detail_enabled;        /* atomic access */
     mk_detail *detail;          /* allocated on first count */
-    bool image_saved;           /* the memory file holds this run's image (mk_server_run saved it) */
 };
 
 /*

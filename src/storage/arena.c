@@ -243,23 +243,6 @@ mk_item *mk_arena_alloc(mk_cache *c, unsigned h, const char *key, size_t nkey, s
     return it;
 }
 
-/* Seal the open segments so that they become evictable. */
-bool mk_seal_heads(mk_cache *c)
-{
-    bool any = false;
-    for (unsigned h = 0; h < MK_NHEADS; h++) {
-        pthread_mutex_lock(&c->heads[h].lock);
-        int32_t id = c->heads[h].seg;
-        if (id >= 0) {
-            c->heads[h].seg = -1;
-            mk_seg_seal(c, id);
-            any = true;
-        }
-        pthread_mutex_unlock(&c->heads[h].lock);
-    }
-    return any;
-}
-
 /* The last reference is gone: give the segment back. */
 static void seg_release(mk_cache *c, uint32_t id)
 {

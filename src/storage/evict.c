@@ -156,19 +156,31 @@ static uint64_t copy_estimate(const mk_segm *m)
 }
 
 /* -M: take the sealed segment with the smallest copy estimate <= max_est off the FIFO (arena_lock held); -1 if none. */
-static int32_t pick_sparse_locked(mk_cache *c, uint64_t max_est)
+/* Bytes the live items of a large-log segment would cost to move elsewhere (relocate.c); small ones are not. */
+static uint64_t relocate_estimate(const mk_segm *m)
+{
+    return m->kind == MK_KIND_LARGE ? atomic_load_explicit(&m->live, memory_order_relaxed) : UINT64_MAX;
+}
+
+/*
+ * Take off the FIFO the sealed segment with the smallest cost(segment) <= max
+ * among the next `scan` segment ids (arena_lock held); -1 if none. A segment held
+ * by a reader or a writer is passed over: it would only be freed when they let go.
+ */
+static int32_t pick_locked(mk_cache *c, uint32_t scan, uint64_t max, uint64_t (*cost)(const mk_segm *))
 {
     int32_t best = -1;
-    uint64_t best_est = max_est + 1; /* max_est < UINT64_MAX */
-    uint32_t scan = c->nseg < COMPACT_SCAN ? c->nseg : COMPACT_SCAN;
-    for (uint32_t n = 0; n < scan && best_est > 0; n++) {
+    uint64_t best_cost = max + 1; /* max < UINT64_MAX */
+    if (scan > c->nseg)
+        scan = c->nseg;
+    for (uint32_t n = 0; n < scan && best_cost > 0; n++) {
         uint32_t id = c->compact_pos++ % c->nseg;
-        /* (one held by a reader or a writer would only be freed when it lets go) */
-        if (c->segm[id].state != MK_SEG_SEALED || atomic_load_explicit(&c->segm[id].refs, memory_order_relaxed) > 1)
+        const mk_segm *m = &c->segm[id];
+        if (m->state != MK_SEG_SEALED || atomic_load_explicit(&m->refs, memory_order_relaxed) > 1)
             continue;
-        uint64_t est = copy_estimate(&c->segm[id]);
-        if (est < best_est) {
-            best_est = est;
+        uint64_t est = cost(m);
+        if (est < best_cost) {
+            best_cost = est;
             best = (int32_t)id;
         }
     }
@@ -177,29 +189,17 @@ static int32_t pick_sparse_locked(mk_cache *c, uint64_t max_est)
     return best;
 }
 
-int32_t mk_pick_sparse_large(mk_cache *c, uint32_t scan, uint32_t max_live)
+static int32_t pick_sparse_locked(mk_cache *c, uint64_t max_est)
 {
-    int32_t best = -1;
-    uint64_t best_live = (uint64_t)max_live + 1;
+    return pick_locked(c, COMPACT_SCAN, max_est, copy_estimate);
+}
+
+int32_t mk_pick_sparse_large(mk_cache *c, uint32_t scan, uint64_t max_live)
+{
     pthread_mutex_lock(&c->arena_lock);
-    if (scan > c->nseg)
-        scan = c->nseg;
-    for (uint32_t n = 0; n < scan; n++) {
-        uint32_t id = c->compact_pos++ % c->nseg;
-        mk_segm *m = &c->segm[id];
-        if (m->state != MK_SEG_SEALED || m->kind != MK_KIND_LARGE ||
-            atomic_load_explicit(&m->refs, memory_order_relaxed) > 1)
-            continue;
-        uint64_t live = atomic_load_explicit(&m->live, memory_order_relaxed);
-        if (live < best_live) {
-            best_live = live;
-            best = (int32_t)id;
-        }
-    }
-    if (best >= 0)
-        mk_fifo_remove_locked(c, best);
+    int32_t id = pick_locked(c, scan, max_live, relocate_estimate);
     pthread_mutex_unlock(&c->arena_lock);
-    return best;
+    return id;
 }
 
 void mk_seg_done(mk_cache *c, uint32_t id, bool moved, int64_t now)

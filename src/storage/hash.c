@@ -257,13 +257,3 @@ void mk_idx_delete_locked(mk_shard *s, size_t pos)
     t[hole] = 0;
     x->count--;
 }
-
-void mk_idx_each(const mk_index *x, void (*f)(mk_cache *c, uint64_t e), mk_cache *c)
-{
-    for (size_t i = 0; x->slot && i < ((size_t)1 << x->power); i++)
-        if (x->slot[i])
-            f(c, x->slot[i]);
-    for (size_t i = x->cursor; x->old && i < ((size_t)1 << x->old_power); i++)
-        if (x->old[i])
-            f(c, x->old[i]);
-}

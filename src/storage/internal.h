@@ -314,8 +314,6 @@ void mk_idx_set_locked(mk_cache *c, mk_shard *s, size_t pos, uint64_t hv, const 
 void mk_idx_delete_locked(mk_shard *s, size_t pos);
 /* Migrate at least `budget` old slots (whole probe runs) of an expanding index; true if still expanding. */
 bool mk_idx_migrate_locked(mk_cache *c, mk_index *x, size_t budget);
-/* Call f on every entry of both tables (destroy). */
-void mk_idx_each(const mk_index *x, void (*f)(mk_cache *c, uint64_t e), mk_cache *c);
 
 /* stats.c */
 void mk_classes_init(mk_cache *c);
@@ -373,8 +371,6 @@ void mk_seg_seal(mk_cache *c, int32_t id);
 /* Append a segment to its log's FIFO (SEALED) / take it off (BUSY); arena_lock held. */
 void mk_fifo_push_locked(mk_cache *c, int32_t id);
 void mk_fifo_remove_locked(mk_cache *c, int32_t id);
-/* Seal the open segments so that they become evictable; true if any was open. */
-bool mk_seal_heads(mk_cache *c);
 /* Drop one segment reference; the last one frees the segment. */
 void mk_seg_unref(mk_cache *c, uint32_t id);
 /* Bytes charged against the limit now (mk_charged_locked: arena_lock held). */
@@ -405,7 +401,7 @@ void mk_relocate_maybe(mk_cache *c, int64_t now);
 bool mk_mostly_dead(const mk_cache *c);
 /* evict.c: the least-live sealed large-log segment among the next `scan` ids, taken off the FIFO; -1 if none
  * has at most max_live live bytes (evict_lock held) */
-int32_t mk_pick_sparse_large(mk_cache *c, uint32_t scan, uint32_t max_live);
+int32_t mk_pick_sparse_large(mk_cache *c, uint32_t scan, uint64_t max_live);
 /* evict.c: give a segment taken off the FIFO back: freed if nothing in it is live, else back on the FIFO. */
 void mk_seg_done(mk_cache *c, uint32_t id, bool moved, int64_t now);
 

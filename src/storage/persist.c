@@ -77,8 +77,8 @@ bool mk_persist_map(mk_cache *c)
     if (fstat(c->mem_fd, &st) != 0)
         return false;
     if ((size_t)st.st_size != file_len) {
-        snprintf(c->restart.why, sizeof c->restart.why, "%s",
-                 st.st_size == 0 ? "" : "its size does not match -m (a different memory limit)");
+        if (st.st_size != 0)
+            snprintf(c->restart.why, sizeof c->restart.why, "its size does not match -m (a different memory limit)");
         if (ftruncate(c->mem_fd, 0) != 0 || ftruncate(c->mem_fd, (off_t)file_len) != 0)
             return false;
     }
@@ -152,9 +152,14 @@ bool mk_cache_save(mk_cache *c, int64_t now)
 
 void mk_cache_restart_info(const mk_cache *c, mk_cache_restart *out) { *out = c->restart; }
 
-/* Why the image cannot be used, or NULL if it can. */
+/* Why the image cannot be used: NULL if it can, "" for a new file (nothing to report). */
 static const char *image_problem(const mk_cache *c, const mk_image_hdr *h)
 {
+    static const char blank[sizeof h->magic];
+    if (c->restart.why[0]) /* mk_persist_map found the file's size wrong */
+        return c->restart.why;
+    if (memcmp(h->magic, blank, sizeof blank) == 0)
+        return "";
     if (memcmp(h->magic, IMAGE_MAGIC, sizeof h->magic) != 0 || h->version != IMAGE_VERSION)
         return "it holds no memkit image";
     if (h->crc != hdr_crc(h))
@@ -183,24 +188,6 @@ static bool seg_ok(const mk_cache *c, uint32_t id, uint64_t segseq)
     return h->crc == seg_crc(h);
 }
 
-typedef struct restore_ctx {
-    const uint8_t *ok;   /* per segment: its checksum held */
-    bool chain_ok;
-    const mk_item *it;
-    uint64_t seq;
-} restore_ctx;
-
-/* A large item's value runs through intact segments that say it spills into them. */
-static void check_piece(mk_cache *c, uint32_t id, uint32_t bytes, void *arg)
-{
-    restore_ctx *r = arg;
-    const mk_seghdr *h = (const mk_seghdr *)mk_seg_base(c, id);
-    if (id == mk_segid_of(c, r->it))
-        return;
-    if (!r->ok[id] || h->owner != mk_off_of(c, r->it) || h->owner_seq != r->seq || h->first < MK_SEG_HDR + bytes)
-        r->chain_ok = false;
-}
-
 /* The item at off in segment id parses within its bounds (a corrupted header must not send us astray). */
 static bool item_sane(const mk_cache *c, uint32_t id, uint32_t off, uint32_t end, size_t *size)
 {
@@ -217,21 +204,22 @@ static bool item_sane(const mk_cache *c, uint32_t id, uint32_t off, uint32_t end
     return *size <= room ? off + *size <= end : end == MK_SEG_SIZE;
 }
 
-static void chain_walk(mk_cache *c, const mk_item *it, restore_ctx *r)
+/* A large item's value runs through intact segments that each name it as the value spilling into them. */
+static bool chain_intact(const mk_cache *c, const uint8_t *ok, const mk_item *it)
 {
-    /* mk_span_each follows the links; check each one is in range before it does */
     const mk_seghdr *h = mk_seghdr_of(it);
+    uint64_t seq = h->seq, owner = mk_off_of(c, it);
     size_t total = mk_item_arena_size(it), in = MK_SEG_SIZE - (size_t)((const char *)it - (const char *)h);
-    for (size_t left = total > in ? total - in : 0; left > 0 && r->chain_ok;) {
-        if (h->next < 0 || (uint32_t)h->next >= c->nseg || !r->ok[h->next]) {
-            r->chain_ok = false;
-            break;
-        }
+    for (size_t left = total > in ? total - in : 0; left > 0;) {
+        if (h->next < 0 || (uint32_t)h->next >= c->nseg || !ok[h->next])
+            return false;
         h = (const mk_seghdr *)mk_seg_base(c, (uint32_t)h->next);
-        left -= left < MK_SEG_PAY ? left : MK_SEG_PAY;
+        size_t k = left < MK_SEG_PAY ? left : MK_SEG_PAY;
+        if (h->owner != owner || h->owner_seq != seq || h->first < MK_SEG_HDR + k)
+            return false;
+        left -= k;
     }
-    if (r->chain_ok)
-        mk_span_each(c, it, check_piece, r);
+    return true;
 }
 
 /* Link one item found in the image; the newer of two versions of a key wins. */
@@ -247,11 +235,8 @@ static void relink(mk_cache *c, mk_item *it)
         linked = mk_link_locked(c, s, hv, it);
     else if (mk_item_seq(old) < mk_item_seq(it))
         linked = mk_replace_locked(c, s, hv, pos, old, it);
-    if (linked) {
+    if (linked && !old)
         c->restart.items++;
-        if (old)
-            c->restart.items--;
-    }
     pthread_mutex_unlock(&s->lock);
 }
 
@@ -275,8 +260,7 @@ void mk_persist_restore(mk_cache *c)
     struct timespec t0;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     mk_image_hdr *ih = (mk_image_hdr *)(void *)c->image;
-    static const char blank[8];
-    const char *why = c->restart.why[0] ? c->restart.why : memcmp(ih->magic, blank, 8) == 0 ? "" : image_problem(c, ih);
+    const char *why = image_problem(c, ih);
     uint64_t segseq = ih->segseq, flush_seq = ih->flush_seq;
     int64_t flush_pending = ih->flush_pending;
     if (!why) {
@@ -353,10 +337,7 @@ void mk_persist_restore(mk_cache *c)
             if (!(it->state & MK_S_STORED) || (it->state & MK_S_GONE) ||
                 mk_item_validity(c, it, c->cfg.now) != MK_C_OK)
                 continue;
-            restore_ctx r = {.ok = ok, .chain_ok = true, .it = it, .seq = mk_seghdr_of(it)->seq};
-            if (it->meta & MK_M_SPAN)
-                chain_walk(c, it, &r);
-            if (r.chain_ok)
+            if (!(it->meta & MK_M_SPAN) || chain_intact(c, ok, it))
                 relink(c, it);
             else
                 c->restart.items_dropped++;
