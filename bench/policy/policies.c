@@ -198,7 +198,7 @@ static void evict_small(sim *c)
     for (size_t i = 0; i < m; i++) {
         uint32_t k = ring_pop(&c->small);
         if ((c->st[k] & FREQ) >= c->p->move) {
-            c->st[k] = MAIN;
+            c->st[k] = (uint16_t)(MAIN | (c->p->carry && (c->st[k] & FREQ) ? (c->st[k] & FREQ) - 1 : 0));
             ring_push(&c->main, k);
             c->copies++;
         } else {

@@ -34,7 +34,7 @@ static const char usage[] =
     "Policies: LRU FIFO CLOCK SIEVE S3-FIFO S3-FIFO/1 memkit-seg S3-seg S3-seg/1 CLOCK4-seg\n"
     "  merge3-seg TinyLFU-seg W-TinyLFU-seg S3-sketch-seg OPT OPT-bypass LFU (docs/bench.md);\n"
     "  NAME:KEY=N:... sets parameters (bench/policy/policy_sim.h): seg max small move ghost\n"
-    "  recall merge keep retain halve rank sketch age cu admit bypass\n";
+    "  recall merge keep retain halve rank sketch age cu admit bypass carry\n";
 
 /* the built-in policies; seg 0: --segment */
 #define CLOCK_SEG .maxfreq = 3, .merge = 1, .keep = 1, .retain = 100
@@ -53,7 +53,7 @@ static const policy builtin[] = {
     {"merge3-seg", P_REINSERT, .maxfreq = 3, .merge = 3, .retain = 33},
     {"TinyLFU-seg", P_REINSERT, .maxfreq = 3, .merge = 1, .keep = 2, .retain = 90, .rank = 1, SKETCH2},
     {"W-TinyLFU-seg", P_WINDOW, .small = 1, .maxfreq = 3, .merge = 1, .rank = 1, SKETCH2},
-    {"S3-sketch-seg", P_S3, .small = 10, .move = 1, .recall = 4, CLOCK_SEG, SKETCH2},
+    {"S3-sketch-seg", P_S3, .small = 10, .move = 1, .recall = 4, .carry = 1, CLOCK_SEG, SKETCH2},
     {"OPT", P_OPT, .seg = 1},
     {"OPT-bypass", P_OPT, .seg = 1, .bypass = 1},
     {"LFU", P_LFU, .seg = 1},
@@ -76,7 +76,7 @@ static const struct param {
     PARAM("merge", merge, 1000),  PARAM("keep", keep, 256),   PARAM("retain", retain, 100),
     PARAM("halve", halve, 1),     PARAM("rank", rank, 1),     PARAM("sketch", sketch, 64),
     PARAM("age", age, 1000),      PARAM("cu", cu, 1),         PARAM("admit", admit, 16),
-    PARAM("bypass", bypass, 1),
+    PARAM("bypass", bypass, 1),   PARAM("carry", carry, 1),
 #undef PARAM
 };
 #define NPARAMS (sizeof params / sizeof params[0])

@@ -42,6 +42,7 @@ typedef struct policy {
      * ghost (the last `ghost` % x capacity keys sent there); a missed key found in the ghost, or whose
      * sketch estimate is >= recall, enters main. P_WINDOW (W-TinyLFU): see evict_window(). */
     unsigned small, move, ghost, recall;
+    unsigned carry;    /* P_S3: an item moving to main keeps its counter - 1 (0: starts main at 0) */
     /* P_REINSERT and main: when the cache is full the `merge` oldest segments leave together; of them,
      * the items whose score (rank 0: the counter, 1: the sketch's estimate) is >= keep, at most retain %
      * of them, the best first (the oldest first among equals), go back in at the head with their

@@ -96,10 +96,15 @@ static void stats_general(mk_conn *c)
     /* memkit's memory engine (docs/storage.md) */
     stat(c, "payload_bytes", "%" PRIu64, cs.payload_bytes);
     stat(c, "overhead_per_item", "%.1f",
-         cs.curr_items ? (double)(cs.mem_used + cs.hash_bytes - cs.payload_bytes) / (double)cs.curr_items : 0.0);
+         cs.curr_items ? (double)(cs.mem_used + cs.hash_bytes + cs.sketch_bytes - cs.payload_bytes) /
+                             (double)cs.curr_items
+                       : 0.0);
     stat(c, "segment_size", "%" PRIu64, cs.segment_size);
     stat(c, "segments_used", "%" PRIu64, cs.segments_used);
     stat(c, "segments_total", "%" PRIu64, cs.segments_total);
+    stat(c, "segments_probation", "%" PRIu64, cs.segments_probation);
+    stat(c, "segments_large", "%" PRIu64, cs.segments_large);
+    stat(c, "sketch_bytes", "%" PRIu64, cs.sketch_bytes);
     stat(c, "segment_evictions", "%" PRIu64, cs.segment_evictions);
     stat(c, "reinserted", "%" PRIu64, cs.reinserted);
     stat(c, "segments_freed_empty", "%" PRIu64, cs.segments_freed_empty);

@@ -36,13 +36,14 @@ bool mk_arena_init(mk_cache *c)
     }
     c->free_head = 0;
     c->nfree = c->nseg;
-    c->fifo_head[0] = c->fifo_tail[0] = c->fifo_head[1] = c->fifo_tail[1] = -1;
+    for (int k = 0; k < MK_NKINDS; k++)
+        c->fifo_head[k] = c->fifo_tail[k] = -1;
     atomic_init(&c->victim_kind, -1);
     c->comp = -1;
     for (unsigned h = 0; h < MK_NHEADS; h++) {
         pthread_mutex_init(&c->heads[h].lock, NULL);
         c->heads[h].seg = -1;
-        c->heads[h].kind = h == MK_HEAD_LARGE ? MK_KIND_LARGE : MK_KIND_SMALL;
+        c->heads[h].kind = h == MK_HEAD_LARGE ? MK_KIND_LARGE : h == MK_HEAD_PROB ? MK_KIND_PROB : MK_KIND_SMALL;
     }
     pthread_mutex_init(&c->arena_lock, NULL);
     pthread_mutex_init(&c->evict_lock, NULL);
@@ -67,11 +68,16 @@ void mk_arena_free(mk_cache *c)
     pthread_mutex_destroy(&c->relocate_lock);
 }
 
+uint64_t mk_meta_excess(const mk_cache *c)
+{
+    uint64_t meta = atomic_load_explicit(&c->idx_bytes, memory_order_relaxed) +
+                    atomic_load_explicit(&c->sketch_bytes, memory_order_relaxed);
+    return meta > c->idx_allowance ? meta - c->idx_allowance : 0;
+}
+
 uint64_t mk_charged_locked(const mk_cache *c)
 {
-    uint64_t idx = atomic_load_explicit(&c->idx_bytes, memory_order_relaxed);
-    uint64_t excess = idx > c->idx_allowance ? idx - c->idx_allowance : 0;
-    return (uint64_t)c->inuse * MK_SEG_SIZE + excess;
+    return (uint64_t)c->inuse * MK_SEG_SIZE + mk_meta_excess(c);
 }
 
 uint64_t mk_charged(mk_cache *c)
@@ -130,12 +136,13 @@ int32_t mk_seg_get(mk_cache *c, mk_seg_use use, uint8_t kind, int64_t now)
 {
     bool for_comp = use == MK_SEG_FOR_COMP;
     for (uint32_t tries = 0; tries <= c->nseg + 2; tries++) {
-        if (use == MK_SEG_FOR_HEAD) {
+        if (use == MK_SEG_FOR_HEAD && kind != MK_KIND_PROB) {
             /*
              * Survivors of eviction and compaction went into the compaction head: an
              * allocation head takes it over and fills it up, so copied items rejoin
              * the FIFO with the next segment, no half-empty segment is left behind,
-             * and the room compaction made is used by whoever needed it.
+             * and the room compaction made is used by whoever needed it. Not the
+             * probation head: the survivors of probation were promoted to main.
              */
             pthread_mutex_lock(&c->evict_lock);
             int32_t comp = c->comp;
@@ -157,7 +164,8 @@ int32_t mk_seg_get(mk_cache *c, mk_seg_use use, uint8_t kind, int64_t now)
         pthread_mutex_unlock(&c->arena_lock);
         if (id >= 0 || for_comp)
             return id;
-        if (!mk_evict_one(c, use == MK_SEG_FOR_SPILL, now))
+        /* (room in the compaction head is no use to a spill or to probation: they need a free segment) */
+        if (!mk_evict_one(c, use == MK_SEG_FOR_SPILL || kind == MK_KIND_PROB, now))
             return -1;
     }
     return -1;
@@ -253,9 +261,7 @@ static void seg_release(mk_cache *c, uint32_t id)
     c->inuse_kind[m->kind]--;
     atomic_store_explicit(&c->inuse_hint, c->inuse, memory_order_relaxed);
     /* Free segments stay resident (no page faults when reused) while that keeps RSS within the limit. */
-    uint64_t idx = atomic_load_explicit(&c->idx_bytes, memory_order_relaxed);
-    uint64_t excess = idx > c->idx_allowance ? idx - c->idx_allowance : 0;
-    if ((uint64_t)(c->inuse + c->nfree_resident + 1) * MK_SEG_SIZE + excess <= c->limit) {
+    if ((uint64_t)(c->inuse + c->nfree_resident + 1) * MK_SEG_SIZE + mk_meta_excess(c) <= c->limit) {
         c->nfree_resident++;
         m->resident = 1;
     } else {

@@ -72,6 +72,7 @@ void mk_cache_destroy(mk_cache *c)
     if (c->shards) {
         for (unsigned i = 0; i < c->cfg.nshards; i++) {
             mk_idx_free(&c->shards[i].idx);
+            mk_sketch_free(c, &c->shards[i].sk);
             pthread_mutex_destroy(&c->shards[i].lock);
         }
         free(c->shards);
@@ -223,8 +224,18 @@ static mk_cache_rc alloc_full(mk_cache *c, const char *key, size_t nkey, uint64_
     if (nkey > MK_KEY_MAX || size > c->cfg.item_size_max)
         return MK_C_TOO_LARGE;
     mk_relocate_maybe(c, now);
-    (void)hv;
-    unsigned h = size > MK_LARGE_MIN ? MK_HEAD_LARGE : MK_HEAD_SMALL;
+    unsigned h = MK_HEAD_LARGE;
+    if (size <= MK_LARGE_MIN) {
+        /* a small item starts on probation unless its key is asked for often (or it is a copy of one in use) */
+        h = MK_HEAD_SMALL;
+        if (!xcas && c->cfg.evict) { /* (with -M nothing is evicted: there is no policy to apply) */
+            mk_shard *s = mk_shard_of(c, hv);
+            pthread_mutex_lock(&s->lock);
+            if (mk_sketch_estimate_locked(s, hv) < MK_SK_RECALL)
+                h = MK_HEAD_PROB;
+            pthread_mutex_unlock(&s->lock);
+        }
+    }
     mk_item *it = mk_arena_alloc(c, h, key, nkey, nbytes, flags, exp_at, xcas, cas, now);
     if (!it) {
         atomic_fetch_add_explicit(&c->outofmemory[mk_class_of(c, size)], 1, memory_order_relaxed);
@@ -277,6 +288,7 @@ static mk_cache_rc fetch(mk_cache *c, const char *key, size_t nkey, bool set_exp
         mk_cache_rc rc;
         size_t pos;
         pthread_mutex_lock(&s->lock);
+        mk_sketch_add_locked(c, s, hv);
         mk_item *it = mk_find_valid_locked(c, s, hv, key, nkey, now, &rc, &pos);
         bool clone = false;
         if (it) {
@@ -329,14 +341,19 @@ mk_cache_rc mk_cache_get(mk_cache *c, const char *key, size_t nkey, int64_t now,
     return fetch(c, key, nkey, false, 0, now, out);
 }
 
-/* Hash key, lock its shard and find its valid item (*it NULL: *why says which miss). Returns the shard, locked. */
-static mk_shard *lock_find(mk_cache *c, const char *key, size_t nkey, int64_t now, mk_item **it, mk_cache_rc *why,
-                           size_t *pos)
+/*
+ * Hash key, lock its shard and find its valid item (*it NULL: *why says which
+ * miss); a read (`count`) is counted in the sketch. Returns the shard, locked.
+ */
+static mk_shard *lock_find(mk_cache *c, const char *key, size_t nkey, bool count, int64_t now, mk_item **it,
+                           mk_cache_rc *why, size_t *pos)
 {
     mk_flush_tick(c, now);
     uint64_t hv = mk_hash64(key, nkey, c->seed);
     mk_shard *s = mk_shard_of(c, hv);
     pthread_mutex_lock(&s->lock);
+    if (count)
+        mk_sketch_add_locked(c, s, hv);
     *it = mk_find_valid_locked(c, s, hv, key, nkey, now, why, pos);
     return s;
 }
@@ -348,7 +365,7 @@ mk_cache_rc mk_cache_read(mk_cache *c, const char *key, size_t nkey, int64_t now
     mk_cache_rc rc;
     size_t pos;
     mk_item *it;
-    mk_shard *s = lock_find(c, key, nkey, now, &it, &rc, &pos);
+    mk_shard *s = lock_find(c, key, nkey, true, now, &it, &rc, &pos);
     if (it) {
         unsigned f = it->state & MK_S_FREQ;
         it->state = (uint8_t)((it->state & ~MK_S_FREQ) | (f < 3 ? f + 1 : 3) | MK_S_FETCHED);
@@ -531,7 +548,7 @@ mk_cache_rc mk_cache_delete(mk_cache *c, const char *key, size_t nkey, int64_t n
     mk_cache_rc why;
     size_t pos;
     mk_item *it;
-    mk_shard *s = lock_find(c, key, nkey, now, &it, &why, &pos);
+    mk_shard *s = lock_find(c, key, nkey, false, now, &it, &why, &pos);
     if (it)
         mk_unlink_locked(c, s, pos, it);
     pthread_mutex_unlock(&s->lock);

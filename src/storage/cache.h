@@ -107,6 +107,9 @@ typedef struct mk_cache_stats {
     uint64_t segment_size;      /* arena segment size */
     uint64_t segments_used;     /* segments not free (open, sealed, or still referenced) */
     uint64_t segments_total;
+    uint64_t segments_probation; /* of segments_used: small items on probation (new keys not yet asked for) */
+    uint64_t segments_large;    /* of segments_used: items over 4 KiB */
+    uint64_t sketch_bytes;      /* the frequency sketches that decide which new items skip probation */
     uint64_t live_bytes;        /* bytes of linked items in the arena (== bytes) */
     uint64_t index_allowance;   /* index bytes not charged against mem_limit */
     uint64_t reinserted;        /* items given a second chance (kept or copied forward) instead of evicted */

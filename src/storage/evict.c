@@ -30,8 +30,9 @@ static mk_item *copy_forward(mk_cache *c, const mk_item *it, int64_t now)
 
 /*
  * What happens to a live, valid item of a walked segment. Small items move:
- * copied forward for a second chance (freq > 0) or by compaction. Large items
- * do not move (a copy would cost their whole size): one in use keeps its place,
+ * copied forward into the main log for a second chance (freq > 0), which for
+ * an item leaving probation is its promotion, or by compaction. Large items do
+ * not move (a copy would cost their whole size): one in use keeps its place,
  * and so does its segment, which goes back on the FIFO with the frequency spent.
  */
 static void walk_item_locked(mk_cache *c, mk_shard *s, uint64_t hv, size_t pos, mk_item *it, mk_ev_mode mode,
@@ -39,9 +40,10 @@ static void walk_item_locked(mk_cache *c, mk_shard *s, uint64_t hv, size_t pos, 
 {
     unsigned freq = it->state & MK_S_FREQ;
     bool keep = mode == MK_EV_COMPACT || (mode == MK_EV_EVICT && freq);
+    unsigned left = freq ? freq - 1 : 0; /* the frequency it keeps */
     if (it->meta & MK_M_SPAN) {
         if (keep) {
-            it->state = (uint8_t)((it->state & ~MK_S_FREQ) | (freq ? freq - 1 : 0));
+            it->state = (uint8_t)((it->state & ~MK_S_FREQ) | left);
             if (mode == MK_EV_EVICT)
                 s->n.reinserted++;
             return;
@@ -52,7 +54,7 @@ static void walk_item_locked(mk_cache *c, mk_shard *s, uint64_t hv, size_t pos, 
             uint8_t st = it->state;
             mk_replace_locked(c, s, hv, pos, it, cp); /* (a small item: always true) */
             /* a second chance costs one unit of frequency; fetched-ness carries over */
-            cp->state = (uint8_t)((st & ~MK_S_FREQ) | (freq ? freq - 1 : 0) | MK_S_STORED);
+            cp->state = (uint8_t)((st & ~MK_S_FREQ) | left | MK_S_STORED);
             s->n.total_items--; /* a move, not a store */
             if (mode == MK_EV_EVICT)
                 s->n.reinserted++;
@@ -100,16 +102,34 @@ bool mk_seg_evict(mk_cache *c, uint32_t id, mk_ev_mode mode, int64_t now)
 }
 
 /*
+ * Which log of small items gives up a segment, as S3-FIFO decides: probation,
+ * unless main has grown past 9/10 of the small items' segments or probation has
+ * nothing sealed (arena_lock held). With few reads main stays small and
+ * probation takes the whole share.
+ */
+static int small_victim_locked(const mk_cache *c)
+{
+    if (c->fifo_head[MK_KIND_PROB] < 0)
+        return MK_KIND_SMALL;
+    if (c->fifo_head[MK_KIND_SMALL] < 0)
+        return MK_KIND_PROB;
+    uint64_t main = c->inuse_kind[MK_KIND_SMALL], all = main + c->inuse_kind[MK_KIND_PROB];
+    return main * 10 > all * 9 ? MK_KIND_SMALL : MK_KIND_PROB;
+}
+
+static uint64_t seq_of(const mk_cache *c, int32_t id) { return ((mk_seghdr *)mk_seg_base(c, (uint32_t)id))->seq; }
+
+/*
  * Take the oldest sealed segment of the log eviction should take from off its
- * FIFO; -1 if there is none. Which log: the one whose items earn fewer hits per
- * byte (mk_cache_maintain measures it), so a stream of large values does not push
- * out many small items that are asked for as often; without a measure yet, the
- * older of the two heads.
+ * FIFO; -1 if there is none. Small or large items: those that earn fewer hits
+ * per byte (mk_cache_maintain measures it), so a stream of large values does not
+ * push out many small items that are asked for as often; without a measure yet,
+ * the older of the two. Among small items, small_victim_locked decides.
  */
 static int32_t fifo_take_oldest(mk_cache *c)
 {
     pthread_mutex_lock(&c->arena_lock);
-    int32_t s = c->fifo_head[MK_KIND_SMALL], l = c->fifo_head[MK_KIND_LARGE];
+    int32_t s = c->fifo_head[small_victim_locked(c)], l = c->fifo_head[MK_KIND_LARGE];
     int k = atomic_load_explicit(&c->victim_kind, memory_order_relaxed);
     int32_t id;
     if (s < 0 || l < 0)
@@ -117,7 +137,7 @@ static int32_t fifo_take_oldest(mk_cache *c)
     else if (k >= 0)
         id = k == MK_KIND_LARGE ? l : s;
     else
-        id = ((mk_seghdr *)mk_seg_base(c, (uint32_t)s))->seq < ((mk_seghdr *)mk_seg_base(c, (uint32_t)l))->seq ? s : l;
+        id = seq_of(c, s) < seq_of(c, l) ? s : l;
     if (id >= 0)
         mk_fifo_remove_locked(c, id);
     pthread_mutex_unlock(&c->arena_lock);
@@ -392,7 +412,7 @@ static void weigh_logs(mk_cache *c)
         pthread_mutex_unlock(&s->lock);
     }
     pthread_mutex_lock(&c->arena_lock);
-    uint64_t segs[2] = {c->inuse_kind[0], c->inuse_kind[1]};
+    uint64_t segs[2] = {c->inuse_kind[MK_KIND_SMALL] + c->inuse_kind[MK_KIND_PROB], c->inuse_kind[MK_KIND_LARGE]};
     pthread_mutex_unlock(&c->arena_lock);
     int victim = -1;
     for (int k = 0; k < 2; k++) {
@@ -429,7 +449,7 @@ void mk_cache_maintain(mk_cache *c, int64_t now)
         if (!sealed)
             continue;
         bool empty = mk_seg_evict(c, id, MK_EV_RECLAIM, now); /* in place, keeping its FIFO position */
-        bool compact = !empty && c->segm[id].kind == MK_KIND_SMALL &&
+        bool compact = !empty && c->segm[id].kind != MK_KIND_LARGE &&
                        atomic_load(&c->segm[id].live) < MK_SEG_SIZE / 4;
         if (!empty && !compact)
             continue;

@@ -49,10 +49,18 @@
 #define MK_LARGE_MIN 4096                  /* items larger than this go to the large log (and may span segments) */
 #define MK_HEAD_SMALL 0                    /* allocation heads: small items, never spanning (MK_KIND_SMALL) */
 #define MK_HEAD_LARGE 1                    /* large items, packed back to back across segment boundaries */
-#define MK_NHEADS 2
+#define MK_HEAD_PROB 2                     /* small items on probation: new keys the sketch has not seen often (MK_KIND_PROB) */
+#define MK_NHEADS 3
 #define MK_HEAD_COMP MK_NHEADS             /* mk_arena_alloc's name for the compaction head */
 
-enum { MK_KIND_SMALL = 0, MK_KIND_LARGE = 1 };
+/*
+ * The logs, each a FIFO of sealed segments. Small items live in two of them, as
+ * in S3-FIFO: new keys enter probation (MK_KIND_PROB); an item asked for while
+ * there moves to the main log (MK_KIND_SMALL) when its segment leaves, the
+ * others are evicted; main gives items in use a second chance. A new item whose
+ * key the sketch (sketch.c) has seen asked for often enters main at once.
+ */
+enum { MK_KIND_SMALL = 0, MK_KIND_LARGE = 1, MK_KIND_PROB = 2, MK_NKINDS = 3 };
 
 /*
  * At the start of every segment; readable from an item pointer alone. A large
@@ -221,17 +229,34 @@ typedef struct mk_class_counters {
 typedef struct mk_shard_counters {
     uint64_t curr_items, bytes, payload, total_items;
     uint64_t evictions, evicted_unfetched, expired_unfetched, reclaimed, reinserted;
-    uint64_t hits[2]; /* hits on items of each log (MK_KIND_*): eviction weighs the logs by hits per byte */
+    uint64_t hits[2]; /* hits on small and large items: eviction weighs the two by hits per byte */
 } mk_shard_counters;
+
+/* A count-min sketch of lookups by key hash, 4-bit counters (sketch.c). */
+typedef struct mk_sketch {
+    uint8_t *ctr;     /* two counters a byte; NULL until the first lookup */
+    size_t blocks;    /* of 64 counters */
+    unsigned power;   /* the index's power it was sized for */
+    uint64_t added, period; /* increments since the last halving; halve at period */
+} mk_sketch;
 
 /* ---- shards and the cache ---- */
 
 typedef struct mk_shard {
     pthread_mutex_t lock; /* guards everything below and its items' state bytes */
     mk_index idx;
+    mk_sketch sk;
     mk_class_counters cls[MK_MAX_CLASSES + 1];
     mk_shard_counters n;
 } mk_shard;
+
+/* Count a lookup of the key with hash hv (shard lock held). */
+void mk_sketch_add_locked(mk_cache *c, mk_shard *s, uint64_t hv);
+/* How often the key was looked up lately, 0..15 (shard lock held). */
+unsigned mk_sketch_estimate_locked(const mk_shard *s, uint64_t hv);
+void mk_sketch_free(mk_cache *c, mk_sketch *k);
+/* A new small item of a key with at least this estimate skips probation. */
+#define MK_SK_RECALL 4
 
 /* Why a segment was given back: everything in it was dead, its live items were copied forward, or evicted. */
 typedef enum { MK_FREED_EMPTY = 0, MK_FREED_COMPACTED, MK_FREED_EVICTED, MK_FREED_WHY } mk_freed_why;
@@ -259,9 +284,9 @@ struct mk_cache {
     mk_segm *segm;
     mk_head heads[MK_NHEADS];
     pthread_mutex_t arena_lock;  /* lists, states, the charge; a leaf lock */
-    int32_t fifo_head[2], fifo_tail[2]; /* sealed segments of each log (MK_KIND_*), oldest first */
-    uint32_t inuse_kind[2];      /* segments in use by each log (arena_lock) */
-    _Atomic int victim_kind;     /* the log eviction takes from (mk_cache_maintain), -1: the older head */
+    int32_t fifo_head[MK_NKINDS], fifo_tail[MK_NKINDS]; /* sealed segments of each log (MK_KIND_*), oldest first */
+    uint32_t inuse_kind[MK_NKINDS]; /* segments in use by each log (arena_lock) */
+    _Atomic int victim_kind;     /* small (main and probation) or large items go (mk_cache_maintain), -1: the older */
     double hit_rate[2];          /* hits per maintain call on each log, smoothed (maintain's caller only) */
     uint64_t hits_seen[2];       /* hit counts at the last maintain call */
     int32_t free_head;
@@ -270,7 +295,8 @@ struct mk_cache {
     pthread_mutex_t relocate_lock; /* one relocation at a time (relocate.c); taken with trylock, no lock held */
     _Atomic uint64_t live_bytes; /* bytes of linked items, all segments */
     _Atomic uint64_t idx_bytes;  /* all index tables */
-    uint64_t idx_allowance;      /* index bytes not charged against mem_limit */
+    _Atomic uint64_t sketch_bytes; /* all sketches (sketch.c) */
+    uint64_t idx_allowance;      /* index and sketch bytes not charged against mem_limit */
     uint64_t limit;              /* effective mem_limit (at least MK_SEG_MIN segments) */
 
     pthread_mutex_t evict_lock;  /* segment walkers and the compaction head */
@@ -373,6 +399,8 @@ void mk_fifo_push_locked(mk_cache *c, int32_t id);
 void mk_fifo_remove_locked(mk_cache *c, int32_t id);
 /* Drop one segment reference; the last one frees the segment. */
 void mk_seg_unref(mk_cache *c, uint32_t id);
+/* Index and sketch bytes beyond the allowance: they count against the limit. */
+uint64_t mk_meta_excess(const mk_cache *c);
 /* Bytes charged against the limit now (mk_charged_locked: arena_lock held). */
 uint64_t mk_charged(mk_cache *c);
 uint64_t mk_charged_locked(const mk_cache *c);

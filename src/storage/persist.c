@@ -181,7 +181,7 @@ static const char *image_problem(const mk_cache *c, const mk_image_hdr *h)
 static bool seg_ok(const mk_cache *c, uint32_t id, uint64_t segseq)
 {
     const mk_seghdr *h = (const mk_seghdr *)mk_seg_base(c, id);
-    if (!h->saved || h->id != id || h->seq == 0 || h->seq > segseq || h->kind > MK_KIND_LARGE)
+    if (!h->saved || h->id != id || h->seq == 0 || h->seq > segseq || h->kind >= MK_NKINDS)
         return false;
     if (h->wpos < MK_SEG_HDR || h->wpos > MK_SEG_SIZE || h->first < MK_SEG_HDR || h->first > h->wpos)
         return false;

@@ -63,7 +63,10 @@ void mk_cache_get_stats(mk_cache *c, mk_cache_stats *out)
     out->hash_bytes = atomic_load_explicit(&c->idx_bytes, memory_order_relaxed);
     pthread_mutex_lock(&c->arena_lock);
     out->segments_used = c->inuse;
+    out->segments_probation = c->inuse_kind[MK_KIND_PROB];
+    out->segments_large = c->inuse_kind[MK_KIND_LARGE];
     pthread_mutex_unlock(&c->arena_lock);
+    out->sketch_bytes = atomic_load_explicit(&c->sketch_bytes, memory_order_relaxed);
     out->mem_used = mk_charged(c);
     out->mem_limit = c->limit;
     out->segment_size = MK_SEG_SIZE;
@@ -82,7 +85,7 @@ void mk_cache_class_stats_each(mk_cache *c, int64_t now, mk_cache_class_cb cb, v
     size_t nshards = (size_t)1 << c->shard_bits;
     pthread_mutex_lock(&c->arena_lock);
     int64_t t0 = now;
-    for (int k = 0; k < 2; k++)
+    for (int k = 0; k < MK_NKINDS; k++)
         if (c->fifo_head[k] >= 0 && c->segm[c->fifo_head[k]].ctime < t0)
             t0 = c->segm[c->fifo_head[k]].ctime;
     pthread_mutex_unlock(&c->arena_lock);

@@ -9,6 +9,7 @@
 #include "storage/cache.h"
 
 #define T0 1000000 /* a "now" far from 0 */
+#define MK_SK_RECALL_TEST 4 /* lookups that make a key popular (MK_SK_RECALL in storage/internal.h) */
 
 static mk_cache *mk(size_t mem, unsigned nshards)
 {
@@ -651,6 +652,63 @@ static void test_memory_bound_fifo(void)
     mk_cache_destroy(c);
 }
 
+/*
+ * The policy (S3-FIFO over segments, docs/storage.md): items that were read once
+ * leave probation for the main log, so a flood of keys written and never read,
+ * many times the cache, does not push them out; and a key looked up often while
+ * absent enters main when it is stored, without being read again.
+ */
+static void scan_flood(mk_cache *c, const char *prefix, int n, const char *v)
+{
+    char k[24];
+    for (int i = 0; i < n; i++) {
+        snprintf(k, sizeof k, "%s%d", prefix, i);
+        CHECK_EQ_U(set(c, k, v, T0), MK_C_OK);
+    }
+}
+
+static void test_policy_scan_resistant(void)
+{
+    mk_cache *c = mk(4 << 20, 1); /* 64 segments; ~210-byte items */
+    char v[201], k[24];
+    memset(v, 's', 200);
+    v[200] = 0;
+    enum { HOT = 4000 }; /* ~840 KB: a fifth of the cache */
+    for (int i = 0; i < HOT; i++) {
+        snprintf(k, sizeof k, "hot%d", i);
+        CHECK_EQ_U(set(c, k, v, T0), MK_C_OK);
+        CHECK(has(c, k, T0)); /* read once, on probation */
+    }
+    scan_flood(c, "scan", 160000, v); /* 34 MB, never read: eight times the cache */
+    int kept = 0;
+    for (int i = 0; i < HOT; i++) {
+        snprintf(k, sizeof k, "hot%d", i);
+        kept += has(c, k, T0);
+    }
+    CHECK_EQ_U(kept, HOT);
+    mk_cache_stats st;
+    mk_cache_get_stats(c, &st);
+    CHECK(st.evictions >= 120000);
+    CHECK(st.segments_probation > 0 && st.segments_probation < st.segments_used);
+    mk_cache_destroy(c);
+}
+
+static void test_policy_sketch_admits_popular_key(void)
+{
+    mk_cache *c = mk(4 << 20, 1);
+    char v[201], b[256];
+    memset(v, 'p', 200);
+    v[200] = 0;
+    for (int i = 0; i < MK_SK_RECALL_TEST; i++) /* asked for while absent, as a cache-aside client would */
+        CHECK_EQ_U(get(c, "popular", T0, b, sizeof b), MK_C_MISS);
+    CHECK_EQ_U(set(c, "popular", v, T0), MK_C_OK);
+    CHECK_EQ_U(set(c, "rare", v, T0), MK_C_OK); /* stored once, never asked for */
+    scan_flood(c, "scan", 160000, v);
+    CHECK(has(c, "popular", T0)); /* it skipped probation */
+    CHECK(!has(c, "rare", T0));
+    mk_cache_destroy(c);
+}
+
 static void test_no_evict_mode(void)
 {
     mk_cache_config cfg = {.mem_limit = 1 << 20, .evict = false, .use_cas = true, .nshards = 2};
@@ -839,11 +897,12 @@ static void test_refcount_safety(void)
     v[200] = 0;
     CHECK_EQ_U(set(c2, "held", "0123456789", T0), MK_C_OK);
     CHECK_EQ_U(mk_cache_get(c2, "held", 4, T0, &h1), MK_C_OK);
-    for (int i = 0; i < 30000; i++) {
+    for (int i = 0; i < 30000; i++) { /* each read once: they too leave probation for main */
         snprintf(k, sizeof k, "f%d", i);
         CHECK_EQ_U(set(c2, k, v, T0), MK_C_OK);
+        CHECK(has(c2, k, T0));
     }
-    CHECK(!has(c2, "held", T0)); /* evicted (it was fetched once: one second chance, then gone) */
+    CHECK(!has(c2, "held", T0)); /* evicted (fetched once: promoted to main, then gone as main turned over) */
     CHECK_MEM(mk_item_data(h1), mk_item_nbytes(h1), "0123456789");
     CHECK_MEM(mk_item_key(h1), mk_item_nkey(h1), "held");
     mk_cache_get_stats(c2, &st);
@@ -1187,17 +1246,27 @@ static void test_cas_kept_when_moved(void)
     CHECK_EQ_U(put_op(c, MK_STORE_SET, "m", "keep", 0, 0, 0, T0, &cas0), MK_C_OK);
     mk_item *it;
     CHECK_EQ_U(mk_cache_touch(c, "m", 1, T0 + 1000, T0), MK_C_OK); /* no expiry field: the item is rewritten */
-    for (int i = 0; i < 8000; i++) { /* 1.6 MB: the item gets copied forward by eviction (it was used) */
+    /* "p" starts on probation; read there, it is promoted (copied) to main when its segment leaves */
+    uint64_t casp;
+    CHECK_EQ_U(put_op(c, MK_STORE_SET, "p", "prob", 7, T0 + 500, 0, T0, &casp), MK_C_OK);
+    for (int i = 0; i < 8000; i++) { /* 1.6 MB, each read once: main turns over, "m" is copied forward too */
         snprintf(k, sizeof k, "m%d", i);
         CHECK_EQ_U(set(c, k, v, T0), MK_C_OK);
+        CHECK(has(c, k, T0));
         if (i % 500 == 0)
-            CHECK(has(c, "m", T0));
+            CHECK(has(c, "m", T0) && has(c, "p", T0));
     }
     CHECK_EQ_U(mk_cache_get(c, "m", 1, T0, &it), MK_C_OK);
     CHECK_EQ_U(mk_item_cas(it), cas0);
     CHECK_EQ_I(mk_item_exp_at(it), T0 + 1000);
     mk_item_put(c, it);
+    CHECK_EQ_U(mk_cache_get(c, "p", 1, T0, &it), MK_C_OK);
+    CHECK_EQ_U(mk_item_cas(it), casp);
+    CHECK_EQ_U(mk_item_flags(it), 7);
+    CHECK_EQ_I(mk_item_exp_at(it), T0 + 500);
+    mk_item_put(c, it);
     CHECK_EQ_U(put_op(c, MK_STORE_CAS, "m", "new", 0, 0, cas0, T0, NULL), MK_C_OK);
+    CHECK_EQ_U(put_op(c, MK_STORE_CAS, "p", "new", 0, 0, casp, T0, NULL), MK_C_OK);
     mk_cache_stats st;
     mk_cache_get_stats(c, &st);
     CHECK(st.reinserted > 0);
@@ -1621,6 +1690,8 @@ int main(void)
     RUN(test_arith_parse);
     RUN(test_arith_while_referenced);
     RUN(test_memory_bound_fifo);
+    RUN(test_policy_scan_resistant);
+    RUN(test_policy_sketch_admits_popular_key);
     RUN(test_no_evict_mode);
     RUN(test_no_evict_compaction);
     RUN(test_too_large);
