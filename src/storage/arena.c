@@ -48,7 +48,8 @@ bool mk_arena_init(mk_cache *c)
     pthread_mutex_init(&c->arena_lock, NULL);
     pthread_mutex_init(&c->evict_lock, NULL);
     pthread_mutex_init(&c->relocate_lock, NULL);
-    c->idx_allowance = c->cfg.mem_limit / 16 + ((uint64_t)4 << 20);
+    /* the index (as memcached's hash table, outside -m up to a point) and the sketches (at most 1/32: sketch.c) */
+    c->idx_allowance = c->cfg.mem_limit / 16 + ((uint64_t)4 << 20) + c->cfg.mem_limit / 32;
     return true;
 }
 

@@ -59,6 +59,7 @@ mk_cache *mk_cache_create(const mk_cache_config *cfg)
             return NULL;
         }
         atomic_fetch_add_explicit(&c->idx_bytes, mk_idx_bytes(&c->shards[i].idx), memory_order_relaxed);
+        mk_sketch_fit(c, &c->shards[i]);
     }
     if (c->mem_fd >= 0)
         mk_persist_restore(c);

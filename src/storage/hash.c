@@ -216,8 +216,10 @@ bool mk_idx_insert_locked(mk_cache *c, mk_shard *s, uint64_t hv, const mk_item *
         /* Unreachable in practice (a migration ends long before the new table is 3/4 full); kept as a bound. */
         if (x->old)
             mk_idx_migrate_locked(c, x, SIZE_MAX);
-        if (grow(c, x))
+        if (grow(c, x)) {
             mk_idx_migrate_locked(c, x, MK_IDX_STEP);
+            mk_sketch_fit(c, s);
+        }
         cap = (size_t)1 << x->power;
     }
     if (x->count + 1 >= cap)

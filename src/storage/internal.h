@@ -250,6 +250,9 @@ typedef struct mk_shard {
     mk_shard_counters n;
 } mk_shard;
 
+/* Size the shard's sketch for its index (a fresh one after the index grew); false if it has none (shard lock
+ * held, or at create). */
+bool mk_sketch_fit(mk_cache *c, mk_shard *s);
 /* Count a lookup of the key with hash hv (shard lock held). */
 void mk_sketch_add_locked(mk_cache *c, mk_shard *s, uint64_t hv);
 /* How often the key was looked up lately, 0..15 (shard lock held). */

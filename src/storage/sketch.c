@@ -12,12 +12,18 @@
  * that shares counters with popular ones low. Every MK_SK_AGE x (index slots)
  * increments all counters are halved, so the sketch follows a popular set that
  * changes. Sized with the shard's index: 4 counters (2 bytes) per index slot,
- * about 8 per cached item; a doubling of the index starts a fresh sketch.
+ * about 8 per cached item (the policy simulator loses 0.7 point of hit ratio
+ * at zipf 1.0 with half that), but at most 1/MK_SK_SHARE of mem_limit in all:
+ * with values of a few bytes the index has 8 slots per 100 bytes of values and
+ * a full-width sketch would cost more items than it wins. The index's growth replaces it with a fresh
+ * sketch of the new size, so its memory is charged while items are still being
+ * allocated (arena.c: the index allowance covers both).
  */
 #define MK_SK_ROWS 4
 #define MK_SK_BLOCK 32u /* bytes per block */
 #define MK_SK_AGE 5u    /* halve after this many increments per index slot (~10 per item) */
 #define MK_SK_MAX 15u
+#define MK_SK_SHARE 32  /* all sketches together take at most 1/32 of mem_limit (the allowance in arena.c) */
 
 static void slots(const mk_sketch *k, uint64_t hv, size_t at[MK_SK_ROWS])
 {
@@ -41,13 +47,15 @@ static unsigned estimate(const mk_sketch *k, const size_t at[MK_SK_ROWS])
     return e;
 }
 
-/* Fit the sketch to the index's size: a new (zeroed) one when the index has grown. */
-static bool fit(mk_cache *c, mk_shard *s)
+bool mk_sketch_fit(mk_cache *c, mk_shard *s)
 {
     mk_sketch *k = &s->sk;
     if (k->ctr && k->power == s->idx.power)
         return true;
     size_t bytes = ((size_t)1 << s->idx.power) * 2;
+    size_t most = c->cfg.mem_limit / MK_SK_SHARE / ((size_t)1 << c->shard_bits);
+    if (bytes > most)
+        bytes = most / MK_SK_BLOCK * MK_SK_BLOCK;
     if (bytes < MK_SK_BLOCK)
         bytes = MK_SK_BLOCK;
     uint8_t *ctr = calloc(bytes, 1);
@@ -71,7 +79,7 @@ void mk_sketch_free(mk_cache *c, mk_sketch *k)
 
 void mk_sketch_add_locked(mk_cache *c, mk_shard *s, uint64_t hv)
 {
-    if (!fit(c, s))
+    if (!mk_sketch_fit(c, s))
         return;
     mk_sketch *k = &s->sk;
     size_t at[MK_SK_ROWS];
