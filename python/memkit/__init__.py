@@ -11,7 +11,14 @@ See docs/python.md.
 import io
 import pickle
 import sys
+import threading
+import weakref
 import zlib
+
+try:  # the running greenlet (each thread has its own main one), else the thread
+    from greenlet import getcurrent as _current
+except ImportError:  # pragma: no cover - greenlet is there whenever gevent is
+    _current = threading.current_thread
 
 from . import _memkit
 from ._memkit import (  # noqa: F401  the error table's classes
@@ -131,7 +138,7 @@ class Client(_memkit.Client):
         self.set_servers(servers)
         self.stats = {}
         self.cache_cas = cache_cas
-        self.reset_cas()
+        self._cas_ids = weakref.WeakKeyDictionary()
         self.do_check_key = check_keys
         self.pickleProtocol = pickleProtocol
         self.pickler, self.unpickler = pickler, unpickler
@@ -187,7 +194,24 @@ class Client(_memkit.Client):
         if self.debug:
             sys.stderr.write("MemCached: %s\n" % str)
 
+    # cas ids: python-memcached's Client is a threading.local, so each thread has its own; a shared memkit
+    # Client keeps one dict per thread and per greenlet, or thread A's cas() would use the unique thread B
+    # fetched and overwrite B's write (a lost update). Entries go with their thread or greenlet.
+    @property
+    def cas_ids(self):
+        """key bytes -> cas id remembered by gets() (cache_cas), for the calling thread or greenlet."""
+        me = _current()
+        d = self._cas_ids.get(me)
+        if d is None:
+            d = self._cas_ids[me] = {}
+        return d
+
+    @cas_ids.setter
+    def cas_ids(self, d):
+        self._cas_ids[_current()] = d
+
     def reset_cas(self):
+        """Forget the calling thread's (greenlet's) cas ids."""
         self.cas_ids = {}
 
     def get_stats(self, stat_args=None):

@@ -565,10 +565,13 @@ static PyObject *do_get(ClientObject *self, PyObject *key, mk_opcode code)
             PyErr_SetString(PyExc_SystemError, "memkit: value decoding failed");
     } else if (rc == 0 && g.value) {
         r = g.value;
-        if (code == MK_OP_GETS && self->cache_cas && self->cas_ids) {
+        if (code == MK_OP_GETS && self->cache_cas) {
+            /* cas_ids is the calling thread's (greenlet's) dict: __init__.py's property */
+            PyObject *ids = PyObject_GetAttrString((PyObject *)self, "cas_ids");
             PyObject *kb = PyBytes_FromStringAndSize(k.p, k.n), *cas = PyLong_FromUnsignedLongLong(g.cas);
-            if (kb == NULL || cas == NULL || PyObject_SetItem(self->cas_ids, kb, cas) < 0)
+            if (ids == NULL || kb == NULL || cas == NULL || PyObject_SetItem(ids, kb, cas) < 0)
                 Py_CLEAR(r);
+            Py_XDECREF(ids);
             Py_XDECREF(kb);
             Py_XDECREF(cas);
         }
@@ -611,19 +614,22 @@ static PyObject *do_store(ClientObject *self, mk_store_op sop, PyObject *const *
         return NULL;
     uint64_t cas = 0;
     if (sop == MK_STORE_CAS) {   /* python-memcached: without a cached cas id, cas is a set */
-        PyObject *id = NULL;
-        if (self->cas_ids) {
-            PyObject *kb = PyBytes_FromStringAndSize(k.p, k.n);
-            if (kb == NULL)
-                return NULL;
-            id = PyDict_Check(self->cas_ids) ? PyDict_GetItemWithError(self->cas_ids, kb) : NULL;
-            Py_DECREF(kb);
-            if (id == NULL && PyErr_Occurred())
-                return NULL;
-        }
+        PyObject *ids = PyObject_GetAttrString((PyObject *)self, "cas_ids"); /* this thread's (greenlet's) */
+        if (ids == NULL)
+            return NULL;
+        PyObject *kb = PyBytes_FromStringAndSize(k.p, k.n);
+        PyObject *id = kb && PyDict_Check(ids) ? PyDict_GetItemWithError(ids, kb) : NULL;
+        Py_XINCREF(id);
+        Py_XDECREF(kb);
+        Py_DECREF(ids);
+        if (id == NULL && PyErr_Occurred())
+            return NULL;
         if (id == NULL)
             sop = MK_STORE_SET;
-        else if ((cas = PyLong_AsUnsignedLongLong(id)) == (uint64_t)-1 && PyErr_Occurred())
+        else
+            cas = PyLong_AsUnsignedLongLong(id);
+        Py_XDECREF(id);
+        if (cas == (uint64_t)-1 && PyErr_Occurred())
             return NULL;
     }
     mkpy_val v;
@@ -1549,11 +1555,6 @@ static PyObject *Client_new(PyTypeObject *type, PyObject *args, PyObject *kw)
     self->check_keys = 1;
     self->max_value_len = 1024 * 1024;
     self->fork_gen = mkpy_fork_gen;
-    self->cas_ids = PyDict_New();
-    if (self->cas_ids == NULL) {
-        Py_DECREF(self);
-        return NULL;
-    }
     return (PyObject *)self;
 }
 
@@ -1563,7 +1564,6 @@ static int Client_traverse(ClientObject *self, visitproc visit, void *arg)
     Py_VISIT(self->module);
     Py_VISIT(self->serializer);
     Py_VISIT(self->deserializer);
-    Py_VISIT(self->cas_ids);
     Py_VISIT(self->sems);
     Py_VISIT(self->sems_factory);
     return 0;
@@ -1573,7 +1573,6 @@ static int Client_clear(ClientObject *self)
 {
     Py_CLEAR(self->serializer);
     Py_CLEAR(self->deserializer);
-    Py_CLEAR(self->cas_ids);
     Py_CLEAR(self->sems);
     Py_CLEAR(self->sems_factory);
     Py_CLEAR(self->module);
@@ -1663,7 +1662,7 @@ static PyMethodDef Client_methods[] = {
 
 static PyMemberDef Client_members[] = {
     {"debug", T_INT, offsetof(ClientObject, debug), 0, "print failures on stderr"},
-    {"cache_cas", T_BOOL, offsetof(ClientObject, cache_cas), 0, "gets() remembers cas ids in cas_ids"},
+    {"cache_cas", T_BOOL, offsetof(ClientObject, cache_cas), 0, "gets() remembers cas ids in cas_ids (per thread and greenlet)"},
     {"do_check_key", T_BOOL, offsetof(ClientObject, check_keys), 0, "check keys as python-memcached does"},
     {"raise_errors", T_BOOL, offsetof(ClientObject, raise_errors), 0, "raise memkit.Error subclasses on failures"},
     {"pickleProtocol", T_INT, offsetof(ClientObject, pickle_protocol), 0, "pickle protocol for other values"},
@@ -1671,7 +1670,6 @@ static PyMemberDef Client_members[] = {
     {"server_max_value_length", T_PYSSIZET, offsetof(ClientObject, max_value_len), 0, "larger values are not stored"},
     {"serializer", T_OBJECT, offsetof(ClientObject, serializer), 0, "(key, value) -> (bytes, flags) or None"},
     {"deserializer", T_OBJECT, offsetof(ClientObject, deserializer), 0, "(key, bytes, flags) -> value or None"},
-    {"cas_ids", T_OBJECT, offsetof(ClientObject, cas_ids), 0, "key bytes -> cas id (cache_cas)"},
     {NULL, 0, 0, 0, NULL},
 };
 

@@ -42,7 +42,7 @@ typedef struct ClientObject {
     /* settings, exposed as attributes */
     int debug, cache_cas, check_keys, raise_errors, pickle_protocol;
     Py_ssize_t min_compress_len, max_value_len;
-    PyObject *serializer, *deserializer, *cas_ids;
+    PyObject *serializer, *deserializer;
     PyObject *sems;             /* green mode: list of per-server semaphores (or NULL) */
     PyObject *sems_factory;     /* the lock_factory they came from */
 } ClientObject;

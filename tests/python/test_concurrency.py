@@ -1,7 +1,16 @@
 """Threads share one Client through the bounded pool; a forked child opens its own connections."""
+import json
 import os
+import subprocess
+import sys
 import threading
 import time
+
+import pytest
+
+from conftest import PYPATH
+
+HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def total_connections(s):
@@ -151,3 +160,17 @@ def test_set_multi_and_delete_multi_pipeline_one_stream_per_server(memkit, fresh
         assert opened == [1, 1], (kind, opened)
         assert mc.set_multi({"a": 1, "b": 2}, noreply=True) == []
         assert mc.get_multi(["a", "b"]) == {"a": 1, "b": 2}
+
+
+@pytest.mark.parametrize("mode", ["threads", "greenlets"])
+def test_shared_cache_cas_no_lost_updates(srv, mode):
+    """cas ids are per thread and per greenlet: a cas never uses the unique another worker fetched
+    (the regression: one shared cas_ids dict let a stale increment succeed, 6 instead of 7)."""
+    if mode == "greenlets":
+        pytest.importorskip("gevent")
+    out = subprocess.run([sys.executable, os.path.join(HERE, "cas_race.py"), PYPATH, srv.addr, mode, "16", "25"],
+                         capture_output=True, timeout=120)
+    assert out.returncode == 0, out.stderr.decode()
+    r = json.loads(out.stdout.decode().strip().splitlines()[-1])
+    assert r["failed"] > 0, r                      # the workers did interleave
+    assert r["final"] == r["ok"], r                # every successful cas was one increment
