@@ -178,6 +178,21 @@ class Client(_memkit.Client):
             self.debuglog("Pickle error: %s\n" % e)
             return None
 
+    @classmethod
+    def shared(cls, servers, **options):
+        """The process's one Client for these servers and options: the first call makes it, every later
+        call (any thread or greenlet) gets the same object, so a framework that builds a client per
+        thread or per request (Django does) still shares one pool of connections per server. Survives
+        fork(): a child opens its own connections on first use."""
+        key = (cls, _frozen(servers), _frozen(options))
+        c = _shared.get(key)
+        if c is None:
+            with _shared_lock:   # held only to create the object: Client() opens no connection
+                c = _shared.get(key)
+                if c is None:
+                    c = _shared[key] = cls(servers, **options)
+        return c
+
     def set_servers(self, servers):
         """Servers: 'host:port', 'unix:/path', 'inet6:[::1]:port', or ('host:port', weight);
         a single string is taken as libmemkit's list ('h1:p1,h2:p2:weight')."""
@@ -254,6 +269,25 @@ class Client(_memkit.Client):
 
     def __repr__(self):
         return "<memkit.Client %s>" % ",".join(self.server_names)
+
+
+_shared = {}
+_shared_lock = threading.Lock()
+
+
+def _frozen(v):
+    """A hashable stand-in for an option value (lists, dicts and sets by content, the rest as is)."""
+    if isinstance(v, dict):
+        return ("dict",) + tuple(sorted(((repr(k), _frozen(x)) for k, x in v.items()), key=lambda kv: kv[0]))
+    if isinstance(v, (list, tuple)):
+        return (type(v).__name__,) + tuple(_frozen(x) for x in v)
+    if isinstance(v, (set, frozenset)):
+        return ("set",) + tuple(sorted(repr(x) for x in v))
+    try:
+        hash(v)
+    except TypeError:
+        return ("repr", repr(v))
+    return v
 
 
 def _gevent_patched():

@@ -7,7 +7,8 @@
  * The one table mapping libmemkit's MK_E* codes to exceptions. python-memcached
  * never raises on network trouble (it returns None/0), so these are raised only
  * by Client(..., raise_errors=True) and by the constructor; every class derives
- * from memkit.Error.
+ * from memkit.Error. NotNumericError (incr/decr of a value that is not a number)
+ * is raised always, and is a ValueError too: python-memcached raises ValueError.
  */
 static const struct {
     int code;
@@ -128,7 +129,15 @@ static int module_exec(PyObject *m)
                 return -1;
             Py_DECREF(base);   /* the module keeps it alive */
         }
-        if (add_class(m, &st->errors[-error_table[i].code], error_table[i].name, base) < 0)
+        PyObject *bases = NULL;
+        if (error_table[i].code == MK_ENOTNUM) { /* also a ValueError, which python-memcached raises there */
+            bases = PyTuple_Pack(2, base, PyExc_ValueError);
+            if (bases == NULL)
+                return -1;
+        }
+        int rc = add_class(m, &st->errors[-error_table[i].code], error_table[i].name, bases ? bases : base);
+        Py_XDECREF(bases);
+        if (rc < 0)
             return -1;
     }
     /* python-memcached's key exceptions; memkit/__init__.py hangs them on Client too */

@@ -541,7 +541,8 @@ static void on_get_hit(void *ctx, size_t i, const mk_item *it)
         PyErr_Fetch(&g->et, &g->ev, &g->tb);
 }
 
-static PyObject *do_get(ClientObject *self, PyObject *key, mk_opcode code)
+/* get/gets: the value, or `dflt` (new reference) on a miss or a swallowed failure. */
+static PyObject *do_get(ClientObject *self, PyObject *key, mk_opcode code, PyObject *dflt)
 {
     mkey k;
     if (get_key(self, key, &k) < 0)
@@ -580,20 +581,26 @@ static PyObject *do_get(ClientObject *self, PyObject *key, mk_opcode code)
         if (rc == 0)
             rc = MK_ENOTFOUND;
         if (outcome(rc) == OUT_NO || failure(self, rc, code == MK_OP_GETS ? "gets" : "get", key) == 0)
-            r = Py_NewRef(Py_None);
+            r = Py_NewRef(dflt);
     }
     Py_XDECREF(k.keep);
     return r;
 }
 
-static PyObject *Client_get(ClientObject *self, PyObject *key)
+/* get(key, default=None): python-memcached's get(key), with pylibmc's and pymemcache's default for a miss
+ * (a stored None is returned as None). */
+static PyObject *Client_get(ClientObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
 {
-    return do_get(self, key, MK_OP_GET);
+    static const char *const names[] = {"key", "default", NULL};
+    PyObject *o[2];
+    if (parse_args("get", args, nargs, kwnames, names, 1, o) < 0)
+        return NULL;
+    return do_get(self, o[0], MK_OP_GET, o[1] ? o[1] : Py_None);
 }
 
 static PyObject *Client_gets(ClientObject *self, PyObject *key)
 {
-    return do_get(self, key, MK_OP_GETS);
+    return do_get(self, key, MK_OP_GETS, Py_None);
 }
 
 static const char *const store_names[] = {"key", "val", "time", "min_compress_len", "noreply", NULL};
@@ -767,8 +774,9 @@ static PyObject *do_incrdecr(ClientObject *self, mk_opcode code, PyObject *const
     int rc = exec_op(self, &a, &k, &ob, &op);
     uint64_t n = rc == 0 ? mk_op_number(op) : 0;
     PyObject *r = NULL;
-    if (rc == MK_ENOTNUM || rc == MK_ECLIENTERR)
-        PyErr_Format(PyExc_ValueError, "invalid literal for int() with base 10: b'CLIENT_ERROR %s'", mk_op_text(op));
+    if (rc == MK_ENOTNUM || rc == MK_ECLIENTERR) /* python-memcached's message: int() of the reply line */
+        PyErr_Format(self->st->errors[-MK_ENOTNUM], "invalid literal for int() with base 10: b'CLIENT_ERROR %s'",
+                     mk_op_text(op));
     else if (rc == 0)
         r = noreply ? Py_NewRef(Py_None) : PyLong_FromUnsignedLongLong(n);
     else if (outcome(rc) == OUT_NO || failure(self, rc, fn, o[0]) == 0)
@@ -1633,7 +1641,7 @@ static PyObject *Client_server_for_key(ClientObject *self, PyObject *key)
 #define FAST (METH_FASTCALL | METH_KEYWORDS)
 #define FN(f) (PyCFunction)(void (*)(void))(f)
 static PyMethodDef Client_methods[] = {
-    {"get", FN(Client_get), METH_O, "get(key) -> value or None"},
+    {"get", FN(Client_get), METH_FASTCALL | METH_KEYWORDS, "get(key, default=None) -> value, or default on a miss"},
     {"gets", FN(Client_gets), METH_O, "gets(key) -> value or None; with cache_cas, remembers the cas id"},
     {"set", FN(Client_set), FAST, "set(key, val, time=0, min_compress_len=0, noreply=False) -> True/False/0"},
     {"add", FN(Client_add), FAST, "add(key, val, time=0, min_compress_len=0, noreply=False)"},

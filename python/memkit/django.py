@@ -8,35 +8,40 @@ import pickle
 
 from django.core.cache.backends.base import DEFAULT_TIMEOUT
 from django.core.cache.backends.memcached import BaseMemcachedCache
+from django.utils.functional import cached_property
 
 import memkit
 
 
+class _NeverRaised(Exception):
+    """BaseMemcachedCache turns the library's "not found" exception into "Key not found"; memkit's incr/decr
+    return None for a miss, and a non-numeric value must not be reported as missing."""
+
+
 class MemkitCache(BaseMemcachedCache):
-    """Django's memcached backend contract (timeouts: None forever, 0 do not cache; key
-    validation; versioning) on one thread-safe, pooled memkit.Client per cache alias."""
+    """Django's memcached backend contract (timeouts: None forever, 0 do not cache; key validation;
+    versioning) on one pooled memkit.Client per process for each (LOCATION, OPTIONS): Django builds a
+    backend object per thread (and per greenlet under gevent), and they all share its connections."""
 
     def __init__(self, server, params):
-        super().__init__(server, params, library=memkit, value_not_found_exception=ValueError)
+        super().__init__(server, params, library=memkit, value_not_found_exception=_NeverRaised)
         self._options = {"pickleProtocol": pickle.HIGHEST_PROTOCOL, **self._options}
 
-    def get(self, key, default=None, version=None):
+    @cached_property
+    def _cache(self):
+        return self._class.shared(self.client_servers, **self._options)
+
+    def add(self, key, value, timeout=DEFAULT_TIMEOUT, version=None):
         key = self.make_key(key, version=version)
         self.validate_key(key)
-        val = self._cache.get(key)
-        return default if val is None else val
+        return bool(self._cache.add(key, value, self.get_backend_timeout(timeout)))
 
     def delete(self, key, version=None):
         key = self.make_key(key, version=version)
         self.validate_key(key)
-        return self._cache._delete(key)
-
-    def touch(self, key, timeout=DEFAULT_TIMEOUT, version=None):
-        key = self.make_key(key, version=version)
-        self.validate_key(key)
-        return bool(self._cache.touch(key, self.get_backend_timeout(timeout)))
+        return self._cache._delete(key)   # whether the key existed (python-memcached's delete says 1 either way)
 
     def close(self, **kwargs):
-        # Django calls close() after every request; the pool is shared by every thread,
+        # Django calls close() after every request; the pool is shared by every thread of the process,
         # so connections are kept (as Django's pylibmc backend does).
         pass

@@ -84,3 +84,90 @@ def test_through_caches_setting(srv):
     c.set("through", "settings")
     assert c.get("through") == "settings"
     assert c._cache.pool_size == 4
+
+
+def _configured():
+    from django.conf import settings
+    if not settings.configured:
+        settings.configure(CACHES={}, USE_TZ=True)
+        django.setup()
+
+
+def _opened(s, before):
+    return int(s.stats()["total_connections"]) - before - 1   # minus the stats connection itself
+
+
+BACKENDS = {
+    "memkit": ("memkit.django.MemkitCache", {}),
+    "pymemcache": ("django.core.cache.backends.memcached.PyMemcacheCache", {}),
+    "pylibmc": ("django.core.cache.backends.memcached.PyLibMCCache", {}),
+}
+
+
+def django_threads_connections(s, backend, nthreads=200):
+    """nthreads short-lived threads, each reaching the cache through Django's per-thread handler (as a
+    request thread does) and closing it at the end (request_finished); connections the server accepted."""
+    import threading
+    from django.core.cache import CacheHandler
+    name, opts = BACKENDS[backend]
+    handler = CacheHandler({"default": {"BACKEND": name, "LOCATION": s.addr, "OPTIONS": opts}})
+    handler["default"].set("k", "v")
+    handler["default"].close()
+    before = int(s.stats()["total_connections"])
+    got, barrier = [], threading.Barrier(nthreads)
+
+    def request():
+        barrier.wait()
+        c = handler["default"]          # a new backend object in every thread
+        got.append(c.get("k"))
+        c.close()
+    ts = [threading.Thread(target=request) for _ in range(nthreads)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    assert got == ["v"] * nthreads
+    return _opened(s, before)
+
+
+def test_django_200_short_lived_threads_share_one_pool(fresh_server):
+    """The regression: Django builds a backend per thread, and each built its own Client (200 threads,
+    200 connections). One Client per (LOCATION, OPTIONS) per process: at most pool_size."""
+    _configured()
+    s = fresh_server("memkitd")
+    opened = django_threads_connections(s, "memkit")
+    assert 1 <= opened <= 8, opened
+
+
+def test_client_shared_is_one_per_servers_and_options():
+    import memkit
+    a = memkit.Client.shared(["127.0.0.1:1"], pool_size=3, serializer=None)
+    assert memkit.Client.shared(["127.0.0.1:1"], serializer=None, pool_size=3) is a
+    assert memkit.Client.shared(["127.0.0.1:1"], pool_size=4) is not a
+    assert memkit.Client.shared(["127.0.0.1:2"], pool_size=3, serializer=None) is not a
+    assert memkit.Client.shared(("127.0.0.1:1",), pool_size=3, serializer=None) is not a   # a tuple is not a list
+
+
+def test_django_parity_with_pymemcache(srv):
+    """Where MemkitCache used to differ from Django's PyMemcacheCache."""
+    import memkit
+    from django.core.cache import CacheHandler
+    _configured()
+    handler = CacheHandler({"m": {"BACKEND": "memkit.django.MemkitCache", "LOCATION": srv.addr},
+                            "p": {"BACKEND": BACKENDS["pymemcache"][0], "LOCATION": srv.addr, "KEY_PREFIX": "p"}})
+    for alias in ("m", "p"):
+        c = handler[alias]
+        c.set("none", None)
+        assert c.get("none", "dflt") is None, alias          # a stored None is a hit
+        assert c.get("missing", "dflt") == "dflt", alias
+        c.set("big", 2 ** 70)
+        with pytest.raises(Exception) as e:
+            c.incr("big")
+        assert "non-numeric" in str(e.value), alias          # not "Key ... not found"
+        assert not isinstance(e.value, KeyError)
+        with pytest.raises(ValueError, match="not found"):
+            c.incr("missing")
+    with pytest.raises(memkit.NotNumericError):
+        handler["m"].incr("big")
+    dead = CacheHandler({"d": {"BACKEND": "memkit.django.MemkitCache", "LOCATION": "127.0.0.1:1"}})["d"]
+    assert dead.add("k", 1) is False                          # a bool, not 0
