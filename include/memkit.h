@@ -418,6 +418,13 @@ short mk_op_events(const mk_op *op);    /* POLLIN or POLLOUT */
 int mk_op_timeout_ms(const mk_op *op);  /* milliseconds left before the current phase times out (>= 0) */
 int mk_op_server(const mk_op *op);      /* the server index the op talks to */
 
+/* mk_op_rearm — for an op that has no connection yet (still waiting for the
+ * pool, or not stepped at all): its deadlines count from now. A caller that
+ * queues ops behind its own limiter (a gevent semaphore of pool_size) calls it
+ * once the op may go, so that queueing is not charged to the I/O timeout.
+ * Returns 0, or MK_EINVAL if op is NULL or already has a connection. */
+int mk_op_rearm(mk_op *op);
+
 /* Results, valid after the op is done: the item of a single get (moved out:
  * the caller then owns it; MK_ENOTFOUND if none), the incr/decr value, the
  * version string, the message of a CLIENT_ERROR/SERVER_ERROR reply ("" if none). */

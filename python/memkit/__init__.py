@@ -99,7 +99,8 @@ class Client(_memkit.Client):
     python-memcached's own placement, 'consistent', 'rendezvous', 'ketama_fnv1a'),
     connect_timeout, pool_size, failure_limit (failures before a server is dead),
     auto_eject (keys of a dead server move to the others, as python-memcached does),
-    checkout_timeout, min_compress_len (default threshold), serializer/deserializer
+    pool_timeout (longest wait for a pooled connection, 30 s; not charged to socket_timeout;
+    checkout_timeout is its old name), min_compress_len (default threshold), serializer/deserializer
     (pymemcache-style: serializer(key, value) -> (bytes, flags), deserializer(key, bytes,
     flags) -> value, used for every value that is not bytes, str or int), raise_errors.
     """
@@ -116,7 +117,7 @@ class Client(_memkit.Client):
                  pload=None, pid=None, server_max_key_length=None, server_max_value_length=None,
                  dead_retry=_DEAD_RETRY, socket_timeout=_SOCKET_TIMEOUT, cache_cas=False,
                  flush_on_reconnect=0, check_keys=True, *, distribution="ketama", connect_timeout=None,
-                 pool_size=8, failure_limit=1, auto_eject=True, checkout_timeout=None,
+                 pool_size=8, failure_limit=1, auto_eject=True, pool_timeout=30.0, checkout_timeout=None,
                  min_compress_len=0, serializer=None, deserializer=None, raise_errors=False):
         if compressor is not zlib.compress or decompressor is not zlib.decompress:
             raise ValueError("memkit compresses with zlib in C: custom compressor/decompressor "
@@ -133,7 +134,8 @@ class Client(_memkit.Client):
                                                   else socket_timeout),
                             timeout=float(socket_timeout), dead_retry=float(dead_retry),
                             failure_limit=failure_limit, pool_size=pool_size,
-                            checkout_timeout=-1.0 if checkout_timeout is None else float(checkout_timeout),
+                            checkout_timeout=_positive("pool_timeout", pool_timeout if checkout_timeout is None
+                                                       else checkout_timeout),
                             auto_eject=auto_eject)
         self.set_servers(servers)
         self.stats = {}
@@ -271,6 +273,13 @@ class Client(_memkit.Client):
         return "<memkit.Client %s>" % ",".join(self.server_names)
 
 
+def _positive(name, v):
+    v = float(v)
+    if not v > 0:
+        raise ValueError("%s must be a positive number of seconds" % name)
+    return v
+
+
 _shared = {}
 _shared_lock = threading.Lock()
 
@@ -323,13 +332,17 @@ def _make_gevent_wait():
 def make_green():
     """Cooperative mode for gevent: every network wait of every Client yields to the hub
     (wait_read/wait_write on the socket), and greenlets queue for a server's connections on
-    a gevent semaphore of pool_size. Called automatically when gevent patched socket."""
+    a gevent semaphore of pool_size. Called automatically when gevent patched socket: at import, at
+    Client(), and by the first call made after monkey.patch_all() (a Client made before patching)."""
+    _memkit._auto_green(True)
     import gevent.lock
     set_wait_callback(_make_gevent_wait(), gevent.lock.BoundedSemaphore)
 
 
 def make_blocking():
-    """Back to the default: network waits block the calling thread with the GIL released."""
+    """Back to the default: network waits block the calling thread with the GIL released. Also stops
+    calls from turning cooperative mode on by themselves when they find gevent's patches."""
+    _memkit._auto_green(False)
     set_wait_callback(None)
 
 

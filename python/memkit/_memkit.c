@@ -54,6 +54,39 @@ static mkpy_state *get_state(PyObject *m)
     return (mkpy_state *)PyModule_GetState(m);
 }
 
+int mkpy_auto_green(mkpy_state *st)
+{
+    if (st->wait_cb || !st->auto_green)
+        return 0;
+    PyObject *monkey = PyDict_GetItemString(PyImport_GetModuleDict(), "gevent.monkey"); /* borrowed */
+    if (monkey == NULL)
+        return 0;   /* gevent never patched anything: the common case costs one dict lookup */
+    PyObject *r = PyObject_CallMethod(monkey, "is_module_patched", "s", "socket");
+    if (r == NULL)
+        return -1;
+    int patched = PyObject_IsTrue(r);
+    Py_DECREF(r);
+    if (patched <= 0)
+        return patched;
+    PyObject *memkit = PyImport_ImportModule("memkit");
+    if (memkit == NULL)
+        return -1;
+    r = PyObject_CallMethod(memkit, "make_green", NULL);
+    Py_DECREF(memkit);
+    Py_XDECREF(r);
+    return r ? 0 : -1;
+}
+
+/* _auto_green(flag): whether calls turn cooperative mode on when they find gevent patched. */
+static PyObject *set_auto_green(PyObject *m, PyObject *flag)
+{
+    int on = PyObject_IsTrue(flag);
+    if (on < 0)
+        return NULL;
+    get_state(m)->auto_green = on;
+    Py_RETURN_NONE;
+}
+
 /* set_wait_callback(cb, lock_factory=None): cb(fd, write, timeout) is called for
  * every network wait (fd -1: sleep for timeout); None restores blocking mode. */
 static PyObject *set_wait_callback(PyObject *m, PyObject *args, PyObject *kw)
@@ -91,6 +124,8 @@ static PyMethodDef module_methods[] = {
      "waits for fd (fd -1: sleep timeout seconds). None: blocking mode (GIL released)."},
     {"get_wait_callback", get_wait_callback, METH_NOARGS, "The current wait callback, or None."},
     {"_fork_generation", fork_generation, METH_NOARGS, "How many forks this process descends through."},
+    {"_auto_green", set_auto_green, METH_O,
+     "_auto_green(flag): a call turns cooperative mode on once gevent has patched socket (default True)."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -115,6 +150,7 @@ static int module_exec(PyObject *m)
         }
         atfork_done = 1;
     }
+    st->auto_green = 1;
     if (add_class(m, &st->error, "Error", NULL) < 0)
         return -1;
     PyObject *extra = NULL;

@@ -375,12 +375,16 @@ static int run_op(ClientObject *self, mk_op *op)
         return MKPY_PYERR;
     Py_XINCREF(sem);
     if (sem) {
-        PyObject *r = PyObject_CallMethod(sem, "acquire", NULL);
-        if (r == NULL) {
+        /* queue for one of the server's pool_size connections, at most pool_timeout; the wait is not the
+         * op's: its I/O timeout starts once it may go */
+        PyObject *r = PyObject_CallMethod(sem, "acquire", "Od", Py_True, self->opt.checkout_timeout_ms / 1000.0);
+        int got = r ? PyObject_IsTrue(r) : -1;
+        Py_XDECREF(r);
+        if (got <= 0) {
             Py_DECREF(sem);
-            return MKPY_PYERR;
+            return got < 0 ? MKPY_PYERR : MK_EPOOLTIMEOUT;
         }
-        Py_DECREF(r);
+        mk_op_rearm(op);
     }
     double backoff = 0.0005;
     while ((rc = mk_op_step(op)) == MK_EAGAIN) {
@@ -485,6 +489,8 @@ static int start_op_in(ClientObject *self, mk_op_args *a, const mkey *k, opbuf *
     if (self->c == NULL)
         return MK_ENOSERVER;
     check_fork(self);
+    if (mkpy_auto_green(self->st) < 0)
+        return MKPY_PYERR;
     if (k) {
         a->key = k->p;
         a->nkey = (size_t)k->n;
@@ -1462,14 +1468,14 @@ static PyObject *Client_check_key(ClientObject *self, PyObject *const *args, Py_
 /* ----------------------------------------------------------- life cycle */
 
 /* _configure(servers, distribution='ketama', connect_timeout=3.0, timeout=3.0, dead_retry=30,
- *            failure_limit=1, pool_size=8, checkout_timeout=None, auto_eject=True, buckets=None)
+ *            failure_limit=1, pool_size=8, checkout_timeout=30.0, auto_eject=True, buckets=None)
  * (Re)creates the libmemkit client; servers is libmemkit's list text ("" = no servers). */
 static int Client_init(ClientObject *self, PyObject *args, PyObject *kw)
 {
     static char *names[] = {"servers", "distribution", "connect_timeout", "timeout", "dead_retry",
                             "failure_limit", "pool_size", "checkout_timeout", "auto_eject", "buckets", NULL};
     const char *servers, *dist = "ketama";
-    double cto = 3.0, ito = 3.0, retry = 30.0, chk = -1.0;
+    double cto = 3.0, ito = 3.0, retry = 30.0, chk = 30.0;
     int flimit = 1, pool = 8, eject = 1;
     PyObject *buckets = Py_None;
     if (!PyArg_ParseTupleAndKeywords(args, kw, "s|sdddiidpO:Client", names, &servers, &dist, &cto, &ito, &retry,
@@ -1487,7 +1493,7 @@ static int Client_init(ClientObject *self, PyObject *args, PyObject *kw)
     o.retry_interval_ms = (int)(retry * 1000 + 0.5);
     o.failure_limit = flimit;
     o.pool_size = pool;
-    o.checkout_timeout_ms = chk < 0 ? o.connect_timeout_ms + o.io_timeout_ms : (int)(chk * 1000 + 0.5);
+    o.checkout_timeout_ms = chk > 0 ? (int)(chk * 1000 + 0.5) : 0;
     o.auto_eject = eject != 0;
     size_t *bk = NULL, nbk = 0;
     if (buckets != Py_None) {

@@ -28,6 +28,7 @@ typedef struct mkpy_state {
     PyObject *pickle_dumps, *pickle_loads;
     PyObject *wait_cb;          /* NULL: threads (GIL released, poll); else callable(fd, write, timeout) */
     PyObject *lock_factory;     /* green mode: callable(n) -> semaphore with acquire()/release() */
+    int auto_green;             /* a call turns green mode on once gevent has patched socket (make_blocking: 0) */
 } mkpy_state;
 
 typedef struct ClientObject {
@@ -50,6 +51,10 @@ typedef struct ClientObject {
 extern PyModuleDef mkpy_module;
 extern PyType_Spec mkpy_client_spec;
 extern unsigned long mkpy_fork_gen;
+
+/* Before a call in blocking mode: if gevent has patched socket since memkit was imported (a Client made
+ * before monkey.patch_all()), turn cooperative mode on (memkit.make_green()). 0, or -1 with an exception. */
+int mkpy_auto_green(mkpy_state *st);
 
 /* Raise the exception of libmemkit error code rc, with a context string. */
 PyObject *mkpy_raise(mkpy_state *st, int rc, const char *what);

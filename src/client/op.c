@@ -853,6 +853,16 @@ int mk_op_timeout_ms(const mk_op *op)
     return left < 0 ? 0 : left > INT32_MAX ? INT32_MAX : (int)left;
 }
 
+int mk_op_rearm(mk_op *op)
+{
+    if (op == NULL || op->state != ST_CHECKOUT || op->conn != NULL)
+        return MK_EINVAL;
+    op->t0 = mk__now_ms();
+    op->waited = false;
+    op->deadline = op->t0 + op->c->opt.checkout_timeout_ms;
+    return 0;
+}
+
 int mk_op_server(const mk_op *op)
 {
     return op ? op->server : -1;

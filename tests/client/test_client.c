@@ -529,6 +529,38 @@ static void test_unix_socket(void)
     unlink(u.path);
 }
 
+/* mk_op_rearm: time an op spent queued before its first step is not charged to it; once it has a
+ * connection it cannot be re-armed. */
+static void test_op_rearm(void)
+{
+    mk_options o;
+    mk_options_init(&o);
+    o.checkout_timeout_ms = 300;
+    mk_client *c = client(1, &o);
+    mk_op_args a;
+    mk_op_args_init(&a);
+    a.code = MK_OP_GET;
+    a.key = "ra";
+    a.nkey = 2;
+    mk_op *op;
+    CHECK_EQ_I(mk_op_start(c, &a, &op), 0);
+    usleep(200 * 1000); /* queued behind someone else's limiter */
+    CHECK(mk_op_timeout_ms(op) <= 100);
+    CHECK_EQ_I(mk_op_rearm(op), 0);
+    CHECK(mk_op_timeout_ms(op) > 250);
+    int rc;
+    while ((rc = mk_op_step(op)) == MK_EAGAIN) {
+        CHECK_EQ_I(mk_op_rearm(op), MK_EINVAL); /* it has its connection now */
+        struct pollfd p = {mk_op_fd(op), mk_op_events(op), 0};
+        poll(&p, 1, mk_op_timeout_ms(op));
+    }
+    CHECK_EQ_I(rc, MK_ENOTFOUND);
+    CHECK_EQ_I(mk_op_rearm(op), MK_EINVAL);
+    CHECK_EQ_I(mk_op_rearm(NULL), MK_EINVAL);
+    mk_op_destroy(op);
+    mk_client_destroy(c);
+}
+
 /* The non-blocking interface driven by our own poll loop. */
 static void test_nonblocking(void)
 {
@@ -1142,6 +1174,7 @@ int main(int argc, char **argv)
     T(test_mget);
     T(test_mget_parallel);
     T(test_unix_socket);
+    T(test_op_rearm);
     T(test_nonblocking);
     T(test_pool_checkout_timeout);
     T(test_pool_reuse);

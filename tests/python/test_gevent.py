@@ -67,3 +67,26 @@ def test_gevent_timeout_interrupts_a_get(slow):
     r = run(slow, 8, 20, "timeout")
     assert r["interrupted_after"] < 0.15, r            # gevent.Timeout cancels the wait
     assert r["after_timeout"] == "again" and r["ok"]
+
+
+def test_300_greenlets_default_settings(slow):
+    """The regression: with every option at its default, 300 greenlets against a 200 ms server got
+    TimeoutErrors (waiting for the pool was charged to socket_timeout) and the server accepted 188
+    connections for a pool of 8. Now: no error, the pool's bound holds, the hub keeps running."""
+    r = run(slow, 0, 300, "defaults")
+    st = server_stats(slow)
+    assert r["green"] and r["errors"] == 0 and r["ok"], r
+    assert st["total_connections"] <= 2 * 8 + 1, st              # + this stats connection
+    assert r["max_hub_block"] < 0.1, r                           # blocked, it would be >= 200 ms
+
+
+def test_client_made_before_monkey_patch_turns_green(slow):
+    """The regression: a module-level Client made before monkey.patch_all() blocked the hub (257 ms
+    stalls behind a slow server). Its first call after patching turns cooperative mode on."""
+    r = run(slow, 0, 40, "early")
+    st = server_stats(slow)
+    assert not r["green"] and not r["green_before_first_call"], r   # nothing made it green until a call
+    assert r["green_after"] and r["errors"] == 0 and r["ok"], r
+    assert 40 / 8 * DELAY * 0.9 < r["elapsed"] < 40 / 8 * DELAY * 2, r   # 8 at a time, in rounds
+    assert r["max_hub_block"] < 0.1, r
+    assert st["max_connections"] <= 8 + 1, st
