@@ -91,7 +91,12 @@ typedef struct mk_options {
     int connect_timeout_ms;       /* default 1000; > 0 */
     int io_timeout_ms;            /* default 1000; > 0: one request and its whole reply */
     int failure_limit;            /* default 2: consecutive failures before a server is marked dead; >= 1 */
-    int retry_interval_ms;        /* default 2000: how long a dead server stays dead */
+    int retry_interval_ms;        /* default 2000: a dead server is probed (connect + version) in the
+                                     background this long after it died, and again after every failed
+                                     probe; it rejoins once a probe succeeds. Calls never try it meanwhile. */
+    bool flush_on_rejoin;         /* default false: the probe flushes a server (flush_all) before it rejoins,
+                                     so values written elsewhere while it was away are never served stale
+                                     from it (python-memcached's flush_on_reconnect) */
     bool auto_eject;              /* default false: keys of a dead server fail fast with MK_ESERVERDEAD;
                                      true: they move to the live servers (continuum rebuilt over them) */
     int pool_size;                /* default 8: most connections open to one server; >= 1 */
@@ -139,8 +144,23 @@ size_t mk_server_count(const mk_client *c);
  * The string lives as long as the client. */
 const char *mk_server_name(const mk_client *c, size_t i);
 
-/* mk_server_alive — false while server i is marked dead (retry interval running). */
+/* mk_server_alive — false while server i is marked dead (until a probe finds it back). */
 bool mk_server_alive(const mk_client *c, size_t i);
+
+/* What happened on server i since the client was created (relaxed counters, thread-safe). */
+typedef struct mk_server_counters {
+    uint64_t errors;        /* calls that failed on the network: connect, I/O, timeout, bad reply */
+    uint64_t timeouts;      /* of those, timeouts */
+    uint64_t ejections;     /* times it was marked dead */
+    uint64_t rejoins;       /* times a probe found it back */
+    uint64_t probes;        /* probes sent while it was dead */
+    uint64_t retries;       /* calls retried once on a fresh connection (a pooled one had gone stale) */
+    uint64_t pool_waits;    /* calls that waited for a free pooled connection */
+    uint64_t pool_timeouts; /* calls that gave up waiting (MK_EPOOLTIMEOUT) */
+} mk_server_counters;
+
+/* mk_server_counters_get — server i's counters into *out: 0, MK_EINVAL or MK_ERANGE. */
+int mk_server_counters_get(const mk_client *c, size_t i, mk_server_counters *out);
 
 /* mk_server_revive — forget server i's failures and end its dead interval now
  * (python-memcached's forget_dead_hosts); i == MK_ALL_SERVERS: every server.

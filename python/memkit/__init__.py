@@ -9,6 +9,7 @@ thread-safe through a bounded connection pool, fork-safe, and cooperative under 
 See docs/python.md.
 """
 import io
+import logging
 import pickle
 import sys
 import threading
@@ -32,6 +33,9 @@ from ._memkit import (  # noqa: F401  the error table's classes
 
 __version__ = "0.1.0"
 __all__ = ["Client", "make_green", "make_blocking", "set_wait_callback", "get_wait_callback", "Error"]
+
+_log = logging.getLogger("memkit")   # failures: WARNING when a server is marked dead, DEBUG for the others
+_log.addHandler(logging.NullHandler())  # a library: silent until the application configures logging
 
 SERVER_MAX_KEY_LENGTH = 250
 SERVER_MAX_VALUE_LENGTH = 1024 * 1024
@@ -136,7 +140,7 @@ class Client(_memkit.Client):
                             failure_limit=failure_limit, pool_size=pool_size,
                             checkout_timeout=_positive("pool_timeout", pool_timeout if checkout_timeout is None
                                                        else checkout_timeout),
-                            auto_eject=auto_eject)
+                            auto_eject=auto_eject, flush_on_rejoin=bool(flush_on_reconnect))
         self.set_servers(servers)
         self.stats = {}
         self.cache_cas = cache_cas
@@ -210,6 +214,27 @@ class Client(_memkit.Client):
     def debuglog(self, str):
         if self.debug:
             sys.stderr.write("MemCached: %s\n" % str)
+
+    def counters(self):
+        """{server: {errors, timeouts, ejections, rejoins, probes, retries, pool_waits, pool_timeouts,
+        alive}} since the Client was made: what failed, how often a server was marked dead and came back
+        (probes run in the background while it is dead), how often calls waited for the pool."""
+        return dict(zip(self._server_strs(), self._counters()))
+
+    def _server_strs(self):
+        if self.servers:
+            return [str(s) for s in self.servers]
+        return list(self.server_names)
+
+    def _failed(self, what, key, server, reason, dead):
+        """Called by the C code for every call that failed on the network."""
+        names = self._server_strs()
+        name = names[server] if 0 <= server < len(names) else "?"
+        if dead:
+            self.debuglog("MemCache: %s: %s.  Marking dead." % (name, reason))
+        _log.log(logging.WARNING if dead else logging.DEBUG, "%s%s on %s failed: %s%s", what,
+                 "" if key is None else " %r" % (key,), name, reason,
+                 "; server marked dead (probed in the background, calls fail over meanwhile)" if dead else "")
 
     # cas ids: python-memcached's Client is a threading.local, so each thread has its own; a shared memkit
     # Client keeps one dict per thread and per greenlet, or thread A's cas() would use the unique thread B

@@ -41,13 +41,39 @@ static int outcome(int rc)
     }
 }
 
-/* A failure: log it (debug), raise it (raise_errors) -> -1, or swallow -> 0. */
-static int failure(ClientObject *self, int rc, const char *what, PyObject *key)
+/* python-memcached's words for why it marked a server dead (the str() of the socket error it caught). */
+static const char *dead_reason(int rc)
 {
-    if (rc == MKPY_PYERR)
+    switch (rc) {
+    case MK_ECONNECT: return "connect: [Errno 111] Connection refused";
+    case MK_ETIMEDOUT: return "timed out";
+    case MK_EIO: return "connection closed in readline()";
+    default: return mk_strerror(rc);
+    }
+}
+
+/*
+ * report: a failure on server `server` (-1: none was reached) goes to the Python
+ * side (Client._failed: the `memkit` logger, python-memcached's debug line); a
+ * dead server that was not tried (MK_ESERVERDEAD, MK_ENOSERVER) is not reported:
+ * python-memcached is silent there too. failure: report, then raise
+ * (raise_errors) -> -1, or swallow -> 0.
+ */
+static int report(ClientObject *self, int rc, const char *what, PyObject *key, int server)
+{
+    if (rc == MK_ESERVERDEAD || rc == MK_ENOSERVER)
+        return 0;
+    int dead = server >= 0 && self->c && !mk_server_alive(self->c, (size_t)server);
+    PyObject *r = PyObject_CallMethod((PyObject *)self, "_failed", "sOiss", what, key ? key : Py_None, server,
+                                      dead_reason(rc), dead ? "dead" : "");
+    Py_XDECREF(r);
+    return r ? 0 : -1;
+}
+
+static int failure(ClientObject *self, int rc, const char *what, PyObject *key, int server)
+{
+    if (rc == MKPY_PYERR || report(self, rc, what, key, server) < 0)
         return -1;
-    if (self->debug)
-        PySys_FormatStderr("MemCached: %s %R: %s\n", what, key ? key : Py_None, mk_strerror(rc));
     if (self->raise_errors) {
         mkpy_raise(self->st, rc, what);
         return -1;
@@ -126,6 +152,7 @@ typedef struct mkey {
     Py_ssize_t n;
     PyObject *keep;             /* owns p when set */
     int server;                 /* -1, or the server chosen by a (hash, key) tuple */
+    int tried;                  /* exec_op: the server the call went to last (-1: none) */
 } mkey;
 
 static int check_key(ClientObject *self, const char *p, Py_ssize_t n, Py_ssize_t extra)
@@ -281,6 +308,13 @@ static PyObject *get_prefix(ClientObject *self, PyObject *pfx)
         return NULL;
     }
     return b;
+}
+
+/* The server a key's call (exec_op) last went to, or -1. */
+static int server_of(ClientObject *self, const mkey *k)
+{
+    (void)self;
+    return k->tried;
 }
 
 /* ----------------------------------------------------------- driving ops */
@@ -509,17 +543,23 @@ static int start_op(ClientObject *self, mk_op_args *a, const mkey *k, mk_op **op
 /* Start and run a keyed op. A connect failure with auto_eject marks the server dead
  * (failure_limit 1, python-memcached's rule) and the op is tried once more on the
  * server the key moves to -- python-memcached finds the next server before sending. */
-static int exec_op(ClientObject *self, mk_op_args *a, const mkey *k, opbuf *buf, mk_op **op)
+static int exec_op(ClientObject *self, mk_op_args *a, mkey *k, opbuf *buf, mk_op **op, const char *what,
+                   PyObject *key)
 {
     int rc = start_op_in(self, a, k, buf, op);
     if (rc == 0)
         rc = run_op(self, *op);
     if (rc == MK_ECONNECT && self->opt.auto_eject && k->server < 0) {
+        if (report(self, rc, what, key, mk_op_server(*op)) < 0) { /* the server just marked dead */
+            k->tried = mk_op_server(*op);
+            return MKPY_PYERR;
+        }
         mk_op_destroy(*op);
         rc = start_op_in(self, a, k, buf, op);
         if (rc == 0)
             rc = run_op(self, *op);
     }
+    k->tried = *op ? mk_op_server(*op) : -1;
     return rc;
 }
 
@@ -561,7 +601,7 @@ static PyObject *do_get(ClientObject *self, PyObject *key, mk_opcode code, PyObj
     a.ctx = &g;
     mk_op *op;
     opbuf ob;
-    int rc = exec_op(self, &a, &k, &ob, &op);
+    int rc = exec_op(self, &a, &k, &ob, &op, code == MK_OP_GETS ? "gets" : "get", key);
     mk_op_destroy(op);
     PyObject *r = NULL;
     if (g.et || (g.hit && g.value == NULL)) {   /* the value did not decode: its exception */
@@ -586,7 +626,8 @@ static PyObject *do_get(ClientObject *self, PyObject *key, mk_opcode code, PyObj
         Py_CLEAR(g.value);   /* a hit followed by a failure: python-memcached returns None */
         if (rc == 0)
             rc = MK_ENOTFOUND;
-        if (outcome(rc) == OUT_NO || failure(self, rc, code == MK_OP_GETS ? "gets" : "get", key) == 0)
+        if (outcome(rc) == OUT_NO ||
+            failure(self, rc, code == MK_OP_GETS ? "gets" : "get", key, server_of(self, &k)) == 0)
             r = Py_NewRef(dflt);
     }
     Py_XDECREF(k.keep);
@@ -611,6 +652,17 @@ static PyObject *Client_gets(ClientObject *self, PyObject *key)
 
 static const char *const store_names[] = {"key", "val", "time", "min_compress_len", "noreply", NULL};
 static const char *const store_fn[] = {"set", "add", "replace", "append", "prepend", "cas"};
+
+/* debug: python-memcached's line for a store the server refused. */
+static void store_debug(int rc, const mk_op *op)
+{
+    const char *word = rc == MK_ENOTSTORED ? "NOT_STORED" : rc == MK_EEXISTS ? "EXISTS"
+                       : rc == MK_ENOTFOUND ? "NOT_FOUND" : rc == MK_ESERVERERR ? "SERVER_ERROR"
+                       : rc == MK_EERROR ? "ERROR" : "CLIENT_ERROR";
+    const char *text = op ? mk_op_text(op) : "";
+    PySys_WriteStderr("MemCached: while expecting 'STORED', got unexpected response '%s%s%.200s'\n", word,
+                      *text ? " " : "", text);
+}
 
 static PyObject *do_store(ClientObject *self, mk_store_op sop, PyObject *const *args, Py_ssize_t nargs,
                           PyObject *kwnames)
@@ -661,13 +713,16 @@ static PyObject *do_store(ClientObject *self, mk_store_op sop, PyObject *const *
     a.mode = noreply ? MK_NOREPLY : 0;
     mk_op *op;
     opbuf ob;
-    int rc = exec_op(self, &a, &k, &ob, &op);
-    mk_op_destroy(op);
+    int rc = exec_op(self, &a, &k, &ob, &op, store_fn[sop], o[0]);
     mkpy_val_release(&v);
-    switch (outcome(rc)) {
+    int out = outcome(rc);
+    if (out == OUT_NO && self->debug && !noreply) /* python-memcached's _set: expect(b"STORED") */
+        store_debug(rc, op);
+    mk_op_destroy(op);
+    switch (out) {
     case OUT_OK: Py_RETURN_TRUE;
     case OUT_NO: Py_RETURN_FALSE;
-    default: return failure(self, rc, store_fn[sop], o[0]) < 0 ? NULL : PyLong_FromLong(0);
+    default: return failure(self, rc, store_fn[sop], o[0], server_of(self, &k)) < 0 ? NULL : PyLong_FromLong(0);
     }
 }
 
@@ -709,12 +764,14 @@ static PyObject *do_deltouch(ClientObject *self, mk_opcode code, PyObject *const
     a.mode = noreply ? MK_NOREPLY : 0;
     mk_op *op;
     opbuf ob;
-    int rc = exec_op(self, &a, &k, &ob, &op);
+    int rc = exec_op(self, &a, &k, &ob, &op, fn, o[0]);
     mk_op_destroy(op);
     if (rc == 0 || (code == MK_OP_DELETE && rc == MK_ENOTFOUND))
         return PyLong_FromLong(1);
-    if (outcome(rc) == OUT_FAIL && failure(self, rc, fn, o[0]) < 0)
+    if (outcome(rc) == OUT_FAIL && failure(self, rc, fn, o[0], server_of(self, &k)) < 0)
         return NULL;
+    if (code == MK_OP_TOUCH && rc == MK_ENOTFOUND && self->debug && !noreply)
+        PySys_WriteStderr("MemCached: touch expected b'TOUCHED', got: b'NOT_FOUND'\n");
     return PyLong_FromLong(0);
 }
 
@@ -739,9 +796,9 @@ static PyObject *Client__delete(ClientObject *self, PyObject *key)
     a.code = MK_OP_DELETE;
     mk_op *op;
     opbuf ob;
-    int rc = exec_op(self, &a, &k, &ob, &op);
+    int rc = exec_op(self, &a, &k, &ob, &op, "delete", key);
     mk_op_destroy(op);
-    if (outcome(rc) == OUT_FAIL && failure(self, rc, "delete", key) < 0)
+    if (outcome(rc) == OUT_FAIL && failure(self, rc, "delete", key, server_of(self, &k)) < 0)
         return NULL;
     return PyBool_FromLong(rc == 0);
 }
@@ -777,7 +834,7 @@ static PyObject *do_incrdecr(ClientObject *self, mk_opcode code, PyObject *const
     a.mode = noreply ? MK_NOREPLY : 0;
     mk_op *op;
     opbuf ob;
-    int rc = exec_op(self, &a, &k, &ob, &op);
+    int rc = exec_op(self, &a, &k, &ob, &op, fn, o[0]);
     uint64_t n = rc == 0 ? mk_op_number(op) : 0;
     PyObject *r = NULL;
     if (rc == MK_ENOTNUM || rc == MK_ECLIENTERR) /* python-memcached's message: int() of the reply line */
@@ -785,7 +842,7 @@ static PyObject *do_incrdecr(ClientObject *self, mk_opcode code, PyObject *const
                      mk_op_text(op));
     else if (rc == 0)
         r = noreply ? Py_NewRef(Py_None) : PyLong_FromUnsignedLongLong(n);
-    else if (outcome(rc) == OUT_NO || failure(self, rc, fn, o[0]) == 0)
+    else if (outcome(rc) == OUT_NO || failure(self, rc, fn, o[0], server_of(self, &k)) == 0)
         r = Py_NewRef(Py_None);
     mk_op_destroy(op);
     return r;
@@ -969,13 +1026,16 @@ static PyObject *Client_get_multi(ClientObject *self, PyObject *const *args, Py_
     }
     if (drive_ops(self, ops, rcs, ns) < 0)
         goto out;
+    int fs = -1;
     for (size_t s = 0; s < ns; s++)
-        if (g[s].n && outcome(rcs[s]) == OUT_FAIL && !first)
+        if (g[s].n && outcome(rcs[s]) == OUT_FAIL && !first) {
             first = rcs[s];
+            fs = (int)s;
+        }
     for (size_t i = 0; i < n; i++)
         if (srv[i] < 0 && !first)
             first = srv[i];
-    if (first && failure(self, first, "get_multi", NULL) < 0)
+    if (first && failure(self, first, "get_multi", NULL, fs) < 0)
         goto out;
     result = PyDict_New();
     for (size_t i = 0; result && i < n; i++) {
@@ -1213,7 +1273,7 @@ static PyObject *Client_set_multi(ClientObject *self, PyObject *const *args, Py_
     }
     if (drive_ops(self, bs.ops, bs.rcs, bs.ns) < 0)
         goto fail;
-    int first = 0;
+    int first = 0, fs = -1;
     for (size_t s = 0; s < bs.ns; s++) {
         batch *b = &bs.b[s];
         if (bs.ops[s] == NULL)
@@ -1222,13 +1282,15 @@ static PyObject *Client_set_multi(ClientObject *self, PyObject *const *args, Py_
             int rc = b->res[j];
             if (rc == 0)
                 continue;
-            if (outcome(rc) == OUT_FAIL && !first)
+            if (outcome(rc) == OUT_FAIL && !first) {
                 first = rc;
+                fs = (int)s;
+            }
             if (PyList_Append(notstored, origs[b->idx[j]]) < 0)
                 goto fail;
         }
     }
-    if (first && failure(self, first, "set_multi", NULL) < 0)
+    if (first && failure(self, first, "set_multi", NULL, fs) < 0)
         goto fail;
     goto out;
 fail:
@@ -1290,14 +1352,20 @@ static PyObject *Client_delete_multi(ClientObject *self, PyObject *const *args, 
             goto out;
         if (drive_ops(self, bs.ops, bs.rcs, bs.ns) < 0)
             goto out;
-        int first = 0;
+        int first = 0, fs = -1;
         for (size_t s = 0; s < bs.ns; s++)
-            for (size_t j = 0; bs.ops[s] && j < bs.b[s].n; j++)
-                if (outcome(bs.b[s].res[j]) == OUT_FAIL && !first)
-                    first = bs.b[s].res[j];
+            for (size_t j = 0; bs.ops[s] && j < bs.b[s].n; j++) {
+                int rc = bs.b[s].res[j];
+                if (outcome(rc) == OUT_FAIL && !first) {
+                    first = rc;
+                    fs = (int)s;
+                } else if (rc == MK_ENOTFOUND && self->debug && !noreply) { /* python-memcached: expect(b"DELETED") */
+                    PySys_WriteStderr("MemCached: while expecting 'DELETED', got unexpected response 'NOT_FOUND'\n");
+                }
+            }
         if (first) {
             ok = 0;
-            if (failure(self, first, "delete_multi", NULL) < 0)
+            if (failure(self, first, "delete_multi", NULL, fs) < 0)
                 goto out;
         }
     }
@@ -1333,7 +1401,7 @@ static PyObject *Client_flush_all(ClientObject *self, PyObject *unused)
         if (rc == 0)
             rc = run_op(self, op);
         mk_op_destroy(op);
-        if (rc && failure(self, rc, "flush_all", NULL) < 0)
+        if (rc && failure(self, rc, "flush_all", NULL, (int)i) < 0)
             return NULL;
     }
     Py_RETURN_NONE;
@@ -1407,12 +1475,36 @@ static PyObject *Client__stats(ClientObject *self, PyObject *args)
             if (t == NULL || PyList_Append(list, t) < 0)
                 Py_CLEAR(list);
             Py_XDECREF(t);
-        } else if (rc == MKPY_PYERR || (rc && failure(self, rc, "get_stats", NULL) < 0)) {
+        } else if (rc == MKPY_PYERR || (rc && failure(self, rc, "get_stats", NULL, (int)i) < 0)) {
             Py_CLEAR(list);
         }
         free(b.p);
     }
     return list;
+}
+
+/* _counters() -> [{counter: n}] per server (libmemkit's mk_server_counters). */
+static PyObject *Client__counters(ClientObject *self, PyObject *unused)
+{
+    (void)unused;
+    size_t ns = self->c ? mk_server_count(self->c) : 0;
+    PyObject *l = PyList_New((Py_ssize_t)ns);
+    for (size_t i = 0; l && i < ns; i++) {
+        mk_server_counters n;
+        mk_server_counters_get(self->c, i, &n);
+        PyObject *d = Py_BuildValue("{sKsKsKsKsKsKsKsKsO}", "errors", (unsigned long long)n.errors, "timeouts",
+                                    (unsigned long long)n.timeouts, "ejections", (unsigned long long)n.ejections,
+                                    "rejoins", (unsigned long long)n.rejoins, "probes",
+                                    (unsigned long long)n.probes, "retries", (unsigned long long)n.retries,
+                                    "pool_waits", (unsigned long long)n.pool_waits, "pool_timeouts",
+                                    (unsigned long long)n.pool_timeouts, "alive",
+                                    mk_server_alive(self->c, i) ? Py_True : Py_False);
+        if (d == NULL)
+            Py_CLEAR(l);
+        else
+            PyList_SET_ITEM(l, (Py_ssize_t)i, d);
+    }
+    return l;
 }
 
 static PyObject *Client_disconnect_all(ClientObject *self, PyObject *unused)
@@ -1473,13 +1565,14 @@ static PyObject *Client_check_key(ClientObject *self, PyObject *const *args, Py_
 static int Client_init(ClientObject *self, PyObject *args, PyObject *kw)
 {
     static char *names[] = {"servers", "distribution", "connect_timeout", "timeout", "dead_retry",
-                            "failure_limit", "pool_size", "checkout_timeout", "auto_eject", "buckets", NULL};
+                            "failure_limit", "pool_size", "checkout_timeout", "auto_eject", "buckets",
+                            "flush_on_rejoin", NULL};
     const char *servers, *dist = "ketama";
     double cto = 3.0, ito = 3.0, retry = 30.0, chk = 30.0;
-    int flimit = 1, pool = 8, eject = 1;
+    int flimit = 1, pool = 8, eject = 1, flush = 0;
     PyObject *buckets = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "s|sdddiidpO:Client", names, &servers, &dist, &cto, &ito, &retry,
-                                     &flimit, &pool, &chk, &eject, &buckets))
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "s|sdddiidpOp:Client", names, &servers, &dist, &cto, &ito, &retry,
+                                     &flimit, &pool, &chk, &eject, &buckets, &flush))
         return -1;
     mk_options o;
     mk_options_init(&o);
@@ -1495,6 +1588,7 @@ static int Client_init(ClientObject *self, PyObject *args, PyObject *kw)
     o.pool_size = pool;
     o.checkout_timeout_ms = chk > 0 ? (int)(chk * 1000 + 0.5) : 0;
     o.auto_eject = eject != 0;
+    o.flush_on_rejoin = flush != 0;
     size_t *bk = NULL, nbk = 0;
     if (buckets != Py_None) {
         PyObject *seq = PySequence_Fast(buckets, "buckets must be a sequence of server indexes");
@@ -1667,6 +1761,7 @@ static PyMethodDef Client_methods[] = {
     {"flush_all", FN(Client_flush_all), METH_NOARGS, "flush_all(): every reachable server"},
     {"_stats", FN(Client__stats), METH_VARARGS, "_stats(group=None) -> [(server index, {name: value})]"},
     {"disconnect_all", FN(Client_disconnect_all), METH_NOARGS, "close every idle pooled connection"},
+    {"_counters", FN(Client__counters), METH_NOARGS, "per server: errors, timeouts, ejections, ... (counters())"},
     {"forget_dead_hosts", FN(Client_forget_dead_hosts), METH_NOARGS, "mark every server alive again"},
     {"check_key", FN(Client_check_key), FAST, "check_key(key, key_extra_len=0): raise a MemcachedKeyError if bad"},
     {"server_for_key", FN(Client_server_for_key), METH_O, "the index of the server that owns key (None: none)"},

@@ -59,6 +59,7 @@ void mk_options_init(mk_options *opt)
     opt->pool_size = 8;
     opt->checkout_timeout_ms = 1000;
     opt->tcp_nodelay = true;
+    opt->flush_on_rejoin = false;
 }
 
 static const struct {
@@ -158,6 +159,7 @@ int mk_client_create(mk_client **out, const char *servers, const mk_options *opt
     c->specs = list.servers;
     c->spec_strings = list.strings_;
     pthread_rwlock_init(&c->live_lock, NULL);
+    mk__probe_init(c);
     c->servers = calloc(list.n, sizeof *c->servers);
     c->live_set = malloc(list.n);
     if (c->servers == NULL || c->live_set == NULL) {
@@ -175,6 +177,7 @@ int mk_client_create(mk_client **out, const char *servers, const mk_options *opt
         pthread_cond_init(&s->cond, &ca);
         atomic_init(&s->failures, 0);
         atomic_init(&s->dead_until, 0);
+        atomic_init(&s->probe_at, 0);
         size_t nn = strlen(sp->host) + 16;
         s->name = malloc(nn);
         s->idle = calloc((size_t)o.pool_size, sizeof *s->idle);
@@ -213,6 +216,7 @@ void mk_client_destroy(mk_client *c)
 {
     if (c == NULL)
         return;
+    mk__probe_stop(c);   /* before the servers go: the thread reads them */
     if (c->servers) {
         for (size_t i = 0; i < c->n; i++) {
             mk_server *s = &c->servers[i];

@@ -4,15 +4,17 @@
 
 /*
  *   mk_client ──► mk_server[i] ──► pool: idle connections (bounded by pool_size)
- *       │            └─ failover state: consecutive failures, dead_until
+ *       │            └─ failover state: consecutive failures, dead_until, probe_at, counters
+ *       ├─ probe thread (only while a server is dead)
  *       └─ mk_dist (all servers) + live dist (auto-eject: rebuilt over live ones)
  *
  *   call ──► mk_op_start (validate, pick server) ──► step: checkout ─► connect ─► write ─► read ─► done
  *                                                         (pool.c)    (conn.c)        (op.c)
  *
  * Files: client.c (create/destroy, resolve, options, strerror), pool.c (pool and
- * failover state), conn.c (sockets), op.c (the state machine and reply parsing),
- * ops.c (blocking calls), mget.c (multi-get over all servers at once).
+ * failover state), probe.c (the thread that probes dead servers), conn.c
+ * (sockets), op.c (the state machine and reply parsing), ops.c (blocking calls),
+ * mget.c (multi-get over all servers at once).
  */
 
 #include "memkit.h"
@@ -50,8 +52,14 @@ typedef struct mk_server {
 
     /* failover, lock-free */
     atomic_int failures;        /* consecutive failures */
-    _Atomic int64_t dead_until; /* monotonic ms; alive when now >= dead_until */
+    _Atomic int64_t dead_until; /* alive when now >= dead_until: 0, or MK_DEAD until a probe succeeds */
+    _Atomic int64_t probe_at;   /* dead: monotonic ms when probe.c tries it next */
+    struct {                    /* mk_server_counters, relaxed atomics */
+        _Atomic uint64_t errors, timeouts, ejections, rejoins, probes, retries, pool_waits, pool_timeouts;
+    } n;
 } mk_server;
+
+#define MK_DEAD INT64_MAX       /* dead_until of a dead server: only the probe (or mk_server_revive) ends it */
 
 struct mk_client {
     mk_options opt;
@@ -68,6 +76,14 @@ struct mk_client {
     mk_dist *live_dist;         /* NULL when all servers are live (use dist) or none is */
     size_t *live_map;           /* live_dist index -> server index */
     size_t nlive;
+
+    /* probe.c: the thread that probes dead servers (probe_lock guards the flags) */
+    pthread_mutex_t probe_lock;
+    pthread_cond_t probe_cond;
+    pthread_t probe_thread;
+    bool probe_running;         /* the thread is in its loop */
+    bool probe_joinable;        /* a thread was started and not joined yet */
+    bool probe_stop;            /* mk_client_destroy: end it */
 };
 
 /* ---- time ---- */
@@ -91,6 +107,17 @@ void mk__pool_close_idle(mk_server *s);
 bool mk__server_alive(const mk_server *s, int64_t now);
 void mk__server_ok(mk_server *s);
 void mk__server_failed(mk_client *c, mk_server *s);
+/* A probe found dead server s back: it is alive, its failures forgotten. */
+void mk__server_rejoin(mk_server *s);
+
+/* ---- probe.c ---- */
+void mk__probe_init(mk_client *c);
+/* A server just died: make sure the probe thread runs (and looks at it). */
+void mk__probe_kick(mk_client *c);
+/* Stop and join the thread (mk_client_destroy). */
+void mk__probe_stop(mk_client *c);
+/* In a forked child: the parent's thread is not there; start one if a server is dead. */
+void mk__probe_after_fork(mk_client *c);
 /* The server for a key with failover applied, or MK_ESERVERDEAD / MK_ENOSERVER. */
 int mk__pick(mk_client *c, const char *key, size_t nkey);
 /* The same, with the caller's mk__now_ms() (one clock read for a whole multi-get). */
@@ -139,6 +166,7 @@ struct mk_op {
     bool wait_eof;              /* mk_op_wait's blocking recv saw EOF or a reset */
     bool waits;                 /* the caller calls mk_op_wait after every MK_EAGAIN (MK_WAITS, mk_op_run) */
     bool waited;                /* mk_op_wait ran since the op started (t0 is stale) */
+    bool pool_waited;           /* counted in the server's pool_waits */
     bool fresh;                 /* the I/O deadline was set in this step and nothing waited since */
     int64_t t0;                 /* mk__now_ms() at start: the one clock read of a fast call */
     int rc;

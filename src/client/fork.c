@@ -32,4 +32,5 @@ void mk_client_after_fork(mk_client *c)
     }
     pthread_condattr_destroy(&ca);
     pthread_rwlock_init(&c->live_lock, NULL);
+    mk__probe_after_fork(c);
 }

@@ -346,7 +346,7 @@ int mk__op_init(mk_client *c, const mk_op_args *args, mk_op *op, bool keys_check
     op->heap = false;
     op->reused = op->got_reply = op->retried = op->wait_eof = false;
     op->waits = (args->mode & MK_WAITS) != 0;
-    op->waited = op->fresh = false;
+    op->waited = op->fresh = op->pool_waited = false;
     op->t0 = now;
     op->rc = 0;
     op->events = 0;
@@ -415,6 +415,15 @@ void mk__op_set_blocking(mk_op *op, bool blocking)
     op->blocking = blocking;
 }
 
+/* The op found the server's pool full (once per op in its counters). */
+static void count_pool_wait(mk_op *op)
+{
+    if (!op->pool_waited) {
+        op->pool_waited = true;
+        atomic_fetch_add_explicit(&op->s->n.pool_waits, 1, memory_order_relaxed);
+    }
+}
+
 /* The op is over: give the connection back (reusable only after a clean reply). */
 static int finish(mk_op *op, int rc)
 {
@@ -431,10 +440,16 @@ static int finish(mk_op *op, int rc)
     if (is_batch(&op->a) && rc != 0)
         for (size_t i = op->kpos; i < op->a.nkeyset; i++)
             op->a.results[i] = rc;
-    if (net_fail)
+    if (net_fail) {
+        atomic_fetch_add_explicit(&op->s->n.errors, 1, memory_order_relaxed);
+        if (rc == MK_ETIMEDOUT)
+            atomic_fetch_add_explicit(&op->s->n.timeouts, 1, memory_order_relaxed);
         mk__server_failed(op->c, op->s);
-    else if (rc != MK_EPOOLTIMEOUT && rc != MK_ENOMEM)
+    } else if (rc == MK_EPOOLTIMEOUT) {
+        atomic_fetch_add_explicit(&op->s->n.pool_timeouts, 1, memory_order_relaxed);
+    } else if (rc != MK_ENOMEM) {
         mk__server_ok(op->s);
+    }
     op->state = ST_DONE;
     op->rc = rc;
     return rc;
@@ -473,6 +488,7 @@ static int fail_io(mk_op *op, int rc, bool nothing_sent)
 {
     if (op->reused && !op->retried && !op->got_reply && (nothing_sent || repeatable(&op->a))) {
         op->retried = true;
+        atomic_fetch_add_explicit(&op->s->n.retries, 1, memory_order_relaxed);
         op->reused = false;
         mk__conn_close(op->conn);
         if (build_iov(op))
@@ -788,6 +804,7 @@ int mk_op_step(mk_op *op)
         if (op->conn == NULL) {   /* mk_op_wait may have checked one out already */
             rc = mk__pool_get_at(op->c, op->s, op->deadline, op->blocking, op->t0, &op->conn);
             if (rc == MK_EAGAIN) {
+                count_pool_wait(op);
                 if (mk__now_ms() >= op->deadline)
                     return finish(op, MK_EPOOLTIMEOUT);
                 op->events = 0;
@@ -950,6 +967,7 @@ int mk_op_wait(mk_op *op)
     if (op->state == ST_CHECKOUT) {
         if (op->conn)
             return 0;
+        count_pool_wait(op);
         int rc = mk__pool_get(op->c, op->s, op->deadline, true, &op->conn);
         return rc == MK_EPOOLTIMEOUT ? 0 : rc;   /* the next step reports the timeout */
     }

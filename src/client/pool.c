@@ -149,15 +149,49 @@ void mk__server_ok(mk_server *s)
 }
 
 /* A failed connect / I/O / timeout. After failure_limit in a row the server is
- * dead for retry_interval_ms; the count is not reset, so after the interval the
- * first failure ejects it again at once, and the first success revives it. */
+ * dead: callers stop using it at once, and probe.c checks it every
+ * retry_interval_ms until it answers (the circuit breaker). */
 void mk__server_failed(mk_client *c, mk_server *s)
 {
     int f = atomic_fetch_add(&s->failures, 1) + 1;
-    if (f >= c->opt.failure_limit) {
-        atomic_store(&s->dead_until, mk__now_ms() + c->opt.retry_interval_ms);
-        mk__pool_close_idle(s);
-    }
+    if (f < c->opt.failure_limit)
+        return;
+    int64_t alive = atomic_load(&s->dead_until);
+    if (alive == MK_DEAD)
+        return;   /* already dead (several calls in flight failed together) */
+    atomic_store(&s->probe_at, mk__now_ms() + c->opt.retry_interval_ms);
+    if (!atomic_compare_exchange_strong(&s->dead_until, &alive, MK_DEAD))
+        return;
+    atomic_fetch_add_explicit(&s->n.ejections, 1, memory_order_relaxed);
+    mk__pool_close_idle(s);
+    mk__probe_kick(c);
+}
+
+void mk__server_rejoin(mk_server *s)
+{
+    atomic_store(&s->failures, 0);
+    atomic_store(&s->dead_until, 0);
+    atomic_fetch_add_explicit(&s->n.rejoins, 1, memory_order_relaxed);
+}
+
+int mk_server_counters_get(const mk_client *c, size_t i, mk_server_counters *out)
+{
+    if (c == NULL || out == NULL)
+        return MK_EINVAL;
+    if (i >= c->n)
+        return MK_ERANGE;
+    const mk_server *s = &c->servers[i];
+#define GET(f) out->f = atomic_load_explicit(&s->n.f, memory_order_relaxed)
+    GET(errors);
+    GET(timeouts);
+    GET(ejections);
+    GET(rejoins);
+    GET(probes);
+    GET(retries);
+    GET(pool_waits);
+    GET(pool_timeouts);
+#undef GET
+    return 0;
 }
 
 struct alive_ctx {

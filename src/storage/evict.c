@@ -114,7 +114,7 @@ static int small_victim_locked(const mk_cache *c)
     if (c->fifo_head[MK_KIND_SMALL] < 0)
         return MK_KIND_PROB;
     uint64_t main = c->inuse_kind[MK_KIND_SMALL], all = main + c->inuse_kind[MK_KIND_PROB];
-    return main * 10 > all * 9 ? MK_KIND_SMALL : MK_KIND_PROB;
+    return main * 20 > all * 19 ? MK_KIND_SMALL : MK_KIND_PROB;
 }
 
 static uint64_t seq_of(const mk_cache *c, int32_t id) { return ((mk_seghdr *)mk_seg_base(c, (uint32_t)id))->seq; }

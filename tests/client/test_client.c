@@ -768,18 +768,34 @@ static void test_freeze(void)
     CHECK_EQ_I(rcs[1], 0);
     mk_item_clear(&items[0]);
     mk_item_clear(&items[1]);
-    /* after the interval, still frozen: one more try, timed out, dead again at once */
+    /* after the interval, still frozen: the background probe times out, not a caller (the circuit
+     * breaker); calls keep failing fast */
     sleep_ms(750);
-    CHECK(mk_server_alive(c, 1));
-    t0 = now_ms();
-    CHECK_EQ_I(mk_get(c, K(key), &it), MK_ETIMEDOUT);
-    CHECK(now_ms() - t0 <= 450);
+    for (int i = 0; i < 5; i++) {
+        t0 = now_ms();
+        CHECK_EQ_I(mk_get(c, K(key), &it), MK_ESERVERDEAD);
+        CHECK(now_ms() - t0 < 20);
+        sleep_ms(100);
+    }
     CHECK(!mk_server_alive(c, 1));
+    mk_server_counters n;
+    CHECK_EQ_I(mk_server_counters_get(c, 1, &n), 0);
+    CHECK_EQ_U(n.timeouts, 2);
+    CHECK_EQ_U(n.ejections, 1);
+    CHECK(n.probes >= 1);
+    CHECK_EQ_U(n.rejoins, 0);
     kill(S[1].pid, SIGCONT);
-    sleep_ms(750);
+    /* the next probe finds it back: it rejoins without a caller paying anything */
+    int64_t until = now_ms() + 3000;
+    while (!mk_server_alive(c, 1) && now_ms() < until)
+        sleep_ms(20);
     CHECK(mk_server_alive(c, 1));
     CHECK_EQ_I(mk_get(c, K(key), &it), 0);
     mk_item_clear(&it);
+    CHECK_EQ_I(mk_server_counters_get(c, 1, &n), 0);
+    CHECK_EQ_U(n.rejoins, 1);
+    CHECK_EQ_U(n.timeouts, 2);
+    CHECK_EQ_I(mk_server_counters_get(c, 99, &n), MK_ERANGE);
     mk_client_destroy(c);
 }
 
