@@ -1,5 +1,14 @@
 """memkit.django.MemkitCache through Django's cache API."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+
 import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
 
 django = pytest.importorskip("django")
 
@@ -171,3 +180,63 @@ def test_django_parity_with_pymemcache(srv):
         handler["m"].incr("big")
     dead = CacheHandler({"d": {"BACKEND": "memkit.django.MemkitCache", "LOCATION": "127.0.0.1:1"}})["d"]
     assert dead.add("k", 1) is False                          # a bool, not 0
+
+
+def _app_env(s):
+    from conftest import PYPATH
+    return dict(os.environ, MK_CACHE_LOCATION=s.addr, MK_BUILD_PYTHON=PYPATH)
+
+
+def test_django_gevent_pywsgi_app_one_pool(fresh_server):
+    """The regression: a gevent pywsgi Django app serving 100 requests (20 at a time) opened 100
+    connections (a backend, so a Client, per greenlet). Now one pool for the process."""
+    s = fresh_server("memkitd")
+    before = int(s.stats()["total_connections"])
+    out = subprocess.run([sys.executable, os.path.join(HERE, "djapp_gevent.py"), "100", "20"], env=_app_env(s),
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    r = json.loads(out.stdout.strip().splitlines()[-1])
+    assert r == {"n": 100, "ok": True}, r
+    assert 1 <= _opened(s, before) <= 8
+
+
+@pytest.mark.skipif(not shutil.which("gunicorn"), reason="Debian's gunicorn is not installed")
+def test_gunicorn_preload_workers_never_share_a_socket(fresh_server):
+    """gunicorn --preload: the master imports the site (and uses the cache) before forking 3 workers; each
+    worker opens its own connections on first use, and no reply ever reaches the wrong process."""
+    from conftest import free_port
+    import threading
+    import urllib.request
+    s = fresh_server("memkitd")
+    port = free_port()
+    g = subprocess.Popen(["gunicorn", "--preload", "-w", "3", "-b", "127.0.0.1:%d" % port, "--chdir", HERE,
+                          "djapp:application"], env=_app_env(s), stdout=subprocess.DEVNULL,
+                         stderr=subprocess.PIPE)
+    try:
+        deadline = time.time() + 30
+        while True:
+            try:
+                urllib.request.urlopen("http://127.0.0.1:%d/page" % port, timeout=5).read()
+                break
+            except OSError:
+                assert time.time() < deadline and g.poll() is None, g.stderr.read().decode()[-2000:]
+                time.sleep(0.1)
+        results = []
+
+        def client(t):
+            for i in range(30):
+                with urllib.request.urlopen("http://127.0.0.1:%d/page?n=%d-%d" % (port, t, i), timeout=30) as r:
+                    results.append(json.load(r))
+        ts = [threading.Thread(target=client, args=(t,)) for t in range(6)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+        assert len(results) == 180 and all(r["ok"] and r["shared"] for r in results)
+        pids = {r["pid"] for r in results}
+        assert len(pids) >= 2, pids                               # several workers served
+        assert g.pid not in pids
+        assert int(s.stats()["curr_connections"]) - 1 <= 1 + 3 * 8  # master + workers, each within its pool
+    finally:
+        g.terminate()
+        g.wait(10)
