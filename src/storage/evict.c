@@ -103,7 +103,7 @@ bool mk_seg_evict(mk_cache *c, uint32_t id, mk_ev_mode mode, int64_t now)
 
 /*
  * Which log of small items gives up a segment, as S3-FIFO decides: probation,
- * unless main has grown past 9/10 of the small items' segments or probation has
+ * unless main has grown past 19/20 of the small items' segments or probation has
  * nothing sealed (arena_lock held). With few reads main stays small and
  * probation takes the whole share.
  */
@@ -295,8 +295,8 @@ static bool compact_one(mk_cache *c, int64_t now)
  * Memory is short because of dead bytes, not live ones, while live items take at
  * most this share of the arena: then segments are compacted rather than evicted.
  */
-#define COMPACT_LIVE_NUM 3
-#define COMPACT_LIVE_DEN 4
+#define COMPACT_LIVE_NUM 7
+#define COMPACT_LIVE_DEN 8
 
 bool mk_mostly_dead(const mk_cache *c)
 {

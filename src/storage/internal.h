@@ -428,7 +428,7 @@ void mk_persist_discard(mk_cache *c, uint32_t id);
  * cannot be compacted under evict_lock: their items may span segments.
  */
 void mk_relocate_maybe(mk_cache *c, int64_t now);
-/* Whether live items take at most 3/4 of the arena (so memory is short of dead bytes, not of live ones). */
+/* Whether live items take at most 7/8 of the arena (so memory is short of dead bytes, not of live ones). */
 bool mk_mostly_dead(const mk_cache *c);
 /* evict.c: the least-live sealed large-log segment among the next `scan` ids, taken off the FIFO; -1 if none
  * has at most max_live live bytes (evict_lock held) */
@@ -447,7 +447,7 @@ typedef enum { MK_EV_EVICT, MK_EV_FORCE, MK_EV_COMPACT, MK_EV_RECLAIM } mk_ev_mo
  */
 bool mk_seg_evict(mk_cache *c, uint32_t id, mk_ev_mode mode, int64_t now);
 /*
- * Make room for one segment: while live items fill at most 3/4 of the arena (or
+ * Make room for one segment: while live items fill at most 7/8 of the arena (or
  * always with -M) compact a sparse segment instead (nothing live is lost); else
  * take the oldest sealed segment off the FIFO and evict it. False if no room
  * could be made.

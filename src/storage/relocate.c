@@ -5,7 +5,7 @@
  * Small segments are compacted under evict_lock into the compaction head. A
  * large-log segment cannot be: an item starting in it may run on into other
  * segments, and the item whose value spills into it starts in an earlier one. So
- * when free segments run low while live items take at most 3/4 of the arena, an
+ * when free segments run low while live items take at most 7/8 of the arena, an
  * allocating thread (holding no lock) takes the least-live large-log segment off
  * the FIFO, re-allocates each live item touching it (the items starting in it
  * and the one spilling in) with the same key, value, flags, expiry and cas
