@@ -735,6 +735,9 @@ def run_restart(run, args, rows):
     for name, binary in (("memkit", MEMKITD), ("memcached", MEMCACHED)):
         res[name] = restart(name, binary, run.mem, items, 100)
         run.peak[name] = max(run.peak[name], res[name][3])
+        if res[name][3] > run.limit:  # (restart() stops its servers itself: check the limit here)
+            run.flags.append("%s restart: peak RSS %.1f MiB > %.1f MiB" % (name, mb(res[name][3]), mb(run.limit)))
+            print("  !! %s" % run.flags[-1], flush=True)
         print("  %-10s %d items before the stop, first hit %.3f s after the start, %d items back intact" %
               ((name,) + res[name][:3]), flush=True)
     k, c = res["memkit"], res["memcached"]

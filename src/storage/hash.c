@@ -79,6 +79,28 @@ void mk_idx_free(mk_index *x)
 
 size_t mk_idx_bytes(const mk_index *x) { return ((size_t)1 << x->power) * sizeof(uint64_t); }
 
+bool mk_idx_presize_locked(mk_cache *c, mk_shard *s, size_t n)
+{
+    mk_index *x = &s->idx;
+    if (x->count != 0 || x->old)
+        return false;
+    unsigned p = x->power;
+    while (p < MAX_POWER && ((size_t)1 << p) / 4 * 3 < n)
+        p++;
+    if (p == x->power)
+        return true;
+    uint64_t *t = table_new(p);
+    if (t == NULL)
+        return false;
+    atomic_fetch_sub_explicit(&c->idx_bytes, mk_idx_bytes(x), memory_order_relaxed);
+    table_unmap(x->slot, 0, (size_t)1 << x->power);
+    x->slot = t;
+    x->power = p;
+    atomic_fetch_add_explicit(&c->idx_bytes, mk_idx_bytes(x), memory_order_relaxed);
+    mk_sketch_fit(c, s);
+    return true;
+}
+
 static inline size_t mask_of(unsigned power) { return ((size_t)1 << power) - 1; }
 static inline uint64_t tag_of(uint64_t hv) { return hv & TAG_MASK; }
 static inline uint64_t entry(const mk_cache *c, uint64_t hv, const mk_item *it)

@@ -215,6 +215,10 @@ typedef struct mk_index {
 bool mk_idx_init(mk_index *x, unsigned power);
 void mk_idx_free(mk_index *x);
 size_t mk_idx_bytes(const mk_index *x); /* bytes of the current table (not the old one) */
+struct mk_shard;
+/* An empty shard's index (and sketch) made big enough for n entries at once, so that filling it does not go
+ * through the doublings (each holds the old table beside the new one for a while): warm restart. */
+bool mk_idx_presize_locked(mk_cache *c, struct mk_shard *s, size_t n);
 
 /* ---- size classes and stats (stats.c) ---- */
 

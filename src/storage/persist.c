@@ -240,6 +240,26 @@ static void relink(mk_cache *c, mk_item *it)
     pthread_mutex_unlock(&s->lock);
 }
 
+/* How many items the image holds that a restart would bring back (before chains are checked). */
+static size_t count_items(mk_cache *c, const uint32_t *order, uint32_t n)
+{
+    size_t k = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t id = order[i];
+        const char *b = mk_seg_base(c, id);
+        for (uint32_t off = c->segm[id].first, end = c->segm[id].wpos; off < end;) {
+            size_t size;
+            if (!item_sane(c, id, off, end, &size))
+                break;
+            const mk_item *it = (const mk_item *)(b + off);
+            off += (uint32_t)(size < end - off ? size : end - off);
+            k += (it->state & MK_S_STORED) && !(it->state & MK_S_GONE) &&
+                 mk_item_validity(c, it, c->cfg.now) == MK_C_OK;
+        }
+    }
+    return k;
+}
+
 static int by_seq(const void *a, const void *b, void *arg)
 {
     const mk_cache *c = arg;
@@ -323,6 +343,14 @@ void mk_persist_restore(mk_cache *c)
     }
     atomic_store(&c->inuse_hint, c->inuse);
     c->restart.segments = n;
+    /* size every shard's index for its share of the items at once: growing it item by item would hold an old
+     * and a new table side by side at each doubling (a few MiB of RSS over the limit at -m 64) */
+    size_t nshards = (size_t)1 << c->shard_bits, per = count_items(c, order, n) / nshards;
+    for (size_t i = 0; i < nshards; i++) {
+        pthread_mutex_lock(&c->shards[i].lock);
+        mk_idx_presize_locked(c, &c->shards[i], per + per / 16 + 64);
+        pthread_mutex_unlock(&c->shards[i].lock);
+    }
     for (uint32_t i = 0; i < n; i++) {
         uint32_t id = order[i];
         char *b = mk_seg_base(c, id);
