@@ -77,7 +77,7 @@ def test_300_greenlets_default_settings(slow):
     st = server_stats(slow)
     assert r["green"] and r["errors"] == 0 and r["ok"], r
     assert st["total_connections"] <= 2 * 8 + 1, st              # + this stats connection
-    assert r["max_hub_block"] < 0.1, r                           # blocked, it would be >= 200 ms
+    assert r["max_hub_block"] < 0.15, r                          # blocked, it would be >= 200 ms
 
 
 def test_client_made_before_monkey_patch_turns_green(slow):
@@ -88,5 +88,5 @@ def test_client_made_before_monkey_patch_turns_green(slow):
     assert not r["green"] and not r["green_before_first_call"], r   # nothing made it green until a call
     assert r["green_after"] and r["errors"] == 0 and r["ok"], r
     assert 40 / 8 * DELAY * 0.9 < r["elapsed"] < 40 / 8 * DELAY * 2, r   # 8 at a time, in rounds
-    assert r["max_hub_block"] < 0.1, r
+    assert r["max_hub_block"] < 0.15, r
     assert st["max_connections"] <= 8 + 1, st
