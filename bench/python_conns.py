@@ -10,51 +10,32 @@ import json
 import os
 import subprocess
 import sys
-import threading
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TESTS = os.path.join(HERE, "..", "tests", "python")
 sys.path.insert(0, TESTS)
 from conftest import PYPATH, Server  # noqa: E402
+from test_django import BACKENDS, django_threads_connections  # noqa: E402  (the same scenario as the test)
 
-BACKENDS = [("memkit", "memkit.django.MemkitCache"),
-            ("pymemcache", "django.core.cache.backends.memcached.PyMemcacheCache"),
-            ("pylibmc", "django.core.cache.backends.memcached.PyLibMCCache"),
-            ("python-memcached", "django.core.cache.backends.memcached.MemcachedCache")]
+NAMES = ["memkit", "pymemcache", "pylibmc", "python-memcached"]
 
 
 def accepted(s):
     return int(s.stats()["total_connections"])
 
 
-def threads_case(backend, n=200):
+def threads_case(name):
     import warnings
-    warnings.simplefilter("ignore")
-    from django.core.cache import CacheHandler
+    warnings.simplefilter("ignore")   # MemcachedCache's deprecation
     s = Server("memkitd")
     try:
-        h = CacheHandler({"default": {"BACKEND": backend, "LOCATION": s.addr}})
-        h["default"].set("k", "v")
-        h["default"].close()
-        before = accepted(s)
-        barrier = threading.Barrier(n)
-
-        def request():
-            barrier.wait()
-            c = h["default"]
-            c.get("k")
-            c.close()
-        ts = [threading.Thread(target=request) for _ in range(n)]
-        for t in ts:
-            t.start()
-        for t in ts:
-            t.join()
-        return accepted(s) - before - 1
+        return django_threads_connections(s, name)
     finally:
         s.stop()
 
 
-def gevent_case(backend):
+def gevent_case(name):
+    backend = BACKENDS[name][0]
     s = Server("memkitd")
     try:
         before = accepted(s)
@@ -74,8 +55,8 @@ def main():
     django.setup()
     print("| client (Django backend) | 200 short-lived threads | gevent pywsgi, 100 requests, 20 at a time |")
     print("|---|---:|---:|")
-    for name, backend in BACKENDS:
-        print("| %s | %d | %s |" % (name, threads_case(backend), gevent_case(backend)), flush=True)
+    for name in NAMES:
+        print("| %s | %d | %s |" % (name, threads_case(name), gevent_case(name)), flush=True)
 
 
 if __name__ == "__main__":

@@ -110,6 +110,7 @@ BACKENDS = {
     "memkit": ("memkit.django.MemkitCache", {}),
     "pymemcache": ("django.core.cache.backends.memcached.PyMemcacheCache", {}),
     "pylibmc": ("django.core.cache.backends.memcached.PyLibMCCache", {}),
+    "python-memcached": ("django.core.cache.backends.memcached.MemcachedCache", {}),   # (bench/python_conns.py)
 }
 
 
