@@ -31,9 +31,11 @@ static mk_item *copy_forward(mk_cache *c, const mk_item *it, int64_t now)
 /*
  * What happens to a live, valid item of a walked segment. Small items move:
  * copied forward into the main log for a second chance (freq > 0), which for
- * an item leaving probation is its promotion, or by compaction. Large items do
- * not move (a copy would cost their whole size): one in use keeps its place,
- * and so does its segment, which goes back on the FIFO with the frequency spent.
+ * an item leaving probation is its promotion, or by compaction. So do large
+ * items in use that lie within the segment. One that runs into other segments
+ * does not move (it would have to be re-allocated across segments, and it pins
+ * no more than its own bytes): it keeps its place, and so does its segment,
+ * which goes back on the FIFO with the frequency spent.
  */
 static void walk_item_locked(mk_cache *c, mk_shard *s, uint64_t hv, size_t pos, mk_item *it, mk_ev_mode mode,
                              int64_t now, bool *evicted, bool *moved)
@@ -41,7 +43,12 @@ static void walk_item_locked(mk_cache *c, mk_shard *s, uint64_t hv, size_t pos, 
     unsigned freq = it->state & MK_S_FREQ;
     bool keep = mode == MK_EV_COMPACT || (mode == MK_EV_EVICT && freq);
     unsigned left = freq ? freq - 1 : 0; /* the frequency it keeps */
-    if (it->meta & MK_M_SPAN) {
+    bool span = it->meta & MK_M_SPAN;
+    /* a large item in use that lies within its segment is moved too: copying it costs at most the segment that
+     * keeping it in place would pin, dead bytes included, for as many passes as it has frequency */
+    bool movable = !span || (mode == MK_EV_EVICT &&
+                             (uintptr_t)it - (uintptr_t)mk_seghdr_of(it) + mk_item_arena_size(it) <= MK_SEG_SIZE);
+    if (!movable) {
         if (keep) {
             it->state = (uint8_t)((it->state & ~MK_S_FREQ) | left);
             if (mode == MK_EV_EVICT)
@@ -63,8 +70,11 @@ static void walk_item_locked(mk_cache *c, mk_shard *s, uint64_t hv, size_t pos, 
             *moved = true;
             return;
         }
-        if (mode == MK_EV_COMPACT)
+        if (mode == MK_EV_COMPACT || span) {
+            if (span) /* no room to move it: it keeps its place, as an unmovable large item does */
+                it->state = (uint8_t)((it->state & ~MK_S_FREQ) | left);
             return; /* no room to move it: it stays where it is, and so does the segment */
+        }
     }
     mk_count_gone_locked(c, s, it, MK_C_OK, true);
     mk_unlink_locked(c, s, pos, it);

@@ -1023,6 +1023,42 @@ static bool big_is(mk_cache *c, const char *k, size_t n, char fill)
     return ok;
 }
 
+/*
+ * Regression (mixed-size churn below memcached): a large item in use kept its
+ * place when its segment was evicted, and so the whole segment, dead bytes and
+ * all, stayed for as many passes as the item had frequency. One that lies within
+ * its segment is now moved like a small item: the same value and cas at a new
+ * place, and its old segment is freed.
+ */
+static void test_hot_large_item_moves_out_of_evicted_segment(void)
+{
+    mk_cache *c = mk(4 << 20, 1);
+    uint64_t cas0;
+    CHECK_EQ_U(set_big(c, "hot", 10000, 'h'), MK_C_OK);
+    mk_item *it;
+    CHECK_EQ_U(mk_cache_get(c, "hot", 3, T0, &it), MK_C_OK);
+    cas0 = mk_item_cas(it);
+    const void *first = it;
+    mk_item_put(c, it);
+    char k[24];
+    bool moved = false;
+    for (int i = 0; i < 2000 && !moved; i++) { /* 20 KB values, never read: the large log turns over */
+        snprintf(k, sizeof k, "cold%d", i);
+        CHECK_EQ_U(set_big(c, k, 20000, 'c'), MK_C_OK);
+        if (i % 50 == 0) { /* keep it in use */
+            CHECK_EQ_U(mk_cache_get(c, "hot", 3, T0, &it), MK_C_OK);
+            moved = (const void *)it != first;
+            mk_item_put(c, it);
+        }
+    }
+    CHECK(moved);
+    CHECK(big_is(c, "hot", 10000, 'h'));
+    CHECK_EQ_U(mk_cache_get(c, "hot", 3, T0, &it), MK_C_OK);
+    CHECK_EQ_U(mk_item_cas(it), cas0);
+    mk_item_put(c, it);
+    mk_cache_destroy(c);
+}
+
 static void test_large_items(void)
 {
     /* 8 MiB, -I 2 MiB: large values are packed back to back across segments */
@@ -1699,6 +1735,7 @@ int main(void)
     RUN(test_evict_across_shards);
     RUN(test_outofmemory_and_sweep_flushed);
     RUN(test_large_items);
+    RUN(test_hot_large_item_moves_out_of_evicted_segment);
     RUN(test_every_size_fills_the_limit);
     RUN(test_concurrent_overwriters_never_evict);
     RUN(test_large_value_evicts_its_own_size);
