@@ -95,10 +95,12 @@ ssize_t mk__parse_value_fast(const char *buf, size_t len, mk_response *r);
 
 /* ---- pool.c ---- */
 /* Get a connection for server s: an idle one, a new unconnected one (fd -1) while
- * total < pool_size, else wait until deadline_ms (blocking) or return MK_EAGAIN. */
-int mk__pool_get(mk_client *c, mk_server *s, int64_t deadline_ms, bool blocking, mk_conn **out);
+ * total < pool_size, else wait until deadline_ms (blocking) or return MK_EAGAIN.
+ * *full is set when the pool had no connection to give at once. */
+int mk__pool_get(mk_client *c, mk_server *s, int64_t deadline_ms, bool blocking, bool *full, mk_conn **out);
 /* The same; now: the caller's recent mk__now_ms() (idle-connection rule). */
-int mk__pool_get_at(mk_client *c, mk_server *s, int64_t deadline_ms, bool blocking, int64_t now, mk_conn **out);
+int mk__pool_get_at(mk_client *c, mk_server *s, int64_t deadline_ms, bool blocking, int64_t now, bool *full,
+                    mk_conn **out);
 /* Return a connection: reusable (kept idle) or not (closed). */
 void mk__pool_put(mk_client *c, mk_server *s, mk_conn *conn, bool reusable);
 /* The same with the caller's recent mk__now_ms(). */

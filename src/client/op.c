@@ -802,9 +802,11 @@ int mk_op_step(mk_op *op)
     switch (op->state) {
     case ST_CHECKOUT:
         if (op->conn == NULL) {   /* mk_op_wait may have checked one out already */
-            rc = mk__pool_get_at(op->c, op->s, op->deadline, op->blocking, op->t0, &op->conn);
-            if (rc == MK_EAGAIN) {
+            bool full = false;
+            rc = mk__pool_get_at(op->c, op->s, op->deadline, op->blocking, op->t0, &full, &op->conn);
+            if (full)
                 count_pool_wait(op);
+            if (rc == MK_EAGAIN) {
                 if (mk__now_ms() >= op->deadline)
                     return finish(op, MK_EPOOLTIMEOUT);
                 op->events = 0;
@@ -967,8 +969,10 @@ int mk_op_wait(mk_op *op)
     if (op->state == ST_CHECKOUT) {
         if (op->conn)
             return 0;
-        count_pool_wait(op);
-        int rc = mk__pool_get(op->c, op->s, op->deadline, true, &op->conn);
+        bool full = false;
+        int rc = mk__pool_get(op->c, op->s, op->deadline, true, &full, &op->conn);
+        if (full)
+            count_pool_wait(op);
         return rc == MK_EPOOLTIMEOUT ? 0 : rc;   /* the next step reports the timeout */
     }
     mk_conn *cn = op->conn;

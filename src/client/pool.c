@@ -16,12 +16,13 @@
  * Idle connections are reused LIFO (the warmest first).
  */
 
-int mk__pool_get(mk_client *c, mk_server *s, int64_t deadline_ms, bool blocking, mk_conn **out)
+int mk__pool_get(mk_client *c, mk_server *s, int64_t deadline_ms, bool blocking, bool *full, mk_conn **out)
 {
-    return mk__pool_get_at(c, s, deadline_ms, blocking, mk__now_ms(), out);
+    return mk__pool_get_at(c, s, deadline_ms, blocking, mk__now_ms(), full, out);
 }
 
-int mk__pool_get_at(mk_client *c, mk_server *s, int64_t deadline_ms, bool blocking, int64_t now, mk_conn **out)
+int mk__pool_get_at(mk_client *c, mk_server *s, int64_t deadline_ms, bool blocking, int64_t now, bool *full,
+                    mk_conn **out)
 {
     bool waited = false;
     pthread_mutex_lock(&s->lock);
@@ -53,6 +54,7 @@ int mk__pool_get_at(mk_client *c, mk_server *s, int64_t deadline_ms, bool blocki
             *out = conn;
             return 0;
         }
+        *full = true;
         if (!blocking) {
             pthread_mutex_unlock(&s->lock);
             return MK_EAGAIN;

@@ -645,12 +645,27 @@ static void test_pool_checkout_timeout(void)
     CHECK_EQ_I(mk_get(c, K("other"), &it), MK_EPOOLTIMEOUT);
     int64_t dt = now_ms() - t0;
     CHECK(dt >= 140 && dt < 400);
-    /* a non-blocking op reports the pool wait as fd -1 */
+    mk_server_counters n;
+    CHECK_EQ_I(mk_server_counters_get(c, 0, &n), 0);
+    CHECK_EQ_U(n.pool_waits, 1);
+    CHECK_EQ_U(n.pool_timeouts, 1);
+    /* a non-blocking op reports the pool wait as fd -1; counted once however often it is stepped */
     mk_op *op2;
     CHECK_EQ_I(mk_op_start(c, &a, &op2), 0);
     CHECK_EQ_I(mk_op_step(op2), MK_EAGAIN);
     CHECK_EQ_I(mk_op_fd(op2), -1);
+    CHECK_EQ_I(mk_op_step(op2), MK_EAGAIN);
     mk_op_destroy(op2);
+    /* a multi-get's checkout blocks inside its step: counted too */
+    const char *ks[1] = {"other"};
+    size_t nk[1] = {5};
+    mk_item items[1];
+    int rcs[1];
+    CHECK_EQ_I(mk_mget_items(c, ks, nk, 1, false, items, rcs), MK_EPOOLTIMEOUT);
+    mk_item_clear(&items[0]);
+    CHECK_EQ_I(mk_server_counters_get(c, 0, &n), 0);
+    CHECK_EQ_U(n.pool_waits, 3);
+    CHECK_EQ_U(n.pool_timeouts, 2);
     while ((rc = mk_op_step(op)) == MK_EAGAIN) {
         struct pollfd p = {mk_op_fd(op), mk_op_events(op), 0};
         poll(&p, 1, mk_op_timeout_ms(op));
