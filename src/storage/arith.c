@@ -81,7 +81,7 @@ mk_cache_rc mk_cache_arith(mk_cache *c, const char *key, size_t nkey, bool incr,
         uint64_t value;
 
         pthread_mutex_lock(&s->lock);
-        mk_sketch_add_locked(c, s, hv); /* a read of the number: a counter in use skips probation when rewritten */
+        mk_sketch_add_locked(s, hv); /* a read of the number: a counter in use skips probation when rewritten */
         mk_item *it = mk_find_valid_locked(c, s, hv, key, nkey, now, &why, &pos);
         size_t n = it ? mk_item_nbytes(it) : 0;
         if (!it || n == 0 || !parse_item(it, n, &value)) {

@@ -285,11 +285,12 @@ static mk_cache_rc fetch(mk_cache *c, const char *key, size_t nkey, bool set_exp
     mk_flush_tick(c, now);
     uint64_t hv = mk_hash64(key, nkey, c->seed);
     mk_shard *s = mk_shard_of(c, hv);
-    for (;;) {
+    for (bool counted = false;; counted = true) {
         mk_cache_rc rc;
         size_t pos;
         pthread_mutex_lock(&s->lock);
-        mk_sketch_add_locked(c, s, hv);
+        if (!counted) /* one lookup, however many times a clone race retries it */
+            mk_sketch_add_locked(s, hv);
         mk_item *it = mk_find_valid_locked(c, s, hv, key, nkey, now, &rc, &pos);
         bool clone = false;
         if (it) {
@@ -354,7 +355,7 @@ static mk_shard *lock_find(mk_cache *c, const char *key, size_t nkey, bool count
     mk_shard *s = mk_shard_of(c, hv);
     pthread_mutex_lock(&s->lock);
     if (count)
-        mk_sketch_add_locked(c, s, hv);
+        mk_sketch_add_locked(s, hv);
     *it = mk_find_valid_locked(c, s, hv, key, nkey, now, why, pos);
     return s;
 }

@@ -111,7 +111,7 @@ typedef struct mk_cache_stats {
     uint64_t segments_large;    /* of segments_used: items over 4 KiB */
     uint64_t sketch_bytes;      /* the frequency sketches that decide which new items skip probation */
     uint64_t live_bytes;        /* bytes of linked items in the arena (== bytes) */
-    uint64_t index_allowance;   /* index bytes not charged against mem_limit */
+    uint64_t index_allowance;   /* index and sketch bytes not charged against mem_limit */
     uint64_t reinserted;        /* items given a second chance (kept or copied forward) instead of evicted */
     uint64_t segment_evictions; /* segments given back by a walk (the three below together) */
     uint64_t segments_freed_empty;     /* ... holding nothing live: overwritten, deleted, expired, flushed */

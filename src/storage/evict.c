@@ -48,18 +48,11 @@ static void walk_item_locked(mk_cache *c, mk_shard *s, uint64_t hv, size_t pos, 
      * keeping it in place would pin, dead bytes included, for as many passes as it has frequency */
     bool movable = !span || (mode == MK_EV_EVICT &&
                              (uintptr_t)it - (uintptr_t)mk_seghdr_of(it) + mk_item_arena_size(it) <= MK_SEG_SIZE);
-    if (!movable) {
-        if (keep) {
-            it->state = (uint8_t)((it->state & ~MK_S_FREQ) | left);
-            if (mode == MK_EV_EVICT)
-                s->n.reinserted++;
-            return;
-        }
-    } else if (keep) {
+    if (keep && movable) {
         mk_item *cp = copy_forward(c, it, now);
         if (cp) {
             uint8_t st = it->state;
-            mk_replace_locked(c, s, hv, pos, it, cp); /* (a small item: always true) */
+            mk_replace_locked(c, s, hv, pos, it, cp); /* (the copy is small-log: always true) */
             /* a second chance costs one unit of frequency; fetched-ness carries over */
             cp->state = (uint8_t)((st & ~MK_S_FREQ) | left | MK_S_STORED);
             s->n.total_items--; /* a move, not a store */
@@ -70,11 +63,16 @@ static void walk_item_locked(mk_cache *c, mk_shard *s, uint64_t hv, size_t pos, 
             *moved = true;
             return;
         }
-        if (mode == MK_EV_COMPACT || span) {
-            if (span) /* no room to move it: it keeps its place, as an unmovable large item does */
-                it->state = (uint8_t)((it->state & ~MK_S_FREQ) | left);
-            return; /* no room to move it: it stays where it is, and so does the segment */
+    }
+    /* not moved: a large item kept keeps its place with the frequency spent; compaction that found no room for
+     * a small one leaves it too; either way its segment stays */
+    if (keep && (span || mode == MK_EV_COMPACT)) {
+        if (span) {
+            it->state = (uint8_t)((it->state & ~MK_S_FREQ) | left);
+            if (mode == MK_EV_EVICT)
+                s->n.reinserted++;
         }
+        return;
     }
     mk_count_gone_locked(c, s, it, MK_C_OK, true);
     mk_unlink_locked(c, s, pos, it);

@@ -215,10 +215,6 @@ typedef struct mk_index {
 bool mk_idx_init(mk_index *x, unsigned power);
 void mk_idx_free(mk_index *x);
 size_t mk_idx_bytes(const mk_index *x); /* bytes of the current table (not the old one) */
-struct mk_shard;
-/* An empty shard's index (and sketch) made big enough for n entries at once, so that filling it does not go
- * through the doublings (each holds the old table beside the new one for a while): warm restart. */
-bool mk_idx_presize_locked(mk_cache *c, struct mk_shard *s, size_t n);
 
 /* ---- size classes and stats (stats.c) ---- */
 
@@ -238,7 +234,7 @@ typedef struct mk_shard_counters {
 
 /* A count-min sketch of lookups by key hash, 4-bit counters (sketch.c). */
 typedef struct mk_sketch {
-    uint8_t *ctr;     /* two counters a byte; NULL until the first lookup */
+    uint8_t *ctr;     /* two counters a byte; NULL only if its allocation failed */
     size_t blocks;    /* of 64 counters */
     unsigned power;   /* the index's power it was sized for */
     uint64_t added, period; /* increments since the last halving; halve at period */
@@ -254,16 +250,19 @@ typedef struct mk_shard {
     mk_shard_counters n;
 } mk_shard;
 
-/* Size the shard's sketch for its index (a fresh one after the index grew); false if it has none (shard lock
- * held, or at create). */
+/* Size the shard's sketch for its index: at create and whenever the index changes size (a fresh one; the old
+ * one stays if that allocation fails). False if it has none (shard lock held, or at create). */
 bool mk_sketch_fit(mk_cache *c, mk_shard *s);
 /* Count a lookup of the key with hash hv (shard lock held). */
-void mk_sketch_add_locked(mk_cache *c, mk_shard *s, uint64_t hv);
+void mk_sketch_add_locked(mk_shard *s, uint64_t hv);
 /* How often the key was looked up lately, 0..15 (shard lock held). */
 unsigned mk_sketch_estimate_locked(const mk_shard *s, uint64_t hv);
 void mk_sketch_free(mk_cache *c, mk_sketch *k);
 /* A new small item of a key with at least this estimate skips probation. */
 #define MK_SK_RECALL 4
+/* An empty shard's index (and sketch) made big enough for n entries at once, so that filling it does not go
+ * through the doublings (each holds the old table beside the new one for a while): warm restart. */
+bool mk_idx_presize_locked(mk_cache *c, mk_shard *s, size_t n);
 
 /* Why a segment was given back: everything in it was dead, its live items were copied forward, or evicted. */
 typedef enum { MK_FREED_EMPTY = 0, MK_FREED_COMPACTED, MK_FREED_EVICTED, MK_FREED_WHY } mk_freed_why;

@@ -77,11 +77,11 @@ void mk_sketch_free(mk_cache *c, mk_sketch *k)
     memset(k, 0, sizeof *k);
 }
 
-void mk_sketch_add_locked(mk_cache *c, mk_shard *s, uint64_t hv)
+void mk_sketch_add_locked(mk_shard *s, uint64_t hv)
 {
-    if (!mk_sketch_fit(c, s))
-        return;
     mk_sketch *k = &s->sk;
+    if (!k->ctr)
+        return; /* (its allocation failed: no policy input, nothing else lost) */
     size_t at[MK_SK_ROWS];
     slots(k, hv, at);
     unsigned e = estimate(k, at);
