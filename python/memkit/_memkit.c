@@ -58,9 +58,9 @@ int mkpy_auto_green(mkpy_state *st)
 {
     if (st->wait_cb || !st->auto_green)
         return 0;
-    PyObject *monkey = PyDict_GetItemString(PyImport_GetModuleDict(), "gevent.monkey"); /* borrowed */
+    PyObject *monkey = PyDict_GetItemWithError(PyImport_GetModuleDict(), st->monkey_name); /* borrowed */
     if (monkey == NULL)
-        return 0;   /* gevent never patched anything: the common case costs one dict lookup */
+        return PyErr_Occurred() ? -1 : 0; /* gevent never patched anything: the common case, one dict lookup */
     PyObject *r = PyObject_CallMethod(monkey, "is_module_patched", "s", "socket");
     if (r == NULL)
         return -1;
@@ -151,6 +151,9 @@ static int module_exec(PyObject *m)
         atfork_done = 1;
     }
     st->auto_green = 1;
+    st->monkey_name = PyUnicode_InternFromString("gevent.monkey");
+    if (st->monkey_name == NULL)
+        return -1;
     if (add_class(m, &st->error, "Error", NULL) < 0)
         return -1;
     PyObject *extra = NULL;
@@ -243,6 +246,7 @@ static int module_clear(PyObject *m)
     Py_CLEAR(st->pickle_loads);
     Py_CLEAR(st->wait_cb);
     Py_CLEAR(st->lock_factory);
+    Py_CLEAR(st->monkey_name);
     return 0;
 }
 

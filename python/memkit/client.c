@@ -310,13 +310,6 @@ static PyObject *get_prefix(ClientObject *self, PyObject *pfx)
     return b;
 }
 
-/* The server a key's call (exec_op) last went to, or -1. */
-static int server_of(ClientObject *self, const mkey *k)
-{
-    (void)self;
-    return k->tried;
-}
-
 /* ----------------------------------------------------------- driving ops */
 
 /* After fork() the child forgets the parent's connections (libmemkit) and semaphores. */
@@ -627,7 +620,7 @@ static PyObject *do_get(ClientObject *self, PyObject *key, mk_opcode code, PyObj
         if (rc == 0)
             rc = MK_ENOTFOUND;
         if (outcome(rc) == OUT_NO ||
-            failure(self, rc, code == MK_OP_GETS ? "gets" : "get", key, server_of(self, &k)) == 0)
+            failure(self, rc, code == MK_OP_GETS ? "gets" : "get", key, k.tried) == 0)
             r = Py_NewRef(dflt);
     }
     Py_XDECREF(k.keep);
@@ -722,7 +715,7 @@ static PyObject *do_store(ClientObject *self, mk_store_op sop, PyObject *const *
     switch (out) {
     case OUT_OK: Py_RETURN_TRUE;
     case OUT_NO: Py_RETURN_FALSE;
-    default: return failure(self, rc, store_fn[sop], o[0], server_of(self, &k)) < 0 ? NULL : PyLong_FromLong(0);
+    default: return failure(self, rc, store_fn[sop], o[0], k.tried) < 0 ? NULL : PyLong_FromLong(0);
     }
 }
 
@@ -768,7 +761,7 @@ static PyObject *do_deltouch(ClientObject *self, mk_opcode code, PyObject *const
     mk_op_destroy(op);
     if (rc == 0 || (code == MK_OP_DELETE && rc == MK_ENOTFOUND))
         return PyLong_FromLong(1);
-    if (outcome(rc) == OUT_FAIL && failure(self, rc, fn, o[0], server_of(self, &k)) < 0)
+    if (outcome(rc) == OUT_FAIL && failure(self, rc, fn, o[0], k.tried) < 0)
         return NULL;
     if (code == MK_OP_TOUCH && rc == MK_ENOTFOUND && self->debug && !noreply)
         PySys_WriteStderr("MemCached: touch expected b'TOUCHED', got: b'NOT_FOUND'\n");
@@ -798,7 +791,7 @@ static PyObject *Client__delete(ClientObject *self, PyObject *key)
     opbuf ob;
     int rc = exec_op(self, &a, &k, &ob, &op, "delete", key);
     mk_op_destroy(op);
-    if (outcome(rc) == OUT_FAIL && failure(self, rc, "delete", key, server_of(self, &k)) < 0)
+    if (outcome(rc) == OUT_FAIL && failure(self, rc, "delete", key, k.tried) < 0)
         return NULL;
     return PyBool_FromLong(rc == 0);
 }
@@ -842,7 +835,7 @@ static PyObject *do_incrdecr(ClientObject *self, mk_opcode code, PyObject *const
                      mk_op_text(op));
     else if (rc == 0)
         r = noreply ? Py_NewRef(Py_None) : PyLong_FromUnsignedLongLong(n);
-    else if (outcome(rc) == OUT_NO || failure(self, rc, fn, o[0], server_of(self, &k)) == 0)
+    else if (outcome(rc) == OUT_NO || failure(self, rc, fn, o[0], k.tried) == 0)
         r = Py_NewRef(Py_None);
     mk_op_destroy(op);
     return r;

@@ -29,6 +29,7 @@ typedef struct mkpy_state {
     PyObject *wait_cb;          /* NULL: threads (GIL released, poll); else callable(fd, write, timeout) */
     PyObject *lock_factory;     /* green mode: callable(n) -> semaphore with acquire()/release() */
     int auto_green;             /* a call turns green mode on once gevent has patched socket (make_blocking: 0) */
+    PyObject *monkey_name;      /* "gevent.monkey", interned: looked up in sys.modules by every blocking call */
 } mkpy_state;
 
 typedef struct ClientObject {
