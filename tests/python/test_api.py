@@ -244,6 +244,11 @@ def test_server_specs(memkit, srv):
         memkit.Client(["host:notaport"])
     with pytest.raises(ValueError):
         memkit.Client([srv.addr], distribution="nope")
+    for bad in (0, -1, float("nan")):
+        with pytest.raises(ValueError, match="pool_timeout must be a positive number of seconds"):
+            memkit.Client([srv.addr], pool_timeout=bad)
+        with pytest.raises(ValueError, match="pool_timeout"):
+            memkit.Client([srv.addr], checkout_timeout=bad)   # its old name
 
 
 def test_options_pickle_serializer_raise(memkit, srv):
