@@ -159,3 +159,23 @@ size_t mk_compose_req_storage(char *out, size_t cap, mk_cmd cmd, mk_str key, uin
     w_mem(&w, "\r\n", 2);
     return w_done(&w);
 }
+
+const char *mk_text_status_line(mk_cmd cmd, mk_status st)
+{
+    switch (st) {
+    case MK_ST_OK: return "OK";
+    case MK_ST_STORED: return "STORED";
+    case MK_ST_NOT_STORED: return "NOT_STORED";
+    case MK_ST_EXISTS: return "EXISTS";
+    case MK_ST_NOT_FOUND: return "NOT_FOUND";
+    case MK_ST_DELETED: return "DELETED";
+    case MK_ST_TOUCHED: return "TOUCHED";
+    case MK_ST_NON_NUMERIC: return "CLIENT_ERROR cannot increment or decrement non-numeric value";
+    case MK_ST_TOO_LARGE: return mk_perr_text(MK_PERR_TOO_LARGE);
+    case MK_ST_NO_MEMORY:
+        return cmd == MK_CMD_INCR || cmd == MK_CMD_DECR ? "SERVER_ERROR out of memory"
+                                                        : mk_perr_text(MK_PERR_OUT_OF_MEMORY);
+    case MK_ST_BAD_CHUNK: return mk_perr_text(MK_PERR_BAD_DATA_CHUNK);
+    default: return "SERVER_ERROR unknown outcome";
+    }
+}

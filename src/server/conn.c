@@ -1,4 +1,4 @@
-/* server/conn.c — connection I/O: read, parse loop, data blocks, batched writev of replies. */
+/* server/conn.c — a connection's bytes: read, hand input to its protocol, data blocks, batched writes of replies. */
 #include "server/conn.h"
 
 #include <errno.h>
@@ -8,8 +8,6 @@
 #include <string.h>
 #include <sys/uio.h>
 #include <unistd.h>
-
-#include "server/dispatch.h"
 
 #define RBUF_INIT 16384
 #define WBUF_INIT 4096
@@ -36,21 +34,20 @@ const char *mk_conn_state_name(int st)
 mk_conn *mk_conn_create(mk_worker *wk, int fd, const char *peer, const char *listen_name)
 {
     mk_conn *c = calloc(1, sizeof(*c));
+    const mk_protocol *proto = &mk_protocol_ascii;
     if (c) {
         c->rbuf = malloc(RBUF_INIT);
         c->wbuf = malloc(WBUF_INIT);
         c->outs = malloc(OUTS_INIT * sizeof(*c->outs));
+        c->pstate = calloc(1, proto->state_size ? proto->state_size : 1);
     }
-    if (!c || !c->rbuf || !c->wbuf || !c->outs) {
-        if (c) {
-            free(c->rbuf);
-            free(c->wbuf);
-            free(c->outs);
-            free(c);
-        }
+    if (!c || !c->rbuf || !c->wbuf || !c->outs || !c->pstate) {
+        mk_conn_free(c);
         close(fd);
         return NULL;
     }
+    c->proto = proto;
+    c->tr = &mk_transport_plain;
     c->rsize = RBUF_INIT;
     c->wsize = WBUF_INIT;
     c->outs_cap = OUTS_INIT;
@@ -93,7 +90,7 @@ void mk_conn_close(mk_conn *c)
     mk_server *srv = wk->srv;
     c->closed = true;
     mk_loop_del(wk->loop, &c->w);
-    close(c->w.fd);
+    c->tr->close(c);
     out_reset(c);
     mk_item_put(srv->cache, c->nitem);
     c->nitem = NULL;
@@ -120,6 +117,7 @@ void mk_conn_free(mk_conn *c)
     free(c->rbuf);
     free(c->wbuf);
     free(c->outs);
+    free(c->pstate);
     free(c);
 }
 
@@ -172,18 +170,16 @@ bool mk_conn_out(mk_conn *c, const char *p, size_t n)
     return mk_conn_commit(c, n);
 }
 
-void mk_conn_reply(mk_conn *c, const char *line)
+bool mk_conn_reply(mk_conn *c, const char *line)
 {
-    if (c->noreply)
-        return;
     size_t n = strlen(line);
     char *dst = mk_conn_reserve(c, n + 2);
     if (!dst)
-        return;
+        return false;
     memcpy(dst, line, n);
     dst[n] = '\r';
     dst[n + 1] = '\n';
-    mk_conn_commit(c, n + 2);
+    return mk_conn_commit(c, n + 2);
 }
 
 bool mk_conn_out_value(mk_conn *c, mk_item *it)
@@ -262,14 +258,11 @@ static int out_flush(mk_conn *c)
             iov[n].iov_base = (void *)(base + skip);
             iov[n].iov_len = o->len - skip;
         }
-        ssize_t w = writev(c->w.fd, iov, n);
-        if (w < 0) {
-            if (errno == EAGAIN || errno == EWOULDBLOCK)
-                return 0;
-            if (errno == EINTR)
-                continue;
+        ssize_t w = c->tr->writev(c, iov, n);
+        if (w == -1)
+            return 0;
+        if (w < 0)
             return -1;
-        }
         MK_STAT_ADD(&c->worker->stats, bytes_written, (uint64_t)w);
         c->out_pending -= (size_t)w;
         size_t left = (size_t)w;
@@ -295,12 +288,9 @@ static int out_flush(mk_conn *c)
 
 /* ---- data blocks ---- */
 
-void mk_conn_start_nread(mk_conn *c, mk_item *it, mk_cmd cmd, uint64_t cas, bool noreply)
+void mk_conn_start_nread(mk_conn *c, mk_item *it)
 {
     c->nitem = it;
-    c->ncmd = cmd;
-    c->ncas = cas;
-    c->nnoreply = noreply;
     c->ngot = 0;
     mk_conn_set_state(c, MK_CONN_NREAD);
 }
@@ -364,7 +354,6 @@ static bool rbuf_make_room(mk_conn *c)
  */
 static step_result conn_process(mk_conn *c, int *budget)
 {
-    mk_server *srv = c->worker->srv;
     for (;;) {
         if (c->out_pending > OUT_BACKLOG_MAX)
             return STEP_BLOCKED;
@@ -377,20 +366,14 @@ static step_result conn_process(mk_conn *c, int *budget)
                 MK_STAT_INC(&c->worker->stats, conn_yields);
                 return STEP_YIELD;
             }
-            mk_request req;
-            ssize_t r = mk_parse_request(c->rbuf + c->rstart, avail, &req);
-            if (r < 0)
-                return STEP_CLOSE;
+            ssize_t r = c->proto->execute(c, c->rbuf + c->rstart, avail);
             if (r == 0)
                 return STEP_NEED_READ;
-            if (__atomic_load_n(&srv->verbosity, __ATOMIC_RELAXED) > 1)
-                fprintf(stderr, "<%d %.*s\n", c->w.fd,
-                        (int)(r > 2 && c->rbuf[c->rstart + r - 2] == '\r' ? r - 2 : r - 1),
-                        c->rbuf + c->rstart);
+            if (r < 0)
+                return STEP_CLOSE;
             (*budget)--;
             __atomic_store_n(&c->last_cmd, c->worker->now, __ATOMIC_RELAXED);
             c->rstart += (size_t)r;
-            mk_dispatch(c, &req);
             break;
         }
         case MK_CONN_NREAD: {
@@ -400,8 +383,10 @@ static step_result conn_process(mk_conn *c, int *budget)
             nread_take(c, c->rbuf + c->rstart, k);
             c->rstart += k;
             if (nread_need(c) == 0) {
+                mk_item *it = c->nitem;
+                c->nitem = NULL;
                 mk_conn_set_state(c, MK_CONN_PARSE);
-                mk_dispatch_complete_nread(c);
+                c->proto->complete_nread(c, it, c->ntail[0] == '\r' && c->ntail[1] == '\n');
             }
             break;
         }
@@ -451,24 +436,14 @@ static ssize_t conn_read(mk_conn *c, size_t *asked)
     }
     iov[niov++] = (struct iovec){c->rbuf + c->rend, c->rsize - c->rend};
     *asked = room0 + (c->rsize - c->rend);
-    for (;;) {
-        ssize_t n = niov == 1 ? read(c->w.fd, iov[0].iov_base, iov[0].iov_len)
-                              : readv(c->w.fd, iov, niov);
-        if (n > 0) {
-            MK_STAT_ADD(&c->worker->stats, bytes_read, (uint64_t)n);
-            size_t k = (size_t)n < room0 ? (size_t)n : room0;
-            c->ngot += k;
-            c->rend += (size_t)n - k;
-            return n;
-        }
-        if (n == 0)
-            return 0;
-        if (errno == EINTR)
-            continue;
-        if (errno == EAGAIN || errno == EWOULDBLOCK)
-            return -1;
-        return -2;
+    ssize_t n = c->tr->readv(c, iov, niov);
+    if (n > 0) {
+        MK_STAT_ADD(&c->worker->stats, bytes_read, (uint64_t)n);
+        size_t k = (size_t)n < room0 ? (size_t)n : room0;
+        c->ngot += k;
+        c->rend += (size_t)n - k;
     }
+    return n;
 }
 
 static void ready_push(mk_conn *c)

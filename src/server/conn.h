@@ -1,4 +1,4 @@
-/* server/conn.h — one client connection: buffers, state machine, reply queue. */
+/* server/conn.h — one client connection: buffers, state machine, reply queue; its protocol and transport plug in (protocol.h). */
 #ifndef MK_SERVER_CONN_H
 #define MK_SERVER_CONN_H
 
@@ -7,18 +7,19 @@
 #include <stdint.h>
 
 #include "memkit/proto.h"
+#include "server/protocol.h"
 #include "server/server.h"
 
 /*
  * Connection states, driven by conn_process() in one switch:
  *
- *   PARSE ──storage cmd──► NREAD ──data + "\r\n" read──► PARSE
+ *   PARSE ──storage cmd──► NREAD ──data + 2 bytes read──► PARSE
  *     │ ──refused data───► SWALLOW ──bytes discarded───► PARSE
  *     └──quit / fatal────► CLOSING (flush replies, then close)
  */
 typedef enum mk_conn_state {
-    MK_CONN_PARSE = 0,  /* reading and executing command lines */
-    MK_CONN_NREAD,      /* reading a storage command's data block into an item */
+    MK_CONN_PARSE = 0,  /* handing input to the protocol's execute() */
+    MK_CONN_NREAD,      /* reading a data block into an item, then the protocol's complete_nread() */
     MK_CONN_SWALLOW,    /* discarding the data block of a refused storage command */
     MK_CONN_CLOSING     /* no more input; close once the replies are written */
 } mk_conn_state;
@@ -48,12 +49,13 @@ struct mk_conn {
     char *rbuf;
     size_t rsize, rstart, rend;
 
-    /* the storage command whose data block is being read (NREAD) */
+    const mk_protocol *proto;   /* what the bytes mean */
+    const mk_transport *tr;     /* how the bytes move */
+    void *pstate;               /* the protocol's per-connection state (proto->state_size bytes) */
+
+    /* the data block being read (NREAD): the value, then two bytes that should be "\r\n" */
     mk_item *nitem;
-    mk_cmd ncmd;
-    uint64_t ncas;
-    bool nnoreply;
-    size_t ngot;                /* bytes of value + "\r\n" read so far */
+    size_t ngot;                /* bytes of value + tail read so far */
     char ntail[2];              /* the two bytes after the value */
     uint64_t swallow;           /* SWALLOW: bytes still to discard */
 
@@ -66,7 +68,6 @@ struct mk_conn {
 
     mk_out_mark sent_mark;      /* end of what memcached would have transmitted already:
                                    the queue at the last get-family reply or flush */
-    bool noreply;               /* the command being executed said noreply */
     int64_t last_cmd;           /* server clock at the last command (atomic access) */
     char peer[80];              /* "tcp:1.2.3.4:5678" / "unix:path" */
     const char *listen_name;
@@ -87,7 +88,7 @@ void mk_conn_close(mk_conn *c);
 /* Free a closed connection's memory. */
 void mk_conn_free(mk_conn *c);
 
-/* ---- used by dispatch.c to build replies ---- */
+/* ---- used by protocols to queue replies ---- */
 
 /* Queue bytes (copied). Returns false on allocation failure. */
 bool mk_conn_out(mk_conn *c, const char *p, size_t n);
@@ -125,8 +126,8 @@ static inline bool mk_conn_commit(mk_conn *c, size_t n)
     return mk_conn_commit_piece(c, n);
 }
 
-/* Queue a reply line plus "\r\n", unless the current command is noreply. */
-void mk_conn_reply(mk_conn *c, const char *line);
+/* Queue a reply line plus "\r\n" (false on allocation failure). */
+bool mk_conn_reply(mk_conn *c, const char *line);
 
 /* Queue an item's value followed by "\r\n", referencing (not copying) large values; takes over the reference. */
 bool mk_conn_out_value(mk_conn *c, mk_item *it);
@@ -140,12 +141,15 @@ void mk_conn_out_rollback(mk_conn *c, const mk_out_mark *mark);
 /*
  * memcached transmits its reply queue after every get-family command; a later
  * failure that "kills stacked responses" drops only what was queued since.
- * Record that point now (dispatch calls this after a get-family reply).
+ * Record that point now (the text protocol calls this after a get-family reply).
  */
 void mk_conn_mark_sent(mk_conn *c);
 
-/* Begin reading a data block of it's size into the item (takes over the reference). */
-void mk_conn_start_nread(mk_conn *c, mk_item *it, mk_cmd cmd, uint64_t cas, bool noreply);
+/*
+ * Begin reading a data block of it's size, plus two tail bytes, into the item
+ * (takes over the reference); the protocol's complete_nread() gets it back.
+ */
+void mk_conn_start_nread(mk_conn *c, mk_item *it);
 
 /* Discard n bytes of input next. */
 void mk_conn_start_swallow(mk_conn *c, uint64_t n);

@@ -6,9 +6,9 @@
  *   main thread                        worker threads (-t), one epoll loop each
  *   ───────────                        ─────────────────────────────────────────
  *   listeners ──accept──► round robin ──► queue + eventfd ──► mk_conn (conn.c)
- *   signalfd (INT/TERM/USR1)                                   │ parse (proto)
- *   1 s tick: clock, store upkeep                              │ dispatch (dispatch.c)
- *                                                              ▼ storage (mk_cache)
+ *   signalfd (INT/TERM/USR1)                  transport (transport.c) │ protocol (proto_text.c)
+ *   1 s tick: clock, store upkeep                                     │ execute (exec.c)
+ *                                                                     ▼ storage (mk_cache)
  *
  * Lock rules: the store locks itself (storage/cache.h). Each worker's conn list is
  * guarded by its conns_lock, taken only to add/remove a connection and by

@@ -5,7 +5,7 @@
 #include <string.h>
 
 #include "check.h"
-#include "server/dispatch.h"
+#include "server/exec.h"
 #include "server/options.h"
 
 typedef struct parsed {

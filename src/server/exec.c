@@ -1,0 +1,195 @@
+/* server/exec.c — protocol-neutral command execution against the store, with memcached's counters. */
+#include "server/exec.h"
+
+#define REALTIME_MAXDELTA (60 * 60 * 24 * 30) /* exptimes above this are absolute unix times */
+
+int64_t mk_exptime_to_abs(int64_t exptime, int64_t now)
+{
+    if (exptime == 0)
+        return 0;
+    if (exptime < 0)
+        return 1; /* long past: already expired */
+    if (exptime > REALTIME_MAXDELTA)
+        return exptime <= 1 ? 1 : exptime;
+    return now + exptime;
+}
+
+static bool detail_on(const mk_worker *wk)
+{
+    return __atomic_load_n(&wk->srv->detail_enabled, __ATOMIC_RELAXED);
+}
+
+mk_status mk_exec_get(mk_worker *wk, mk_str key, const mk_get_opts *o, mk_cache_read_fn fn, void *ctx,
+                      mk_item **it)
+{
+    mk_cache *cache = wk->srv->cache;
+    mk_thread_stats *ts = &wk->stats;
+    mk_cache_rc rc;
+    *it = NULL;
+    if (o && o->touch)
+        rc = mk_cache_gat(cache, key.p, key.n, o->exp_at, wk->now, it);
+    else if (fn)
+        rc = mk_cache_read(cache, key.p, key.n, wk->now, fn, ctx, it);
+    else
+        rc = mk_cache_get(cache, key.p, key.n, wk->now, it);
+    bool hit = rc == MK_C_OK;
+    MK_STAT_INC(ts, get_cmds);
+    if (hit) {
+        MK_STAT_INC(ts, get_hits);
+    } else {
+        MK_STAT_INC(ts, get_misses);
+        if (rc == MK_C_EXPIRED)
+            MK_STAT_INC(ts, get_expired);
+        else if (rc == MK_C_FLUSHED)
+            MK_STAT_INC(ts, get_flushed);
+    }
+    if (o && o->count_touch) {
+        MK_STAT_INC(ts, touch_cmds);
+        if (hit)
+            MK_STAT_INC(ts, touch_hits);
+        else
+            MK_STAT_INC(ts, touch_misses);
+    }
+    if (detail_on(wk))
+        mk_server_detail_count(wk->srv, key.p, key.n, 'g', hit);
+    return hit ? MK_ST_OK : MK_ST_NOT_FOUND;
+}
+
+mk_status mk_exec_alloc(mk_worker *wk, mk_str key, uint32_t flags, int64_t exptime, uint64_t vlen,
+                        mk_store_op op, mk_item **it)
+{
+    mk_cache *cache = wk->srv->cache;
+    *it = NULL;
+    mk_cache_rc rc = vlen > SIZE_MAX - 2 ? MK_C_TOO_LARGE
+                                         : mk_cache_alloc(cache, key.p, key.n, flags,
+                                                          mk_exptime_to_abs(exptime, wk->now), (size_t)vlen,
+                                                          wk->now, it);
+    if (rc == MK_C_OK)
+        return MK_ST_OK;
+    /* memcached: a failed set must not leave the old value readable */
+    if (op == MK_STORE_SET)
+        mk_cache_unlink(cache, key.p, key.n);
+    if (rc == MK_C_TOO_LARGE) {
+        MK_STAT_INC(&wk->stats, store_too_large);
+        return MK_ST_TOO_LARGE;
+    }
+    MK_STAT_INC(&wk->stats, store_no_memory);
+    return MK_ST_NO_MEMORY;
+}
+
+mk_status mk_exec_store(mk_worker *wk, mk_item *it, mk_store_op op, uint64_t cas_in, uint64_t *cas)
+{
+    mk_thread_stats *ts = &wk->stats;
+    uint64_t ncas = 0;
+    MK_STAT_INC(ts, set_cmds);
+    mk_cache_rc rc = mk_cache_store(wk->srv->cache, it, op, cas_in, wk->now, &ncas);
+    if (detail_on(wk))
+        mk_server_detail_count(wk->srv, mk_item_key(it), mk_item_nkey(it), 's', true);
+    if (cas)
+        *cas = rc == MK_C_OK ? ncas : 0;
+    switch (rc) {
+    case MK_C_OK:
+        if (op == MK_STORE_CAS)
+            MK_STAT_INC(ts, cas_hits);
+        return MK_ST_STORED;
+    case MK_C_EXISTS:
+        MK_STAT_INC(ts, cas_badval);
+        return MK_ST_EXISTS;
+    case MK_C_NOT_FOUND:
+        MK_STAT_INC(ts, cas_misses);
+        return MK_ST_NOT_FOUND;
+    case MK_C_TOO_LARGE:
+        MK_STAT_INC(ts, store_too_large);
+        return MK_ST_TOO_LARGE;
+    case MK_C_NO_MEMORY:
+        MK_STAT_INC(ts, store_no_memory);
+        return MK_ST_NO_MEMORY;
+    default:
+        return MK_ST_NOT_STORED;
+    }
+}
+
+mk_status mk_exec_store_bad_chunk(mk_worker *wk, mk_item *it)
+{
+    MK_STAT_INC(&wk->stats, set_cmds);
+    mk_item_put(wk->srv->cache, it);
+    return MK_ST_BAD_CHUNK;
+}
+
+mk_status mk_exec_delete(mk_worker *wk, mk_str key)
+{
+    mk_cache_rc rc = mk_cache_delete(wk->srv->cache, key.p, key.n, wk->now);
+    if (rc == MK_C_OK)
+        MK_STAT_INC(&wk->stats, delete_hits);
+    else
+        MK_STAT_INC(&wk->stats, delete_misses);
+    if (detail_on(wk))
+        mk_server_detail_count(wk->srv, key.p, key.n, 'd', rc == MK_C_OK);
+    return rc == MK_C_OK ? MK_ST_DELETED : MK_ST_NOT_FOUND;
+}
+
+mk_status mk_exec_arith(mk_worker *wk, mk_str key, bool incr, uint64_t delta, uint64_t *result, uint64_t *cas)
+{
+    mk_thread_stats *ts = &wk->stats;
+    mk_cache_rc rc = mk_cache_arith(wk->srv->cache, key.p, key.n, incr, delta, wk->now, result, cas);
+    switch (rc) {
+    case MK_C_OK:
+        if (incr)
+            MK_STAT_INC(ts, incr_hits);
+        else
+            MK_STAT_INC(ts, decr_hits);
+        return MK_ST_OK;
+    case MK_C_NON_NUMERIC:
+        return MK_ST_NON_NUMERIC;
+    case MK_C_NO_MEMORY:
+        return MK_ST_NO_MEMORY;
+    default:
+        if (incr)
+            MK_STAT_INC(ts, incr_misses);
+        else
+            MK_STAT_INC(ts, decr_misses);
+        return MK_ST_NOT_FOUND;
+    }
+}
+
+mk_status mk_exec_touch(mk_worker *wk, mk_str key, int64_t exptime)
+{
+    mk_thread_stats *ts = &wk->stats;
+    mk_cache_rc rc = mk_cache_touch(wk->srv->cache, key.p, key.n, mk_exptime_to_abs(exptime, wk->now), wk->now);
+    MK_STAT_INC(ts, touch_cmds);
+    if (rc == MK_C_OK) {
+        MK_STAT_INC(ts, touch_hits);
+        return MK_ST_TOUCHED;
+    }
+    MK_STAT_INC(ts, touch_misses);
+    return MK_ST_NOT_FOUND;
+}
+
+bool mk_exec_flush(mk_worker *wk, bool has_arg, int64_t arg)
+{
+    mk_server *srv = wk->srv;
+    if (!srv->settings->flush_enabled)
+        return false;
+    MK_STAT_INC(&wk->stats, flush_cmds);
+    int64_t delay = 0;
+    if (has_arg && arg > 0) {
+        delay = mk_exptime_to_abs(arg, wk->now) - wk->now;
+        if (delay < 0)
+            delay = 0;
+    }
+    mk_cache_flush(srv->cache, wk->now, delay);
+    return true;
+}
+
+void mk_exec_verbosity(mk_worker *wk, int64_t level)
+{
+    __atomic_store_n(&wk->srv->verbosity, (int)(level > 10 ? 10 : level < 0 ? 0 : level), __ATOMIC_RELAXED);
+}
+
+bool mk_exec_shutdown(mk_worker *wk)
+{
+    if (!wk->srv->settings->shutdown_enabled)
+        return false;
+    mk_server_stop(wk->srv);
+    return true;
+}

@@ -1,0 +1,92 @@
+/* server/exec.h — protocol-neutral command execution: store semantics and counters, once for every protocol. */
+#ifndef MK_SERVER_EXEC_H
+#define MK_SERVER_EXEC_H
+
+/*
+ *   protocol (proto_text.c, proto_meta.c)        exec (this file)           store
+ *   parse a request ──► mk_exec_*(wk, ...) ──► mk_cache_* ──► outcome ──► compose its bytes
+ *
+ * Every function runs on a worker thread with that worker's handle: it reads the
+ * worker's clock, counts into the worker's counters (and "stats detail" when it
+ * is on) exactly as memcached counts the command, and returns an mk_status. No
+ * function here writes a byte to a connection, so the same set, get or incr has
+ * one implementation whatever protocol asked for it.
+ */
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "memkit/proto.h"
+#include "server/server.h"
+
+/*
+ * memcached's exptime rule: 0 never; up to 30 days, seconds from now; beyond that
+ * an absolute unix time; negative, already expired. Returns the absolute expiry
+ * (0 = never, a time <= now = expired).
+ */
+int64_t mk_exptime_to_abs(int64_t exptime, int64_t now);
+
+/* Extra things a lookup may do (meta's mg flags; get/gets need none). */
+typedef struct mk_get_opts {
+    bool touch;          /* set the expiry to exp_at on a hit (gat, mg T) */
+    int64_t exp_at;      /* with touch: absolute expiry, 0 = never */
+    bool count_touch;    /* count touch_cmds/hits/misses as well (gat/gats) */
+} mk_get_opts;
+
+/*
+ * Look up one key and count it (get_cmds, get_hits/get_misses, get_expired,
+ * get_flushed; touch counters with count_touch; "stats detail"). On a hit without
+ * touch, fn (if not NULL) is first offered the value under the store's lock to copy
+ * it (mk_cache_read's contract): if it takes it, *it stays NULL; otherwise *it
+ * receives a reference (release with mk_item_put). Returns MK_ST_OK (hit) or
+ * MK_ST_NOT_FOUND (miss).
+ */
+mk_status mk_exec_get(mk_worker *wk, mk_str key, const mk_get_opts *o, mk_cache_read_fn fn, void *ctx,
+                      mk_item **it);
+
+/*
+ * Allocate the item a storage command will fill (exptime as sent on the wire).
+ * MK_ST_OK with *it referenced; MK_ST_TOO_LARGE or MK_ST_NO_MEMORY (counted),
+ * and then, as memcached does, a failed set unlinks the key's old value so that
+ * it cannot be read any more.
+ */
+mk_status mk_exec_alloc(mk_worker *wk, mk_str key, uint32_t flags, int64_t exptime, uint64_t vlen,
+                        mk_store_op op, mk_item **it);
+
+/*
+ * Store a filled item (mk_exec_alloc's) with op's semantics (mk_cache_store) and
+ * count it (set_cmds, cas_hits/cas_badval/cas_misses, "stats detail"). The caller
+ * keeps its reference. *cas (if not NULL) receives the stored item's unique.
+ * MK_ST_STORED, MK_ST_NOT_STORED, MK_ST_EXISTS, MK_ST_NOT_FOUND (cas on a
+ * missing key), MK_ST_TOO_LARGE or MK_ST_NO_MEMORY (append/prepend).
+ */
+mk_status mk_exec_store(mk_worker *wk, mk_item *it, mk_store_op op, uint64_t cas_in, uint64_t *cas);
+
+/* A data block that did not end in "\r\n": counts the set and drops the item (consumes the reference). */
+mk_status mk_exec_store_bad_chunk(mk_worker *wk, mk_item *it);
+
+/* delete: MK_ST_DELETED or MK_ST_NOT_FOUND (counted). */
+mk_status mk_exec_delete(mk_worker *wk, mk_str key);
+
+/*
+ * incr/decr by delta (mk_cache_arith's rules), counted. MK_ST_OK with *result
+ * (and *cas if not NULL), MK_ST_NOT_FOUND, MK_ST_NON_NUMERIC or MK_ST_NO_MEMORY.
+ */
+mk_status mk_exec_arith(mk_worker *wk, mk_str key, bool incr, uint64_t delta, uint64_t *result, uint64_t *cas);
+
+/* touch (exptime as sent), counted: MK_ST_TOUCHED or MK_ST_NOT_FOUND. */
+mk_status mk_exec_touch(mk_worker *wk, mk_str key, int64_t exptime);
+
+/*
+ * flush_all, with a delay as sent on the wire (has_arg false: none). False when
+ * flush_all is disabled (-F): nothing happens and nothing is counted.
+ */
+bool mk_exec_flush(mk_worker *wk, bool has_arg, int64_t arg);
+
+/* verbosity: clamp to 0..10 and set it. */
+void mk_exec_verbosity(mk_worker *wk, int64_t level);
+
+/* shutdown: false when not enabled (-A); otherwise the server starts stopping. */
+bool mk_exec_shutdown(mk_worker *wk);
+
+#endif

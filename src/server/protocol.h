@@ -1,0 +1,63 @@
+/* server/protocol.h — a connection's two seams: the protocol it speaks and the transport its bytes take. */
+#ifndef MK_SERVER_PROTOCOL_H
+#define MK_SERVER_PROTOCOL_H
+
+/*
+ *            ┌──────────── mk_conn (conn.c): buffers, states, reply queue ───────────┐
+ *   socket ◄─┤ transport: readv / writev / close      protocol: execute / nread done ├─► exec.c ─► store
+ *            └────────────────────────────────────────────────────────────────────────┘
+ *
+ * conn.c moves bytes and knows no command: it hands buffered input to its
+ * protocol's execute(), reads data blocks into the item the protocol asked for,
+ * and writes the reply queue through its transport. A protocol (proto_text.c:
+ * memcached's classic text and meta commands on one connection) parses with
+ * src/proto/, executes with exec.c, and queues the bytes its composer makes.
+ * A transport (transport.c: a plain socket) is the only code that calls
+ * read/write/close on the connection's fd.
+ */
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+
+typedef struct mk_conn mk_conn;
+typedef struct mk_item mk_item;
+
+typedef struct mk_protocol {
+    const char *name;
+    /*
+     * Parse and execute one request at the start of in[0..len) (len > 0),
+     * queueing its replies on c. Returns the bytes consumed (> 0; a data block
+     * the request announces is read afterwards by the connection, see
+     * mk_conn_start_nread), 0 when the request is not complete yet, -1 when the
+     * connection must close now (queued replies are still sent).
+     */
+    ssize_t (*execute)(mk_conn *c, const char *in, size_t len);
+    /*
+     * The data block started by mk_conn_start_nread has been read into it:
+     * tail_ok says whether the two bytes after it were "\r\n". Takes over the
+     * item's reference.
+     */
+    void (*complete_nread)(mk_conn *c, mk_item *it, bool tail_ok);
+    /* Bytes of per-connection state (mk_conn_pstate); zeroed when the connection is made. */
+    size_t state_size;
+} mk_protocol;
+
+/* memcached's ASCII protocols: classic text commands and meta commands (proto_text.c). */
+extern const mk_protocol mk_protocol_ascii;
+
+typedef struct mk_transport {
+    const char *name;
+    /* Read into iov: > 0 bytes, 0 end of stream, -1 would block, -2 error. */
+    ssize_t (*readv)(mk_conn *c, const struct iovec *iov, int n);
+    /* Write iov: >= 0 bytes written, -1 would block, -2 error. */
+    ssize_t (*writev)(mk_conn *c, const struct iovec *iov, int n);
+    /* Close the connection's fd (and anything the transport keeps for it). */
+    void (*close)(mk_conn *c);
+} mk_transport;
+
+/* A plain TCP or unix-domain socket (transport.c). */
+extern const mk_transport mk_transport_plain;
+
+#endif
