@@ -30,7 +30,7 @@ CPPFLAGS := -Iinclude -Isrc -D_GNU_SOURCE -MMD -MP
 CFLAGS   := -std=c11 -Wall -Wextra -Werror -g -pthread $(OPT) $(SANFLAGS) $(EXTRA_CFLAGS)
 LDFLAGS  := -pthread $(SANFLAGS) $(EXTRA_LDFLAGS)
 CLIENT_LIBS := -lnettle -lz
-STORE_LIBS  := -lz
+STORE_LIBS  := -lnettle -lz
 
 CORE_SRC   := $(sort $(wildcard src/proto/*.c src/storage/*.c src/util/*.c))
 SERVER_SRC := $(sort $(wildcard src/server/*.c))

@@ -61,6 +61,12 @@ typedef enum mk_cmd {
     MK_CMD_STATS,
     MK_CMD_SHUTDOWN,
     MK_CMD_CACHE_MEMLIMIT,
+    MK_CMD_MG,            /* meta commands: the line is parsed further by mk_parse_meta() */
+    MK_CMD_MS,
+    MK_CMD_MD,
+    MK_CMD_MA,
+    MK_CMD_MN,
+    MK_CMD_ME,
     MK_CMD__COUNT
 } mk_cmd;
 
@@ -106,6 +112,7 @@ typedef struct mk_request {
     mk_perr err;          /* MK_PERR_NONE, or the error to reply with */
     mk_paction action;    /* with err: what to do afterwards */
     uint64_t swallow;     /* with MK_PA_SWALLOW: bytes to discard (data block including its "\r\n") */
+    mk_str line;          /* the whole line without its "\r\n" (cut at a NUL byte, as memcached reads it) */
 } mk_request;
 
 /*
@@ -142,6 +149,106 @@ const char *mk_cmd_name(mk_cmd cmd);
 
 /* True for set/add/replace/append/prepend/cas: a data block follows the line. */
 bool mk_cmd_is_storage(mk_cmd cmd);
+
+/* ---- outcomes (server side): what executing a command came to, before any protocol spells it ---- */
+
+/*
+ * The outcome of one command, shared by every protocol: the server's execution
+ * layer returns it, and each protocol's composer turns it into its own bytes
+ * (text: mk_text_status_line(); meta: mk_meta_status_code()).
+ */
+typedef enum mk_status {
+    MK_ST_OK = 0,        /* a hit (get), a number (incr/decr), done (flush_all, verbosity) */
+    MK_ST_STORED,
+    MK_ST_NOT_STORED,    /* add on a present key, replace/append/prepend on a missing one */
+    MK_ST_EXISTS,        /* cas: the unique did not match */
+    MK_ST_NOT_FOUND,     /* a miss; cas, delete, incr/decr or touch of a missing key */
+    MK_ST_DELETED,
+    MK_ST_TOUCHED,
+    MK_ST_NON_NUMERIC,   /* incr/decr of a value that is not a decimal number */
+    MK_ST_TOO_LARGE,     /* the item would exceed the item size limit */
+    MK_ST_NO_MEMORY,     /* no room */
+    MK_ST_BAD_CHUNK,     /* a data block not followed by "\r\n" */
+    MK_ST__COUNT
+} mk_status;
+
+/*
+ * The classic text protocol's reply line (no "\r\n") for a command's outcome,
+ * e.g. (SET, STORED) "STORED", (INCR, NO_MEMORY) "SERVER_ERROR out of memory",
+ * (SET, NO_MEMORY) "SERVER_ERROR out of memory storing object". Never NULL.
+ */
+const char *mk_text_status_line(mk_cmd cmd, mk_status st);
+
+/* ---- the meta protocol (mg ms md ma mn me), memcached 1.6's doc/protocol.txt ---- */
+
+#define MK_META_OPAQUE_MAX 32   /* longest O token memcached echoes (the 'O' included) */
+#define MK_META_LINE_MAX (5 + 4 * MK_KEY_MAX + 24 * 40) /* a meta reply line's upper bound, "\r\n" included */
+
+/*
+ * A meta request line, checked as memcached 1.6.18 checks it. Flags are single
+ * letters, each optionally followed by a token ("T30", "Oabc"); their order is
+ * kept because the reply echoes return flags in request order.
+ */
+typedef struct mk_meta_req {
+    mk_cmd cmd;                 /* MK_CMD_MG, MS, MD, MA, MN or ME */
+    mk_str key;                 /* the key: decoded into keybuf when b was given */
+    bool key_b64;               /* b: the key was sent base64-encoded */
+    uint64_t vlen;              /* ms: bytes in the data block (without "\r\n") */
+    mk_str flag[MK_MAX_TOKENS]; /* the flag tokens in order (flag[i].p[0] is the letter) */
+    size_t nflags;
+    uint64_t seen;              /* bit mk_meta_bit(letter) for every flag given */
+    /* the values of the flags that carry one */
+    uint32_t client_flags;      /* F */
+    int32_t ttl, viv_ttl, recache; /* T, N, R: exptimes as sent (memcached's rules apply) */
+    uint64_t cas_in;            /* C */
+    uint64_t delta;             /* D (ma; 1 when absent) */
+    uint64_t initial;           /* J (ma) */
+    char mode;                  /* M: ms E A P R S, ma I + D - (0 when absent) */
+    mk_str opaque;              /* O: the whole token, 'O' included */
+    /* an error: reply err (always sent, q or not), then do action */
+    const char *err;            /* NULL, or the exact reply line */
+    mk_paction action;          /* MK_PA_SWALLOW: discard swallow bytes (an ms data block) */
+    uint64_t swallow;
+    char keybuf[MK_KEY_MAX];    /* the decoded key of a b request */
+} mk_meta_req;
+
+/* The bit of a flag letter in mk_meta_req.seen (A-Z: 0-25, a-z: 26-51). */
+static inline uint64_t mk_meta_bit(char letter)
+{
+    return letter >= 'A' && letter <= 'Z' ? 1ull << (letter - 'A')
+         : letter >= 'a' && letter <= 'z' ? 1ull << (26 + letter - 'a') : 0;
+}
+
+static inline bool mk_meta_has(const mk_meta_req *m, char letter)
+{
+    return (m->seen & mk_meta_bit(letter)) != 0;
+}
+
+/*
+ * Parse the line of a request mk_parse_request() classified as a meta command
+ * (req->cmd MK_CMD_MG .. MK_CMD_ME). Fills *m; on a malformed line m->err is
+ * memcached's reply and m->action what follows it. Never reads outside
+ * req->line; m->key may point into m->keybuf (so *m must not be copied).
+ */
+void mk_parse_meta(const mk_request *req, mk_meta_req *m);
+
+/* A meta status code for an outcome: "HD" "VA" "EN" "NS" "EX" "NF" "MN" (MK_ST_OK: "HD"). */
+const char *mk_meta_status_code(mk_cmd cmd, mk_status st);
+
+/*
+ * Write " k<key>" (and " b" after it for a binary key, which is base64-encoded
+ * again) to out. Returns the length, 0 if cap is too small (4 * MK_KEY_MAX / 3 + 8 always suffices).
+ */
+size_t mk_compose_meta_key(char *out, size_t cap, const char *key, size_t nkey, bool b64);
+
+/* ---- meta requests (client side) ---- */
+
+/*
+ * Write "<cmd> <key>[ <vlen>][ <flags>]\r\n" for a meta request: cmd "mg" "ms"
+ * "md" "ma" "mn"; flags is the rest of the line as the caller wants it
+ * ("v f c O123 q"), vlen only for ms. Returns the length, 0 if cap is too small.
+ */
+size_t mk_compose_meta_req(char *out, size_t cap, mk_cmd cmd, mk_str key, uint64_t vlen, mk_str flags);
 
 /* ---- composing replies (server side) ---- */
 

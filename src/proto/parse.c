@@ -3,6 +3,8 @@
 
 #include <string.h>
 
+#include "proto/lex.h"
+
 /*
  * memcached's model, reproduced here without NUL-terminating anything:
  *  - a line ends at the first '\n'; one '\r' before it is dropped only when the
@@ -12,129 +14,6 @@
  *    and the last slot is a terminator that either marks the end of the line or
  *    holds the unprocessed rest (get-family lines are re-tokenized from there).
  */
-
-typedef struct tok {
-    const char *p; /* NULL in the terminator slot when the whole line was scanned */
-    size_t n;
-} tok;
-
-static size_t tokenize(const char *s, size_t len, tok *t)
-{
-    size_t nt = 0, i = 0;
-    for (;;) {
-        while (i < len && s[i] == ' ')
-            i++;
-        if (i == len)
-            break;
-        /* the end of the token: memchr rather than a byte loop (this runs over every key of every get) */
-        const char *sp = memchr(s + i, ' ', len - i);
-        size_t e = sp ? (size_t)(sp - s) : len;
-        t[nt].p = s + i;
-        t[nt].n = e - i;
-        nt++;
-        i = e;
-        if (nt == MK_MAX_TOKENS - 1) {
-            if (i < len)
-                i++; /* the rest starts after the one space that ended this token */
-            break;
-        }
-    }
-    /* terminator: NULL when everything was scanned, else the first unscanned byte */
-    t[nt].p = (i < len) ? s + i : NULL;
-    t[nt].n = (i < len) ? len - i : 0;
-    nt++;
-    return nt;
-}
-
-static bool tok_is(const tok *t, const char *lit)
-{
-    size_t n = strlen(lit);
-    return t->p != NULL && t->n == n && memcmp(t->p, lit, n) == 0;
-}
-
-/* ---- numbers: the strto* + safe_strto* semantics of memcached on 64-bit Linux ---- */
-
-static bool c_isspace(unsigned char c)
-{
-    return c == ' ' || c == '\t' || c == '\n' || c == '\v' || c == '\f' || c == '\r';
-}
-
-/*
- * Scan like strtoull(): leading white space, optional sign, decimal digits.
- * *mag gets the magnitude (saturated), *ovf whether it exceeded 2^64-1.
- * Returns false unless memcached's checks pass: at least one digit, and the
- * byte after the digits is the end of the token or white space.
- */
-static bool scan_num(const tok *t, bool *neg, uint64_t *mag, bool *ovf)
-{
-    size_t i = 0, d0;
-    uint64_t v = 0;
-    *neg = false;
-    *ovf = false;
-    if (t->p == NULL)
-        return false;
-    while (i < t->n && c_isspace((unsigned char)t->p[i]))
-        i++;
-    if (i < t->n && (t->p[i] == '+' || t->p[i] == '-')) {
-        *neg = t->p[i] == '-';
-        i++;
-    }
-    d0 = i;
-    while (i < t->n && t->p[i] >= '0' && t->p[i] <= '9') {
-        unsigned dig = (unsigned)(t->p[i] - '0');
-        if (v > (UINT64_MAX - dig) / 10)
-            *ovf = true;
-        else
-            v = v * 10 + dig;
-        i++;
-    }
-    if (i == d0)
-        return false; /* no conversion: endptr == str */
-    if (i < t->n && !c_isspace((unsigned char)t->p[i]))
-        return false;
-    *mag = v;
-    return true;
-}
-
-/* safe_strtoull / safe_strtoul (unsigned long is 64-bit): "-N" wraps, but is refused when the result looks negative. */
-static bool num_u64(const tok *t, uint64_t *out)
-{
-    bool neg, ovf;
-    uint64_t m;
-    if (!scan_num(t, &neg, &m, &ovf) || ovf)
-        return false;
-    uint64_t v = neg ? (uint64_t)0 - m : m;
-    if (neg && v > (uint64_t)INT64_MAX)
-        return false;
-    *out = v;
-    return true;
-}
-
-/* safe_strtoul into a uint32_t: the 64-bit result is truncated. */
-static bool num_u32(const tok *t, uint32_t *out)
-{
-    uint64_t v;
-    if (!num_u64(t, &v))
-        return false;
-    *out = (uint32_t)v;
-    return true;
-}
-
-/* safe_strtol: strtol (64-bit long, ERANGE fails), then truncated to int32_t. */
-static bool num_i32(const tok *t, int32_t *out)
-{
-    bool neg, ovf;
-    uint64_t m;
-    if (!scan_num(t, &neg, &m, &ovf) || ovf)
-        return false;
-    if (!neg && m > (uint64_t)INT64_MAX)
-        return false;
-    if (neg && m > (uint64_t)INT64_MAX + 1)
-        return false;
-    uint64_t v = neg ? (uint64_t)0 - m : m;
-    *out = (int32_t)(uint32_t)v;
-    return true;
-}
 
 /* ---- tables ---- */
 
@@ -161,6 +40,12 @@ static const char *const cmd_names[MK_CMD__COUNT] = {
     [MK_CMD_STATS] = "stats",
     [MK_CMD_SHUTDOWN] = "shutdown",
     [MK_CMD_CACHE_MEMLIMIT] = "cache_memlimit",
+    [MK_CMD_MG] = "mg",
+    [MK_CMD_MS] = "ms",
+    [MK_CMD_MD] = "md",
+    [MK_CMD_MA] = "ma",
+    [MK_CMD_MN] = "mn",
+    [MK_CMD_ME] = "me",
 };
 
 static const char *const perr_texts[MK_PERR__COUNT] = {
@@ -250,13 +135,13 @@ static void set_err(mk_request *req, mk_perr e)
 }
 
 /* set_noreply_maybe(): "noreply" must be exactly the last token. */
-static bool last_is_noreply(const tok *t, size_t nt)
+static bool last_is_noreply(const mk_tok *t, size_t nt)
 {
-    return tok_is(&t[nt - 2], "noreply");
+    return mk_tok_is(&t[nt - 2], "noreply");
 }
 
 /* "<cmd> <u32> [noreply]" (verbosity, cache_memlimit); bad_num is memcached's reply to a non-number. */
-static void parse_u32_arg(mk_request *req, mk_cmd cmd, const tok *t, size_t nt, mk_perr bad_num)
+static void parse_u32_arg(mk_request *req, mk_cmd cmd, const mk_tok *t, size_t nt, mk_perr bad_num)
 {
     req->cmd = cmd;
     if (nt != 3 && nt != 4) {
@@ -265,7 +150,7 @@ static void parse_u32_arg(mk_request *req, mk_cmd cmd, const tok *t, size_t nt, 
     }
     req->noreply = last_is_noreply(t, nt);
     uint32_t v;
-    if (!num_u32(&t[1], &v)) {
+    if (!mk_num_u32(&t[1], &v)) {
         set_err(req, bad_num);
         return;
     }
@@ -273,13 +158,13 @@ static void parse_u32_arg(mk_request *req, mk_cmd cmd, const tok *t, size_t nt, 
     req->has_arg = true;
 }
 
-static void parse_get(mk_request *req, mk_cmd cmd, const tok *t, size_t nt, const char *line_end)
+static void parse_get(mk_request *req, mk_cmd cmd, const mk_tok *t, size_t nt, const char *line_end)
 {
     size_t first = 1;
     req->cmd = cmd;
     if (cmd == MK_CMD_GAT || cmd == MK_CMD_GATS) {
         int32_t e;
-        if (!num_i32(&t[1], &e)) {
+        if (!mk_num_i32(&t[1], &e)) {
             set_err(req, MK_PERR_BAD_EXPTIME);
             return;
         }
@@ -322,7 +207,7 @@ static void parse_get(mk_request *req, mk_cmd cmd, const tok *t, size_t nt, cons
     }
 }
 
-static void parse_storage(mk_request *req, mk_cmd cmd, const tok *t, size_t nt)
+static void parse_storage(mk_request *req, mk_cmd cmd, const mk_tok *t, size_t nt)
 {
     bool is_cas = cmd == MK_CMD_CAS;
     req->cmd = cmd;
@@ -339,13 +224,13 @@ static void parse_storage(mk_request *req, mk_cmd cmd, const tok *t, size_t nt)
     }
     uint32_t flags;
     int32_t exptime, vlen;
-    if (!num_u32(&t[2], &flags) || !num_i32(&t[3], &exptime) || !num_i32(&t[4], &vlen)) {
+    if (!mk_num_u32(&t[2], &flags) || !mk_num_i32(&t[3], &exptime) || !mk_num_i32(&t[4], &vlen)) {
         set_err(req, MK_PERR_BAD_FORMAT);
         return;
     }
     req->flags = flags;
     req->exptime = exptime;
-    if (is_cas && !num_u64(&t[5], &req->cas)) {
+    if (is_cas && !mk_num_u64(&t[5], &req->cas)) {
         set_err(req, MK_PERR_BAD_FORMAT);
         return;
     }
@@ -358,32 +243,37 @@ static void parse_storage(mk_request *req, mk_cmd cmd, const tok *t, size_t nt)
 
 static void parse_line(mk_request *req, const char *line, size_t n)
 {
-    tok t[MK_MAX_TOKENS];
-    size_t nt = tokenize(line, n, t);
+    mk_tok t[MK_MAX_TOKENS];
+    size_t nt = mk_tokenize(line, n, t);
     const char *line_end = line + n;
 
     if (nt < 2 || t[0].n < 2) {
         set_err(req, MK_PERR_ERROR);
         return;
     }
-    const tok *c = &t[0];
+    const mk_tok *c = &t[0];
     char first = c->p[0];
 
     if (first == 'm' && c->n == 2) {
-        /* meta commands (mg ms md ma mn me): not supported yet */
-        set_err(req, MK_PERR_ERROR);
+        /* meta commands: mk_parse_meta() reads the rest of the line */
+        static const mk_cmd meta[26] = {['g' - 'a'] = MK_CMD_MG, ['s' - 'a'] = MK_CMD_MS, ['d' - 'a'] = MK_CMD_MD,
+                                        ['a' - 'a'] = MK_CMD_MA, ['n' - 'a'] = MK_CMD_MN, ['e' - 'a'] = MK_CMD_ME};
+        char second = c->p[1];
+        req->cmd = second >= 'a' && second <= 'z' ? meta[second - 'a'] : MK_CMD_NONE;
+        if (req->cmd == MK_CMD_NONE)
+            set_err(req, MK_PERR_ERROR);
         return;
     }
     switch (first) {
     case 'g': {
         mk_cmd cmd = MK_CMD_NONE;
-        if (tok_is(c, "get"))
+        if (mk_tok_is(c, "get"))
             cmd = MK_CMD_GET;
-        else if (tok_is(c, "gets"))
+        else if (mk_tok_is(c, "gets"))
             cmd = MK_CMD_GETS;
-        else if (tok_is(c, "gat"))
+        else if (mk_tok_is(c, "gat"))
             cmd = MK_CMD_GAT;
-        else if (tok_is(c, "gats"))
+        else if (mk_tok_is(c, "gats"))
             cmd = MK_CMD_GATS;
         req->cmd = cmd;
         if (nt < 3 || cmd == MK_CMD_NONE) {
@@ -394,12 +284,12 @@ static void parse_line(mk_request *req, const char *line, size_t n)
         return;
     }
     case 's':
-        if (tok_is(c, "set")) {
+        if (mk_tok_is(c, "set")) {
             parse_storage(req, MK_CMD_SET, t, nt);
-        } else if (tok_is(c, "stats")) {
+        } else if (mk_tok_is(c, "stats")) {
             req->cmd = MK_CMD_STATS;
             goto rest_args;
-        } else if (tok_is(c, "shutdown")) {
+        } else if (mk_tok_is(c, "shutdown")) {
             req->cmd = MK_CMD_SHUTDOWN;
             goto rest_args;
         } else {
@@ -407,17 +297,17 @@ static void parse_line(mk_request *req, const char *line, size_t n)
         }
         return;
     case 'a':
-        if (tok_is(c, "add"))
+        if (mk_tok_is(c, "add"))
             parse_storage(req, MK_CMD_ADD, t, nt);
-        else if (tok_is(c, "append"))
+        else if (mk_tok_is(c, "append"))
             parse_storage(req, MK_CMD_APPEND, t, nt);
         else
             set_err(req, MK_PERR_ERROR);
         return;
     case 'c':
-        if (tok_is(c, "cas")) {
+        if (mk_tok_is(c, "cas")) {
             parse_storage(req, MK_CMD_CAS, t, nt);
-        } else if (tok_is(c, "cache_memlimit")) {
+        } else if (mk_tok_is(c, "cache_memlimit")) {
             parse_u32_arg(req, MK_CMD_CACHE_MEMLIMIT, t, nt, MK_PERR_ERROR);
         } else {
             set_err(req, MK_PERR_ERROR);
@@ -425,8 +315,8 @@ static void parse_line(mk_request *req, const char *line, size_t n)
         return;
     case 'i':
     case 'd':
-        if (tok_is(c, "incr") || tok_is(c, "decr")) {
-            req->cmd = tok_is(c, "incr") ? MK_CMD_INCR : MK_CMD_DECR;
+        if (mk_tok_is(c, "incr") || mk_tok_is(c, "decr")) {
+            req->cmd = mk_tok_is(c, "incr") ? MK_CMD_INCR : MK_CMD_DECR;
             if (nt != 4 && nt != 5) {
                 set_err(req, MK_PERR_ERROR);
                 return;
@@ -438,9 +328,9 @@ static void parse_line(mk_request *req, const char *line, size_t n)
                 set_err(req, MK_PERR_BAD_FORMAT);
                 return;
             }
-            if (!num_u64(&t[2], &req->delta))
+            if (!mk_num_u64(&t[2], &req->delta))
                 set_err(req, MK_PERR_BAD_DELTA);
-        } else if (tok_is(c, "delete")) {
+        } else if (mk_tok_is(c, "delete")) {
             req->cmd = MK_CMD_DELETE;
             if (nt < 3 || nt > 5) {
                 set_err(req, MK_PERR_ERROR);
@@ -449,7 +339,7 @@ static void parse_line(mk_request *req, const char *line, size_t n)
             req->key.p = t[1].p;
             req->key.n = t[1].n;
             if (nt > 3) {
-                bool zero = tok_is(&t[2], "0");
+                bool zero = mk_tok_is(&t[2], "0");
                 req->noreply = last_is_noreply(t, nt);
                 bool ok = (nt == 4 && (zero || req->noreply)) || (nt == 5 && zero && req->noreply);
                 if (!ok) {
@@ -464,7 +354,7 @@ static void parse_line(mk_request *req, const char *line, size_t n)
         }
         return;
     case 't':
-        if (tok_is(c, "touch")) {
+        if (mk_tok_is(c, "touch")) {
             req->cmd = MK_CMD_TOUCH;
             if (nt != 4 && nt != 5) {
                 set_err(req, MK_PERR_ERROR);
@@ -478,7 +368,7 @@ static void parse_line(mk_request *req, const char *line, size_t n)
                 return;
             }
             int32_t e;
-            if (!num_i32(&t[2], &e)) {
+            if (!mk_num_i32(&t[2], &e)) {
                 set_err(req, MK_PERR_BAD_EXPTIME);
                 return;
             }
@@ -491,7 +381,7 @@ static void parse_line(mk_request *req, const char *line, size_t n)
         break;
     }
 
-    if (tok_is(c, "flush_all")) {
+    if (mk_tok_is(c, "flush_all")) {
         req->cmd = MK_CMD_FLUSH_ALL;
         if (nt < 2 || nt > 4) {
             set_err(req, MK_PERR_ERROR);
@@ -500,7 +390,7 @@ static void parse_line(mk_request *req, const char *line, size_t n)
         req->noreply = last_is_noreply(t, nt);
         if (nt != (req->noreply ? 3u : 2u)) {
             int32_t d;
-            if (!num_i32(&t[1], &d)) {
+            if (!mk_num_i32(&t[1], &d)) {
                 set_err(req, MK_PERR_BAD_EXPTIME);
                 return;
             }
@@ -509,28 +399,28 @@ static void parse_line(mk_request *req, const char *line, size_t n)
         }
         return;
     }
-    if (tok_is(c, "replace")) {
+    if (mk_tok_is(c, "replace")) {
         parse_storage(req, MK_CMD_REPLACE, t, nt);
         return;
     }
-    if (tok_is(c, "prepend")) {
+    if (mk_tok_is(c, "prepend")) {
         parse_storage(req, MK_CMD_PREPEND, t, nt);
         return;
     }
-    if (tok_is(c, "version")) {
+    if (mk_tok_is(c, "version")) {
         req->cmd = MK_CMD_VERSION;
         return;
     }
-    if (tok_is(c, "quit")) {
+    if (mk_tok_is(c, "quit")) {
         req->cmd = MK_CMD_QUIT;
         return;
     }
-    if (tok_is(c, "verbosity")) {
+    if (mk_tok_is(c, "verbosity")) {
         parse_u32_arg(req, MK_CMD_VERBOSITY, t, nt, MK_PERR_BAD_FORMAT);
         return;
     }
     /* commands memcached knows that we do not serve: ERROR, but never the HTTP close below */
-    if (tok_is(c, "lru_crawler") || tok_is(c, "watch") || tok_is(c, "lru") || tok_is(c, "extstore")) {
+    if (mk_tok_is(c, "lru_crawler") || mk_tok_is(c, "watch") || mk_tok_is(c, "lru") || mk_tok_is(c, "extstore")) {
         set_err(req, MK_PERR_ERROR);
         return;
     }
@@ -580,6 +470,7 @@ ssize_t mk_parse_request(const char *buf, size_t len, mk_request *req)
     if (z != NULL)
         end = (size_t)(z - buf);
 
+    req->line = (mk_str){buf, end};
     parse_line(req, buf, end);
     if (req->err == MK_PERR_NONE && req->action == MK_PA_CLOSE) {
         memset(req, 0, sizeof *req);

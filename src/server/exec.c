@@ -1,6 +1,9 @@
 /* server/exec.c — protocol-neutral command execution against the store, with memcached's counters. */
 #include "server/exec.h"
 
+#include <inttypes.h>
+#include <stdio.h>
+
 #define REALTIME_MAXDELTA (60 * 60 * 24 * 30) /* exptimes above this are absolute unix times */
 
 int64_t mk_exptime_to_abs(int64_t exptime, int64_t now)
@@ -55,8 +58,8 @@ mk_status mk_exec_get(mk_worker *wk, mk_str key, const mk_get_opts *o, mk_cache_
     return hit ? MK_ST_OK : MK_ST_NOT_FOUND;
 }
 
-mk_status mk_exec_alloc(mk_worker *wk, mk_str key, uint32_t flags, int64_t exptime, uint64_t vlen,
-                        mk_store_op op, mk_item **it)
+static mk_status alloc_item(mk_worker *wk, mk_str key, uint32_t flags, int64_t exptime, uint64_t vlen,
+                            bool unlink_on_fail, mk_item **it)
 {
     mk_cache *cache = wk->srv->cache;
     *it = NULL;
@@ -67,7 +70,7 @@ mk_status mk_exec_alloc(mk_worker *wk, mk_str key, uint32_t flags, int64_t expti
     if (rc == MK_C_OK)
         return MK_ST_OK;
     /* memcached: a failed set must not leave the old value readable */
-    if (op == MK_STORE_SET)
+    if (unlink_on_fail)
         mk_cache_unlink(cache, key.p, key.n);
     if (rc == MK_C_TOO_LARGE) {
         MK_STAT_INC(&wk->stats, store_too_large);
@@ -77,12 +80,30 @@ mk_status mk_exec_alloc(mk_worker *wk, mk_str key, uint32_t flags, int64_t expti
     return MK_ST_NO_MEMORY;
 }
 
+mk_status mk_exec_alloc(mk_worker *wk, mk_str key, uint32_t flags, int64_t exptime, uint64_t vlen,
+                        mk_store_op op, mk_item **it)
+{
+    return alloc_item(wk, key, flags, exptime, vlen, op == MK_STORE_SET, it);
+}
+
+mk_status mk_exec_alloc_any(mk_worker *wk, mk_str key, uint32_t flags, int64_t exptime, uint64_t vlen,
+                            mk_item **it)
+{
+    return alloc_item(wk, key, flags, exptime, vlen, true, it);
+}
+
 mk_status mk_exec_store(mk_worker *wk, mk_item *it, mk_store_op op, uint64_t cas_in, uint64_t *cas)
+{
+    return mk_exec_store_ex(wk, it, op, cas_in, 0, cas);
+}
+
+mk_status mk_exec_store_ex(mk_worker *wk, mk_item *it, mk_store_op op, uint64_t cas_in, unsigned opts,
+                           uint64_t *cas)
 {
     mk_thread_stats *ts = &wk->stats;
     uint64_t ncas = 0;
     MK_STAT_INC(ts, set_cmds);
-    mk_cache_rc rc = mk_cache_store(wk->srv->cache, it, op, cas_in, wk->now, &ncas);
+    mk_cache_rc rc = mk_cache_store_ex(wk->srv->cache, it, op, cas_in, opts, wk->now, &ncas);
     if (detail_on(wk))
         mk_server_detail_count(wk->srv, mk_item_key(it), mk_item_nkey(it), 's', true);
     if (cas)
@@ -192,4 +213,126 @@ bool mk_exec_shutdown(mk_worker *wk)
         return false;
     mk_server_stop(wk->srv);
     return true;
+}
+
+mk_status mk_exec_mget(mk_worker *wk, mk_str key, mk_mget *g, mk_cache_read_fn fn, void *ctx, mk_item **it)
+{
+    mk_cache *cache = wk->srv->cache;
+    mk_thread_stats *ts = &wk->stats;
+    g->created = false;
+    mk_cache_rc rc = mk_cache_mget(cache, key.p, key.n, wk->now, &g->m, fn, ctx, it);
+    while (rc != MK_C_OK && g->vivify) {
+        /* N: the first to miss links an empty placeholder and wins the right to fill it */
+        mk_item *viv;
+        if (mk_cache_alloc(cache, key.p, key.n, 0, g->viv_exp_at, 0, wk->now, &viv) != MK_C_OK)
+            break;
+        /* the lookup that made it fetched it (unless u), as memcached's delayed bump does */
+        mk_item_set_meta(viv, MK_ITEM_WON | (g->m.no_bump ? 0 : MK_ITEM_FETCHED));
+        mk_cache_rc src = mk_cache_store(cache, viv, MK_STORE_ADD, 0, wk->now, NULL);
+        if (src == MK_C_OK) {
+            g->created = true;
+            g->m.fetched = g->m.stale = g->m.token_sent = g->m.key_binary = false;
+            g->m.win = true;
+            g->m.exp_before = 0;
+            g->m.stored_at = wk->now;
+            *it = viv;
+            rc = MK_C_OK;
+            break;
+        }
+        mk_item_put(cache, viv);
+        if (src != MK_C_NOT_STORED)
+            break;
+        rc = mk_cache_mget(cache, key.p, key.n, wk->now, &g->m, fn, ctx, it); /* someone else made it */
+    }
+    bool hit = rc == MK_C_OK;
+    if (rc == MK_C_EXPIRED)
+        MK_STAT_INC(ts, get_expired);
+    else if (rc == MK_C_FLUSHED)
+        MK_STAT_INC(ts, get_flushed);
+    if (g->count_touch) {
+        MK_STAT_INC(ts, touch_cmds);
+        if (hit)
+            MK_STAT_INC(ts, touch_hits);
+        else
+            MK_STAT_INC(ts, touch_misses);
+    } else {
+        MK_STAT_INC(ts, get_cmds);
+        if (hit)
+            MK_STAT_INC(ts, get_hits);
+        else
+            MK_STAT_INC(ts, get_misses);
+    }
+    return hit ? MK_ST_OK : MK_ST_NOT_FOUND;
+}
+
+mk_status mk_exec_mdelete(mk_worker *wk, mk_str key, uint64_t cas_in, bool stale, bool set_exp, int64_t exptime)
+{
+    mk_cache *cache = wk->srv->cache;
+    mk_cache_rc rc = stale ? mk_cache_invalidate(cache, key.p, key.n, cas_in, set_exp,
+                                                 mk_exptime_to_abs(exptime, wk->now), wk->now, NULL)
+                           : mk_cache_delete_cas(cache, key.p, key.n, cas_in, wk->now);
+    switch (rc) {
+    case MK_C_OK:
+        if (!stale)
+            MK_STAT_INC(&wk->stats, delete_hits);
+        return MK_ST_DELETED;
+    case MK_C_EXISTS:
+        MK_STAT_INC(&wk->stats, delete_misses);
+        return MK_ST_EXISTS;
+    case MK_C_NO_MEMORY:
+        return MK_ST_NO_MEMORY;
+    default:
+        MK_STAT_INC(&wk->stats, delete_misses);
+        return MK_ST_NOT_FOUND;
+    }
+}
+
+mk_status mk_exec_marith(mk_worker *wk, mk_str key, mk_marith *a)
+{
+    mk_cache *cache = wk->srv->cache;
+    mk_thread_stats *ts = &wk->stats;
+    a->created = false;
+    for (int tries = 0;; tries++) {
+        mk_cache_rc rc = mk_cache_arith_ex(cache, key.p, key.n, a->incr, a->delta, a->cas_in, a->set_exp, a->exp_at,
+                                           wk->now, &a->result, &a->cas, &a->exp_before);
+        switch (rc) {
+        case MK_C_OK:
+            if (a->incr)
+                MK_STAT_INC(ts, incr_hits);
+            else
+                MK_STAT_INC(ts, decr_hits);
+            return MK_ST_OK;
+        case MK_C_EXISTS:
+            return MK_ST_EXISTS;
+        case MK_C_NON_NUMERIC:
+            return MK_ST_NON_NUMERIC;
+        case MK_C_NO_MEMORY:
+            return MK_ST_NO_MEMORY;
+        default:
+            break;
+        }
+        if (!a->vivify || tries > 0) {
+            if (a->incr)
+                MK_STAT_INC(ts, incr_misses);
+            else
+                MK_STAT_INC(ts, decr_misses);
+            return MK_ST_NOT_FOUND;
+        }
+        /* N: create the counter at its initial value */
+        char num[24];
+        int n = snprintf(num, sizeof(num), "%" PRIu64, a->initial);
+        mk_item *it;
+        if (mk_cache_alloc(cache, key.p, key.n, 0, a->viv_exp_at, (size_t)n, wk->now, &it) != MK_C_OK)
+            return MK_ST_NO_MEMORY;
+        mk_item_write(it, 0, num, (size_t)n);
+        rc = mk_cache_store(cache, it, MK_STORE_ADD, 0, wk->now, &a->cas);
+        mk_item_put(cache, it);
+        if (rc == MK_C_OK) {
+            a->created = true;
+            a->result = a->initial;
+            a->exp_before = 0;
+            return MK_ST_OK;
+        }
+        /* made by someone else meanwhile: apply the delta to theirs */
+    }
 }

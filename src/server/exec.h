@@ -65,6 +65,56 @@ mk_status mk_exec_store(mk_worker *wk, mk_item *it, mk_store_op op, uint64_t cas
 /* A data block that did not end in "\r\n": counts the set and drops the item (consumes the reference). */
 mk_status mk_exec_store_bad_chunk(mk_worker *wk, mk_item *it);
 
+/* ---- the meta protocol's operations (proto_meta.c) ---- */
+
+/* An mg lookup: the store's meta options and report (m), and what exec adds. */
+typedef struct mk_mget {
+    mk_cache_meta m;      /* in: u, T, R; out: h X Z W and the expiry before */
+    bool count_touch;     /* T was given: counted as a touch (touch_cmds, touch_hits/misses), not a get */
+    bool vivify;          /* N: a miss links an empty item expiring at viv_exp_at and wins */
+    int64_t viv_exp_at;
+    bool created;         /* out: N made the item (*it is it) */
+} mk_mget;
+
+/*
+ * mg: look up key as *g asks (mk_cache_mget; fn/ctx/it as in mk_exec_get) and
+ * count it as memcached counts mg. MK_ST_OK (hit, or created) or MK_ST_NOT_FOUND.
+ */
+mk_status mk_exec_mget(mk_worker *wk, mk_str key, mk_mget *g, mk_cache_read_fn fn, void *ctx, mk_item **it);
+
+/* mk_exec_alloc for ms: a failed allocation unlinks the key's old value whatever the mode (memcached's ms). */
+mk_status mk_exec_alloc_any(mk_worker *wk, mk_str key, uint32_t flags, int64_t exptime, uint64_t vlen,
+                            mk_item **it);
+
+/* mk_exec_store with mk_cache_store_ex's options (MK_STORE_X_*). */
+mk_status mk_exec_store_ex(mk_worker *wk, mk_item *it, mk_store_op op, uint64_t cas_in, unsigned opts,
+                           uint64_t *cas);
+
+/*
+ * md: delete key, or with stale mark it stale (new unique; with set_exp a new
+ * expiry, exptime as sent). cas_in non-zero must match. MK_ST_DELETED (also for
+ * a stale mark), MK_ST_NOT_FOUND, MK_ST_EXISTS or MK_ST_NO_MEMORY; counted.
+ */
+mk_status mk_exec_mdelete(mk_worker *wk, mk_str key, uint64_t cas_in, bool stale, bool set_exp, int64_t exptime);
+
+/* An ma request beyond incr/decr's. */
+typedef struct mk_marith {
+    bool incr;
+    uint64_t delta, cas_in;      /* cas_in non-zero must match */
+    bool set_exp;                /* T: the item's new expiry (absolute) */
+    int64_t exp_at;
+    bool vivify;                 /* N: a miss creates the item holding `initial`, expiring at viv_exp_at */
+    uint64_t initial;
+    int64_t viv_exp_at;
+    /* out */
+    uint64_t result, cas;
+    int64_t exp_before;          /* the expiry before (0 for a created item) */
+    bool created;
+} mk_marith;
+
+/* ma: MK_ST_OK (a->result, a->cas), MK_ST_NOT_FOUND, MK_ST_EXISTS, MK_ST_NON_NUMERIC, MK_ST_NO_MEMORY; counted. */
+mk_status mk_exec_marith(mk_worker *wk, mk_str key, mk_marith *a);
+
 /* delete: MK_ST_DELETED or MK_ST_NOT_FOUND (counted). */
 mk_status mk_exec_delete(mk_worker *wk, mk_str key);
 

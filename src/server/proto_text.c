@@ -134,12 +134,17 @@ static void do_storage(mk_conn *c, const mk_request *req)
         return;
     }
     mk_ascii(c)->text = (mk_text_pending){.cmd = req->cmd, .cas = req->cas, .noreply = req->noreply};
+    mk_ascii(c)->meta_nread = false;
     mk_conn_start_nread(c, it);
 }
 
 /* The data block of a classic storage command is in: store it and reply. */
 static void text_complete_nread(mk_conn *c, mk_item *it, bool tail_ok)
 {
+    if (mk_ascii(c)->meta_nread) {
+        mk_meta_complete_nread(c, it, tail_ok);
+        return;
+    }
     const mk_text_pending *p = &mk_ascii(c)->text;
     if (!tail_ok) {
         reply(c, p->noreply, mk_text_status_line(p->cmd, mk_exec_store_bad_chunk(c->worker, it)));
@@ -205,6 +210,14 @@ static void text_dispatch(mk_conn *c, const mk_request *req)
         break;
     case MK_CMD_STATS:
         mk_stats_command(c, req->args);
+        break;
+    case MK_CMD_MG:
+    case MK_CMD_MS:
+    case MK_CMD_MD:
+    case MK_CMD_MA:
+    case MK_CMD_MN:
+    case MK_CMD_ME:
+        mk_meta_execute(c, req);
         break;
     case MK_CMD_SHUTDOWN:
         if (mk_exec_shutdown(wk))

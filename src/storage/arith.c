@@ -72,6 +72,13 @@ static bool parse_item(const mk_item *it, size_t n, uint64_t *out)
 mk_cache_rc mk_cache_arith(mk_cache *c, const char *key, size_t nkey, bool incr, uint64_t delta,
                            int64_t now, uint64_t *result, uint64_t *cas_out)
 {
+    return mk_cache_arith_ex(c, key, nkey, incr, delta, 0, false, 0, now, result, cas_out, NULL);
+}
+
+mk_cache_rc mk_cache_arith_ex(mk_cache *c, const char *key, size_t nkey, bool incr, uint64_t delta, uint64_t cas_in,
+                              bool set_exp, int64_t exp_at_new, int64_t now, uint64_t *result, uint64_t *cas_out,
+                              int64_t *exp_out)
+{
     mk_flush_tick(c, now);
     uint64_t hv = mk_hash64(key, nkey, c->seed);
     mk_shard *s = mk_shard_of(c, hv);
@@ -84,6 +91,10 @@ mk_cache_rc mk_cache_arith(mk_cache *c, const char *key, size_t nkey, bool incr,
         mk_sketch_add_locked(s, hv); /* a read of the number: a counter in use skips probation when rewritten */
         mk_item *it = mk_find_valid_locked(c, s, hv, key, nkey, now, &why, &pos);
         size_t n = it ? mk_item_nbytes(it) : 0;
+        if (it && n > 0 && cas_in != 0 && mk_item_cas(it) != cas_in) { /* memcached: empty, then cas, then number */
+            pthread_mutex_unlock(&s->lock);
+            return MK_C_EXISTS;
+        }
         if (!it || n == 0 || !parse_item(it, n, &value)) {
             pthread_mutex_unlock(&s->lock);
             return it ? MK_C_NON_NUMERIC : MK_C_MISS;
@@ -96,7 +107,8 @@ mk_cache_rc mk_cache_arith(mk_cache *c, const char *key, size_t nkey, bool incr,
         size_t len = (size_t)snprintf(buf, sizeof buf, "%llu", (unsigned long long)value);
         size_t newlen = len <= n ? n : len;
         uint32_t flags = mk_item_flags(it);
-        int64_t exp_at = mk_item_exp_at(it);
+        int64_t exp_old = mk_item_exp_at(it);
+        int64_t exp_at = set_exp ? exp_at_new : exp_old;
         mk_item_ref(c, it);
         pthread_mutex_unlock(&s->lock);
 
@@ -114,6 +126,10 @@ mk_cache_rc mk_cache_arith(mk_cache *c, const char *key, size_t nkey, bool incr,
         mk_item *cur = mk_find_valid_locked(c, s, hv, key, nkey, now, &why, &pos);
         bool same = cur == it;
         if (same) {
+            /* memcached rewrites a number that still fits in place: the item stays fetched (a new number is
+             * a new value, so it is no longer stale: memcached's own answer here depends on timing) */
+            if (len <= n)
+                fresh->state |= it->state & (MK_S_FETCHED | MK_S_BINKEY);
             if (mk_unlinkable(c, fresh) || !mk_replace_locked(c, s, hv, pos, it, fresh))
                 mk_unlink_locked(c, s, pos, it); /* stored and at once evicted/flushed */
             if (cas_out)
@@ -125,6 +141,8 @@ mk_cache_rc mk_cache_arith(mk_cache *c, const char *key, size_t nkey, bool incr,
         if (same) {
             if (result)
                 *result = value;
+            if (exp_out)
+                *exp_out = exp_old;
             return MK_C_OK;
         }
         /* The item changed while we allocated: recompute from the current one. */

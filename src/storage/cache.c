@@ -149,7 +149,7 @@ static void link_claimed(mk_cache *c, mk_shard *s, uint64_t hv, size_t pos, mk_i
     } else {
         mk_idx_set_locked(c, s, pos, hv, it);
     }
-    it->state = MK_S_STORED;
+    it->state = (uint8_t)(MK_S_STORED | (it->state & (MK_S_META | MK_S_FETCHED)));
     account(c, s, it, true);
     s->n.total_items++;
 }
@@ -278,8 +278,34 @@ static mk_item *clone_exp(mk_cache *c, mk_item *it, uint64_t hv, int64_t exp_at,
 
 /* ---- lookups ---- */
 
+/* Under the shard lock, on a hit: report the item's meta state and hand out a win (mk_cache_meta). */
+static void meta_hit_locked(mk_cache *c, mk_item *it, mk_cache_meta *m)
+{
+    uint8_t st = it->state;
+    m->fetched = (st & MK_S_FETCHED) != 0;
+    m->stale = (st & MK_S_STALE) != 0;
+    m->token_sent = (st & MK_S_WON) != 0;
+    m->key_binary = (st & MK_S_BINKEY) != 0;
+    m->exp_before = mk_item_exp_at(it);
+    int64_t exp = m->touch && m->recache_after_touch ? m->exp_at : m->exp_before;
+    m->win = !m->token_sent && (m->stale || (m->recache_at != 0 && exp != 0 && exp < m->recache_at));
+    if (m->win)
+        it->state |= MK_S_WON;
+    m->stored_at = c->segm[mk_segid_of(c, it)].ctime;
+}
+
+/* A lookup's effect on the item: more frequent, fetched (unless a meta lookup said u). */
+static void bump_locked(mk_shard *s, mk_item *it, const mk_cache_meta *m)
+{
+    if (!m || !m->no_bump) {
+        unsigned f = it->state & MK_S_FREQ;
+        it->state = (uint8_t)((it->state & ~MK_S_FREQ) | (f < 3 ? f + 1 : 3) | MK_S_FETCHED);
+    }
+    s->n.hits[(it->meta & MK_M_SPAN) != 0]++;
+}
+
 static mk_cache_rc fetch(mk_cache *c, const char *key, size_t nkey, bool set_exp, int64_t exp_at, int64_t now,
-                         mk_item **out)
+                         mk_item **out, mk_cache_meta *m)
 {
     *out = NULL;
     mk_flush_tick(c, now);
@@ -289,18 +315,18 @@ static mk_cache_rc fetch(mk_cache *c, const char *key, size_t nkey, bool set_exp
         mk_cache_rc rc;
         size_t pos;
         pthread_mutex_lock(&s->lock);
-        if (!counted) /* one lookup, however many times a clone race retries it */
+        if (!counted && !(m && m->no_bump)) /* one lookup, however many times a clone race retries it */
             mk_sketch_add_locked(s, hv);
         mk_item *it = mk_find_valid_locked(c, s, hv, key, nkey, now, &rc, &pos);
         bool clone = false;
         if (it) {
+            if (m)
+                meta_hit_locked(c, it, m);
             if (set_exp && mk_item_has_exp(it))
                 mk_item_set_exp(it, exp_at);
             else if (set_exp && exp_at != 0)
                 clone = true;
-            unsigned f = it->state & MK_S_FREQ;
-            it->state = (uint8_t)((it->state & ~MK_S_FREQ) | (f < 3 ? f + 1 : 3) | MK_S_FETCHED);
-            s->n.hits[(it->meta & MK_M_SPAN) != 0]++;
+            bump_locked(s, it, m);
             mk_item_ref(c, it);
         }
         pthread_mutex_unlock(&s->lock);
@@ -340,7 +366,7 @@ static mk_cache_rc fetch(mk_cache *c, const char *key, size_t nkey, bool set_exp
 
 mk_cache_rc mk_cache_get(mk_cache *c, const char *key, size_t nkey, int64_t now, mk_item **out)
 {
-    return fetch(c, key, nkey, false, 0, now, out);
+    return fetch(c, key, nkey, false, 0, now, out, NULL);
 }
 
 /*
@@ -360,21 +386,22 @@ static mk_shard *lock_find(mk_cache *c, const char *key, size_t nkey, bool count
     return s;
 }
 
-mk_cache_rc mk_cache_read(mk_cache *c, const char *key, size_t nkey, int64_t now, mk_cache_read_fn fn, void *ctx,
-                          mk_item **out)
+static mk_cache_rc read_meta(mk_cache *c, const char *key, size_t nkey, int64_t now, mk_cache_meta *m,
+                             mk_cache_read_fn fn, void *ctx, mk_item **out)
 {
     *out = NULL;
     mk_cache_rc rc;
     size_t pos;
     mk_item *it;
-    mk_shard *s = lock_find(c, key, nkey, true, now, &it, &rc, &pos);
+    mk_shard *s = lock_find(c, key, nkey, !(m && m->no_bump), now, &it, &rc, &pos);
     if (it) {
-        unsigned f = it->state & MK_S_FREQ;
-        it->state = (uint8_t)((it->state & ~MK_S_FREQ) | (f < 3 ? f + 1 : 3) | MK_S_FETCHED);
-        s->n.hits[(it->meta & MK_M_SPAN) != 0]++;
+        if (m)
+            meta_hit_locked(c, it, m);
+        bump_locked(s, it, m);
         mk_item_view v;
-        mk_item_view_of(it, &v);
-        if (fn(ctx, &v)) {
+        if (fn)
+            mk_item_view_of(it, &v);
+        if (!fn || fn(ctx, &v)) {
             mk_item_ref(c, it);
             *out = it;
         }
@@ -383,9 +410,30 @@ mk_cache_rc mk_cache_read(mk_cache *c, const char *key, size_t nkey, int64_t now
     return rc;
 }
 
+mk_cache_rc mk_cache_read(mk_cache *c, const char *key, size_t nkey, int64_t now, mk_cache_read_fn fn, void *ctx,
+                          mk_item **out)
+{
+    return read_meta(c, key, nkey, now, NULL, fn, ctx, out);
+}
+
 mk_cache_rc mk_cache_gat(mk_cache *c, const char *key, size_t nkey, int64_t exp_at, int64_t now, mk_item **out)
 {
-    return fetch(c, key, nkey, true, exp_at, now, out);
+    return fetch(c, key, nkey, true, exp_at, now, out, NULL);
+}
+
+mk_cache_rc mk_cache_mget(mk_cache *c, const char *key, size_t nkey, int64_t now, mk_cache_meta *m,
+                          mk_cache_read_fn fn, void *ctx, mk_item **out)
+{
+    if (m->touch)
+        return fetch(c, key, nkey, true, m->exp_at, now, out, m);
+    return read_meta(c, key, nkey, now, m, fn, ctx, out);
+}
+
+void mk_item_set_meta(mk_item *it, unsigned what)
+{
+    /* unlinked: nobody else sees it yet */
+    it->state |= (uint8_t)(((what & MK_ITEM_WON) ? MK_S_WON : 0) | ((what & MK_ITEM_FETCHED) ? MK_S_FETCHED : 0) |
+                           ((what & MK_ITEM_BINKEY) ? MK_S_BINKEY : 0));
 }
 
 /* ---- stores ---- */
@@ -415,6 +463,12 @@ bool mk_unlinkable(mk_cache *c, const mk_item *it)
 
 mk_cache_rc mk_cache_store(mk_cache *c, mk_item *it, mk_store_op op, uint64_t cas_in, int64_t now,
                            uint64_t *cas_out)
+{
+    return mk_cache_store_ex(c, it, op, cas_in, 0, now, cas_out);
+}
+
+mk_cache_rc mk_cache_store_ex(mk_cache *c, mk_item *it, mk_store_op op, uint64_t cas_in, unsigned opts,
+                              int64_t now, uint64_t *cas_out)
 {
     mk_flush_tick(c, now);
     uint64_t hv = mk_key_hash(c, it);
@@ -461,17 +515,44 @@ mk_cache_rc mk_cache_store(mk_cache *c, mk_item *it, mk_store_op op, uint64_t ca
                 linked = cand;
             break;
         case MK_STORE_CAS:
-            if (!old)
+            if (!old) {
                 rc = MK_C_NOT_FOUND;
-            else if (mk_item_cas(old) != cas_in)
-                rc = MK_C_EXISTS;
-            else
+            } else if (mk_item_cas(old) == cas_in) {
                 linked = cand;
+            } else if ((opts & MK_STORE_X_STALE) && cas_in < mk_item_cas(old)) {
+                /* an older value written back (ms I): kept, marked stale, with the current expiry */
+                int64_t oexp = mk_item_exp_at(old);
+                if (mk_item_exp_at(cand) != oexp && !mk_item_has_exp(cand)) {
+                    pthread_mutex_unlock(&s->lock);
+                    mk_item *fresh;
+                    size_t n = mk_item_nbytes(it);
+                    mk_cache_rc arc = alloc_full(c, mk_item_key(it), it->nkey, hv, mk_item_flags(it), oexp, n,
+                                                 false, 0, now, &fresh);
+                    if (arc != MK_C_OK) {
+                        mk_item_put(c, copy);
+                        return arc;
+                    }
+                    mk_item_copy(fresh, 0, it, 0, n);
+                    mk_item_put(c, copy);
+                    cand = copy = fresh;
+                    continue;
+                }
+                if (mk_item_exp_at(cand) != oexp)
+                    mk_item_set_exp(cand, oexp);
+                cand->state = (uint8_t)((cand->state & ~MK_S_WON) | MK_S_STALE | (old->state & MK_S_WON));
+                linked = cand;
+            } else {
+                rc = MK_C_EXISTS;
+            }
             break;
         case MK_STORE_APPEND:
         case MK_STORE_PREPEND:
             if (!old) {
                 rc = MK_C_NOT_STORED;
+                break;
+            }
+            if ((opts & MK_STORE_X_CAS_JOIN) && cas_in != 0 && mk_item_cas(old) != cas_in) {
+                rc = MK_C_EXISTS;
                 break;
             }
             /* Allocation may evict from any shard: build the joined item unlocked, then re-check. */
@@ -505,9 +586,10 @@ mk_cache_rc mk_cache_store(mk_cache *c, mk_item *it, mk_store_op op, uint64_t ca
             pthread_mutex_unlock(&s->lock);
             mk_item *fresh;
             size_t n = mk_item_nbytes(it);
-            if (alloc_full(c, mk_item_key(it), it->nkey, hv, mk_item_flags(it), mk_item_exp_at(it), n, false, 0,
+            if (alloc_full(c, mk_item_key(it), it->nkey, hv, mk_item_flags(it), mk_item_exp_at(cand), n, false, 0,
                            now, &fresh) == MK_C_OK) {
                 mk_item_copy(fresh, 0, it, 0, n);
+                fresh->state |= cand->state & MK_S_META;
                 mk_item_put(c, copy);
                 cand = copy = fresh;
                 continue;
@@ -557,10 +639,89 @@ mk_cache_rc mk_cache_delete(mk_cache *c, const char *key, size_t nkey, int64_t n
     return it ? MK_C_OK : MK_C_MISS;
 }
 
+mk_cache_rc mk_cache_delete_cas(mk_cache *c, const char *key, size_t nkey, uint64_t cas_in, int64_t now)
+{
+    mk_cache_rc why;
+    size_t pos;
+    mk_item *it;
+    mk_shard *s = lock_find(c, key, nkey, false, now, &it, &why, &pos);
+    mk_cache_rc rc = !it ? MK_C_MISS : cas_in != 0 && mk_item_cas(it) != cas_in ? MK_C_EXISTS : MK_C_OK;
+    if (rc == MK_C_OK)
+        mk_unlink_locked(c, s, pos, it);
+    pthread_mutex_unlock(&s->lock);
+    return rc;
+}
+
+mk_cache_rc mk_cache_invalidate(mk_cache *c, const char *key, size_t nkey, uint64_t cas_in, bool set_exp,
+                                int64_t exp_at, int64_t now, uint64_t *cas_out)
+{
+    mk_flush_tick(c, now);
+    uint64_t hv = mk_hash64(key, nkey, c->seed);
+    mk_shard *s = mk_shard_of(c, hv);
+    for (;;) {
+        mk_cache_rc why;
+        size_t pos;
+        pthread_mutex_lock(&s->lock);
+        mk_item *it = mk_find_valid_locked(c, s, hv, key, nkey, now, &why, &pos);
+        if (!it || (cas_in != 0 && mk_item_cas(it) != cas_in)) {
+            pthread_mutex_unlock(&s->lock);
+            return it ? MK_C_EXISTS : MK_C_MISS;
+        }
+        mk_item_ref(c, it);
+        pthread_mutex_unlock(&s->lock);
+        /* a new unique needs a new place: copy the item (the value is unchanged) */
+        mk_item *cp;
+        size_t n = mk_item_nbytes(it);
+        mk_cache_rc rc = alloc_full(c, key, nkey, hv, mk_item_flags(it), set_exp ? exp_at : mk_item_exp_at(it), n,
+                                    false, 0, now, &cp);
+        if (rc != MK_C_OK) {
+            mk_item_put(c, it);
+            return rc;
+        }
+        mk_item_copy(cp, 0, it, 0, n);
+        pthread_mutex_lock(&s->lock);
+        mk_item *cur = mk_find_valid_locked(c, s, hv, key, nkey, now, &why, &pos);
+        bool same = cur == it;
+        if (same) {
+            uint8_t st = it->state;
+            if (mk_unlinkable(c, cp) || !mk_replace_locked(c, s, hv, pos, it, cp)) {
+                mk_unlink_locked(c, s, pos, it); /* stored and at once evicted/flushed */
+            } else {
+                cp->state = (uint8_t)(MK_S_STORED | (st & (MK_S_FREQ | MK_S_FETCHED | MK_S_BINKEY)) | MK_S_STALE);
+                s->n.total_items--; /* the same item, not a new one */
+            }
+            if (cas_out)
+                *cas_out = mk_item_cas(cp);
+        }
+        pthread_mutex_unlock(&s->lock);
+        mk_item_put(c, cp);
+        mk_item_put(c, it);
+        if (same)
+            return MK_C_OK;
+    }
+}
+
+mk_cache_rc mk_cache_peek_item(mk_cache *c, const char *key, size_t nkey, int64_t now, mk_cache_peek *out)
+{
+    mk_cache_rc why;
+    size_t pos;
+    mk_item *it;
+    mk_shard *s = lock_find(c, key, nkey, false, now, &it, &why, &pos);
+    if (it) {
+        size_t size = mk_item_arena_size(it);
+        *out = (mk_cache_peek){.cas = mk_item_cas(it), .exp_at = mk_item_exp_at(it),
+                               .stored_at = c->segm[mk_segid_of(c, it)].ctime,
+                               .fetched = (it->state & MK_S_FETCHED) != 0, .nbytes = mk_item_nbytes(it),
+                               .size = size, .cls = mk_class_of(c, size)};
+    }
+    pthread_mutex_unlock(&s->lock);
+    return it ? MK_C_OK : why;
+}
+
 mk_cache_rc mk_cache_touch(mk_cache *c, const char *key, size_t nkey, int64_t exp_at, int64_t now)
 {
     mk_item *it;
-    mk_cache_rc rc = fetch(c, key, nkey, true, exp_at, now, &it);
+    mk_cache_rc rc = fetch(c, key, nkey, true, exp_at, now, &it, NULL);
     mk_item_put(c, it);
     return rc == MK_C_OK ? MK_C_OK : MK_C_MISS;
 }

@@ -230,6 +230,74 @@ mk_cache_rc mk_cache_alloc(mk_cache *c, const char *key, size_t nkey, uint32_t f
 mk_cache_rc mk_cache_store(mk_cache *c, mk_item *it, mk_store_op op, uint64_t cas_in, int64_t now,
                            uint64_t *cas_out);
 
+/* ---- the meta protocol's item state (memcached's fetched, stale and token-sent bits) ---- */
+
+/* What a meta lookup (mg) asks besides the value, and what it learns about the item. */
+typedef struct mk_cache_meta {
+    /* in */
+    bool no_bump;             /* u: neither a fetch nor a recency change (nor a sketch count) */
+    bool touch;               /* T: set the expiry to exp_at */
+    int64_t exp_at;
+    int64_t recache_at;       /* R: win when the item expires (non-zero) before this; 0: no R */
+    bool recache_after_touch; /* R is judged on the expiry T sets (T came first on the line) */
+    /* out, on a hit (filled before a read callback runs) */
+    bool fetched;             /* h: fetched before this lookup */
+    bool stale;               /* X: marked stale */
+    bool token_sent;          /* Z: a win was handed out before this lookup */
+    bool win;                 /* W: this lookup won the right to recache (the item now says token sent) */
+    bool key_binary;          /* the item was stored with a base64 key (MK_ITEM_BINKEY) */
+    int64_t exp_before;       /* expiry before this lookup (0 never) */
+    int64_t stored_at;        /* when its segment was opened: when it was written, at the latest */
+} mk_cache_meta;
+
+/*
+ * A lookup with mk_cache_read's contract (fn may be NULL: a hit is handed over
+ * as a reference) that also does what *m asks and reports the item's meta state.
+ * With m->touch the hit is always handed over as a reference.
+ */
+mk_cache_rc mk_cache_mget(mk_cache *c, const char *key, size_t nkey, int64_t now, mk_cache_meta *m,
+                          mk_cache_read_fn fn, void *ctx, mk_item **out);
+
+/*
+ * Set meta state on an unlinked item (between mk_cache_alloc and mk_cache_store):
+ * MK_ITEM_WON, a vivified placeholder (mg N) whose creator recaches it; MK_ITEM_FETCHED,
+ * fetched already; MK_ITEM_BINKEY, its key came base64-encoded (ms b).
+ */
+enum { MK_ITEM_WON = 1u << 0, MK_ITEM_FETCHED = 1u << 1, MK_ITEM_BINKEY = 1u << 2 };
+void mk_item_set_meta(mk_item *it, unsigned what);
+
+/* Options of mk_cache_store_ex beyond mk_cache_store's. */
+enum {
+    MK_STORE_X_CAS_JOIN = 1u << 0, /* APPEND/PREPEND with cas_in != 0: MK_C_EXISTS unless it matches */
+    MK_STORE_X_STALE = 1u << 1,    /* CAS with a cas_in below the item's: store anyway, marked stale,
+                                      keeping the old expiry and token-sent bit (ms I) */
+};
+
+/* mk_cache_store with the meta protocol's options (MK_STORE_X_*). */
+mk_cache_rc mk_cache_store_ex(mk_cache *c, mk_item *it, mk_store_op op, uint64_t cas_in, unsigned opts,
+                              int64_t now, uint64_t *cas_out);
+
+/*
+ * md with I: mark key's item stale, clear its token-sent bit and give it a new
+ * unique (*cas_out); with set_exp also a new expiry. cas_in != 0 must match.
+ * MK_C_OK, MK_C_MISS, MK_C_EXISTS or MK_C_NO_MEMORY.
+ */
+mk_cache_rc mk_cache_invalidate(mk_cache *c, const char *key, size_t nkey, uint64_t cas_in, bool set_exp,
+                                int64_t exp_at, int64_t now, uint64_t *cas_out);
+
+/* delete, only if cas_in (non-zero) matches: MK_C_OK, MK_C_MISS or MK_C_EXISTS. */
+mk_cache_rc mk_cache_delete_cas(mk_cache *c, const char *key, size_t nkey, uint64_t cas_in, int64_t now);
+
+/* A peek for "me": the item's view and state without counting a fetch. MK_C_OK or a miss. */
+typedef struct mk_cache_peek {
+    uint64_t cas;
+    int64_t exp_at, stored_at;
+    bool fetched;
+    size_t nbytes, size;    /* value bytes; bytes the item takes in the arena */
+    unsigned cls;           /* its size class (stats items numbering) */
+} mk_cache_peek;
+mk_cache_rc mk_cache_peek_item(mk_cache *c, const char *key, size_t nkey, int64_t now, mk_cache_peek *out);
+
 /* Remove key. MK_C_OK if a live item was removed, MK_C_MISS otherwise. */
 mk_cache_rc mk_cache_delete(mk_cache *c, const char *key, size_t nkey, int64_t now);
 
@@ -248,6 +316,15 @@ mk_cache_rc mk_cache_touch(mk_cache *c, const char *key, size_t nkey, int64_t ex
  */
 mk_cache_rc mk_cache_arith(mk_cache *c, const char *key, size_t nkey, bool incr, uint64_t delta,
                            int64_t now, uint64_t *result, uint64_t *cas_out);
+
+/*
+ * mk_cache_arith for ma: cas_in (non-zero) must match (MK_C_EXISTS); with
+ * set_exp the new item expires at exp_at; *exp_out (if not NULL) receives the
+ * expiry the item had before.
+ */
+mk_cache_rc mk_cache_arith_ex(mk_cache *c, const char *key, size_t nkey, bool incr, uint64_t delta, uint64_t cas_in,
+                              bool set_exp, int64_t exp_at, int64_t now, uint64_t *result, uint64_t *cas_out,
+                              int64_t *exp_out);
 
 /*
  * flush_all: with delay 0, every item stored so far becomes invalid now; with

@@ -104,7 +104,8 @@ typedef struct mk_segm {
 /* ---- items (item.c) ----
  *
  *   byte 0  meta (immutable): vlen width code (bits 0-1: 1, 2 or 4 bytes), MK_M_* bits
- *   byte 1  state (shard lock): freq (bits 0-1), MK_S_FETCHED, MK_S_STORED
+ *   byte 1  state (shard lock): freq (bits 0-1), MK_S_FETCHED, MK_S_STORED, MK_S_GONE, MK_S_STALE, MK_S_WON,
+ *           MK_S_BINKEY
  *   byte 2  key length
  *   vlen    1, 2 or 4 bytes, little endian
  *   [flags] 4 bytes, only when non-zero
@@ -125,6 +126,10 @@ enum {
     MK_S_FETCHED = 1u << 2,
     MK_S_STORED = 1u << 3,
     MK_S_GONE = 1u << 4, /* unlinked (or stored and at once evicted): a restart must not bring it back */
+    MK_S_STALE = 1u << 5, /* meta: marked stale (md I, ms I): lookups report X */
+    MK_S_WON = 1u << 6,   /* meta: a lookup was handed the right to recache (W); later ones see Z */
+    MK_S_BINKEY = 1u << 7, /* meta: stored by ms with b; k replies re-encode the key (memcached's ITEM_KEY_BINARY) */
+    MK_S_META = MK_S_STALE | MK_S_WON | MK_S_BINKEY, /* the bits a link keeps */
 };
 
 struct mk_item {
