@@ -70,6 +70,7 @@ for s in $SUITES; do
         run unit-tsan env TSAN_OPTIONS=halt_on_error=1 build/tsan/tests/test_cache ;;
     blackbox)
       run blackbox pytest_run blackbox tests/blackbox MEMKITD=build/memkitd
+      run memcached-t scripts/memcached-tests.sh build/memkitd
       run blackbox-san pytest_run blackbox-san tests/blackbox MEMKITD=build/san/memkitd
       [ -x build/tsan/memkitd ] &&   # built by: make cache-tsan; a data race stops the server, failing the test
         run blackbox-tsan pytest_run blackbox-tsan "tests/blackbox/test_memory_engine.py tests/blackbox/test_concurrency.py" \
