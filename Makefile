@@ -213,7 +213,7 @@ $(BUILD)/policy_sim: $(POLICY_SRC) bench/policy/policy_sim.h tools/bench/bench.h
 BENCH_OBJ := $(call obj,$(sort $(wildcard tools/bench/*.c)))
 all: $(BUILD)/memkit-bench
 $(BUILD)/memkit-bench: $(BENCH_OBJ) $(BUILD)/libmkcore.a
-	$(CC) $(LDFLAGS) -o $@ $(BENCH_OBJ) $(BUILD)/libmkcore.a -lm
+	$(CC) $(LDFLAGS) -o $@ $(BENCH_OBJ) $(BUILD)/libmkcore.a -lnettle -lm
 
 # ---- the Python module memkit (issue 4): build/python/memkit/ = python/memkit/*.py + _memkit<EXT_SUFFIX>
 #   C sources python/memkit/*.c, compiled -fPIC with $(PYTHON)'s headers; libmemkit's PIC objects are

@@ -241,6 +241,46 @@ const char *mk_meta_status_code(mk_cmd cmd, mk_status st);
  */
 size_t mk_compose_meta_key(char *out, size_t cap, const char *key, size_t nkey, bool b64);
 
+/* ---- meta replies (client side) ---- */
+
+typedef enum mk_meta_code {
+    MK_MC_NONE = 0,
+    MK_MC_VA,             /* a value: vlen bytes and "\r\n" follow the line */
+    MK_MC_HD,             /* done / a hit without its value */
+    MK_MC_EN,             /* a miss (mg, me) */
+    MK_MC_NS,             /* not stored */
+    MK_MC_EX,             /* the cas did not match */
+    MK_MC_NF,             /* not found */
+    MK_MC_MN,             /* the end of a pipeline (mn) */
+    MK_MC_ME,             /* me's debug line: text is the rest */
+    MK_MC_ERROR,          /* ERROR, CLIENT_ERROR <msg>, SERVER_ERROR <msg>: text is the whole line */
+} mk_meta_code;
+
+/* A meta reply line, with the return flags a client acts on decoded. */
+typedef struct mk_meta_resp {
+    mk_meta_code code;
+    uint64_t vlen;        /* VA: value bytes, not counting "\r\n" */
+    mk_str flags;         /* the return flags as sent (after the code and the VA size) */
+    bool has_cas, has_flags, has_ttl, has_size;
+    uint64_t cas;         /* c */
+    uint32_t client_flags;/* f */
+    int64_t ttl;          /* t: seconds left, -1 never */
+    uint64_t size;        /* s */
+    mk_str key;           /* k (still base64 when key_b64) */
+    bool key_b64;         /* b was returned */
+    mk_str opaque;        /* O: the token without its 'O' */
+    bool win, stale, token_sent; /* W, X, Z */
+    bool hit_before;      /* h1 */
+    mk_str text;          /* ME, errors */
+} mk_meta_resp;
+
+/*
+ * Parse one meta reply line from buf[0..len): bytes consumed (> 0; a VA's
+ * value is not consumed), 0 when the line is not complete, -1 when it is not a
+ * meta reply (or a malformed one).
+ */
+ssize_t mk_parse_meta_response(const char *buf, size_t len, mk_meta_resp *r);
+
 /* ---- meta requests (client side) ---- */
 
 /*

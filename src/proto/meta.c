@@ -270,3 +270,140 @@ size_t mk_compose_meta_req(char *out, size_t cap, mk_cmd cmd, mk_str key, uint64
     memcpy(p, "\r\n", 2), p += 2;
     return (size_t)(p - out);
 }
+
+/* ---- replies (client side) ---- */
+
+/* Strict decimal (1..20 digits) into *v; false if not all digits or too large. */
+static bool dec(const char *p, size_t n, uint64_t *v)
+{
+    uint64_t x = 0;
+    if (n == 0 || n > 20)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        if (p[i] < '0' || p[i] > '9')
+            return false;
+        unsigned d = (unsigned)(p[i] - '0');
+        if (x > (UINT64_MAX - d) / 10)
+            return false;
+        x = x * 10 + d;
+    }
+    *v = x;
+    return true;
+}
+
+/* Decode the return flags of a reply (space-separated, each a letter and an optional token). */
+static bool reply_flags(mk_meta_resp *r, const char *p, const char *end)
+{
+    r->flags = (mk_str){p, (size_t)(end - p)};
+    while (p < end) {
+        if (*p == ' ') {
+            p++;
+            continue;
+        }
+        const char *e = memchr(p, ' ', (size_t)(end - p));
+        if (!e)
+            e = end;
+        const char *v = p + 1;
+        size_t vn = (size_t)(e - v);
+        uint64_t x;
+        switch (*p) {
+        case 'c':
+            if (!dec(v, vn, &r->cas))
+                return false;
+            r->has_cas = true;
+            break;
+        case 'f':
+            if (!dec(v, vn, &x) || x > UINT32_MAX)
+                return false;
+            r->client_flags = (uint32_t)x;
+            r->has_flags = true;
+            break;
+        case 't':
+            if (vn == 2 && v[0] == '-' && v[1] == '1')
+                r->ttl = -1;
+            else if (dec(v, vn, &x))
+                r->ttl = (int64_t)x;
+            else
+                return false;
+            r->has_ttl = true;
+            break;
+        case 's':
+            if (!dec(v, vn, &r->size))
+                return false;
+            r->has_size = true;
+            break;
+        case 'k':
+            r->key = (mk_str){v, vn};
+            break;
+        case 'b':
+            r->key_b64 = true;
+            break;
+        case 'O':
+            r->opaque = (mk_str){v, vn};
+            break;
+        case 'h':
+            r->hit_before = vn == 1 && v[0] == '1';
+            break;
+        case 'W':
+            r->win = true;
+            break;
+        case 'X':
+            r->stale = true;
+            break;
+        case 'Z':
+            r->token_sent = true;
+            break;
+        default:
+            break; /* flags a client did not ask for are skipped */
+        }
+        p = e;
+    }
+    return true;
+}
+
+ssize_t mk_parse_meta_response(const char *buf, size_t len, mk_meta_resp *r)
+{
+    memset(r, 0, sizeof *r);
+    const char *nl = memchr(buf, '\n', len);
+    if (!nl)
+        return 0;
+    if (nl == buf || nl[-1] != '\r')
+        return -1;
+    const char *end = nl - 1; /* the "\r" */
+    size_t n = (size_t)(end - buf);
+    ssize_t used = nl - buf + 1;
+    static const struct { char c[3]; mk_meta_code code; } codes[] = {
+        {"VA", MK_MC_VA}, {"HD", MK_MC_HD}, {"EN", MK_MC_EN}, {"NS", MK_MC_NS},
+        {"EX", MK_MC_EX}, {"NF", MK_MC_NF}, {"MN", MK_MC_MN}, {"ME", MK_MC_ME},
+    };
+    if (n >= 2 && (n == 2 || buf[2] == ' ')) {
+        for (size_t i = 0; i < sizeof codes / sizeof codes[0]; i++) {
+            if (buf[0] != codes[i].c[0] || buf[1] != codes[i].c[1])
+                continue;
+            r->code = codes[i].code;
+            const char *p = buf + 2;
+            if (r->code == MK_MC_ME) {
+                r->text = (mk_str){p < end ? p + 1 : p, p < end ? (size_t)(end - p - 1) : 0};
+                return used;
+            }
+            if (r->code == MK_MC_VA) {
+                if (p == end)
+                    return -1;
+                const char *q = ++p;
+                while (q < end && *q != ' ')
+                    q++;
+                if (!dec(p, (size_t)(q - p), &r->vlen))
+                    return -1;
+                p = q;
+            }
+            return reply_flags(r, p, end) ? used : -1;
+        }
+    }
+    if ((n == 5 && memcmp(buf, "ERROR", 5) == 0) || (n > 13 && memcmp(buf, "CLIENT_ERROR ", 13) == 0) ||
+        (n > 13 && memcmp(buf, "SERVER_ERROR ", 13) == 0)) {
+        r->code = MK_MC_ERROR;
+        r->text = (mk_str){buf, n};
+        return used;
+    }
+    return -1;
+}

@@ -302,7 +302,8 @@ static void do_ms(mk_conn *c, const mk_meta_req *m)
             p->ret[p->nret++] = f;
     }
     p->nopaque = m->opaque.n;
-    memcpy(p->opaque, m->opaque.p, m->opaque.n);
+    if (m->opaque.n)
+        memcpy(p->opaque, m->opaque.p, m->opaque.n);
     mk_ascii(c)->meta_nread = true;
     mk_conn_start_nread(c, it);
 }

@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 
 import pytest
@@ -265,16 +266,37 @@ def test_meta_protocol(server):
     server.flush()
     p = bench("-s", server.addr, "--json", "--protocol=meta", "--prepopulate", "--key-space", 200,
               "--ratio", "5:1", "--multiget", 4, "-n", 1000, check=False)
-    if server.name == "memkitd" and p.returncode == 1:
-        # memkitd does not speak meta yet: a clear one-line refusal
-        assert "does not speak the meta protocol" in p.stderr
-        assert p.stderr.count("\n") == 1
-        return
     assert p.returncode == 0, p.stderr
     r = json.loads(p.stdout)
     check_invariants(r)
     assert r["config"]["protocol"] == "meta"
     assert r["hits"] == r["get_keys"] == 4 * r["gets"]
+
+
+def test_meta_refused_clearly_by_a_server_without_meta():
+    """A server that answers mn with ERROR (twemproxy, memcached before 1.6): one line, exit 1."""
+    ls = socket.socket()
+    ls.bind(("127.0.0.1", 0))
+    ls.listen(8)
+
+    def serve():
+        while True:
+            try:
+                c, _ = ls.accept()
+            except OSError:
+                return
+            with c:
+                while c.recv(4096):
+                    c.sendall(b"ERROR\r\n")
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        p = bench("-s", "127.0.0.1:%d" % ls.getsockname()[1], "--protocol=meta", "-n", 10, check=False)
+    finally:
+        ls.close()
+    assert p.returncode == 1
+    assert "does not speak the meta protocol" in p.stderr
+    assert p.stderr.count("\n") == 1
 
 
 def test_unix_socket():

@@ -865,6 +865,109 @@ static void test_prefixes(void)
     }
 }
 
+
+/* ---- meta ---- */
+
+static mk_meta_req *meta(const char *line)
+{
+    static mk_meta_req m;
+    mk_request req;
+    ssize_t r = mk_parse_request(line, strlen(line), &req);
+    CHECK(r == (ssize_t)strlen(line));
+    mk_parse_meta(&req, &m);
+    return &m;
+}
+
+static void test_meta_parse_flags_in_order(void)
+{
+    mk_meta_req *m = meta("mg foo v T30 O12 k c\r\n");
+    CHECK(m->err == NULL);
+    CHECK_MEM(m->key.p, m->key.n, "foo");
+    CHECK_EQ_U(m->nflags, 5);
+    CHECK(m->flag[0].p[0] == 'v' && m->flag[1].p[0] == 'T' && m->flag[4].p[0] == 'c');
+    CHECK(mk_meta_has(m, 'v') && mk_meta_has(m, 'T') && !mk_meta_has(m, 'q'));
+    CHECK_EQ_I(m->ttl, 30);
+    CHECK_MEM(m->opaque.p, m->opaque.n, "O12");
+    m = meta("ms foo 5 F7 MA C99 I q\r\n");
+    CHECK(m->err == NULL);
+    CHECK_EQ_U(m->vlen, 5);
+    CHECK_EQ_U(m->client_flags, 7);
+    CHECK(m->mode == 'A');
+    CHECK_EQ_U(m->cas_in, 99);
+    m = meta("ma foo N0 J5 D3 MD\r\n");
+    CHECK(m->err == NULL && m->initial == 5 && m->delta == 3 && m->mode == 'D' && mk_meta_has(m, 'N'));
+    m = meta("ma foo\r\n");
+    CHECK(m->err == NULL && m->delta == 1);
+}
+
+static void test_meta_parse_errors_as_memcached(void)
+{
+    CHECK(strcmp(meta("mg\r\n")->err, "ERROR") == 0);
+    CHECK(strcmp(meta("mg k zz\r\n")->err, "CLIENT_ERROR invalid flag") == 0);
+    CHECK(strcmp(meta("mg k v v\r\n")->err, "CLIENT_ERROR duplicate flag") == 0);
+    CHECK(strcmp(meta("mg k T\r\n")->err, "CLIENT_ERROR bad token in command line format") == 0);
+    CHECK(strcmp(meta("md k v v\r\n")->err, "CLIENT_ERROR invalid or duplicate flag") == 0);
+    CHECK(strcmp(meta("ma k MX\r\n")->err, "CLIENT_ERROR invalid mode for ma M token") == 0);
+    CHECK(strcmp(meta("ms k 2 MX\r\n")->err, "CLIENT_ERROR invalid mode for ms M token") == 0);
+    mk_meta_req *m = meta("ms k 2 MX\r\n");
+    CHECK(m->action == MK_PA_SWALLOW && m->swallow == 4);
+    m = meta("ms k abc\r\n");
+    CHECK(strcmp(m->err, "CLIENT_ERROR bad command line format") == 0 && m->action == MK_PA_NONE);
+    /* E is newer than memcached 1.6.18, which refuses it */
+    CHECK(strcmp(meta("mg k E5\r\n")->err, "CLIENT_ERROR invalid flag") == 0);
+}
+
+static void test_meta_base64_keys(void)
+{
+    mk_meta_req *m = meta("mg Zm9v b v\r\n"); /* "foo" */
+    CHECK(m->err == NULL && m->key_b64);
+    CHECK_MEM(m->key.p, m->key.n, "foo");
+    CHECK(strcmp(meta("mg !!!! b\r\n")->err, "CLIENT_ERROR error decoding key") == 0);
+    char out[64];
+    size_t n = mk_compose_meta_key(out, sizeof out, "foo", 3, true);
+    CHECK(n == 8 && memcmp(out, " kZm9v b", 8) == 0);
+    n = mk_compose_meta_key(out, sizeof out, "foo", 3, false);
+    CHECK(n == 5 && memcmp(out, " kfoo", 5) == 0);
+    CHECK(mk_compose_meta_key(out, 4, "foo", 3, false) == 0);
+}
+
+static void test_meta_request_round_trip(void)
+{
+    char buf[128];
+    mk_str key = {"k1", 2};
+    size_t n = mk_compose_meta_req(buf, sizeof buf, MK_CMD_MS, key, 12, (mk_str){"T30 F3 q", 8});
+    CHECK(n == strlen("ms k1 12 T30 F3 q\r\n") && memcmp(buf, "ms k1 12 T30 F3 q\r\n", n) == 0);
+    buf[n] = 0;
+    mk_meta_req *m = meta(buf);
+    CHECK(m->err == NULL && m->vlen == 12 && m->ttl == 30 && m->client_flags == 3 && mk_meta_has(m, 'q'));
+    n = mk_compose_meta_req(buf, sizeof buf, MK_CMD_MG, key, 0, (mk_str){NULL, 0});
+    CHECK(n == 7 && memcmp(buf, "mg k1\r\n", 7) == 0);
+    CHECK(mk_compose_meta_req(buf, 5, MK_CMD_MG, key, 0, (mk_str){NULL, 0}) == 0);
+    CHECK(mk_compose_meta_req(buf, sizeof buf, MK_CMD_GET, key, 0, (mk_str){NULL, 0}) == 0);
+}
+
+static void test_meta_response_parse(void)
+{
+    mk_meta_resp r;
+    const char *va = "VA 5 f7 c99 t-1 kfoo Oab W X Z h1 s5\r\nhello\r\n";
+    CHECK(mk_parse_meta_response(va, strlen(va), &r) == (ssize_t)strlen(va) - 7);
+    CHECK(r.code == MK_MC_VA && r.vlen == 5 && r.has_flags && r.client_flags == 7 && r.has_cas && r.cas == 99);
+    CHECK(r.has_ttl && r.ttl == -1 && r.win && r.stale && r.token_sent && r.hit_before && r.size == 5);
+    CHECK_MEM(r.key.p, r.key.n, "foo");
+    CHECK_MEM(r.opaque.p, r.opaque.n, "ab");
+    CHECK(mk_parse_meta_response("HD\r\n", 4, &r) == 4 && r.code == MK_MC_HD && !r.has_cas);
+    CHECK(mk_parse_meta_response("EN\r\n", 4, &r) == 4 && r.code == MK_MC_EN);
+    CHECK(mk_parse_meta_response("MN\r\n", 4, &r) == 4 && r.code == MK_MC_MN);
+    CHECK(mk_parse_meta_response("NS O1\r\n", 7, &r) == 7 && r.code == MK_MC_NS);
+    CHECK(mk_parse_meta_response("HD", 2, &r) == 0);
+    CHECK(mk_parse_meta_response("CLIENT_ERROR bad\r\n", 18, &r) == 18 && r.code == MK_MC_ERROR);
+    CHECK_MEM(r.text.p, r.text.n, "CLIENT_ERROR bad");
+    CHECK(mk_parse_meta_response("VALUE k 0 1\r\n", 13, &r) == -1);
+    CHECK(mk_parse_meta_response("VA x\r\n", 6, &r) == -1);
+    CHECK(mk_parse_meta_response("HD c12x\r\n", 9, &r) == -1);
+    CHECK(mk_parse_meta_response("HD\n", 3, &r) == -1);
+}
+
 int main(void)
 {
     RUN(test_line_endings);
@@ -903,5 +1006,10 @@ int main(void)
     RUN(test_response_other);
     RUN(test_response_roundtrips);
     RUN(test_prefixes);
+    RUN(test_meta_parse_flags_in_order);
+    RUN(test_meta_parse_errors_as_memcached);
+    RUN(test_meta_base64_keys);
+    RUN(test_meta_request_round_trip);
+    RUN(test_meta_response_parse);
     return check_summary("test_proto");
 }

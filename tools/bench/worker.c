@@ -215,13 +215,14 @@ static int issue_set(wctx *x, conn *k, uint64_t idx, uint64_t t, int measured)
     uint64_t vlen = rng_range(&x->r, c->val_min, c->val_max);
     size_t n;
     if (c->proto == PROTO_META) {
-        n = (size_t)snprintf(line, sizeof line, "ms %.*s %llu%s%.0u\r\n", (int)ks.n, ks.p,
-                             (unsigned long long)vlen, c->expire ? " T" : "", c->expire);
+        char ttl[16];
+        int nt = c->expire ? snprintf(ttl, sizeof ttl, "T%u", c->expire) : 0;
+        n = mk_compose_meta_req(line, sizeof line, MK_CMD_MS, ks, vlen, (mk_str){ttl, (size_t)nt});
     } else {
         n = mk_compose_req_storage(line, sizeof line, MK_CMD_SET, ks, 0, c->expire, vlen, 0, false);
-        if (n == 0)
-            return fail(x, "%s", "cannot compose a set request");
     }
+    if (n == 0)
+        return fail(x, "%s", "cannot compose a set request");
     if (wreserve(k, n + vlen + 2) != 0)
         return fail(x, "%s", "out of memory");
     wput(k, line, n);
@@ -240,12 +241,10 @@ static int issue_get(wctx *x, conn *k, uint64_t t)
         return fail(x, "%s", "out of memory");
     char *p = k->wbuf + k->wlen;
     if (c->proto == PROTO_META) {
+        char key[MK_KEY_MAX + 1];
         for (unsigned i = 0; i < m; i++) {
-            memcpy(p, "mg ", 3);
-            p += 3;
-            p += key_write(c, pick_key(x), p);
-            memcpy(p, " v\r\n", 4);
-            p += 4;
+            mk_str ks = {key, key_write(c, pick_key(x), key)};
+            p += mk_compose_meta_req(p, MK_KEY_MAX + 8, MK_CMD_MG, ks, 0, (mk_str){"v", 1});
         }
     } else {
         memcpy(p, "get", 3);
@@ -374,46 +373,6 @@ static void note_error(wctx *x, slot *s, const char *line, size_t n)
     x->w->st.last_error[n] = 0;
 }
 
-/*
- * One meta reply line (mk_parse_response covers the classic replies only):
- * 'V' for "VA <size> ...", 'H' HD, 'E' EN, 'N' NS/NF/EX, 'M' MN, 'X' an error
- * line. Returns bytes consumed, 0 incomplete, -1 malformed.
- */
-static ssize_t meta_line(const char *b, size_t n, char *type, uint64_t *vlen)
-{
-    const char *nl = memchr(b, '\n', n);
-    if (nl == NULL)
-        return 0;
-    ssize_t used = nl - b + 1;
-    if (used >= 5 && memcmp(b, "VA ", 3) == 0) {
-        uint64_t v = 0;
-        const char *p = b + 3;
-        if (*p < '0' || *p > '9')
-            return -1;
-        while (*p >= '0' && *p <= '9')
-            v = v * 10 + (uint64_t)(*p++ - '0');
-        *type = 'V';
-        *vlen = v;
-        return used;
-    }
-    if (used >= 4 && (b[2] == '\r' || b[2] == ' ')) {
-        static const char codes[][3] = {"HD", "EN", "NS", "NF", "EX", "MN"};
-        static const char types[] = "HENNNM";
-        for (unsigned i = 0; i < sizeof codes / sizeof codes[0]; i++)
-            if (b[0] == codes[i][0] && b[1] == codes[i][1]) {
-                *type = types[i];
-                return used;
-            }
-    }
-    mk_response r;
-    ssize_t u = mk_parse_response(b, n, &r);
-    if (u > 0 && (r.type == MK_RESP_ERROR || r.type == MK_RESP_CLIENT_ERROR || r.type == MK_RESP_SERVER_ERROR)) {
-        *type = 'X';
-        return u;
-    }
-    return -1;
-}
-
 static int bad_reply(wctx *x, const char *p, size_t n)
 {
     char line[96];
@@ -440,18 +399,18 @@ static int process(wctx *x, conn *k, uint64_t now)
             return bad_reply(x, p, avail);
         slot *s = &k->ring[k->head];
         if (x->c->proto == PROTO_META) {
-            char t = 0;
-            uint64_t vlen = 0;
-            ssize_t n = meta_line(p, avail, &t, &vlen);
+            mk_meta_resp mr;
+            ssize_t n = mk_parse_meta_response(p, avail, &mr);
             if (n == 0)
                 break;
-            if (n < 0 || t == 'M' || (t == 'V' && s->op != OP_GET))
+            if (n < 0 || mr.code == MK_MC_MN || mr.code == MK_MC_ME || (mr.code == MK_MC_VA && s->op != OP_GET))
                 return bad_reply(x, p, avail);
             off += (size_t)n;
-            if (t == 'V') {
+            if (mr.code == MK_MC_VA) {
                 s->hits++;
-                k->skip = vlen + 2;
-            } else if (t == 'X' || (t == 'N' && s->op == OP_SET) || (t == 'H' && s->op == OP_GET)) {
+                k->skip = mr.vlen + 2;
+            } else if (mr.code == MK_MC_ERROR || (s->op == OP_SET && mr.code != MK_MC_HD) ||
+                       (s->op == OP_GET && mr.code == MK_MC_HD)) {
                 note_error(x, s, p, (size_t)n);
             }
             if (--s->left == 0)
