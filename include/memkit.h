@@ -286,6 +286,38 @@ int mk_decr(mk_client *c, const char *key, size_t nkey, uint64_t delta, uint64_t
 /* mk_touch — set a new expiry. 0 (TOUCHED), MK_ENOTFOUND, or an error. */
 int mk_touch(mk_client *c, const char *key, size_t nkey, int64_t exptime, unsigned mode);
 
+/* ------------------------------------------- herd protection (meta protocol) */
+
+/*
+ * Against a thundering herd: when a popular value is missing or stale, exactly
+ * one caller recomputes it while the others keep serving what is there. Needs a
+ * server that speaks memcached 1.6's meta protocol (memkitd, memcached >= 1.6);
+ * another server (twemproxy, older memcached) answers MK_EERROR.
+ */
+#define MK_META_WIN 1u    /* W: this caller won the right to recompute the value and store it */
+#define MK_META_STALE 2u  /* X: the value is stale (mk_invalidate): serve it while someone recomputes */
+#define MK_META_TOKEN 4u  /* Z: another caller already won; with a placeholder, wait or compute without storing */
+
+/*
+ * mk_get_meta — read one key, with herd protection. vivify > 0: on a miss the
+ * server stores an empty placeholder (flags 0) living vivify seconds and this
+ * caller alone wins; later callers find the placeholder with MK_META_TOKEN.
+ * recache > 0: when the item expires within recache seconds, one caller wins
+ * early. Returns 0 with *out (value, flags, cas; release with mk_item_clear)
+ * and *state (MK_META_* bits; may be NULL), MK_ENOTFOUND on a miss without
+ * vivify, or an error. Thread-safe.
+ */
+int mk_get_meta(mk_client *c, const char *key, size_t nkey, int64_t vivify, int64_t recache, mk_item *out,
+                unsigned *state);
+
+/*
+ * mk_invalidate — mark key's value stale instead of deleting it (memcached's
+ * "md <key> I"): readers keep getting it, with MK_META_STALE, and the first of
+ * them wins (MK_META_WIN) and recomputes. exptime > 0 also sets a new expiry
+ * (bounding how long the stale value is served). 0, MK_ENOTFOUND or an error.
+ */
+int mk_invalidate(mk_client *c, const char *key, size_t nkey, int64_t exptime);
+
 /* ------------------------------------------------------------- multi-get */
 
 /* Called once per hit, from the calling thread. item->key/value point into
@@ -370,7 +402,9 @@ typedef enum mk_opcode {
     MK_OP_TOUCH,     /* exptime */
     MK_OP_FLUSH_ALL, /* server, exptime = delay (< 0: none) */
     MK_OP_VERSION,   /* server */
-    MK_OP_STATS      /* server, group, stat_cb */
+    MK_OP_STATS,     /* server, group, stat_cb */
+    MK_OP_MGET,      /* meta protocol: get with herd protection (vivify, recache); see mk_get_meta */
+    MK_OP_INVALIDATE /* meta protocol: mark stale (exptime > 0: also a new expiry); see mk_invalidate */
 } mk_opcode;
 
 typedef struct mk_op_args {
@@ -388,6 +422,9 @@ typedef struct mk_op_args {
     int64_t exptime;
     uint64_t cas;
     uint64_t delta;
+    int64_t vivify;                  /* MK_OP_MGET: > 0, a miss creates a placeholder living this long and
+                                        this caller wins (MK_META_WIN) */
+    int64_t recache;                 /* MK_OP_MGET: > 0, win when the item expires within this many seconds */
     unsigned mode;                   /* MK_NOREPLY */
     const char *group;               /* MK_OP_STATS */
     mk_stat_cb stat_cb;
@@ -450,6 +487,7 @@ int mk_op_rearm(mk_op *op);
  * version string, the message of a CLIENT_ERROR/SERVER_ERROR reply ("" if none). */
 int mk_op_take_item(mk_op *op, mk_item *out);
 uint64_t mk_op_number(const mk_op *op);
+unsigned mk_op_meta_state(const mk_op *op); /* MK_OP_MGET: the MK_META_* bits of its reply */
 const char *mk_op_text(const mk_op *op);
 
 /*

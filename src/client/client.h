@@ -186,6 +186,7 @@ struct mk_op {
     size_t hits;
     mk_item item;               /* single get without value_cb: the hit */
     uint64_t number;
+    unsigned meta_state;        /* MK_OP_MGET: MK_META_* */
     char text[256];
     char small[1024];
 };

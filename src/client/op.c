@@ -57,6 +57,11 @@ static bool is_batch(const mk_op_args *a)
     return a->nkeyset && !is_get(a->code);
 }
 
+static bool is_meta(mk_opcode c)
+{
+    return c == MK_OP_MGET || c == MK_OP_INVALIDATE;
+}
+
 static bool keyed(mk_opcode c)
 {
     return c != MK_OP_FLUSH_ALL && c != MK_OP_VERSION && c != MK_OP_STATS;
@@ -259,6 +264,25 @@ static int compose(mk_op *op)
     case MK_OP_VERSION:
         p = put_mem(p, "version\r\n", 9);
         break;
+    case MK_OP_MGET:
+    case MK_OP_INVALIDATE: {
+        /* mg <key> v f c [N<vivify>] [R<recache>] / md <key> I [T<exptime>] */
+        char fl[64], *q = fl;
+        if (a->code == MK_OP_MGET) {
+            q = put_mem(q, "v f c", 5);
+            if (a->vivify > 0)
+                q = put_u64(put_mem(q, " N", 2), (uint64_t)a->vivify);
+            if (a->recache > 0)
+                q = put_u64(put_mem(q, " R", 2), (uint64_t)a->recache);
+        } else {
+            *q++ = 'I';
+            if (a->exptime > 0)
+                q = put_u64(put_mem(q, " T", 2), (uint64_t)a->exptime);
+        }
+        p += mk_compose_meta_req(p, need - (size_t)(p - op->req), a->code == MK_OP_MGET ? MK_CMD_MG : MK_CMD_MD,
+                                 (mk_str){a->key, a->nkey}, 0, (mk_str){fl, (size_t)(q - fl)});
+        break;
+    }
     case MK_OP_STATS:
         p = put_mem(p, "stats", 5);
         if (a->group && a->group[0]) {
@@ -280,7 +304,10 @@ static int check_key(const char *key, size_t nkey)
 /* Validate the arguments and pick the server: the server index or a negative code. */
 static int validate(mk_client *c, const mk_op_args *a, bool keys_checked, int64_t now)
 {
-    if (c == NULL || a == NULL || (unsigned)a->code > MK_OP_STATS)
+    if (c == NULL || a == NULL || (unsigned)a->code > MK_OP_INVALIDATE)
+        return MK_EINVAL;
+    if (is_meta(a->code) && (a->nkeyset || (a->mode & MK_NOREPLY) || a->vivify < 0 || a->recache < 0 ||
+                             a->vivify > INT32_MAX || a->recache > INT32_MAX || a->exptime > INT32_MAX))
         return MK_EINVAL;
     bool noreply = (a->mode & MK_NOREPLY) != 0;
     if (noreply && (is_get(a->code) || a->code == MK_OP_VERSION || a->code == MK_OP_STATS))
@@ -678,6 +705,65 @@ ssize_t mk__parse_value_fast(const char *buf, size_t len, mk_response *r)
     return (ssize_t)(p + 1 - buf);
 }
 
+/* A meta reply line other than VA: the op's final code. */
+static int on_meta_reply(mk_op *op, const mk_meta_resp *r)
+{
+    bool mg = op->a.code == MK_OP_MGET;
+    switch (r->code) {
+    case MK_MC_HD:
+        return mg ? MK_EPROTO : 0;
+    case MK_MC_EN:
+        return mg ? MK_ENOTFOUND : MK_EPROTO;
+    case MK_MC_NF:
+        return mg ? MK_EPROTO : MK_ENOTFOUND;
+    case MK_MC_EX:
+        return mg ? MK_EPROTO : MK_EEXISTS;
+    case MK_MC_ERROR:
+        set_text(op, r->text);
+        return r->text.n > 6 && r->text.p[0] == 'C' ? MK_ECLIENTERR : r->text.n > 6 ? MK_ESERVERERR : MK_EERROR;
+    default:
+        return MK_EPROTO;
+    }
+}
+
+/* An mg hit: the value at data[0..vlen), with the meta state. */
+static int on_meta_value(mk_op *op, const mk_meta_resp *mr, const char *data)
+{
+    op->meta_state = (mr->win ? MK_META_WIN : 0) | (mr->stale ? MK_META_STALE : 0) |
+                     (mr->token_sent ? MK_META_TOKEN : 0);
+    mk_response r = {.type = MK_RESP_VALUE, .key = {op->a.key, op->a.nkey}, .flags = mr->client_flags,
+                     .vlen = mr->vlen, .has_cas = mr->has_cas, .cas = mr->cas};
+    return on_value(op, &r, data);
+}
+
+/* Meta replies (MK_OP_MGET, MK_OP_INVALIDATE): 1 to read more (*want bytes), else the op's final code. */
+static int read_meta(mk_op *op, const char *p, size_t avail, size_t *want)
+{
+    mk_conn *cn = op->conn;
+    mk_meta_resp mr;
+    ssize_t used = mk_parse_meta_response(p, avail, &mr);
+    if (used < 0 || (used == 0 && avail > MAX_LINE))
+        return MK_EPROTO;
+    if (used == 0)
+        return 1;
+    if (mr.code != MK_MC_VA) {
+        cn->rpos += (size_t)used;
+        return on_meta_reply(op, &mr);
+    }
+    if (op->a.code != MK_OP_MGET || mr.vlen > MAX_VALUE)
+        return MK_EPROTO;
+    size_t total = (size_t)used + (size_t)mr.vlen + 2;
+    if (avail < total) {
+        *want = total - avail;
+        return 1;
+    }
+    if (p[total - 2] != '\r' || p[total - 1] != '\n')
+        return MK_EPROTO;
+    int rc = on_meta_value(op, &mr, p + used);
+    cn->rpos += total;
+    return rc;
+}
+
 /* Parse what is buffered; read more when needed. */
 static int do_read(mk_op *op)
 {
@@ -685,7 +771,11 @@ static int do_read(mk_op *op)
     for (;;) {
         size_t avail = cn->rlen - cn->rpos;
         size_t want = 4096;
-        if (avail) {
+        if (avail && is_meta(op->a.code)) {
+            int rc = read_meta(op, cn->rbuf + cn->rpos, avail, &want);
+            if (rc != 1)
+                return finish(op, rc);
+        } else if (avail) {
             const char *p = cn->rbuf + cn->rpos;
             mk_response r;
             ssize_t used;
@@ -894,6 +984,11 @@ int mk_op_take_item(mk_op *op, mk_item *out)
     *out = op->item;
     memset(&op->item, 0, sizeof op->item);
     return out->value ? 0 : MK_ENOTFOUND;
+}
+
+unsigned mk_op_meta_state(const mk_op *op)
+{
+    return op ? op->meta_state : 0;
 }
 
 uint64_t mk_op_number(const mk_op *op)

@@ -1,4 +1,4 @@
-/* client/ops.c — the blocking calls (get, store, delete, incr, touch, flush_all, version, stats): an op run to completion. */
+/* client/ops.c — the blocking calls (get, store, delete, incr, touch, get_meta, invalidate, flush_all, version, stats): an op run to completion. */
 #include "client/client.h"
 
 #include <string.h>
@@ -167,6 +167,45 @@ int mk_touch(mk_client *c, const char *key, size_t nkey, int64_t exptime, unsign
     a.nkey = nkey;
     a.exptime = exptime;
     a.mode = mode;
+    return run(c, &a);
+}
+
+int mk_get_meta(mk_client *c, const char *key, size_t nkey, int64_t vivify, int64_t recache, mk_item *out,
+                unsigned *state)
+{
+    if (out == NULL)
+        return MK_EINVAL;
+    memset(out, 0, sizeof *out);
+    if (state)
+        *state = 0;
+    mk_op_args a;
+    mk_op_args_init(&a);
+    a.code = MK_OP_MGET;
+    a.key = key;
+    a.nkey = nkey;
+    a.vivify = vivify;
+    a.recache = recache;
+    mk_op op;
+    bool live;
+    int rc = run_in(c, &a, &op, &live);
+    if (rc == 0) {
+        rc = mk_op_take_item(&op, out);
+        if (state)
+            *state = mk_op_meta_state(&op);
+    }
+    if (live)
+        mk__op_release(&op);
+    return rc;
+}
+
+int mk_invalidate(mk_client *c, const char *key, size_t nkey, int64_t exptime)
+{
+    mk_op_args a;
+    mk_op_args_init(&a);
+    a.code = MK_OP_INVALIDATE;
+    a.key = key;
+    a.nkey = nkey;
+    a.exptime = exptime;
     return run(c, &a);
 }
 

@@ -1182,6 +1182,109 @@ static void test_batches_and_public_helpers(void)
     mk_client_destroy(c);
 }
 
+
+/* ---- herd protection (meta protocol): mk_get_meta, mk_invalidate ---- */
+
+typedef struct herd_arg {
+    mk_client *c;
+    const char *key;
+    pthread_barrier_t *go;
+    unsigned state;
+    int rc;
+    size_t nvalue;
+} herd_arg;
+
+static void *herd_thread(void *p)
+{
+    herd_arg *h = p;
+    mk_item it;
+    pthread_barrier_wait(h->go);
+    h->rc = mk_get_meta(h->c, h->key, strlen(h->key), 30, 0, &it, &h->state);
+    h->nvalue = it.nvalue;
+    mk_item_clear(&it);
+    return NULL;
+}
+
+/* nthreads callers at once: how many won (each must have got a hit). */
+static int herd_race(mk_client *c, const char *key, int nthreads)
+{
+    pthread_t t[32];
+    herd_arg h[32];
+    pthread_barrier_t go;
+    pthread_barrier_init(&go, NULL, (unsigned)nthreads);
+    for (int i = 0; i < nthreads; i++) {
+        h[i] = (herd_arg){.c = c, .key = key, .go = &go};
+        pthread_create(&t[i], NULL, herd_thread, &h[i]);
+    }
+    int wins = 0;
+    for (int i = 0; i < nthreads; i++) {
+        pthread_join(t[i], NULL);
+        CHECK_EQ_I(h[i].rc, 0);
+        wins += (h[i].state & MK_META_WIN) != 0;
+        CHECK(h[i].state & (MK_META_WIN | MK_META_TOKEN));
+    }
+    pthread_barrier_destroy(&go);
+    return wins;
+}
+
+static void test_herd(void)
+{
+    mk_options o;
+    mk_options_init(&o);
+    o.pool_size = 32;
+    mk_client *c = client(1, &o);
+    CHECK(c != NULL);
+    if (c == NULL)
+        return;
+    mk_item it;
+    unsigned st = 99;
+    /* a plain miss: no placeholder without vivify */
+    CHECK_EQ_I(mk_get_meta(c, K("herd:none"), 0, 0, &it, &st), MK_ENOTFOUND);
+    CHECK(st == 0 && it.value == NULL);
+    /* a miss with vivify: this caller wins an empty placeholder, the next one sees the token */
+    CHECK_EQ_I(mk_get_meta(c, K("herd:viv"), 30, 0, &it, &st), 0);
+    CHECK(st == MK_META_WIN && it.nvalue == 0 && it.flags == 0);
+    mk_item_clear(&it);
+    CHECK_EQ_I(mk_get_meta(c, K("herd:viv"), 30, 0, &it, &st), 0);
+    CHECK(st == MK_META_TOKEN);
+    mk_item_clear(&it);
+    /* the winner stores; then everyone gets the value, no flags */
+    CHECK_EQ_I(mk_set(c, K("herd:viv"), "v1", 2, 5, 100), 0);
+    CHECK_EQ_I(mk_get_meta(c, K("herd:viv"), 30, 0, &it, &st), 0);
+    CHECK(st == 0 && it.nvalue == 2 && memcmp(it.value, "v1", 2) == 0 && it.flags == 5 && it.cas != 0);
+    mk_item_clear(&it);
+    /* invalidate: the value is still served, stale; one reader wins */
+    CHECK_EQ_I(mk_invalidate(c, K("herd:viv"), 60), 0);
+    CHECK_EQ_I(mk_get_meta(c, K("herd:viv"), 0, 0, &it, &st), 0);
+    CHECK(st == (MK_META_WIN | MK_META_STALE) && it.nvalue == 2);
+    mk_item_clear(&it);
+    CHECK_EQ_I(mk_get_meta(c, K("herd:viv"), 0, 0, &it, &st), 0);
+    CHECK(st == (MK_META_TOKEN | MK_META_STALE));
+    mk_item_clear(&it);
+    CHECK_EQ_I(mk_invalidate(c, K("herd:missing"), 0), MK_ENOTFOUND);
+    /* recache: a value expiring within the window hands out one early win */
+    CHECK_EQ_I(mk_set(c, K("herd:rc"), "x", 1, 0, 10), 0);
+    CHECK_EQ_I(mk_get_meta(c, K("herd:rc"), 0, 5, &it, &st), 0);
+    CHECK(st == 0);
+    mk_item_clear(&it);
+    CHECK_EQ_I(mk_get_meta(c, K("herd:rc"), 0, 30, &it, &st), 0);
+    CHECK(st == MK_META_WIN);
+    mk_item_clear(&it);
+    /* bad arguments */
+    CHECK_EQ_I(mk_get_meta(c, K("bad key"), 0, 0, &it, &st), MK_EBADKEY);
+    CHECK_EQ_I(mk_get_meta(c, K("k"), -1, 0, &it, &st), MK_EINVAL);
+    /* many callers at once: exactly one wins, for a miss and for a stale value */
+    for (int round = 0; round < 3; round++) {
+        char key[32];
+        snprintf(key, sizeof key, "herd:race%d", round);
+        CHECK_EQ_I(herd_race(c, key, 24), 1);
+        CHECK_EQ_I(mk_set(c, K(key), "v", 1, 0, 100), 0);
+        CHECK_EQ_I(mk_invalidate(c, K(key), 0), 0);
+        CHECK_EQ_I(herd_race(c, key, 24), 1);
+    }
+    mk_client_destroy(c);
+}
+
 int main(int argc, char **argv)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -1215,6 +1318,7 @@ int main(int argc, char **argv)
     T(test_batches_and_public_helpers);
     T(test_all_dead);
     T(test_threads);
+    T(test_herd);
     for (int i = 0; i < NSRV; i++)
         srv_stop(&S[i]);
     return check_summary(suite);
