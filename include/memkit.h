@@ -292,11 +292,23 @@ int mk_touch(mk_client *c, const char *key, size_t nkey, int64_t exptime, unsign
  * Against a thundering herd: when a popular value is missing or stale, exactly
  * one caller recomputes it while the others keep serving what is there. Needs a
  * server that speaks memcached 1.6's meta protocol (memkitd, memcached >= 1.6);
- * another server (twemproxy, older memcached) answers MK_EERROR.
+ * with another server (twemproxy, older memcached) these calls return MK_EERROR
+ * and send nothing (see mk_server_speaks_meta).
  */
 #define MK_META_WIN 1u    /* W: this caller won the right to recompute the value and store it */
 #define MK_META_STALE 2u  /* X: the value is stale (mk_invalidate): serve it while someone recomputes */
 #define MK_META_TOKEN 4u  /* Z: another caller already won; with a placeholder, wait or compute without storing */
+
+/*
+ * mk_server_speaks_meta — whether server i speaks the meta protocol: 1 or 0, or
+ * an error when it could not be asked (connect or I/O failure; asked again next
+ * time). It is asked once, on a connection of its own ("mn": a meta server says
+ * MN, an older one ERROR, twemproxy closes the connection), and remembered.
+ * mk_get_meta and mk_invalidate ask before their first request to a server; ops
+ * MK_OP_MGET/MK_OP_INVALIDATE to a server known not to speak it fail with MK_EERROR
+ * without sending anything. Blocks at most connect_timeout_ms + io_timeout_ms.
+ */
+int mk_server_speaks_meta(mk_client *c, size_t i);
 
 /*
  * mk_get_meta — read one key, with herd protection. vivify > 0: on a miss the

@@ -13,6 +13,7 @@ import logging
 import pickle
 import sys
 import threading
+import time as _time
 import weakref
 import zlib
 
@@ -255,6 +256,55 @@ class Client(_memkit.Client):
     def reset_cas(self):
         """Forget the calling thread's (greenlet's) cas ids."""
         self.cas_ids = {}
+
+    META_WIN, META_STALE, META_TOKEN = 1, 2, 4   # _meta_get's state bits (libmemkit's MK_META_*)
+
+    def get_or_set(self, key, compute, time=0, lock_time=10, wait_time=None):
+        """The value of key; when it is missing (or stale, see invalidate()), exactly one caller
+        across every process and host runs compute() and stores what it returns for `time`
+        seconds, while the others get the stale value at once or, for a missing one, wait for
+        the winner (polling, up to wait_time seconds: lock_time by default) and then compute
+        for themselves without storing. lock_time bounds how long a crashed winner blocks the
+        others: its claim expires then. Needs the meta protocol (memkitd, memcached >= 1.6);
+        against another server (twemproxy) it is a plain get, compute and set.
+        Cooperative under gevent: the waits are time.sleep().
+        """
+        if not callable(compute):
+            raise TypeError("get_or_set: compute must be callable")
+        lock_time = max(1, int(lock_time))
+        deadline = _time.monotonic() + (lock_time if wait_time is None else wait_time)
+        delay = 0.002
+        while True:
+            r = self._meta_get(key, vivify=lock_time)
+            if r is None:   # no meta protocol: no herd protection
+                value = self.get(key)
+                if value is None:
+                    value = compute()
+                    self.set(key, value, time)
+                return value
+            found, value, state, placeholder = r
+            if state & self.META_WIN:
+                # ours to recompute: a placeholder (a miss) or a stale value
+                try:
+                    value = compute()
+                except BaseException:
+                    # give the claim back so that the next reader recomputes
+                    if placeholder:
+                        self._delete(key)
+                    else:
+                        self.invalidate(key)
+                    raise
+                self.set(key, value, time)
+                return value
+            if found and not placeholder:
+                return value   # fresh, or stale while its winner recomputes
+            if not found:
+                # a failure the client swallowed (raise_errors off), or no placeholder could be made
+                return compute()
+            if _time.monotonic() >= deadline:
+                return compute()   # the winner is slow: do not wait longer, and leave the storing to it
+            _time.sleep(delay)
+            delay = min(delay * 2, 0.05)
 
     def get_stats(self, stat_args=None):
         """[(server name, {stat: value})] for every reachable server, as python-memcached."""

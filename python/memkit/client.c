@@ -565,6 +565,8 @@ typedef struct getctx {
     PyObject *value;            /* the decoded value (NULL: none yet, or the decode failed) */
     PyObject *et, *ev, *tb;     /* the decode's exception, re-raised after the op */
     uint64_t cas;
+    uint32_t flags;
+    size_t nvalue;
     int hit;
 } getctx;
 
@@ -575,6 +577,8 @@ static void on_get_hit(void *ctx, size_t i, const mk_item *it)
     if (g->hit++)
         return;
     g->cas = it->cas;
+    g->flags = it->flags;
+    g->nvalue = it->nvalue;
     g->value = mkpy_decode(g->self, g->key, it->value, it->nvalue, it->flags);
     if (g->value == NULL)
         PyErr_Fetch(&g->et, &g->ev, &g->tb);
@@ -586,7 +590,7 @@ static PyObject *do_get(ClientObject *self, PyObject *key, mk_opcode code, PyObj
     mkey k;
     if (get_key(self, key, &k) < 0)
         return NULL;
-    getctx g = {self, key, NULL, NULL, NULL, NULL, 0, 0};
+    getctx g = {.self = self, .key = key};
     mk_op_args a;
     mk_op_args_init(&a);
     a.code = code;
@@ -641,6 +645,114 @@ static PyObject *Client_get(ClientObject *self, PyObject *const *args, Py_ssize_
 static PyObject *Client_gets(ClientObject *self, PyObject *key)
 {
     return do_get(self, key, MK_OP_GETS, Py_None);
+}
+
+/* False if key's server is known not to speak the meta protocol (asked once per server, on a connection of
+ * its own, with the GIL released); true otherwise, also when it could not be asked (the op then finds out). */
+static bool speaks_meta(ClientObject *self, const mkey *k)
+{
+    int server = k->server >= 0 ? k->server : self->c ? mk_server_for_key(self->c, k->p, (size_t)k->n) : -1;
+    if (server < 0)
+        return true;
+    int meta;
+    Py_BEGIN_ALLOW_THREADS
+    meta = mk_server_speaks_meta(self->c, (size_t)server);
+    Py_END_ALLOW_THREADS
+    return meta != 0;
+}
+
+/*
+ * _meta_get(key, vivify=0, recache=0) -> (found, value, state, placeholder), or None when the server does
+ * not speak the meta protocol (it answered ERROR). state: MK_META_* bits; placeholder: the hit is the empty
+ * item a vivifying get left (flags 0, no bytes) while its winner computes. A failure the client swallows
+ * (raise_errors off) reads as a miss. get_or_set in __init__.py builds on it.
+ */
+static PyObject *Client__meta_get(ClientObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    static const char *const names[] = {"key", "vivify", "recache", NULL};
+    PyObject *o[3];
+    if (parse_args("_meta_get", args, nargs, kwnames, names, 1, o) < 0)
+        return NULL;
+    mkey k;
+    int64_t vivify, recache;
+    if (get_key(self, o[0], &k) < 0)
+        return NULL;
+    if (arg_i64(o[1], 0, &vivify) < 0 || arg_i64(o[2], 0, &recache) < 0) {
+        Py_XDECREF(k.keep);
+        return NULL;
+    }
+    if (!speaks_meta(self, &k)) {
+        Py_XDECREF(k.keep);
+        Py_RETURN_NONE;
+    }
+    getctx g = {.self = self, .key = o[0]};
+    mk_op_args a;
+    mk_op_args_init(&a);
+    a.code = MK_OP_MGET;
+    a.vivify = vivify > 0 ? vivify : 0;
+    a.recache = recache > 0 ? recache : 0;
+    a.value_cb = on_get_hit;
+    a.ctx = &g;
+    mk_op *op;
+    opbuf ob;
+    int rc = exec_op(self, &a, &k, &ob, &op, "get", o[0]);
+    unsigned state = rc == 0 ? mk_op_meta_state(op) : 0;
+    mk_op_destroy(op);
+    Py_XDECREF(k.keep);
+    if (g.et || (g.hit && g.value == NULL)) {
+        Py_CLEAR(g.value);
+        if (g.et)
+            PyErr_Restore(g.et, g.ev, g.tb);
+        else if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_SystemError, "memkit: value decoding failed");
+        return NULL;
+    }
+    if (rc == 0 && g.value) {
+        bool placeholder = g.nvalue == 0 && g.flags == 0 && (state & (MK_META_WIN | MK_META_TOKEN));
+        PyObject *r = Py_BuildValue("(OOIO)", Py_True, g.value, state, placeholder ? Py_True : Py_False);
+        Py_DECREF(g.value);
+        return r;
+    }
+    Py_CLEAR(g.value);
+    if (rc == MK_EERROR)
+        Py_RETURN_NONE;
+    if (rc != MK_ENOTFOUND && rc != 0 && failure(self, rc, "get", o[0], k.tried) < 0)
+        return NULL;
+    return Py_BuildValue("(OOIO)", Py_False, Py_None, 0u, Py_False);
+}
+
+/* invalidate(key, time=0) -> True if the key was there: its value stays readable, marked stale, until one
+ * reader of get_or_set recomputes it (memcached's "md <key> I"); time > 0 also bounds how long. */
+static PyObject *Client_invalidate(ClientObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    static const char *const names[] = {"key", "time", NULL};
+    PyObject *o[2];
+    if (parse_args("invalidate", args, nargs, kwnames, names, 1, o) < 0)
+        return NULL;
+    mkey k;
+    int64_t t;
+    if (get_key(self, o[0], &k) < 0)
+        return NULL;
+    if (arg_i64(o[1], 0, &t) < 0) {
+        Py_XDECREF(k.keep);
+        return NULL;
+    }
+    if (!speaks_meta(self, &k)) {
+        Py_XDECREF(k.keep);
+        return PyBool_FromLong(0);   /* no stale marks without the meta protocol */
+    }
+    mk_op_args a;
+    mk_op_args_init(&a);
+    a.code = MK_OP_INVALIDATE;
+    a.exptime = t > 0 ? t : 0;
+    mk_op *op;
+    opbuf ob;
+    int rc = exec_op(self, &a, &k, &ob, &op, "invalidate", o[0]);
+    mk_op_destroy(op);
+    Py_XDECREF(k.keep);
+    if (outcome(rc) == OUT_FAIL && failure(self, rc, "invalidate", o[0], k.tried) < 0)
+        return NULL;
+    return PyBool_FromLong(rc == 0);
 }
 
 static const char *const store_names[] = {"key", "val", "time", "min_compress_len", "noreply", NULL};
@@ -1745,6 +1857,9 @@ static PyMethodDef Client_methods[] = {
     {"delete", FN(Client_delete), FAST, "delete(key, time=None, noreply=False) -> 1 or 0"},
     {"_delete", FN(Client__delete), METH_O, "_delete(key) -> True if it existed"},
     {"touch", FN(Client_touch), FAST, "touch(key, time=0, noreply=False) -> 1 or 0"},
+    {"_meta_get", FN(Client__meta_get), FAST,
+     "_meta_get(key, vivify=0, recache=0) -> (found, value, state, placeholder), None without meta"},
+    {"invalidate", FN(Client_invalidate), FAST, "invalidate(key, time=0): mark stale; get_or_set recomputes it once"},
     {"incr", FN(Client_incr), FAST, "incr(key, delta=1, noreply=False) -> new value or None"},
     {"decr", FN(Client_decr), FAST, "decr(key, delta=1, noreply=False) -> new value or None"},
     {"get_multi", FN(Client_get_multi), FAST, "get_multi(keys, key_prefix='') -> {key: value}"},

@@ -36,6 +36,25 @@ class MemkitCache(BaseMemcachedCache):
         self.validate_key(key)
         return bool(self._cache.add(key, value, self.get_backend_timeout(timeout)))
 
+    def get_or_set(self, key, default, timeout=DEFAULT_TIMEOUT, version=None):
+        """Django's get_or_set, with herd protection when default is callable: when the key is
+        missing (or was invalidated, see invalidate()), exactly one caller, in any process,
+        computes it; the others wait for its value (or keep the stale one) instead of all
+        recomputing at once. memkit.Client.get_or_set does the work."""
+        if not callable(default) or timeout == 0:
+            return super().get_or_set(key, default, timeout=timeout, version=version)
+        key = self.make_key(key, version=version)
+        self.validate_key(key)
+        # (a computed None is stored, as Django's own get_or_set stores it)
+        return self._cache.get_or_set(key, default, self.get_backend_timeout(timeout))
+
+    def invalidate(self, key, timeout=None, version=None):
+        """Mark key's value stale instead of deleting it: readers keep getting it while the first
+        get_or_set() caller recomputes it (timeout: serve the stale value at most this long)."""
+        key = self.make_key(key, version=version)
+        self.validate_key(key)
+        return self._cache.invalidate(key, int(timeout or 0))
+
     def delete(self, key, version=None):
         key = self.make_key(key, version=version)
         self.validate_key(key)

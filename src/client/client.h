@@ -54,6 +54,7 @@ typedef struct mk_server {
     atomic_int failures;        /* consecutive failures */
     _Atomic int64_t dead_until; /* alive when now >= dead_until: 0, or MK_DEAD until a probe succeeds */
     _Atomic int64_t probe_at;   /* dead: monotonic ms when probe.c tries it next */
+    atomic_int meta;            /* speaks the meta protocol: 0 not asked yet, 1 yes, -1 no (probe.c) */
     struct {                    /* mk_server_counters, relaxed atomics */
         _Atomic uint64_t errors, timeouts, ejections, rejoins, probes, retries, pool_waits, pool_timeouts;
     } n;
@@ -191,6 +192,9 @@ struct mk_op {
     char small[1024];
 };
 
+
+/* Whether s speaks the meta protocol (asked once on a connection of its own, remembered): 1, 0, or an error. */
+int mk__server_meta(mk_client *c, mk_server *s);
 
 /* mk_op_start for callers that already checked every key (mk_mget): no second check. */
 int mk__op_start(mk_client *c, const mk_op_args *args, mk_op **out, bool keys_checked);

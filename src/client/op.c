@@ -361,6 +361,8 @@ int mk__op_init(mk_client *c, const mk_op_args *args, mk_op *op, bool keys_check
     int server = validate(c, args, keys_checked, now);
     if (server < 0)
         return server;
+    if (is_meta(args->code) && atomic_load_explicit(&c->servers[server].meta, memory_order_relaxed) < 0)
+        return MK_EERROR; /* known not to speak the meta protocol: nothing is sent */
     /* not memset: text[] and small[] need no zeroing */
     op->c = c;
     op->a = *args;
@@ -385,6 +387,7 @@ int mk__op_init(mk_client *c, const mk_op_args *args, mk_op *op, bool keys_check
     op->kpos = op->hits = 0;
     memset(&op->item, 0, sizeof op->item);
     op->number = 0;
+    op->meta_state = 0;
     op->text[0] = '\0';
     if (is_batch(args))
         for (size_t i = 0; i < args->nkeyset; i++)

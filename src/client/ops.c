@@ -170,6 +170,15 @@ int mk_touch(mk_client *c, const char *key, size_t nkey, int64_t exptime, unsign
     return run(c, &a);
 }
 
+/* Whether key's server speaks the meta protocol (1, 0, or an error: then the op itself finds out). */
+static int ask_meta(mk_client *c, const char *key, size_t nkey)
+{
+    if (c == NULL || key == NULL)
+        return MK_EINVAL;
+    int i = mk_server_for_key(c, key, nkey);
+    return i < 0 ? i : mk_server_speaks_meta(c, (size_t)i);
+}
+
 int mk_get_meta(mk_client *c, const char *key, size_t nkey, int64_t vivify, int64_t recache, mk_item *out,
                 unsigned *state)
 {
@@ -178,6 +187,8 @@ int mk_get_meta(mk_client *c, const char *key, size_t nkey, int64_t vivify, int6
     memset(out, 0, sizeof *out);
     if (state)
         *state = 0;
+    if (ask_meta(c, key, nkey) == 0)
+        return MK_EERROR;
     mk_op_args a;
     mk_op_args_init(&a);
     a.code = MK_OP_MGET;
@@ -200,6 +211,8 @@ int mk_get_meta(mk_client *c, const char *key, size_t nkey, int64_t vivify, int6
 
 int mk_invalidate(mk_client *c, const char *key, size_t nkey, int64_t exptime)
 {
+    if (ask_meta(c, key, nkey) == 0)
+        return MK_EERROR;
     mk_op_args a;
     mk_op_args_init(&a);
     a.code = MK_OP_INVALIDATE;

@@ -176,6 +176,13 @@ void mk__server_rejoin(mk_server *s)
     atomic_fetch_add_explicit(&s->n.rejoins, 1, memory_order_relaxed);
 }
 
+int mk_server_speaks_meta(mk_client *c, size_t i)
+{
+    if (c == NULL || i >= c->n)
+        return c == NULL ? MK_EINVAL : MK_ERANGE;
+    return mk__server_meta(c, &c->servers[i]);
+}
+
 int mk_server_counters_get(const mk_client *c, size_t i, mk_server_counters *out)
 {
     if (c == NULL || out == NULL)

@@ -1,4 +1,4 @@
-/* client/probe.c — the circuit breaker's probe: a background thread checks a dead server when its retry interval ends, so no caller ever waits on one. */
+/* client/probe.c — probes: the circuit breaker's background thread that checks a dead server when its retry interval ends, so no caller ever waits on one; and the one-time question whether a server speaks the meta protocol. */
 #include "client/client.h"
 
 #include <errno.h>
@@ -75,6 +75,61 @@ static bool exchange(mk_client *c, mk_conn *conn, const char *req, const char *c
         }
     }
     return true;
+}
+
+/* Ask once whether s speaks the meta protocol: "mn" gets "MN" from a meta server, ERROR from an older
+ * one, and a closed connection from twemproxy (it drops what it does not know). 1, 0, or an error. */
+static int ask_meta(mk_client *c, mk_conn *conn)
+{
+    int64_t deadline = mk__now_ms() + c->opt.io_timeout_ms;
+    const char req[] = "mn\r\n";
+    size_t off = 0;
+    while (off < sizeof req - 1) {
+        ssize_t n = send(conn->fd, req + off, sizeof req - 1 - off, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n > 0)
+            off += (size_t)n;
+        else if (n < 0 && errno != EAGAIN && errno != EINTR)
+            return 0; /* reset at once: not a meta server */
+        else if (!wait_fd(conn->fd, POLLOUT, deadline))
+            return MK_ETIMEDOUT;
+    }
+    char buf[128];
+    size_t got = 0;
+    while (got < sizeof buf) {
+        ssize_t n = recv(conn->fd, buf + got, sizeof buf - got, MSG_DONTWAIT);
+        if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
+            return 0;
+        if (n < 0) {
+            if (!wait_fd(conn->fd, POLLIN, deadline))
+                return MK_ETIMEDOUT;
+            continue;
+        }
+        got += (size_t)n;
+        const char *nl = memchr(buf, '\n', got);
+        if (nl)
+            return nl - buf == 3 && memcmp(buf, "MN\r", 3) == 0;
+    }
+    return 0;
+}
+
+int mk__server_meta(mk_client *c, mk_server *s)
+{
+    int known = atomic_load_explicit(&s->meta, memory_order_relaxed);
+    if (known)
+        return known > 0;
+    mk_conn *conn = mk__conn_new();
+    if (conn == NULL)
+        return MK_ENOMEM;
+    int rc = mk__conn_connect(c, s, conn);
+    int64_t deadline = mk__now_ms() + c->opt.connect_timeout_ms;
+    while (rc == MK_EAGAIN)
+        rc = wait_fd(conn->fd, POLLOUT, deadline) ? mk__conn_connect_finish(conn) : MK_ETIMEDOUT;
+    if (rc == 0)
+        rc = ask_meta(c, conn);
+    mk__conn_free(conn);
+    if (rc >= 0)
+        atomic_store_explicit(&s->meta, rc ? 1 : -1, memory_order_relaxed);
+    return rc;
 }
 
 /* One probe of server s: true if it answered (and, with flush_on_rejoin, was flushed). */
