@@ -316,6 +316,25 @@ size_t mk_compose_stat(char *out, size_t cap, const char *name, const char *valu
 size_t mk_compose_req_storage(char *out, size_t cap, mk_cmd cmd, mk_str key, uint32_t flags,
                               int64_t exptime, uint64_t nbytes, uint64_t cas, bool noreply);
 
+/*
+ * Write a get-family line: "get|gets <k1> <k2> ...\r\n" or "gat|gats <exptime> <k1> ...\r\n",
+ * keys[i] of nkeys[i] bytes (n >= 1). Returns the length, 0 if cap is too small or cmd is
+ * not get/gets/gat/gats.
+ */
+size_t mk_compose_req_get(char *out, size_t cap, mk_cmd cmd, int64_t exptime, const char *const *keys,
+                          const size_t *nkeys, size_t n);
+
+/*
+ * Write "delete <key>", "touch <key> <exptime>", "incr <key> <delta>" or "decr <key> <delta>",
+ * then " noreply" if asked and "\r\n". Returns the length, 0 if cap is too small or cmd is
+ * none of those.
+ */
+size_t mk_compose_req_keyed(char *out, size_t cap, mk_cmd cmd, mk_str key, int64_t exptime, uint64_t delta,
+                            bool noreply);
+
+/* Write "<cmd>[ <arg>][ noreply]\r\n" (flush_all, version, stats, verbosity...). Length, or 0 if cap is too small. */
+size_t mk_compose_req_cmd(char *out, size_t cap, mk_cmd cmd, mk_str arg, bool noreply);
+
 /* ---- parsing replies (client side) ---- */
 
 typedef enum mk_resp_type {

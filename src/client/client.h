@@ -89,10 +89,6 @@ struct mk_client {
 
 /* ---- time ---- */
 int64_t mk__now_ms(void);
-/* A plain "VALUE <key> <flags> <bytes>[ <cas>]\r\n" line in one pass (op.c): its length, 0 for an
- * incomplete line, -2 for anything else (then mk_parse_response decides). Where it returns a length,
- * mk_parse_response returns the same length and fields (tests/fuzz/fuzz_client.c checks that). */
-ssize_t mk__parse_value_fast(const char *buf, size_t len, mk_response *r);
 
 /* ---- pool.c ---- */
 /* Get a connection for server s: an idle one, a new unconnected one (fd -1) while

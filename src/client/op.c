@@ -81,12 +81,6 @@ static bool repeatable(const mk_op_args *a)
     }
 }
 
-static const char *const store_names[] = {
-    [MK_STORE_SET] = "set ",         [MK_STORE_ADD] = "add ",
-    [MK_STORE_REPLACE] = "replace ", [MK_STORE_APPEND] = "append ",
-    [MK_STORE_PREPEND] = "prepend ", [MK_STORE_CAS] = "cas ",
-};
-
 static inline char *put_mem(char *p, const void *s, size_t n)
 {
     memcpy(p, s, n);
@@ -115,47 +109,16 @@ static char *put_i64(char *p, int64_t v)
     return put_u64(p, (uint64_t)v);
 }
 
-/* One store header line "set <key> <flags> <exptime> <bytes>[ <cas>][ noreply]\r\n". */
-static char *put_store(char *p, const mk_op_args *a, const char *key, size_t nkey, uint32_t flags, size_t nvalue)
-{
-    const char *name = store_names[a->store_op];
-    p = put_mem(p, name, strlen(name));
-    p = put_mem(p, key, nkey);
-    *p++ = ' ';
-    p = put_u64(p, flags);
-    *p++ = ' ';
-    p = put_i64(p, a->exptime);
-    *p++ = ' ';
-    p = put_u64(p, nvalue);
-    if (a->store_op == MK_STORE_CAS) {
-        *p++ = ' ';
-        p = put_u64(p, a->cas);
-    }
-    if (a->mode & MK_NOREPLY)
-        p = put_mem(p, " noreply", 8);
-    return put_mem(p, "\r\n", 2);
-}
+static const mk_cmd store_cmds[] = {
+    [MK_STORE_SET] = MK_CMD_SET,         [MK_STORE_ADD] = MK_CMD_ADD,         [MK_STORE_REPLACE] = MK_CMD_REPLACE,
+    [MK_STORE_APPEND] = MK_CMD_APPEND,   [MK_STORE_PREPEND] = MK_CMD_PREPEND, [MK_STORE_CAS] = MK_CMD_CAS,
+};
 
-/* A keyed line "<cmd> <key>[ <number>][ noreply]\r\n" (delete, touch, incr, decr). */
-static char *put_keyed(char *p, const mk_op_args *a, const char *key, size_t nkey)
+/* The text protocol's name of a keyed op (delete, touch, incr, decr). */
+static mk_cmd keyed_cmd(mk_opcode c)
 {
-    switch (a->code) {
-    case MK_OP_DELETE: p = put_mem(p, "delete ", 7); break;
-    case MK_OP_TOUCH: p = put_mem(p, "touch ", 6); break;
-    case MK_OP_INCR: p = put_mem(p, "incr ", 5); break;
-    default: p = put_mem(p, "decr ", 5); break;
-    }
-    p = put_mem(p, key, nkey);
-    if (a->code == MK_OP_TOUCH) {
-        *p++ = ' ';
-        p = put_i64(p, a->exptime);
-    } else if (a->code == MK_OP_INCR || a->code == MK_OP_DECR) {
-        *p++ = ' ';
-        p = put_u64(p, a->delta);
-    }
-    if (a->mode & MK_NOREPLY)
-        p = put_mem(p, " noreply", 8);
-    return put_mem(p, "\r\n", 2);
+    return c == MK_OP_DELETE ? MK_CMD_DELETE : c == MK_OP_TOUCH ? MK_CMD_TOUCH
+         : c == MK_OP_INCR ? MK_CMD_INCR : MK_CMD_DECR;
 }
 
 /* Fill op->iov with the whole request (req, and values for stores). */
@@ -204,66 +167,58 @@ static int compose(mk_op *op)
     op->req = need <= sizeof op->small ? op->small : malloc(need);
     if (op->req == NULL)
         return MK_ENOMEM;
-    char *p = op->req;
+    /* every request line comes from src/proto's composers; `need` bounds them all */
+    char *p = op->req, *end = op->req + need;
+    bool noreply = (a->mode & MK_NOREPLY) != 0;
+    const char *const *keys = a->nkeyset ? a->keys : &a->key;
+    const size_t *nkeys = a->nkeyset ? a->nkeys : &a->nkey;
+    size_t nk = a->nkeyset ? a->nkeyset : 1;
     switch (a->code) {
     case MK_OP_GET:
     case MK_OP_GETS:
     case MK_OP_GAT:
-    case MK_OP_GATS:
-        if (a->code == MK_OP_GET) {
-            p = put_mem(p, "get", 3);
-        } else if (a->code == MK_OP_GETS) {
-            p = put_mem(p, "gets", 4);
-        } else {
-            p = put_mem(p, a->code == MK_OP_GAT ? "gat " : "gats ", a->code == MK_OP_GAT ? 4 : 5);
-            p = put_i64(p, a->exptime);
-        }
-        if (a->nkeyset == 0) {
-            *p++ = ' ';
-            p = put_mem(p, a->key, a->nkey);
-        }
-        for (size_t i = 0; i < a->nkeyset; i++) {
-            *p++ = ' ';
-            p = put_mem(p, a->keys[i], a->nkeys[i]);
-        }
-        p = put_mem(p, "\r\n", 2);
+    case MK_OP_GATS: {
+        static const mk_cmd cmds[] = {[MK_OP_GET] = MK_CMD_GET, [MK_OP_GETS] = MK_CMD_GETS,
+                                      [MK_OP_GAT] = MK_CMD_GAT, [MK_OP_GATS] = MK_CMD_GATS};
+        p += mk_compose_req_get(p, (size_t)(end - p), cmds[a->code], a->exptime, keys, nkeys, nk);
         break;
+    }
     case MK_OP_STORE:
         if (a->nkeyset) {
             op->hdr_end = malloc(a->nkeyset * sizeof *op->hdr_end);
             if (op->hdr_end == NULL)
                 return MK_ENOMEM;
-            for (size_t i = 0; i < a->nkeyset; i++) {
-                p = put_store(p, a, a->keys[i], a->nkeys[i], a->flagsv ? a->flagsv[i] : a->flags, a->nvalues[i]);
+        }
+        for (size_t i = 0; i < nk; i++) {
+            uint32_t fl = a->nkeyset && a->flagsv ? a->flagsv[i] : a->flags;
+            size_t nv = a->nkeyset ? a->nvalues[i] : a->nvalue;
+            p += mk_compose_req_storage(p, (size_t)(end - p), store_cmds[a->store_op], (mk_str){keys[i], nkeys[i]},
+                                        fl, a->exptime, nv, a->cas, noreply);
+            if (a->nkeyset)
                 op->hdr_end[i] = (size_t)(p - op->req);
-            }
-        } else {
-            p = put_store(p, a, a->key, a->nkey, a->flags, a->nvalue);
         }
         break;
     case MK_OP_DELETE:
     case MK_OP_INCR:
     case MK_OP_DECR:
     case MK_OP_TOUCH:
-        if (a->nkeyset)
-            for (size_t i = 0; i < a->nkeyset; i++)
-                p = put_keyed(p, a, a->keys[i], a->nkeys[i]);
-        else
-            p = put_keyed(p, a, a->key, a->nkey);
+        for (size_t i = 0; i < nk; i++)
+            p += mk_compose_req_keyed(p, (size_t)(end - p), keyed_cmd(a->code), (mk_str){keys[i], nkeys[i]},
+                                      a->exptime, a->delta, noreply);
         break;
-    case MK_OP_FLUSH_ALL:
-        p = put_mem(p, "flush_all", 9);
-        if (a->exptime >= 0) {
-            *p++ = ' ';
-            p = put_i64(p, a->exptime);
-        }
-        if (a->mode & MK_NOREPLY)
-            p = put_mem(p, " noreply", 8);
-        p = put_mem(p, "\r\n", 2);
+    case MK_OP_FLUSH_ALL: {
+        char d[24];
+        size_t nd = a->exptime >= 0 ? (size_t)(put_i64(d, a->exptime) - d) : 0;
+        p += mk_compose_req_cmd(p, (size_t)(end - p), MK_CMD_FLUSH_ALL, (mk_str){d, nd}, noreply);
         break;
+    }
     case MK_OP_VERSION:
-        p = put_mem(p, "version\r\n", 9);
+    case MK_OP_STATS: {
+        mk_str g = {a->group ? a->group : "", a->code == MK_OP_STATS && a->group ? strlen(a->group) : 0};
+        p += mk_compose_req_cmd(p, (size_t)(end - p), a->code == MK_OP_VERSION ? MK_CMD_VERSION : MK_CMD_STATS, g,
+                                false);
         break;
+    }
     case MK_OP_MGET:
     case MK_OP_INVALIDATE: {
         /* mg <key> v f c [N<vivify>] [R<recache>] / md <key> I [T<exptime>] */
@@ -279,18 +234,10 @@ static int compose(mk_op *op)
             if (a->exptime > 0)
                 q = put_u64(put_mem(q, " T", 2), (uint64_t)a->exptime);
         }
-        p += mk_compose_meta_req(p, need - (size_t)(p - op->req), a->code == MK_OP_MGET ? MK_CMD_MG : MK_CMD_MD,
+        p += mk_compose_meta_req(p, (size_t)(end - p), a->code == MK_OP_MGET ? MK_CMD_MG : MK_CMD_MD,
                                  (mk_str){a->key, a->nkey}, 0, (mk_str){fl, (size_t)(q - fl)});
         break;
     }
-    case MK_OP_STATS:
-        p = put_mem(p, "stats", 5);
-        if (a->group && a->group[0]) {
-            *p++ = ' ';
-            p = put_mem(p, a->group, strlen(a->group));
-        }
-        p = put_mem(p, "\r\n", 2);
-        break;
     }
     op->nreq = (size_t)(p - op->req);
     return build_iov(op);
@@ -659,55 +606,6 @@ static int on_reply(mk_op *op, const mk_response *r)
     }
 }
 
-/* A VALUE line in one pass; 0: incomplete line; -2: anything unusual (the caller
- * then uses mk_parse_response, which decides). Accepts exactly what
- * mk_parse_response accepts for plain "VALUE <key> <flags> <bytes>[ <cas>]\r\n". */
-ssize_t mk__parse_value_fast(const char *buf, size_t len, mk_response *r)
-{
-    if (len < 6 || memcmp(buf, "VALUE ", 6) != 0)
-        return -2;
-    const char *p = buf + 6, *end = buf + len, *k = p, *d;
-    while (p < end && *p != ' ' && *p != '\r' && *p != '\n')
-        p++;
-    if (p == end)
-        return 0;
-    size_t nk = (size_t)(p - k);
-    if (nk == 0 || nk > MK_KEY_MAX || *p != ' ')
-        return -2;
-    uint64_t num[3] = {0, 0, 0};
-    int nf = 0;
-    while (nf < 3) {
-        d = ++p;
-        uint64_t v = 0;
-        while (p < end && (unsigned)(*p - '0') < 10)
-            v = v * 10 + (uint64_t)(*p++ - '0');
-        if (p == end)
-            return 0;
-        if (p == d || p - d > 19)
-            return -2;
-        num[nf++] = v;
-        if (*p != ' ')
-            break;
-    }
-    if (nf < 2 || num[0] > UINT32_MAX || *p != '\r')
-        return -2;
-    if (++p == end)
-        return 0;
-    if (*p != '\n')
-        return -2;
-    memset(r, 0, sizeof *r);
-    r->type = MK_RESP_VALUE;
-    r->key.p = k;
-    r->key.n = nk;
-    r->flags = (uint32_t)num[0];
-    r->vlen = num[1];
-    if (nf == 3) {
-        r->cas = num[2];
-        r->has_cas = true;
-    }
-    return (ssize_t)(p + 1 - buf);
-}
-
 /* A meta reply line other than VA: the op's final code. */
 static int on_meta_reply(mk_op *op, const mk_meta_resp *r)
 {
@@ -782,10 +680,7 @@ static int do_read(mk_op *op)
             const char *p = cn->rbuf + cn->rpos;
             mk_response r;
             ssize_t used;
-            /* the common reply of a get: "VALUE <key> <flags> <bytes>[ <cas>]\r\n" */
-            used = p[0] == 'V' ? mk__parse_value_fast(p, avail, &r) : -2;
-            if (used == -2)
-                used = mk_parse_response(p, avail, &r);
+            used = mk_parse_response(p, avail, &r);
             if (used < 0)
                 return finish(op, MK_EPROTO);
             if (used > 0 && r.type == MK_RESP_VALUE) {

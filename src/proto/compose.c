@@ -1,4 +1,4 @@
-/* src/proto/compose.c — composing protocol lines into caller buffers: server replies (VALUE, numbers, STAT) and client storage requests. */
+/* src/proto/compose.c — composing protocol lines into caller buffers: server replies (VALUE, numbers, STAT, outcome lines) and client requests. */
 #include "memkit/proto.h"
 
 #include <string.h>
@@ -178,4 +178,59 @@ const char *mk_text_status_line(mk_cmd cmd, mk_status st)
     case MK_ST_BAD_CHUNK: return mk_perr_text(MK_PERR_BAD_DATA_CHUNK);
     default: return "SERVER_ERROR unknown outcome";
     }
+}
+
+size_t mk_compose_req_get(char *out, size_t cap, mk_cmd cmd, int64_t exptime, const char *const *keys,
+                          const size_t *nkeys, size_t n)
+{
+    if (n == 0 || (cmd != MK_CMD_GET && cmd != MK_CMD_GETS && cmd != MK_CMD_GAT && cmd != MK_CMD_GATS))
+        return 0;
+    wbuf w = {out, cap, 0, true};
+    w_str(&w, mk_cmd_name(cmd));
+    if (cmd == MK_CMD_GAT || cmd == MK_CMD_GATS) {
+        w_mem(&w, " ", 1);
+        w_i64(&w, exptime);
+    }
+    for (size_t i = 0; i < n; i++) {
+        w_mem(&w, " ", 1);
+        w_mem(&w, keys[i], nkeys[i]);
+    }
+    w_mem(&w, "\r\n", 2);
+    return w_done(&w);
+}
+
+size_t mk_compose_req_keyed(char *out, size_t cap, mk_cmd cmd, mk_str key, int64_t exptime, uint64_t delta,
+                            bool noreply)
+{
+    if (cmd != MK_CMD_DELETE && cmd != MK_CMD_TOUCH && cmd != MK_CMD_INCR && cmd != MK_CMD_DECR)
+        return 0;
+    wbuf w = {out, cap, 0, true};
+    w_str(&w, mk_cmd_name(cmd));
+    w_mem(&w, " ", 1);
+    w_mem(&w, key.p, key.n);
+    if (cmd == MK_CMD_TOUCH) {
+        w_mem(&w, " ", 1);
+        w_i64(&w, exptime);
+    } else if (cmd != MK_CMD_DELETE) {
+        w_mem(&w, " ", 1);
+        w_u64(&w, delta);
+    }
+    if (noreply)
+        w_mem(&w, " noreply", 8);
+    w_mem(&w, "\r\n", 2);
+    return w_done(&w);
+}
+
+size_t mk_compose_req_cmd(char *out, size_t cap, mk_cmd cmd, mk_str arg, bool noreply)
+{
+    wbuf w = {out, cap, 0, true};
+    w_str(&w, mk_cmd_name(cmd));
+    if (arg.n) {
+        w_mem(&w, " ", 1);
+        w_mem(&w, arg.p, arg.n);
+    }
+    if (noreply)
+        w_mem(&w, " noreply", 8);
+    w_mem(&w, "\r\n", 2);
+    return w_done(&w);
 }

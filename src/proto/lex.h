@@ -1,4 +1,4 @@
-/* src/proto/lex.h — memcached's tokenizer and number rules (internal to src/proto: pure, no allocation). */
+/* src/proto/lex.h — internals of src/proto (pure, no allocation): memcached's tokenizer and number rules, the VALUE fast path. */
 #ifndef MK_PROTO_LEX_H
 #define MK_PROTO_LEX_H
 
@@ -28,5 +28,14 @@ bool mk_tok_is(const mk_tok *t, const char *lit);
 bool mk_num_u64(const mk_tok *t, uint64_t *out);
 bool mk_num_u32(const mk_tok *t, uint32_t *out);
 bool mk_num_i32(const mk_tok *t, int32_t *out);
+
+/*
+ * response.c: a plain "VALUE <key> <flags> <bytes>[ <cas>]\r\n" line in one pass: its length, 0 for an
+ * incomplete line, -2 for anything else. mk_parse_response tries it first and otherwise uses the full
+ * parser, mk__parse_response_full; where the fast one returns a length, the full one returns the same
+ * length and fields (tests/fuzz/fuzz_client.c checks that).
+ */
+ssize_t mk__parse_value_fast(const char *buf, size_t len, mk_response *r);
+ssize_t mk__parse_response_full(const char *buf, size_t len, mk_response *resp);
 
 #endif

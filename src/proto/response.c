@@ -1,6 +1,8 @@
 /* src/proto/response.c — client-side parsing of memcached's text-protocol reply lines (mk_parse_response). */
 #include "memkit/proto.h"
 
+#include "proto/lex.h"
+
 #include <string.h>
 
 /* Strict unsigned decimal: 1..20 digits, no sign, no spaces, fits the bound. */
@@ -78,7 +80,67 @@ static bool parse_value(const char *p, size_t n, mk_response *r)
     return true;
 }
 
+/* A VALUE line in one pass; 0: incomplete line; -2: anything unusual (the caller
+ * then uses mk_parse_response, which decides). Accepts exactly what
+ * mk_parse_response accepts for plain "VALUE <key> <flags> <bytes>[ <cas>]\r\n". */
+ssize_t mk__parse_value_fast(const char *buf, size_t len, mk_response *r)
+{
+    if (len < 6 || memcmp(buf, "VALUE ", 6) != 0)
+        return -2;
+    const char *p = buf + 6, *end = buf + len, *k = p, *d;
+    while (p < end && *p != ' ' && *p != '\r' && *p != '\n')
+        p++;
+    if (p == end)
+        return 0;
+    size_t nk = (size_t)(p - k);
+    if (nk == 0 || nk > MK_KEY_MAX || *p != ' ')
+        return -2;
+    uint64_t num[3] = {0, 0, 0};
+    int nf = 0;
+    while (nf < 3) {
+        d = ++p;
+        uint64_t v = 0;
+        while (p < end && (unsigned)(*p - '0') < 10)
+            v = v * 10 + (uint64_t)(*p++ - '0');
+        if (p == end)
+            return 0;
+        if (p == d || p - d > 19)
+            return -2;
+        num[nf++] = v;
+        if (*p != ' ')
+            break;
+    }
+    if (nf < 2 || num[0] > UINT32_MAX || *p != '\r')
+        return -2;
+    if (++p == end)
+        return 0;
+    if (*p != '\n')
+        return -2;
+    memset(r, 0, sizeof *r);
+    r->type = MK_RESP_VALUE;
+    r->key.p = k;
+    r->key.n = nk;
+    r->flags = (uint32_t)num[0];
+    r->vlen = num[1];
+    if (nf == 3) {
+        r->cas = num[2];
+        r->has_cas = true;
+    }
+    return (ssize_t)(p + 1 - buf);
+}
+
 ssize_t mk_parse_response(const char *buf, size_t len, mk_response *resp)
+{
+    if (len > 0 && buf[0] == 'V') {
+        /* the common reply of a get: "VALUE <key> <flags> <bytes>[ <cas>]\r\n", in one pass */
+        ssize_t f = mk__parse_value_fast(buf, len, resp);
+        if (f != -2)
+            return f;
+    }
+    return mk__parse_response_full(buf, len, resp);
+}
+
+ssize_t mk__parse_response_full(const char *buf, size_t len, mk_response *resp)
 {
     memset(resp, 0, sizeof *resp);
     const char *nl = memchr(buf, '\n', len);

@@ -1,5 +1,6 @@
 /* tests/fuzz/fuzz_client.c — libFuzzer target for libmemkit's own parsers: server lists, the one-pass VALUE parser (against mk_parse_response), key checks, and distribution picks. */
 #include "client/client.h"
+#include "proto/lex.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -48,7 +49,9 @@ static void value_lines(const char *buf, size_t len)
     while (off < len) {
         mk_response fast, full;
         ssize_t f = mk__parse_value_fast(buf + off, len - off, &fast);
-        ssize_t r = mk_parse_response(buf + off, len - off, &full);
+        ssize_t r = mk__parse_response_full(buf + off, len - off, &full);
+        mk_response pub;
+        must(mk_parse_response(buf + off, len - off, &pub) == (f == -2 ? r : f));
         must(f == -2 || f >= 0);
         if (f > 0) {
             must(r == f && full.type == MK_RESP_VALUE && fast.type == MK_RESP_VALUE);
