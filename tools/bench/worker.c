@@ -237,14 +237,20 @@ static int issue_get(wctx *x, conn *k, uint64_t t)
 {
     const bench_cfg *c = x->c;
     unsigned m = (unsigned)c->multiget;
-    if (wreserve(k, (size_t)m * (MK_KEY_MAX + 8) + 8) != 0)
+    if (wreserve(k, (size_t)m * (MK_KEY_MAX + 16) + 8) != 0)
         return fail(x, "%s", "out of memory");
     char *p = k->wbuf + k->wlen;
     if (c->proto == PROTO_META) {
+        /* one key: "mg <key> v" (VA or EN); several: quiet "mg <key> v q" each (misses say nothing), then "mn" */
         char key[MK_KEY_MAX + 1];
+        mk_str fl = m > 1 ? (mk_str){"v q", 3} : (mk_str){"v", 1};
         for (unsigned i = 0; i < m; i++) {
             mk_str ks = {key, key_write(c, pick_key(x), key)};
-            p += mk_compose_meta_req(p, MK_KEY_MAX + 8, MK_CMD_MG, ks, 0, (mk_str){"v", 1});
+            p += mk_compose_meta_req(p, MK_KEY_MAX + 16, MK_CMD_MG, ks, 0, fl);
+        }
+        if (m > 1) {
+            memcpy(p, "mn\r\n", 4);
+            p += 4;
         }
     } else {
         memcpy(p, "get", 3);
@@ -259,7 +265,7 @@ static int issue_get(wctx *x, conn *k, uint64_t t)
     k->wlen = (size_t)(p - k->wbuf);
     slot *s = push_slot(x, k, OP_GET, t, 1);
     s->nkeys = m;
-    s->left = c->proto == PROTO_META ? m : 1;
+    s->left = 1; /* text: END; meta: the one reply, or MN after a quiet multi-get */
     return 0;
 }
 
@@ -403,12 +409,16 @@ static int process(wctx *x, conn *k, uint64_t now)
             ssize_t n = mk_parse_meta_response(p, avail, &mr);
             if (n == 0)
                 break;
-            if (n < 0 || mr.code == MK_MC_MN || mr.code == MK_MC_ME || (mr.code == MK_MC_VA && s->op != OP_GET))
+            bool multi = s->op == OP_GET && s->nkeys > 1;
+            if (n < 0 || (mr.code == MK_MC_MN && !multi) || mr.code == MK_MC_ME ||
+                (mr.code == MK_MC_VA && s->op != OP_GET))
                 return bad_reply(x, p, avail);
             off += (size_t)n;
             if (mr.code == MK_MC_VA) {
                 s->hits++;
                 k->skip = mr.vlen + 2;
+                if (multi)
+                    continue; /* a quiet multi-get ends at MN */
             } else if (mr.code == MK_MC_ERROR || (s->op == OP_SET && mr.code != MK_MC_HD) ||
                        (s->op == OP_GET && mr.code == MK_MC_HD)) {
                 note_error(x, s, p, (size_t)n);
