@@ -293,3 +293,35 @@ def test_twemproxy_ketama_md5_placement(servers, twemproxy):
             if p != port:
                 assert mk([p], "get", key)[0] == 1
     assert all(n > 5 for n in per.values()), per
+
+
+# ------------------------------------------------------------------ herd protection
+
+def test_lease_and_invalidate(servers):
+    k = "cli:lease"
+    # a miss: this caller wins (3) and must recompute; the next one waits for it (4), nothing printed
+    assert mk(servers, "lease", k, "--lock=30") == (3, "", "")
+    assert mk(servers, "lease", k) == (4, "", "")
+    assert mk(servers, "set", k, "page") == (0, "", "")
+    assert mk(servers, "lease", k) == (0, "page\n", "")
+    # invalidated: the stale value is printed to everyone; the first one wins
+    assert mk(servers, "invalidate", k, "--exptime=60") == (0, "", "")
+    assert mk(servers, "lease", k) == (3, "page\n", "")
+    assert mk(servers, "lease", k) == (4, "page\n", "")
+    assert mk(servers, "set", k, "page2") == (0, "", "")
+    assert mk(servers, "lease", k) == (0, "page2\n", "")
+    # recache: a value expiring within the window hands out one early win
+    assert mk(servers, "set", "cli:rc", "v", "--exptime=10") == (0, "", "")
+    assert mk(servers, "lease", "cli:rc", "--recache=30") == (3, "v\n", "")
+    assert mk(servers, "lease", "cli:rc", "--recache=30") == (0, "v\n", "")
+    rc, out, err = mk(servers, "invalidate", "cli:none")
+    assert (rc, out) == (1, "") and "not found" in err
+    assert mk(servers, "lease", k, "--lock=0")[0] == 2
+
+
+def test_lease_through_twemproxy_says_no_meta(servers, twemproxy):
+    rc, out, err = mk([twemproxy], "lease", "cli:tw")
+    assert (rc, out) == (2, "")
+    assert err == "memkit: lease cli:tw: the server does not speak the meta protocol\n"
+    # and the proxy still serves the next command on a fresh connection
+    assert mk([twemproxy], "set", "cli:tw", "x") == (0, "", "")

@@ -6,6 +6,8 @@
 
 #define EXIT_MISS 1   /* a miss, or a refused store */
 #define EXIT_ERR 2    /* usage, connection or server errors */
+#define EXIT_WIN 3    /* lease: this caller won; recompute the value and store it */
+#define EXIT_BUSY 4   /* lease: another caller is recomputing it */
 
 /* memkit top: per-second rates of every server's stats, refreshed in place on a
  * terminal (appended blocks otherwise). iterations <= 0: until interrupted.

@@ -22,6 +22,10 @@ static const char usage[] =
     "  delete KEY                      remove a key\n"
     "  incr|decr KEY [DELTA]           add/subtract DELTA (default 1), print the new value\n"
     "  touch KEY EXPTIME               set a new expiry\n"
+    "  lease KEY [--lock=S] [--recache=S]  herd-protected get: print the value if there is one; exit 0\n"
+    "                                  (serve it), 3 (you won: recompute and set it), 4 (another\n"
+    "                                  caller is recomputing it; a stale value is printed)\n"
+    "  invalidate KEY [--exptime=S]    mark the value stale: served until one lease recomputes it\n"
     "  flush [DELAY]                   flush_all on every server\n"
     "  stats [GROUP]                   every server's stats\n"
     "  version                         every server's version\n"
@@ -29,7 +33,8 @@ static const char usage[] =
     "  top [--interval=MS] [--iterations=N]  live per-second rates of every server\n"
     "\n"
     "--servers defaults to $MEMKIT_SERVERS, else 127.0.0.1:11211. --timeout (connect and I/O,\n"
-    "default 1000 ms). Exit status: 0 success, 1 miss or refused store, 2 error.\n";
+    "default 1000 ms). Exit status: 0 success, 1 miss or refused store, 2 error (lease: 3, 4 above).\n"
+    "lease and invalidate need the meta protocol (memkitd, memcached >= 1.6).\n";
 
 static const char *cmd_name = "memkit";
 
@@ -132,16 +137,17 @@ int main(int argc, char **argv)
     mk_options opt;
     mk_options_init(&opt);
     opt.failure_limit = 1000000;   /* a one-shot tool: never eject */
-    int64_t timeout = 1000, flags = 0, exptime = 0, interval = 1000, iterations = 0;
+    int64_t timeout = 1000, flags = 0, exptime = 0, interval = 1000, iterations = 0, lock = 30, recache = 0;
     static const struct option longopts[] = {
         {"servers", required_argument, 0, 's'},  {"distribution", required_argument, 0, 'd'},
         {"timeout", required_argument, 0, 't'},  {"flags", required_argument, 0, 'f'},
         {"exptime", required_argument, 0, 'e'},  {"interval", required_argument, 0, 'i'},
         {"iterations", required_argument, 0, 'n'}, {"help", no_argument, 0, 'h'},
+        {"lock", required_argument, 0, 'L'},     {"recache", required_argument, 0, 'R'},
         {0, 0, 0, 0},
     };
     int ch;
-    while ((ch = getopt_long(argc, argv, "s:d:t:f:e:i:n:h", longopts, NULL)) != -1) {
+    while ((ch = getopt_long(argc, argv, "s:d:t:f:e:i:n:hL:R:", longopts, NULL)) != -1) {
         switch (ch) {
         case 's': servers = optarg; break;
         case 'd':
@@ -171,6 +177,14 @@ int main(int argc, char **argv)
             if (!parse_i64(optarg, &iterations) || iterations < 0)
                 return die(EXIT_ERR, "bad --iterations '%s'", optarg);
             break;
+        case 'L':
+            if (!parse_i64(optarg, &lock) || lock <= 0 || lock > INT32_MAX)
+                return die(EXIT_ERR, "bad --lock '%s' (seconds, > 0)", optarg);
+            break;
+        case 'R':
+            if (!parse_i64(optarg, &recache) || recache < 0 || recache > INT32_MAX)
+                return die(EXIT_ERR, "bad --recache '%s' (seconds, >= 0)", optarg);
+            break;
         case 'h': fputs(usage, stdout); return 0;
         default: fputs(usage, stderr); return EXIT_ERR;
         }
@@ -192,6 +206,7 @@ int main(int argc, char **argv)
         {"get", 1, 100000}, {"set", 1, 2},   {"add", 1, 2},    {"replace", 1, 2}, {"append", 1, 2},
         {"prepend", 1, 2},  {"delete", 1, 1}, {"incr", 1, 2},  {"decr", 1, 2},    {"touch", 2, 2},
         {"flush", 0, 1},    {"stats", 0, 1},  {"version", 0, 0}, {"top", 0, 0},   {"locate", 1, 1},
+        {"lease", 1, 1},    {"invalidate", 1, 1},
     };
     int ci = -1;
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
@@ -263,6 +278,27 @@ int main(int argc, char **argv)
         if (rc == 0)
             printf("%" PRIu64 "\n", v);
         status = result(c, rc, args[0]);
+    } else if (strcmp(cmd, "lease") == 0) {
+        mk_item it;
+        unsigned st = 0;
+        rc = mk_get_meta(c, args[0], strlen(args[0]), lock, recache, &it, &st);
+        if (rc == 0) {
+            bool placeholder = it.nvalue == 0 && it.flags == 0 && (st & (MK_META_WIN | MK_META_TOKEN));
+            if (!placeholder) {
+                fwrite(it.value, 1, it.nvalue, stdout);
+                putchar('\n');
+            }
+            mk_item_clear(&it);
+            status = (st & MK_META_WIN) ? EXIT_WIN : (st & MK_META_TOKEN) && (placeholder || (st & MK_META_STALE))
+                                                         ? EXIT_BUSY : 0;
+        } else {
+            status = rc == MK_EERROR ? die(EXIT_ERR, "lease %s: the server does not speak the meta protocol", args[0])
+                                     : result(c, rc, args[0]);
+        }
+    } else if (strcmp(cmd, "invalidate") == 0) {
+        rc = mk_invalidate(c, args[0], strlen(args[0]), exptime);
+        status = rc == MK_EERROR ? die(EXIT_ERR, "invalidate %s: the server does not speak the meta protocol", args[0])
+                                 : result(c, rc, args[0]);
     } else if (strcmp(cmd, "touch") == 0) {
         int64_t e;
         if (!parse_i64(args[1], &e))
