@@ -38,7 +38,6 @@ bool mk_arena_init(mk_cache *c)
     c->nfree = c->nseg;
     for (int k = 0; k < MK_NKINDS; k++)
         c->fifo_head[k] = c->fifo_tail[k] = -1;
-    atomic_init(&c->victim_kind, -1);
     c->comp = -1;
     for (unsigned h = 0; h < MK_NHEADS; h++) {
         pthread_mutex_init(&c->heads[h].lock, NULL);

@@ -129,23 +129,31 @@ static uint64_t seq_of(const mk_cache *c, int32_t id) { return ((mk_seghdr *)mk_
 
 /*
  * Take the oldest sealed segment of the log eviction should take from off its
- * FIFO; -1 if there is none. Small or large items: those that earn fewer hits
- * per byte (mk_cache_maintain measures it), so a stream of large values does not
- * push out many small items that are asked for as often; without a measure yet,
- * the older of the two. Among small items, small_victim_locked decides.
+ * FIFO; -1 if there is none (evict_lock held: it reads the hit measure). Small or
+ * large items: those that earn fewer hits per segment, so a stream of large
+ * values does not push out many small items that are asked for as often. The
+ * hits are the last seconds' (mk_cache_maintain measures them), the segments
+ * those each log holds now: a log that shrinks earns more per segment at once,
+ * and eviction turns to the other log before the next measure. (Deciding once a
+ * second overshot: under churn the cache turns over in seconds, so a whole
+ * second of evicting one log emptied it, and the logs swung between ~2 and ~1000
+ * large segments.) Without a measure yet, the older of the two. Among small
+ * items, small_victim_locked decides.
  */
 static int32_t fifo_take_oldest(mk_cache *c)
 {
     pthread_mutex_lock(&c->arena_lock);
     int32_t s = c->fifo_head[small_victim_locked(c)], l = c->fifo_head[MK_KIND_LARGE];
-    int k = atomic_load_explicit(&c->victim_kind, memory_order_relaxed);
     int32_t id;
-    if (s < 0 || l < 0)
+    if (s < 0 || l < 0) {
         id = s >= 0 ? s : l;
-    else if (k >= 0)
-        id = k == MK_KIND_LARGE ? l : s;
-    else
+    } else if (c->hit_rate[0] + c->hit_rate[1] > 0) {
+        double small = (double)(c->inuse_kind[MK_KIND_SMALL] + c->inuse_kind[MK_KIND_PROB]);
+        double large = (double)c->inuse_kind[MK_KIND_LARGE];
+        id = c->hit_rate[1] * small <= c->hit_rate[0] * large ? l : s; /* large's hits/segment <= small's */
+    } else {
         id = seq_of(c, s) < seq_of(c, l) ? s : l;
+    }
     if (id >= 0)
         mk_fifo_remove_locked(c, id);
     pthread_mutex_unlock(&c->arena_lock);
@@ -399,13 +407,13 @@ static void migrate_indexes(mk_cache *c)
 }
 
 /*
- * Which log eviction takes from: the one whose items earned fewer hits per byte
- * over the last seconds (an exponentially weighted mean, halved each call). Items
- * are asked for regardless of their size, so a byte of small items usually
- * serves more hits than a byte of large ones; this keeps a stream of large values
- * from pushing out many small items (memcached's per-class memory does the same
- * thing by accident), and gives memory back to the large log when its bytes earn
- * more.
+ * The hit measure eviction weighs the logs by (fifo_take_oldest): hits on small
+ * and on large items over the last seconds (an exponentially weighted mean,
+ * halved each call). Items are asked for regardless of their size, so a byte of
+ * small items usually serves more hits than a byte of large ones; weighing keeps
+ * a stream of large values from pushing out many small items (memcached's
+ * per-class memory does the same thing by accident), and gives memory back to
+ * the large log when its bytes earn more.
  */
 static void weigh_logs(mk_cache *c)
 {
@@ -419,17 +427,10 @@ static void weigh_logs(mk_cache *c)
         hits[1] += s->n.hits[1];
         pthread_mutex_unlock(&s->lock);
     }
-    pthread_mutex_lock(&c->arena_lock);
-    uint64_t segs[2] = {c->inuse_kind[MK_KIND_SMALL] + c->inuse_kind[MK_KIND_PROB], c->inuse_kind[MK_KIND_LARGE]};
-    pthread_mutex_unlock(&c->arena_lock);
-    int victim = -1;
     for (int k = 0; k < 2; k++) {
         c->hit_rate[k] = c->hit_rate[k] / 2 + (double)(hits[k] - c->hits_seen[k]) / 2;
         c->hits_seen[k] = hits[k];
     }
-    if (segs[0] && segs[1] && c->hit_rate[0] + c->hit_rate[1] > 0)
-        victim = c->hit_rate[1] / (double)segs[1] <= c->hit_rate[0] / (double)segs[0] ? MK_KIND_LARGE : MK_KIND_SMALL;
-    atomic_store_explicit(&c->victim_kind, victim, memory_order_relaxed);
     pthread_mutex_unlock(&c->evict_lock);
 }
 

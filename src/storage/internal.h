@@ -297,8 +297,7 @@ struct mk_cache {
     pthread_mutex_t arena_lock;  /* lists, states, the charge; a leaf lock */
     int32_t fifo_head[MK_NKINDS], fifo_tail[MK_NKINDS]; /* sealed segments of each log (MK_KIND_*), oldest first */
     uint32_t inuse_kind[MK_NKINDS]; /* segments in use by each log (arena_lock) */
-    _Atomic int victim_kind;     /* small (main and probation) or large items go (mk_cache_maintain), -1: the older */
-    double hit_rate[2];          /* hits per maintain call on each log, smoothed (maintain's caller only) */
+    double hit_rate[2];          /* hits per maintain call on small and large items, smoothed (evict_lock) */
     uint64_t hits_seen[2];       /* hit counts at the last maintain call */
     int32_t free_head;
     uint32_t nfree, nfree_resident, inuse;
