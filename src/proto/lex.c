@@ -3,42 +3,6 @@
 
 #include <string.h>
 
-size_t mk_tokenize(const char *s, size_t len, mk_tok *t)
-{
-    size_t nt = 0, i = 0;
-    for (;;) {
-        while (i < len && s[i] == ' ')
-            i++;
-        if (i == len)
-            break;
-        /* the end of the token: memchr rather than a byte loop (this runs over every key of every get) */
-        const char *sp = memchr(s + i, ' ', len - i);
-        size_t e = sp ? (size_t)(sp - s) : len;
-        t[nt].p = s + i;
-        t[nt].n = e - i;
-        nt++;
-        i = e;
-        if (nt == MK_MAX_TOKENS - 1) {
-            if (i < len)
-                i++; /* the rest starts after the one space that ended this token */
-            break;
-        }
-    }
-    /* terminator: NULL when everything was scanned, else the first unscanned byte */
-    t[nt].p = (i < len) ? s + i : NULL;
-    t[nt].n = (i < len) ? len - i : 0;
-    nt++;
-    return nt;
-}
-
-bool mk_tok_is(const mk_tok *t, const char *lit)
-{
-    size_t n = strlen(lit);
-    return t->p != NULL && t->n == n && memcmp(t->p, lit, n) == 0;
-}
-
-/* ---- numbers: the strto* + safe_strto* semantics of memcached on 64-bit Linux ---- */
-
 static bool c_isspace(unsigned char c)
 {
     return c == ' ' || c == '\t' || c == '\n' || c == '\v' || c == '\f' || c == '\r';

@@ -17,48 +17,7 @@ int64_t mk_exptime_to_abs(int64_t exptime, int64_t now)
     return now + exptime;
 }
 
-static bool detail_on(const mk_worker *wk)
-{
-    return __atomic_load_n(&wk->srv->detail_enabled, __ATOMIC_RELAXED);
-}
-
-mk_status mk_exec_get(mk_worker *wk, mk_str key, const mk_get_opts *o, mk_cache_read_fn fn, void *ctx,
-                      mk_item **it)
-{
-    mk_cache *cache = wk->srv->cache;
-    mk_thread_stats *ts = &wk->stats;
-    mk_cache_rc rc;
-    *it = NULL;
-    if (o && o->touch)
-        rc = mk_cache_gat(cache, key.p, key.n, o->exp_at, wk->now, it);
-    else if (fn)
-        rc = mk_cache_read(cache, key.p, key.n, wk->now, fn, ctx, it);
-    else
-        rc = mk_cache_get(cache, key.p, key.n, wk->now, it);
-    bool hit = rc == MK_C_OK;
-    MK_STAT_INC(ts, get_cmds);
-    if (hit) {
-        MK_STAT_INC(ts, get_hits);
-    } else {
-        MK_STAT_INC(ts, get_misses);
-        if (rc == MK_C_EXPIRED)
-            MK_STAT_INC(ts, get_expired);
-        else if (rc == MK_C_FLUSHED)
-            MK_STAT_INC(ts, get_flushed);
-    }
-    if (o && o->count_touch) {
-        MK_STAT_INC(ts, touch_cmds);
-        if (hit)
-            MK_STAT_INC(ts, touch_hits);
-        else
-            MK_STAT_INC(ts, touch_misses);
-    }
-    if (detail_on(wk))
-        mk_server_detail_count(wk->srv, key.p, key.n, 'g', hit);
-    return hit ? MK_ST_OK : MK_ST_NOT_FOUND;
-}
-
-static mk_status alloc_item(mk_worker *wk, mk_str key, uint32_t flags, int64_t exptime, uint64_t vlen,
+static inline mk_status alloc_item(mk_worker *wk, mk_str key, uint32_t flags, int64_t exptime, uint64_t vlen,
                             bool unlink_on_fail, mk_item **it)
 {
     mk_cache *cache = wk->srv->cache;
@@ -92,19 +51,14 @@ mk_status mk_exec_alloc_any(mk_worker *wk, mk_str key, uint32_t flags, int64_t e
     return alloc_item(wk, key, flags, exptime, vlen, true, it);
 }
 
-mk_status mk_exec_store(mk_worker *wk, mk_item *it, mk_store_op op, uint64_t cas_in, uint64_t *cas)
-{
-    return mk_exec_store_ex(wk, it, op, cas_in, 0, cas);
-}
-
-mk_status mk_exec_store_ex(mk_worker *wk, mk_item *it, mk_store_op op, uint64_t cas_in, unsigned opts,
-                           uint64_t *cas)
+static inline mk_status store_item(mk_worker *wk, mk_item *it, mk_store_op op, uint64_t cas_in, unsigned opts,
+                                   uint64_t *cas)
 {
     mk_thread_stats *ts = &wk->stats;
     uint64_t ncas = 0;
     MK_STAT_INC(ts, set_cmds);
     mk_cache_rc rc = mk_cache_store_ex(wk->srv->cache, it, op, cas_in, opts, wk->now, &ncas);
-    if (detail_on(wk))
+    if (mk_exec_detail_on(wk))
         mk_server_detail_count(wk->srv, mk_item_key(it), mk_item_nkey(it), 's', true);
     if (cas)
         *cas = rc == MK_C_OK ? ncas : 0;
@@ -130,6 +84,17 @@ mk_status mk_exec_store_ex(mk_worker *wk, mk_item *it, mk_store_op op, uint64_t 
     }
 }
 
+mk_status mk_exec_store(mk_worker *wk, mk_item *it, mk_store_op op, uint64_t cas_in, uint64_t *cas)
+{
+    return store_item(wk, it, op, cas_in, 0, cas);
+}
+
+mk_status mk_exec_store_ex(mk_worker *wk, mk_item *it, mk_store_op op, uint64_t cas_in, unsigned opts,
+                           uint64_t *cas)
+{
+    return store_item(wk, it, op, cas_in, opts, cas);
+}
+
 mk_status mk_exec_store_bad_chunk(mk_worker *wk, mk_item *it)
 {
     MK_STAT_INC(&wk->stats, set_cmds);
@@ -144,7 +109,7 @@ mk_status mk_exec_delete(mk_worker *wk, mk_str key)
         MK_STAT_INC(&wk->stats, delete_hits);
     else
         MK_STAT_INC(&wk->stats, delete_misses);
-    if (detail_on(wk))
+    if (mk_exec_detail_on(wk))
         mk_server_detail_count(wk->srv, key.p, key.n, 'd', rc == MK_C_OK);
     return rc == MK_C_OK ? MK_ST_DELETED : MK_ST_NOT_FOUND;
 }

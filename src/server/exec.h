@@ -41,8 +41,48 @@ typedef struct mk_get_opts {
  * receives a reference (release with mk_item_put). Returns MK_ST_OK (hit) or
  * MK_ST_NOT_FOUND (miss).
  */
-mk_status mk_exec_get(mk_worker *wk, mk_str key, const mk_get_opts *o, mk_cache_read_fn fn, void *ctx,
-                      mk_item **it);
+/* "stats detail" is on (then every operation is counted per key prefix). */
+static inline bool mk_exec_detail_on(const mk_worker *wk)
+{
+    return __atomic_load_n(&wk->srv->detail_enabled, __ATOMIC_RELAXED);
+}
+
+/* (inline: it runs for every key of every get) */
+static inline mk_status mk_exec_get(mk_worker *wk, mk_str key, const mk_get_opts *o, mk_cache_read_fn fn,
+                                    void *ctx, mk_item **it)
+{
+    mk_cache *cache = wk->srv->cache;
+    mk_thread_stats *ts = &wk->stats;
+    mk_cache_rc rc;
+    *it = NULL;
+    if (o && o->touch)
+        rc = mk_cache_gat(cache, key.p, key.n, o->exp_at, wk->now, it);
+    else if (fn)
+        rc = mk_cache_read(cache, key.p, key.n, wk->now, fn, ctx, it);
+    else
+        rc = mk_cache_get(cache, key.p, key.n, wk->now, it);
+    bool hit = rc == MK_C_OK;
+    MK_STAT_INC(ts, get_cmds);
+    if (hit) {
+        MK_STAT_INC(ts, get_hits);
+    } else {
+        MK_STAT_INC(ts, get_misses);
+        if (rc == MK_C_EXPIRED)
+            MK_STAT_INC(ts, get_expired);
+        else if (rc == MK_C_FLUSHED)
+            MK_STAT_INC(ts, get_flushed);
+    }
+    if (o && o->count_touch) {
+        MK_STAT_INC(ts, touch_cmds);
+        if (hit)
+            MK_STAT_INC(ts, touch_hits);
+        else
+            MK_STAT_INC(ts, touch_misses);
+    }
+    if (mk_exec_detail_on(wk))
+        mk_server_detail_count(wk->srv, key.p, key.n, 'g', hit);
+    return hit ? MK_ST_OK : MK_ST_NOT_FOUND;
+}
 
 /*
  * Allocate the item a storage command will fill (exptime as sent on the wire).

@@ -295,7 +295,7 @@ static void meta_hit_locked(mk_cache *c, mk_item *it, mk_cache_meta *m)
 }
 
 /* A lookup's effect on the item: more frequent, fetched (unless a meta lookup said u). */
-static void bump_locked(mk_shard *s, mk_item *it, const mk_cache_meta *m)
+static inline __attribute__((always_inline)) void bump_locked(mk_shard *s, mk_item *it, const mk_cache_meta *m)
 {
     if (!m || !m->no_bump) {
         unsigned f = it->state & MK_S_FREQ;
@@ -386,8 +386,10 @@ static mk_shard *lock_find(mk_cache *c, const char *key, size_t nkey, bool count
     return s;
 }
 
-static mk_cache_rc read_meta(mk_cache *c, const char *key, size_t nkey, int64_t now, mk_cache_meta *m,
-                             mk_cache_read_fn fn, void *ctx, mk_item **out)
+/* (always inlined: mk_cache_read, the hot one, gets a copy with m == NULL folded away) */
+static inline __attribute__((always_inline)) mk_cache_rc read_meta(mk_cache *c, const char *key, size_t nkey,
+                                                                   int64_t now, mk_cache_meta *m,
+                                                                   mk_cache_read_fn fn, void *ctx, mk_item **out)
 {
     *out = NULL;
     mk_cache_rc rc;
