@@ -157,6 +157,10 @@ def test_without_the_meta_protocol_it_is_get_compute_set(twemproxy, memkit):
     assert mc.get_or_set("herd:p", lambda: calls.append(1) or "v", 60) == "v"
     assert mc.get_or_set("herd:p", lambda: calls.append(1) or "w", 60) == "v"
     assert calls == [1]
+    # the multi-get libmemkit sends (classic "get k1 k2 ...": see docs/client.md) works through the proxy too
+    keys = ["herd:m%d" % i for i in range(20)]
+    assert mc.set_multi({k: k.upper() for k in keys}, 60) == []
+    assert mc.get_multi(keys + ["herd:absent"]) == {k: k.upper() for k in keys}
 
 
 def test_django_get_or_set_callable_is_herd_protected(srv):
