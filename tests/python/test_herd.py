@@ -69,13 +69,13 @@ def test_invalidate_serves_stale_while_one_caller_recomputes(srv, memkit):
     assert mc.invalidate("herd:s", 30) is True
     computes = []
     t0 = time.monotonic()
-    out = run_threads(40, lambda: (mc.get_or_set("herd:s", slow_compute(computes, 0.5, "new"), 60),
+    out = run_threads(40, lambda: (mc.get_or_set("herd:s", slow_compute(computes, 2.0, "new"), 60),
                                    time.monotonic() - t0))
     assert len(computes) == 1
     values = sorted(v for v, _ in out)
     assert values == ["new-1"] + ["old"] * 39
-    # the others did not wait for the recompute
-    assert max(dt for v, dt in out if v == "old") < 0.4
+    # the others did not wait for the 2 s recompute (a margin for a loaded CI machine)
+    assert max(dt for v, dt in out if v == "old") < 1.5
     assert mc.get("herd:s") == "new-1"
     assert mc.invalidate("herd:none") is False
 
@@ -87,10 +87,10 @@ def test_a_failing_compute_gives_the_claim_back(srv, memkit):
         raise ValueError("db down")
     with pytest.raises(ValueError):
         mc.get_or_set("herd:f", boom, 60)
-    # the placeholder is gone: the next caller computes at once instead of waiting
+    # the placeholder is gone: the next caller computes at once instead of waiting lock_time (10 s)
     t0 = time.monotonic()
     assert mc.get_or_set("herd:f", lambda: "ok", 60) == "ok"
-    assert time.monotonic() - t0 < 0.5
+    assert time.monotonic() - t0 < 5
     # the same for a stale value: the claim goes back to the next reader
     mc.invalidate("herd:f")
     with pytest.raises(ValueError):
@@ -104,14 +104,14 @@ def test_waiters_give_up_after_wait_time_and_compute_without_storing(srv, memkit
 
     def slow():
         started.set()
-        time.sleep(1.5)
+        time.sleep(4)
         return "slow"
     t = threading.Thread(target=lambda: mc.get_or_set("herd:w", slow, 60))
     t.start()
     started.wait(5)
     t0 = time.monotonic()
     assert mc.get_or_set("herd:w", lambda: "mine", 60, wait_time=0.2) == "mine"
-    assert time.monotonic() - t0 < 1.0
+    assert time.monotonic() - t0 < 3   # gave up after wait_time, not after the 4 s compute
     t.join()
     assert mc.get("herd:w") == "slow"
 
