@@ -84,3 +84,21 @@ bool mk_num_i32(const mk_tok *t, int32_t *out)
     *out = (int32_t)(uint32_t)v;
     return true;
 }
+
+/* Strict unsigned decimal: 1..20 digits, no sign, no spaces, fits the bound. */
+bool mk_dec_u64(const char *p, size_t n, uint64_t max, uint64_t *out)
+{
+    uint64_t v = 0;
+    if (n == 0)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        if (p[i] < '0' || p[i] > '9')
+            return false;
+        unsigned d = (unsigned)(p[i] - '0');
+        if (v > (max - d) / 10)
+            return false;
+        v = v * 10 + d;
+    }
+    *out = v;
+    return true;
+}

@@ -63,6 +63,9 @@ bool mk_num_u64(const mk_tok *t, uint64_t *out);
 bool mk_num_u32(const mk_tok *t, uint32_t *out);
 bool mk_num_i32(const mk_tok *t, int32_t *out);
 
+/* A reply's strict unsigned decimal: 1..20 digits, no sign, no spaces, at most max. */
+bool mk_dec_u64(const char *p, size_t n, uint64_t max, uint64_t *out);
+
 /*
  * response.c: a plain "VALUE <key> <flags> <bytes>[ <cas>]\r\n" line in one pass: its length, 0 for an
  * incomplete line, -2 for anything else. mk_parse_response tries it first and otherwise uses the full

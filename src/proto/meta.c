@@ -273,24 +273,6 @@ size_t mk_compose_meta_req(char *out, size_t cap, mk_cmd cmd, mk_str key, uint64
 
 /* ---- replies (client side) ---- */
 
-/* Strict decimal (1..20 digits) into *v; false if not all digits or too large. */
-static bool dec(const char *p, size_t n, uint64_t *v)
-{
-    uint64_t x = 0;
-    if (n == 0 || n > 20)
-        return false;
-    for (size_t i = 0; i < n; i++) {
-        if (p[i] < '0' || p[i] > '9')
-            return false;
-        unsigned d = (unsigned)(p[i] - '0');
-        if (x > (UINT64_MAX - d) / 10)
-            return false;
-        x = x * 10 + d;
-    }
-    *v = x;
-    return true;
-}
-
 /* Decode the return flags of a reply (space-separated, each a letter and an optional token). */
 static bool reply_flags(mk_meta_resp *r, const char *p, const char *end)
 {
@@ -308,12 +290,12 @@ static bool reply_flags(mk_meta_resp *r, const char *p, const char *end)
         uint64_t x;
         switch (*p) {
         case 'c':
-            if (!dec(v, vn, &r->cas))
+            if (!mk_dec_u64(v, vn, UINT64_MAX, &r->cas))
                 return false;
             r->has_cas = true;
             break;
         case 'f':
-            if (!dec(v, vn, &x) || x > UINT32_MAX)
+            if (!mk_dec_u64(v, vn, UINT64_MAX, &x) || x > UINT32_MAX)
                 return false;
             r->client_flags = (uint32_t)x;
             r->has_flags = true;
@@ -321,14 +303,14 @@ static bool reply_flags(mk_meta_resp *r, const char *p, const char *end)
         case 't':
             if (vn == 2 && v[0] == '-' && v[1] == '1')
                 r->ttl = -1;
-            else if (dec(v, vn, &x))
+            else if (mk_dec_u64(v, vn, UINT64_MAX, &x))
                 r->ttl = (int64_t)x;
             else
                 return false;
             r->has_ttl = true;
             break;
         case 's':
-            if (!dec(v, vn, &r->size))
+            if (!mk_dec_u64(v, vn, UINT64_MAX, &r->size))
                 return false;
             r->has_size = true;
             break;
@@ -392,7 +374,7 @@ ssize_t mk_parse_meta_response(const char *buf, size_t len, mk_meta_resp *r)
                 const char *q = ++p;
                 while (q < end && *q != ' ')
                     q++;
-                if (!dec(p, (size_t)(q - p), &r->vlen))
+                if (!mk_dec_u64(p, (size_t)(q - p), UINT64_MAX, &r->vlen))
                     return -1;
                 p = q;
             }

@@ -5,24 +5,6 @@
 
 #include <string.h>
 
-/* Strict unsigned decimal: 1..20 digits, no sign, no spaces, fits the bound. */
-static bool dec_u64(const char *p, size_t n, uint64_t max, uint64_t *out)
-{
-    uint64_t v = 0;
-    if (n == 0)
-        return false;
-    for (size_t i = 0; i < n; i++) {
-        if (p[i] < '0' || p[i] > '9')
-            return false;
-        unsigned d = (unsigned)(p[i] - '0');
-        if (v > (max - d) / 10)
-            return false;
-        v = v * 10 + d;
-    }
-    *out = v;
-    return true;
-}
-
 static bool line_is(const char *p, size_t n, const char *lit)
 {
     size_t m = strlen(lit);
@@ -63,15 +45,15 @@ static bool parse_value(const char *p, size_t n, mk_response *r)
     uint64_t v;
     if (key.n > MK_KEY_MAX)
         return false;
-    if (!dec_u64(fl.p, fl.n, UINT32_MAX, &v))
+    if (!mk_dec_u64(fl.p, fl.n, UINT32_MAX, &v))
         return false;
     r->flags = (uint32_t)v;
-    if (!dec_u64(nb.p, nb.n, UINT64_MAX, &r->vlen))
+    if (!mk_dec_u64(nb.p, nb.n, UINT64_MAX, &r->vlen))
         return false;
     if (q != end) {
         if (!field(&q, end, &cas) || q != end)
             return false;
-        if (!dec_u64(cas.p, cas.n, UINT64_MAX, &r->cas))
+        if (!mk_dec_u64(cas.p, cas.n, UINT64_MAX, &r->cas))
             return false;
         r->has_cas = true;
     }
@@ -172,7 +154,7 @@ ssize_t mk__parse_response_full(const char *buf, size_t len, mk_response *resp)
         }
     }
     if (n > 0 && p[0] >= '0' && p[0] <= '9') {
-        if (!dec_u64(p, n, UINT64_MAX, &resp->number))
+        if (!mk_dec_u64(p, n, UINT64_MAX, &resp->number))
             return -1;
         resp->type = MK_RESP_NUMBER;
         return used;
