@@ -49,3 +49,29 @@ def test_longkey_multiget_batching_follows_reqs_per_event(conn, prefix, n, survi
     out = _replies(conn, prefix + b"delete zz\r\n" * n + b"get " + K251 + b"\r\n")
     assert out.count(b"NOT_FOUND\r\n") == survivors
     assert out.endswith(BAD_FORMAT)
+
+
+# ---- found by the meta differential tests (session 12); each passes against memcached 1.6.18 too ----
+
+def test_ma_with_cas_on_an_empty_value_is_non_numeric_not_EX(conn):
+    """memcached checks 'empty' before the cas, then the number: memkitd answered EX first."""
+    assert conn.cmd(b"ms rg_ma 0\r\n\r\n") == b"HD\r\n"
+    assert conn.cmd(b"ma rg_ma C1\r\n") == b"CLIENT_ERROR cannot increment or decrement non-numeric value\r\n"
+
+
+def test_vivified_item_is_fetched_by_the_get_that_made_it(conn):
+    """mg N bumps the item it creates (memcached's delayed bump): h1 next time; memkitd said h0."""
+    assert conn.cmd(b"mg rg_viv N30\r\n") == b"HD W\r\n"
+    assert conn.cmd(b"mg rg_viv h\r\n") == b"HD h1 Z\r\n"
+
+
+def test_t_after_N_shows_the_vivify_ttl_before_a_later_T(conn):
+    """Flags act in request order: for 'N30 t T0' memcached prints t30 (then T0 applies); memkitd printed t-1."""
+    assert conn.cmd(b"mg rg_nt N30 t T0\r\n") == b"HD t30 W\r\n"
+    assert conn.cmd(b"mg rg_nt t\r\n") == b"HD t-1 Z\r\n"
+
+
+def test_k_echoes_a_binary_key_stored_with_b_in_base64(conn):
+    """An item stored with a base64 key is echoed re-encoded whatever the request said (ITEM_KEY_BINARY)."""
+    assert conn.cmd(b"ms cmdfYg== 1 b\r\nx\r\n") == b"HD\r\n"   # "rg_b"
+    assert conn.cmd(b"mg rg_b k\r\n") == b"HD kcmdfYg== b\r\n"
