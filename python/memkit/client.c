@@ -652,8 +652,8 @@ static PyObject *Client_gets(ClientObject *self, PyObject *key)
 static bool speaks_meta(ClientObject *self, const mkey *k)
 {
     int server = k->server >= 0 ? k->server : self->c ? mk_server_for_key(self->c, k->p, (size_t)k->n) : -1;
-    if (server < 0)
-        return true;
+    if (server < 0 || !mk_server_alive(self->c, (size_t)server))
+        return true; /* a dead server is not asked (the op fails fast on it, as every call does) */
     int meta;
     Py_BEGIN_ALLOW_THREADS
     meta = mk_server_speaks_meta(self->c, (size_t)server);

@@ -176,6 +176,8 @@ static int ask_meta(mk_client *c, const char *key, size_t nkey)
     if (c == NULL || key == NULL)
         return MK_EINVAL;
     int i = mk_server_for_key(c, key, nkey);
+    if (i >= 0 && !mk_server_alive(c, (size_t)i))
+        return 1; /* a dead server is not asked: the op fails fast on it, as every call does */
     return i < 0 ? i : mk_server_speaks_meta(c, (size_t)i);
 }
 

@@ -193,3 +193,13 @@ print(json.dumps({"computes": len(computes), "distinct": len({json.dumps(o) for 
     assert r.returncode == 0, r.stderr.decode()[-2000:]
     res = json.loads(r.stdout.decode().splitlines()[-1])
     assert res == {"computes": 1, "distinct": 1, "after": {"html": "new"}, "get": {"html": "new"}}
+
+
+def test_a_dead_server_computes_without_blocking(memkit):
+    from conftest import dead_addr
+    mc = memkit.Client([dead_addr()], socket_timeout=1)
+    for _ in range(3):   # the first calls find it down; later ones fail fast (the circuit breaker)
+        t0 = time.monotonic()
+        assert mc.get_or_set("herd:dead", lambda: "computed", 60) == "computed"
+        assert time.monotonic() - t0 < 2.5
+    assert mc.invalidate("herd:dead") is False
