@@ -306,7 +306,8 @@ int mk_touch(mk_client *c, const char *key, size_t nkey, int64_t exptime, unsign
  * MN, an older one ERROR, twemproxy closes the connection), and remembered.
  * mk_get_meta and mk_invalidate ask before their first request to a server; ops
  * MK_OP_MGET/MK_OP_INVALIDATE to a server known not to speak it fail with MK_EERROR
- * without sending anything. Blocks at most connect_timeout_ms + io_timeout_ms.
+ * without sending anything; they do not ask a server marked dead (the op fails
+ * fast on it). Blocks at most connect_timeout_ms + io_timeout_ms, once per server.
  */
 int mk_server_speaks_meta(mk_client *c, size_t i);
 
