@@ -298,6 +298,8 @@ int mk_touch(mk_client *c, const char *key, size_t nkey, int64_t exptime, unsign
 #define MK_META_WIN 1u    /* W: this caller won the right to recompute the value and store it */
 #define MK_META_STALE 2u  /* X: the value is stale (mk_invalidate): serve it while someone recomputes */
 #define MK_META_TOKEN 4u  /* Z: another caller already won; with a placeholder, wait or compute without storing */
+#define MK_META_PLACEHOLDER 8u /* the hit is the empty item a vivifying get left (no bytes, flags 0, W or Z):
+                                  no value yet, its winner is computing it */
 
 /*
  * mk_server_speaks_meta — whether server i speaks the meta protocol: 1 or 0, or

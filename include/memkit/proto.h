@@ -300,6 +300,9 @@ size_t mk_compose_meta_req(char *out, size_t cap, mk_cmd cmd, mk_str key, uint64
 size_t mk_compose_value_hdr(char *out, size_t cap, mk_str key, uint32_t flags,
                             uint64_t nbytes, bool with_cas, uint64_t cas);
 
+/* Write v in decimal at out, which has room for 20 bytes; returns the length (no NUL). */
+size_t mk_compose_u64(char *out, uint64_t v);
+
 /* Write "<v>\r\n" (the incr/decr reply). Returns length, 0 if cap too small (22 always suffices). */
 size_t mk_compose_u64_line(char *out, size_t cap, uint64_t v);
 

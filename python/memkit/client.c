@@ -565,8 +565,6 @@ typedef struct getctx {
     PyObject *value;            /* the decoded value (NULL: none yet, or the decode failed) */
     PyObject *et, *ev, *tb;     /* the decode's exception, re-raised after the op */
     uint64_t cas;
-    uint32_t flags;
-    size_t nvalue;
     int hit;
 } getctx;
 
@@ -577,8 +575,6 @@ static void on_get_hit(void *ctx, size_t i, const mk_item *it)
     if (g->hit++)
         return;
     g->cas = it->cas;
-    g->flags = it->flags;
-    g->nvalue = it->nvalue;
     g->value = mkpy_decode(g->self, g->key, it->value, it->nvalue, it->flags);
     if (g->value == NULL)
         PyErr_Fetch(&g->et, &g->ev, &g->tb);
@@ -708,7 +704,7 @@ static PyObject *Client__meta_get(ClientObject *self, PyObject *const *args, Py_
         return NULL;
     }
     if (rc == 0 && g.value) {
-        bool placeholder = g.nvalue == 0 && g.flags == 0 && (state & (MK_META_WIN | MK_META_TOKEN));
+        bool placeholder = (state & MK_META_PLACEHOLDER) != 0;
         PyObject *r = Py_BuildValue("(OOIO)", Py_True, g.value, state, placeholder ? Py_True : Py_False);
         Py_DECREF(g.value);
         return r;

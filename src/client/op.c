@@ -89,15 +89,7 @@ static inline char *put_mem(char *p, const void *s, size_t n)
 
 static char *put_u64(char *p, uint64_t v)
 {
-    char tmp[24];
-    size_t n = 0;
-    do {
-        tmp[n++] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
-    while (n)
-        *p++ = tmp[--n];
-    return p;
+    return p + mk_compose_u64(p, v);
 }
 
 static char *put_i64(char *p, int64_t v)
@@ -632,6 +624,8 @@ static int on_meta_value(mk_op *op, const mk_meta_resp *mr, const char *data)
 {
     op->meta_state = (mr->win ? MK_META_WIN : 0) | (mr->stale ? MK_META_STALE : 0) |
                      (mr->token_sent ? MK_META_TOKEN : 0);
+    if (mr->vlen == 0 && mr->client_flags == 0 && (mr->win || mr->token_sent))
+        op->meta_state |= MK_META_PLACEHOLDER;
     mk_response r = {.type = MK_RESP_VALUE, .key = {op->a.key, op->a.nkey}, .flags = mr->client_flags,
                      .vlen = mr->vlen, .has_cas = mr->has_cas, .cas = mr->cas};
     return on_value(op, &r, data);

@@ -32,7 +32,7 @@ static const char DIGITS2[] = "0001020304050607080910111213141516171819202122232
 
 /* Write v in decimal at out (at least 20 bytes of room); returns the length. Runs for every number of every
  * VALUE line: written in place from the end, two digits per step, no copy. */
-static size_t put_u64(char *out, uint64_t v)
+size_t mk_compose_u64(char *out, uint64_t v)
 {
     if (v < 10) {
         out[0] = (char)('0' + v);
@@ -60,7 +60,7 @@ static size_t put_u64(char *out, uint64_t v)
 static void w_u64(wbuf *w, uint64_t v)
 {
     char tmp[20];
-    w_mem(w, tmp, put_u64(tmp, v));
+    w_mem(w, tmp, mk_compose_u64(tmp, v));
 }
 
 static void w_i64(wbuf *w, int64_t v)
@@ -88,12 +88,12 @@ static size_t value_hdr(char *out, mk_str key, uint32_t flags, uint64_t nbytes, 
     memcpy(p, key.p, key.n);
     p += key.n;
     *p++ = ' ';
-    p += put_u64(p, flags);
+    p += mk_compose_u64(p, flags);
     *p++ = ' ';
-    p += put_u64(p, nbytes);
+    p += mk_compose_u64(p, nbytes);
     if (with_cas) {
         *p++ = ' ';
-        p += put_u64(p, cas);
+        p += mk_compose_u64(p, cas);
     }
     *p++ = '\r';
     *p++ = '\n';
@@ -231,6 +231,26 @@ size_t mk_compose_req_cmd(char *out, size_t cap, mk_cmd cmd, mk_str arg, bool no
     }
     if (noreply)
         w_mem(&w, " noreply", 8);
+    w_mem(&w, "\r\n", 2);
+    return w_done(&w);
+}
+
+size_t mk_compose_meta_req(char *out, size_t cap, mk_cmd cmd, mk_str key, uint64_t vlen, mk_str flags)
+{
+    if (cmd < MK_CMD_MG || cmd > MK_CMD_ME || key.n > MK_KEY_MAX || key.n == 0)
+        return 0;
+    wbuf w = {out, cap, 0, true};
+    w_str(&w, mk_cmd_name(cmd));
+    w_mem(&w, " ", 1);
+    w_mem(&w, key.p, key.n);
+    if (cmd == MK_CMD_MS) {
+        w_mem(&w, " ", 1);
+        w_u64(&w, vlen);
+    }
+    if (flags.n) {
+        w_mem(&w, " ", 1);
+        w_mem(&w, flags.p, flags.n);
+    }
     w_mem(&w, "\r\n", 2);
     return w_done(&w);
 }

@@ -238,39 +238,6 @@ size_t mk_compose_meta_key(char *out, size_t cap, const char *key, size_t nkey, 
     return need;
 }
 
-size_t mk_compose_meta_req(char *out, size_t cap, mk_cmd cmd, mk_str key, uint64_t vlen, mk_str flags)
-{
-    const char *name = mk_cmd_name(cmd);
-    if (cmd < MK_CMD_MG || cmd > MK_CMD_ME || key.n > MK_KEY_MAX || key.n == 0)
-        return 0;
-    char num[24];
-    size_t nn = 0;
-    if (cmd == MK_CMD_MS) {
-        char tmp[24];
-        size_t k = 0;
-        do
-            tmp[k++] = (char)('0' + vlen % 10);
-        while ((vlen /= 10) != 0);
-        num[nn++] = ' ';
-        while (k)
-            num[nn++] = tmp[--k];
-    }
-    size_t need = 2 + 1 + key.n + nn + (flags.n ? 1 + flags.n : 0) + 2;
-    if (need > cap)
-        return 0;
-    char *p = out;
-    memcpy(p, name, 2), p += 2;
-    *p++ = ' ';
-    memcpy(p, key.p, key.n), p += key.n;
-    memcpy(p, num, nn), p += nn;
-    if (flags.n) {
-        *p++ = ' ';
-        memcpy(p, flags.p, flags.n), p += flags.n;
-    }
-    memcpy(p, "\r\n", 2), p += 2;
-    return (size_t)(p - out);
-}
-
 /* ---- replies (client side) ---- */
 
 /* Decode the return flags of a reply (space-separated, each a letter and an optional token). */

@@ -10,14 +10,7 @@
 
 static char *put_u64(char *p, uint64_t v)
 {
-    char tmp[24];
-    size_t k = 0;
-    do
-        tmp[k++] = (char)('0' + v % 10);
-    while ((v /= 10) != 0);
-    while (k)
-        *p++ = tmp[--k];
-    return p;
+    return p + mk_compose_u64(p, v);
 }
 
 static char *put_flag_u64(char *p, char letter, uint64_t v)

@@ -283,7 +283,7 @@ int main(int argc, char **argv)
         unsigned st = 0;
         rc = mk_get_meta(c, args[0], strlen(args[0]), lock, recache, &it, &st);
         if (rc == 0) {
-            bool placeholder = it.nvalue == 0 && it.flags == 0 && (st & (MK_META_WIN | MK_META_TOKEN));
+            bool placeholder = (st & MK_META_PLACEHOLDER) != 0;
             if (!placeholder) {
                 fwrite(it.value, 1, it.nvalue, stdout);
                 putchar('\n');
