@@ -201,6 +201,7 @@ typedef struct mk_meta_req {
     uint32_t client_flags;      /* F */
     int32_t ttl, viv_ttl, recache; /* T, N, R: exptimes as sent (memcached's rules apply) */
     uint64_t cas_in;            /* C */
+    uint64_t ecas;              /* E: the unique a modified item gets (newer than 1.6.18) */
     uint64_t delta;             /* D (ma; 1 when absent) */
     uint64_t initial;           /* J (ma) */
     char mode;                  /* M: ms E A P R S, ma I + D - (0 when absent) */

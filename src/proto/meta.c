@@ -80,6 +80,10 @@ static void preparse(mk_meta_req *m, const mk_tok *t, size_t first, size_t nt)
             if (!mk_num_u64(&v, &m->cas_in))
                 err = BAD_TOKEN;
             break;
+        case 'E': /* (memcached 1.6.27+; 1.6.18 refuses it as an invalid flag) */
+            if (!mk_num_u64(&v, &m->ecas))
+                err = BAD_TOKEN;
+            break;
         case 'M':
             if (f.n != 2)
                 err = "CLIENT_ERROR incorrect length for M token";
@@ -98,7 +102,7 @@ static void preparse(mk_meta_req *m, const mk_tok *t, size_t first, size_t nt)
             m->opaque = f;
             break;
         case 'l': case 'P': case 'L': case 'k': case 's': case 't': case 'c': case 'f':
-        case 'v': case 'h': case 'u': case 'q': case 'I':
+        case 'v': case 'h': case 'u': case 'q': case 'I': case 'x': /* (x: 1.6.27+, as E) */
             break;
         default:
             m->err = "CLIENT_ERROR invalid flag";

@@ -17,15 +17,23 @@ int64_t mk_exptime_to_abs(int64_t exptime, int64_t now)
     return now + exptime;
 }
 
+/* mk_cache_alloc, or mk_cache_alloc_cas with an explicit unique (ecas not NULL). */
+static inline mk_cache_rc alloc_e(mk_cache *cache, mk_str key, uint32_t flags, int64_t exp_at, size_t n,
+                                  const uint64_t *ecas, int64_t now, mk_item **it)
+{
+    if (ecas)
+        return mk_cache_alloc_cas(cache, key.p, key.n, flags, exp_at, n, *ecas, now, it);
+    return mk_cache_alloc(cache, key.p, key.n, flags, exp_at, n, now, it);
+}
+
 static inline mk_status alloc_item(mk_worker *wk, mk_str key, uint32_t flags, int64_t exptime, uint64_t vlen,
-                            bool unlink_on_fail, mk_item **it)
+                                   bool unlink_on_fail, const uint64_t *ecas, mk_item **it)
 {
     mk_cache *cache = wk->srv->cache;
     *it = NULL;
     mk_cache_rc rc = vlen > SIZE_MAX - 2 ? MK_C_TOO_LARGE
-                                         : mk_cache_alloc(cache, key.p, key.n, flags,
-                                                          mk_exptime_to_abs(exptime, wk->now), (size_t)vlen,
-                                                          wk->now, it);
+                                         : alloc_e(cache, key, flags, mk_exptime_to_abs(exptime, wk->now),
+                                                   (size_t)vlen, ecas, wk->now, it);
     if (rc == MK_C_OK)
         return MK_ST_OK;
     /* memcached: a failed set must not leave the old value readable */
@@ -42,22 +50,22 @@ static inline mk_status alloc_item(mk_worker *wk, mk_str key, uint32_t flags, in
 mk_status mk_exec_alloc(mk_worker *wk, mk_str key, uint32_t flags, int64_t exptime, uint64_t vlen,
                         mk_store_op op, mk_item **it)
 {
-    return alloc_item(wk, key, flags, exptime, vlen, op == MK_STORE_SET, it);
+    return alloc_item(wk, key, flags, exptime, vlen, op == MK_STORE_SET, NULL, it);
 }
 
 mk_status mk_exec_alloc_any(mk_worker *wk, mk_str key, uint32_t flags, int64_t exptime, uint64_t vlen,
-                            mk_item **it)
+                            const uint64_t *ecas, mk_item **it)
 {
-    return alloc_item(wk, key, flags, exptime, vlen, true, it);
+    return alloc_item(wk, key, flags, exptime, vlen, true, ecas, it);
 }
 
 static inline mk_status store_item(mk_worker *wk, mk_item *it, mk_store_op op, uint64_t cas_in, unsigned opts,
-                                   uint64_t *cas)
+                                   uint64_t *cas, size_t *nbytes)
 {
     mk_thread_stats *ts = &wk->stats;
     uint64_t ncas = 0;
     MK_STAT_INC(ts, set_cmds);
-    mk_cache_rc rc = mk_cache_store_ex(wk->srv->cache, it, op, cas_in, opts, wk->now, &ncas);
+    mk_cache_rc rc = mk_cache_store_ex(wk->srv->cache, it, op, cas_in, opts, wk->now, &ncas, nbytes);
     if (mk_exec_detail_on(wk))
         mk_server_detail_count(wk->srv, mk_item_key(it), mk_item_nkey(it), 's', true);
     if (cas)
@@ -86,13 +94,13 @@ static inline mk_status store_item(mk_worker *wk, mk_item *it, mk_store_op op, u
 
 mk_status mk_exec_store(mk_worker *wk, mk_item *it, mk_store_op op, uint64_t cas_in, uint64_t *cas)
 {
-    return store_item(wk, it, op, cas_in, 0, cas);
+    return store_item(wk, it, op, cas_in, 0, cas, NULL);
 }
 
 mk_status mk_exec_store_ex(mk_worker *wk, mk_item *it, mk_store_op op, uint64_t cas_in, unsigned opts,
-                           uint64_t *cas)
+                           uint64_t *cas, size_t *nbytes)
 {
-    return store_item(wk, it, op, cas_in, opts, cas);
+    return store_item(wk, it, op, cas_in, opts, cas, nbytes);
 }
 
 mk_status mk_exec_store_bad_chunk(mk_worker *wk, mk_item *it)
@@ -189,7 +197,7 @@ mk_status mk_exec_mget(mk_worker *wk, mk_str key, mk_mget *g, mk_cache_read_fn f
     while (rc != MK_C_OK && g->vivify) {
         /* N: the first to miss links an empty placeholder and wins the right to fill it */
         mk_item *viv;
-        if (mk_cache_alloc(cache, key.p, key.n, 0, g->viv_exp_at, 0, wk->now, &viv) != MK_C_OK)
+        if (alloc_e(cache, key, 0, g->viv_exp_at, 0, g->ecas, wk->now, &viv) != MK_C_OK)
             break;
         /* the lookup that made it fetched it (unless u), as memcached's delayed bump does */
         mk_item_set_meta(viv, MK_ITEM_WON | (g->m.no_bump ? 0 : MK_ITEM_FETCHED));
@@ -230,15 +238,55 @@ mk_status mk_exec_mget(mk_worker *wk, mk_str key, mk_mget *g, mk_cache_read_fn f
     return hit ? MK_ST_OK : MK_ST_NOT_FOUND;
 }
 
-mk_status mk_exec_mdelete(mk_worker *wk, mk_str key, uint64_t cas_in, bool stale, bool set_exp, int64_t exptime)
+/*
+ * md x: put an empty value with d's flags and expiry (none without T) in place of
+ * the item, keeping its unique unless E gives one. MK_C_OK, MK_C_MISS, MK_C_EXISTS
+ * (cas_in did not match) or MK_C_NO_MEMORY; *cas receives the tombstone's unique.
+ */
+static mk_cache_rc tombstone(mk_worker *wk, mk_str key, const mk_mdelete *d, uint64_t *cas)
 {
     mk_cache *cache = wk->srv->cache;
-    mk_cache_rc rc = stale ? mk_cache_invalidate(cache, key.p, key.n, cas_in, set_exp,
-                                                 mk_exptime_to_abs(exptime, wk->now), wk->now, NULL)
-                           : mk_cache_delete_cas(cache, key.p, key.n, cas_in, wk->now);
+    int64_t exp_at = d->set_exp ? mk_exptime_to_abs(d->exptime, wk->now) : 0;
+    for (;;) {
+        mk_cache_peek pk;
+        if (mk_cache_peek_item(cache, key.p, key.n, wk->now, &pk) != MK_C_OK)
+            return MK_C_MISS;
+        if (d->cas_in != 0 && pk.cas != d->cas_in)
+            return MK_C_EXISTS;
+        uint64_t unique = d->ecas ? *d->ecas : pk.cas;
+        mk_item *it;
+        mk_cache_rc rc = mk_cache_alloc_cas(cache, key.p, key.n, d->flags, exp_at, 0, unique, wk->now, &it);
+        if (rc != MK_C_OK)
+            return MK_C_NO_MEMORY;
+        /* in place of the item we looked at and no other: by its unique when the cache keeps them */
+        rc = mk_cache_store(cache, it, pk.cas ? MK_STORE_CAS : MK_STORE_REPLACE, pk.cas, wk->now, cas);
+        mk_item_put(cache, it);
+        if (rc == MK_C_OK)
+            return MK_C_OK;
+        if (rc == MK_C_TOO_LARGE || rc == MK_C_NO_MEMORY)
+            return MK_C_NO_MEMORY;
+        /* it changed or went meanwhile: look again */
+    }
+}
+
+mk_status mk_exec_mdelete(mk_worker *wk, mk_str key, const mk_mdelete *d)
+{
+    mk_cache *cache = wk->srv->cache;
+    uint64_t cas_in = d->cas_in;
+    mk_cache_rc rc = MK_C_OK;
+    if (d->remove_value) {
+        uint64_t ncas = 0;
+        rc = tombstone(wk, key, d, &ncas);
+        cas_in = ncas;
+    }
+    if (rc == MK_C_OK && d->stale)
+        rc = mk_cache_invalidate(cache, key.p, key.n, cas_in, d->set_exp, mk_exptime_to_abs(d->exptime, wk->now),
+                                 d->ecas, wk->now, NULL);
+    else if (rc == MK_C_OK && !d->remove_value)
+        rc = mk_cache_delete_cas(cache, key.p, key.n, cas_in, wk->now);
     switch (rc) {
     case MK_C_OK:
-        if (!stale)
+        if (!d->stale)
             MK_STAT_INC(&wk->stats, delete_hits);
         return MK_ST_DELETED;
     case MK_C_EXISTS:
@@ -259,7 +307,7 @@ mk_status mk_exec_marith(mk_worker *wk, mk_str key, mk_marith *a)
     a->created = false;
     for (int tries = 0;; tries++) {
         mk_cache_rc rc = mk_cache_arith_ex(cache, key.p, key.n, a->incr, a->delta, a->cas_in, a->set_exp, a->exp_at,
-                                           wk->now, &a->result, &a->cas, &a->exp_before);
+                                           a->ecas, wk->now, &a->result, &a->cas, &a->exp_before);
         switch (rc) {
         case MK_C_OK:
             if (a->incr)
@@ -287,7 +335,7 @@ mk_status mk_exec_marith(mk_worker *wk, mk_str key, mk_marith *a)
         char num[24];
         int n = snprintf(num, sizeof(num), "%" PRIu64, a->initial);
         mk_item *it;
-        if (mk_cache_alloc(cache, key.p, key.n, 0, a->viv_exp_at, (size_t)n, wk->now, &it) != MK_C_OK)
+        if (alloc_e(cache, key, 0, a->viv_exp_at, (size_t)n, a->ecas, wk->now, &it) != MK_C_OK)
             return MK_ST_NO_MEMORY;
         mk_item_write(it, 0, num, (size_t)n);
         rc = mk_cache_store(cache, it, MK_STORE_ADD, 0, wk->now, &a->cas);

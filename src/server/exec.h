@@ -113,6 +113,7 @@ typedef struct mk_mget {
     bool count_touch;     /* T was given: counted as a touch (touch_cmds, touch_hits/misses), not a get */
     bool vivify;          /* N: a miss links an empty item expiring at viv_exp_at and wins */
     int64_t viv_exp_at;
+    const uint64_t *ecas; /* E: the unique a vivified item gets (NULL: a fresh one) */
     bool created;         /* out: N made the item (*it is it) */
 } mk_mget;
 
@@ -122,20 +123,34 @@ typedef struct mk_mget {
  */
 mk_status mk_exec_mget(mk_worker *wk, mk_str key, mk_mget *g, mk_cache_read_fn fn, void *ctx, mk_item **it);
 
-/* mk_exec_alloc for ms: a failed allocation unlinks the key's old value whatever the mode (memcached's ms). */
+/*
+ * mk_exec_alloc for ms: a failed allocation unlinks the key's old value whatever
+ * the mode (memcached's ms). With ecas (meta E) the item's unique is *ecas.
+ */
 mk_status mk_exec_alloc_any(mk_worker *wk, mk_str key, uint32_t flags, int64_t exptime, uint64_t vlen,
-                            mk_item **it);
+                            const uint64_t *ecas, mk_item **it);
 
-/* mk_exec_store with mk_cache_store_ex's options (MK_STORE_X_*). */
+/* mk_exec_store with mk_cache_store_ex's options (MK_STORE_X_*); *nbytes (if not NULL) the stored length. */
 mk_status mk_exec_store_ex(mk_worker *wk, mk_item *it, mk_store_op op, uint64_t cas_in, unsigned opts,
-                           uint64_t *cas);
+                           uint64_t *cas, size_t *nbytes);
+
+/* An md request. */
+typedef struct mk_mdelete {
+    uint64_t cas_in;       /* C: non-zero must match */
+    bool stale;            /* I: mark stale with a new unique instead of deleting */
+    bool set_exp;          /* T: with I (or x), the new expiry, exptime as sent */
+    int64_t exptime;
+    bool remove_value;     /* x: keep the key with an empty value (flags below, expiry T's or none) */
+    uint32_t flags;
+    const uint64_t *ecas;  /* E: the unique the item gets (with I or x; NULL: x keeps the old one, I makes one) */
+} mk_mdelete;
 
 /*
- * md: delete key, or with stale mark it stale (new unique; with set_exp a new
- * expiry, exptime as sent). cas_in non-zero must match. MK_ST_DELETED (also for
- * a stale mark), MK_ST_NOT_FOUND, MK_ST_EXISTS or MK_ST_NO_MEMORY; counted.
+ * md: delete key; with x put an empty value in its place; with stale (also after
+ * x) mark it stale with a new unique. MK_ST_DELETED (also for x and a stale mark),
+ * MK_ST_NOT_FOUND, MK_ST_EXISTS or MK_ST_NO_MEMORY; counted as memcached counts.
  */
-mk_status mk_exec_mdelete(mk_worker *wk, mk_str key, uint64_t cas_in, bool stale, bool set_exp, int64_t exptime);
+mk_status mk_exec_mdelete(mk_worker *wk, mk_str key, const mk_mdelete *d);
 
 /* An ma request beyond incr/decr's. */
 typedef struct mk_marith {
@@ -146,6 +161,7 @@ typedef struct mk_marith {
     bool vivify;                 /* N: a miss creates the item holding `initial`, expiring at viv_exp_at */
     uint64_t initial;
     int64_t viv_exp_at;
+    const uint64_t *ecas;        /* E: the new number's unique (NULL: a fresh one) */
     /* out */
     uint64_t result, cas;
     int64_t exp_before;          /* the expiry before (0 for a created item) */

@@ -185,7 +185,8 @@ static int64_t meta_exp(const mk_conn *c, int32_t ttl)
 
 static void do_mg(mk_conn *c, const mk_meta_req *m)
 {
-    mk_mget g = {.count_touch = mk_meta_has(m, 'T'), .vivify = mk_meta_has(m, 'N')};
+    mk_mget g = {.count_touch = mk_meta_has(m, 'T'), .vivify = mk_meta_has(m, 'N'),
+                 .ecas = mk_meta_has(m, 'E') ? &m->ecas : NULL};
     g.m.no_bump = mk_meta_has(m, 'u');
     g.m.touch = mk_meta_has(m, 'T');
     g.m.exp_at = meta_exp(c, m->ttl);
@@ -275,7 +276,7 @@ static void do_ms(mk_conn *c, const mk_meta_req *m)
 {
     mk_item *it = NULL;
     mk_status st = mk_exec_alloc_any(c->worker, m->key, m->client_flags, mk_meta_has(m, 'T') ? m->ttl : 0, m->vlen,
-                                     &it);
+                                     mk_meta_has(m, 'E') ? &m->ecas : NULL, &it);
     if (st != MK_ST_OK) {
         reply_err(c, mk_text_status_line(MK_CMD_SET, st));
         mk_conn_start_swallow(c, m->vlen + 2);
@@ -291,7 +292,7 @@ static void do_ms(mk_conn *c, const mk_meta_req *m)
     memcpy(p->key, m->key.p, m->key.n);
     for (size_t i = 0; i < m->nflags && p->nret < sizeof(p->ret); i++) {
         char f = m->flag[i].p[0];
-        if (f == 'O' || f == 'k' || f == 'c')
+        if (f == 'O' || f == 'k' || f == 'c' || f == 's')
             p->ret[p->nret++] = f;
     }
     p->nopaque = m->opaque.n;
@@ -310,7 +311,8 @@ static void ms_complete(mk_conn *c, mk_item *it, bool tail_ok)
         return;
     }
     uint64_t cas = 0;
-    mk_status st = mk_exec_store_ex(c->worker, it, p->op, p->cas_in, p->opts, &cas);
+    size_t nbytes = 0;
+    mk_status st = mk_exec_store_ex(c->worker, it, p->op, p->cas_in, p->opts, &cas, &nbytes);
     mk_item_put(c->worker->srv->cache, it);
     if (st == MK_ST_TOO_LARGE || st == MK_ST_NO_MEMORY) {
         reply_err(c, mk_text_status_line(MK_CMD_SET, st));
@@ -329,6 +331,9 @@ static void ms_complete(mk_conn *c, mk_item *it, bool tail_ok)
             q = put_opaque(q, (mk_str){p->opaque, p->nopaque});
         } else if (p->ret[i] == 'k') {
             q += mk_compose_meta_key(q, 4 * MK_KEY_MAX / 3 + 8, p->key, p->nkey, p->key_b64);
+        } else if (p->ret[i] == 's') { /* the stored value's length (1.6.27+; 1.6.18 ignores s on ms) */
+            if (st == MK_ST_STORED)
+                q = put_flag_u64(q, 's', nbytes);
         } else {
             q = put_flag_u64(q, 'c', cas);
         }
@@ -341,7 +346,10 @@ static void ms_complete(mk_conn *c, mk_item *it, bool tail_ok)
 
 static void do_md(mk_conn *c, const mk_meta_req *m)
 {
-    mk_status st = mk_exec_mdelete(c->worker, m->key, m->cas_in, mk_meta_has(m, 'I'), mk_meta_has(m, 'T'), m->ttl);
+    mk_mdelete d = {.cas_in = m->cas_in, .stale = mk_meta_has(m, 'I'), .set_exp = mk_meta_has(m, 'T'),
+                    .exptime = m->ttl, .remove_value = mk_meta_has(m, 'x'), .flags = m->client_flags,
+                    .ecas = mk_meta_has(m, 'E') ? &m->ecas : NULL};
+    mk_status st = mk_exec_mdelete(c->worker, m->key, &d);
     if (st == MK_ST_NO_MEMORY) {
         reply_err(c, "SERVER_ERROR out of memory");
         return;
@@ -353,7 +361,7 @@ static void do_ma(mk_conn *c, const mk_meta_req *m)
 {
     mk_marith a = {.incr = m->mode != 'D' && m->mode != '-', .delta = m->delta, .cas_in = m->cas_in,
                    .set_exp = mk_meta_has(m, 'T'), .exp_at = meta_exp(c, m->ttl), .vivify = mk_meta_has(m, 'N'),
-                   .initial = m->initial};
+                   .initial = m->initial, .ecas = mk_meta_has(m, 'E') ? &m->ecas : NULL};
     int64_t viv_exp = 0;
     for (size_t i = 0; i < m->nflags; i++) {
         if (m->flag[i].p[0] == 'T')

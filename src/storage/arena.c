@@ -209,7 +209,7 @@ void mk_seg_seal(mk_cache *c, int32_t id)
 }
 
 mk_item *mk_arena_alloc(mk_cache *c, unsigned h, const char *key, size_t nkey, size_t nbytes, uint32_t flags,
-                        int64_t exp_at, bool xcas, uint64_t cas, int64_t now)
+                        int64_t exp_at, mk_xcas xcas, uint64_t cas, int64_t now)
 {
     bool comp = h == MK_HEAD_COMP;
     mk_head *hd = comp ? NULL : &c->heads[h];
@@ -226,7 +226,8 @@ mk_item *mk_arena_alloc(mk_cache *c, unsigned h, const char *key, size_t nkey, s
             char *at = mk_seg_base(c, (uint32_t)id) + m->wpos;
             mk_layout_plan(&l, (uintptr_t)at, nkey, nbytes, flags != 0, exp_at != 0, xcas, large);
             uint64_t fseq = atomic_load_explicit(&c->flush_seq, memory_order_relaxed);
-            bool stale = !xcas && (((mk_seghdr *)mk_seg_base(c, (uint32_t)id))->seq << 24) < fseq;
+            /* an item whose flush order is its place must not land in a segment older than a flush */
+            bool stale = xcas != MK_XCAS_KEEP && (((mk_seghdr *)mk_seg_base(c, (uint32_t)id))->seq << 24) < fseq;
             if (!stale && m->wpos + l.size <= MK_SEG_SIZE) {
                 it = (mk_item *)at;
                 m->wpos += (uint32_t)l.size;

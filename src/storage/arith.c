@@ -72,12 +72,12 @@ static bool parse_item(const mk_item *it, size_t n, uint64_t *out)
 mk_cache_rc mk_cache_arith(mk_cache *c, const char *key, size_t nkey, bool incr, uint64_t delta,
                            int64_t now, uint64_t *result, uint64_t *cas_out)
 {
-    return mk_cache_arith_ex(c, key, nkey, incr, delta, 0, false, 0, now, result, cas_out, NULL);
+    return mk_cache_arith_ex(c, key, nkey, incr, delta, 0, false, 0, NULL, now, result, cas_out, NULL);
 }
 
 mk_cache_rc mk_cache_arith_ex(mk_cache *c, const char *key, size_t nkey, bool incr, uint64_t delta, uint64_t cas_in,
-                              bool set_exp, int64_t exp_at_new, int64_t now, uint64_t *result, uint64_t *cas_out,
-                              int64_t *exp_out)
+                              bool set_exp, int64_t exp_at_new, const uint64_t *ecas, int64_t now, uint64_t *result,
+                              uint64_t *cas_out, int64_t *exp_out)
 {
     mk_flush_tick(c, now);
     uint64_t hv = mk_hash64(key, nkey, c->seed);
@@ -113,7 +113,8 @@ mk_cache_rc mk_cache_arith_ex(mk_cache *c, const char *key, size_t nkey, bool in
         pthread_mutex_unlock(&s->lock);
 
         mk_item *fresh;
-        mk_cache_rc rc = mk_alloc_hv(c, key, nkey, hv, flags, exp_at, newlen, now, &fresh);
+        mk_cache_rc rc = mk_alloc_x(c, key, nkey, hv, flags, exp_at, newlen, ecas ? MK_XCAS_EXPLICIT : MK_XCAS_NONE,
+                                    ecas ? *ecas : 0, now, &fresh);
         if (rc != MK_C_OK) {
             mk_item_put(c, it);
             return rc;

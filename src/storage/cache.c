@@ -218,7 +218,7 @@ mk_item *mk_find_valid_locked(mk_cache *c, mk_shard *s, uint64_t hv, const char 
 /* ---- allocation ---- */
 
 static mk_cache_rc alloc_full(mk_cache *c, const char *key, size_t nkey, uint64_t hv, uint32_t flags,
-                              int64_t exp_at, size_t nbytes, bool xcas, uint64_t cas, int64_t now, mk_item **out)
+                              int64_t exp_at, size_t nbytes, mk_xcas xcas, uint64_t cas, int64_t now, mk_item **out)
 {
     *out = NULL;
     size_t size = mk_cache_item_size(nkey, nbytes);
@@ -229,7 +229,7 @@ static mk_cache_rc alloc_full(mk_cache *c, const char *key, size_t nkey, uint64_
     if (size <= MK_LARGE_MIN) {
         /* a small item starts on probation unless its key is asked for often (or it is a copy of one in use) */
         h = MK_HEAD_SMALL;
-        if (!xcas && c->cfg.evict) { /* (with -M nothing is evicted: there is no policy to apply) */
+        if (xcas != MK_XCAS_KEEP && c->cfg.evict) { /* (with -M nothing is evicted: there is no policy to apply) */
             mk_shard *s = mk_shard_of(c, hv);
             pthread_mutex_lock(&s->lock);
             if (mk_sketch_estimate_locked(s, hv) < MK_SK_RECALL)
@@ -250,7 +250,14 @@ mk_cache_rc mk_alloc_hv(mk_cache *c, const char *key, size_t nkey, uint64_t hv, 
                         int64_t exp_at, size_t nbytes, int64_t now, mk_item **out)
 {
     mk_flush_tick(c, now);
-    return alloc_full(c, key, nkey, hv, flags, exp_at, nbytes, false, 0, now, out);
+    return alloc_full(c, key, nkey, hv, flags, exp_at, nbytes, MK_XCAS_NONE, 0, now, out);
+}
+
+mk_cache_rc mk_alloc_x(mk_cache *c, const char *key, size_t nkey, uint64_t hv, uint32_t flags, int64_t exp_at,
+                       size_t nbytes, mk_xcas xcas, uint64_t cas, int64_t now, mk_item **out)
+{
+    mk_flush_tick(c, now);
+    return alloc_full(c, key, nkey, hv, flags, exp_at, nbytes, xcas, cas, now, out);
 }
 
 mk_cache_rc mk_cache_alloc(mk_cache *c, const char *key, size_t nkey, uint32_t flags, int64_t exp_at,
@@ -260,10 +267,17 @@ mk_cache_rc mk_cache_alloc(mk_cache *c, const char *key, size_t nkey, uint32_t f
     return mk_alloc_hv(c, key, nkey, hv, flags, exp_at, nbytes, now, out);
 }
 
+mk_cache_rc mk_cache_alloc_cas(mk_cache *c, const char *key, size_t nkey, uint32_t flags, int64_t exp_at,
+                               size_t nbytes, uint64_t cas, int64_t now, mk_item **out)
+{
+    uint64_t hv = mk_hash64(key, nkey, c->seed);
+    return mk_alloc_x(c, key, nkey, hv, flags, exp_at, nbytes, MK_XCAS_EXPLICIT, cas, now, out);
+}
+
 mk_cache_rc mk_alloc_copy(mk_cache *c, const mk_item *it, uint64_t hv, int64_t exp_at, int64_t now, mk_item **out)
 {
-    return alloc_full(c, mk_item_key(it), it->nkey, hv, mk_item_flags(it), exp_at, mk_item_nbytes(it), true,
-                      mk_item_seq(it), now, out);
+    return alloc_full(c, mk_item_key(it), it->nkey, hv, mk_item_flags(it), exp_at, mk_item_nbytes(it),
+                      mk_item_xmode(it), mk_item_unique(it), now, out);
 }
 
 /* A copy of `it` with another expiry and the same cas unique (touch/gat on an item without an expiry field). */
@@ -446,7 +460,7 @@ static mk_cache_rc join(mk_cache *c, mk_item *old, mk_item *it, uint64_t hv, boo
 {
     size_t no = mk_item_nbytes(old), ni = mk_item_nbytes(it);
     mk_cache_rc rc = alloc_full(c, mk_item_key(it), it->nkey, hv, mk_item_flags(old), mk_item_exp_at(old), no + ni,
-                                false, 0, now, out);
+                                mk_item_xinherit(it), mk_item_unique(it), now, out);
     if (rc != MK_C_OK)
         return rc;
     mk_item *first = append ? old : it, *second = append ? it : old;
@@ -466,11 +480,11 @@ bool mk_unlinkable(mk_cache *c, const mk_item *it)
 mk_cache_rc mk_cache_store(mk_cache *c, mk_item *it, mk_store_op op, uint64_t cas_in, int64_t now,
                            uint64_t *cas_out)
 {
-    return mk_cache_store_ex(c, it, op, cas_in, 0, now, cas_out);
+    return mk_cache_store_ex(c, it, op, cas_in, 0, now, cas_out, NULL);
 }
 
 mk_cache_rc mk_cache_store_ex(mk_cache *c, mk_item *it, mk_store_op op, uint64_t cas_in, unsigned opts,
-                              int64_t now, uint64_t *cas_out)
+                              int64_t now, uint64_t *cas_out, size_t *nbytes_out)
 {
     mk_flush_tick(c, now);
     uint64_t hv = mk_key_hash(c, it);
@@ -529,7 +543,7 @@ mk_cache_rc mk_cache_store_ex(mk_cache *c, mk_item *it, mk_store_op op, uint64_t
                     mk_item *fresh;
                     size_t n = mk_item_nbytes(it);
                     mk_cache_rc arc = alloc_full(c, mk_item_key(it), it->nkey, hv, mk_item_flags(it), oexp, n,
-                                                 false, 0, now, &fresh);
+                                                 mk_item_xinherit(it), mk_item_unique(it), now, &fresh);
                     if (arc != MK_C_OK) {
                         mk_item_put(c, copy);
                         return arc;
@@ -588,8 +602,8 @@ mk_cache_rc mk_cache_store_ex(mk_cache *c, mk_item *it, mk_store_op op, uint64_t
             pthread_mutex_unlock(&s->lock);
             mk_item *fresh;
             size_t n = mk_item_nbytes(it);
-            if (alloc_full(c, mk_item_key(it), it->nkey, hv, mk_item_flags(it), mk_item_exp_at(cand), n, false, 0,
-                           now, &fresh) == MK_C_OK) {
+            if (alloc_full(c, mk_item_key(it), it->nkey, hv, mk_item_flags(it), mk_item_exp_at(cand), n,
+                           mk_item_xinherit(it), mk_item_unique(it), now, &fresh) == MK_C_OK) {
                 mk_item_copy(fresh, 0, it, 0, n);
                 fresh->state |= cand->state & MK_S_META;
                 mk_item_put(c, copy);
@@ -620,6 +634,8 @@ mk_cache_rc mk_cache_store_ex(mk_cache *c, mk_item *it, mk_store_op op, uint64_t
             }
             if (cas_out)
                 *cas_out = mk_item_cas(linked);
+            if (nbytes_out)
+                *nbytes_out = mk_item_nbytes(linked);
         }
         pthread_mutex_unlock(&s->lock);
         mk_item_put(c, joined);
@@ -655,7 +671,7 @@ mk_cache_rc mk_cache_delete_cas(mk_cache *c, const char *key, size_t nkey, uint6
 }
 
 mk_cache_rc mk_cache_invalidate(mk_cache *c, const char *key, size_t nkey, uint64_t cas_in, bool set_exp,
-                                int64_t exp_at, int64_t now, uint64_t *cas_out)
+                                int64_t exp_at, const uint64_t *ecas, int64_t now, uint64_t *cas_out)
 {
     mk_flush_tick(c, now);
     uint64_t hv = mk_hash64(key, nkey, c->seed);
@@ -675,7 +691,7 @@ mk_cache_rc mk_cache_invalidate(mk_cache *c, const char *key, size_t nkey, uint6
         mk_item *cp;
         size_t n = mk_item_nbytes(it);
         mk_cache_rc rc = alloc_full(c, key, nkey, hv, mk_item_flags(it), set_exp ? exp_at : mk_item_exp_at(it), n,
-                                    false, 0, now, &cp);
+                                    ecas ? MK_XCAS_EXPLICIT : MK_XCAS_NONE, ecas ? *ecas : 0, now, &cp);
         if (rc != MK_C_OK) {
             mk_item_put(c, it);
             return rc;

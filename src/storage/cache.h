@@ -217,6 +217,15 @@ mk_cache_rc mk_cache_alloc(mk_cache *c, const char *key, size_t nkey, uint32_t f
                            size_t nbytes, int64_t now, mk_item **out);
 
 /*
+ * mk_cache_alloc for an item whose cas unique is `cas`, chosen by the client
+ * (meta E), instead of a fresh one. A value later derived from it by append or
+ * prepend keeps that unique; a move by the engine keeps it too. It costs the
+ * item 8 bytes. (With use_cas off the item's unique still reads 0.)
+ */
+mk_cache_rc mk_cache_alloc_cas(mk_cache *c, const char *key, size_t nkey, uint32_t flags, int64_t exp_at,
+                               size_t nbytes, uint64_t cas, int64_t now, mk_item **out);
+
+/*
  * Link a filled item under its key with memcached's semantics for op:
  *   SET always stores; ADD only if absent; REPLACE only if present;
  *   APPEND/PREPEND join the new bytes to the existing value (keeping the existing
@@ -273,17 +282,19 @@ enum {
                                       keeping the old expiry and token-sent bit (ms I) */
 };
 
-/* mk_cache_store with the meta protocol's options (MK_STORE_X_*). */
+/* mk_cache_store with the meta protocol's options (MK_STORE_X_*); *nbytes_out (if not NULL) receives the
+ * stored value's length (the joined one after append/prepend). */
 mk_cache_rc mk_cache_store_ex(mk_cache *c, mk_item *it, mk_store_op op, uint64_t cas_in, unsigned opts,
-                              int64_t now, uint64_t *cas_out);
+                              int64_t now, uint64_t *cas_out, size_t *nbytes_out);
 
 /*
  * md with I: mark key's item stale, clear its token-sent bit and give it a new
- * unique (*cas_out); with set_exp also a new expiry. cas_in != 0 must match.
+ * unique (*cas_out): *ecas if ecas is not NULL (meta E), else a fresh one; with
+ * set_exp also a new expiry. cas_in != 0 must match.
  * MK_C_OK, MK_C_MISS, MK_C_EXISTS or MK_C_NO_MEMORY.
  */
 mk_cache_rc mk_cache_invalidate(mk_cache *c, const char *key, size_t nkey, uint64_t cas_in, bool set_exp,
-                                int64_t exp_at, int64_t now, uint64_t *cas_out);
+                                int64_t exp_at, const uint64_t *ecas, int64_t now, uint64_t *cas_out);
 
 /* delete, only if cas_in (non-zero) matches: MK_C_OK, MK_C_MISS or MK_C_EXISTS. */
 mk_cache_rc mk_cache_delete_cas(mk_cache *c, const char *key, size_t nkey, uint64_t cas_in, int64_t now);
@@ -320,11 +331,12 @@ mk_cache_rc mk_cache_arith(mk_cache *c, const char *key, size_t nkey, bool incr,
 /*
  * mk_cache_arith for ma: cas_in (non-zero) must match (MK_C_EXISTS); with
  * set_exp the new item expires at exp_at; *exp_out (if not NULL) receives the
- * expiry the item had before.
+ * expiry the item had before; the new number's unique is *ecas when ecas is not
+ * NULL (meta E), else a fresh one.
  */
 mk_cache_rc mk_cache_arith_ex(mk_cache *c, const char *key, size_t nkey, bool incr, uint64_t delta, uint64_t cas_in,
-                              bool set_exp, int64_t exp_at, int64_t now, uint64_t *result, uint64_t *cas_out,
-                              int64_t *exp_out);
+                              bool set_exp, int64_t exp_at, const uint64_t *ecas, int64_t now, uint64_t *result,
+                              uint64_t *cas_out, int64_t *exp_out);
 
 /*
  * flush_all: with delay 0, every item stored so far becomes invalid now; with

@@ -19,7 +19,7 @@ static mk_item *copy_forward(mk_cache *c, const mk_item *it, int64_t now)
 {
     size_t nbytes = mk_item_nbytes(it);
     mk_item *cp = mk_arena_alloc(c, MK_HEAD_COMP, mk_item_key(it), it->nkey, nbytes, mk_item_flags(it),
-                                 mk_item_exp_at(it), true, mk_item_seq(it), now);
+                                 mk_item_exp_at(it), mk_item_xmode(it), mk_item_unique(it), now);
     if (!cp)
         return NULL;
     memcpy(mk_item_data(cp), mk_item_data((mk_item *)it), nbytes);

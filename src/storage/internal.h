@@ -110,7 +110,9 @@ typedef struct mk_segm {
  *   vlen    1, 2 or 4 bytes, little endian
  *   [flags] 4 bytes, only when non-zero
  *   [exp]   4 bytes at the next 4-aligned address (atomic), only when the item has an expiry
- *   [cas]   8 bytes, only on an item moved by the engine (it keeps its original unique)
+ *   [cas]   8 bytes, only on an item moved by the engine (it keeps its original unique and
+ *           its place in flush order) or given an explicit unique by a client (meta E,
+ *           MK_M_ECAS: its flush order is still its place)
  *   key, then value; with MK_M_SPAN (large log) the value may run past the end of
  *   the segment and continue through the segment chain (mk_seghdr.next)
  */
@@ -120,7 +122,15 @@ enum {
     MK_M_EXP = 1u << 3,
     MK_M_XCAS = 1u << 4,
     MK_M_SPAN = 1u << 5,
+    MK_M_ECAS = 1u << 6, /* with MK_M_XCAS: the cas field is a client's explicit unique (meta E) */
 };
+
+/* What an allocation's cas field holds. */
+typedef enum mk_xcas {
+    MK_XCAS_NONE,     /* no field: the unique and the flush order are the item's place */
+    MK_XCAS_KEEP,     /* a moved item: the unique it had, which is also its flush order */
+    MK_XCAS_EXPLICIT, /* a client's unique (meta E); the flush order is the item's place */
+} mk_xcas;
 enum {
     MK_S_FREQ = 3u,
     MK_S_FETCHED = 1u << 2,
@@ -150,15 +160,21 @@ typedef struct mk_layout {
 } mk_layout;
 
 /* Plan an item at arena address `at` (the exp field's padding depends on it). */
-void mk_layout_plan(mk_layout *l, uintptr_t at, size_t nkey, size_t nbytes, bool flags, bool exp, bool xcas,
+void mk_layout_plan(mk_layout *l, uintptr_t at, size_t nkey, size_t nbytes, bool flags, bool exp, mk_xcas xcas,
                     bool span);
 /* Bytes an item occupies in the arena (parsed from its header), all segments together. */
 size_t mk_item_arena_size(const mk_item *it);
 /* Write the header of a planned item. */
 void mk_item_init(mk_item *it, const mk_layout *l, const char *key, uint32_t flags, int64_t exp_at,
                   uint64_t xcas);
-/* The item's sequence number: its cas unique (also when use_cas is off) and its place in flush order. */
+/* The item's place in flush order (its allocation's, or the one a move kept). */
 uint64_t mk_item_seq(const mk_item *it);
+/* The item's cas unique, also when use_cas is off. */
+uint64_t mk_item_unique(const mk_item *it);
+/* How a copy that stands for the same item keeps its unique: MK_XCAS_KEEP or, for an explicit one, MK_XCAS_EXPLICIT. */
+mk_xcas mk_item_xmode(const mk_item *it);
+/* How a new value derived from `it` (append, a rewrite) inherits an explicit unique: MK_XCAS_EXPLICIT or NONE. */
+static inline mk_xcas mk_item_xinherit(const mk_item *it) { return (it->meta & MK_M_ECAS) ? MK_XCAS_EXPLICIT : MK_XCAS_NONE; }
 bool mk_item_has_exp(const mk_item *it);
 void mk_item_set_exp(mk_item *it, int64_t exp_at); /* only if mk_item_has_exp */
 void mk_item_view_of(const mk_item *it, mk_item_view *v); /* value, length, flags and cas in one pass */
@@ -366,6 +382,9 @@ mk_item *mk_find_valid_locked(mk_cache *c, mk_shard *s, uint64_t hv, const char 
                               int64_t now, mk_cache_rc *why, size_t *pos);
 mk_cache_rc mk_alloc_hv(mk_cache *c, const char *key, size_t nkey, uint64_t hv, uint32_t flags,
                         int64_t exp_at, size_t nbytes, int64_t now, mk_item **out);
+/* mk_alloc_hv with a cas field (xcas, cas as mk_arena_alloc takes them). */
+mk_cache_rc mk_alloc_x(mk_cache *c, const char *key, size_t nkey, uint64_t hv, uint32_t flags, int64_t exp_at,
+                       size_t nbytes, mk_xcas xcas, uint64_t cas, int64_t now, mk_item **out);
 /* Allocate a copy of `it` (value not copied) with expiry exp_at and its cas unique. */
 mk_cache_rc mk_alloc_copy(mk_cache *c, const mk_item *it, uint64_t hv, int64_t exp_at, int64_t now, mk_item **out);
 /*
@@ -393,7 +412,7 @@ void mk_arena_free(mk_cache *c);
  * NULL if no room can be made.
  */
 mk_item *mk_arena_alloc(mk_cache *c, unsigned h, const char *key, size_t nkey, size_t nbytes, uint32_t flags,
-                        int64_t exp_at, bool xcas, uint64_t cas, int64_t now);
+                        int64_t exp_at, mk_xcas xcas, uint64_t cas, int64_t now);
 /*
  * A segment of kind `kind`: for an allocation head (the compaction head's, if
  * one is open, else a free one, evicting for it), for the rest of a spanning

@@ -19,7 +19,7 @@ size_t mk_cache_item_size(size_t nkey, size_t nbytes)
     return 7 + nkey + nbytes;
 }
 
-void mk_layout_plan(mk_layout *l, uintptr_t at, size_t nkey, size_t nbytes, bool flags, bool exp, bool xcas,
+void mk_layout_plan(mk_layout *l, uintptr_t at, size_t nkey, size_t nbytes, bool flags, bool exp, mk_xcas xcas,
                     bool span)
 {
     unsigned w = span ? 4 : vlen_width(nbytes);
@@ -34,8 +34,10 @@ void mk_layout_plan(mk_layout *l, uintptr_t at, size_t nkey, size_t nbytes, bool
         pos += (4 - ((at + pos) & 3)) & 3;
         pos += 4;
     }
-    if (xcas) {
+    if (xcas != MK_XCAS_NONE) {
         l->meta |= MK_M_XCAS;
+        if (xcas == MK_XCAS_EXPLICIT)
+            l->meta |= MK_M_ECAS;
         pos += 8;
     }
     if (span)
@@ -200,20 +202,46 @@ uint32_t mk_item_flags(const mk_item *it)
     return f;
 }
 
-uint64_t mk_item_seq(const mk_item *it)
+/* The item's place in the arena, as a number that grows with allocation order. */
+static uint64_t place_of(const mk_item *it)
 {
-    if (it->meta & MK_M_XCAS) {
-        uint64_t v;
-        memcpy(&v, at(it, offsets(it).xcas), 8);
-        return v;
-    }
     const mk_seghdr *h = mk_seghdr_of(it);
     return h->seq << 24 | (uint64_t)((uintptr_t)it - (uintptr_t)h);
 }
 
+static uint64_t xcas_field(const mk_item *it, const offs *o)
+{
+    uint64_t v;
+    memcpy(&v, at(it, o->xcas), 8);
+    return v;
+}
+
+uint64_t mk_item_seq(const mk_item *it)
+{
+    if ((it->meta & (MK_M_XCAS | MK_M_ECAS)) == MK_M_XCAS) {
+        offs o = offsets(it);
+        return xcas_field(it, &o);
+    }
+    return place_of(it);
+}
+
+uint64_t mk_item_unique(const mk_item *it)
+{
+    if (it->meta & MK_M_XCAS) {
+        offs o = offsets(it);
+        return xcas_field(it, &o);
+    }
+    return place_of(it);
+}
+
+mk_xcas mk_item_xmode(const mk_item *it)
+{
+    return (it->meta & MK_M_ECAS) ? MK_XCAS_EXPLICIT : MK_XCAS_KEEP;
+}
+
 uint64_t mk_item_cas(const mk_item *it)
 {
-    return mk_seghdr_of(it)->nocas ? 0 : mk_item_seq(it);
+    return mk_seghdr_of(it)->nocas ? 0 : mk_item_unique(it);
 }
 
 void mk_item_view_of(const mk_item *it, mk_item_view *v)
@@ -223,13 +251,10 @@ void mk_item_view_of(const mk_item *it, mk_item_view *v)
     v->flags = 0;
     if (it->meta & MK_M_FLAGS)
         memcpy(&v->flags, at(it, o.flags), 4);
-    const mk_seghdr *h = mk_seghdr_of(it);
-    if (h->nocas)
+    if (mk_seghdr_of(it)->nocas)
         v->cas = 0;
-    else if (it->meta & MK_M_XCAS)
-        memcpy(&v->cas, at(it, o.xcas), 8);
     else
-        v->cas = h->seq << 24 | (uint64_t)((uintptr_t)it - (uintptr_t)h);
+        v->cas = (it->meta & MK_M_XCAS) ? xcas_field(it, &o) : place_of(it);
     v->data = at(it, o.key) + it->nkey; /* the whole value unless MK_M_SPAN: callers copy only small ones */
 }
 

@@ -281,3 +281,74 @@ def test_me_size_is_memkit_item_size(conn):
     line = conn.cmd(b"me mt_me2\r\n")
     size = int(re.search(rb"size=(\d+)", line).group(1))
     assert 3 + 6 <= size <= 3 + 6 + 16, line
+
+
+# ------------------------------------------------------------------ newer than 1.6.18: E, md x, ms s
+# memcached 1.6.27 added these; 1.6.18 (the reference elsewhere) answers "CLIENT_ERROR invalid flag".
+# The expected bytes follow memcached 1.6.27+'s proto_text.c/proto_parser.c.
+
+newer = pytest.mark.skipif(binary_is_memcached(), reason="memcached 1.6.18 predates E, x and ms s")
+
+
+def va(conn, line):
+    """Send a request; its reply line, with the value line after it when the reply is VA."""
+    head = conn.cmd(line)
+    return head + conn.read_line() if head.startswith(b"VA ") else head
+
+
+@newer
+def test_E_sets_the_unique_of_every_kind_of_write(conn):
+    assert conn.cmd(b"ms mt_e 1 E100 c\r\na\r\n") == b"HD c100\r\n"
+    assert va(conn, b"mg mt_e c v\r\n") == b"VA 1 c100\r\na\r\n"
+    assert conn.get(b"gets mt_e\r\n") == b"VALUE mt_e 0 1 100\r\na\r\nEND\r\n"
+    # an explicit unique is a cas like any other
+    assert conn.cmd(b"ms mt_e 1 C99\r\nb\r\n") == b"EX\r\n"
+    assert conn.cmd(b"ms mt_e 1 C100 E7 c\r\nb\r\n") == b"HD c7\r\n"
+    # append keeps E; without E the joined value gets a fresh unique
+    assert conn.cmd(b"ms mt_e 1 MA E200 c\r\nc\r\n") == b"HD c200\r\n"
+    fresh = cas_of(conn.cmd(b"ms mt_e 1 MA c\r\nd\r\n"))
+    assert fresh not in (7, 200)
+    # md I E: stale with that unique
+    assert conn.cmd(b"md mt_e I E300\r\n") == b"HD\r\n"
+    assert va(conn, b"mg mt_e c v\r\n") == b"VA 3 c300 X W\r\nbcd\r\n"
+    # ma E, on a hit and when N creates the counter
+    assert va(conn, b"ma mt_e_n N0 J5 E400 c v\r\n") == b"VA 1 c400\r\n5\r\n"
+    assert va(conn, b"ma mt_e_n E500 c v\r\n") == b"VA 1 c500\r\n6\r\n"
+    # mg N E: the vivified placeholder
+    assert va(conn, b"mg mt_e_viv N30 E600 c v\r\n") == b"VA 0 c600 W\r\n\r\n"
+    assert conn.cmd(b"ms mt_e 1 Exyz\r\nz\r\n") == b"CLIENT_ERROR bad token in command line format\r\n"
+
+
+@newer
+def test_E_regression_a_small_explicit_unique_is_not_taken_for_flushed(conn):
+    # memkitd orders flush_all by allocation; a client's unique must not be read as an old allocation
+    for value in (b"z", b"y"):  # before and after a flush_all
+        assert conn.cmd(b"ms mt_e_f 1 E1\r\n%s\r\n" % value) == b"HD\r\n"
+        assert va(conn, b"mg mt_e_f c v\r\n") == b"VA 1 c1\r\n%s\r\n" % value
+        assert conn.cmd(b"flush_all\r\n") == b"OK\r\n"
+        assert conn.cmd(b"mg mt_e_f v\r\n") == b"EN\r\n"
+
+
+@newer
+def test_md_x_keeps_the_key_with_an_empty_value(conn):
+    c = cas_of(conn.cmd(b"ms mt_x 2 F7 T100 c\r\nhi\r\n"))
+    assert conn.cmd(b"md mt_x x\r\n") == b"HD\r\n"
+    # no flags, no expiry unless given, the old unique
+    assert va(conn, b"mg mt_x c v f t\r\n") == b"VA 0 c%d f0 t-1\r\n\r\n" % c
+    assert conn.cmd(b"md mt_x x F3 T50 E9\r\n") == b"HD\r\n"
+    line = conn.cmd(b"mg mt_x c f t\r\n")
+    assert re.fullmatch(rb"HD c9 f3 t(49|50)\r\n", line), line
+    assert conn.cmd(b"md mt_x x C8\r\n") == b"EX\r\n"
+    assert conn.cmd(b"md mt_x_none x\r\n") == b"NF\r\n"
+    # with I the emptied item is also stale, with a new unique
+    assert conn.cmd(b"md mt_x x I\r\n") == b"HD\r\n"
+    line = va(conn, b"mg mt_x c v\r\n")
+    assert line.startswith(b"VA 0 c") and line.endswith(b" X W\r\n\r\n") and cas_of(line) != 9, line
+
+
+@newer
+def test_ms_s_returns_the_stored_length(conn):
+    assert conn.cmd(b"ms mt_s 3 s\r\nabc\r\n") == b"HD s3\r\n"
+    assert conn.cmd(b"ms mt_s 2 MA s\r\nde\r\n") == b"HD s5\r\n"
+    assert conn.cmd(b"ms mt_s 2 MP s k\r\nxy\r\n") == b"HD s7 kmt_s\r\n"
+    assert conn.cmd(b"ms mt_s_none 2 MA s\r\nde\r\n") == b"NS\r\n"

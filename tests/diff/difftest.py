@@ -216,7 +216,7 @@ META_BAD = [b"mg", b"mg k0 zz", b"mg k0 v v", b"mg k0 Tx", b"mg k0 N", b"mg k0 R
             b"ms k0", b"ms k0 abc", b"ms k0 -1", b"ms k0 2 MX\r\nhi", b"ms k0 2 Fx\r\nhi", b"ms k0 2 Cx\r\nhi",
             b"ms k0 2 O" + b"o" * 40 + b"\r\nhi", b"ms k0 2 v v\r\nhi", b"md k0 v v", b"md k0 Cx",
             b"md k0 O" + b"o" * 40, b"ma k0 MX", b"ma k0 Dx", b"ma k0 Jx", b"ma k0 M", b"md", b"ma",
-            b"mg k0 O" + b"o" * 40, b"ma k0 O" + b"o" * 40, b"mg " + b"K" * 251 + b" v", b"ms k0 2 E5\r\nhi",
+            b"mg k0 O" + b"o" * 40, b"ma k0 O" + b"o" * 40, b"mg " + b"K" * 251 + b" v", b"ms k0 2 G5\r\nhi",
             b"mg k0 " + b" ".join(b"O%d" % i for i in range(25)), b"mg a?b v b", b"ms k0 2 T1 T2\r\nhi",
             b"mn extra tokens", b"ms k0 2\r\nhiX"]
 

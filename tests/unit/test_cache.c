@@ -1309,6 +1309,49 @@ static void test_cas_kept_when_moved(void)
     mk_cache_destroy(c);
 }
 
+/* meta E: a client's unique is the item's cas, but never its place in flush order */
+static void test_explicit_cas_kept_when_moved_and_flushed_by_place(void)
+{
+    mk_cache *c = mk(1 << 20, 1);
+    mk_cache_flush(c, T0, 0); /* flush order is past small uniques from now on */
+    mk_item *it;
+    CHECK_EQ_U(mk_cache_alloc_cas(c, "e", 1, 3, 0, 2, 5, T0, &it), MK_C_OK);
+    memcpy(mk_item_data(it), "ev", 2);
+    uint64_t cas;
+    CHECK_EQ_U(mk_cache_store(c, it, MK_STORE_SET, 0, T0, &cas), MK_C_OK);
+    mk_item_put(c, it);
+    CHECK_EQ_U(cas, 5);
+    char v[201], k[16];
+    memset(v, 'm', 200);
+    v[200] = 0;
+    for (int i = 0; i < 8000; i++) { /* main turns over: "e", read often, is copied forward */
+        snprintf(k, sizeof k, "m%d", i);
+        CHECK_EQ_U(set(c, k, v, T0), MK_C_OK);
+        if (i % 500 == 0)
+            CHECK(has(c, "e", T0));
+    }
+    CHECK_EQ_U(mk_cache_get(c, "e", 1, T0, &it), MK_C_OK);
+    CHECK_EQ_U(mk_item_cas(it), 5);
+    CHECK_EQ_U(mk_item_flags(it), 3);
+    mk_item_put(c, it);
+    /* a cas store must quote it */
+    CHECK_EQ_U(put_op(c, MK_STORE_CAS, "e", "new", 0, 0, 4, T0, NULL), MK_C_EXISTS);
+    /* an append carrying an explicit unique gives it to the joined value; one without gets a fresh one */
+    CHECK_EQ_U(mk_cache_alloc_cas(c, "e", 1, 0, 0, 1, 9, T0, &it), MK_C_OK);
+    memcpy(mk_item_data(it), "x", 1);
+    CHECK_EQ_U(mk_cache_store(c, it, MK_STORE_APPEND, 0, T0, &cas), MK_C_OK);
+    mk_item_put(c, it);
+    CHECK_EQ_U(cas, 9);
+    CHECK_EQ_U(put_op(c, MK_STORE_APPEND, "e", "y", 0, 0, 0, T0, &cas), MK_C_OK);
+    CHECK(cas != 9 && cas != 5);
+    mk_cache_stats st;
+    mk_cache_get_stats(c, &st);
+    CHECK(st.reinserted > 0);
+    mk_cache_flush(c, T0, 0);
+    CHECK(!has(c, "e", T0));
+    mk_cache_destroy(c);
+}
+
 /* ---------------- hash table ---------------- */
 
 static void test_hash_growth(void)
@@ -1743,6 +1786,7 @@ int main(void)
     RUN(test_shifting_sizes);
     RUN(test_compaction_and_expiry_sweep);
     RUN(test_cas_kept_when_moved);
+    RUN(test_explicit_cas_kept_when_moved_and_flushed_by_place);
     RUN(test_hash_growth);
     RUN(test_incremental_growth);
     RUN(test_sharded_growth);

@@ -913,8 +913,12 @@ static void test_meta_parse_errors_as_memcached(void)
     CHECK(m->action == MK_PA_SWALLOW && m->swallow == 4);
     m = meta("ms k abc\r\n");
     CHECK(strcmp(m->err, "CLIENT_ERROR bad command line format") == 0 && m->action == MK_PA_NONE);
-    /* E is newer than memcached 1.6.18, which refuses it */
-    CHECK(strcmp(meta("mg k E5\r\n")->err, "CLIENT_ERROR invalid flag") == 0);
+    /* E and x are memcached 1.6.27's (1.6.18 refuses them): E takes a 64-bit number */
+    m = meta("ms k 2 E18446744073709551615 x\r\n");
+    CHECK(m->err == NULL && mk_meta_has(m, 'E') && m->ecas == UINT64_MAX && mk_meta_has(m, 'x'));
+    CHECK(strcmp(meta("mg k E\r\n")->err, "CLIENT_ERROR bad token in command line format") == 0);
+    CHECK(strcmp(meta("mg k E-1\r\n")->err, "CLIENT_ERROR bad token in command line format") == 0);
+    CHECK(strcmp(meta("ms k 2 S2\r\n")->err, "CLIENT_ERROR invalid flag") == 0);
 }
 
 static void test_meta_base64_keys(void)
