@@ -157,6 +157,8 @@ typedef struct mk_server_counters {
     uint64_t retries;       /* calls retried once on a fresh connection (a pooled one had gone stale) */
     uint64_t pool_waits;    /* calls that waited for a free pooled connection */
     uint64_t pool_timeouts; /* calls that gave up waiting (MK_EPOOLTIMEOUT) */
+    uint64_t noreply_failed;/* MK_NOREPLY requests to a meta server that were not carried out (not
+                               stored, not found, cas mismatch, an error): learnt from its quiet mode */
 } mk_server_counters;
 
 /* mk_server_counters_get — server i's counters into *out: 0, MK_EINVAL or MK_ERANGE. */
@@ -216,7 +218,11 @@ void mk_item_clear(mk_item *item);
 
 /* Mode bits for calls that take `mode`. */
 #define MK_NOREPLY 1u  /* send with "noreply": returns 0 once the request is written;
-                          the server's outcome is not known */
+                          the outcome is not returned. Stores, deletes and incr/decr to a
+                          server that speaks meta go in its quiet mode (closed by "mn"):
+                          a failure is counted in the server's noreply_failed and can never
+                          be read as the reply of a later call; the blocking calls ask the
+                          server once whether it speaks meta (docs/client.md, "noreply") */
 #define MK_WAITS 2u    /* mk_op_args.mode: the caller calls mk_op_wait() after every MK_EAGAIN,
                           so once the request is sent mk_op_step returns MK_EAGAIN at once
                           instead of trying a recv() that would almost always find nothing.

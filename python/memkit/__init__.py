@@ -218,7 +218,8 @@ class Client(_memkit.Client):
 
     def counters(self):
         """{server: {errors, timeouts, ejections, rejoins, probes, retries, pool_waits, pool_timeouts,
-        alive}} since the Client was made: what failed, how often a server was marked dead and came back
+        noreply_failed, alive}} since the Client was made (noreply_failed: noreply writes a meta server
+        did not carry out): what failed, how often a server was marked dead and came back
         (probes run in the background while it is dead), how often calls waited for the pool."""
         return dict(zip(self._server_strs(), self._counters()))
 

@@ -510,6 +510,17 @@ typedef struct opbuf {
 
 /* Start an op (server from the key, or k->server). No client: MK_ENOSERVER.
  * buf: where the op lives (NULL: allocated). */
+/* Ask the op's live server once (GIL released) whether it speaks the meta protocol. */
+static void ask_meta(ClientObject *self, const mk_op_args *a)
+{
+    int server = a->server >= 0 ? a->server : a->key ? mk_server_for_key(self->c, a->key, a->nkey) : -1;
+    if (server < 0 || !mk_server_alive(self->c, (size_t)server))
+        return;
+    Py_BEGIN_ALLOW_THREADS
+    (void)mk_server_speaks_meta(self->c, (size_t)server);
+    Py_END_ALLOW_THREADS
+}
+
 static int start_op_in(ClientObject *self, mk_op_args *a, const mkey *k, opbuf *buf, mk_op **op)
 {
     *op = NULL;
@@ -525,6 +536,8 @@ static int start_op_in(ClientObject *self, mk_op_args *a, const mkey *k, opbuf *
     }
     if (self->st->wait_cb == NULL)
         a->mode |= MK_WAITS;   /* run_op calls mk_op_wait after every MK_EAGAIN */
+    if ((a->mode & MK_NOREPLY) && a->code != MK_OP_TOUCH && a->code != MK_OP_FLUSH_ALL)
+        ask_meta(self, a); /* noreply goes in quiet mode to a meta server: ask it once */
     return buf ? mk_op_start_in(self->c, a, buf->b, sizeof buf->b, op) : mk_op_start(self->c, a, op);
 }
 
@@ -1593,12 +1606,13 @@ static PyObject *Client__counters(ClientObject *self, PyObject *unused)
     for (size_t i = 0; l && i < ns; i++) {
         mk_server_counters n;
         mk_server_counters_get(self->c, i, &n);
-        PyObject *d = Py_BuildValue("{sKsKsKsKsKsKsKsKsO}", "errors", (unsigned long long)n.errors, "timeouts",
+        PyObject *d = Py_BuildValue("{sKsKsKsKsKsKsKsKsKsO}", "errors", (unsigned long long)n.errors, "timeouts",
                                     (unsigned long long)n.timeouts, "ejections", (unsigned long long)n.ejections,
                                     "rejoins", (unsigned long long)n.rejoins, "probes",
                                     (unsigned long long)n.probes, "retries", (unsigned long long)n.retries,
                                     "pool_waits", (unsigned long long)n.pool_waits, "pool_timeouts",
-                                    (unsigned long long)n.pool_timeouts, "alive",
+                                    (unsigned long long)n.pool_timeouts, "noreply_failed",
+                                    (unsigned long long)n.noreply_failed, "alive",
                                     mk_server_alive(self->c, i) ? Py_True : Py_False);
         if (d == NULL)
             Py_CLEAR(l);

@@ -30,7 +30,10 @@
 typedef struct mk_conn {
     int fd;                     /* -1: not connected yet */
     bool connecting;            /* non-blocking connect() in progress */
-    bool unsynced;              /* a noreply request was sent: a stray reply may follow */
+    bool unsynced;              /* a classic noreply request was sent: a stray reply may follow */
+    uint32_t quiet_open;        /* quiet meta requests (noreply to a meta server) sent since the last "mn" */
+    uint32_t pending_mn;        /* "mn"s sent whose "MN" has not been read yet: the failures of the quiet
+                                   requests before them, then "MN", come before any other reply */
     bool blocking;              /* O_NONBLOCK cleared and SO_RCVTIMEO = io_timeout_ms set (mk_op_wait) */
     int64_t idle_since;         /* mk__now_ms() when it was last returned to the pool */
     char *rbuf;                 /* received bytes: [rpos, rlen) not parsed yet */
@@ -56,7 +59,8 @@ typedef struct mk_server {
     _Atomic int64_t probe_at;   /* dead: monotonic ms when probe.c tries it next */
     atomic_int meta;            /* speaks the meta protocol: 0 not asked yet, 1 yes, -1 no (probe.c) */
     struct {                    /* mk_server_counters, relaxed atomics */
-        _Atomic uint64_t errors, timeouts, ejections, rejoins, probes, retries, pool_waits, pool_timeouts;
+        _Atomic uint64_t errors, timeouts, ejections, rejoins, probes, retries, pool_waits, pool_timeouts,
+            noreply_failed;
     } n;
 } mk_server;
 
@@ -132,8 +136,18 @@ void mk__conn_close(mk_conn *conn);
 int mk__conn_connect(mk_client *c, mk_server *s, mk_conn *conn);
 /* Finish a connect in progress: 0 done, MK_EAGAIN still pending, MK_ECONNECT. */
 int mk__conn_connect_finish(mk_conn *conn);
-/* A pooled connection about to be reused: false if it has stray data or EOF pending (one poll()). */
-bool mk__conn_usable(mk_conn *conn);
+/* A pooled connection about to be reused: false if it has stray data or EOF pending (one poll());
+ * the replies of its quiet requests that have arrived are read first (mk__conn_drain). */
+bool mk__conn_usable(mk_server *s, mk_conn *conn);
+/*
+ * Read the buffered replies of quiet requests (while pending_mn or quiet_open):
+ * an "MN" settles one pending "mn"; any other line is a quiet request not
+ * carried out (not stored, not found, cas mismatch, an error), counted in s's
+ * noreply_failed. Returns 0 or MK_EPROTO.
+ */
+int mk__conn_drain(mk_server *s, mk_conn *conn);
+/* mk__conn_drain over what has arrived, reading without waiting: 0, MK_EPROTO, MK_EIO (EOF) or MK_ENOMEM. */
+int mk__conn_drain_ready(mk_server *s, mk_conn *conn);
 /* A connection just connected: make it blocking with SO_RCVTIMEO = io_timeout_ms, so that
  * mk_op_wait can wait for a reply with one recv(). Every other send/recv uses MSG_DONTWAIT. */
 void mk__conn_ready(mk_client *c, mk_conn *conn);
@@ -158,6 +172,7 @@ struct mk_op {
     enum op_state state;
     bool blocking;
     bool expect_reply;
+    bool quiet;                 /* noreply sent in meta quiet mode and closed by "mn" (pending_mn) */
     bool heap;                  /* allocated by mk_op_start (freed by mk_op_destroy) */
     bool reused;                /* the connection came from the pool without a liveness check */
     bool got_reply;             /* a reply byte arrived for this op */
@@ -176,7 +191,7 @@ struct mk_op {
     size_t nreq;
     struct iovec *iov;          /* what is left to write: iov[iovi..niov) (iov_small or malloc'd) */
     size_t iovi, niov;
-    struct iovec iov_small[3];
+    struct iovec iov_small[4];
     size_t *hdr_end;            /* batch store: end offset of header i in req (malloc'd) */
 
     size_t kpos;                /* multi-get: next key position to match; batch: next reply's key */
@@ -191,6 +206,9 @@ struct mk_op {
 
 /* Whether s speaks the meta protocol (asked once on a connection of its own, remembered): 1, 0, or an error. */
 int mk__server_meta(mk_client *c, mk_server *s);
+
+/* Ops that have a quiet meta form for MK_NOREPLY (store, delete, incr, decr). */
+bool mk__quiet_capable(mk_opcode code);
 
 /* mk_op_start for callers that already checked every key (mk_mget): no second check. */
 int mk__op_start(mk_client *c, const mk_op_args *args, mk_op **out, bool keys_checked);

@@ -11,6 +11,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#define MK_DRAIN_LINE_MAX 65536 /* a longer line while draining quiet replies is garbage */
+
 #define RBUF_INIT 16384
 
 mk_conn *mk__conn_new(void)
@@ -28,6 +30,7 @@ void mk__conn_close(mk_conn *conn)
     conn->fd = -1;
     conn->connecting = false;
     conn->unsynced = false;
+    conn->pending_mn = conn->quiet_open = 0;
     conn->blocking = false;
     conn->rpos = conn->rlen = 0;
 }
@@ -117,10 +120,65 @@ void mk__conn_ready(mk_client *c, mk_conn *conn)
         conn->blocking = true;
 }
 
-bool mk__conn_usable(mk_conn *conn)
+int mk__conn_drain(mk_server *s, mk_conn *conn)
+{
+    uint64_t failed = 0;
+    int rc = 0;
+    while ((conn->pending_mn || conn->quiet_open) && conn->rpos < conn->rlen) {
+        mk_meta_resp r;
+        size_t avail = conn->rlen - conn->rpos;
+        ssize_t used = mk_parse_meta_response(conn->rbuf + conn->rpos, avail, &r);
+        if (used < 0 || r.code == MK_MC_VA || (used == 0 && avail > MK_DRAIN_LINE_MAX)) {
+            rc = MK_EPROTO; /* quiet ms/md/ma never answer with a value */
+            break;
+        }
+        if (used == 0)
+            break;
+        conn->rpos += (size_t)used;
+        if (r.code != MK_MC_MN) {
+            failed++;
+        } else if (conn->pending_mn == 0) {
+            rc = MK_EPROTO; /* an MN nobody asked for */
+            break;
+        } else {
+            conn->pending_mn--;
+        }
+    }
+    if (failed)
+        atomic_fetch_add_explicit(&s->n.noreply_failed, failed, memory_order_relaxed);
+    return rc;
+}
+
+int mk__conn_drain_ready(mk_server *s, mk_conn *conn)
+{
+    for (;;) {
+        int rc = mk__conn_drain(s, conn);
+        if (rc || (conn->pending_mn == 0 && conn->quiet_open == 0))
+            return rc;
+        if (mk__conn_reserve(conn, 4096))
+            return MK_ENOMEM;
+        ssize_t n = recv(conn->fd, conn->rbuf + conn->rlen, conn->rcap - conn->rlen, MSG_DONTWAIT);
+        if (n > 0)
+            conn->rlen += (size_t)n;
+        else if (n < 0 && errno == EINTR)
+            continue;
+        else
+            return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) ? 0 : MK_EIO;
+    }
+}
+
+bool mk__conn_usable(mk_server *s, mk_conn *conn)
 {
     if (conn->fd < 0 || conn->connecting)
         return false;
+    if (conn->pending_mn || conn->quiet_open) {
+        if (mk__conn_drain_ready(s, conn) != 0)
+            return false;
+        if (conn->pending_mn || conn->quiet_open)
+            return true; /* the rest is read by the next call, after it sends "mn" */
+        if (conn->rpos != conn->rlen)
+            return false; /* bytes past the last MN are stray */
+    }
     struct pollfd p = {conn->fd, POLLIN, 0};
     /* readable while idle means EOF, an error, or a reply nobody asked for (noreply) */
     if (poll(&p, 1, 0) != 0)

@@ -34,6 +34,17 @@
  * Batches: MK_OP_STORE / MK_OP_DELETE / MK_OP_TOUCH with nkeyset > 0 send one
  * request per key in one write stream and read the replies in order into
  * args.results[].
+ *
+ * noreply (MK_NOREPLY) stores, deletes and incr/decr to a server that speaks
+ * the meta protocol go in its quiet mode: "ms <key> <n> q ...", "md <key> q",
+ * "ma <key> q ...". The server answers only what went wrong; the op is done
+ * once written (conn->quiet_open counts them). The next call on the connection
+ * that wants a reply first sends "mn" (conn->pending_mn) and reads everything
+ * up to "MN" before its own reply (mk__conn_drain), counting each line there in
+ * the server's noreply_failed. So a failed noreply request can never be taken
+ * for the reply of a later one, the classic protocol's noreply pitfall (there a
+ * stray error reply is caught only if it has arrived by the next checkout),
+ * and a run of noreply writes costs the server no reply at all.
  */
 
 #define MAX_VALUE (1ull << 31)   /* larger VALUE lengths are treated as garbage */
@@ -149,6 +160,36 @@ static int build_iov(mk_op *op)
     return 0;
 }
 
+/*
+ * The quiet (meta) form of a noreply request: "ms <key> <n> q [F] [T] [M<mode>] [C]",
+ * "md <key> q" or "ma <key> q [D<delta>] [MD]". Returns its length.
+ */
+static size_t compose_quiet(char *p, char *end, const mk_op_args *a, mk_str key, uint32_t fl, size_t nv)
+{
+    char f[96], *q = f;
+    *q++ = 'q';
+    mk_cmd cmd = MK_CMD_MD;
+    if (a->code == MK_OP_STORE) {
+        static const char modes[] = {[MK_STORE_ADD] = 'E', [MK_STORE_REPLACE] = 'R', [MK_STORE_APPEND] = 'A',
+                                     [MK_STORE_PREPEND] = 'P'};
+        cmd = MK_CMD_MS;
+        if (fl)
+            q = put_u64(put_mem(q, " F", 2), fl);
+        if (a->exptime)
+            q = put_i64(put_mem(q, " T", 2), a->exptime);
+        if (a->store_op == MK_STORE_CAS)
+            q = put_u64(put_mem(q, " C", 2), a->cas);
+        else if (a->store_op != MK_STORE_SET)
+            q = put_mem(put_mem(q, " M", 2), &modes[a->store_op], 1);
+    } else if (a->code == MK_OP_INCR || a->code == MK_OP_DECR) {
+        cmd = MK_CMD_MA;
+        q = put_u64(put_mem(q, " D", 2), a->delta);
+        if (a->code == MK_OP_DECR)
+            q = put_mem(q, " MD", 3);
+    }
+    return mk_compose_meta_req(p, (size_t)(end - p), cmd, key, nv, (mk_str){f, (size_t)(q - f)});
+}
+
 /* Build the request text into op->req, then the iovecs. */
 static int compose(mk_op *op)
 {
@@ -156,6 +197,8 @@ static int compose(mk_op *op)
     size_t need = 128 + (a->group ? strlen(a->group) : 0) + a->nkey;
     for (size_t i = 0; i < a->nkeyset; i++)
         need += a->nkeys[i] + (is_batch(a) ? 96 : 1);
+    if (op->quiet)
+        need += 64 * (a->nkeyset ? a->nkeyset : 1); /* " q F.. T.. C.." is longer than " noreply" */
     op->req = need <= sizeof op->small ? op->small : malloc(need);
     if (op->req == NULL)
         return MK_ENOMEM;
@@ -184,8 +227,11 @@ static int compose(mk_op *op)
         for (size_t i = 0; i < nk; i++) {
             uint32_t fl = a->nkeyset && a->flagsv ? a->flagsv[i] : a->flags;
             size_t nv = a->nkeyset ? a->nvalues[i] : a->nvalue;
-            p += mk_compose_req_storage(p, (size_t)(end - p), store_cmds[a->store_op], (mk_str){keys[i], nkeys[i]},
-                                        fl, a->exptime, nv, a->cas, noreply);
+            if (op->quiet)
+                p += compose_quiet(p, end, a, (mk_str){keys[i], nkeys[i]}, fl, nv);
+            else
+                p += mk_compose_req_storage(p, (size_t)(end - p), store_cmds[a->store_op],
+                                            (mk_str){keys[i], nkeys[i]}, fl, a->exptime, nv, a->cas, noreply);
             if (a->nkeyset)
                 op->hdr_end[i] = (size_t)(p - op->req);
         }
@@ -195,8 +241,11 @@ static int compose(mk_op *op)
     case MK_OP_DECR:
     case MK_OP_TOUCH:
         for (size_t i = 0; i < nk; i++)
-            p += mk_compose_req_keyed(p, (size_t)(end - p), keyed_cmd(a->code), (mk_str){keys[i], nkeys[i]},
-                                      a->exptime, a->delta, noreply);
+            if (op->quiet)
+                p += compose_quiet(p, end, a, (mk_str){keys[i], nkeys[i]}, 0, 0);
+            else
+                p += mk_compose_req_keyed(p, (size_t)(end - p), keyed_cmd(a->code), (mk_str){keys[i], nkeys[i]},
+                                          a->exptime, a->delta, noreply);
         break;
     case MK_OP_FLUSH_ALL: {
         char d[24];
@@ -292,6 +341,12 @@ static int validate(mk_client *c, const mk_op_args *a, bool keys_checked, int64_
     return server;
 }
 
+bool mk__quiet_capable(mk_opcode code)
+{
+    return code == MK_OP_STORE || code == MK_OP_DELETE || code == MK_OP_INCR || code == MK_OP_DECR;
+}
+
+
 int mk__op_init(mk_client *c, const mk_op_args *args, mk_op *op, bool keys_checked)
 {
     if (c == NULL)
@@ -311,6 +366,9 @@ int mk__op_init(mk_client *c, const mk_op_args *args, mk_op *op, bool keys_check
     op->state = ST_CHECKOUT;
     op->blocking = false;
     op->expect_reply = !(args->mode & MK_NOREPLY);
+    /* (no I/O here: a server not asked yet gets classic noreply; the blocking calls ask first) */
+    op->quiet = !op->expect_reply && mk__quiet_capable(args->code) &&
+                atomic_load_explicit(&op->s->meta, memory_order_relaxed) > 0;
     op->heap = false;
     op->reused = op->got_reply = op->retried = op->wait_eof = false;
     op->waits = (args->mode & MK_WAITS) != 0;
@@ -399,8 +457,8 @@ static int finish(mk_op *op, int rc)
     bool net_fail = rc == MK_EIO || rc == MK_ETIMEDOUT || rc == MK_ECONNECT || rc == MK_EPROTO;
     if (op->conn) {
         bool clean = rc == 0 || rc == MK_ENOTFOUND || rc == MK_ENOTSTORED || rc == MK_EEXISTS;
-        if (clean && op->conn->rpos != op->conn->rlen)
-            clean = false;   /* bytes after the reply: out of sync */
+        if (clean && op->conn->rpos != op->conn->rlen && !op->conn->pending_mn && !op->conn->quiet_open)
+            clean = false;   /* bytes after the reply: out of sync (with quiet replies due, they are those) */
         if (!clean)
             mk__conn_close(op->conn);
         mk__pool_put_at(op->c, op->s, op->conn, clean, op->waited ? mk__now_ms() : op->t0);
@@ -664,7 +722,9 @@ static int do_read(mk_op *op)
 {
     mk_conn *cn = op->conn;
     for (;;) {
-        size_t avail = cn->rlen - cn->rpos;
+        if (cn->pending_mn && mk__conn_drain(op->s, cn) != 0) /* earlier quiet requests' replies come first */
+            return finish(op, MK_EPROTO);
+        size_t avail = cn->pending_mn ? 0 : cn->rlen - cn->rpos;
         size_t want = 4096;
         if (avail && is_meta(op->a.code)) {
             int rc = read_meta(op, cn->rbuf + cn->rpos, avail, &want);
@@ -725,6 +785,22 @@ static int do_read(mk_op *op)
     }
 }
 
+/* Before a request that wants a reply: "mn" closes the quiet requests sent on the connection (their
+ * failures and "MN" are read before the reply). 0, or -1 if it could not be sent at once. */
+static int close_quiet(mk_op *op)
+{
+    mk_conn *cn = op->conn;
+    ssize_t n;
+    do
+        n = send(cn->fd, "mn\r\n", 4, MSG_NOSIGNAL | MSG_DONTWAIT | MSG_MORE);
+    while (n < 0 && errno == EINTR);
+    if (n != 4)
+        return -1; /* (a partial "mn" leaves the stream unusable: the connection is replaced) */
+    cn->pending_mn++;
+    cn->quiet_open = 0;
+    return 0;
+}
+
 static int do_write(mk_op *op)
 {
     while (op->iovi < op->niov) {
@@ -751,7 +827,17 @@ static int do_write(mk_op *op)
         }
     }
     if (!op->expect_reply) {
-        op->conn->unsynced = true;
+        if (op->quiet) {
+            /* now and then read the failures that came back, so that a long run of failing noreply
+             * calls never fills the socket buffers (the server would stop reading) */
+            if (++op->conn->quiet_open % 64 == 0) {
+                int rc = mk__conn_drain_ready(op->s, op->conn);
+                if (rc)
+                    return finish(op, rc);
+            }
+        } else {
+            op->conn->unsynced = true;
+        }
         if (is_batch(&op->a)) {
             for (size_t i = 0; i < op->a.nkeyset; i++)
                 op->a.results[i] = 0;
@@ -799,6 +885,8 @@ int mk_op_step(mk_op *op)
         }
         if (op->conn->fd >= 0) {
             op->reused = true;
+            if (op->expect_reply && op->conn->quiet_open && close_quiet(op) != 0)
+                return fail_io(op, MK_EIO, true); /* on a fresh connection, once */
             op->state = ST_WRITE;
             /* no wait since t0 (and no pool wait inside this step): t0 is now */
             op->deadline = (op->waited || op->blocking ? mk__now_ms() : op->t0) + op->c->opt.io_timeout_ms;

@@ -3,10 +3,24 @@
 
 #include <string.h>
 
+/*
+ * A noreply call goes in the meta protocol's quiet mode to a server that speaks
+ * it (op.c): a blocking call may ask the key's live server once, first.
+ */
+static void ask_before_noreply(mk_client *c, const mk_op_args *a)
+{
+    if (c == NULL || a == NULL || !(a->mode & MK_NOREPLY) || !mk__quiet_capable(a->code) || a->key == NULL)
+        return;
+    int i = a->server >= 0 ? a->server : mk_server_for_key(c, a->key, a->nkey);
+    if (i >= 0 && (size_t)i < c->n && mk_server_alive(c, (size_t)i))
+        (void)mk_server_speaks_meta(c, (size_t)i);
+}
+
 /* Run an op kept on the caller's stack (no allocation); the caller releases it
  * with mk__op_release when it wants results, else run() does. */
 static int run_in(mk_client *c, const mk_op_args *a, mk_op *op, bool *live)
 {
+    ask_before_noreply(c, a);
     int rc = mk__op_init(c, a, op, false);
     *live = rc == 0;
     return rc ? rc : mk_op_run(op);
@@ -15,6 +29,7 @@ static int run_in(mk_client *c, const mk_op_args *a, mk_op *op, bool *live)
 static int run(mk_client *c, const mk_op_args *a)
 {
     mk_op op;
+    ask_before_noreply(c, a);
     int rc = mk__op_init(c, a, &op, false);
     if (rc)
         return rc;

@@ -37,7 +37,7 @@ int mk__pool_get_at(mk_client *c, mk_server *s, int64_t deadline_ms, bool blocki
             if (waited)
                 now = mk__now_ms();
             if ((conn->unsynced || now - conn->idle_since >= MK_IDLE_CHECK_MS) &&
-                !mk__conn_usable(conn)) {  /* closed by the server while idle, or stray bytes */
+                !mk__conn_usable(s, conn)) {  /* closed by the server while idle, or stray bytes */
                 mk__conn_close(conn);
             }
             *out = conn;
@@ -199,6 +199,7 @@ int mk_server_counters_get(const mk_client *c, size_t i, mk_server_counters *out
     GET(retries);
     GET(pool_waits);
     GET(pool_timeouts);
+    GET(noreply_failed);
 #undef GET
     return 0;
 }

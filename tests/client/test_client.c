@@ -1285,6 +1285,77 @@ static void test_herd(void)
     mk_client_destroy(c);
 }
 
+/*
+ * Regression, the classic noreply pitfall: a noreply request that fails still
+ * gets a reply, which a later call on the same connection could take for its
+ * own. To a meta server noreply goes in quiet mode closed by "mn"; the failures
+ * are read (and counted) before the next call's reply, never instead of it.
+ */
+static void test_noreply_failure_never_answers_a_later_call(void)
+{
+    mk_options o;
+    mk_options_init(&o);
+    o.pool_size = 1; /* every call on the one connection */
+    mk_client *c = client(1, &o);
+    CHECK(c != NULL);
+    if (c == NULL)
+        return;
+    CHECK_EQ_I(mk_server_speaks_meta(c, 0), 1);
+    CHECK_EQ_I(mk_set(c, K("q:a"), "1", 1, 0, 0), 0);
+    mk_item cur;
+    CHECK_EQ_I(mk_gets(c, K("q:a"), &cur), 0);
+    uint64_t wrong_cas = cur.cas + 1000;
+    mk_item_clear(&cur);
+    size_t nbig = (size_t)2 << 20; /* over the server's 1 MB item limit: SERVER_ERROR */
+    char *big = calloc(1, nbig);
+    CHECK(big != NULL);
+    if (big == NULL)
+        return;
+    for (int round = 0; round < 2; round++) {
+        CHECK_EQ_I(mk_store(c, MK_STORE_ADD, K("q:a"), "2", 1, 0, 0, 0, MK_NOREPLY), 0);   /* not stored */
+        CHECK_EQ_I(mk_store(c, MK_STORE_SET, K("q:big"), big, nbig, 0, 0, 0, MK_NOREPLY), 0); /* too large */
+        CHECK_EQ_I(mk_delete(c, K("q:none"), MK_NOREPLY), 0);                                 /* not found */
+        CHECK_EQ_I(mk_incr(c, K("q:none"), 1, NULL, MK_NOREPLY), 0);                          /* not found */
+        CHECK_EQ_I(mk_store(c, MK_STORE_CAS, K("q:a"), "3", 1, 0, 0, wrong_cas, MK_NOREPLY), 0); /* cas mismatch */
+        if (round == 1)
+            usleep(150 * 1000); /* idle past the pool's check: the replies are read at checkout */
+        mk_item it;
+        CHECK_EQ_I(mk_get(c, K("q:a"), &it), 0);
+        CHECK_MEM(it.value, it.nvalue, "1");
+        mk_item_clear(&it);
+        CHECK_EQ_I(mk_get(c, K("q:big"), &it), MK_ENOTFOUND);
+        mk_server_counters n;
+        mk_server_counters_get(c, 0, &n);
+        CHECK_EQ_U(n.noreply_failed, 5u * (unsigned)(round + 1));
+        CHECK_EQ_U(n.errors, 0);
+    }
+    free(big);
+    /* a long run of noreply writes: every one carried out, the "MN"s read as they come */
+    char key[32];
+    for (int i = 0; i < 20000; i++) {
+        snprintf(key, sizeof key, "q:run%d", i);
+        CHECK_EQ_I(mk_store(c, MK_STORE_SET, K(key), key, strlen(key), 7, 0, 0, MK_NOREPLY), 0);
+    }
+    CHECK_EQ_I(mk_store(c, MK_STORE_APPEND, K("q:run0"), "+", 1, 0, 0, 0, MK_NOREPLY), 0);
+    CHECK_EQ_I(mk_decr(c, K("q:a"), 1, NULL, MK_NOREPLY), 0);
+    mk_item it;
+    CHECK_EQ_I(mk_get(c, K("q:run19999"), &it), 0);
+    CHECK_MEM(it.value, it.nvalue, "q:run19999");
+    CHECK_EQ_U(it.flags, 7);
+    mk_item_clear(&it);
+    CHECK_EQ_I(mk_get(c, K("q:run0"), &it), 0);
+    CHECK_MEM(it.value, it.nvalue, "q:run0+");
+    mk_item_clear(&it);
+    CHECK_EQ_I(mk_get(c, K("q:a"), &it), 0);
+    CHECK_MEM(it.value, it.nvalue, "0");
+    mk_item_clear(&it);
+    mk_server_counters n;
+    mk_server_counters_get(c, 0, &n);
+    CHECK_EQ_U(n.noreply_failed, 10);
+    CHECK_EQ_U(n.errors, 0);
+    mk_client_destroy(c);
+}
+
 int main(int argc, char **argv)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -1319,6 +1390,7 @@ int main(int argc, char **argv)
     T(test_all_dead);
     T(test_threads);
     T(test_herd);
+    T(test_noreply_failure_never_answers_a_later_call);
     for (int i = 0; i < NSRV; i++)
         srv_stop(&S[i]);
     return check_summary(suite);

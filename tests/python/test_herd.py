@@ -203,3 +203,32 @@ def test_a_dead_server_computes_without_blocking(memkit):
         assert mc.get_or_set("herd:dead", lambda: "computed", 60) == "computed"
         assert time.monotonic() - t0 < 2.5
     assert mc.invalidate("herd:dead") is False
+
+
+def test_noreply_failures_never_answer_a_later_call(srv, memkit):
+    """Regression (the classic noreply pitfall): a failed noreply write still gets a reply. To a server
+    that speaks meta it goes quiet and closed by "mn"; its failure is counted, never read as the reply
+    of the next call on the connection."""
+    mc = memkit.Client([srv.addr], pool_size=1)
+    assert mc.set("nr:a", "1")
+    for _ in range(3):
+        mc.add("nr:a", "2", noreply=True)              # not stored
+        mc.replace("nr:none", "x", noreply=True)       # not stored
+        mc.delete("nr:none", noreply=True)             # not found
+        mc.incr("nr:none", noreply=True)               # not found
+        assert mc.get("nr:a") == "1"
+        assert mc.get("nr:none") is None
+    assert mc.set_multi({"nr:m%d" % i: i for i in range(500)}, noreply=True) == []
+    assert mc.get_multi(["nr:m0", "nr:m499"]) == {"nr:m0": 0, "nr:m499": 499}
+    (counters,) = mc.counters().values()
+    assert counters["noreply_failed"] == 12 and counters["errors"] == 0
+
+
+def test_noreply_through_twemproxy_stays_classic(twemproxy, memkit):
+    mc = memkit.Client([twemproxy])
+    mc.set("nr:p", "v", noreply=True)
+    mc.add("nr:p", "w", noreply=True)                  # NOT_STORED: nutcracker forwards noreply
+    mc.delete("nr:none", noreply=True)
+    assert mc.get("nr:p") == "v"
+    (counters,) = mc.counters().values()
+    assert counters["noreply_failed"] == 0 and counters["errors"] == 0
