@@ -78,7 +78,10 @@ for s in $SUITES; do
     diff)
       run diff $PY tests/diff/difftest.py --memkitd build/memkitd --sequences "$DIFF_SEQUENCES" --name diff
       run diff-san $PY tests/diff/difftest.py --memkitd build/san/memkitd \
-          --sequences $((DIFF_SEQUENCES / 4)) --name diff-san ;;
+          --sequences $((DIFF_SEQUENCES / 4)) --name diff-san
+      run bindiff $PY tests/diff/bindiff.py --memkitd build/memkitd --sequences "$DIFF_SEQUENCES" --name bindiff
+      run bindiff-san $PY tests/diff/bindiff.py --memkitd build/san/memkitd \
+          --sequences $((DIFF_SEQUENCES / 4)) --name bindiff-san ;;
     fuzz)
       for f in build/fuzz/fuzz_*; do
         [ -x "$f" ] || continue

@@ -34,7 +34,7 @@ const char *mk_conn_state_name(int st)
 mk_conn *mk_conn_create(mk_worker *wk, int fd, const char *peer, const char *listen_name)
 {
     mk_conn *c = calloc(1, sizeof(*c));
-    const mk_protocol *proto = &mk_protocol_ascii;
+    const mk_protocol *proto = mk_protocol_for(wk->srv->settings->protocol);
     if (c) {
         c->rbuf = malloc(RBUF_INIT);
         c->wbuf = malloc(WBUF_INIT);
@@ -184,10 +184,15 @@ bool mk_conn_reply(mk_conn *c, const char *line)
 
 bool mk_conn_out_value(mk_conn *c, mk_item *it)
 {
+    return mk_conn_out_value_raw(c, it) && mk_conn_out(c, "\r\n", 2);
+}
+
+bool mk_conn_out_value_raw(mk_conn *c, mk_item *it)
+{
     mk_cache *cache = c->worker->srv->cache;
     size_t n = mk_item_nbytes(it);
     if (n <= MK_CONN_INLINE_VALUE_MAX) {
-        bool ok = mk_conn_out(c, mk_item_data(it), n) && mk_conn_out(c, "\r\n", 2);
+        bool ok = mk_conn_out(c, mk_item_data(it), n);
         mk_item_put(cache, it);
         return ok;
     }
@@ -204,7 +209,7 @@ bool mk_conn_out_value(mk_conn *c, mk_item *it)
         *o = (mk_out){.ptr = p, .off = 0, .len = k, .item = off == n ? it : NULL};
         c->out_pending += k;
     }
-    return mk_conn_out(c, "\r\n", 2);
+    return true;
 }
 
 mk_out_mark mk_conn_out_mark(const mk_conn *c)
@@ -292,7 +297,14 @@ void mk_conn_start_nread(mk_conn *c, mk_item *it)
 {
     c->nitem = it;
     c->ngot = 0;
+    c->ntail_len = 2;
     mk_conn_set_state(c, MK_CONN_NREAD);
+}
+
+void mk_conn_start_nread_raw(mk_conn *c, mk_item *it)
+{
+    mk_conn_start_nread(c, it);
+    c->ntail_len = 0;
 }
 
 void mk_conn_start_swallow(mk_conn *c, uint64_t n)
@@ -320,7 +332,7 @@ static void nread_take(mk_conn *c, const char *p, size_t n)
 
 static size_t nread_need(const mk_conn *c)
 {
-    return mk_item_nbytes(c->nitem) + 2 - c->ngot;
+    return mk_item_nbytes(c->nitem) + c->ntail_len - c->ngot;
 }
 
 /* ---- the state machine ---- */
@@ -377,7 +389,7 @@ static step_result conn_process(mk_conn *c, int *budget)
             break;
         }
         case MK_CONN_NREAD: {
-            if (avail == 0)
+            if (avail == 0 && nread_need(c) > 0) /* (an empty binary value needs no byte) */
                 return STEP_NEED_READ;
             size_t k = nread_need(c) < avail ? nread_need(c) : avail;
             nread_take(c, c->rbuf + c->rstart, k);
@@ -386,7 +398,7 @@ static step_result conn_process(mk_conn *c, int *budget)
                 mk_item *it = c->nitem;
                 c->nitem = NULL;
                 mk_conn_set_state(c, MK_CONN_PARSE);
-                c->proto->complete_nread(c, it, c->ntail[0] == '\r' && c->ntail[1] == '\n');
+                c->proto->complete_nread(c, it, c->ntail_len == 0 || (c->ntail[0] == '\r' && c->ntail[1] == '\n'));
             }
             break;
         }

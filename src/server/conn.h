@@ -53,10 +53,11 @@ struct mk_conn {
     const mk_transport *tr;     /* how the bytes move */
     void *pstate;               /* the protocol's per-connection state (proto->state_size bytes) */
 
-    /* the data block being read (NREAD): the value, then two bytes that should be "\r\n" */
+    /* the data block being read (NREAD): the value, then (text protocols) two bytes that should be "\r\n" */
     mk_item *nitem;
     size_t ngot;                /* bytes of value + tail read so far */
     char ntail[2];              /* the two bytes after the value */
+    uint8_t ntail_len;          /* 2, or 0 for a binary value (no "\r\n" after it) */
     uint64_t swallow;           /* SWALLOW: bytes still to discard */
 
     /* output */
@@ -132,6 +133,9 @@ bool mk_conn_reply(mk_conn *c, const char *line);
 /* Queue an item's value followed by "\r\n", referencing (not copying) large values; takes over the reference. */
 bool mk_conn_out_value(mk_conn *c, mk_item *it);
 
+/* mk_conn_out_value without the "\r\n" (the binary protocol's framing). */
+bool mk_conn_out_value_raw(mk_conn *c, mk_item *it);
+
 /* Remember where the reply queue ends now. */
 mk_out_mark mk_conn_out_mark(const mk_conn *c);
 
@@ -150,6 +154,9 @@ void mk_conn_mark_sent(mk_conn *c);
  * (takes over the reference); the protocol's complete_nread() gets it back.
  */
 void mk_conn_start_nread(mk_conn *c, mk_item *it);
+
+/* mk_conn_start_nread for a value with no "\r\n" after it (binary protocol): complete_nread's tail_ok is true. */
+void mk_conn_start_nread_raw(mk_conn *c, mk_item *it);
 
 /* Discard n bytes of input next. */
 void mk_conn_start_swallow(mk_conn *c, uint64_t n);

@@ -112,7 +112,15 @@ mk_status mk_exec_store_bad_chunk(mk_worker *wk, mk_item *it)
 
 mk_status mk_exec_delete(mk_worker *wk, mk_str key)
 {
-    mk_cache_rc rc = mk_cache_delete(wk->srv->cache, key.p, key.n, wk->now);
+    return mk_exec_delete_cas(wk, key, 0);
+}
+
+mk_status mk_exec_delete_cas(mk_worker *wk, mk_str key, uint64_t cas_in)
+{
+    mk_cache_rc rc = cas_in ? mk_cache_delete_cas(wk->srv->cache, key.p, key.n, cas_in, wk->now)
+                            : mk_cache_delete(wk->srv->cache, key.p, key.n, wk->now);
+    if (rc == MK_C_EXISTS)
+        return MK_ST_EXISTS; /* (memcached counts neither a hit nor a miss) */
     if (rc == MK_C_OK)
         MK_STAT_INC(&wk->stats, delete_hits);
     else

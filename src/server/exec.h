@@ -31,6 +31,7 @@ typedef struct mk_get_opts {
     bool touch;          /* set the expiry to exp_at on a hit (gat, mg T) */
     int64_t exp_at;      /* with touch: absolute expiry, 0 = never */
     bool count_touch;    /* count touch_cmds/hits/misses as well (gat/gats) */
+    bool touch_only;     /* with count_touch: count only those (the binary protocol's touch/gat) */
 } mk_get_opts;
 
 /*
@@ -62,15 +63,17 @@ static inline mk_status mk_exec_get(mk_worker *wk, mk_str key, const mk_get_opts
     else
         rc = mk_cache_get(cache, key.p, key.n, wk->now, it);
     bool hit = rc == MK_C_OK;
-    MK_STAT_INC(ts, get_cmds);
-    if (hit) {
-        MK_STAT_INC(ts, get_hits);
-    } else {
-        MK_STAT_INC(ts, get_misses);
-        if (rc == MK_C_EXPIRED)
-            MK_STAT_INC(ts, get_expired);
-        else if (rc == MK_C_FLUSHED)
-            MK_STAT_INC(ts, get_flushed);
+    if (!(o && o->touch_only)) {
+        MK_STAT_INC(ts, get_cmds);
+        if (hit) {
+            MK_STAT_INC(ts, get_hits);
+        } else {
+            MK_STAT_INC(ts, get_misses);
+            if (rc == MK_C_EXPIRED)
+                MK_STAT_INC(ts, get_expired);
+            else if (rc == MK_C_FLUSHED)
+                MK_STAT_INC(ts, get_flushed);
+        }
     }
     if (o && o->count_touch) {
         MK_STAT_INC(ts, touch_cmds);
@@ -173,6 +176,9 @@ mk_status mk_exec_marith(mk_worker *wk, mk_str key, mk_marith *a);
 
 /* delete: MK_ST_DELETED or MK_ST_NOT_FOUND (counted). */
 mk_status mk_exec_delete(mk_worker *wk, mk_str key);
+
+/* delete only if cas_in (non-zero) matches: also MK_ST_EXISTS (not counted, as memcached's binary delete). */
+mk_status mk_exec_delete_cas(mk_worker *wk, mk_str key, uint64_t cas_in);
 
 /*
  * incr/decr by delta (mk_cache_arith's rules), counted. MK_ST_OK with *result

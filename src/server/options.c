@@ -12,6 +12,11 @@
 
 #define MIB ((size_t)1024 * 1024)
 
+const char *mk_protocol_choice_name(mk_proto_choice p)
+{
+    return p == MK_PROTO_ASCII ? "ascii" : p == MK_PROTO_BINARY ? "binary" : "auto-negotiate";
+}
+
 void mk_settings_init(mk_settings *s)
 {
     memset(s, 0, sizeof(*s));
@@ -58,7 +63,7 @@ void mk_options_usage(FILE *out)
         "-C, --disable-cas         disable use of CAS\n"
         "-F, --disable-flush-all   disable the flush_all command\n"
         "-b, --listen-backlog=<num> listen backlog (default: 1024)\n"
-        "-B, --protocol=<name>     ascii or auto (both mean the text protocol; binary is not supported)\n"
+        "-B, --protocol=<name>     auto (default: the first byte of a connection decides), ascii or binary\n"
         "-I, --max-item-size=<num> largest item, with k/m suffix (default: 1m, min: 1k, max: 1024m)\n"
         "-e, --memory-file=<file>  keep item memory in <file> (tmpfs such as /dev/shm, or a disk path):\n"
         "                          a clean stop (SIGTERM, SIGINT, SIGUSR1) leaves an image the next start\n"
@@ -278,16 +283,15 @@ mk_opt_result mk_options_parse(mk_settings *s, int argc, char **argv, FILE *out,
             s->backlog = (int)v;
             break;
         case 'B':
-            if (strcmp(optarg, "ascii") == 0) break;
-            if (strcmp(optarg, "auto") == 0) {
-                fprintf(err, "memkitd: note: -B auto serves the text protocol only\n");
-                break;
-            }
-            if (strcmp(optarg, "binary") == 0) {
-                fprintf(err, "memkitd: the binary protocol is not supported (use -B ascii)\n");
-                return MK_OPT_EXIT;
-            }
-            goto bad_value;
+            if (strcmp(optarg, "auto") == 0)
+                s->protocol = MK_PROTO_AUTO;
+            else if (strcmp(optarg, "ascii") == 0)
+                s->protocol = MK_PROTO_ASCII;
+            else if (strcmp(optarg, "binary") == 0)
+                s->protocol = MK_PROTO_BINARY;
+            else
+                goto bad_value;
+            break;
         case 'I':
             if (!parse_size(optarg, &sz)) goto bad_value;
             if (sz < 1024) {

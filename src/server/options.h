@@ -10,6 +10,16 @@
 #define MK_MAX_LISTEN 16
 
 /* Everything memkitd can be told on its command line; filled by mk_options_parse(). */
+/* -B: which protocols a connection may speak. */
+typedef enum mk_proto_choice {
+    MK_PROTO_AUTO = 0, /* the first byte decides: 0x80 binary, anything else the ASCII protocols (default) */
+    MK_PROTO_ASCII,    /* classic text and meta commands only */
+    MK_PROTO_BINARY,   /* the binary protocol only */
+} mk_proto_choice;
+
+/* memcached's name for it in "stats settings" (binding_protocol): auto-negotiate, ascii, binary. */
+const char *mk_protocol_choice_name(mk_proto_choice p);
+
 typedef struct mk_settings {
     int port;                   /* -p: TCP port (default 11211; 0 = kernel picks) */
     int udp_port;               /* -U: accepted for compatibility; UDP is not served */
@@ -35,6 +45,7 @@ typedef struct mk_settings {
     int idle_timeout;           /* -o idle_timeout=S: close connections idle this long (0 = never) */
     bool maxconns_fast;         /* -o maxconns_fast / no_maxconns_fast */
     const char *memory_file;    /* -e: item memory in this file, for warm restarts (NULL: anonymous memory) */
+    mk_proto_choice protocol;   /* -B (default auto) */
 } mk_settings;
 
 /* The defaults (memcached's, except: listen on 127.0.0.1 only). */

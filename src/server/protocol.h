@@ -10,7 +10,8 @@
  * conn.c moves bytes and knows no command: it hands buffered input to its
  * protocol's execute(), reads data blocks into the item the protocol asked for,
  * and writes the reply queue through its transport. A protocol (proto_text.c:
- * memcached's classic text and meta commands on one connection) parses with
+ * memcached's classic text and meta commands on one connection; proto_binary.c:
+ * its binary protocol; negotiate.c picks one per connection) parses with
  * src/proto/, executes with exec.c, and queues the bytes its composer makes.
  * A transport (transport.c: a plain socket) is the only code that calls
  * read/write/close on the connection's fd.
@@ -46,6 +47,14 @@ typedef struct mk_protocol {
 
 /* memcached's ASCII protocols: classic text commands and meta commands (proto_text.c). */
 extern const mk_protocol mk_protocol_ascii;
+
+/* memcached's binary protocol (proto_binary.c). */
+extern const mk_protocol mk_protocol_binary;
+
+/* The protocol a new connection starts with for -B (negotiate.c): ascii, binary, or one that
+ * becomes either on the connection's first byte. */
+#include "server/options.h"
+const mk_protocol *mk_protocol_for(mk_proto_choice choice);
 
 typedef struct mk_transport {
     const char *name;

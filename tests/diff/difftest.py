@@ -42,18 +42,10 @@ Everything else — error strings, reply order, connection closes — must match
 exactly.
 """
 
-import argparse
-import atexit
-import difflib
-import os
 import random
 import re
 import select
-import signal
-import socket
-import subprocess
 import sys
-import tempfile
 import time
 
 HOST = "127.0.0.1"
@@ -63,93 +55,7 @@ STALL = 2.0
 
 # ----------------------------------------------------------------- servers
 
-_PROCS = []
-
-
-def _cleanup():
-    for p in _PROCS:
-        if p.poll() is None:
-            p.kill()
-            p.wait()
-
-
-atexit.register(_cleanup)
-
-
-def _on_term(signum, frame):
-    _cleanup()
-    sys.exit(128 + signum)
-
-
-signal.signal(signal.SIGTERM, _on_term)
-signal.signal(signal.SIGHUP, _on_term)
-
-
-def _free_port():
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
-
-
-class StartError(Exception):
-    pass
-
-
-class Server:
-    def __init__(self, label, binary, extra, logdir):
-        self.label = label
-        self.binary = binary
-        if not (os.path.isfile(binary) and os.access(binary, os.X_OK)):
-            raise StartError(f"difftest: {label} binary not found or not executable: {binary}")
-        asan = "/san/" in binary
-        for attempt in range(5):
-            self.port = _free_port()
-            self.log = os.path.join(logdir, f"{label}-{self.port}.stderr")
-            argv = [binary, "-p", str(self.port), "-l", HOST, "-U", "0", "-u", "root"] + extra
-            with open(self.log, "wb") as lf:
-                self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=lf, stderr=lf,
-                                             start_new_session=True)
-            _PROCS.append(self.proc)
-            deadline = time.monotonic() + (15 if asan else 5)
-            while time.monotonic() < deadline and self.proc.poll() is None:
-                try:
-                    socket.create_connection((HOST, self.port), timeout=0.2).close()
-                    self.argv = argv
-                    return
-                except OSError:
-                    time.sleep(0.02)
-            if self.proc.poll() is None:
-                self.proc.kill()
-            self.proc.wait()
-            err = self.stderr()
-            if "in use" in err or "bind" in err.lower():
-                continue
-            raise StartError(f"difftest: {label} did not start: {' '.join(argv)}\n{err}")
-        raise StartError(f"difftest: {label} did not start (port conflicts)")
-
-    def stderr(self):
-        try:
-            with open(self.log, "rb") as f:
-                return f.read().decode("utf-8", "replace")
-        except OSError:
-            return ""
-
-    def alive(self):
-        return self.proc.poll() is None
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-    def connect(self):
-        s = socket.create_connection((HOST, self.port), timeout=5)
-        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return s
+import harness  # noqa: E402  (tests/diff/harness.py)
 
 
 def _read_reply(sock, until_sentinel=True):
@@ -185,12 +91,7 @@ def _send(sock, data):
 
 # ----------------------------------------------------------------- generator
 
-class CasRef:
-    """A cas unique resolved per server at send time."""
-    __slots__ = ("key", "wrong")
-
-    def __init__(self, key, wrong):
-        self.key, self.wrong = key, wrong
+CasRef = harness.CasRef
 
 
 SYNC = object()          # segment boundary
@@ -587,11 +488,7 @@ def resolve(seg, table):
     out = []
     for p in seg:
         if isinstance(p, CasRef):
-            u = table.get(p.key)
-            if p.wrong:
-                u = (u + 10 ** 12) if u is not None else 10 ** 15
-            elif u is None:
-                u = 10 ** 15 + 1
+            u = p.value(table)
             out.append(b"%d" % u)
         else:
             out.append(p)
@@ -601,32 +498,15 @@ def resolve(seg, table):
 # ----------------------------------------------------------------- running
 
 
-class Side:
-    def __init__(self, server):
-        self.server = server
+class Side(harness.SideBase):
 
     def begin(self):
-        ctl = self.server.connect()
-        ctl.sendall(b"flush_all\r\n")
-        self._read_ok(ctl)
-        ctl.close()
+        harness.flush_all(self.server)
         self.sock = self.server.connect()
         self.closed = False
         self.table = {}
         self.casmap = {}
         self.log = []       # (sent, raw_reply, how)
-
-    @staticmethod
-    def _read_ok(ctl):
-        buf = b""
-        while not buf.endswith(b"\r\n"):
-            d = ctl.recv(100)
-            if not d:
-                break
-            buf += d
-        if buf != b"OK\r\n":
-            raise RuntimeError(f"flush_all on control connection replied {buf!r}")
-        return buf
 
     def send_segment(self, seg):
         data = resolve(seg, self.table)
@@ -651,12 +531,6 @@ class Side:
         learn_cas(rep, self.table)
         self.log.append((data, rep, how))
 
-    def end(self):
-        try:
-            self.sock.close()
-        except OSError:
-            pass
-
     def normalized(self):
         return [(normalize(rep, self.casmap), how) for _, rep, how in self.log]
 
@@ -664,113 +538,42 @@ class Side:
 def run_sequence(seq_parts, sides):
     for s in sides:
         s.begin()
-    try:
-        for seg in segments(seq_parts):
-            for s in sides:
-                s.send_segment(seg)
-            for s in sides:
-                s.read_segment()
-            if all(s.closed for s in sides):
-                break
-    finally:
+
+    def step(idx, seg):
         for s in sides:
-            s.end()
-    a, b = (s.normalized() for s in sides)
-    return a == b, a, b
+            s.send_segment(seg)
+        for s in sides:
+            s.read_segment()
+    return harness.play(sides, segments(seq_parts), step)
 
 
 def show_divergence(seed, sides, a, b, out):
-    out.write(f"\n=== DIVERGENCE in sequence with seed {seed} "
-              f"(reproduce: --seed {seed} --sequences 1 --verbose)\n")
-    ref, test = sides
-    for i, ((sent, raw_ref, how_ref), (sent_t, raw_t, how_t)) in enumerate(zip(ref.log, test.log)):
-        same = (a[i] == b[i]) if i < len(a) and i < len(b) else False
-        out.write(f"--- segment {i} {'(same)' if same else '(DIFFERENT)'}\n")
-        out.write(f"sent      : {sent!r}\n")
-        if sent_t != sent:
-            out.write(f"sent(test): {sent_t!r}\n")
-        out.write(f"memcached : {raw_ref!r} [{how_ref}]\n")
-        out.write(f"memkitd   : {raw_t!r} [{how_t}]\n")
-        if not same:
-            la = [repr(x) for x in a[i][0].split(b"\r\n")] + [f"<{a[i][1]}>"]
-            lb = [repr(x) for x in b[i][0].split(b"\r\n")] + [f"<{b[i][1]}>"]
-            for line in difflib.unified_diff(la, lb, "memcached (normalized)",
-                                             "memkitd (normalized)", lineterm="", n=2):
-                out.write(line + "\n")
+    def replies(label, raw, how, out):
+        out.write(f"{label} : {raw!r} [{how}]\n")
+
+    def lines(seg):
+        return [repr(x) for x in seg[0].split(b"\r\n")] + [f"<{seg[1]}>"]
+
+    harness.show_segments(seed, sides, a, b, out, repr, replies, lines)
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--memkitd", required=True, help="binary under test")
-    ap.add_argument("--memcached", default="/usr/bin/memcached", help="reference binary")
-    ap.add_argument("--sequences", type=int, required=True)
-    ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--name", default="diff")
-    ap.add_argument("--verbose", action="store_true", help="print every sequence's bytes and replies")
-    ap.add_argument("--keep-going", action="store_true", help="don't stop at the first divergence")
-    ap.add_argument("--exclude", default="", help="comma-separated generator kinds to leave out: "
-                    + ",".join(KINDS))
+    ap = harness.arg_parser(__doc__, "diff", KINDS)
     ap.add_argument("--big-numbers", action="store_true",
                     help="also store values >= 2^63 and use deltas >= 2^63 (memcached itself is "
                          "not reproducible there, see the module doc)")
-    ap.add_argument("--server-args", default="-m 64 -t 2", help="options for both servers")
     args = ap.parse_args()
 
-    exclude = {x for x in args.exclude.split(",") if x}
-    bad = exclude - set(KINDS)
-    if bad:
-        ap.error(f"unknown kinds: {sorted(bad)}")
-    extra = args.server_args.split()
-    logdir = tempfile.mkdtemp(prefix="memkit-diff-")
-    try:
-        ref = Server("memcached", os.path.abspath(args.memcached), extra, logdir)
-        test = Server("memkitd", os.path.abspath(args.memkitd), extra, logdir)
-    except StartError as e:
-        print(e)
-        print(f"{args.name}: 0 passed, 1 failed")
-        return 1
-    sides = [Side(ref), Side(test)]
+    def run_seed(seed, exclude, sides):
+        gen = Gen(random.Random(seed), exclude, args.big_numbers)
+        return run_sequence(gen.sequence(exclude), sides)
 
-    passed = failed = stalls = 0
-    t0 = time.monotonic()
-    out = sys.stdout
-    try:
-        for i in range(args.sequences):
-            seed = args.seed + i
-            gen = Gen(random.Random(seed), exclude, args.big_numbers)
-            parts = gen.sequence(exclude)
-            try:
-                same, a, b = run_sequence(parts, sides)
-            except (OSError, RuntimeError) as e:
-                same, a, b = False, [], []
-                out.write(f"\n=== ERROR in sequence seed {seed}: {e!r}\n")
-            stalls += sum(1 for _, _, how in sides[0].log if how == "stall")
-            if args.verbose:
-                out.write(f"--- seed {seed}: {'match' if same else 'DIVERGED'}\n")
-                for sent, rep, how in sides[0].log:
-                    out.write(f"  > {sent!r}\n  < {rep!r} [{how}]\n")
-            dead = [s.server for s in sides if not s.server.alive()]
-            if same and not dead:
-                passed += 1
-            else:
-                failed += 1
-                if a or b:
-                    show_divergence(seed, sides, a, b, out)
-                for d in dead:
-                    out.write(f"\n=== {d.label} DIED (exit {d.proc.returncode}); stderr:\n{d.stderr()[-4000:]}\n")
-                if dead or not args.keep_going:
-                    break
-            if (i + 1) % 1000 == 0 and args.sequences >= 5000:
-                out.write(f"... {i + 1}/{args.sequences} sequences, {failed} failed, "
-                          f"{time.monotonic() - t0:.0f}s\n")
-                out.flush()
-    finally:
-        ref.stop()
-        test.stop()
-    if stalls:
-        out.write(f"note: {stalls} segment(s) ended by a {STALL}s stall instead of the sentinel\n")
-    out.write(f"{args.name}: {passed} passed, {failed} failed\n")
-    return 1 if failed else 0
+    def write_log(side, out):
+        for sent, rep, how in side.log:
+            out.write(f"  > {sent!r}\n  < {rep!r} [{how}]\n")
+
+    return harness.run(ap, args, KINDS, Side, run_seed, show_divergence, write_log,
+                       lambda n: f"note: {n} segment(s) ended by a {STALL}s stall instead of the sentinel")
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 #include <inttypes.h>
 
 #include "check.h"
+#include "memkit/binary.h"
 #include "memkit/proto.h"
 
 #include <stdlib.h>
@@ -972,6 +973,85 @@ static void test_meta_response_parse(void)
     CHECK(mk_parse_meta_response("HD\n", 3, &r) == -1);
 }
 
+/* ---------------- binary protocol (memkit/binary.h) ---------------- */
+
+static size_t bin_frame(uint8_t *out, uint8_t op, const char *key, size_t extlen, uint32_t bodylen)
+{
+    size_t nk = strlen(key);
+    mk_bin_compose_hdr(out, MK_BIN_MAGIC_REQ, op, 0, (uint8_t)extlen, (uint16_t)nk, bodylen, 0x01020304, 7);
+    memset(out + MK_BIN_HDR, 0, extlen);
+    memcpy(out + MK_BIN_HDR + extlen, key, nk);
+    return MK_BIN_HDR + extlen + nk;
+}
+
+static void test_binary_parse_waits_for_header_extras_and_key(void)
+{
+    uint8_t b[128];
+    size_t n = bin_frame(b, MK_BIN_SET, "key", 8, 8 + 3 + 5);
+    mk_bin_frame f;
+    for (size_t i = 0; i < n; i++)
+        CHECK_EQ_I(mk_bin_parse_req(b, i, &f), 0);
+    CHECK_EQ_I(mk_bin_parse_req(b, n, &f), (int64_t)n);
+    CHECK(f.opcode == MK_BIN_SET && f.extlen == 8 && f.keylen == 3 && f.bodylen == 16 && f.cas == 7);
+    CHECK(f.opaque == 0x01020304 || f.opaque == 0x04030201); /* copied as sent, whatever the byte order */
+    CHECK_MEM(f.key.p, f.key.n, "key");
+    CHECK_EQ_U(mk_bin_vlen(&f), 5);
+    /* memcached judges the magic only once 24 bytes are in */
+    b[0] = 'g';
+    CHECK_EQ_I(mk_bin_parse_req(b, 23, &f), 0);
+    CHECK_EQ_I(mk_bin_parse_req(b, 24, &f), -1);
+}
+
+static void test_binary_check_in_memcacheds_order(void)
+{
+    uint8_t b[512];
+    mk_bin_frame f;
+    uint8_t base;
+    bool quiet;
+#define VERDICT(op, key, ext, body) \
+    (bin_frame(b, op, key, ext, body), mk_bin_parse_req(b, sizeof b, &f), mk_bin_check_req(&f, &base, &quiet))
+    CHECK_EQ_I(VERDICT(MK_BIN_GETKQ, "k", 0, 1), MK_BINV_OK);
+    CHECK(base == MK_BIN_GETK && quiet);
+    CHECK_EQ_I(VERDICT(MK_BIN_SET, "k", 8, 9), MK_BINV_OK);
+    CHECK(base == MK_BIN_SET && !quiet);
+    CHECK_EQ_I(VERDICT(MK_BIN_SET, "k", 8, 8), MK_BINV_BAD_LENGTHS);   /* keylen + extlen > bodylen */
+    CHECK_EQ_I(VERDICT(MK_BIN_GET, "kk", 0, 1), MK_BINV_BAD_LENGTHS);
+    CHECK_EQ_I(VERDICT(MK_BIN_SET, "k", 4, 9), MK_BINV_BAD_FORMAT);    /* set needs 8 bytes of extras */
+    CHECK_EQ_I(VERDICT(MK_BIN_GET, "k", 0, 2), MK_BINV_BAD_FORMAT);    /* get has no value */
+    CHECK_EQ_I(VERDICT(MK_BIN_INCREMENTQ, "n", 20, 21), MK_BINV_OK);
+    CHECK_EQ_I(VERDICT(MK_BIN_INCREMENT, "n", 20, 22), MK_BINV_BAD_FORMAT);
+    CHECK_EQ_I(VERDICT(MK_BIN_FLUSH, "", 4, 4), MK_BINV_OK);
+    CHECK_EQ_I(VERDICT(MK_BIN_FLUSH, "", 2, 2), MK_BINV_BAD_FORMAT);
+    CHECK_EQ_I(VERDICT(MK_BIN_STAT, "items", 0, 9), MK_BINV_OK);       /* stat does not check bodylen */
+    CHECK_EQ_I(VERDICT(MK_BIN_VERBOSITY, "", 4, 4), MK_BINV_UNKNOWN);  /* not served by memcached 1.6.18 */
+    CHECK_EQ_I(VERDICT(0x40, "k", 0, 1), MK_BINV_UNKNOWN);
+    char big[252];
+    memset(big, 'k', 251);
+    big[251] = 0;
+    CHECK_EQ_I(VERDICT(MK_BIN_GET, big, 0, 251), MK_BINV_KEY_TOO_LONG);
+    CHECK_EQ_I(VERDICT(0x40, big, 0, 250), MK_BINV_BAD_LENGTHS);       /* lengths before the key, before the opcode */
+#undef VERDICT
+}
+
+static void test_binary_response_round_trip(void)
+{
+    uint8_t b[64];
+    mk_bin_compose_hdr(b, MK_BIN_MAGIC_RES, MK_BIN_GETK, MK_BIN_KEY_ENOENT, 0, 3, 3, 99, 0);
+    memcpy(b + MK_BIN_HDR, "abc", 3);
+    mk_bin_frame f;
+    CHECK_EQ_I(mk_bin_parse_res(b, MK_BIN_HDR + 2, &f), 0);
+    CHECK_EQ_I(mk_bin_parse_res(b, MK_BIN_HDR + 3, &f), MK_BIN_HDR + 3);
+    CHECK(f.opcode == MK_BIN_GETK && f.vbucket_or_status == MK_BIN_KEY_ENOENT && f.opaque == 99);
+    CHECK_MEM(f.key.p, f.key.n, "abc");
+    b[4] = 1; /* extlen 1 + keylen 3 > bodylen 3 */
+    CHECK_EQ_I(mk_bin_parse_res(b, MK_BIN_HDR + 3, &f), -1);
+    b[0] = MK_BIN_MAGIC_REQ;
+    CHECK_EQ_I(mk_bin_parse_res(b, MK_BIN_HDR + 3, &f), -1);
+    CHECK(strcmp(mk_bin_status_text(MK_BIN_E2BIG), "Too large.") == 0);
+    CHECK(strcmp(mk_bin_status_text(MK_BIN_KEY_EEXISTS), "Data exists for key.") == 0);
+    CHECK(strcmp(mk_bin_status_text(0x1234), "") == 0);
+}
+
 int main(void)
 {
     RUN(test_line_endings);
@@ -1013,6 +1093,9 @@ int main(void)
     RUN(test_meta_parse_flags_in_order);
     RUN(test_meta_parse_errors_as_memcached);
     RUN(test_meta_base64_keys);
+    RUN(test_binary_parse_waits_for_header_extras_and_key);
+    RUN(test_binary_check_in_memcacheds_order);
+    RUN(test_binary_response_round_trip);
     RUN(test_meta_request_round_trip);
     RUN(test_meta_response_parse);
     return check_summary("test_proto");

@@ -101,11 +101,25 @@ static void test_long_options_and_suboptions(void)
     CHECK(strstr(p->err, "lru_crawler has no effect") != NULL);
 }
 
+static void test_protocol_choice(void)
+{
+    parsed *p = parse("-B", "binary", NULL);
+    CHECK(p->r == MK_OPT_RUN && p->s.protocol == MK_PROTO_BINARY);
+    p = parse("-B", "ascii", NULL);
+    CHECK(p->r == MK_OPT_RUN && p->s.protocol == MK_PROTO_ASCII);
+    p = parse("-B", "auto", NULL);
+    CHECK(p->r == MK_OPT_RUN && p->s.protocol == MK_PROTO_AUTO);
+    CHECK(strcmp(mk_protocol_choice_name(MK_PROTO_AUTO), "auto-negotiate") == 0);
+    mk_settings s;
+    mk_settings_init(&s);
+    CHECK(s.protocol == MK_PROTO_AUTO);
+}
+
 static void test_bad_values_give_one_line_and_status_1(void)
 {
     const char *bad[][2] = {
         {"-p", "70000"}, {"-p", "abc"}, {"-m", "0"}, {"-m", "12x"}, {"-t", "0"}, {"-c", "-5"},
-        {"-I", "512"},   {"-I", "2g"},  {"-I", "1q"}, {"-B", "binary"}, {"-B", "foo"}, {"-o", "nosuch"},
+        {"-I", "512"},   {"-I", "2g"},  {"-I", "1q"}, {"-B", "foo"}, {"-o", "nosuch"},
         {"-o", "hashpower=abc"}, {"-R", "0"}, {"-a", "999"}, {"-e", ""},
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
@@ -166,6 +180,7 @@ int main(void)
     RUN(test_defaults_listen_on_loopback_only);
     RUN(test_memcached_short_options);
     RUN(test_long_options_and_suboptions);
+    RUN(test_protocol_choice);
     RUN(test_bad_values_give_one_line_and_status_1);
     RUN(test_help_and_version_exit_0);
     RUN(test_item_size_over_half_memory);
