@@ -68,8 +68,9 @@ $(BUILD)/libmemkit.a: $(CLIENT_OBJ) $(filter-out $(BUILD)/obj/src/storage/%,$(CO
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^
 
+SERVER_LIBS := $(STORE_LIBS) -lsasl2
 $(BUILD)/memkitd: $(SERVER_OBJ) $(BUILD)/libmkcore.a
-	$(CC) $(LDFLAGS) -o $@ $(SERVER_OBJ) $(BUILD)/libmkcore.a $(STORE_LIBS) -lm
+	$(CC) $(LDFLAGS) -o $@ $(SERVER_OBJ) $(BUILD)/libmkcore.a $(SERVER_LIBS) -lm
 
 TEST_CC = $(CC) $(CPPFLAGS) $(CFLAGS) -Itests/unit $(LDFLAGS) -o $@ $^
 $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libmkcore.a
@@ -84,7 +85,7 @@ $(BUILD)/tests/%: tests/unit/client/%.c $(BUILD)/libmemkit.a
 SERVER_LIB_OBJ := $(filter-out %/main.o,$(SERVER_OBJ))
 $(BUILD)/tests/%: tests/unit/server/%.c $(SERVER_LIB_OBJ) $(BUILD)/libmkcore.a
 	@mkdir -p $(dir $@)
-	$(TEST_CC) $(STORE_LIBS) -lm
+	$(TEST_CC) $(SERVER_LIBS) -lm
 
 unit: all
 	@for t in $(UNIT_BIN); do $$t || exit 1; done

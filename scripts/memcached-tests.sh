@@ -15,7 +15,7 @@ tests=("$@")
                                  malicious-commands.t multiversioning.t issue_104.t issue_108.t issue_152.t
                                  issue_192.t issue_29.t issue_3.t issue_41.t issue_68.t issue_70.t quit.t
                                  item_size_max.t dash-M.t evictions.t getset.t daemonize.t unixsocket.t maxconns.t
-                                 binary.t binary-get.t)
+                                 binary.t binary-get.t binary-sasl.t)
 up=1.6.18
 dest=build/memcached-src
 root="$dest/memcached-$up"
@@ -35,6 +35,7 @@ exec "$memkitd" "\${args[@]}"
 WRAP
 printf '#!/bin/sh\n# timedrun SECONDS CMD...: the harness'"'"'s watchdog; the caller'"'"'s timeout bounds the run\nshift\nexec "$@"\n' > "$root/timedrun"
 chmod +x "$root/memcached-debug" "$root/timedrun"
+export RUN_SASL_TESTS=1 # binary-sasl.t: a sasldb made with saslpasswd2 (sasl2-bin), t/sasl/memcached.conf
 passed=0 failed=0
 for t in "${tests[@]}"; do
   out=$(cd "$root" && timeout 300 perl -It/lib "t/$t" 2>&1)

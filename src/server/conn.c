@@ -91,6 +91,8 @@ void mk_conn_close(mk_conn *c)
     c->closed = true;
     mk_loop_del(wk->loop, &c->w);
     c->tr->close(c);
+    if (c->proto->release)
+        c->proto->release(c);
     out_reset(c);
     mk_item_put(srv->cache, c->nitem);
     c->nitem = NULL;

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "server/options.h"
+#include "server/sasl.h"
 #include "server/server.h"
 
 /* As root, switch to the -u user (memcached refuses to run as root without -u). */
@@ -87,6 +88,11 @@ int main(int argc, char **argv)
     mk_settings_init(&s);
     if (mk_options_parse(&s, argc, argv, stdout, stderr, &status) == MK_OPT_EXIT)
         return status;
+    char err[256];
+    if (s.sasl && !mk_sasl_init(s.verbose, err, sizeof err)) {
+        fprintf(stderr, "memkitd: %s\n", err);
+        return 1;
+    }
     if (!drop_privileges(&s))
         return 1;
 

@@ -64,6 +64,8 @@ void mk_options_usage(FILE *out)
         "-F, --disable-flush-all   disable the flush_all command\n"
         "-b, --listen-backlog=<num> listen backlog (default: 1024)\n"
         "-B, --protocol=<name>     auto (default: the first byte of a connection decides), ascii or binary\n"
+        "-S, --enable-sasl         binary-protocol clients must authenticate (SASL: libsasl2's memcached.conf,\n"
+        "                          $SASL_CONF_PATH, $MEMCACHED_SASL_PWDB); implies -B binary\n"
         "-I, --max-item-size=<num> largest item, with k/m suffix (default: 1m, min: 1k, max: 1024m)\n"
         "-e, --memory-file=<file>  keep item memory in <file> (tmpfs such as /dev/shm, or a disk path):\n"
         "                          a clean stop (SIGTERM, SIGINT, SIGUSR1) leaves an image the next start\n"
@@ -178,11 +180,11 @@ mk_opt_result mk_options_parse(mk_settings *s, int argc, char **argv, FILE *out,
         {"protocol", required_argument, 0, 'B'},    {"max-item-size", required_argument, 0, 'I'},
         {"disable-flush-all", no_argument, 0, 'F'}, {"disable-dumping", no_argument, 0, 'X'},
         {"disable-watch", no_argument, 0, 'W'},     {"extended", required_argument, 0, 'o'},
-        {"memory-file", required_argument, 0, 'e'},
+        {"memory-file", required_argument, 0, 'e'}, {"enable-sasl", no_argument, 0, 'S'},
         {0, 0, 0, 0},
     };
-    const char *shortopts = ":p:U:s:a:Al:dru:m:Mc:kvhVP:f:n:Lt:R:Cb:B:I:FXWo:D:e:";
-    bool item_size_given = false;
+    const char *shortopts = ":p:U:s:a:Al:dru:m:Mc:kvhVP:f:n:Lt:R:Cb:B:I:FXWo:D:e:S";
+    bool item_size_given = false, protocol_given = false;
     long v;
     uint64_t sz;
 
@@ -282,7 +284,11 @@ mk_opt_result mk_options_parse(mk_settings *s, int argc, char **argv, FILE *out,
             if (!parse_long(optarg, 1, INT_MAX, &v)) goto bad_value;
             s->backlog = (int)v;
             break;
+        case 'S':
+            s->sasl = true;
+            break;
         case 'B':
+            protocol_given = true;
             if (strcmp(optarg, "auto") == 0)
                 s->protocol = MK_PROTO_AUTO;
             else if (strcmp(optarg, "ascii") == 0)
@@ -341,6 +347,14 @@ mk_opt_result mk_options_parse(mk_settings *s, int argc, char **argv, FILE *out,
             return MK_OPT_EXIT;
         }
         s->item_size_max = s->maxbytes / 2; /* small -m with the default -I: shrink -I to fit */
+    }
+    if (s->sasl) { /* SASL exists only in the binary protocol: memcached's rule */
+        if (protocol_given && s->protocol != MK_PROTO_BINARY) {
+            fprintf(err, "memkitd: -S (SASL) needs the binary protocol: the text protocols cannot "
+                         "authenticate (leave -B out, or -B binary)\n");
+            return MK_OPT_EXIT;
+        }
+        s->protocol = MK_PROTO_BINARY;
     }
     if (s->nlisten == 0)
         s->listen[s->nlisten++] = "127.0.0.1";

@@ -45,7 +45,8 @@ typedef struct mk_settings {
     int idle_timeout;           /* -o idle_timeout=S: close connections idle this long (0 = never) */
     bool maxconns_fast;         /* -o maxconns_fast / no_maxconns_fast */
     const char *memory_file;    /* -e: item memory in this file, for warm restarts (NULL: anonymous memory) */
-    mk_proto_choice protocol;   /* -B (default auto) */
+    mk_proto_choice protocol;   /* -B (default auto; binary with -S) */
+    bool sasl;                  /* -S: binary-protocol clients must authenticate (SASL, server/sasl.h) */
 } mk_settings;
 
 /* The defaults (memcached's, except: listen on 127.0.0.1 only). */

@@ -4,6 +4,7 @@
 
 #include "memkit/binary.h"
 #include "server/proto_binary.h"
+#include "server/sasl.h"
 #include "server/exec.h"
 #include "server/stats_cmd.h"
 #include "server/version.h"
@@ -315,6 +316,83 @@ static void do_stat(mk_conn *c, const mk_bin_frame *f)
     respond(c, f, MK_BIN_OK, 0, NULL, 0); /* the terminator */
 }
 
+/* ---- SASL (-S) ---- */
+
+#define SASL_MECH_MAX 32      /* memcached's MAX_SASL_MECH_LEN */
+#define SASL_DATA_MAX 8192    /* longer SASL data: Out of memory, as memcached answers data it cannot hold */
+
+/* What may run before authentication: the SASL requests themselves and version (memcached's list). */
+static bool allowed_unauthenticated(uint8_t opcode)
+{
+    return opcode == MK_BIN_SASL_LIST_MECHS || opcode == MK_BIN_SASL_AUTH || opcode == MK_BIN_SASL_STEP ||
+           opcode == MK_BIN_VERSION;
+}
+
+/* The connection's SASL state, made on first use; every SASL request starts unauthenticated again. */
+static mk_sasl_conn *sasl_of(mk_conn *c)
+{
+    mk_bin_state *s = bst(c);
+    if (!s->sasl)
+        s->sasl = mk_sasl_conn_new();
+    s->authenticated = false;
+    return s->sasl;
+}
+
+static void do_sasl_list(mk_conn *c, const mk_bin_frame *f)
+{
+    const char *mechs;
+    unsigned n;
+    if (!mk_sasl_list_mechs(sasl_of(c), &mechs, &n)) {
+        error(c, f, MK_BIN_AUTH_ERROR);
+        return;
+    }
+    respond(c, f, MK_BIN_OK, 0, mechs, n);
+}
+
+/* SASL_AUTH / SASL_STEP: the mechanism is the key, the client's data the value (read whole first). */
+static ssize_t do_sasl_auth(mk_conn *c, const mk_bin_frame *f, uint8_t op, size_t used, size_t avail)
+{
+    uint32_t vlen = mk_bin_vlen(f);
+    if (f->keylen > SASL_MECH_MAX || vlen > SASL_DATA_MAX) {
+        error(c, f, f->keylen > SASL_MECH_MAX ? MK_BIN_EINVAL : MK_BIN_ENOMEM);
+        mk_conn_start_swallow(c, vlen);
+        return (ssize_t)used;
+    }
+    if (avail - used < vlen)
+        return 0; /* the data is not all here yet */
+    char mech[SASL_MECH_MAX + 1];
+    memcpy(mech, f->key.p, f->key.n);
+    mech[f->key.n] = '\0';
+    const char *out;
+    unsigned outlen;
+    mk_sasl_conn *sc = sasl_of(c);
+    mk_thread_stats *ts = &c->worker->stats;
+    switch (mk_sasl_auth(sc, op == MK_BIN_SASL_STEP, mech, f->key.p + f->key.n, vlen, &out, &outlen)) {
+    case MK_SASL_OK:
+        bst(c)->authenticated = true;
+        MK_STAT_INC(ts, auth_cmds);
+        respond(c, f, MK_BIN_OK, 0, "Authenticated", 13);
+        break;
+    case MK_SASL_CONTINUE:
+        respond(c, f, MK_BIN_AUTH_CONTINUE, 0, out, outlen);
+        transmitted(c);
+        break;
+    default:
+        MK_STAT_INC(ts, auth_cmds);
+        MK_STAT_INC(ts, auth_errors);
+        error(c, f, MK_BIN_AUTH_ERROR);
+        break;
+    }
+    return (ssize_t)(used + vlen);
+}
+
+static void bin_release(mk_conn *c)
+{
+    mk_bin_state *s = bst(c);
+    mk_sasl_conn_free(s->sasl);
+    s->sasl = NULL;
+}
+
 /* ---- the protocol ---- */
 
 static ssize_t bin_execute(mk_conn *c, const char *in, size_t len)
@@ -330,7 +408,13 @@ static ssize_t bin_execute(mk_conn *c, const char *in, size_t len)
         return 0;
     uint8_t op;
     bool quiet;
-    switch (mk_bin_check_req(&f, &op, &quiet)) {
+    mk_bin_verdict v = mk_bin_check_req(&f, &op, &quiet);
+    bool sasl = c->worker->srv->settings->sasl;
+    if (v != MK_BINV_BAD_LENGTHS && sasl && !bst(c)->authenticated && !allowed_unauthenticated(f.opcode)) {
+        error(c, &f, MK_BIN_AUTH_ERROR); /* memcached: checked before anything else but the lengths */
+        return -1;
+    }
+    switch (v) {
     case MK_BINV_OK:
         break;
     case MK_BINV_BAD_LENGTHS:
@@ -388,9 +472,14 @@ static ssize_t bin_execute(mk_conn *c, const char *in, size_t len)
     case MK_BIN_SASL_LIST_MECHS:
     case MK_BIN_SASL_AUTH:
     case MK_BIN_SASL_STEP:
-        /* SASL is off: memcached answers as for an unknown command and discards the value */
-        error(c, &f, MK_BIN_UNKNOWN_COMMAND);
-        mk_conn_start_swallow(c, f.bodylen - f.keylen);
+        if (!sasl) { /* SASL is off: memcached answers as for an unknown command and discards the value */
+            error(c, &f, MK_BIN_UNKNOWN_COMMAND);
+            mk_conn_start_swallow(c, f.bodylen - f.keylen);
+        } else if (op == MK_BIN_SASL_LIST_MECHS) {
+            do_sasl_list(c, &f);
+        } else {
+            return do_sasl_auth(c, &f, op, (size_t)used, len);
+        }
         break;
     default:
         break;
@@ -403,4 +492,5 @@ const mk_protocol mk_protocol_binary = {
     .execute = bin_execute,
     .complete_nread = bin_complete_nread,
     .state_size = sizeof(mk_bin_state),
+    .release = bin_release,
 };

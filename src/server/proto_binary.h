@@ -15,6 +15,9 @@ typedef struct mk_bin_state {
     mk_store_op op;
     uint64_t cas_in;
     unsigned opts;    /* MK_STORE_X_* */
+    /* SASL (-S) */
+    struct mk_sasl_conn *sasl; /* made on the first SASL request, freed when the connection closes */
+    bool authenticated;
 } mk_bin_state;
 
 #endif

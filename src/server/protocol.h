@@ -43,6 +43,8 @@ typedef struct mk_protocol {
     void (*complete_nread)(mk_conn *c, mk_item *it, bool tail_ok);
     /* Bytes of per-connection state (mk_conn_pstate); zeroed when the connection is made. */
     size_t state_size;
+    /* Release what the state holds beyond its bytes when the connection closes (NULL: nothing). */
+    void (*release)(mk_conn *c);
 } mk_protocol;
 
 /* memcached's ASCII protocols: classic text commands and meta commands (proto_text.c). */

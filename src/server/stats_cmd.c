@@ -70,8 +70,8 @@ static void stats_general(mk_server *srv, const mk_stat_sink *k)
     stat(k, "touch_misses", "%" PRIu64, ts.touch_misses);
     stat(k, "store_too_large", "%" PRIu64, ts.store_too_large);
     stat(k, "store_no_memory", "%" PRIu64, ts.store_no_memory);
-    stat(k, "auth_cmds", "%d", 0);
-    stat(k, "auth_errors", "%d", 0);
+    stat(k, "auth_cmds", "%" PRIu64, ts.auth_cmds);
+    stat(k, "auth_errors", "%" PRIu64, ts.auth_errors);
     stat(k, "bytes_read", "%" PRIu64, ts.bytes_read);
     stat(k, "bytes_written", "%" PRIu64, ts.bytes_written);
     stat(k, "limit_maxbytes", "%zu", s->maxbytes);
@@ -142,7 +142,7 @@ static void stats_settings(mk_server *srv, const mk_stat_sink *k)
     stat(k, "cas_enabled", "%s", s->use_cas ? "yes" : "no");
     stat(k, "tcp_backlog", "%d", s->backlog);
     stat(k, "binding_protocol", "%s", mk_protocol_choice_name(s->protocol));
-    stat(k, "auth_enabled_sasl", "%s", "no");
+    stat(k, "auth_enabled_sasl", "%s", s->sasl ? "yes" : "no");
     stat(k, "auth_enabled_ascii", "%s", "no");
     stat(k, "item_size_max", "%zu", s->item_size_max);
     stat(k, "maxconns_fast", "%s", s->maxconns_fast ? "yes" : "no");
