@@ -67,7 +67,8 @@ typedef enum mk_error {
     MK_EERROR = -18,         /* the server replied ERROR (command unknown to it) */
     MK_EAGAIN = -19,         /* non-blocking interface: wait for mk_op_fd()/mk_op_events(), then step again */
     MK_ERANGE = -20,         /* a server index out of range, or a buffer too small */
-    MK_ENOTNUM = -21         /* incr/decr on a value that is not a decimal number (CLIENT_ERROR) */
+    MK_ENOTNUM = -21,        /* incr/decr on a value that is not a decimal number (CLIENT_ERROR) */
+    MK_EAUTH = -22           /* the server refused the SASL credentials (or wants some: binary 0x20) */
 } mk_error;
 
 /* mk_strerror — a static, human-readable string for an MK_E* code ("unknown error" otherwise). */
@@ -102,6 +103,11 @@ typedef struct mk_options {
     int pool_size;                /* default 8: most connections open to one server; >= 1 */
     int checkout_timeout_ms;      /* default 1000: longest wait for a free pooled connection */
     bool tcp_nodelay;             /* default true */
+    bool binary;                  /* default false: memcached's binary protocol instead of the text one
+                                     (for servers that speak nothing else, and for SASL); no herd calls */
+    const char *username;         /* default NULL: with password, SASL PLAIN on every new connection
+                                     (binary protocol; copied by mk_client_create) */
+    const char *password;
 } mk_options;
 
 /* mk_options_init — fill *opt with the defaults above. */

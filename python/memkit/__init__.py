@@ -26,7 +26,7 @@ from . import _memkit
 from ._memkit import (  # noqa: F401  the error table's classes
     Error, ConnectionError, ResolveError, IOError, ServerDeadError, NoServerError, TimeoutError,
     PoolTimeoutError, ProtocolError, ServerReplyError, ClientErrorReply, ServerErrorReply, ErrorReply,
-    NotNumericError, InvalidArgumentError, OutOfMemoryError, BadKeyError, ServerListError,
+    NotNumericError, AuthError, InvalidArgumentError, OutOfMemoryError, BadKeyError, ServerListError,
     MemcachedKeyError, MemcachedKeyLengthError, MemcachedKeyCharacterError, MemcachedKeyNoneError,
     MemcachedKeyTypeError, MemcachedStringEncodingError,
     set_wait_callback, get_wait_callback, libmemkit_version,
@@ -123,7 +123,8 @@ class Client(_memkit.Client):
                  dead_retry=_DEAD_RETRY, socket_timeout=_SOCKET_TIMEOUT, cache_cas=False,
                  flush_on_reconnect=0, check_keys=True, *, distribution="ketama", connect_timeout=None,
                  pool_size=8, failure_limit=1, auto_eject=True, pool_timeout=30.0, checkout_timeout=None,
-                 min_compress_len=0, serializer=None, deserializer=None, raise_errors=False):
+                 min_compress_len=0, serializer=None, deserializer=None, raise_errors=False, binary=False,
+                 username=None, password=None):
         if compressor is not zlib.compress or decompressor is not zlib.decompress:
             raise ValueError("memkit compresses with zlib in C: custom compressor/decompressor "
                              "are not supported (use serializer/deserializer)")
@@ -141,7 +142,8 @@ class Client(_memkit.Client):
                             failure_limit=failure_limit, pool_size=pool_size,
                             checkout_timeout=_positive("pool_timeout", pool_timeout if checkout_timeout is None
                                                        else checkout_timeout),
-                            auto_eject=auto_eject, flush_on_rejoin=bool(flush_on_reconnect))
+                            auto_eject=auto_eject, flush_on_rejoin=bool(flush_on_reconnect),
+                            binary=bool(binary or username), username=username, password=password)
         self.set_servers(servers)
         self.stats = {}
         self.cache_cas = cache_cas

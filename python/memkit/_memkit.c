@@ -31,6 +31,7 @@ static const struct {
     {MK_ESERVERERR, "ServerErrorReply", "ServerReplyError"},
     {MK_EERROR, "ErrorReply", "ServerReplyError"},
     {MK_ENOTNUM, "NotNumericError", "ServerReplyError"},
+    {MK_EAUTH, "AuthError", NULL},
 };
 /* Intermediate classes that map no code of their own. */
 static const char *const extra_classes[] = {"ServerReplyError"};

@@ -1675,19 +1675,20 @@ static PyObject *Client_check_key(ClientObject *self, PyObject *const *args, Py_
 /* ----------------------------------------------------------- life cycle */
 
 /* _configure(servers, distribution='ketama', connect_timeout=3.0, timeout=3.0, dead_retry=30,
- *            failure_limit=1, pool_size=8, checkout_timeout=30.0, auto_eject=True, buckets=None)
+ *            failure_limit=1, pool_size=8, checkout_timeout=30.0, auto_eject=True, buckets=None,
+ *            flush_on_rejoin=False, binary=False, username=None, password=None)
  * (Re)creates the libmemkit client; servers is libmemkit's list text ("" = no servers). */
 static int Client_init(ClientObject *self, PyObject *args, PyObject *kw)
 {
     static char *names[] = {"servers", "distribution", "connect_timeout", "timeout", "dead_retry",
                             "failure_limit", "pool_size", "checkout_timeout", "auto_eject", "buckets",
-                            "flush_on_rejoin", NULL};
-    const char *servers, *dist = "ketama";
+                            "flush_on_rejoin", "binary", "username", "password", NULL};
+    const char *servers, *dist = "ketama", *user = NULL, *password = NULL;
     double cto = 3.0, ito = 3.0, retry = 30.0, chk = 30.0;
-    int flimit = 1, pool = 8, eject = 1, flush = 0;
+    int flimit = 1, pool = 8, eject = 1, flush = 0, binary = 0;
     PyObject *buckets = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "s|sdddiidpOp:Client", names, &servers, &dist, &cto, &ito, &retry,
-                                     &flimit, &pool, &chk, &eject, &buckets, &flush))
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "s|sdddiidpOppzz:Client", names, &servers, &dist, &cto, &ito, &retry,
+                                     &flimit, &pool, &chk, &eject, &buckets, &flush, &binary, &user, &password))
         return -1;
     mk_options o;
     mk_options_init(&o);
@@ -1704,6 +1705,9 @@ static int Client_init(ClientObject *self, PyObject *args, PyObject *kw)
     o.checkout_timeout_ms = chk > 0 ? (int)(chk * 1000 + 0.5) : 0;
     o.auto_eject = eject != 0;
     o.flush_on_rejoin = flush != 0;
+    o.binary = binary != 0;
+    o.username = user;
+    o.password = password;
     size_t *bk = NULL, nbk = 0;
     if (buckets != Py_None) {
         PyObject *seq = PySequence_Fast(buckets, "buckets must be a sequence of server indexes");
@@ -1747,6 +1751,7 @@ static int Client_init(ClientObject *self, PyObject *args, PyObject *kw)
     mk_client *old = self->c;
     self->c = c;
     self->opt = o;
+    self->opt.username = self->opt.password = NULL; /* (mk_client_create copied them; ours are borrowed) */
     self->fork_gen = mkpy_fork_gen;
     PyMem_Free(self->buckets);
     self->buckets = bk;

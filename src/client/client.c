@@ -43,6 +43,7 @@ const char *mk_strerror(int err)
     case MK_EAGAIN: return "operation would block";
     case MK_ERANGE: return "out of range";
     case MK_ENOTNUM: return "value is not a number";
+    case MK_EAUTH: return "authentication failed";
     default: return "unknown error";
     }
 }
@@ -134,6 +135,11 @@ int mk_client_create(mk_client **out, const char *servers, const mk_options *opt
     if (o.connect_timeout_ms <= 0 || o.io_timeout_ms <= 0 || o.failure_limit < 1 ||
         o.retry_interval_ms < 0 || o.pool_size < 1 || o.checkout_timeout_ms < 0)
         return fail(errbuf, errlen, MK_EINVAL, "invalid options (timeouts, pool size and failure limit must be positive)");
+    if ((o.username == NULL) != (o.password == NULL) ||
+        (o.username && (strlen(o.username) > MK_CRED_MAX || strlen(o.password) > MK_CRED_MAX)))
+        return fail(errbuf, errlen, MK_EINVAL, "SASL needs both a user name and a password (each at most 255 bytes)");
+    if (o.username)
+        o.binary = true; /* SASL exists only in the binary protocol */
     mk_dist_kind kind = MK_DIST_KIND_COUNT_;
     for (size_t i = 0; i < sizeof dists / sizeof dists[0]; i++)
         if (dists[i].d == o.distribution)
@@ -154,6 +160,16 @@ int mk_client_create(mk_client **out, const char *servers, const mk_options *opt
         return fail(errbuf, errlen, MK_ENOMEM, "out of memory");
     }
     c->opt = o;
+    if (o.username) { /* copied: the caller's strings may go */
+        c->opt.username = c->cred = malloc(strlen(o.username) + strlen(o.password) + 2);
+        if (c->cred == NULL) {
+            mk_servers_free(&list);
+            free(c);
+            return fail(errbuf, errlen, MK_ENOMEM, "out of memory");
+        }
+        strcpy(c->cred, o.username);
+        c->opt.password = strcpy(c->cred + strlen(o.username) + 1, o.password);
+    }
     c->kind = kind;
     c->n = list.n;
     c->specs = list.servers;
@@ -237,6 +253,7 @@ void mk_client_destroy(mk_client *c)
     pthread_rwlock_destroy(&c->live_lock);
     mk_server_list l = {c->specs, c->n, c->spec_strings};
     mk_servers_free(&l);
+    free(c->cred);
     free(c);
 }
 

@@ -31,7 +31,8 @@ typedef struct mk_conn {
     int fd;                     /* -1: not connected yet */
     bool connecting;            /* non-blocking connect() in progress */
     bool unsynced;              /* a classic noreply request was sent: a stray reply may follow */
-    uint32_t quiet_open;        /* quiet meta requests (noreply to a meta server) sent since the last "mn" */
+    bool binary;                /* speaks the binary protocol (the client's binary option) */
+    uint32_t quiet_open;        /* quiet requests (noreply: meta q, or binary quiet opcodes) since the last "mn"/noop */
     uint32_t pending_mn;        /* "mn"s sent whose "MN" has not been read yet: the failures of the quiet
                                    requests before them, then "MN", come before any other reply */
     bool blocking;              /* O_NONBLOCK cleared and SO_RCVTIMEO = io_timeout_ms set (mk_op_wait) */
@@ -67,7 +68,8 @@ typedef struct mk_server {
 #define MK_DEAD INT64_MAX       /* dead_until of a dead server: only the probe (or mk_server_revive) ends it */
 
 struct mk_client {
-    mk_options opt;
+    mk_options opt;             /* opt.username/password point into cred */
+    char *cred;                 /* the SASL user name and password, NUL-separated (or NULL) */
     mk_server *servers;
     size_t n;
     mk_dist_kind kind;
@@ -173,6 +175,8 @@ struct mk_op {
     bool blocking;
     bool expect_reply;
     bool quiet;                 /* noreply sent in meta quiet mode and closed by "mn" (pending_mn) */
+    bool binary;                /* the binary protocol (client option) */
+    bool auth_pending;          /* a SASL auth went ahead of the request: its answer comes first */
     bool heap;                  /* allocated by mk_op_start (freed by mk_op_destroy) */
     bool reused;                /* the connection came from the pool without a liveness check */
     bool got_reply;             /* a reply byte arrived for this op */
@@ -209,6 +213,28 @@ int mk__server_meta(mk_client *c, mk_server *s);
 
 /* Ops that have a quiet meta form for MK_NOREPLY (store, delete, incr, decr). */
 bool mk__quiet_capable(mk_opcode code);
+
+/* ---- binop.c: the binary protocol (mk_options.binary) ---- */
+#define MK_CRED_MAX 255                               /* longest SASL user name or password */
+#define MK_AUTH_FRAME_MAX (24 + 5 + 2 + 2 * MK_CRED_MAX) /* a SASL_AUTH PLAIN request */
+/* Compose op's request frames into op->req and its iovecs. 0 or MK_ENOMEM. */
+int mk__bin_compose(mk_op *op);
+/* A SASL_AUTH PLAIN frame for user/password into out; its length, 0 if cap is too small. */
+size_t mk__bin_auth_frame(char *out, size_t cap, const char *user, const char *password);
+/*
+ * Act on the reply frame at p[0..avail): 1 to read more (*want bytes at least,
+ * when known), else the op's final code. *used: the bytes consumed.
+ */
+int mk__bin_read(mk_op *op, const char *p, size_t avail, size_t *used, size_t *want);
+/* One frame of a quiet stream at p: 1 (consumed *used bytes; *noop: it answers a noop), 0 incomplete, -1 garbage. */
+int mk__bin_drain_frame(const char *p, size_t avail, size_t *used, bool *noop);
+/* A NOOP request (closes a stream of quiet requests); returns 24. */
+size_t mk__bin_noop_frame(char *out);
+/* op.c helpers the codecs share: the iovecs over op->req and the values, a value hit, and the text of
+ * an error or version reply. */
+int mk__op_build_iov(mk_op *op);
+int mk__op_on_value(mk_op *op, const mk_response *r, const char *data);
+void mk__op_set_text(mk_op *op, const char *p, size_t n);
 
 /* mk_op_start for callers that already checked every key (mk_mget): no second check. */
 int mk__op_start(mk_client *c, const mk_op_args *args, mk_op **out, bool keys_checked);

@@ -80,6 +80,7 @@ int mk__conn_connect(mk_client *c, mk_server *s, mk_conn *conn)
     conn->fd = fd;
     conn->rpos = conn->rlen = 0;
     conn->unsynced = false;
+    conn->binary = c->opt.binary;
     if (connect(fd, (struct sockaddr *)&s->addr, s->addrlen) == 0) {
         conn->connecting = false;
         return 0;
@@ -125,17 +126,28 @@ int mk__conn_drain(mk_server *s, mk_conn *conn)
     uint64_t failed = 0;
     int rc = 0;
     while ((conn->pending_mn || conn->quiet_open) && conn->rpos < conn->rlen) {
-        mk_meta_resp r;
-        size_t avail = conn->rlen - conn->rpos;
-        ssize_t used = mk_parse_meta_response(conn->rbuf + conn->rpos, avail, &r);
-        if (used < 0 || r.code == MK_MC_VA || (used == 0 && avail > MK_DRAIN_LINE_MAX)) {
-            rc = MK_EPROTO; /* quiet ms/md/ma never answer with a value */
-            break;
+        size_t avail = conn->rlen - conn->rpos, used = 0;
+        bool closes; /* the answer to "mn" (a noop in binary) */
+        if (conn->binary) {
+            int r = mk__bin_drain_frame(conn->rbuf + conn->rpos, avail, &used, &closes);
+            if (r < 0) {
+                rc = MK_EPROTO;
+                break;
+            }
+        } else {
+            mk_meta_resp r;
+            ssize_t n = mk_parse_meta_response(conn->rbuf + conn->rpos, avail, &r);
+            if (n < 0 || (n > 0 && r.code == MK_MC_VA) || (n == 0 && avail > MK_DRAIN_LINE_MAX)) {
+                rc = MK_EPROTO; /* quiet ms/md/ma never answer with a value */
+                break;
+            }
+            used = (size_t)(n > 0 ? n : 0);
+            closes = n > 0 && r.code == MK_MC_MN;
         }
         if (used == 0)
             break;
-        conn->rpos += (size_t)used;
-        if (r.code != MK_MC_MN) {
+        conn->rpos += used;
+        if (!closes) {
             failed++;
         } else if (conn->pending_mn == 0) {
             rc = MK_EPROTO; /* an MN nobody asked for */

@@ -63,6 +63,13 @@ static bool is_get(mk_opcode c)
     return c == MK_OP_GET || c == MK_OP_GETS || c == MK_OP_GAT || c == MK_OP_GATS;
 }
 
+static int build_iov(mk_op *op);
+
+int mk__op_build_iov(mk_op *op)
+{
+    return build_iov(op);
+}
+
 static bool is_batch(const mk_op_args *a)
 {
     return a->nkeyset && !is_get(a->code);
@@ -124,10 +131,12 @@ static mk_cmd keyed_cmd(mk_opcode c)
          : c == MK_OP_INCR ? MK_CMD_INCR : MK_CMD_DECR;
 }
 
-/* Fill op->iov with the whole request (req, and values for stores). */
+/* Fill op->iov with the whole request (req, and values for stores, each followed by "\r\n" in the
+ * text protocol; a binary frame's length says where its value ends). */
 static int build_iov(mk_op *op)
 {
     const mk_op_args *a = &op->a;
+    bool tail = !op->binary;
     op->iovi = 0;
     if (a->code != MK_OP_STORE) {
         op->iov = op->iov_small;
@@ -140,7 +149,7 @@ static int build_iov(mk_op *op)
         op->iov[0] = (struct iovec){op->req, op->nreq};
         op->iov[1] = (struct iovec){(void *)a->value, a->nvalue};
         op->iov[2] = (struct iovec){(void *)"\r\n", 2};
-        op->niov = 3;
+        op->niov = tail ? 3 : 2;
         return 0;
     }
     if (op->iov == NULL || op->iov == op->iov_small) {
@@ -153,7 +162,8 @@ static int build_iov(mk_op *op)
         op->iov[k++] = (struct iovec){op->req + start, op->hdr_end[i] - start};
         if (a->nvalues[i])
             op->iov[k++] = (struct iovec){(void *)a->values[i], a->nvalues[i]};
-        op->iov[k++] = (struct iovec){(void *)"\r\n", 2};
+        if (tail)
+            op->iov[k++] = (struct iovec){(void *)"\r\n", 2};
         start = op->hdr_end[i];
     }
     op->niov = k;
@@ -194,6 +204,8 @@ static size_t compose_quiet(char *p, char *end, const mk_op_args *a, mk_str key,
 static int compose(mk_op *op)
 {
     const mk_op_args *a = &op->a;
+    if (op->binary)
+        return mk__bin_compose(op);
     size_t need = 128 + (a->group ? strlen(a->group) : 0) + a->nkey;
     for (size_t i = 0; i < a->nkeyset; i++)
         need += a->nkeys[i] + (is_batch(a) ? 96 : 1);
@@ -365,10 +377,15 @@ int mk__op_init(mk_client *c, const mk_op_args *args, mk_op *op, bool keys_check
     op->conn = NULL;
     op->state = ST_CHECKOUT;
     op->blocking = false;
+    op->binary = c->opt.binary;
+    op->auth_pending = false;
     op->expect_reply = !(args->mode & MK_NOREPLY);
+    if (op->binary && args->code == MK_OP_TOUCH)
+        op->expect_reply = true; /* the binary protocol has no quiet touch: its answer is read */
     /* (no I/O here: a server not asked yet gets classic noreply; the blocking calls ask first) */
-    op->quiet = !op->expect_reply && mk__quiet_capable(args->code) &&
-                atomic_load_explicit(&op->s->meta, memory_order_relaxed) > 0;
+    op->quiet = !op->expect_reply && (mk__quiet_capable(args->code) || args->code == MK_OP_FLUSH_ALL) &&
+                (op->binary || (args->code != MK_OP_FLUSH_ALL &&
+                                atomic_load_explicit(&op->s->meta, memory_order_relaxed) > 0));
     op->heap = false;
     op->reused = op->got_reply = op->retried = op->wait_eof = false;
     op->waits = (args->mode & MK_WAITS) != 0;
@@ -484,10 +501,33 @@ static int finish(mk_op *op, int rc)
 
 static int start_write(mk_op *op);
 
+/* With credentials, a new connection authenticates first: SASL PLAIN goes ahead of the request
+ * (one frame), and its answer is read before the request's. 0, or an error. */
+static int authenticate(mk_op *op)
+{
+    char f[MK_AUTH_FRAME_MAX];
+    size_t n = mk__bin_auth_frame(f, sizeof f, op->c->opt.username, op->c->opt.password);
+    if (n == 0)
+        return MK_EINVAL;
+    ssize_t w;
+    do
+        w = send(op->conn->fd, f, n, MSG_NOSIGNAL | MSG_DONTWAIT | MSG_MORE);
+    while (w < 0 && errno == EINTR);
+    if (w != (ssize_t)n)
+        return MK_EIO; /* (a new socket's buffer takes a few hundred bytes at once) */
+    op->auth_pending = true;
+    return 0;
+}
+
 /* The connection is connected: write. */
 static int connected(mk_op *op)
 {
     mk__conn_ready(op->c, op->conn);
+    if (op->c->opt.username) {
+        int rc = authenticate(op);
+        if (rc)
+            return finish(op, rc);
+    }
     op->state = ST_WRITE;
     op->deadline = mk__now_ms() + op->c->opt.io_timeout_ms;
     op->fresh = true;
@@ -525,14 +565,27 @@ static int fail_io(mk_op *op, int rc, bool nothing_sent)
     return finish(op, rc);
 }
 
-static void set_text(mk_op *op, mk_str t)
+void mk__op_set_text(mk_op *op, const char *p, size_t n)
 {
-    size_t n = t.n < sizeof op->text - 1 ? t.n : sizeof op->text - 1;
-    memcpy(op->text, t.p, n);
+    if (n > sizeof op->text - 1)
+        n = sizeof op->text - 1;
+    memcpy(op->text, p, n);
     op->text[n] = '\0';
 }
 
+static void set_text(mk_op *op, mk_str t)
+{
+    mk__op_set_text(op, t.p, t.n);
+}
+
 /* A VALUE with its data block at data[0..vlen). Returns 0 or an error. */
+static int on_value(mk_op *op, const mk_response *r, const char *data);
+
+int mk__op_on_value(mk_op *op, const mk_response *r, const char *data)
+{
+    return on_value(op, r, data);
+}
+
 static int on_value(mk_op *op, const mk_response *r, const char *data)
 {
     const mk_op_args *a = &op->a;
@@ -726,7 +779,15 @@ static int do_read(mk_op *op)
             return finish(op, MK_EPROTO);
         size_t avail = cn->pending_mn ? 0 : cn->rlen - cn->rpos;
         size_t want = 4096;
-        if (avail && is_meta(op->a.code)) {
+        if (avail && op->binary) {
+            size_t used;
+            int rc = mk__bin_read(op, cn->rbuf + cn->rpos, avail, &used, &want);
+            cn->rpos += used;
+            if (rc != 1)
+                return finish(op, rc);
+            if (used)
+                continue;
+        } else if (avail && is_meta(op->a.code)) {
             int rc = read_meta(op, cn->rbuf + cn->rpos, avail, &want);
             if (rc != 1)
                 return finish(op, rc);
@@ -790,11 +851,14 @@ static int do_read(mk_op *op)
 static int close_quiet(mk_op *op)
 {
     mk_conn *cn = op->conn;
+    char noop[24];
+    const char *req = cn->binary ? noop : "mn\r\n";
+    size_t len = cn->binary ? mk__bin_noop_frame(noop) : 4;
     ssize_t n;
     do
-        n = send(cn->fd, "mn\r\n", 4, MSG_NOSIGNAL | MSG_DONTWAIT | MSG_MORE);
+        n = send(cn->fd, req, len, MSG_NOSIGNAL | MSG_DONTWAIT | MSG_MORE);
     while (n < 0 && errno == EINTR);
-    if (n != 4)
+    if (n != (ssize_t)len)
         return -1; /* (a partial "mn" leaves the stream unusable: the connection is replaced) */
     cn->pending_mn++;
     cn->quiet_open = 0;
@@ -843,7 +907,9 @@ static int do_write(mk_op *op)
                 op->a.results[i] = 0;
             op->kpos = op->a.nkeyset;
         }
-        return finish(op, 0);
+        if (!op->auth_pending)
+            return finish(op, 0);
+        /* a new connection's SASL answer must still be read (mk__bin_read ends the op after it) */
     }
     op->state = ST_READ;
     if (op->blocking || op->waits) {

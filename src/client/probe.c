@@ -1,5 +1,6 @@
 /* client/probe.c — probes: the circuit breaker's background thread that checks a dead server when its retry interval ends, so no caller ever waits on one; and the one-time question whether a server speaks the meta protocol. */
 #include "client/client.h"
+#include "memkit/binary.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -35,11 +36,10 @@ static bool wait_fd(int fd, short events, int64_t deadline)
     }
 }
 
-/* Send req on conn and read until the reply holds `want` lines, each starting with expect[i]. */
-static bool exchange(mk_client *c, mk_conn *conn, const char *req, const char *const *expect, size_t want)
+/* Send req[0..len) on conn before the deadline. */
+static bool send_all(mk_conn *conn, const char *req, size_t len, int64_t deadline)
 {
-    int64_t deadline = mk__now_ms() + c->opt.io_timeout_ms;
-    size_t len = strlen(req), off = 0;
+    size_t off = 0;
     while (off < len) {
         ssize_t n = send(conn->fd, req + off, len - off, MSG_NOSIGNAL | MSG_DONTWAIT);
         if (n > 0)
@@ -49,20 +49,36 @@ static bool exchange(mk_client *c, mk_conn *conn, const char *req, const char *c
         else if (!wait_fd(conn->fd, POLLOUT, deadline))
             return false;
     }
+    return true;
+}
+
+/* Receive more into buf[*got..cap) before the deadline; false on EOF, an error, a timeout or a full buffer. */
+static bool recv_more(mk_conn *conn, char *buf, size_t *got, size_t cap, int64_t deadline)
+{
+    for (;;) {
+        if (*got == cap)
+            return false;
+        ssize_t n = recv(conn->fd, buf + *got, cap - *got, MSG_DONTWAIT);
+        if (n > 0) {
+            *got += (size_t)n;
+            return true;
+        }
+        if (n == 0 || (errno != EAGAIN && errno != EINTR) || !wait_fd(conn->fd, POLLIN, deadline))
+            return false;
+    }
+}
+
+/* Send req on conn and read until the reply holds `want` lines, each starting with expect[i]. */
+static bool exchange(mk_client *c, mk_conn *conn, const char *req, const char *const *expect, size_t want)
+{
+    int64_t deadline = mk__now_ms() + c->opt.io_timeout_ms;
+    if (!send_all(conn, req, strlen(req), deadline))
+        return false;
     char buf[512];
     size_t got = 0, lines = 0, start = 0;
     while (lines < want) {
-        if (got == sizeof buf)
+        if (!recv_more(conn, buf, &got, sizeof buf, deadline))
             return false;
-        ssize_t n = recv(conn->fd, buf + got, sizeof buf - got, MSG_DONTWAIT);
-        if (n == 0)
-            return false;
-        if (n < 0) {
-            if ((errno != EAGAIN && errno != EINTR) || !wait_fd(conn->fd, POLLIN, deadline))
-                return false;
-            continue;
-        }
-        got += (size_t)n;
         for (size_t i = start; i + 1 < got && lines < want; i++) {
             if (buf[i] != '\r' || buf[i + 1] != '\n')
                 continue;
@@ -114,6 +130,8 @@ static int ask_meta(mk_client *c, mk_conn *conn)
 
 int mk__server_meta(mk_client *c, mk_server *s)
 {
+    if (c->opt.binary)
+        return 0; /* a binary client sends no meta request (its servers may speak nothing else) */
     int known = atomic_load_explicit(&s->meta, memory_order_relaxed);
     if (known)
         return known > 0;
@@ -133,6 +151,45 @@ int mk__server_meta(mk_client *c, mk_server *s)
 }
 
 /* One probe of server s: true if it answered (and, with flush_on_rejoin, was flushed). */
+/* The binary protocol's probe: [SASL auth,] version [, flush]; every answer must say OK. */
+static bool exchange_binary(mk_client *c, mk_conn *conn, bool flush)
+{
+    int64_t deadline = mk__now_ms() + c->opt.io_timeout_ms;
+    char req[MK_AUTH_FRAME_MAX + 2 * MK_BIN_HDR];
+    size_t len = 0, want = 0;
+    if (c->opt.username) {
+        len += mk__bin_auth_frame(req, sizeof req, c->opt.username, c->opt.password);
+        want++;
+    }
+    mk_bin_compose_hdr((uint8_t *)req + len, MK_BIN_MAGIC_REQ, MK_BIN_VERSION, 0, 0, 0, 0, 0, 0);
+    len += MK_BIN_HDR;
+    want++;
+    if (flush) {
+        mk_bin_compose_hdr((uint8_t *)req + len, MK_BIN_MAGIC_REQ, MK_BIN_FLUSH, 0, 0, 0, 0, 0, 0);
+        len += MK_BIN_HDR;
+        want++;
+    }
+    if (!send_all(conn, req, len, deadline))
+        return false;
+    char buf[1024];
+    size_t got = 0;
+    while (want > 0) {
+        mk_bin_frame f;
+        ssize_t used = mk_bin_parse_res(buf, got, &f);
+        if (used < 0 || (used > 0 && f.vbucket_or_status != MK_BIN_OK))
+            return false;
+        if (used > 0) {
+            memmove(buf, buf + used, got - (size_t)used);
+            got -= (size_t)used;
+            want--;
+            continue;
+        }
+        if (!recv_more(conn, buf, &got, sizeof buf, deadline))
+            return false;
+    }
+    return true;
+}
+
 static bool probe(mk_client *c, mk_server *s)
 {
     mk_conn *conn = mk__conn_new();
@@ -143,7 +200,9 @@ static bool probe(mk_client *c, mk_server *s)
     int64_t deadline = mk__now_ms() + c->opt.connect_timeout_ms;
     while (rc == MK_EAGAIN)
         rc = wait_fd(conn->fd, POLLOUT, deadline) ? mk__conn_connect_finish(conn) : MK_ETIMEDOUT;
-    if (rc == 0) {
+    if (rc == 0 && c->opt.binary) {
+        ok = exchange_binary(c, conn, c->opt.flush_on_rejoin);
+    } else if (rc == 0) {
         static const char *const version[] = {"VERSION "}, *const flushed[] = {"VERSION ", "OK"};
         ok = c->opt.flush_on_rejoin ? exchange(c, conn, "version\r\nflush_all\r\n", flushed, 2)
                                     : exchange(c, conn, "version\r\n", version, 1);

@@ -6,6 +6,7 @@ loopback ports as "<bin> -u root -p PORT -l 127.0.0.1 -U 0". The CLI is $MEMKIT_
 """
 
 import os
+import shutil
 import socket
 import subprocess
 import tempfile
@@ -325,3 +326,43 @@ def test_lease_through_twemproxy_says_no_meta(servers, twemproxy):
     assert err == "memkit: lease cli:tw: the server does not speak the meta protocol\n"
     # and the proxy still serves the next command on a fresh connection
     assert mk([twemproxy], "set", "cli:tw", "x") == (0, "", "")
+
+
+def test_binary_protocol_and_sasl_credentials(tmp_path):
+    """--binary speaks memcached's binary protocol; --username (password from $MEMKIT_PASSWORD) authenticates
+    with SASL against a server started with -S."""
+    saslpasswd2 = shutil.which("saslpasswd2") or "/usr/sbin/saslpasswd2"
+    (tmp_path / "memcached.conf").write_text(f"mech_list: plain\nsasldb_path: {tmp_path}/sasldb\n")
+    subprocess.run([saslpasswd2, "-f", str(tmp_path / "sasldb"), "-a", "memcached", "-c", "-p", "ops"],
+                   input=b"pw", check=True, timeout=30)
+    port = free_port()
+    p = subprocess.Popen([SERVER, "-u", "root", "-p", str(port), "-l", "127.0.0.1", "-U", "0", "-S"],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                         env={**os.environ, "SASL_CONF_PATH": str(tmp_path)})
+    try:
+        wait_port(port)
+        env = {**os.environ, "MEMKIT_PASSWORD": "pw"}
+
+        def run(*args, env=env):
+            r = subprocess.run([CLI, f"--servers=127.0.0.1:{port}", *args], capture_output=True, timeout=30, env=env)
+            return r.returncode, r.stdout.decode(), r.stderr.decode()
+        assert run("--username=ops", "set", "cli:k", "v")[0] == 0
+        assert run("--username=ops", "get", "cli:k")[:2] == (0, "v\n")
+        rc, out, _ = run("--username=ops", "stats")
+        assert rc == 0 and "auth_cmds" in out
+        rc, _, err = run("--binary", "get", "cli:k")
+        assert rc == 2 and "authentication" in err
+        rc, _, err = run("--username=ops", "get", "cli:k", env={k: v for k, v in env.items() if k != "MEMKIT_PASSWORD"})
+        assert rc == 2 and "MEMKIT_PASSWORD" in err
+    finally:
+        p.kill()
+        p.wait()
+
+
+def test_binary_protocol_without_sasl(servers):
+    assert mk(servers, "--binary", "set", "bin:k", "v")[0] == 0
+    assert mk(servers, "--binary", "get", "bin:k")[:2] == (0, "v\n")
+    assert mk(servers, "get", "bin:k")[:2] == (0, "v\n")  # the same item, whatever the protocol
+    assert mk(servers, "--binary", "incr", "bin:n")[0] == 1  # a miss
+    rc, out, _ = mk(servers, "--binary", "version")
+    assert rc == 0 and "1.6" in out

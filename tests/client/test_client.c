@@ -31,6 +31,7 @@ typedef struct srv {
     pid_t pid;
     int port;
     char path[108];   /* unix socket, or "" */
+    const char *sasl_conf; /* non-NULL: started with -S, SASL_CONF_PATH set to this directory */
 } srv;
 
 static const char *server_bin;
@@ -91,6 +92,9 @@ static void srv_start(srv *s)
         freopen("/dev/null", "w", stdout);
         if (s->path[0])
             execl(server_bin, server_bin, "-u", "root", "-s", s->path, "-U", "0", (char *)NULL);
+        else if (s->sasl_conf && setenv("SASL_CONF_PATH", s->sasl_conf, 1) == 0)
+            execl(server_bin, server_bin, "-u", "root", "-p", port, "-l", "127.0.0.1", "-U", "0", "-S",
+                  (char *)NULL);
         else
             execl(server_bin, server_bin, "-u", "root", "-p", port, "-l", "127.0.0.1", "-U", "0", (char *)NULL);
         _exit(127);
@@ -137,10 +141,21 @@ static char *server_list(int n)
     return buf;
 }
 
+static bool use_binary; /* client() makes binary-protocol clients (the binary runs of the tests) */
+
 static mk_client *client(int n, const mk_options *o)
 {
     mk_client *c = NULL;
     char err[256];
+    mk_options bo;
+    if (use_binary) {
+        if (o)
+            bo = *o;
+        else
+            mk_options_init(&bo);
+        bo.binary = true;
+        o = &bo;
+    }
     int rc = mk_client_create(&c, server_list(n), o, err, sizeof err);
     if (rc)
         fprintf(stderr, "mk_client_create: %s\n", err);
@@ -1356,6 +1371,130 @@ static void test_noreply_failure_never_answers_a_later_call(void)
     mk_client_destroy(c);
 }
 
+/*
+ * The same calls over memcached's binary protocol (mk_options.binary): every op,
+ * stats, multi-gets, batches; noreply as quiet opcodes whose failures are read
+ * (and counted) before the next call's answer; herd calls refused up front.
+ */
+static void test_binary_protocol(void)
+{
+    use_binary = true;
+    test_every_op();
+    test_stats();
+    test_mget();
+    test_batches_and_public_helpers();
+    mk_options o;
+    mk_options_init(&o);
+    o.pool_size = 1;
+    mk_client *c = client(1, &o);
+    CHECK(c != NULL);
+    if (c == NULL) {
+        use_binary = false;
+        return;
+    }
+    CHECK_EQ_I(mk_server_speaks_meta(c, 0), 0); /* a binary client sends no meta request */
+    mk_item it;
+    unsigned st;
+    CHECK_EQ_I(mk_get_meta(c, K("bq:a"), 10, 0, &it, &st), MK_EERROR);
+    CHECK_EQ_I(mk_set(c, K("bq:a"), "1", 1, 0, 0), 0);
+    for (int round = 0; round < 2; round++) {
+        CHECK_EQ_I(mk_store(c, MK_STORE_ADD, K("bq:a"), "2", 1, 0, 0, 0, MK_NOREPLY), 0);  /* exists */
+        CHECK_EQ_I(mk_delete(c, K("bq:none"), MK_NOREPLY), 0);                            /* not found */
+        CHECK_EQ_I(mk_incr(c, K("bq:none"), 1, NULL, MK_NOREPLY), 0);                      /* not found */
+        CHECK_EQ_I(mk_get(c, K("bq:a"), &it), 0);
+        CHECK_MEM(it.value, it.nvalue, "1");
+        mk_item_clear(&it);
+        mk_server_counters n;
+        mk_server_counters_get(c, 0, &n);
+        CHECK_EQ_U(n.noreply_failed, 3u * (unsigned)(round + 1));
+        CHECK_EQ_U(n.errors, 0);
+    }
+    char key[32];
+    for (int i = 0; i < 5000; i++) {
+        snprintf(key, sizeof key, "bq:run%d", i);
+        CHECK_EQ_I(mk_store(c, MK_STORE_SET, K(key), key, strlen(key), 3, 0, 0, MK_NOREPLY), 0);
+    }
+    CHECK_EQ_I(mk_get(c, K("bq:run4999"), &it), 0);
+    CHECK(it.flags == 3 && it.nvalue == 10 && memcmp(it.value, "bq:run4999", 10) == 0);
+    mk_item_clear(&it);
+    CHECK_EQ_I(mk_flush_all(c, 0, MK_NOREPLY), 0);
+    CHECK_EQ_I(mk_get(c, K("bq:a"), &it), MK_ENOTFOUND);
+    mk_client_destroy(c);
+    use_binary = false;
+}
+
+/*
+ * SASL: a server started with -S and a sasldb made by saslpasswd2 (Debian's
+ * sasl2-bin). A client with the right credentials authenticates every new
+ * connection (PLAIN, ahead of its first request) and works, noreply included;
+ * wrong ones get MK_EAUTH, and so does a client with none.
+ */
+static void test_binary_sasl(void)
+{
+    char dir[] = "/tmp/mk-sasl-XXXXXX";
+    CHECK(mkdtemp(dir) != NULL);
+    char path[256], cmd[512];
+    snprintf(path, sizeof path, "%s/memcached.conf", dir);
+    FILE *f = fopen(path, "w");
+    CHECK(f != NULL);
+    if (f == NULL)
+        return;
+    fprintf(f, "mech_list: plain cram-md5\nsasldb_path: %s/sasldb\n", dir);
+    fclose(f);
+    snprintf(cmd, sizeof cmd, "echo s3cret | saslpasswd2 -f %s/sasldb -a memcached -c -p alice", dir);
+    CHECK_EQ_I(system(cmd), 0); /* (saslpasswd2: Debian's sasl2-bin, installed by scripts/deps.sh test) */
+    srv s = {.sasl_conf = dir};
+    srv_start(&s);
+    char list[64];
+    snprintf(list, sizeof list, "127.0.0.1:%d", s.port);
+    mk_options o;
+    mk_options_init(&o);
+    o.username = "alice";
+    o.password = "s3cret";
+    o.pool_size = 2;
+    mk_client *c = NULL;
+    CHECK_EQ_I(mk_client_create(&c, list, &o, NULL, 0), 0);
+    mk_item it;
+    if (c) {
+        CHECK_EQ_I(mk_set(c, K("sasl:a"), "v", 1, 0, 0), 0);
+        CHECK_EQ_I(mk_get(c, K("sasl:a"), &it), 0);
+        CHECK_MEM(it.value, it.nvalue, "v");
+        mk_item_clear(&it);
+        /* a noreply call on a new connection still reads its SASL answer first */
+        mk_client_close_idle(c);
+        CHECK_EQ_I(mk_store(c, MK_STORE_SET, K("sasl:b"), "w", 1, 0, 0, 0, MK_NOREPLY), 0);
+        CHECK_EQ_I(mk_get(c, K("sasl:b"), &it), 0);
+        CHECK_MEM(it.value, it.nvalue, "w");
+        mk_item_clear(&it);
+        char ver[64];
+        CHECK_EQ_I(mk_version(c, 0, ver, sizeof ver), 0);
+        mk_client_destroy(c);
+    }
+    o.password = "wrong";
+    CHECK_EQ_I(mk_client_create(&c, list, &o, NULL, 0), 0);
+    if (c) {
+        CHECK_EQ_I(mk_get(c, K("sasl:a"), &it), MK_EAUTH);
+        mk_server_counters n;
+        mk_server_counters_get(c, 0, &n);
+        CHECK_EQ_U(n.errors, 0); /* refused credentials are not a dead server */
+        CHECK(mk_server_alive(c, 0));
+        mk_client_destroy(c);
+    }
+    o.username = o.password = NULL;
+    o.binary = true;
+    CHECK_EQ_I(mk_client_create(&c, list, &o, NULL, 0), 0);
+    if (c) {
+        CHECK_EQ_I(mk_set(c, K("sasl:a"), "x", 1, 0, 0), MK_EAUTH);
+        mk_client_destroy(c);
+    }
+    o.username = "alice"; /* a user name without a password is refused */
+    char err[128];
+    CHECK_EQ_I(mk_client_create(&c, list, &o, err, sizeof err), MK_EINVAL);
+    srv_stop(&s);
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    CHECK_EQ_I(system(cmd), 0);
+}
+
 int main(int argc, char **argv)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -1391,6 +1530,8 @@ int main(int argc, char **argv)
     T(test_threads);
     T(test_herd);
     T(test_noreply_failure_never_answers_a_later_call);
+    T(test_binary_protocol);
+    T(test_binary_sasl);
     for (int i = 0; i < NSRV; i++)
         srv_stop(&S[i]);
     return check_summary(suite);

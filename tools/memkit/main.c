@@ -13,7 +13,7 @@
 
 static const char usage[] =
     "usage: memkit [--servers=HOST:PORT[:WEIGHT],...] [--distribution=ketama|modula|consistent|rendezvous|ketama_fnv1a]\n"
-    "              [--timeout=MS] COMMAND [ARGS]\n"
+    "              [--timeout=MS] [--binary] [--username=USER] COMMAND [ARGS]\n"
     "\n"
     "commands:\n"
     "  get KEY...                      print the value (several keys: \"KEY VALUE\" per hit)\n"
@@ -33,8 +33,10 @@ static const char usage[] =
     "  top [--interval=MS] [--iterations=N]  live per-second rates of every server\n"
     "\n"
     "--servers defaults to $MEMKIT_SERVERS, else 127.0.0.1:11211. --timeout (connect and I/O,\n"
-    "default 1000 ms). Exit status: 0 success, 1 miss or refused store, 2 error (lease: 3, 4 above).\n"
-    "lease and invalidate need the meta protocol (memkitd, memcached >= 1.6).\n";
+    "default 1000 ms). --binary: memcached's binary protocol; --username: SASL (binary protocol),\n"
+    "the password from $MEMKIT_PASSWORD (never on the command line, where ps shows it).\n"
+    "Exit status: 0 success, 1 miss or refused store, 2 error (lease: 3, 4 above).\n"
+    "lease and invalidate need the meta protocol (memkitd, memcached >= 1.6), not --binary.\n";
 
 static const char *cmd_name = "memkit";
 
@@ -144,11 +146,19 @@ int main(int argc, char **argv)
         {"exptime", required_argument, 0, 'e'},  {"interval", required_argument, 0, 'i'},
         {"iterations", required_argument, 0, 'n'}, {"help", no_argument, 0, 'h'},
         {"lock", required_argument, 0, 'L'},     {"recache", required_argument, 0, 'R'},
+        {"binary", no_argument, 0, 'B'},         {"username", required_argument, 0, 'U'},
         {0, 0, 0, 0},
     };
     int ch;
-    while ((ch = getopt_long(argc, argv, "s:d:t:f:e:i:n:hL:R:", longopts, NULL)) != -1) {
+    while ((ch = getopt_long(argc, argv, "s:d:t:f:e:i:n:hL:R:BU:", longopts, NULL)) != -1) {
         switch (ch) {
+        case 'B': opt.binary = true; break;
+        case 'U':
+            opt.username = optarg;
+            opt.password = getenv("MEMKIT_PASSWORD");
+            if (!opt.password)
+                return die(EXIT_ERR, "--username needs the password in $MEMKIT_PASSWORD");
+            break;
         case 's': servers = optarg; break;
         case 'd':
             if (mk_distribution_parse(optarg, &opt.distribution))
