@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #define RBUF_INIT 16384
+#define RBUF_DATAGRAM 65536           /* the largest UDP payload (65507 bytes) fits */
 #define WBUF_INIT 4096
 #define OUTS_INIT 16
 #define OUT_BACKLOG_MAX (4u << 20)    /* stop executing commands while this much output is unwritten */
@@ -27,16 +28,24 @@ const char *mk_conn_state_name(int st)
     case MK_CONN_NREAD: return "conn_nread";
     case MK_CONN_SWALLOW: return "conn_swallow";
     case MK_CONN_CLOSING: return "conn_closing";
+    case MK_CONN_READ: return "conn_read";
     default: return "conn_unknown";
     }
 }
 
 mk_conn *mk_conn_create(mk_worker *wk, int fd, const char *peer, const char *listen_name)
 {
+    return mk_conn_create_on(wk, fd, &mk_transport_plain, mk_protocol_for(wk->srv->settings->protocol), peer,
+                             listen_name);
+}
+
+mk_conn *mk_conn_create_on(mk_worker *wk, int fd, const mk_transport *tr, const mk_protocol *proto,
+                           const char *peer, const char *listen_name)
+{
     mk_conn *c = calloc(1, sizeof(*c));
-    const mk_protocol *proto = mk_protocol_for(wk->srv->settings->protocol);
+    size_t rsize = tr->datagram ? RBUF_DATAGRAM : RBUF_INIT;
     if (c) {
-        c->rbuf = malloc(RBUF_INIT);
+        c->rbuf = malloc(rsize);
         c->wbuf = malloc(WBUF_INIT);
         c->outs = malloc(OUTS_INIT * sizeof(*c->outs));
         c->pstate = calloc(1, proto->state_size ? proto->state_size : 1);
@@ -46,9 +55,11 @@ mk_conn *mk_conn_create(mk_worker *wk, int fd, const char *peer, const char *lis
         close(fd);
         return NULL;
     }
-    c->proto = proto;
-    c->tr = &mk_transport_plain;
-    c->rsize = RBUF_INIT;
+    c->proto = c->proto0 = proto;
+    c->tr = tr;
+    c->rsize = rsize;
+    c->state = tr->datagram ? MK_CONN_READ : MK_CONN_PARSE;
+    c->resp_batch = true;
     c->wsize = WBUF_INIT;
     c->outs_cap = OUTS_INIT;
     c->worker = wk;
@@ -80,6 +91,8 @@ static void out_reset(mk_conn *c)
     c->nouts = c->out_head = c->out_head_done = 0;
     c->wlen = 0;
     c->out_pending = 0;
+    c->out_sent = 0;
+    c->nresps = c->resp_head = 0;
 }
 
 void mk_conn_close(mk_conn *c)
@@ -104,9 +117,11 @@ void mk_conn_close(mk_conn *c)
     if (c->next)
         c->next->prev = c->prev;
     pthread_mutex_unlock(&wk->conns_lock);
-    __atomic_fetch_sub(&srv->curr_conns, 1, __ATOMIC_RELAXED);
-    if (__atomic_load_n(&srv->verbosity, __ATOMIC_RELAXED) > 1)
-        fprintf(stderr, "<%d connection closed.\n", c->w.fd);
+    if (!c->tr->datagram) {
+        __atomic_fetch_sub(&srv->curr_conns, 1, __ATOMIC_RELAXED);
+        if (__atomic_load_n(&srv->verbosity, __ATOMIC_RELAXED) > 1)
+            fprintf(stderr, "<%d connection closed.\n", c->w.fd);
+    }
     /* freed after the current batch of events (another event may still name it) */
     c->next = wk->dead;
     wk->dead = c;
@@ -120,6 +135,7 @@ void mk_conn_free(mk_conn *c)
     free(c->wbuf);
     free(c->outs);
     free(c->pstate);
+    free(c->resps);
     free(c);
 }
 
@@ -216,7 +232,7 @@ bool mk_conn_out_value_raw(mk_conn *c, mk_item *it)
 
 mk_out_mark mk_conn_out_mark(const mk_conn *c)
 {
-    mk_out_mark m = {c->nouts, c->wlen, 0, c->out_pending};
+    mk_out_mark m = {c->nouts, c->wlen, 0, c->out_pending, c->nresps, c->resp_batch};
     if (c->nouts > c->out_head)
         m.last_len = c->outs[c->nouts - 1].len;
     return m;
@@ -224,6 +240,11 @@ mk_out_mark mk_conn_out_mark(const mk_conn *c)
 
 void mk_conn_out_rollback(mk_conn *c, const mk_out_mark *m)
 {
+    if (c->nresps > m->nresps && m->nresps >= c->resp_head) {
+        /* the responses begun since the mark go with their bytes */
+        c->nresps = m->nresps;
+        c->resp_batch = m->resp_batch;
+    }
     /* pieces before out_head are written, and so is part of out_head when out_head_done > 0 */
     size_t written = c->out_head + (c->out_head_done > 0 ? 1 : 0);
     if (m->nouts >= written) {
@@ -249,13 +270,31 @@ void mk_conn_out_rollback(mk_conn *c, const mk_out_mark *m)
 
 void mk_conn_mark_sent(mk_conn *c)
 {
+    c->resp_batch = true; /* memcached transmits here: what it queues next is a new batch */
     c->sent_mark = mk_conn_out_mark(c);
+}
+
+/* ---- responses (datagram transports) ---- */
+
+void mk_conn_resp_begin_slow(mk_conn *c)
+{
+    if (c->nresps == c->resps_cap) {
+        size_t cap = c->resps_cap ? c->resps_cap * 2 : 16;
+        mk_resp *r = realloc(c->resps, cap * sizeof(*r));
+        if (!r)
+            return; /* out of memory: the bytes join the previous response */
+        c->resps = r;
+        c->resps_cap = cap;
+    }
+    c->resps[c->nresps++] = (mk_resp){.start = c->out_sent + c->out_pending, .batch_start = c->resp_batch};
+    c->resp_batch = false;
 }
 
 /* Write queued output with writev until done or the socket is full. -1 on a write error. */
 static int out_flush(mk_conn *c)
 {
-    while (c->out_head < c->nouts) {
+    c->resp_batch = true; /* (a flush is one of memcached's transmits) */
+    while (c->out_head < c->nouts || c->resp_head < c->nresps) {
         struct iovec iov[MK_IOV_MAX];
         int n = 0;
         for (size_t i = c->out_head; i < c->nouts && n < MK_IOV_MAX; i++, n++) {
@@ -265,13 +304,17 @@ static int out_flush(mk_conn *c)
             iov[n].iov_base = (void *)(base + skip);
             iov[n].iov_len = o->len - skip;
         }
+        size_t head_before = c->resp_head;
         ssize_t w = c->tr->writev(c, iov, n);
         if (w == -1)
             return 0;
         if (w < 0)
             return -1;
+        if (w == 0 && c->resp_head == head_before)
+            return 0; /* no progress: wait for the socket (never expected) */
         MK_STAT_ADD(&c->worker->stats, bytes_written, (uint64_t)w);
         c->out_pending -= (size_t)w;
+        c->out_sent += (size_t)w;
         size_t left = (size_t)w;
         while (left > 0) {
             mk_out *o = &c->outs[c->out_head];
@@ -289,7 +332,9 @@ static int out_flush(mk_conn *c)
     }
     c->nouts = c->out_head = c->out_head_done = 0;
     c->wlen = 0;
-    c->sent_mark = (mk_out_mark){0};
+    c->out_sent = 0;
+    c->nresps = c->resp_head = 0;
+    c->sent_mark = (mk_out_mark){.resp_batch = true};
     return 0;
 }
 
@@ -339,6 +384,41 @@ static size_t nread_need(const mk_conn *c)
 
 /* ---- the state machine ---- */
 
+/*
+ * After execute() on a datagram connection, resps[resp] being the response
+ * begun for the request: no request (r == 0) means no response; a protocol that
+ * frames empty responses keeps it.
+ */
+static void resp_settle(mk_conn *c, size_t resp, ssize_t r)
+{
+    if (c->nresps != resp + 1)
+        return; /* dropped by a rollback, or not begun (out of memory); later ones are the protocol's */
+    if (r == 0 && c->resps[resp].start == c->out_sent + c->out_pending) {
+        c->resp_batch = c->resps[resp].batch_start;
+        c->nresps--;
+    } else if (c->proto->frames_empty) {
+        c->resps[resp].kept = true;
+    }
+}
+
+/*
+ * The end of a datagram: what it left unparsed goes, with a data block it did
+ * not finish (memcached would read the next datagram into it), and the next one
+ * is negotiated afresh. The replies have been written.
+ */
+static void datagram_end(mk_conn *c)
+{
+    c->rstart = c->rend = 0;
+    mk_item_put(c->worker->srv->cache, c->nitem);
+    c->nitem = NULL;
+    c->swallow = 0;
+    if (c->proto->release)
+        c->proto->release(c);
+    c->proto = c->proto0;
+    memset(c->pstate, 0, c->proto0->state_size);
+    mk_conn_set_state(c, MK_CONN_READ);
+}
+
 typedef enum { STEP_NEED_READ, STEP_YIELD, STEP_BLOCKED, STEP_CLOSE } step_result;
 
 /* Make room at the end of rbuf for reading: compact, then grow if the buffer is full. */
@@ -373,6 +453,8 @@ static step_result conn_process(mk_conn *c, int *budget)
             return STEP_BLOCKED;
         size_t avail = c->rend - c->rstart;
         switch (__atomic_load_n(&c->state, __ATOMIC_RELAXED)) {
+        case MK_CONN_READ:
+            return STEP_NEED_READ;
         case MK_CONN_PARSE: {
             if (avail == 0)
                 return STEP_NEED_READ;
@@ -380,7 +462,11 @@ static step_result conn_process(mk_conn *c, int *budget)
                 MK_STAT_INC(&c->worker->stats, conn_yields);
                 return STEP_YIELD;
             }
+            size_t resp = c->nresps;
+            mk_conn_resp_begin(c); /* memcached: one response object per request */
             ssize_t r = c->proto->execute(c, c->rbuf + c->rstart, avail);
+            if (c->tr->datagram)
+                resp_settle(c, resp, r);
             if (r == 0)
                 return STEP_NEED_READ;
             if (r < 0)
@@ -498,6 +584,12 @@ static void conn_drive(mk_conn *c, int budget)
                 mk_loop_mod(c->worker->loop, &c->w, EPOLLOUT);
                 return;
             }
+            if (c->tr->datagram) {
+                /* memcached ends the datagram, not the socket, where a stream closes */
+                datagram_end(c);
+                mk_loop_mod(c->worker->loop, &c->w, EPOLLIN);
+                return;
+            }
             mk_conn_close(c);
             return;
         case STEP_YIELD:
@@ -519,6 +611,12 @@ static void conn_drive(mk_conn *c, int budget)
                 return;
             }
             mk_loop_mod(c->worker->loop, &c->w, EPOLLIN);
+            if (c->tr->datagram && __atomic_load_n(&c->state, __ATOMIC_RELAXED) != MK_CONN_READ) {
+                /* its input ran out: the next read is a new request buffer, in a turn of its own
+                 * (a fresh -R budget, as memcached goes back to its loop after each datagram) */
+                datagram_end(c);
+                return;
+            }
             if (drained) {
                 /* the epoll is level-triggered: it reports the fd again once more input is
                  * there, so a read that would only say EAGAIN is not made (one syscall
@@ -529,6 +627,10 @@ static void conn_drive(mk_conn *c, int budget)
             ssize_t n = conn_read(c, &room);
             if (n > 0) {
                 drained = (size_t)n < room;
+                if (c->tr->datagram) {
+                    mk_conn_set_state(c, MK_CONN_PARSE);
+                    __atomic_store_n(&c->last_cmd, c->worker->now, __ATOMIC_RELAXED);
+                }
                 if (had_output && budget > 0)
                     budget--;
                 continue;
@@ -555,11 +657,17 @@ void mk_conn_on_event(mk_watch *w, uint32_t events)
         if (c->out_head < c->nouts)
             return;
         if (__atomic_load_n(&c->state, __ATOMIC_RELAXED) == MK_CONN_CLOSING) {
+            if (c->tr->datagram) {
+                datagram_end(c);
+                mk_loop_mod(c->worker->loop, &c->w, EPOLLIN);
+                return;
+            }
             mk_conn_close(c);
             return;
         }
     }
-    if ((events & (EPOLLERR | EPOLLHUP)) && !(events & EPOLLIN)) {
+    /* (a datagram socket's pending error is collected by its next read, and it stays open) */
+    if ((events & (EPOLLERR | EPOLLHUP)) && !(events & EPOLLIN) && !c->tr->datagram) {
         mk_conn_close(c);
         return;
     }

@@ -16,12 +16,17 @@
  *   PARSE ──storage cmd──► NREAD ──data + 2 bytes read──► PARSE
  *     │ ──refused data───► SWALLOW ──bytes discarded───► PARSE
  *     └──quit / fatal────► CLOSING (flush replies, then close)
+ *
+ * A datagram connection (UDP) waits in READ between datagrams; a datagram read
+ * makes it PARSE, and the end of the datagram (any state: its input ran out, or
+ * CLOSING once the replies are written) makes it READ again.
  */
 typedef enum mk_conn_state {
     MK_CONN_PARSE = 0,  /* handing input to the protocol's execute() */
     MK_CONN_NREAD,      /* reading a data block into an item, then the protocol's complete_nread() */
     MK_CONN_SWALLOW,    /* discarding the data block of a refused storage command */
-    MK_CONN_CLOSING     /* no more input; close once the replies are written */
+    MK_CONN_CLOSING,    /* no more input; close once the replies are written */
+    MK_CONN_READ        /* datagram connections: waiting for the next datagram */
 } mk_conn_state;
 
 /* A piece of output: bytes in the conn's wbuf (ptr == NULL) or in an item's memory. */
@@ -34,7 +39,20 @@ typedef struct mk_out {
 /* A position in the reply queue, to take back what a failing command queued. */
 typedef struct mk_out_mark {
     size_t nouts, wlen, last_len, pending;
+    size_t nresps;              /* datagram connections: responses begun before it */
+    bool resp_batch;            /* ... and whether the next one starts a transmit batch */
 } mk_out_mark;
+
+/*
+ * One of memcached's response objects in the reply queue (datagram connections
+ * only): the bytes from start to the next response's start (or the queue's end).
+ * Over UDP each is sent as its own datagrams, numbered from 0.
+ */
+typedef struct mk_resp {
+    size_t start;               /* offset in the reply queue (counting written bytes) */
+    bool batch_start;           /* first of what memcached transmits at once */
+    bool kept;                  /* framed (an empty datagram) even when it holds no byte */
+} mk_resp;
 
 struct mk_conn {
     mk_watch w;                 /* fd and epoll registration */
@@ -50,8 +68,10 @@ struct mk_conn {
     size_t rsize, rstart, rend;
 
     const mk_protocol *proto;   /* what the bytes mean */
+    const mk_protocol *proto0;  /* the one it started with (a datagram starts with it again) */
     const mk_transport *tr;     /* how the bytes move */
-    void *pstate;               /* the protocol's per-connection state (proto->state_size bytes) */
+    void *pstate;               /* the protocol's per-connection state (proto0->state_size bytes) */
+    void *tstate;               /* the transport's per-connection state (NULL: none; its close frees it) */
 
     /* the data block being read (NREAD): the value, then (text protocols) two bytes that should be "\r\n" */
     mk_item *nitem;
@@ -66,16 +86,31 @@ struct mk_conn {
     mk_out *outs;
     size_t nouts, outs_cap, out_head, out_head_done;
     size_t out_pending;         /* bytes queued and not yet written */
+    size_t out_sent;            /* bytes of the queue written (it empties when all are) */
+
+    /* datagram connections: the queue's responses, resps[resp_head ..] not yet sent */
+    mk_resp *resps;
+    size_t nresps, resps_cap, resp_head;
+    bool resp_batch;            /* the next response begun starts a transmit batch */
 
     mk_out_mark sent_mark;      /* end of what memcached would have transmitted already:
                                    the queue at the last get-family reply or flush */
     int64_t last_cmd;           /* server clock at the last command (atomic access) */
-    char peer[80];              /* "tcp:1.2.3.4:5678" / "unix:path" */
+    char peer[80];              /* "tcp:1.2.3.4:5678" / "unix:path" (datagrams: see udp.h) */
     const char *listen_name;
 };
 
 /* Create a connection on an accepted, non-blocking fd and start watching it; NULL on failure (fd closed). */
 mk_conn *mk_conn_create(mk_worker *wk, int fd, const char *peer, const char *listen_name);
+
+/*
+ * mk_conn_create with a transport and a starting protocol of the caller's
+ * choice. A datagram connection (tr->datagram) is not a client connection: it
+ * is not counted in curr_conns, idle_timeout leaves it alone, and it starts in
+ * READ with a read buffer that holds the largest datagram.
+ */
+mk_conn *mk_conn_create_on(mk_worker *wk, int fd, const mk_transport *tr, const mk_protocol *proto,
+                           const char *peer, const char *listen_name);
 
 /* The epoll callback for a connection. */
 void mk_conn_on_event(mk_watch *w, uint32_t events);
@@ -160,6 +195,29 @@ void mk_conn_start_nread_raw(mk_conn *c, mk_item *it);
 
 /* Discard n bytes of input next. */
 void mk_conn_start_swallow(mk_conn *c, uint64_t n);
+
+/*
+ * memcached's response objects, which only a datagram transport sees (UDP sends
+ * each as its own numbered datagrams); no-ops on other connections. conn.c
+ * begins one before each request it hands to execute(); a protocol begins more
+ * where memcached does (a multi-key get: one per key) and keeps an empty one
+ * where memcached sends it anyway (a get's miss before another key, quit).
+ */
+void mk_conn_resp_begin_slow(mk_conn *c);
+
+/* A new response starts at the end of the reply queue. */
+static inline void mk_conn_resp_begin(mk_conn *c)
+{
+    if (c->tr->datagram)
+        mk_conn_resp_begin_slow(c);
+}
+
+/* The current response is framed even if it ends up holding no byte. */
+static inline void mk_conn_resp_keep(mk_conn *c)
+{
+    if (c->tr->datagram && c->nresps > c->resp_head)
+        c->resps[c->nresps - 1].kept = true;
+}
 
 /* Set the state (atomic store). */
 void mk_conn_set_state(mk_conn *c, mk_conn_state st);

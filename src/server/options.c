@@ -41,7 +41,9 @@ void mk_options_usage(FILE *out)
         "memkitd %s — a memcached-compatible memory cache\n"
         "usage: memkitd [options]\n"
         "-p, --port=<num>          TCP port to listen on (default: 11211)\n"
-        "-U, --udp-port=<num>      accepted for compatibility; UDP is never served (default: 0, off)\n"
+        "-U, --udp-port=<num>      UDP port to listen on (default: 0, off); without -p, TCP uses it too.\n"
+        "                          UDP replies can be aimed at a spoofed sender: keep it on a private\n"
+        "                          interface (-l) behind a firewall, never open to the internet\n"
         "-s, --unix-socket=<file>  UNIX socket to listen on (disables TCP)\n"
         "-a, --unix-mask=<mask>    access mask for the UNIX socket, in octal (default: 700)\n"
         "-A, --enable-shutdown     enable the ascii \"shutdown\" command\n"
@@ -184,7 +186,7 @@ mk_opt_result mk_options_parse(mk_settings *s, int argc, char **argv, FILE *out,
         {0, 0, 0, 0},
     };
     const char *shortopts = ":p:U:s:a:Al:dru:m:Mc:kvhVP:f:n:Lt:R:Cb:B:I:FXWo:D:e:S";
-    bool item_size_given = false, protocol_given = false;
+    bool item_size_given = false, protocol_given = false, port_given = false;
     long v;
     uint64_t sz;
 
@@ -199,12 +201,11 @@ mk_opt_result mk_options_parse(mk_settings *s, int argc, char **argv, FILE *out,
         case 'p':
             if (!parse_long(optarg, 0, 65535, &v)) goto bad_value;
             s->port = (int)v;
+            port_given = true;
             break;
         case 'U':
             if (!parse_long(optarg, 0, 65535, &v)) goto bad_value;
             s->udp_port = (int)v;
-            if (v != 0)
-                fprintf(err, "memkitd: note: UDP is not supported; -U %ld is ignored\n", v);
             break;
         case 's':
             s->unix_path = optarg;
@@ -355,7 +356,14 @@ mk_opt_result mk_options_parse(mk_settings *s, int argc, char **argv, FILE *out,
             return MK_OPT_EXIT;
         }
         s->protocol = MK_PROTO_BINARY;
+        if (s->udp_port != 0) { /* memcached's rule too: a datagram cannot authenticate */
+            fprintf(err, "memkitd: -S (SASL) cannot be used with UDP: datagrams are not authenticated "
+                         "(leave -U out, or -U 0)\n");
+            return MK_OPT_EXIT;
+        }
     }
+    if (s->udp_port != 0 && !port_given)
+        s->port = s->udp_port; /* memcached: -U without -p moves TCP to the same port */
     if (s->nlisten == 0)
         s->listen[s->nlisten++] = "127.0.0.1";
     *exit_status = 0;

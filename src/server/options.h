@@ -22,7 +22,7 @@ const char *mk_protocol_choice_name(mk_proto_choice p);
 
 typedef struct mk_settings {
     int port;                   /* -p: TCP port (default 11211; 0 = kernel picks) */
-    int udp_port;               /* -U: accepted for compatibility; UDP is not served */
+    int udp_port;               /* -U: UDP port (0: off, the default); without -p, also the TCP port */
     const char *listen[MK_MAX_LISTEN]; /* -l: addresses (default 127.0.0.1); "host" or "host:port" */
     int nlisten;
     const char *unix_path;      /* -s: unix socket path (disables TCP, as in memcached) */

@@ -493,4 +493,5 @@ const mk_protocol mk_protocol_binary = {
     .complete_nread = bin_complete_nread,
     .state_size = sizeof(mk_bin_state),
     .release = bin_release,
+    .frames_empty = true, /* memcached: a quiet command's response object is empty, not skipped */
 };

@@ -102,12 +102,20 @@ static void do_get(mk_conn *c, const mk_request *req)
     mk_get_opts o = {.touch = touch, .count_touch = touch,
                      .exp_at = touch ? mk_exptime_to_abs(req->exptime, wk->now) : 0};
     mk_str rest = req->keys, key;
+    bool first = true;
 
     while (mk_next_key(&rest, &key)) {
+        if (!first) {
+            /* memcached: a response object per key, sent even if the key missed (UDP frames each) */
+            mk_conn_resp_keep(c);
+            mk_conn_resp_begin(c);
+        }
+        first = false;
         if (key.n > MK_KEY_MAX) {
             /* memcached "kills stacked responses": this command's VALUEs and every
              * reply queued since its last transmit (after the last get) are dropped */
             mk_conn_out_rollback(c, &c->sent_mark);
+            mk_conn_resp_begin(c); /* (the error is a response of its own) */
             reply(c, req->noreply, mk_perr_text(MK_PERR_BAD_FORMAT));
             return;
         }
@@ -206,6 +214,7 @@ static void text_dispatch(mk_conn *c, const mk_request *req)
         reply(c, noreply, "OK");
         break;
     case MK_CMD_QUIT:
+        mk_conn_resp_keep(c); /* memcached transmits its (empty) response: an empty datagram over UDP */
         mk_conn_set_state(c, MK_CONN_CLOSING);
         break;
     case MK_CMD_STATS:

@@ -13,8 +13,15 @@
  * memcached's classic text and meta commands on one connection; proto_binary.c:
  * its binary protocol; negotiate.c picks one per connection) parses with
  * src/proto/, executes with exec.c, and queues the bytes its composer makes.
- * A transport (transport.c: a plain socket) is the only code that calls
- * read/write/close on the connection's fd.
+ * A transport (transport.c: a plain socket; udp.c: memcached's UDP datagrams)
+ * is the only code that calls read/write/close on the connection's fd.
+ *
+ * A datagram transport (mk_transport.datagram) changes three things in conn.c:
+ * each read is one whole request buffer (what a datagram leaves unparsed, a
+ * partial data block included, is dropped before the next is read, and the
+ * protocol is negotiated afresh); the reply queue is divided into memcached's
+ * response objects (mk_conn_resp_begin/keep, conn.h), which the transport's
+ * writev frames one by one; and "close" ends the datagram, not the socket.
  */
 
 #include <stdbool.h>
@@ -45,6 +52,13 @@ typedef struct mk_protocol {
     size_t state_size;
     /* Release what the state holds beyond its bytes when the connection closes (NULL: nothing). */
     void (*release)(mk_conn *c);
+    /*
+     * A request this protocol answers with nothing still has a response in
+     * memcached (an empty one, framed as an empty datagram over UDP): true for
+     * the binary protocol's quiet commands. false: nothing queued means nothing
+     * sent (the text protocol's noreply, meta's q). Only datagram transports look.
+     */
+    bool frames_empty;
 } mk_protocol;
 
 /* memcached's ASCII protocols: classic text commands and meta commands (proto_text.c). */
@@ -60,9 +74,19 @@ const mk_protocol *mk_protocol_for(mk_proto_choice choice);
 
 typedef struct mk_transport {
     const char *name;
+    /*
+     * true: each read returns one datagram, a whole request buffer, and never
+     * 0; writev frames the queue's responses (mk_conn.resps) itself and advances
+     * mk_conn.resp_head past each one it has sent (see above).
+     */
+    bool datagram;
     /* Read into iov: > 0 bytes, 0 end of stream, -1 would block, -2 error. */
     ssize_t (*readv)(mk_conn *c, const struct iovec *iov, int n);
-    /* Write iov: >= 0 bytes written, -1 would block, -2 error. */
+    /*
+     * Write iov, the head of the reply queue (it starts mk_conn.out_sent bytes
+     * into the queue; n may be 0 on a datagram transport when only empty
+     * responses are left): >= 0 bytes written, -1 would block, -2 error.
+     */
     ssize_t (*writev)(mk_conn *c, const struct iovec *iov, int n);
     /* Close the connection's fd (and anything the transport keeps for it). */
     void (*close)(mk_conn *c);

@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "server/conn.h"
+#include "server/udp.h"
 
 typedef struct mk_pending_conn {
     int fd;
@@ -35,7 +36,7 @@ static int64_t wall_now(void)
 
 /* ---- listeners ---- */
 
-static void sockaddr_name(const struct sockaddr *sa, char *out, size_t cap)
+void mk_sockaddr_name(const struct sockaddr *sa, const char *proto, char *out, size_t cap)
 {
     char host[INET6_ADDRSTRLEN] = "?";
     int port = 0;
@@ -43,12 +44,12 @@ static void sockaddr_name(const struct sockaddr *sa, char *out, size_t cap)
         const struct sockaddr_in *in = (const void *)sa;
         inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host));
         port = ntohs(in->sin_port);
-        snprintf(out, cap, "tcp:%s:%d", host, port);
+        snprintf(out, cap, "%s:%s:%d", proto, host, port);
     } else if (sa->sa_family == AF_INET6) {
         const struct sockaddr_in6 *in6 = (const void *)sa;
         inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
         port = ntohs(in6->sin6_port);
-        snprintf(out, cap, "tcp6:[%s]:%d", host, port);
+        snprintf(out, cap, "%s6:[%s]:%d", proto, host, port);
     } else {
         snprintf(out, cap, "unix:");
     }
@@ -131,15 +132,55 @@ static bool split_listen(const char *spec, int default_port, char *host, size_t 
     return true;
 }
 
-static bool listen_tcp(mk_server *srv, const char *spec)
+/* As large a send buffer as the system allows (memcached does the same for UDP: replies burst). */
+static void maximize_sndbuf(int fd)
+{
+    int cur = 0;
+    socklen_t len = sizeof(cur);
+    if (getsockopt(fd, SOL_SOCKET, SO_SNDBUF, &cur, &len) != 0)
+        return;
+    int lo = cur, hi = 256 * 1024 * 1024;
+    while (lo < hi - 1024) { /* (the kernel stores twice what it is given, capped by wmem_max) */
+        int mid = lo + (hi - lo) / 2, got = 0;
+        socklen_t gl = sizeof(got);
+        if (setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &mid, sizeof(mid)) == 0 &&
+            getsockopt(fd, SOL_SOCKET, SO_SNDBUF, &got, &gl) == 0 && got >= mid)
+            lo = mid;
+        else
+            hi = mid;
+    }
+    setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &lo, sizeof(lo));
+}
+
+static bool add_udp_socket(mk_server *srv, int fd, const char *name)
+{
+    mk_udp_socket *u = realloc(srv->udp, (size_t)(srv->nudp + 1) * sizeof(*u));
+    if (!u) {
+        close(fd);
+        return false;
+    }
+    srv->udp = u;
+    u[srv->nudp].fd = fd;
+    snprintf(u[srv->nudp].name, sizeof(u[srv->nudp].name), "%s", name);
+    srv->nudp++;
+    return true;
+}
+
+/*
+ * Listen on one -l entry: TCP at -p's port, or (udp) a UDP socket at -U's port;
+ * the entry's own port, if it names one, wins (memcached's rule).
+ */
+static bool listen_inet(mk_server *srv, const char *spec, bool udp)
 {
     const mk_settings *s = srv->settings;
+    const char *what = udp ? "UDP " : "";
     char host[256], port[16];
-    if (!split_listen(spec, s->port, host, sizeof(host), port, sizeof(port))) {
+    if (!split_listen(spec, udp ? s->udp_port : s->port, host, sizeof(host), port, sizeof(port))) {
         fprintf(stderr, "memkitd: bad listen address \"%s\"\n", spec);
         return false;
     }
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE};
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = udp ? SOCK_DGRAM : SOCK_STREAM,
+                             .ai_flags = AI_PASSIVE};
     struct addrinfo *res = NULL;
     int rc = getaddrinfo(host[0] ? host : NULL, port, &hints, &res);
     if (rc != 0) {
@@ -155,8 +196,10 @@ static bool listen_tcp(mk_server *srv, const char *spec)
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
         if (ai->ai_family == AF_INET6)
             setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
-        if (bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd, s->backlog) != 0) {
-            fprintf(stderr, "memkitd: cannot listen on %s port %s: %s\n", host, port, strerror(errno));
+        if (udp)
+            maximize_sndbuf(fd);
+        if (bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || (!udp && listen(fd, s->backlog) != 0)) {
+            fprintf(stderr, "memkitd: cannot listen on %s %sport %s: %s\n", host, what, port, strerror(errno));
             close(fd);
             freeaddrinfo(res);
             return false;
@@ -165,14 +208,14 @@ static bool listen_tcp(mk_server *srv, const char *spec)
         socklen_t sl = sizeof(ss);
         char name[128];
         getsockname(fd, (struct sockaddr *)&ss, &sl);
-        sockaddr_name((struct sockaddr *)&ss, name, sizeof(name));
-        if (!add_listener(srv, fd, name))
+        mk_sockaddr_name((struct sockaddr *)&ss, udp ? "udp" : "tcp", name, sizeof(name));
+        if (!(udp ? add_udp_socket(srv, fd, name) : add_listener(srv, fd, name)))
             break;
         any = true;
     }
     freeaddrinfo(res);
     if (!any)
-        fprintf(stderr, "memkitd: no usable address for \"%s\"\n", spec);
+        fprintf(stderr, "memkitd: no usable %saddress for \"%s\"\n", what, spec);
     return any;
 }
 
@@ -270,7 +313,7 @@ static void on_accept(mk_watch *w, uint32_t events)
         } else {
             int one = 1;
             setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-            sockaddr_name((struct sockaddr *)&ss, peer, sizeof(peer));
+            mk_sockaddr_name((struct sockaddr *)&ss, "tcp", peer, sizeof(peer));
         }
         if (__atomic_load_n(&srv->verbosity, __ATOMIC_RELAXED) > 1)
             fprintf(stderr, "<%d new client connection (%s)\n", fd, peer);
@@ -325,7 +368,7 @@ static void worker_close_idle(mk_worker *wk)
     mk_conn *c = wk->conns;
     while (c) {
         mk_conn *next = c->next;
-        if (wk->now - __atomic_load_n(&c->last_cmd, __ATOMIC_RELAXED) > idle &&
+        if (!c->tr->datagram && wk->now - __atomic_load_n(&c->last_cmd, __ATOMIC_RELAXED) > idle &&
             __atomic_load_n(&c->state, __ATOMIC_RELAXED) == MK_CONN_PARSE)
             mk_conn_close(c);
         c = next;
@@ -374,6 +417,10 @@ static void *worker_main(void *arg)
     mk_worker *wk = arg;
     mk_server *srv = wk->srv;
     int64_t last_idle_check = 0, last_yield = 0;
+    if (!mk_udp_worker_start(wk)) {
+        srv->exit_status = 1;
+        mk_server_stop(srv);
+    }
     while (!__atomic_load_n(&srv->stopping, __ATOMIC_ACQUIRE)) {
         worker_maybe_yield(&last_yield);
         mk_loop_run_once(wk->loop, wk->ready ? 0 : 1000);
@@ -470,7 +517,11 @@ mk_server *mk_server_create(const mk_settings *s)
             goto fail;
     } else {
         for (int i = 0; i < s->nlisten; i++)
-            if (!listen_tcp(srv, s->listen[i]))
+            if (!listen_inet(srv, s->listen[i], false))
+                goto fail;
+        /* -U: memcached's UDP, on the same addresses (not with -s, as in memcached) */
+        for (int i = 0; s->udp_port > 0 && i < s->nlisten; i++)
+            if (!listen_inet(srv, s->listen[i], true))
                 goto fail;
     }
 
@@ -566,6 +617,9 @@ void mk_server_destroy(mk_server *srv)
     if (srv->settings->unix_path && srv->nlisteners > 0)
         unlink(srv->settings->unix_path);
     free(srv->listeners);
+    for (int i = 0; i < srv->nudp; i++)
+        close(srv->udp[i].fd); /* (each worker's connection closed its own descriptor for it) */
+    free(srv->udp);
     for (int i = 0; srv->workers && i < srv->nworkers; i++) {
         mk_worker *wk = &srv->workers[i];
         if (wk->notify.fd >= 0)

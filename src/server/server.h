@@ -35,6 +35,12 @@ typedef struct mk_listener {
     char name[128];     /* "tcp:127.0.0.1:11211" or "unix:/path", for stats conns */
 } mk_listener;
 
+/* A UDP socket (-U) bound on one -l address; its datagram connections are udp.c's. */
+typedef struct mk_udp_socket {
+    int fd;
+    char name[128];     /* "udp:127.0.0.1:11211", for stats conns */
+} mk_udp_socket;
+
 typedef struct mk_worker {
     int id;
     mk_server *srv;
@@ -64,6 +70,8 @@ struct mk_server {
     mk_loop *loop;              /* main thread: listeners and signals */
     mk_listener *listeners;
     int nlisteners;
+    mk_udp_socket *udp;         /* -U: bound in mk_server_create, served by the workers (udp.h) */
+    int nudp;
     mk_watch sigw;              /* signalfd */
     mk_worker *workers;
     int nworkers;
@@ -99,6 +107,12 @@ void mk_server_stop(mk_server *srv);
 
 /* Free everything; the server must not be running. NULL is a no-op. */
 void mk_server_destroy(mk_server *srv);
+
+/*
+ * A socket address as memcached writes it in "stats conns": proto ("tcp",
+ * "udp") then ":1.2.3.4:port", or proto "6" then ":[v6]:port".
+ */
+void mk_sockaddr_name(const struct sockaddr *sa, const char *proto, char *out, size_t cap);
 
 /* The server clock (unix seconds). */
 static inline int64_t mk_server_now(mk_server *srv)

@@ -2,6 +2,7 @@
 #include "server/stats_cmd.h"
 
 #include <inttypes.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -9,6 +10,7 @@
 #include <unistd.h>
 
 #include "server/conn.h"
+#include "server/udp.h"
 #include "server/version.h"
 
 /* Hand one statistic, its value printf-formatted, to the sink. */
@@ -126,7 +128,7 @@ static void stats_settings(mk_server *srv, const mk_stat_sink *k)
     stat(k, "maxbytes", "%zu", s->maxbytes);
     stat(k, "maxconns", "%d", s->maxconns);
     stat(k, "tcpport", "%d", s->unix_path ? 0 : s->port);
-    stat(k, "udpport", "%d", 0);
+    stat(k, "udpport", "%d", s->unix_path ? 0 : s->udp_port);
     stat(k, "inter", "%s", s->unix_path ? "NULL" : inter);
     stat(k, "verbosity", "%d", __atomic_load_n(&srv->verbosity, __ATOMIC_RELAXED));
     stat(k, "oldest", "%d", 0);
@@ -135,6 +137,7 @@ static void stats_settings(mk_server *srv, const mk_stat_sink *k)
     stat(k, "umask", "%o", (unsigned)s->unix_mask);
     stat(k, "shutdown_command", "%s", s->shutdown_enabled ? "yes" : "no");
     stat(k, "num_threads", "%d", s->threads);
+    stat(k, "num_threads_per_udp", "%d", mk_udp_threads_per_socket(s));
     stat(k, "stat_key_prefix", "%c", ':');
     stat(k, "detail_enabled", "%s",
          __atomic_load_n(&srv->detail_enabled, __ATOMIC_RELAXED) ? "yes" : "no");
@@ -188,6 +191,40 @@ static void class_slabs(const mk_cache_class_stats *cs, void *ctx)
     sc->active++;
 }
 
+/*
+ * One connection's lines, as memcached writes them. A UDP one says so first; while
+ * it waits for a datagram its address is the socket's own (and it has no
+ * listen_addr), while it serves one it is the sender's. Called under o's
+ * worker's conns_lock.
+ */
+static void conn_lines(const mk_stat_sink *k, mk_conn *o, int64_t now)
+{
+    int fd = o->w.fd;
+    int st = __atomic_load_n(&o->state, __ATOMIC_RELAXED);
+    char name[64], peer[128];
+    const char *addr = o->peer;
+    bool listening = false;
+    if (o->tr->datagram) {
+        snprintf(name, sizeof(name), "%d:UDP", fd);
+        stat(k, name, "%s", "UDP");
+        listening = st == MK_CONN_READ;
+        if (!listening) {
+            mk_udp_peer_name(o, peer, sizeof(peer));
+            addr = peer;
+        }
+    }
+    snprintf(name, sizeof(name), "%d:addr", fd);
+    stat(k, name, "%s", addr);
+    if (!listening) {
+        snprintf(name, sizeof(name), "%d:listen_addr", fd);
+        stat(k, name, "%s", o->listen_name);
+    }
+    snprintf(name, sizeof(name), "%d:state", fd);
+    stat(k, name, "%s", mk_conn_state_name(st));
+    snprintf(name, sizeof(name), "%d:secs_since_last_cmd", fd);
+    stat(k, name, "%" PRId64, now - __atomic_load_n(&o->last_cmd, __ATOMIC_RELAXED));
+}
+
 static void stats_conns(mk_server *srv, const mk_stat_sink *k)
 {
     int64_t now = mk_server_now(srv);
@@ -199,20 +236,33 @@ static void stats_conns(mk_server *srv, const mk_stat_sink *k)
         snprintf(name, sizeof(name), "%d:state", fd);
         stat(k, name, "%s", "conn_listening");
     }
+    /* the UDP connections in descriptor order, as memcached lists them, then the clients */
+    for (int fd = -1;;) {
+        int next = INT_MAX, next_w = -1;
+        for (int w = 0; w < srv->nworkers; w++) {
+            mk_worker *wk = &srv->workers[w];
+            pthread_mutex_lock(&wk->conns_lock);
+            for (mk_conn *o = wk->conns; o; o = o->next)
+                if (o->tr->datagram && o->w.fd > fd && o->w.fd < next)
+                    next = o->w.fd, next_w = w;
+            pthread_mutex_unlock(&wk->conns_lock);
+        }
+        if (next_w < 0)
+            break;
+        mk_worker *wk = &srv->workers[next_w];
+        pthread_mutex_lock(&wk->conns_lock); /* (found again under the lock: it may have closed since) */
+        for (mk_conn *o = wk->conns; o; o = o->next)
+            if (o->tr->datagram && o->w.fd == next)
+                conn_lines(k, o, now);
+        pthread_mutex_unlock(&wk->conns_lock);
+        fd = next;
+    }
     for (int w = 0; w < srv->nworkers; w++) {
         mk_worker *wk = &srv->workers[w];
         pthread_mutex_lock(&wk->conns_lock);
-        for (mk_conn *o = wk->conns; o; o = o->next) {
-            int fd = o->w.fd;
-            snprintf(name, sizeof(name), "%d:addr", fd);
-            stat(k, name, "%s", o->peer);
-            snprintf(name, sizeof(name), "%d:listen_addr", fd);
-            stat(k, name, "%s", o->listen_name);
-            snprintf(name, sizeof(name), "%d:state", fd);
-            stat(k, name, "%s", mk_conn_state_name(__atomic_load_n(&o->state, __ATOMIC_RELAXED)));
-            snprintf(name, sizeof(name), "%d:secs_since_last_cmd", fd);
-            stat(k, name, "%" PRId64, now - __atomic_load_n(&o->last_cmd, __ATOMIC_RELAXED));
-        }
+        for (mk_conn *o = wk->conns; o; o = o->next)
+            if (!o->tr->datagram)
+                conn_lines(k, o, now);
         pthread_mutex_unlock(&wk->conns_lock);
     }
 }

@@ -399,3 +399,17 @@ def fconn(fresh_server):
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "memkitd_only: a memkitd contract memcached does not follow")
+
+
+def udp_ports_bound():
+    """The UDP ports something on this machine has bound (from /proc/net/udp and udp6)."""
+    ports = set()
+    for f in ("/proc/net/udp", "/proc/net/udp6"):
+        try:
+            with open(f) as fh:
+                next(fh)
+                for line in fh:
+                    ports.add(int(line.split()[1].rsplit(":", 1)[1], 16))
+        except OSError:
+            pass
+    return ports

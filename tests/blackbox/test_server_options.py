@@ -23,7 +23,7 @@ import time
 import pytest
 
 from conftest import (BIN, HOST, IS_MEMCACHED, SLOW, START_TIMEOUT, Conn, base_args, free_port,
-                      memkitd_only, port_accepts, require_binary)
+                      memkitd_only, port_accepts, require_binary, udp_ports_bound)
 
 
 def mc_only_opts(*opts):
@@ -303,19 +303,6 @@ def _non_loopback_ipv4():
         return None
 
 
-def _udp_ports_bound():
-    ports = set()
-    for f in ("/proc/net/udp", "/proc/net/udp6"):
-        try:
-            with open(f) as fh:
-                next(fh)
-                for line in fh:
-                    ports.add(int(line.split()[1].rsplit(":", 1)[1], 16))
-        except OSError:
-            pass
-    return ports
-
-
 @memkitd_only
 def test_default_listen_is_loopback_only_and_udp_off(tmp_path):
     require_binary()
@@ -332,7 +319,7 @@ def test_default_listen_is_loopback_only_and_udp_off(tmp_path):
         ip = _non_loopback_ipv4()
         if ip:
             assert not port_accepts(port, host=ip), f"listening on {ip}"
-        assert port not in _udp_ports_bound()
+        assert port not in udp_ports_bound()
     finally:
         proc.terminate()
         proc.wait(5 * SLOW)

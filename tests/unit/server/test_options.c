@@ -157,11 +157,36 @@ static void test_item_size_over_half_memory(void)
     CHECK_EQ_U(p->s.item_size_max, 512u << 10);
 }
 
-static void test_udp_port_accepted_with_note(void)
+static void test_udp_port(void)
 {
-    parsed *p = parse("-U", "11211", NULL);
+    parsed *p = parse("-U", "11311", NULL); /* memcached: -U without -p moves TCP to it too */
     CHECK(p->r == MK_OPT_RUN);
-    CHECK(strstr(p->err, "UDP is not supported") != NULL);
+    CHECK_EQ_I(p->s.udp_port, 11311);
+    CHECK_EQ_I(p->s.port, 11311);
+    CHECK(p->err[0] == '\0');
+    p = parse("-U", "11311", "-p", "22122", NULL);
+    CHECK(p->r == MK_OPT_RUN);
+    CHECK_EQ_I(p->s.udp_port, 11311);
+    CHECK_EQ_I(p->s.port, 22122);
+    p = parse("-p", "0", "-U", "11311", NULL); /* TCP on a port the kernel picks, UDP on 11311 */
+    CHECK(p->r == MK_OPT_RUN);
+    CHECK_EQ_I(p->s.port, 0);
+    CHECK_EQ_I(p->s.udp_port, 11311);
+    p = parse("-U", "0", NULL);
+    CHECK(p->r == MK_OPT_RUN);
+    CHECK_EQ_I(p->s.udp_port, 0);
+    CHECK_EQ_I(p->s.port, 11211);
+    p = parse("-U", "65536", NULL);
+    CHECK(p->r == MK_OPT_EXIT && p->status == 1);
+    CHECK_EQ_I(count_lines(p->err), 1);
+    p = parse("-U", "-1", NULL);
+    CHECK(p->r == MK_OPT_EXIT && p->status == 1);
+    p = parse("-S", "-U", "11311", NULL); /* memcached refuses UDP with SASL too */
+    CHECK(p->r == MK_OPT_EXIT && p->status == 1);
+    CHECK_EQ_I(count_lines(p->err), 1);
+    CHECK(strstr(p->err, "UDP") != NULL);
+    p = parse("-S", "-U", "0", NULL);
+    CHECK(p->r == MK_OPT_RUN);
 }
 
 static void test_exptime_rule(void)
@@ -184,7 +209,7 @@ int main(void)
     RUN(test_bad_values_give_one_line_and_status_1);
     RUN(test_help_and_version_exit_0);
     RUN(test_item_size_over_half_memory);
-    RUN(test_udp_port_accepted_with_note);
+    RUN(test_udp_port);
     RUN(test_exptime_rule);
     return check_summary("test_options");
 }
