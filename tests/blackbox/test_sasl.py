@@ -18,7 +18,8 @@ import tempfile
 import pytest
 
 from conftest import HOST, Server, binary_is_memcached
-from test_binary import BinConn, req, set_extras, GET, SET, NOOP, VERSION, STAT
+from test_binary import (BinConn, req, set_extras, run_dalli_script, DALLI_EXPECTED, GET, SET, NOOP, VERSION,
+                         STAT)
 
 SASL_LIST, SASL_AUTH, SASL_STEP = 0x20, 0x21, 0x22
 AUTH_ERROR, AUTH_CONTINUE = 0x20, 0x21
@@ -232,6 +233,12 @@ end
     assert p.returncode == 0, p.stderr.decode("utf-8", "replace")
     out = [line[4:] for line in p.stdout.decode().splitlines() if line.startswith("OUT ")]  # (Dalli logs too)
     assert out == ["v", "refused"]
+
+
+def test_ruby_dalli_every_command_with_credentials(sasl_server):
+    """Dalli's whole command list (get, set, add, replace, delete, incr/decr, cas, get_multi, touch,
+    append, prepend, stats) on an authenticated connection answers as without SASL."""
+    assert run_dalli_script(sasl_server.port, USER, PASSWORD) == DALLI_EXPECTED
 
 
 PHP = shutil.which("php")
