@@ -1090,3 +1090,28 @@ def test_memccapable_binary_all_pass(server_factory):
     failed = {t: v for t, v in results.items() if v != "pass"}
     assert not missing and not failed and r.returncode == 0 and "All tests passed" in out, \
         f"memccapable rc={r.returncode} missing={missing} failed={failed}\n{out}"
+
+
+# ------------------------------------------------------------------ the binary protocol's known exploits
+
+# The length lies behind memcached's binary-protocol CVEs, each as its advisory describes the frame:
+# CVE-2016-8704 (append/prepend: keylen + extlen > bodylen made the value length negative),
+# CVE-2016-8705 (set/add/replace: the same), CVE-2016-8706 (SASL auth: keylen > bodylen), and
+# CVE-2020-10931 (1.6.0-1.6.1: extlen copied into a fixed buffer without a check).
+CVE_FRAMES = {
+    "CVE-2016-8704": req(APPEND, b"A" * 0xfa, value=b"", bodylen=2, opaque=1),
+    "CVE-2016-8705": req(SET, b"A" * 0xfa, set_extras(), bodylen=8, opaque=1),
+    "CVE-2016-8706": req(SASL_AUTH, b"PLAIN", keylen=0xfa, bodylen=5, opaque=1),
+    "CVE-2020-10931": req(GET, b"k", extras=b"E" * 0xff, opaque=1),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CVE_FRAMES))
+def test_cve_length_lies_are_refused_and_the_server_lives_on(server, name):
+    with BinConn(server.connect()) as c:
+        c.send(CVE_FRAMES[name] + b"\0" * 300)
+        op = CVE_FRAMES[name][1]
+        assert c.read_frame().raw == err(op, EINVAL if name == "CVE-2020-10931" else UNKNOWN, 1)
+        assert c.is_closed()
+    with BinConn(server.connect()) as c:
+        c.in_sync()
