@@ -74,6 +74,8 @@ static void stats_general(mk_server *srv, const mk_stat_sink *k)
     stat(k, "store_no_memory", "%" PRIu64, ts.store_no_memory);
     stat(k, "auth_cmds", "%" PRIu64, ts.auth_cmds);
     stat(k, "auth_errors", "%" PRIu64, ts.auth_errors);
+    if (s->idle_timeout) /* (memcached shows it only then) */
+        stat(k, "idle_kicks", "%" PRIu64, ts.idle_kicks);
     stat(k, "bytes_read", "%" PRIu64, ts.bytes_read);
     stat(k, "bytes_written", "%" PRIu64, ts.bytes_written);
     stat(k, "limit_maxbytes", "%zu", s->maxbytes);

@@ -15,6 +15,8 @@ Observed memcached 1.6.18 semantics that these tests encode:
 """
 
 import os
+import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -339,6 +341,44 @@ def test_signal_stops_server_promptly_with_status_0(server_factory, sig):
         assert time.monotonic() - t0 < 3 * SLOW
         assert c.is_closed(2.0)
     assert not port_accepts(s.port)
+
+
+def test_sighup_does_not_stop_the_server(server_factory):
+    """memcached survives SIGHUP (a closed terminal, a logrotate reload); memkitd used to exit 129."""
+    s = server_factory()
+    with s.connect() as c:
+        c.set(b"hup", b"v")
+        for _ in range(3):
+            s.proc.send_signal(signal.SIGHUP)
+        time.sleep(0.3)
+        assert s.proc.poll() is None, s.stderr()
+        assert c.get(b"get hup\r\n") == b"VALUE hup 0 1\r\nv\r\nEND\r\n"
+    with s.connect() as c2:
+        assert c2.get(b"get hup\r\n") == b"VALUE hup 0 1\r\nv\r\nEND\r\n"
+
+
+def _keepalive_timers(port):
+    """ss's timers on the server side of the established connections to port: [(name, seconds)]."""
+    out = subprocess.run(["ss", "-tnoH", "state", "established", f"( sport = :{port} )"],
+                         capture_output=True, text=True, timeout=30, check=True).stdout
+    timers = []
+    for m in re.finditer(r"timer:\((\w+),(?:(\d+)min)?(\d+(?:\.\d+)?)?(ms|sec)?", out):
+        secs = int(m.group(2) or 0) * 60 + float(m.group(3) or 0) / (1000 if m.group(4) == "ms" else 1)
+        timers.append((m.group(1), secs))
+    return timers
+
+
+@memkitd_only
+def test_accepted_connections_are_probed_by_tcp_keepalive_within_a_minute(server_factory):
+    """A peer that vanishes gives its slot back: keepalive probes start after 60 s of silence
+    (memcached leaves the kernel's 2 hours), docs/security.md."""
+    if shutil.which("ss") is None:
+        pytest.skip("ss is not installed (apt-get install iproute2)")
+    s = server_factory()
+    with s.connect() as c:
+        c.set(b"ka", b"v")
+        timers = _keepalive_timers(s.port)
+        assert timers and all(name == "keepalive" and 0 < secs <= 60 for name, secs in timers), timers
 
 
 def test_sigusr1_lets_in_flight_request_finish(server_factory):
