@@ -379,4 +379,32 @@ typedef struct mk_response {
  */
 ssize_t mk_parse_response(const char *buf, size_t len, mk_response *resp);
 
+/*
+ * memcached's ASCII authentication (-Y): until a connection has authenticated,
+ * memcached reads only "set <key> <flags> <exptime> <bytes>" lines whose data
+ * block is "<user> <password>"; the key, flags and exptime are ignored.
+ */
+#define MK_AUTH_TOKEN_MAX 4096  /* memkitd's bound on that data block (memcached's own lines are at most 256) */
+
+/* An unauthenticated connection's request line. */
+typedef struct mk_auth_line {
+    bool is_set;          /* "set" and at least 5 space-separated tokens, the 5th a decimal number */
+    uint64_t size;        /* with is_set: the data block's length, without its "\r\n" */
+} mk_auth_line;
+
+/*
+ * Parse one line of an unauthenticated connection, as memcached 1.6 does:
+ * > 0 the bytes of the line consumed (with its "\n"), *out filled; 0 need more
+ * (no "\n" yet, or fewer than 2 bytes); -1 close the connection (no "\n" within
+ * MK_LINE_MAX bytes). Never reads past buf[len-1].
+ */
+ssize_t mk_parse_auth_line(const char *buf, size_t len, mk_auth_line *out);
+
+/*
+ * The credentials in an authentication data block (without its "\r\n"): the
+ * first two space-separated tokens (more are ignored, as in memcached). false
+ * when there are fewer than two. The views point into data.
+ */
+bool mk_parse_auth_token(const char *data, size_t n, mk_str *user, mk_str *pass);
+
 #endif /* MEMKIT_PROTO_H */

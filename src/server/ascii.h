@@ -34,6 +34,7 @@ typedef struct mk_meta_pending {
 /* The ASCII protocol's per-connection state (mk_conn.pstate). */
 typedef struct mk_ascii_state {
     bool meta_nread;            /* the data block being read belongs to an ms */
+    uint64_t auth_wait;         /* -Y: bytes of an authentication block (with its "\r\n") awaited; 0: a line */
     mk_text_pending text;
     mk_meta_pending meta;
 } mk_ascii_state;

@@ -35,7 +35,7 @@ const char *mk_conn_state_name(int st)
 
 mk_conn *mk_conn_create(mk_worker *wk, int fd, const char *peer, const char *listen_name)
 {
-    return mk_conn_create_on(wk, fd, &mk_transport_plain, mk_protocol_for(wk->srv->settings->protocol), peer,
+    return mk_conn_create_on(wk, fd, &mk_transport_plain, mk_protocol_for_settings(wk->srv->settings), peer,
                              listen_name);
 }
 

@@ -36,3 +36,8 @@ const mk_protocol *mk_protocol_for(mk_proto_choice choice)
     default: return &mk_protocol_auto;
     }
 }
+
+const mk_protocol *mk_protocol_for_settings(const mk_settings *s)
+{
+    return s->auth_file ? &mk_protocol_ascii_auth : mk_protocol_for(s->protocol); /* (-Y implies -B ascii) */
+}

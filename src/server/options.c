@@ -68,6 +68,8 @@ void mk_options_usage(FILE *out)
         "-B, --protocol=<name>     auto (default: the first byte of a connection decides), ascii or binary\n"
         "-S, --enable-sasl         binary-protocol clients must authenticate (SASL: libsasl2's memcached.conf,\n"
         "                          $SASL_CONF_PATH, $MEMCACHED_SASL_PWDB); implies -B binary\n"
+        "-Y, --auth-file=<file>    ASCII clients must authenticate with a \"user:password\" line of <file>\n"
+        "                          (sent as memcached's special set); reloaded on SIGHUP; implies -B ascii\n"
         "-I, --max-item-size=<num> largest item, with k/m suffix (default: 1m, min: 1k, max: 1024m)\n"
         "-e, --memory-file=<file>  keep item memory in <file> (tmpfs such as /dev/shm, or a disk path):\n"
         "                          a clean stop (SIGTERM, SIGINT, SIGUSR1) leaves an image the next start\n"
@@ -183,9 +185,10 @@ mk_opt_result mk_options_parse(mk_settings *s, int argc, char **argv, FILE *out,
         {"disable-flush-all", no_argument, 0, 'F'}, {"disable-dumping", no_argument, 0, 'X'},
         {"disable-watch", no_argument, 0, 'W'},     {"extended", required_argument, 0, 'o'},
         {"memory-file", required_argument, 0, 'e'}, {"enable-sasl", no_argument, 0, 'S'},
+        {"auth-file", required_argument, 0, 'Y'},
         {0, 0, 0, 0},
     };
-    const char *shortopts = ":p:U:s:a:Al:dru:m:Mc:kvhVP:f:n:Lt:R:Cb:B:I:FXWo:D:e:S";
+    const char *shortopts = ":p:U:s:a:Al:dru:m:Mc:kvhVP:f:n:Lt:R:Cb:B:I:FXWo:D:e:SY:";
     bool item_size_given = false, protocol_given = false, port_given = false;
     long v;
     uint64_t sz;
@@ -288,6 +291,9 @@ mk_opt_result mk_options_parse(mk_settings *s, int argc, char **argv, FILE *out,
         case 'S':
             s->sasl = true;
             break;
+        case 'Y':
+            s->auth_file = optarg;
+            break;
         case 'B':
             protocol_given = true;
             if (strcmp(optarg, "auto") == 0)
@@ -359,6 +365,19 @@ mk_opt_result mk_options_parse(mk_settings *s, int argc, char **argv, FILE *out,
         if (s->udp_port != 0) { /* memcached's rule too: a datagram cannot authenticate */
             fprintf(err, "memkitd: -S (SASL) cannot be used with UDP: datagrams are not authenticated "
                          "(leave -U out, or -U 0)\n");
+            return MK_OPT_EXIT;
+        }
+    }
+    if (s->auth_file) { /* memcached's rules: the token is ASCII, and a datagram cannot carry one */
+        if (s->sasl || (protocol_given && s->protocol != MK_PROTO_ASCII)) {
+            fprintf(err, "memkitd: -Y (ASCII authentication) cannot be used with the binary protocol or -S "
+                         "(leave -B out, or -B ascii)\n");
+            return MK_OPT_EXIT;
+        }
+        s->protocol = MK_PROTO_ASCII;
+        if (s->udp_port != 0) {
+            fprintf(err, "memkitd: -Y (ASCII authentication) cannot be used with UDP: datagrams are not "
+                         "authenticated (leave -U out, or -U 0)\n");
             return MK_OPT_EXIT;
         }
     }

@@ -47,6 +47,7 @@ typedef struct mk_settings {
     const char *memory_file;    /* -e: item memory in this file, for warm restarts (NULL: anonymous memory) */
     mk_proto_choice protocol;   /* -B (default auto; binary with -S) */
     bool sasl;                  /* -S: binary-protocol clients must authenticate (SASL, server/sasl.h) */
+    const char *auth_file;      /* -Y: ASCII clients must authenticate with a user:password of this file (authfile.h) */
 } mk_settings;
 
 /* The defaults (memcached's, except: listen on 127.0.0.1 only). */

@@ -64,6 +64,12 @@ typedef struct mk_protocol {
 /* memcached's ASCII protocols: classic text commands and meta commands (proto_text.c). */
 extern const mk_protocol mk_protocol_ascii;
 
+/*
+ * memcached's ASCII authentication (-Y; proto_auth.c): what an ASCII connection
+ * speaks until it has sent a "user password" of the file; then mk_protocol_ascii.
+ */
+extern const mk_protocol mk_protocol_ascii_auth;
+
 /* memcached's binary protocol (proto_binary.c). */
 extern const mk_protocol mk_protocol_binary;
 
@@ -71,6 +77,9 @@ extern const mk_protocol mk_protocol_binary;
  * becomes either on the connection's first byte. */
 #include "server/options.h"
 const mk_protocol *mk_protocol_for(mk_proto_choice choice);
+
+/* The protocol a new TCP or unix-socket connection starts with under these settings (-B, -Y). */
+const mk_protocol *mk_protocol_for_settings(const mk_settings *s);
 
 typedef struct mk_transport {
     const char *name;

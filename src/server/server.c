@@ -20,6 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "server/authfile.h"
 #include "server/conn.h"
 #include "server/udp.h"
 
@@ -470,6 +471,30 @@ static void *worker_main(void *arg)
 
 /* ---- signals ---- */
 
+/* SIGHUP with -Y: read the file again; if it cannot be used, the users loaded before stay (one line). */
+static void reload_auth(mk_server *srv)
+{
+    const char *path = srv->settings->auth_file;
+    if (!path) {
+        if (srv->settings->verbose)
+            fprintf(stderr, "memkitd: SIGHUP received, ignored\n");
+        return;
+    }
+    char err[512];
+    mk_authfile *a = mk_authfile_load(path, err, sizeof err);
+    if (!a) {
+        fprintf(stderr, "memkitd: SIGHUP: %s; the users loaded before stay\n", err);
+        return;
+    }
+    pthread_rwlock_wrlock(&srv->auth_lock);
+    mk_authfile *old = srv->auth;
+    srv->auth = a;
+    pthread_rwlock_unlock(&srv->auth_lock);
+    mk_authfile_free(old);
+    if (srv->settings->verbose)
+        fprintf(stderr, "memkitd: SIGHUP: reloaded %s (%zu users)\n", path, mk_authfile_users(a));
+}
+
 static void on_signal(mk_watch *w, uint32_t events)
 {
     mk_server *srv = (mk_server *)((char *)w - offsetof(mk_server, sigw));
@@ -477,10 +502,9 @@ static void on_signal(mk_watch *w, uint32_t events)
     (void)events;
     while (read(w->fd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
         if (si.ssi_signo == SIGHUP) {
-            /* memcached survives a hang-up too (a closed terminal, a log rotation's reload);
-             * memkitd writes no log file of its own, so there is nothing to reopen */
-            if (srv->settings->verbose)
-                fprintf(stderr, "memkitd: SIGHUP received, ignored\n");
+            /* memcached survives a hang-up too (a closed terminal, a log rotation's reload) and
+             * reloads its -Y file; memkitd writes no log file of its own, so nothing else to do */
+            reload_auth(srv);
             continue;
         }
         if (srv->settings->verbose)
@@ -518,6 +542,15 @@ mk_server *mk_server_create(const mk_settings *s)
     srv->verbosity = s->verbose;
     srv->sigw.fd = -1;
     pthread_mutex_init(&srv->stats_lock, NULL);
+    pthread_rwlock_init(&srv->auth_lock, NULL);
+    if (s->auth_file) {
+        char err[512];
+        srv->auth = mk_authfile_load(s->auth_file, err, sizeof err);
+        if (!srv->auth) {
+            fprintf(stderr, "memkitd: %s\n", err);
+            goto fail;
+        }
+    }
 
     mk_cache_config cc = {
         .mem_limit = s->maxbytes,
@@ -675,6 +708,8 @@ void mk_server_destroy(mk_server *srv)
     else if (srv->cache && file && srv->verbosity > 0)
         fprintf(stderr, "[restart] saved the cache in %s\n", file);
     mk_cache_destroy(srv->cache);
+    mk_authfile_free(srv->auth);
+    pthread_rwlock_destroy(&srv->auth_lock);
     pthread_mutex_destroy(&srv->stats_lock);
     free(srv);
 }

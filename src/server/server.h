@@ -90,6 +90,9 @@ struct mk_server {
     bool stopping;              /* set once; workers exit their loops (atomic access) */
     int exit_status;
 
+    struct mk_authfile *auth;   /* -Y: the users (authfile.h); swapped by a SIGHUP reload under auth_lock */
+    pthread_rwlock_t auth_lock;
+
     mk_thread_stats main_stats; /* connection counters, written only by the main thread */
     pthread_mutex_t stats_lock; /* guards stats_base and the detail table */
     mk_thread_stats stats_base; /* sum of all counters at the last "stats reset" */

@@ -148,7 +148,7 @@ static void stats_settings(mk_server *srv, const mk_stat_sink *k)
     stat(k, "tcp_backlog", "%d", s->backlog);
     stat(k, "binding_protocol", "%s", mk_protocol_choice_name(s->protocol));
     stat(k, "auth_enabled_sasl", "%s", s->sasl ? "yes" : "no");
-    stat(k, "auth_enabled_ascii", "%s", "no");
+    stat(k, "auth_enabled_ascii", "%s", s->auth_file ? s->auth_file : "no");
     stat(k, "item_size_max", "%zu", s->item_size_max);
     stat(k, "maxconns_fast", "%s", s->maxconns_fast ? "yes" : "no");
     stat(k, "hashpower_init", "%u", s->hashpower);

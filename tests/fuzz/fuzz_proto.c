@@ -1,4 +1,4 @@
-/* tests/fuzz/fuzz_proto.c — libFuzzer target for the protocol layer: request/response parsing of arbitrary bytes and compose->parse round trips. */
+/* tests/fuzz/fuzz_proto.c — libFuzzer target for the protocol layer: request/response parsing of arbitrary bytes (and -Y authentication lines), compose->parse round trips. */
 #include "memkit/proto.h"
 
 #include <stdlib.h>
@@ -143,10 +143,38 @@ static void roundtrip(const uint8_t *data, size_t size)
     }
 }
 
+/* Feed the bytes to the -Y authentication parsers like an unauthenticated connection (proto_auth.c). */
+static void serve_auth(const char *buf, size_t len)
+{
+    size_t off = 0;
+    while (off < len) {
+        mk_auth_line l;
+        ssize_t r = mk_parse_auth_line(buf + off, len - off, &l);
+        if (r <= 0) {
+            must(r == 0 || len - off > MK_LINE_MAX);
+            return;
+        }
+        must((size_t)r <= len - off && buf[off + (size_t)r - 1] == '\n');
+        must(l.is_set || l.size == 0);
+        off += (size_t)r;
+        if (!l.is_set)
+            continue;
+        if (l.size > MK_AUTH_TOKEN_MAX || l.size + 2 > len - off)
+            return;
+        mk_str user, pass;
+        if (mk_parse_auth_token(buf + off, (size_t)l.size, &user, &pass)) {
+            must(in_buf(buf + off, (size_t)l.size, user) && in_buf(buf + off, (size_t)l.size, pass));
+            must(user.n > 0 && pass.n > 0 && !memchr(user.p, ' ', user.n) && !memchr(pass.p, ' ', pass.n));
+        }
+        off += (size_t)l.size + 2;
+    }
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     const char *buf = (const char *)data;
     serve(buf, size);
+    serve_auth(buf, size);
     client(buf, size);
     roundtrip(data, size);
     /* every prefix ending at a '\n' must be parsed the same as the whole buffer's first line */

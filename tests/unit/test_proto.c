@@ -1052,9 +1052,53 @@ static void test_binary_response_round_trip(void)
     CHECK(strcmp(mk_bin_status_text(0x1234), "") == 0);
 }
 
+static void test_auth_line_as_memcached_reads_it(void)
+{
+    mk_auth_line l;
+#define AUTH_LINE(s) mk_parse_auth_line(s, sizeof(s) - 1, &l)
+    CHECK_EQ_I(AUTH_LINE("set k 0 0 12\r\nalice s3cret\r\n"), 14);
+    CHECK(l.is_set && l.size == 12);
+    CHECK_EQ_I(AUTH_LINE("set k 0 0 7 noreply\n"), 20);        /* more tokens: the 5th is the size */
+    CHECK(l.is_set && l.size == 7);
+    CHECK_EQ_I(AUTH_LINE("set   k  x y  3\r\n"), 17);         /* flags and exptime are not looked at */
+    CHECK(l.is_set && l.size == 3);
+    CHECK_EQ_I(AUTH_LINE("get k\r\n"), 7);
+    CHECK(!l.is_set);
+    CHECK_EQ_I(AUTH_LINE("set k 0 0\r\n"), 11);                /* 4 tokens */
+    CHECK(!l.is_set);
+    CHECK_EQ_I(AUTH_LINE("set k 0 0 -1\r\n"), 14);
+    CHECK(!l.is_set);
+    CHECK_EQ_I(AUTH_LINE("set k 0 0 1x\r\n"), 14);
+    CHECK(!l.is_set);
+    CHECK_EQ_I(AUTH_LINE("SET k 0 0 1\r\n"), 13);
+    CHECK(!l.is_set);
+    CHECK_EQ_I(AUTH_LINE("set k 0\0 0 1\r\n"), 14);           /* a NUL ends the line's text */
+    CHECK(!l.is_set);
+    CHECK_EQ_I(AUTH_LINE("set k 0 0 99999999999999999999999\n"), 34);
+    CHECK(l.is_set && l.size == UINT64_MAX);                     /* saturates: refused by its size */
+    CHECK_EQ_I(AUTH_LINE("s"), 0);
+    CHECK_EQ_I(AUTH_LINE("set k 0 0 5"), 0);
+    char longline[MK_LINE_MAX + 2];
+    memset(longline, 'x', sizeof longline);
+    CHECK_EQ_I(mk_parse_auth_line(longline, MK_LINE_MAX, &l), 0);
+    CHECK_EQ_I(mk_parse_auth_line(longline, sizeof longline, &l), -1);
+#undef AUTH_LINE
+    mk_str u, p;
+    CHECK(mk_parse_auth_token("alice s3cret", 12, &u, &p));
+    CHECK_MEM(u.p, u.n, "alice");
+    CHECK_MEM(p.p, p.n, "s3cret");
+    CHECK(mk_parse_auth_token("  bob   pa:ss  extra", 20, &u, &p));
+    CHECK_MEM(u.p, u.n, "bob");
+    CHECK_MEM(p.p, p.n, "pa:ss");
+    CHECK(!mk_parse_auth_token("hi", 2, &u, &p));
+    CHECK(!mk_parse_auth_token("alice\ts3cret", 12, &u, &p)); /* (memcached splits on spaces only) */
+    CHECK(!mk_parse_auth_token("alice\0 s3cret", 13, &u, &p));
+}
+
 int main(void)
 {
     RUN(test_line_endings);
+    RUN(test_auth_line_as_memcached_reads_it);
     RUN(test_empty_and_short_lines);
     RUN(test_spaces_and_tabs);
     RUN(test_nul_cuts_line);

@@ -189,6 +189,25 @@ static void test_udp_port(void)
     CHECK(p->r == MK_OPT_RUN);
 }
 
+static void test_auth_file_rules(void)
+{
+    parsed *p = parse("-Y", "/etc/memkit/users", NULL); /* -Y implies -B ascii, as in memcached */
+    CHECK(p->r == MK_OPT_RUN);
+    CHECK(p->s.protocol == MK_PROTO_ASCII);
+    CHECK(strcmp(p->s.auth_file, "/etc/memkit/users") == 0);
+    p = parse("--auth-file=/f", "-B", "ascii", NULL);
+    CHECK(p->r == MK_OPT_RUN);
+    const char *refused[][3] = {{"-B", "binary", NULL}, {"-B", "auto", NULL}, {"-S", NULL, NULL}, {"-U", "11311", NULL}};
+    for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
+        p = parse("-Y", "/f", refused[i][0], refused[i][1], refused[i][2], NULL);
+        CHECK(p->r == MK_OPT_EXIT && p->status == 1);
+        CHECK_EQ_I(count_lines(p->err), 1);
+        CHECK(strstr(p->err, "-Y") != NULL || strstr(p->err, "-S") != NULL);
+    }
+    p = parse("-Y", NULL);
+    CHECK(p->r == MK_OPT_EXIT && p->status == 1);
+}
+
 static void test_exptime_rule(void)
 {
     int64_t now = 1800000000;
@@ -203,6 +222,7 @@ static void test_exptime_rule(void)
 int main(void)
 {
     RUN(test_defaults_listen_on_loopback_only);
+    RUN(test_auth_file_rules);
     RUN(test_memcached_short_options);
     RUN(test_long_options_and_suboptions);
     RUN(test_protocol_choice);
