@@ -68,7 +68,8 @@ typedef enum mk_error {
     MK_EAGAIN = -19,         /* non-blocking interface: wait for mk_op_fd()/mk_op_events(), then step again */
     MK_ERANGE = -20,         /* a server index out of range, or a buffer too small */
     MK_ENOTNUM = -21,        /* incr/decr on a value that is not a decimal number (CLIENT_ERROR) */
-    MK_EAUTH = -22           /* the server refused the SASL credentials (or wants some: binary 0x20) */
+    MK_EAUTH = -22           /* the server refused the credentials (or wants some: binary 0x20, -Y's
+                                "CLIENT_ERROR unauthenticated") */
 } mk_error;
 
 /* mk_strerror — a static, human-readable string for an MK_E* code ("unknown error" otherwise). */
@@ -108,6 +109,9 @@ typedef struct mk_options {
     const char *username;         /* default NULL: with password, SASL PLAIN on every new connection
                                      (binary protocol; copied by mk_client_create) */
     const char *password;
+    bool ascii_auth;              /* default false: send username/password as memcached's -Y token (the
+                                     text protocol's "set" with "user password") on every new connection,
+                                     instead of SASL; neither may be empty or hold a space */
 } mk_options;
 
 /* mk_options_init — fill *opt with the defaults above. */

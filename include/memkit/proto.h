@@ -407,4 +407,13 @@ ssize_t mk_parse_auth_line(const char *buf, size_t len, mk_auth_line *out);
  */
 bool mk_parse_auth_token(const char *data, size_t n, mk_str *user, mk_str *pass);
 
+/*
+ * Compose the authentication a client sends first on a connection to a -Y
+ * server: "set auth 0 0 <n>\r\n<user> <pass>\r\n" into out[0..cap). Returns its
+ * length, or 0 when it does not fit or the credentials cannot be sent this way
+ * (empty, or holding a space, "\r", "\n" or NUL). The reply is "STORED".
+ */
+size_t mk_compose_auth_token(char *out, size_t cap, const char *user, size_t nuser, const char *pass,
+                             size_t npass);
+
 #endif /* MEMKIT_PROTO_H */

@@ -124,7 +124,7 @@ class Client(_memkit.Client):
                  flush_on_reconnect=0, check_keys=True, *, distribution="ketama", connect_timeout=None,
                  pool_size=8, failure_limit=1, auto_eject=True, pool_timeout=30.0, checkout_timeout=None,
                  min_compress_len=0, serializer=None, deserializer=None, raise_errors=False, binary=False,
-                 username=None, password=None):
+                 username=None, password=None, ascii_auth=False):
         if compressor is not zlib.compress or decompressor is not zlib.decompress:
             raise ValueError("memkit compresses with zlib in C: custom compressor/decompressor "
                              "are not supported (use serializer/deserializer)")
@@ -143,7 +143,8 @@ class Client(_memkit.Client):
                             checkout_timeout=_positive("pool_timeout", pool_timeout if checkout_timeout is None
                                                        else checkout_timeout),
                             auto_eject=auto_eject, flush_on_rejoin=bool(flush_on_reconnect),
-                            binary=bool(binary or username), username=username, password=password)
+                            binary=bool(binary or (username and not ascii_auth)), username=username,
+                            password=password, ascii_auth=bool(ascii_auth))
         self.set_servers(servers)
         self.stats = {}
         self.cache_cas = cache_cas

@@ -1676,19 +1676,20 @@ static PyObject *Client_check_key(ClientObject *self, PyObject *const *args, Py_
 
 /* _configure(servers, distribution='ketama', connect_timeout=3.0, timeout=3.0, dead_retry=30,
  *            failure_limit=1, pool_size=8, checkout_timeout=30.0, auto_eject=True, buckets=None,
- *            flush_on_rejoin=False, binary=False, username=None, password=None)
+ *            flush_on_rejoin=False, binary=False, username=None, password=None, ascii_auth=False)
  * (Re)creates the libmemkit client; servers is libmemkit's list text ("" = no servers). */
 static int Client_init(ClientObject *self, PyObject *args, PyObject *kw)
 {
     static char *names[] = {"servers", "distribution", "connect_timeout", "timeout", "dead_retry",
                             "failure_limit", "pool_size", "checkout_timeout", "auto_eject", "buckets",
-                            "flush_on_rejoin", "binary", "username", "password", NULL};
+                            "flush_on_rejoin", "binary", "username", "password", "ascii_auth", NULL};
     const char *servers, *dist = "ketama", *user = NULL, *password = NULL;
     double cto = 3.0, ito = 3.0, retry = 30.0, chk = 30.0;
-    int flimit = 1, pool = 8, eject = 1, flush = 0, binary = 0;
+    int flimit = 1, pool = 8, eject = 1, flush = 0, binary = 0, ascii_auth = 0;
     PyObject *buckets = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "s|sdddiidpOppzz:Client", names, &servers, &dist, &cto, &ito, &retry,
-                                     &flimit, &pool, &chk, &eject, &buckets, &flush, &binary, &user, &password))
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "s|sdddiidpOppzzp:Client", names, &servers, &dist, &cto, &ito, &retry,
+                                     &flimit, &pool, &chk, &eject, &buckets, &flush, &binary, &user, &password,
+                                     &ascii_auth))
         return -1;
     mk_options o;
     mk_options_init(&o);
@@ -1708,6 +1709,7 @@ static int Client_init(ClientObject *self, PyObject *args, PyObject *kw)
     o.binary = binary != 0;
     o.username = user;
     o.password = password;
+    o.ascii_auth = ascii_auth != 0;
     size_t *bk = NULL, nbk = 0;
     if (buckets != Py_None) {
         PyObject *seq = PySequence_Fast(buckets, "buckets must be a sequence of server indexes");

@@ -138,8 +138,15 @@ int mk_client_create(mk_client **out, const char *servers, const mk_options *opt
     if ((o.username == NULL) != (o.password == NULL) ||
         (o.username && (strlen(o.username) > MK_CRED_MAX || strlen(o.password) > MK_CRED_MAX)))
         return fail(errbuf, errlen, MK_EINVAL, "SASL needs both a user name and a password (each at most 255 bytes)");
-    if (o.username)
+    if (o.ascii_auth) {
+        char probe[64 + 2 * MK_CRED_MAX];
+        if (!o.username || o.binary ||
+            !mk_compose_auth_token(probe, sizeof probe, o.username, strlen(o.username), o.password, strlen(o.password)))
+            return fail(errbuf, errlen, MK_EINVAL, "ascii_auth needs a user name and a password without spaces, "
+                                                   "and the text protocol (not binary)");
+    } else if (o.username) {
         o.binary = true; /* SASL exists only in the binary protocol */
+    }
     mk_dist_kind kind = MK_DIST_KIND_COUNT_;
     for (size_t i = 0; i < sizeof dists / sizeof dists[0]; i++)
         if (dists[i].d == o.distribution)

@@ -22,6 +22,7 @@
 #include "memkit/proto.h"
 
 #include <pthread.h>
+#include <string.h>
 #include <stdatomic.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
@@ -217,6 +218,12 @@ bool mk__quiet_capable(mk_opcode code);
 /* ---- binop.c: the binary protocol (mk_options.binary) ---- */
 #define MK_CRED_MAX 255                               /* longest SASL user name or password */
 #define MK_AUTH_FRAME_MAX (24 + 5 + 2 + 2 * MK_CRED_MAX) /* a SASL_AUTH PLAIN request */
+
+/* The -Y token for the client's credentials into out (mk_compose_auth_token); its length, 0 if it does not fit. */
+static inline size_t mk__ascii_auth_token(char *out, size_t cap, const mk_options *o)
+{
+    return mk_compose_auth_token(out, cap, o->username, strlen(o->username), o->password, strlen(o->password));
+}
 /* Compose op's request frames into op->req and its iovecs. 0 or MK_ENOMEM. */
 int mk__bin_compose(mk_op *op);
 /* A SASL_AUTH PLAIN frame for user/password into out; its length, 0 if cap is too small. */

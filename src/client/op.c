@@ -501,12 +501,14 @@ static int finish(mk_op *op, int rc)
 
 static int start_write(mk_op *op);
 
-/* With credentials, a new connection authenticates first: SASL PLAIN goes ahead of the request
- * (one frame), and its answer is read before the request's. 0, or an error. */
+/* With credentials, a new connection authenticates first: SASL PLAIN (one frame) or the -Y token
+ * goes ahead of the request, and its answer is read before the request's. 0, or an error. */
 static int authenticate(mk_op *op)
 {
-    char f[MK_AUTH_FRAME_MAX];
-    size_t n = mk__bin_auth_frame(f, sizeof f, op->c->opt.username, op->c->opt.password);
+    char f[MK_AUTH_FRAME_MAX + 32];
+    const mk_options *o = &op->c->opt;
+    size_t n = o->ascii_auth ? mk__ascii_auth_token(f, sizeof f, o)
+                             : mk__bin_auth_frame(f, sizeof f, o->username, o->password);
     if (n == 0)
         return MK_EINVAL;
     ssize_t w;
@@ -779,7 +781,24 @@ static int do_read(mk_op *op)
             return finish(op, MK_EPROTO);
         size_t avail = cn->pending_mn ? 0 : cn->rlen - cn->rpos;
         size_t want = 4096;
-        if (avail && op->binary) {
+        if (avail && op->auth_pending && !op->binary) {
+            /* the -Y token's answer comes before the op's own: STORED, or the refusal */
+            const char *p = cn->rbuf + cn->rpos, *nl = memchr(p, '\n', avail);
+            if (nl == NULL && avail > MAX_LINE)
+                return finish(op, MK_EPROTO);
+            if (nl != NULL) {
+                bool ok = nl - p == 7 && memcmp(p, "STORED\r", 7) == 0;
+                if (!ok)
+                    set_text(op, (mk_str){p, (size_t)(nl - p) - (nl > p && nl[-1] == '\r')});
+                cn->rpos += (size_t)(nl - p) + 1;
+                op->auth_pending = false;
+                if (!ok)
+                    return finish(op, MK_EAUTH);
+                if (!op->expect_reply)
+                    return finish(op, 0);
+                continue;
+            }
+        } else if (avail && op->binary) {
             size_t used;
             int rc = mk__bin_read(op, cn->rbuf + cn->rpos, avail, &used, &want);
             cn->rpos += used;

@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <poll.h>
+#include <stdio.h>
 #include <string.h>
 #include <time.h>
 
@@ -98,10 +99,12 @@ static bool exchange(mk_client *c, mk_conn *conn, const char *req, const char *c
 static int ask_meta(mk_client *c, mk_conn *conn)
 {
     int64_t deadline = mk__now_ms() + c->opt.io_timeout_ms;
-    const char req[] = "mn\r\n";
-    size_t off = 0;
-    while (off < sizeof req - 1) {
-        ssize_t n = send(conn->fd, req + off, sizeof req - 1 - off, MSG_NOSIGNAL | MSG_DONTWAIT);
+    char req[MK_AUTH_FRAME_MAX + 64];
+    size_t len = c->opt.ascii_auth ? mk__ascii_auth_token(req, sizeof req, &c->opt) : 0, off = 0;
+    memcpy(req + len, "mn\r\n", 4);
+    len += 4;
+    while (off < len) {
+        ssize_t n = send(conn->fd, req + off, len - off, MSG_NOSIGNAL | MSG_DONTWAIT);
         if (n > 0)
             off += (size_t)n;
         else if (n < 0 && errno != EAGAIN && errno != EINTR)
@@ -111,6 +114,7 @@ static int ask_meta(mk_client *c, mk_conn *conn)
     }
     char buf[128];
     size_t got = 0;
+    bool token_answered = !c->opt.ascii_auth;
     while (got < sizeof buf) {
         ssize_t n = recv(conn->fd, buf + got, sizeof buf - got, MSG_DONTWAIT);
         if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
@@ -122,6 +126,16 @@ static int ask_meta(mk_client *c, mk_conn *conn)
         }
         got += (size_t)n;
         const char *nl = memchr(buf, '\n', got);
+        if (nl && !token_answered) { /* the token's answer first */
+            if (nl - buf != 7 || memcmp(buf, "STORED\r", 7) != 0)
+                return MK_EAUTH;
+            token_answered = true;
+            got -= (size_t)(nl + 1 - buf);
+            memmove(buf, nl + 1, got);
+            nl = memchr(buf, '\n', got);
+            if (!nl)
+                continue;
+        }
         if (nl)
             return nl - buf == 3 && memcmp(buf, "MN\r", 3) == 0;
     }
@@ -203,9 +217,20 @@ static bool probe(mk_client *c, mk_server *s)
     if (rc == 0 && c->opt.binary) {
         ok = exchange_binary(c, conn, c->opt.flush_on_rejoin);
     } else if (rc == 0) {
-        static const char *const version[] = {"VERSION "}, *const flushed[] = {"VERSION ", "OK"};
-        ok = c->opt.flush_on_rejoin ? exchange(c, conn, "version\r\nflush_all\r\n", flushed, 2)
-                                    : exchange(c, conn, "version\r\n", version, 1);
+        /* [-Y token,] version [, flush_all] */
+        const char *expect[3];
+        size_t n = 0, len = 0;
+        char req[MK_AUTH_FRAME_MAX + 64];
+        if (c->opt.ascii_auth) {
+            len = mk__ascii_auth_token(req, sizeof req, &c->opt);
+            expect[n++] = "STORED";
+        }
+        len += (size_t)snprintf(req + len, sizeof req - len, "version\r\n%s",
+                                c->opt.flush_on_rejoin ? "flush_all\r\n" : "");
+        expect[n++] = "VERSION ";
+        if (c->opt.flush_on_rejoin)
+            expect[n++] = "OK";
+        ok = exchange(c, conn, req, expect, n);
     }
     mk__conn_free(conn);
     return ok;

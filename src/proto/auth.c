@@ -1,4 +1,5 @@
 /* proto/auth.c — memcached's ASCII authentication token (-Y): the "set" line an unauthenticated connection may send, and its "user password" block. */
+#include <stdio.h>
 #include <string.h>
 
 #include "memkit/proto.h"
@@ -65,4 +66,34 @@ bool mk_parse_auth_token(const char *data, size_t n, mk_str *user, mk_str *pass)
         n = (size_t)(nul - data);
     size_t i = 0;
     return next_token(data, n, &i, user) && next_token(data, n, &i, pass);
+}
+
+/* A credential the token can carry: not empty, no separator the server would split or stop at. */
+static bool sendable(const char *s, size_t n)
+{
+    if (n == 0)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (s[i] == ' ' || s[i] == '\r' || s[i] == '\n' || s[i] == '\0')
+            return false;
+    return true;
+}
+
+size_t mk_compose_auth_token(char *out, size_t cap, const char *user, size_t nuser, const char *pass,
+                             size_t npass)
+{
+    if (!sendable(user, nuser) || !sendable(pass, npass) || nuser + npass + 1 > MK_AUTH_TOKEN_MAX)
+        return 0;
+    int h = snprintf(out, cap, "set auth 0 0 %zu\r\n", nuser + 1 + npass);
+    if (h < 0 || (size_t)h + nuser + 1 + npass + 2 > cap)
+        return 0;
+    char *p = out + h;
+    memcpy(p, user, nuser);
+    p += nuser;
+    *p++ = ' ';
+    memcpy(p, pass, npass);
+    p += npass;
+    *p++ = '\r';
+    *p++ = '\n';
+    return (size_t)(p - out);
 }

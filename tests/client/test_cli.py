@@ -328,6 +328,14 @@ def test_lease_through_twemproxy_says_no_meta(servers, twemproxy):
     assert mk([twemproxy], "set", "cli:tw", "x") == (0, "", "")
 
 
+def cli_with_password(port, env):
+    """A runner of the CLI against 127.0.0.1:port with env ($MEMKIT_PASSWORD): (rc, stdout, stderr)."""
+    def run(*args, env=env):
+        r = subprocess.run([CLI, f"--servers=127.0.0.1:{port}", *args], capture_output=True, timeout=30, env=env)
+        return r.returncode, r.stdout.decode(), r.stderr.decode()
+    return run
+
+
 def test_binary_protocol_and_sasl_credentials(tmp_path):
     """--binary speaks memcached's binary protocol; --username (password from $MEMKIT_PASSWORD) authenticates
     with SASL against a server started with -S."""
@@ -342,10 +350,7 @@ def test_binary_protocol_and_sasl_credentials(tmp_path):
     try:
         wait_port(port)
         env = {**os.environ, "MEMKIT_PASSWORD": "pw"}
-
-        def run(*args, env=env):
-            r = subprocess.run([CLI, f"--servers=127.0.0.1:{port}", *args], capture_output=True, timeout=30, env=env)
-            return r.returncode, r.stdout.decode(), r.stderr.decode()
+        run = cli_with_password(port, env)
         assert run("--username=ops", "set", "cli:k", "v")[0] == 0
         assert run("--username=ops", "get", "cli:k")[:2] == (0, "v\n")
         rc, out, _ = run("--username=ops", "stats")
@@ -354,6 +359,29 @@ def test_binary_protocol_and_sasl_credentials(tmp_path):
         assert rc == 2 and "authentication" in err
         rc, _, err = run("--username=ops", "get", "cli:k", env={k: v for k, v in env.items() if k != "MEMKIT_PASSWORD"})
         assert rc == 2 and "MEMKIT_PASSWORD" in err
+    finally:
+        p.kill()
+        p.wait()
+
+
+def test_ascii_auth_credentials(tmp_path):
+    """--username --ascii-auth (password from $MEMKIT_PASSWORD) sends memcached's -Y token first."""
+    (tmp_path / "users").write_text("ops:pw\n")
+    port = free_port()
+    p = subprocess.Popen([SERVER, "-u", "root", "-p", str(port), "-l", "127.0.0.1", "-U", "0",
+                          "-Y", str(tmp_path / "users")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_port(port)
+        env = {**os.environ, "MEMKIT_PASSWORD": "pw"}
+        run = cli_with_password(port, env)
+        assert run("--username=ops", "--ascii-auth", "set", "cli:y", "v")[0] == 0
+        assert run("--username=ops", "--ascii-auth", "get", "cli:y")[:2] == (0, "v\n")
+        rc, out, _ = run("--username=ops", "--ascii-auth", "stats")
+        assert rc == 0 and "auth_cmds" in out
+        rc, _, err = run("--username=ops", "--ascii-auth", "get", "cli:y", env={**env, "MEMKIT_PASSWORD": "no"})
+        assert rc == 2 and "authentication" in err
+        rc, _, err = run("get", "cli:y")
+        assert rc == 2
     finally:
         p.kill()
         p.wait()

@@ -32,6 +32,7 @@ typedef struct srv {
     int port;
     char path[108];   /* unix socket, or "" */
     const char *sasl_conf; /* non-NULL: started with -S, SASL_CONF_PATH set to this directory */
+    const char *auth_file; /* non-NULL: started with -Y and this file */
 } srv;
 
 static const char *server_bin;
@@ -92,6 +93,9 @@ static void srv_start(srv *s)
         freopen("/dev/null", "w", stdout);
         if (s->path[0])
             execl(server_bin, server_bin, "-u", "root", "-s", s->path, "-U", "0", (char *)NULL);
+        else if (s->auth_file)
+            execl(server_bin, server_bin, "-u", "root", "-p", port, "-l", "127.0.0.1", "-U", "0", "-Y", s->auth_file,
+                  (char *)NULL);
         else if (s->sasl_conf && setenv("SASL_CONF_PATH", s->sasl_conf, 1) == 0)
             execl(server_bin, server_bin, "-u", "root", "-p", port, "-l", "127.0.0.1", "-U", "0", "-S",
                   (char *)NULL);
@@ -1429,6 +1433,91 @@ static void test_binary_protocol(void)
  * connection (PLAIN, ahead of its first request) and works, noreply included;
  * wrong ones get MK_EAUTH, and so does a client with none.
  */
+/* An authenticated client's calls work, a noreply one on a new connection included (it reads the
+ * authentication's answer first): sets "auth:a" = v and "auth:b" = w. */
+static void check_authenticated_client(mk_client *c)
+{
+    mk_item it;
+    CHECK_EQ_I(mk_set(c, K("auth:a"), "v", 1, 0, 0), 0);
+    CHECK_EQ_I(mk_get(c, K("auth:a"), &it), 0);
+    CHECK_MEM(it.value, it.nvalue, "v");
+    mk_item_clear(&it);
+    mk_client_close_idle(c);
+    CHECK_EQ_I(mk_store(c, MK_STORE_SET, K("auth:b"), "w", 1, 0, 0, 0, MK_NOREPLY), 0);
+    CHECK_EQ_I(mk_get(c, K("auth:b"), &it), 0);
+    CHECK_MEM(it.value, it.nvalue, "w");
+    mk_item_clear(&it);
+    char ver[64];
+    CHECK_EQ_I(mk_version(c, 0, ver, sizeof ver), 0);
+}
+
+/* -Y: the token goes ahead of the first request of every new connection, the probe's and the meta
+ * question's included; wrong credentials are MK_EAUTH and do not mark the server dead. */
+static void test_ascii_auth(void)
+{
+    char file[] = "/tmp/mk-authfile-XXXXXX";
+    int fd = mkstemp(file);
+    CHECK(fd >= 0);
+    if (fd < 0)
+        return;
+    CHECK(write(fd, "alice:s3cret\nbob:pa:ss\n", 23) == 23);
+    close(fd);
+    srv s = {.auth_file = file};
+    srv_start(&s);
+    char list[64];
+    snprintf(list, sizeof list, "127.0.0.1:%d", s.port);
+    mk_options o;
+    mk_options_init(&o);
+    o.username = "bob";
+    o.password = "pa:ss";
+    o.ascii_auth = true;
+    o.pool_size = 2;
+    mk_client *c = NULL;
+    mk_item it;
+    CHECK_EQ_I(mk_client_create(&c, list, &o, NULL, 0), 0);
+    if (c) {
+        check_authenticated_client(c);
+        /* a multi-get on new connections, and the meta question (herd calls) */
+        mk_client_close_idle(c);
+        const char *keys[] = {"auth:a", "auth:b", "auth:none"};
+        size_t nkeys[] = {6, 6, 9};
+        mk_item items[3];
+        int rcs[3];
+        CHECK_EQ_I(mk_mget_items(c, keys, nkeys, 3, false, items, rcs), 0);
+        CHECK(rcs[0] == 0 && rcs[1] == 0 && rcs[2] == MK_ENOTFOUND);
+        for (int i = 0; i < 3; i++)
+            mk_item_clear(&items[i]);
+        CHECK_EQ_I(mk_server_speaks_meta(c, 0), 1);
+        mk_client_destroy(c);
+    }
+    o.password = "wrong";
+    CHECK_EQ_I(mk_client_create(&c, list, &o, NULL, 0), 0);
+    if (c) {
+        CHECK_EQ_I(mk_get(c, K("auth:a"), &it), MK_EAUTH);
+        CHECK(mk_server_alive(c, 0));
+        CHECK(mk_server_speaks_meta(c, 0) == MK_EAUTH);
+        mk_client_destroy(c);
+    }
+    o.username = o.password = NULL;
+    o.ascii_auth = false; /* no credentials: the server's refusal is an error, never a value */
+    CHECK_EQ_I(mk_client_create(&c, list, &o, NULL, 0), 0);
+    if (c) {
+        CHECK(mk_get(c, K("auth:a"), &it) < 0);
+        mk_client_destroy(c);
+    }
+    char err[128];
+    o.ascii_auth = true; /* refused: no credentials, a space, the binary protocol */
+    CHECK_EQ_I(mk_client_create(&c, list, &o, err, sizeof err), MK_EINVAL);
+    o.username = "al ice";
+    o.password = "x";
+    CHECK_EQ_I(mk_client_create(&c, list, &o, err, sizeof err), MK_EINVAL);
+    o.username = "alice";
+    o.binary = true;
+    CHECK_EQ_I(mk_client_create(&c, list, &o, err, sizeof err), MK_EINVAL);
+    srv_stop(&s);
+    unlink(file);
+}
+
 static void test_binary_sasl(void)
 {
     char dir[] = "/tmp/mk-sasl-XXXXXX";
@@ -1456,24 +1545,13 @@ static void test_binary_sasl(void)
     CHECK_EQ_I(mk_client_create(&c, list, &o, NULL, 0), 0);
     mk_item it;
     if (c) {
-        CHECK_EQ_I(mk_set(c, K("sasl:a"), "v", 1, 0, 0), 0);
-        CHECK_EQ_I(mk_get(c, K("sasl:a"), &it), 0);
-        CHECK_MEM(it.value, it.nvalue, "v");
-        mk_item_clear(&it);
-        /* a noreply call on a new connection still reads its SASL answer first */
-        mk_client_close_idle(c);
-        CHECK_EQ_I(mk_store(c, MK_STORE_SET, K("sasl:b"), "w", 1, 0, 0, 0, MK_NOREPLY), 0);
-        CHECK_EQ_I(mk_get(c, K("sasl:b"), &it), 0);
-        CHECK_MEM(it.value, it.nvalue, "w");
-        mk_item_clear(&it);
-        char ver[64];
-        CHECK_EQ_I(mk_version(c, 0, ver, sizeof ver), 0);
+        check_authenticated_client(c);
         mk_client_destroy(c);
     }
     o.password = "wrong";
     CHECK_EQ_I(mk_client_create(&c, list, &o, NULL, 0), 0);
     if (c) {
-        CHECK_EQ_I(mk_get(c, K("sasl:a"), &it), MK_EAUTH);
+        CHECK_EQ_I(mk_get(c, K("auth:a"), &it), MK_EAUTH);
         mk_server_counters n;
         mk_server_counters_get(c, 0, &n);
         CHECK_EQ_U(n.errors, 0); /* refused credentials are not a dead server */
@@ -1484,7 +1562,7 @@ static void test_binary_sasl(void)
     o.binary = true;
     CHECK_EQ_I(mk_client_create(&c, list, &o, NULL, 0), 0);
     if (c) {
-        CHECK_EQ_I(mk_set(c, K("sasl:a"), "x", 1, 0, 0), MK_EAUTH);
+        CHECK_EQ_I(mk_set(c, K("auth:a"), "x", 1, 0, 0), MK_EAUTH);
         mk_client_destroy(c);
     }
     o.username = "alice"; /* a user name without a password is refused */
@@ -1532,6 +1610,7 @@ int main(int argc, char **argv)
     T(test_noreply_failure_never_answers_a_later_call);
     T(test_binary_protocol);
     T(test_binary_sasl);
+    T(test_ascii_auth);
     for (int i = 0; i < NSRV; i++)
         srv_stop(&S[i]);
     return check_summary(suite);

@@ -13,7 +13,7 @@
 
 static const char usage[] =
     "usage: memkit [--servers=HOST:PORT[:WEIGHT],...] [--distribution=ketama|modula|consistent|rendezvous|ketama_fnv1a]\n"
-    "              [--timeout=MS] [--binary] [--username=USER] COMMAND [ARGS]\n"
+    "              [--timeout=MS] [--binary] [--username=USER [--ascii-auth]] COMMAND [ARGS]\n"
     "\n"
     "commands:\n"
     "  get KEY...                      print the value (several keys: \"KEY VALUE\" per hit)\n"
@@ -34,7 +34,8 @@ static const char usage[] =
     "\n"
     "--servers defaults to $MEMKIT_SERVERS, else 127.0.0.1:11211. --timeout (connect and I/O,\n"
     "default 1000 ms). --binary: memcached's binary protocol; --username: SASL (binary protocol),\n"
-    "the password from $MEMKIT_PASSWORD (never on the command line, where ps shows it).\n"
+    "the password from $MEMKIT_PASSWORD (never on the command line, where ps shows it); with\n"
+    "--ascii-auth they are sent as memcached's -Y token over the text protocol instead of SASL.\n"
     "Exit status: 0 success, 1 miss or refused store, 2 error (lease: 3, 4 above).\n"
     "lease and invalidate need the meta protocol (memkitd, memcached >= 1.6), not --binary.\n";
 
@@ -147,12 +148,14 @@ int main(int argc, char **argv)
         {"iterations", required_argument, 0, 'n'}, {"help", no_argument, 0, 'h'},
         {"lock", required_argument, 0, 'L'},     {"recache", required_argument, 0, 'R'},
         {"binary", no_argument, 0, 'B'},         {"username", required_argument, 0, 'U'},
+        {"ascii-auth", no_argument, 0, 'Y'},
         {0, 0, 0, 0},
     };
     int ch;
-    while ((ch = getopt_long(argc, argv, "s:d:t:f:e:i:n:hL:R:BU:", longopts, NULL)) != -1) {
+    while ((ch = getopt_long(argc, argv, "s:d:t:f:e:i:n:hL:R:BU:Y", longopts, NULL)) != -1) {
         switch (ch) {
         case 'B': opt.binary = true; break;
+        case 'Y': opt.ascii_auth = true; break;
         case 'U':
             opt.username = optarg;
             opt.password = getenv("MEMKIT_PASSWORD");
