@@ -1093,6 +1093,19 @@ static void test_auth_line_as_memcached_reads_it(void)
     CHECK(!mk_parse_auth_token("hi", 2, &u, &p));
     CHECK(!mk_parse_auth_token("alice\ts3cret", 12, &u, &p)); /* (memcached splits on spaces only) */
     CHECK(!mk_parse_auth_token("alice\0 s3cret", 13, &u, &p));
+    /* the client's composer, parsed back as the server reads it */
+    char out[128];
+    size_t n = mk_compose_auth_token(out, sizeof out, "bob", 3, "pa:ss", 5);
+    CHECK_MEM(out, n, "set auth 0 0 9\r\nbob pa:ss\r\n");
+    CHECK_EQ_I(mk_parse_auth_line(out, n, &l), 16);
+    CHECK(l.is_set && l.size == 9);
+    CHECK(mk_parse_auth_token(out + 16, 9, &u, &p));
+    CHECK_MEM(u.p, u.n, "bob");
+    CHECK_MEM(p.p, p.n, "pa:ss");
+    CHECK_EQ_I(mk_compose_auth_token(out, sizeof out, "a b", 3, "x", 1), 0);  /* the server would split it */
+    CHECK_EQ_I(mk_compose_auth_token(out, sizeof out, "a", 1, "x\r", 2), 0);
+    CHECK_EQ_I(mk_compose_auth_token(out, sizeof out, "", 0, "x", 1), 0);
+    CHECK_EQ_I(mk_compose_auth_token(out, 20, "bob", 3, "pa:ss", 5), 0);       /* does not fit */
 }
 
 int main(void)
