@@ -131,6 +131,8 @@ void mk_conn_free(mk_conn *c)
 {
     if (!c)
         return;
+    if (c->rsize > RBUF_INIT && !c->tr->datagram && c->worker->srv->settings->read_buf_limit)
+        __atomic_sub_fetch(&c->worker->srv->rbuf_grown, c->rsize - RBUF_INIT, __ATOMIC_RELAXED);
     free(c->rbuf);
     free(c->wbuf);
     free(c->outs);
@@ -421,8 +423,15 @@ static void datagram_end(mk_conn *c)
 
 typedef enum { STEP_NEED_READ, STEP_YIELD, STEP_BLOCKED, STEP_CLOSE } step_result;
 
-/* Make room at the end of rbuf for reading: compact, then grow if the buffer is full. */
-static bool rbuf_make_room(mk_conn *c)
+typedef enum { ROOM_OK, ROOM_TOO_LONG, ROOM_NO_MEMORY } room_result;
+
+/*
+ * Make room at the end of rbuf for reading: compact, then grow if the buffer is
+ * full. Growing past RBUF_INIT draws on the server's read-buffer budget
+ * (-o read_buf_mem_limit, all connections together): an unterminated request
+ * line cannot make the server hold more than that, whatever the connections.
+ */
+static room_result rbuf_make_room(mk_conn *c)
 {
     if (c->rstart > 0) {
         memmove(c->rbuf, c->rbuf + c->rstart, c->rend - c->rstart);
@@ -430,15 +439,36 @@ static bool rbuf_make_room(mk_conn *c)
         c->rstart = 0;
     }
     if (c->rend < c->rsize)
-        return true;
-    if (c->rsize >= MK_GET_LINE_MAX + RBUF_INIT)
-        return false;
+        return ROOM_OK;
+    if (c->rsize >= MK_GET_LINE_MAX + RBUF_INIT || c->tr->datagram)
+        return ROOM_TOO_LONG;
+    mk_server *srv = c->worker->srv;
+    uint64_t limit = srv->settings->read_buf_limit, add = c->rsize;
+    if (limit && __atomic_add_fetch(&srv->rbuf_grown, add, __ATOMIC_RELAXED) > limit) {
+        __atomic_sub_fetch(&srv->rbuf_grown, add, __ATOMIC_RELAXED);
+        return ROOM_NO_MEMORY;
+    }
     char *b = realloc(c->rbuf, c->rsize * 2);
-    if (!b)
-        return false;
+    if (!b) {
+        if (limit)
+            __atomic_sub_fetch(&srv->rbuf_grown, add, __ATOMIC_RELAXED);
+        return ROOM_NO_MEMORY;
+    }
     c->rbuf = b;
     c->rsize *= 2;
-    return true;
+    return ROOM_OK;
+}
+
+/* Give a grown, empty rbuf back (and its share of the budget): the long line it held is done. */
+static void rbuf_shrink(mk_conn *c)
+{
+    char *b = realloc(c->rbuf, RBUF_INIT);
+    if (!b)
+        return;
+    if (c->worker->srv->settings->read_buf_limit)
+        __atomic_sub_fetch(&c->worker->srv->rbuf_grown, c->rsize - RBUF_INIT, __ATOMIC_RELAXED);
+    c->rbuf = b;
+    c->rsize = RBUF_INIT;
 }
 
 /*
@@ -504,19 +534,26 @@ static step_result conn_process(mk_conn *c, int *budget)
         default:
             return STEP_CLOSE;
         }
-        if (c->rstart == c->rend)
+        if (c->rstart == c->rend) {
             c->rstart = c->rend = 0;
+            if (c->rsize > RBUF_INIT && !c->tr->datagram)
+                rbuf_shrink(c);
+        }
     }
 }
 
-/* Read once from the socket (*asked: the room offered). >0 bytes, 0 EOF, -1 would block, -2 error. */
+/* Read once from the socket (*asked: the room offered). >0 bytes, 0 EOF, -1 would block, -2 error,
+ * -3 the request needs a larger read buffer than memory (or the budget) allows. */
 static ssize_t conn_read(mk_conn *c, size_t *asked)
 {
     int st = __atomic_load_n(&c->state, __ATOMIC_RELAXED);
     bool direct = st == MK_CONN_NREAD && c->rstart == c->rend &&
                   c->ngot < mk_item_nbytes(c->nitem) && nread_need(c) > RBUF_INIT;
-    if (!rbuf_make_room(c))
-        return -2;
+    switch (rbuf_make_room(c)) {
+    case ROOM_OK: break;
+    case ROOM_TOO_LONG: return -2;
+    case ROOM_NO_MEMORY: return -3;
+    }
     /*
      * A large value is read straight into the item; the same readv continues into
      * rbuf, so the value's "\r\n" and the next commands need no second read.
@@ -637,6 +674,15 @@ static void conn_drive(mk_conn *c, int budget)
             }
             if (n == -1)
                 return;
+            if (n == -3) {
+                /* memcached's answer to a read buffer it cannot grow: say so, then close */
+                MK_STAT_INC(&c->worker->stats, read_buf_oom);
+                c->rstart = c->rend = 0;
+                if (c->proto->out_of_memory)
+                    c->proto->out_of_memory(c);
+                mk_conn_set_state(c, MK_CONN_CLOSING);
+                continue;
+            }
             mk_conn_close(c);
             return;
         }

@@ -33,6 +33,7 @@ void mk_settings_init(mk_settings *s)
     s->backlog = 1024;
     s->flush_enabled = true;
     s->maxconns_fast = true;
+    s->read_buf_limit = (uint64_t)MK_READ_BUF_LIMIT_DEFAULT_MB << 20;
 }
 
 void mk_options_usage(FILE *out)
@@ -77,6 +78,8 @@ void mk_options_usage(FILE *out)
         "-o, --extended            comma separated list of extended options:\n"
         "   - hashpower=<num>      initial hash table size as a power of two (the table grows on its own)\n"
         "   - idle_timeout=<secs>  close connections idle this long (default: 0, never)\n"
+        "   - read_buf_mem_limit=<mb> memory all connections may hold for request lines longer than\n"
+        "                          16 KB (default: 64; 0: no limit); over it, such a request is refused\n"
         "   - maxconns_fast / no_maxconns_fast  reject connections over -c at once (default: on)\n"
         "   Other memcached -o names are accepted and have no effect (a note is printed).\n"
         "Accepted for compatibility and without effect: -f -n -L -k -r -D -X -W\n",
@@ -120,7 +123,7 @@ static const char *const ignored_suboptions[] = {
     "tail_repair_time", "hash_algorithm", "lru_crawler", "no_lru_crawler", "lru_crawler_sleep",
     "lru_crawler_tocrawl", "lru_maintainer", "no_lru_maintainer", "hot_lru_pct", "warm_lru_pct",
     "hot_max_factor", "warm_max_factor", "temporary_ttl", "watcher_logbuf_size",
-    "worker_logbuf_size", "read_buf_mem_limit", "slab_reassign", "no_slab_reassign",
+    "worker_logbuf_size", "slab_reassign", "no_slab_reassign",
     "slab_automove", "slab_automove_ratio", "slab_automove_window", "slab_chunk_max",
     "track_sizes", "no_inline_ascii_resp", "modern", "no_modern", "resp_obj_mem_limit",
     "no_hashexpand", "drop_privileges", "no_drop_privileges", "lru_segmented",
@@ -146,6 +149,12 @@ static bool parse_suboptions(mk_settings *s, char *list, FILE *err)
                 return false;
             }
             s->idle_timeout = (int)v;
+        } else if (strcmp(tok, "read_buf_mem_limit") == 0) {
+            if (!val || !parse_long(val, 0, 1L << 20, &v)) {
+                fprintf(err, "memkitd: -o read_buf_mem_limit needs a number of megabytes (0: no limit)\n");
+                return false;
+            }
+            s->read_buf_limit = (uint64_t)v << 20;
         } else if (strcmp(tok, "maxconns_fast") == 0) {
             s->maxconns_fast = true;
         } else if (strcmp(tok, "no_maxconns_fast") == 0) {

@@ -20,6 +20,8 @@ typedef enum mk_proto_choice {
 /* memcached's name for it in "stats settings" (binding_protocol): auto-negotiate, ascii, binary. */
 const char *mk_protocol_choice_name(mk_proto_choice p);
 
+#define MK_READ_BUF_LIMIT_DEFAULT_MB 64
+
 typedef struct mk_settings {
     int port;                   /* -p: TCP port (default 11211; 0 = kernel picks) */
     int udp_port;               /* -U: UDP port (0: off, the default); without -p, also the TCP port */
@@ -44,6 +46,8 @@ typedef struct mk_settings {
     unsigned hashpower;         /* -o hashpower=N: initial hash table size (log2) */
     int idle_timeout;           /* -o idle_timeout=S: close connections idle this long (0 = never) */
     bool maxconns_fast;         /* -o maxconns_fast / no_maxconns_fast */
+    uint64_t read_buf_limit;    /* -o read_buf_mem_limit (MB; 0 unlimited): bytes all connections together may
+                                   hold in read buffers grown past their first 16 KB (long request lines) */
     const char *memory_file;    /* -e: item memory in this file, for warm restarts (NULL: anonymous memory) */
     mk_proto_choice protocol;   /* -B (default auto; binary with -S) */
     bool sasl;                  /* -S: binary-protocol clients must authenticate (SASL, server/sasl.h) */

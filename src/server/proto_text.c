@@ -273,9 +273,15 @@ static ssize_t ascii_execute(mk_conn *c, const char *in, size_t len)
     return r;
 }
 
+static void ascii_out_of_memory(mk_conn *c)
+{
+    mk_conn_reply(c, "SERVER_ERROR out of memory reading request"); /* memcached's words */
+}
+
 const mk_protocol mk_protocol_ascii = {
     .name = "ascii",
     .execute = ascii_execute,
     .complete_nread = text_complete_nread,
     .state_size = sizeof(mk_ascii_state),
+    .out_of_memory = ascii_out_of_memory,
 };

@@ -59,6 +59,9 @@ typedef struct mk_protocol {
      * sent (the text protocol's noreply, meta's q). Only datagram transports look.
      */
     bool frames_empty;
+    /* Queue the reply to a request the server has no memory to read (conn.c then closes; NULL: close
+     * without one). */
+    void (*out_of_memory)(mk_conn *c);
 } mk_protocol;
 
 /* memcached's ASCII protocols: classic text commands and meta commands (proto_text.c). */

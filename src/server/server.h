@@ -86,6 +86,7 @@ struct mk_server {
     int64_t started;            /* unix time at start */
     int64_t now;                /* the clock, updated by the main thread (atomic access) */
     int curr_conns;             /* client connections open now (atomic access) */
+    uint64_t rbuf_grown;        /* bytes of read buffers grown past their first 16 KB, all connections (atomic) */
     int verbosity;              /* "verbosity" command / -v (atomic access) */
     bool stopping;              /* set once; workers exit their loops (atomic access) */
     int exit_status;

@@ -50,6 +50,7 @@ static void stats_general(mk_server *srv, const mk_stat_sink *k)
     stat(k, "total_connections", "%" PRIu64, ts.total_conns);
     stat(k, "rejected_connections", "%" PRIu64, ts.rejected_conns);
     stat(k, "connection_structures", "%d", __atomic_load_n(&srv->curr_conns, __ATOMIC_RELAXED));
+    stat(k, "read_buf_oom", "%" PRIu64, ts.read_buf_oom);
     stat(k, "cmd_get", "%" PRIu64, ts.get_cmds);
     stat(k, "cmd_set", "%" PRIu64, ts.set_cmds);
     stat(k, "cmd_flush", "%" PRIu64, ts.flush_cmds);
@@ -154,6 +155,7 @@ static void stats_settings(mk_server *srv, const mk_stat_sink *k)
     stat(k, "hashpower_init", "%u", s->hashpower);
     stat(k, "flush_enabled", "%s", s->flush_enabled ? "yes" : "no");
     stat(k, "idle_timeout", "%d", s->idle_timeout);
+    stat(k, "read_buf_mem_limit", "%" PRIu64, s->read_buf_limit >> 20);
     stat(k, "evictions_policy", "%s", "segment-fifo-2nd-chance");
 }
 

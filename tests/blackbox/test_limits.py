@@ -1,0 +1,139 @@
+"""Connections that cannot hold the server's memory hostage: read buffers grown past 16 KB for long
+request lines draw on one budget for all connections (-o read_buf_mem_limit, default 64 MB); a request
+that would exceed it gets memcached's "SERVER_ERROR out of memory reading request" and its connection
+is closed, counted as read_buf_oom, while every other client is served."""
+
+import socket
+import time
+
+import pytest
+
+from conftest import HOST, SLOW, memkitd_only
+
+MB = 1 << 20
+
+
+def rss_kb(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def long_get_line(nbytes):
+    """An unterminated get line of about nbytes: many keys, no newline."""
+    keys = b" ".join(b"k%07d" % i for i in range(nbytes // 9))
+    return b"get " + keys
+
+
+def send_some(sock, data, deadline):
+    """Send as much of data as the server takes before the deadline; the bytes sent."""
+    sock.setblocking(False)
+    sent = 0
+    while sent < len(data) and time.monotonic() < deadline:
+        try:
+            sent += sock.send(data[sent:sent + 65536])
+        except BlockingIOError:
+            time.sleep(0.005)
+        except OSError:
+            break
+    return sent
+
+
+def read_reply(sock, timeout=10.0):
+    sock.setblocking(True)
+    sock.settimeout(timeout)
+    buf = b""
+    try:
+        while b"\n" not in buf:
+            d = sock.recv(4096)
+            if not d:
+                break
+            buf += d
+    except OSError:
+        pass
+    return buf
+
+
+def _closed(sock):
+    """True if the server has closed sock (EOF or reset), without waiting for more."""
+    sock.setblocking(False)
+    try:
+        return sock.recv(1) == b""
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True
+
+
+@memkitd_only
+def test_unterminated_long_lines_share_one_budget_and_others_are_served(server_factory):
+    s = server_factory("-o", "read_buf_mem_limit=4", "-t", "2")
+    line = long_get_line(600_000)  # grows a read buffer to 1 MB: 1008 KB over its first 16 KB
+    base = rss_kb(s.proc.pid)
+    socks = []
+    try:
+        for _ in range(12):
+            c = socket.create_connection((HOST, s.port))
+            send_some(c, line, time.monotonic() + 2 * SLOW)
+            socks.append(c)
+        time.sleep(0.3)
+        # at most 4 MB of grown buffers: three or four lines held, the others refused and closed
+        # (the refusal's line may be lost to the reset a close with unread input makes)
+        replies = {c: read_reply(c, timeout=0.5 * SLOW) for c in socks}
+        assert all(r in (b"", b"SERVER_ERROR out of memory reading request\r\n") for r in replies.values()), replies
+        refused = [c for c in socks if replies[c]] + [c for c in socks if not replies[c] and _closed(c)]
+        assert 12 - len(refused) <= 4 and refused, len(refused)
+        assert rss_kb(s.proc.pid) - base < 16 * 1024, (base, rss_kb(s.proc.pid))
+        with s.connect() as n:  # a normal client meanwhile
+            assert n.set(b"lim", b"v") == b"STORED\r\n"
+            assert n.get(b"get lim\r\n") == b"VALUE lim 0 1\r\nv\r\nEND\r\n"
+            st = n.stats()
+            assert int(st["read_buf_oom"]) == len(refused)
+            assert n.stats("settings")["read_buf_mem_limit"] == "4"
+        # the lines held are finished and answered; their buffers go back to the budget
+        held = [c for c in socks if c not in refused]
+        for c in held:
+            c.setblocking(True)
+            c.sendall(b"\r\n")
+            c.settimeout(10)
+            got = b""
+            while not got.endswith(b"END\r\n"):
+                d = c.recv(65536)
+                assert d, got[-100:]
+                got += d
+            assert got == b"END\r\n"
+        c = socket.create_connection((HOST, s.port))
+        socks.append(c)
+        c.sendall(line + b"\r\n")
+        assert read_reply(c) == b"END\r\n"
+    finally:
+        for c in socks:
+            c.close()
+
+
+@memkitd_only
+def test_read_buf_mem_limit_zero_means_no_limit(server_factory):
+    s = server_factory("-o", "read_buf_mem_limit=0")
+    line = long_get_line(600_000) + b"\r\n"
+    socks = [socket.create_connection((HOST, s.port)) for _ in range(6)]
+    try:
+        for c in socks:
+            send_some(c, line[:-2], time.monotonic() + 2 * SLOW)
+        for c in socks:
+            c.setblocking(True)
+            c.sendall(b"\r\n")
+            assert read_reply(c) == b"END\r\n"
+        assert s.stats()["read_buf_oom"] == "0"
+    finally:
+        for c in socks:
+            c.close()
+
+
+@pytest.mark.parametrize("bad", ["read_buf_mem_limit", "read_buf_mem_limit=-1", "read_buf_mem_limit=x"])
+def test_read_buf_mem_limit_needs_megabytes(server_factory, bad):
+    from conftest import BIN, base_args, free_port
+    import subprocess
+    p = subprocess.run([BIN, *base_args(free_port()), "-o", bad], capture_output=True, timeout=30)
+    assert p.returncode != 0
