@@ -3,6 +3,8 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <pwd.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,6 +33,23 @@ static bool drop_privileges(const mk_settings *s)
         return true; /* -u root: stay root, as the operator asked */
     if (setgroups(0, NULL) != 0 || setgid(pw->pw_gid) != 0 || setuid(pw->pw_uid) != 0) {
         fprintf(stderr, "memkitd: failed to assume the identity of %s: %s\n", s->user, strerror(errno));
+        return false;
+    }
+    if (s->coredumps)
+        (void)prctl(PR_SET_DUMPABLE, 1, 0, 0, 0); /* (a changed identity turns dumps off; -r asked for them) */
+    return true;
+}
+
+/* -r, as memcached does it: the core file limit as high as allowed; a limit of 0 left is an error. */
+static bool raise_core_limit(void)
+{
+    struct rlimit cur, want = {RLIM_INFINITY, RLIM_INFINITY};
+    if (getrlimit(RLIMIT_CORE, &cur) == 0 && setrlimit(RLIMIT_CORE, &want) != 0) {
+        want.rlim_cur = want.rlim_max = cur.rlim_max;
+        (void)setrlimit(RLIMIT_CORE, &want);
+    }
+    if (getrlimit(RLIMIT_CORE, &cur) != 0 || cur.rlim_cur == 0) {
+        fprintf(stderr, "memkitd: -r: failed to ensure core file creation (the hard core limit is 0)\n");
         return false;
     }
     return true;
@@ -93,6 +112,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "memkitd: %s\n", err);
         return 1;
     }
+    if (s.coredumps && !raise_core_limit())
+        return 1;
     if (!drop_privileges(&s))
         return 1;
 

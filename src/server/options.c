@@ -52,6 +52,8 @@ void mk_options_usage(FILE *out)
         "                          (default: 127.0.0.1; use 0.0.0.0 for every interface)\n"
         "-d, --daemon              run as a daemon\n"
         "-u, --user=<user>         assume the identity of <user> (required when run as root)\n"
+        "-r, --enable-coredumps    raise the core file limit to its maximum and keep item memory in core\n"
+        "                          dumps (without -r, item memory is left out of them)\n"
         "-m, --memory-limit=<num>  item memory in megabytes (default: 64)\n"
         "-M, --disable-evictions   return an error when memory is full instead of evicting\n"
         "-c, --conn-limit=<num>    max simultaneous connections (default: 1024)\n"
@@ -82,7 +84,7 @@ void mk_options_usage(FILE *out)
         "                          16 KB (default: 64; 0: no limit); over it, such a request is refused\n"
         "   - maxconns_fast / no_maxconns_fast  reject connections over -c at once (default: on)\n"
         "   Other memcached -o names are accepted and have no effect (a note is printed).\n"
-        "Accepted for compatibility and without effect: -f -n -L -k -r -D -X -W\n",
+        "Accepted for compatibility and without effect: -f -n -L -k -D -X -W\n",
         MK_VERSION);
 }
 
@@ -335,7 +337,10 @@ mk_opt_result mk_options_parse(mk_settings *s, int argc, char **argv, FILE *out,
             if (!parse_suboptions(s, optarg, err))
                 return MK_OPT_EXIT;
             break;
-        case 'f': case 'n': case 'L': case 'k': case 'r': case 'D': case 'X': case 'W':
+        case 'r':
+            s->coredumps = true;
+            break;
+        case 'f': case 'n': case 'L': case 'k': case 'D': case 'X': case 'W':
             fprintf(err, "memkitd: note: -%c has no effect in memkitd\n", c);
             break;
         case ':':

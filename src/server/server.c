@@ -560,6 +560,7 @@ mk_server *mk_server_create(const mk_settings *s)
         .hashpower = s->hashpower,
         .mem_file = s->memory_file,
         .now = srv->now,
+        .dump_items = s->coredumps,
     };
     srv->cache = mk_cache_create(&cc);
     if (!srv->cache && s->memory_file) {

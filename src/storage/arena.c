@@ -27,6 +27,10 @@ bool mk_arena_init(mk_cache *c)
         }
         c->base = (char *)(((uintptr_t)c->map + MK_SEG_SIZE - 1) & ~(uintptr_t)(MK_SEG_SIZE - 1));
     }
+    /* items stay out of core dumps unless asked (memkitd -r): a crash report should not carry the
+     * cache's sessions and tokens (it is advice: a kernel without it dumps them) */
+    if (!c->cfg.dump_items)
+        (void)madvise(c->map, c->map_len, MADV_DONTDUMP);
     c->segm = calloc(c->nseg, sizeof *c->segm);
     if (!c->segm)
         return false;

@@ -50,6 +50,7 @@ typedef struct mk_cache_config {
     unsigned hashpower;     /* initial hash table size 2^hashpower buckets in all; 0 = default (16) */
     const char *mem_file;   /* item memory in this file (memcached's -e), restored if it holds a clean image; or NULL */
     int64_t now;            /* the clock at creation: restored items that have expired are dropped */
+    bool dump_items;        /* true: item memory is included in core dumps (default false: MADV_DONTDUMP) */
 } mk_cache_config;
 
 /* What creating a cache over a memory file found (docs/storage.md, "Warm restart"). */

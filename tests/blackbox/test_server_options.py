@@ -16,6 +16,7 @@ Observed memcached 1.6.18 semantics that these tests encode:
 
 import os
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -379,6 +380,41 @@ def test_accepted_connections_are_probed_by_tcp_keepalive_within_a_minute(server
         c.set(b"ka", b"v")
         timers = _keepalive_timers(s.port)
         assert timers and all(name == "keepalive" and 0 < secs <= 60 for name, secs in timers), timers
+
+
+def _flags_of_mappings(pid, size_kb):
+    """The VmFlags of the process's mappings of exactly size_kb, from /proc/PID/smaps."""
+    out, size = [], 0
+    with open(f"/proc/{pid}/smaps") as f:
+        for line in f:
+            if line.startswith("Size:"):
+                size = int(line.split()[1])
+            elif line.startswith("VmFlags:") and size == size_kb:
+                out.append(line.split()[1:])
+    return out
+
+
+def _core_limit(pid):
+    with open(f"/proc/{pid}/limits") as f:
+        for line in f:
+            if line.startswith("Max core file size"):
+                return line.split()[4]
+    raise AssertionError("no core limit")
+
+
+@memkitd_only
+def test_item_memory_is_left_out_of_core_dumps_unless_r(server_factory):
+    """A crash dump should not carry the cache's sessions and tokens: the arena is MADV_DONTDUMP;
+    -r (memcached's "maximize core file limit") raises the core limit and keeps items in dumps."""
+    arena_kb = 37 * 1024 + 64  # -m 37: 592 segments of 64 KB, and one more for alignment
+    s = server_factory("-m", "37")
+    arena = _flags_of_mappings(s.proc.pid, arena_kb)
+    assert arena and all("dd" in flags for flags in arena), arena
+    r = server_factory("-m", "37", "-r")
+    arena = _flags_of_mappings(r.proc.pid, arena_kb)
+    assert arena and not any("dd" in flags for flags in arena), arena
+    hard = resource.getrlimit(resource.RLIMIT_CORE)[1]  # (the server inherits the tests' hard limit)
+    assert _core_limit(r.proc.pid) == ("unlimited" if hard == resource.RLIM_INFINITY else str(hard))
 
 
 def test_sigusr1_lets_in_flight_request_finish(server_factory):
