@@ -34,6 +34,9 @@ void mk_settings_init(mk_settings *s)
     s->flush_enabled = true;
     s->maxconns_fast = true;
     s->read_buf_limit = (uint64_t)MK_READ_BUF_LIMIT_DEFAULT_MB << 20;
+    s->keepalive_idle = 60;
+    s->keepalive_intvl = 15;
+    s->keepalive_cnt = 4;
 }
 
 void mk_options_usage(FILE *out)
@@ -80,6 +83,9 @@ void mk_options_usage(FILE *out)
         "-o, --extended            comma separated list of extended options:\n"
         "   - hashpower=<num>      initial hash table size as a power of two (the table grows on its own)\n"
         "   - idle_timeout=<secs>  close connections idle this long (default: 0, never)\n"
+        "   - tcp_keepalive=<idle>[:<interval>:<probes>] probe a silent connection after <idle> s, every\n"
+        "                          <interval> s, close it after <probes> unanswered (default: 60:15:4;\n"
+        "                          0: the kernel's defaults)\n"
         "   - read_buf_mem_limit=<mb> memory all connections may hold for request lines longer than\n"
         "                          16 KB (default: 64; 0: no limit); over it, such a request is refused\n"
         "   - maxconns_fast / no_maxconns_fast  reject connections over -c at once (default: on)\n"
@@ -132,6 +138,28 @@ static const char *const ignored_suboptions[] = {
     "no_lru_segmented", NULL,
 };
 
+/* "IDLE" or "IDLE:INTERVAL:PROBES" (the interval and probes default to 15 and 4); IDLE 0 turns it off. */
+static bool parse_keepalive(mk_settings *s, const char *val)
+{
+    char buf[64];
+    snprintf(buf, sizeof buf, "%s", val);
+    char *intvl = strchr(buf, ':'), *cnt = NULL;
+    if (intvl) {
+        *intvl++ = '\0';
+        cnt = strchr(intvl, ':');
+        if (!cnt)
+            return false;
+        *cnt++ = '\0';
+    }
+    long a, b = 15, c = 4;
+    if (!parse_long(buf, 0, 86400, &a) || (intvl && (!parse_long(intvl, 1, 3600, &b) || !parse_long(cnt, 1, 100, &c))))
+        return false;
+    s->keepalive_idle = (int)a;
+    s->keepalive_intvl = (int)b;
+    s->keepalive_cnt = (int)c;
+    return true;
+}
+
 static bool parse_suboptions(mk_settings *s, char *list, FILE *err)
 {
     for (char *save = NULL, *tok = strtok_r(list, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
@@ -151,6 +179,12 @@ static bool parse_suboptions(mk_settings *s, char *list, FILE *err)
                 return false;
             }
             s->idle_timeout = (int)v;
+        } else if (strcmp(tok, "tcp_keepalive") == 0) {
+            if (!val || !parse_keepalive(s, val)) {
+                fprintf(err, "memkitd: -o tcp_keepalive needs IDLE[:INTERVAL:PROBES] in seconds (0: the "
+                             "kernel's defaults)\n");
+                return false;
+            }
         } else if (strcmp(tok, "read_buf_mem_limit") == 0) {
             if (!val || !parse_long(val, 0, 1L << 20, &v)) {
                 fprintf(err, "memkitd: -o read_buf_mem_limit needs a number of megabytes (0: no limit)\n");

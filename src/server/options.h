@@ -46,6 +46,9 @@ typedef struct mk_settings {
     unsigned hashpower;         /* -o hashpower=N: initial hash table size (log2) */
     int idle_timeout;           /* -o idle_timeout=S: close connections idle this long (0 = never) */
     bool maxconns_fast;         /* -o maxconns_fast / no_maxconns_fast */
+    int keepalive_idle;         /* -o tcp_keepalive=IDLE:INTVL:CNT (default 60:15:4; IDLE 0: the kernel's) */
+    int keepalive_intvl;
+    int keepalive_cnt;
     bool coredumps;             /* -r: core limit raised, item memory kept in dumps (else MADV_DONTDUMP) */
     uint64_t read_buf_limit;    /* -o read_buf_mem_limit (MB; 0 unlimited): bytes all connections together may
                                    hold in read buffers grown past their first 16 KB (long request lines) */

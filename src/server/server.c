@@ -59,16 +59,19 @@ void mk_sockaddr_name(const struct sockaddr *sa, const char *proto, char *out, s
 /*
  * TCP keepalive on an accepted socket, so that a peer that vanished (its host
  * died, the network was cut) gives its connection slot back: probed after
- * MK_KEEPALIVE_IDLE seconds of silence, every MK_KEEPALIVE_INTVL seconds,
- * closed after MK_KEEPALIVE_CNT unanswered probes; TCP_USER_TIMEOUT bounds the
- * same wait when replies are unacknowledged. About 2 minutes in all, where
- * memcached leaves the kernel's default (2 hours 11 minutes). docs/security.md.
+ * keepalive_idle seconds of silence, every keepalive_intvl seconds, closed
+ * after keepalive_cnt unanswered probes; TCP_USER_TIMEOUT bounds the same wait
+ * when replies are unacknowledged. About 2 minutes in all by default, where
+ * memcached leaves the kernel's (2 hours 11 minutes). -o tcp_keepalive;
+ * docs/security.md.
  */
-static void set_keepalive(int fd)
+static void set_keepalive(const mk_settings *s, int fd)
 {
-    int one = 1, idle = MK_KEEPALIVE_IDLE, intvl = MK_KEEPALIVE_INTVL, cnt = MK_KEEPALIVE_CNT;
-    unsigned user_timeout = (unsigned)(idle + intvl * cnt) * 1000u;
+    int one = 1, idle = s->keepalive_idle, intvl = s->keepalive_intvl, cnt = s->keepalive_cnt;
     setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+    if (idle == 0)
+        return; /* -o tcp_keepalive=0: the kernel's timers, as memcached */
+    unsigned user_timeout = (unsigned)(idle + intvl * cnt) * 1000u;
     setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
     setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof(intvl));
     setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt));
@@ -333,7 +336,7 @@ static void on_accept(mk_watch *w, uint32_t events)
         } else {
             int one = 1;
             setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-            set_keepalive(fd);
+            set_keepalive(srv->settings, fd);
             mk_sockaddr_name((struct sockaddr *)&ss, "tcp", peer, sizeof(peer));
         }
         if (__atomic_load_n(&srv->verbosity, __ATOMIC_RELAXED) > 1)

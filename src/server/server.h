@@ -35,11 +35,6 @@ typedef struct mk_listener {
     char name[128];     /* "tcp:127.0.0.1:11211" or "unix:/path", for stats conns */
 } mk_listener;
 
-/* TCP keepalive on accepted connections (server.c set_keepalive): idle seconds, probe interval, probes. */
-#define MK_KEEPALIVE_IDLE 60
-#define MK_KEEPALIVE_INTVL 15
-#define MK_KEEPALIVE_CNT 4
-
 /* A UDP socket (-U) bound on one -l address; its datagram connections are udp.c's. */
 typedef struct mk_udp_socket {
     int fd;

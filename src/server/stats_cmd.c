@@ -156,6 +156,7 @@ static void stats_settings(mk_server *srv, const mk_stat_sink *k)
     stat(k, "flush_enabled", "%s", s->flush_enabled ? "yes" : "no");
     stat(k, "idle_timeout", "%d", s->idle_timeout);
     stat(k, "read_buf_mem_limit", "%" PRIu64, s->read_buf_limit >> 20);
+    stat(k, "tcp_keepalive", "%d:%d:%d", s->keepalive_idle, s->keepalive_intvl, s->keepalive_cnt);
     stat(k, "evictions_policy", "%s", "segment-fifo-2nd-chance");
 }
 

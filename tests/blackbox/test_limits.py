@@ -3,7 +3,11 @@ request lines draw on one budget for all connections (-o read_buf_mem_limit, def
 that would exceed it gets memcached's "SERVER_ERROR out of memory reading request" and its connection
 is closed, counted as read_buf_oom, while every other client is served."""
 
+import os
+import shutil
 import socket
+import subprocess
+import sys
 import time
 
 import pytest
@@ -134,6 +138,80 @@ def test_read_buf_mem_limit_zero_means_no_limit(server_factory):
 @pytest.mark.parametrize("bad", ["read_buf_mem_limit", "read_buf_mem_limit=-1", "read_buf_mem_limit=x"])
 def test_read_buf_mem_limit_needs_megabytes(server_factory, bad):
     from conftest import BIN, base_args, free_port
-    import subprocess
     p = subprocess.run([BIN, *base_args(free_port()), "-o", bad], capture_output=True, timeout=30)
     assert p.returncode != 0
+
+
+# ------------------------------------------------------------------ peers that vanish
+
+NS, VETH, PEER = "mkvanish", "mkvan0", "mkvan1"
+SRV_IP, CLI_IP = "10.231.77.1", "10.231.77.2"
+
+
+def _ip(*args, check=True):
+    return subprocess.run(["ip", *args], capture_output=True, text=True, timeout=30, check=check)
+
+
+@pytest.fixture
+def vanishing_link():
+    """A veth pair: this side 10.231.77.1, the other in network namespace mkvanish (10.231.77.2).
+    Deleting the link makes every peer behind it vanish without a FIN or a reset."""
+    if os.geteuid() != 0 or shutil.which("ip") is None:
+        pytest.fail("needs root and ip (iproute2): network namespaces for vanished peers")
+    _ip("netns", "del", NS, check=False)
+    _ip("link", "del", VETH, check=False)
+    _ip("netns", "add", NS)
+    try:
+        _ip("link", "add", VETH, "type", "veth", "peer", "name", PEER)
+        _ip("link", "set", PEER, "netns", NS)
+        _ip("addr", "add", SRV_IP + "/24", "dev", VETH)
+        _ip("link", "set", VETH, "up")
+        _ip("netns", "exec", NS, "ip", "addr", "add", CLI_IP + "/24", "dev", PEER)
+        _ip("netns", "exec", NS, "ip", "link", "set", PEER, "up")
+        _ip("netns", "exec", NS, "ip", "link", "set", "lo", "up")
+        yield
+    finally:
+        _ip("link", "del", VETH, check=False)
+        _ip("netns", "del", NS, check=False)
+
+
+HOLDER = r"""
+import socket, sys, time
+s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=10)
+s.sendall(b"version\r\n")
+assert s.recv(100).startswith(b"VERSION")
+print("connected", flush=True)
+time.sleep(120)
+"""
+
+
+@memkitd_only
+def test_vanished_peers_give_their_slots_back_within_the_keepalive_bound(server_factory, vanishing_link):
+    """Two clients behind a link that is then deleted (their host gone, no FIN, no reset) hold both
+    slots of -c 2; keepalive (here 2 s idle, 1 s x 2 probes) frees them, and new clients get in."""
+    s = server_factory("-l", SRV_IP, "-c", "2", "-o", "tcp_keepalive=2:1:2")  # (and the usual 127.0.0.1)
+    holders = [subprocess.Popen(["ip", "netns", "exec", NS, sys.executable, "-c", HOLDER, SRV_IP, str(s.port)],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(2)]
+    try:
+        for h in holders:
+            assert h.stdout.readline() == b"connected\n", h.stderr.read()
+        with s.connect() as c:  # the third client: over -c 2
+            assert c.read_line() == b"ERROR Too many open connections\r\n"
+        _ip("link", "del", VETH)  # the peers vanish
+        t0 = time.monotonic()
+        while True:
+            try:
+                with s.connect() as c:
+                    c.send(b"version\r\n")
+                    if c.read_line().startswith(b"VERSION"):
+                        break
+            except Exception:
+                pass
+            assert time.monotonic() - t0 < 30 * SLOW, "the vanished peers' slots were never freed"
+            time.sleep(0.5)
+        # bound: 2 s idle + 2 probes 1 s apart (+ the kernel's timer granularity and a loaded machine)
+        assert time.monotonic() - t0 < 15 * SLOW
+    finally:
+        for h in holders:
+            h.kill()
+            h.wait()

@@ -208,6 +208,26 @@ static void test_auth_file_rules(void)
     CHECK(p->r == MK_OPT_EXIT && p->status == 1);
 }
 
+static void test_keepalive_and_read_buf_suboptions(void)
+{
+    parsed *p = parse(NULL);
+    CHECK(p->s.keepalive_idle == 60 && p->s.keepalive_intvl == 15 && p->s.keepalive_cnt == 4);
+    CHECK(p->s.read_buf_limit == (uint64_t)64 << 20);
+    p = parse("-o", "tcp_keepalive=2:1:3,read_buf_mem_limit=0", NULL);
+    CHECK(p->r == MK_OPT_RUN);
+    CHECK(p->s.keepalive_idle == 2 && p->s.keepalive_intvl == 1 && p->s.keepalive_cnt == 3);
+    CHECK(p->s.read_buf_limit == 0);
+    p = parse("-o", "tcp_keepalive=30", NULL);
+    CHECK(p->r == MK_OPT_RUN && p->s.keepalive_idle == 30 && p->s.keepalive_intvl == 15);
+    const char *bad[] = {"tcp_keepalive", "tcp_keepalive=1:2", "tcp_keepalive=1:0:3", "tcp_keepalive=-1",
+                         "tcp_keepalive=a:b:c", "read_buf_mem_limit=-1", "read_buf_mem_limit"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        p = parse("-o", bad[i], NULL);
+        CHECK(p->r == MK_OPT_EXIT && p->status == 1);
+        CHECK_EQ_I(count_lines(p->err), 1);
+    }
+}
+
 static void test_exptime_rule(void)
 {
     int64_t now = 1800000000;
@@ -223,6 +243,7 @@ int main(void)
 {
     RUN(test_defaults_listen_on_loopback_only);
     RUN(test_auth_file_rules);
+    RUN(test_keepalive_and_read_buf_suboptions);
     RUN(test_memcached_short_options);
     RUN(test_long_options_and_suboptions);
     RUN(test_protocol_choice);
