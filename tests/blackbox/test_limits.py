@@ -215,3 +215,69 @@ def test_vanished_peers_give_their_slots_back_within_the_keepalive_bound(server_
         for h in holders:
             h.kill()
             h.wait()
+
+
+# ------------------------------------------------------------------ clients that stop reading
+
+def test_a_client_that_stops_reading_holds_little_and_others_are_served(server_factory):
+    """A client asks for 2,000 copies of a 1 MB value (2 GB of replies) and reads nothing: memkitd
+    stops executing its requests once 4 MB of replies wait unsent, so its memory barely grows and
+    every other client is served meanwhile."""
+    s = server_factory("-m", "64", "-t", "2")
+    with s.connect() as c:
+        assert c.set(b"big", b"x" * 1000_000) == b"STORED\r\n"
+    base = rss_kb(s.proc.pid)
+    hog = socket.create_connection((HOST, s.port))
+    hog.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+    try:
+        send_some(hog, b"get big\r\n" * 2000, time.monotonic() + 3 * SLOW)
+        time.sleep(0.5)
+        with s.connect() as c:
+            for i in range(50):
+                assert c.set(b"o%d" % i, b"v") == b"STORED\r\n"
+                assert c.get(b"get o%d\r\n" % i) == b"VALUE o%d 0 1\r\nv\r\nEND\r\n" % i
+        assert rss_kb(s.proc.pid) - base < 24 * 1024, (base, rss_kb(s.proc.pid))
+    finally:
+        hog.close()
+    with s.connect() as c:  # and the server lets the hog go cleanly
+        assert c.get(b"get o1\r\n") == b"VALUE o1 0 1\r\nv\r\nEND\r\n"
+
+
+# ------------------------------------------------------------------ idle connections
+
+def test_thousands_of_idle_connections_are_kicked_by_idle_timeout(server_factory):
+    """1,500 connections that say nothing, with -o idle_timeout=2: every one is closed and counted
+    as an idle kick, while a client that keeps talking stays."""
+    import resource
+    n = 1500
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < n + 200:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, n + 500), hard))
+    s = server_factory("-c", str(n + 100), "-o", "idle_timeout=2")
+    idle = []
+    try:
+        for _ in range(n):
+            idle.append(socket.create_connection((HOST, s.port)))
+        with s.connect() as active:
+            assert int(active.stats()["curr_connections"]) >= n
+            deadline = time.monotonic() + 20 * SLOW
+            while True:
+                st = active.stats()  # (talking keeps this one alive)
+                if int(st["idle_kicks"]) >= n:
+                    break
+                assert time.monotonic() < deadline, st["idle_kicks"]
+                time.sleep(0.5)
+            assert int(st["idle_kicks"]) == n
+            assert all(_closed_eventually(c) for c in idle)
+            assert active.cmd(b"version\r\n").startswith(b"VERSION")
+    finally:
+        for c in idle:
+            c.close()
+
+
+def _closed_eventually(sock, timeout=5.0):
+    sock.settimeout(timeout)
+    try:
+        return sock.recv(1) == b""
+    except OSError:
+        return True
