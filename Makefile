@@ -68,7 +68,7 @@ $(BUILD)/libmemkit.a: $(CLIENT_OBJ) $(filter-out $(BUILD)/obj/src/storage/%,$(CO
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^
 
-SERVER_LIBS := $(STORE_LIBS) -lsasl2
+SERVER_LIBS := $(STORE_LIBS) -lsasl2 -lssl -lcrypto
 $(BUILD)/memkitd: $(SERVER_OBJ) $(BUILD)/libmkcore.a
 	$(CC) $(LDFLAGS) -o $@ $(SERVER_OBJ) $(BUILD)/libmkcore.a $(SERVER_LIBS) -lm
 

@@ -40,6 +40,7 @@ static const char *const cmd_names[MK_CMD__COUNT] = {
     [MK_CMD_STATS] = "stats",
     [MK_CMD_SHUTDOWN] = "shutdown",
     [MK_CMD_CACHE_MEMLIMIT] = "cache_memlimit",
+    [MK_CMD_REFRESH_CERTS] = "refresh_certs",
     [MK_CMD_MG] = "mg",
     [MK_CMD_MS] = "ms",
     [MK_CMD_MD] = "md",
@@ -417,6 +418,11 @@ static void parse_line(mk_request *req, const char *line, size_t n)
     }
     if (mk_tok_is(c, "verbosity")) {
         parse_u32_arg(req, MK_CMD_VERBOSITY, t, nt, MK_PERR_BAD_FORMAT);
+        return;
+    }
+    if (mk_tok_is(c, "refresh_certs")) { /* (any arguments; a last "noreply" silences it) */
+        req->cmd = MK_CMD_REFRESH_CERTS;
+        req->noreply = last_is_noreply(t, nt);
         return;
     }
     /* commands memcached knows that we do not serve: ERROR, but never the HTTP close below */

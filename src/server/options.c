@@ -37,6 +37,8 @@ void mk_settings_init(mk_settings *s)
     s->keepalive_idle = 60;
     s->keepalive_intvl = 15;
     s->keepalive_cnt = 4;
+    s->ssl_min_version = 2;
+    s->ssl_keyformat = 1;
 }
 
 void mk_options_usage(FILE *out)
@@ -55,6 +57,8 @@ void mk_options_usage(FILE *out)
         "                          (default: 127.0.0.1; use 0.0.0.0 for every interface)\n"
         "-d, --daemon              run as a daemon\n"
         "-u, --user=<user>         assume the identity of <user> (required when run as root)\n"
+        "-Z, --enable-ssl          TLS on the TCP listeners (-o ssl_chain_cert=,ssl_key= required; \"-l notls:ADDR\"\n"
+        "                          leaves one plain)\n"
         "-r, --enable-coredumps    raise the core file limit to its maximum and keep item memory in core\n"
         "                          dumps (without -r, item memory is left out of them)\n"
         "-m, --memory-limit=<num>  item memory in megabytes (default: 64)\n"
@@ -86,6 +90,13 @@ void mk_options_usage(FILE *out)
         "   - tcp_keepalive=<idle>[:<interval>:<probes>] probe a silent connection after <idle> s, every\n"
         "                          <interval> s, close it after <probes> unanswered (default: 60:15:4;\n"
         "                          0: the kernel's defaults)\n"
+        "   - ssl_chain_cert=<file> ssl_key=<file>  the server's certificate chain and key (PEM)\n"
+        "   - ssl_ca_cert=<file>   CAs whose client certificates are accepted (mutual TLS)\n"
+        "   - ssl_verify_mode=<n>  client certificates: 0 not asked (default), 1 requested, 2 required,\n"
+        "                          3 required once\n"
+        "   - ssl_min_version=<v>  oldest TLS accepted: tlsv1.0 .. tlsv1.3 or 0-3 (default: tlsv1.2)\n"
+        "   - ssl_ciphers=<list>   OpenSSL cipher list for TLS 1.2; ssl_keyformat=1|2 (PEM, DER);\n"
+        "                          ssl_session_cache; ssl_kernel_tls (kTLS where OpenSSL and the kernel can)\n"
         "   - read_buf_mem_limit=<mb> memory all connections may hold for request lines longer than\n"
         "                          16 KB (default: 64; 0: no limit); over it, such a request is refused\n"
         "   - maxconns_fast / no_maxconns_fast  reject connections over -c at once (default: on)\n"
@@ -160,6 +171,59 @@ static bool parse_keepalive(mk_settings *s, const char *val)
     return true;
 }
 
+/* memcached's -o ssl_* options (ssl_wbuf_size aside: memkitd has no such buffer). false after one line on err. */
+static bool parse_ssl_suboption(mk_settings *s, const char *tok, const char *val, FILE *err)
+{
+    long v;
+    const char *const *file = NULL;
+    if (strcmp(tok, "ssl_chain_cert") == 0)
+        file = &s->ssl_chain_cert;
+    else if (strcmp(tok, "ssl_key") == 0)
+        file = &s->ssl_key;
+    else if (strcmp(tok, "ssl_ca_cert") == 0)
+        file = &s->ssl_ca_cert;
+    else if (strcmp(tok, "ssl_ciphers") == 0)
+        file = &s->ssl_ciphers;
+    if (file) {
+        if (!val || !*val) {
+            fprintf(err, "memkitd: -o %s needs a value\n", tok);
+            return false;
+        }
+        *(const char **)file = val;
+    } else if (strcmp(tok, "ssl_verify_mode") == 0) {
+        if (!val || !parse_long(val, 0, 3, &v)) {
+            fprintf(err, "memkitd: -o ssl_verify_mode needs 0 (none), 1 (request), 2 (require) or 3 (once)\n");
+            return false;
+        }
+        s->ssl_verify_mode = (int)v;
+    } else if (strcmp(tok, "ssl_min_version") == 0) {
+        static const char *const names[] = {"tlsv1.0", "tlsv1.1", "tlsv1.2", "tlsv1.3"};
+        v = -1;
+        for (int i = 0; val && i < 4; i++)
+            if (strcmp(val, names[i]) == 0)
+                v = i;
+        if (v < 0 && (!val || !parse_long(val, 0, 3, &v))) {
+            fprintf(err, "memkitd: -o ssl_min_version needs 0-3 or tlsv1.0, tlsv1.1, tlsv1.2, tlsv1.3\n");
+            return false;
+        }
+        s->ssl_min_version = (int)v;
+    } else if (strcmp(tok, "ssl_keyformat") == 0) {
+        if (!val || !parse_long(val, 1, 2, &v)) {
+            fprintf(err, "memkitd: -o ssl_keyformat needs 1 (PEM) or 2 (DER)\n");
+            return false;
+        }
+        s->ssl_keyformat = (int)v;
+    } else if (strcmp(tok, "ssl_session_cache") == 0) {
+        s->ssl_session_cache = true;
+    } else if (strcmp(tok, "ssl_kernel_tls") == 0) {
+        s->ssl_kernel_tls = true;
+    } else {
+        fprintf(err, "memkitd: illegal suboption \"%s\"\n", tok);
+        return false;
+    }
+    return true;
+}
+
 static bool parse_suboptions(mk_settings *s, char *list, FILE *err)
 {
     for (char *save = NULL, *tok = strtok_r(list, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
@@ -185,6 +249,9 @@ static bool parse_suboptions(mk_settings *s, char *list, FILE *err)
                              "kernel's defaults)\n");
                 return false;
             }
+        } else if (strncmp(tok, "ssl_", 4) == 0 && strcmp(tok, "ssl_wbuf_size") != 0) {
+            if (!parse_ssl_suboption(s, tok, val, err))
+                return false;
         } else if (strcmp(tok, "read_buf_mem_limit") == 0) {
             if (!val || !parse_long(val, 0, 1L << 20, &v)) {
                 fprintf(err, "memkitd: -o read_buf_mem_limit needs a number of megabytes (0: no limit)\n");
@@ -196,7 +263,7 @@ static bool parse_suboptions(mk_settings *s, char *list, FILE *err)
         } else if (strcmp(tok, "no_maxconns_fast") == 0) {
             s->maxconns_fast = false;
         } else {
-            bool known = strncmp(tok, "ext_", 4) == 0 || strncmp(tok, "ssl_", 4) == 0 ||
+            bool known = strncmp(tok, "ext_", 4) == 0 || strcmp(tok, "ssl_wbuf_size") == 0 ||
                          strncmp(tok, "proxy_", 6) == 0;
             for (const char *const *n = ignored_suboptions; !known && *n; n++)
                 known = strcmp(tok, *n) == 0;
@@ -230,10 +297,10 @@ mk_opt_result mk_options_parse(mk_settings *s, int argc, char **argv, FILE *out,
         {"disable-flush-all", no_argument, 0, 'F'}, {"disable-dumping", no_argument, 0, 'X'},
         {"disable-watch", no_argument, 0, 'W'},     {"extended", required_argument, 0, 'o'},
         {"memory-file", required_argument, 0, 'e'}, {"enable-sasl", no_argument, 0, 'S'},
-        {"auth-file", required_argument, 0, 'Y'},
+        {"auth-file", required_argument, 0, 'Y'}, {"enable-ssl", no_argument, 0, 'Z'},
         {0, 0, 0, 0},
     };
-    const char *shortopts = ":p:U:s:a:Al:dru:m:Mc:kvhVP:f:n:Lt:R:Cb:B:I:FXWo:D:e:SY:";
+    const char *shortopts = ":p:U:s:a:Al:dru:m:Mc:kvhVP:f:n:Lt:R:Cb:B:I:FXWo:D:e:SY:Z";
     bool item_size_given = false, protocol_given = false, port_given = false;
     long v;
     uint64_t sz;
@@ -339,6 +406,9 @@ mk_opt_result mk_options_parse(mk_settings *s, int argc, char **argv, FILE *out,
         case 'Y':
             s->auth_file = optarg;
             break;
+        case 'Z':
+            s->tls = true;
+            break;
         case 'B':
             protocol_given = true;
             if (strcmp(optarg, "auto") == 0)
@@ -428,6 +498,22 @@ mk_opt_result mk_options_parse(mk_settings *s, int argc, char **argv, FILE *out,
                          "authenticated (leave -U out, or -U 0)\n");
             return MK_OPT_EXIT;
         }
+    }
+    bool notls = false;
+    for (int i = 0; i < s->nlisten; i++)
+        notls |= strncmp(s->listen[i], "notls:", 6) == 0;
+    if (notls && !s->tls) {
+        fprintf(err, "memkitd: 'notls' before a -l address is valid only with -Z (TLS)\n");
+        return MK_OPT_EXIT;
+    }
+    if (s->tls && (!s->ssl_chain_cert || !s->ssl_key)) {
+        fprintf(err, "memkitd: -Z (TLS) needs -o ssl_chain_cert=FILE,ssl_key=FILE\n");
+        return MK_OPT_EXIT;
+    }
+    if (s->tls && s->udp_port != 0) {
+        fprintf(err, "memkitd: -Z (TLS) cannot be used with UDP: datagrams would go unencrypted "
+                     "(leave -U out, or -U 0)\n");
+        return MK_OPT_EXIT;
     }
     if (s->udp_port != 0 && !port_given)
         s->port = s->udp_port; /* memcached: -U without -p moves TCP to the same port */

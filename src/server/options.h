@@ -49,7 +49,18 @@ typedef struct mk_settings {
     int keepalive_idle;         /* -o tcp_keepalive=IDLE:INTVL:CNT (default 60:15:4; IDLE 0: the kernel's) */
     int keepalive_intvl;
     int keepalive_cnt;
-    bool coredumps;             /* -r: core limit raised, item memory kept in dumps (else MADV_DONTDUMP) */
+    bool coredumps;
+    /* -Z and -o ssl_*: TLS on the TCP listeners (tls.c); "notls:" before a -l address leaves it plain */
+    bool tls;
+    const char *ssl_chain_cert;
+    const char *ssl_key;
+    const char *ssl_ca_cert;    /* client CAs (mutual TLS with ssl_verify_mode 2 or 3) */
+    const char *ssl_ciphers;    /* TLS 1.2 cipher list (OpenSSL's syntax); NULL: OpenSSL's default */
+    int ssl_verify_mode;        /* 0 none, 1 request, 2 require, 3 once (OpenSSL's SSL_VERIFY_* bits) */
+    int ssl_min_version;        /* 0 TLS 1.0 .. 3 TLS 1.3 (default 2) */
+    int ssl_keyformat;          /* 1 PEM (default), 2 DER (ASN.1) */
+    bool ssl_session_cache;
+    bool ssl_kernel_tls;             /* -r: core limit raised, item memory kept in dumps (else MADV_DONTDUMP) */
     uint64_t read_buf_limit;    /* -o read_buf_mem_limit (MB; 0 unlimited): bytes all connections together may
                                    hold in read buffers grown past their first 16 KB (long request lines) */
     const char *memory_file;    /* -e: item memory in this file, for warm restarts (NULL: anonymous memory) */

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "server/ascii.h"
+#include "server/tls.h"
 #include "server/exec.h"
 #include "server/stats_cmd.h"
 #include "server/version.h"
@@ -228,6 +229,17 @@ static void text_dispatch(mk_conn *c, const mk_request *req)
     case MK_CMD_ME:
         mk_meta_execute(c, req);
         break;
+    case MK_CMD_REFRESH_CERTS: {
+        /* memcached's replies: OK, or the reason (the certificates loaded before stay) */
+        char err[1024];
+        if (!wk->srv->tls)
+            mk_conn_reply(c, "Error TLS not enabled"); /* (memcached sends its errors even with noreply) */
+        else if (mk_tls_refresh(wk->srv->tls, err, sizeof err))
+            reply(c, noreply, "OK");
+        else
+            mk_conn_reply(c, err);
+        break;
+    }
     case MK_CMD_SHUTDOWN:
         if (mk_exec_shutdown(wk))
             mk_conn_set_state(c, MK_CONN_CLOSING);

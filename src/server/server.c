@@ -22,10 +22,12 @@
 
 #include "server/authfile.h"
 #include "server/conn.h"
+#include "server/tls.h"
 #include "server/udp.h"
 
 typedef struct mk_pending_conn {
     int fd;
+    bool tls;
     char peer[80];
     const char *listen_name;
 } mk_pending_conn;
@@ -115,7 +117,7 @@ static void raise_fd_limit(const mk_settings *s)
                 (unsigned long)soft, s->maxconns, (unsigned long)want);
 }
 
-static bool add_listener(mk_server *srv, int fd, const char *name)
+static bool add_listener(mk_server *srv, int fd, const char *name, bool tls)
 {
     mk_listener *ls = realloc(srv->listeners, (size_t)(srv->nlisteners + 1) * sizeof(*ls));
     if (!ls) {
@@ -129,6 +131,7 @@ static bool add_listener(mk_server *srv, int fd, const char *name)
     l->w.cb = on_accept;
     l->srv = srv;
     snprintf(l->name, sizeof(l->name), "%s", name);
+    l->tls = tls;
     return true;
 }
 
@@ -198,6 +201,11 @@ static bool listen_inet(mk_server *srv, const char *spec, bool udp)
     const mk_settings *s = srv->settings;
     const char *what = udp ? "UDP " : "";
     char host[256], port[16];
+    bool tls = s->tls && !udp;
+    if (strncmp(spec, "notls:", 6) == 0) { /* memcached's prefix: this listener stays plain */
+        spec += 6;
+        tls = false;
+    }
     if (!split_listen(spec, udp ? s->udp_port : s->port, host, sizeof(host), port, sizeof(port))) {
         fprintf(stderr, "memkitd: bad listen address \"%s\"\n", spec);
         return false;
@@ -232,7 +240,7 @@ static bool listen_inet(mk_server *srv, const char *spec, bool udp)
         char name[128];
         getsockname(fd, (struct sockaddr *)&ss, &sl);
         mk_sockaddr_name((struct sockaddr *)&ss, udp ? "udp" : "tcp", name, sizeof(name));
-        if (!(udp ? add_udp_socket(srv, fd, name) : add_listener(srv, fd, name)))
+        if (!(udp ? add_udp_socket(srv, fd, name) : add_listener(srv, fd, name, tls)))
             break;
         any = true;
     }
@@ -268,12 +276,12 @@ static bool listen_unix(mk_server *srv)
     }
     char name[128];
     snprintf(name, sizeof(name), "unix:%s", s->unix_path);
-    return add_listener(srv, fd, name);
+    return add_listener(srv, fd, name, false);
 }
 
 /* ---- accepting ---- */
 
-static void hand_to_worker(mk_server *srv, int fd, const char *peer, const char *listen_name)
+static void hand_to_worker(mk_server *srv, int fd, bool tls, const char *peer, const char *listen_name)
 {
     mk_worker *wk = &srv->workers[srv->next_worker++ % (unsigned)srv->nworkers];
     pthread_mutex_lock(&wk->queue_lock);
@@ -291,6 +299,7 @@ static void hand_to_worker(mk_server *srv, int fd, const char *peer, const char 
     }
     mk_pending_conn *p = &wk->queue[wk->queue_len++];
     p->fd = fd;
+    p->tls = tls;
     snprintf(p->peer, sizeof(p->peer), "%s", peer);
     p->listen_name = listen_name;
     pthread_mutex_unlock(&wk->queue_lock);
@@ -341,7 +350,7 @@ static void on_accept(mk_watch *w, uint32_t events)
         }
         if (__atomic_load_n(&srv->verbosity, __ATOMIC_RELAXED) > 1)
             fprintf(stderr, "<%d new client connection (%s)\n", fd, peer);
-        hand_to_worker(srv, fd, peer, l->name);
+        hand_to_worker(srv, fd, l->tls, peer, l->name);
     }
 }
 
@@ -362,8 +371,11 @@ static void worker_take_new(mk_worker *wk)
     bool more = wk->queue_len > 0;
     pthread_mutex_unlock(&wk->queue_lock);
     for (size_t i = 0; i < n; i++) {
-        if (!mk_conn_create(wk, batch[i].fd, batch[i].peer, batch[i].listen_name))
+        mk_conn *c = mk_conn_create(wk, batch[i].fd, batch[i].peer, batch[i].listen_name);
+        if (!c)
             __atomic_fetch_sub(&wk->srv->curr_conns, 1, __ATOMIC_RELAXED);
+        else if (batch[i].tls && !mk_tls_conn_start(wk->srv->tls, c))
+            mk_conn_close(c);
     }
     if (more) {
         uint64_t one = 1;
@@ -546,6 +558,14 @@ mk_server *mk_server_create(const mk_settings *s)
     srv->sigw.fd = -1;
     pthread_mutex_init(&srv->stats_lock, NULL);
     pthread_rwlock_init(&srv->auth_lock, NULL);
+    if (s->tls) {
+        char err[512];
+        srv->tls = mk_tls_create(s, err, sizeof err);
+        if (!srv->tls) {
+            fprintf(stderr, "memkitd: %s\n", err);
+            goto fail;
+        }
+    }
     if (s->auth_file) {
         char err[512];
         srv->auth = mk_authfile_load(s->auth_file, err, sizeof err);
@@ -713,6 +733,7 @@ void mk_server_destroy(mk_server *srv)
         fprintf(stderr, "[restart] saved the cache in %s\n", file);
     mk_cache_destroy(srv->cache);
     mk_authfile_free(srv->auth);
+    mk_tls_free(srv->tls);
     pthread_rwlock_destroy(&srv->auth_lock);
     pthread_mutex_destroy(&srv->stats_lock);
     free(srv);

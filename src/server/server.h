@@ -33,6 +33,7 @@ typedef struct mk_listener {
     mk_watch w;
     mk_server *srv;
     char name[128];     /* "tcp:127.0.0.1:11211" or "unix:/path", for stats conns */
+    bool tls;           /* -Z and not "notls:": its connections speak TLS */
 } mk_listener;
 
 /* A UDP socket (-U) bound on one -l address; its datagram connections are udp.c's. */
@@ -86,6 +87,7 @@ struct mk_server {
     bool stopping;              /* set once; workers exit their loops (atomic access) */
     int exit_status;
 
+    struct mk_tls *tls;         /* -Z: the TLS context (tls.h) */
     struct mk_authfile *auth;   /* -Y: the users (authfile.h); swapped by a SIGHUP reload under auth_lock */
     pthread_rwlock_t auth_lock;
 

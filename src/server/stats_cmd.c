@@ -7,9 +7,11 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "server/conn.h"
+#include "server/tls.h"
 #include "server/udp.h"
 #include "server/version.h"
 
@@ -82,6 +84,10 @@ static void stats_general(mk_server *srv, const mk_stat_sink *k)
     stat(k, "limit_maxbytes", "%zu", s->maxbytes);
     stat(k, "accepting_conns", "%d", __atomic_load_n(&srv->stopping, __ATOMIC_RELAXED) ? 0 : 1);
     stat(k, "listen_disabled_num", "%d", 0);
+    if (srv->tls) {
+        stat(k, "ssl_handshake_errors", "%" PRIu64, mk_tls_handshake_errors(srv->tls));
+        stat(k, "time_since_server_cert_refresh", "%" PRId64, mk_tls_since_refresh(srv->tls, (int64_t)time(NULL)));
+    }
     stat(k, "threads", "%d", s->threads);
     stat(k, "conn_yields", "%" PRIu64, ts.conn_yields);
     stat(k, "hash_power_level", "%" PRIu64, cs.hash_power_level);
@@ -157,6 +163,18 @@ static void stats_settings(mk_server *srv, const mk_stat_sink *k)
     stat(k, "idle_timeout", "%d", s->idle_timeout);
     stat(k, "read_buf_mem_limit", "%" PRIu64, s->read_buf_limit >> 20);
     stat(k, "tcp_keepalive", "%d:%d:%d", s->keepalive_idle, s->keepalive_intvl, s->keepalive_cnt);
+    static const char *const tls_versions[] = {"tlsv1.0", "tlsv1.1", "tlsv1.2", "tlsv1.3"};
+    stat(k, "ssl_enabled", "%s", s->tls ? "yes" : "no");
+    stat(k, "ssl_chain_cert", "%s", s->ssl_chain_cert ? s->ssl_chain_cert : "(null)");
+    stat(k, "ssl_key", "%s", s->ssl_key ? s->ssl_key : "(null)");
+    static const int verify_bits[] = {0, 1, 3, 7}; /* (memcached prints OpenSSL's SSL_VERIFY_* bits) */
+    stat(k, "ssl_verify_mode", "%d", verify_bits[s->ssl_verify_mode]);
+    stat(k, "ssl_keyformat", "%d", s->ssl_keyformat);
+    stat(k, "ssl_ciphers", "%s", s->ssl_ciphers ? s->ssl_ciphers : "NULL");
+    stat(k, "ssl_ca_cert", "%s", s->ssl_ca_cert ? s->ssl_ca_cert : "NULL");
+    stat(k, "ssl_session_cache", "%s", s->ssl_session_cache ? "yes" : "no");
+    stat(k, "ssl_kernel_tls", "%s", s->ssl_kernel_tls ? "yes" : "no");
+    stat(k, "ssl_min_version", "%s", tls_versions[s->ssl_min_version]);
     stat(k, "evictions_policy", "%s", "segment-fifo-2nd-chance");
 }
 

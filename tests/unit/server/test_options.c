@@ -208,6 +208,32 @@ static void test_auth_file_rules(void)
     CHECK(p->r == MK_OPT_EXIT && p->status == 1);
 }
 
+static void test_tls_options(void)
+{
+    parsed *p = parse("-Z", "-o", "ssl_chain_cert=/c.pem,ssl_key=/k.pem,ssl_verify_mode=2,ssl_min_version=tlsv1.3",
+                      "-l", "notls:127.0.0.1:11212", NULL);
+    CHECK(p->r == MK_OPT_RUN && p->s.tls);
+    CHECK(strcmp(p->s.ssl_chain_cert, "/c.pem") == 0 && strcmp(p->s.ssl_key, "/k.pem") == 0);
+    CHECK(p->s.ssl_verify_mode == 2 && p->s.ssl_min_version == 3);
+    p = parse("-o", "ssl_min_version=1", NULL);
+    CHECK(p->r == MK_OPT_RUN && p->s.ssl_min_version == 1 && !p->s.tls);
+    const char *bad[][6] = {
+        {"-Z", NULL},                                                        /* no certificate */
+        {"-Z", "-o", "ssl_chain_cert=/c.pem", NULL},                          /* no key */
+        {"-Z", "-o", "ssl_chain_cert=/c,ssl_key=/k", "-U", "11311", NULL},  /* UDP would be clear text */
+        {"-l", "notls:127.0.0.1", NULL},                                     /* notls without -Z */
+        {"-o", "ssl_verify_mode=4", NULL},
+        {"-o", "ssl_min_version=tlsv1.4", NULL},
+        {"-o", "ssl_keyformat=3", NULL},
+        {"-o", "ssl_bogus=1", NULL},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        p = parse(bad[i][0], bad[i][1], bad[i][2], bad[i][3], bad[i][4], NULL);
+        CHECK(p->r == MK_OPT_EXIT && p->status == 1);
+        CHECK_EQ_I(count_lines(p->err), 1);
+    }
+}
+
 static void test_keepalive_and_read_buf_suboptions(void)
 {
     parsed *p = parse(NULL);
@@ -244,6 +270,7 @@ int main(void)
     RUN(test_defaults_listen_on_loopback_only);
     RUN(test_auth_file_rules);
     RUN(test_keepalive_and_read_buf_suboptions);
+    RUN(test_tls_options);
     RUN(test_memcached_short_options);
     RUN(test_long_options_and_suboptions);
     RUN(test_protocol_choice);
