@@ -234,6 +234,26 @@ def test_notls_listener_stays_plain(server_factory, certs):
         assert "STAT ssl_verify_mode 0\r\n" in st and "STAT ssl_min_version tlsv1.2\r\n" in st
 
 
+def test_the_unix_socket_stays_plain(certs, tmp_path):
+    require_binary()
+    path = str(tmp_path / "mk.sock")
+    p = subprocess.Popen([BIN, "-s", path, "-u", "root", "-U", "0", *tls_args(certs)], stdout=subprocess.DEVNULL,
+                         stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 10
+        while not os.path.exists(path):
+            assert p.poll() is None and time.monotonic() < deadline, p.stderr.read()
+            time.sleep(0.02)
+        time.sleep(0.1)
+        with socket.socket(socket.AF_UNIX) as u:
+            u.settimeout(5)
+            u.connect(path)
+            assert exchange(u, b"version\r\n").startswith(b"VERSION ")
+    finally:
+        p.kill()
+        p.wait()
+
+
 def _start_fails(*args):
     require_binary()
     return subprocess.run([BIN, *base_args(free_port()), *args], capture_output=True, timeout=30)
