@@ -92,6 +92,13 @@ static void pause_accepting(mk_server *srv)
     srv->accept_paused = true;
 }
 
+static int64_t mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
 static void resume_accepting(mk_server *srv)
 {
     if (!srv->accept_paused)
@@ -99,6 +106,11 @@ static void resume_accepting(mk_server *srv)
     for (int i = 0; i < srv->nlisteners; i++)
         mk_loop_add(srv->loop, &srv->listeners[i].w, EPOLLIN);
     srv->accept_paused = false;
+    int64_t since = __atomic_load_n(&srv->paused_since_us, __ATOMIC_RELAXED);
+    if (since) { /* (a pause for descriptors, not the stop) */
+        MK_STAT_ADD(&srv->main_stats, time_in_listen_disabled_us, (uint64_t)(mono_us() - since));
+        __atomic_store_n(&srv->paused_since_us, 0, __ATOMIC_RELAXED);
+    }
 }
 
 /* Make room for -c connections plus our own descriptors, as far as the hard limit allows. */
@@ -324,6 +336,10 @@ static void on_accept(mk_watch *w, uint32_t events)
                 /* out of descriptors: stop accepting for a moment instead of spinning */
                 if (srv->settings->verbose)
                     fprintf(stderr, "memkitd: accept: %s; pausing accepts\n", strerror(errno));
+                if (!srv->accept_paused) {
+                    MK_STAT_INC(ts, listen_disabled_num);
+                    __atomic_store_n(&srv->paused_since_us, mono_us(), __ATOMIC_RELAXED);
+                }
                 pause_accepting(srv);
             }
             return;

@@ -78,6 +78,7 @@ struct mk_server {
     int nworkers;
     unsigned next_worker;
     bool accept_paused;         /* listeners unwatched after EMFILE (main thread only) */
+    int64_t paused_since_us;    /* monotonic time of that pause, 0 when not paused for descriptors (atomic) */
 
     int64_t started;            /* unix time at start */
     int64_t now;                /* the clock, updated by the main thread (atomic access) */

@@ -17,7 +17,8 @@
     X(incr_hits) X(incr_misses) X(decr_hits) X(decr_misses) X(cas_hits) X(cas_misses)     \
     X(cas_badval) X(flush_cmds) X(bytes_read) X(bytes_written) X(conn_yields)            \
     X(store_too_large) X(store_no_memory) X(total_conns) X(rejected_conns) X(auth_cmds) X(auth_errors) \
-    X(idle_kicks) X(read_buf_oom)
+    X(idle_kicks) X(read_buf_oom) \
+    X(listen_disabled_num) X(time_in_listen_disabled_us)
 
 typedef struct mk_thread_stats {
 #define MK_X(f) uint64_t f;

@@ -82,8 +82,11 @@ static void stats_general(mk_server *srv, const mk_stat_sink *k)
     stat(k, "bytes_read", "%" PRIu64, ts.bytes_read);
     stat(k, "bytes_written", "%" PRIu64, ts.bytes_written);
     stat(k, "limit_maxbytes", "%zu", s->maxbytes);
-    stat(k, "accepting_conns", "%d", __atomic_load_n(&srv->stopping, __ATOMIC_RELAXED) ? 0 : 1);
-    stat(k, "listen_disabled_num", "%d", 0);
+    stat(k, "accepting_conns", "%d",
+         __atomic_load_n(&srv->stopping, __ATOMIC_RELAXED) || __atomic_load_n(&srv->paused_since_us, __ATOMIC_RELAXED)
+             ? 0 : 1);
+    stat(k, "listen_disabled_num", "%" PRIu64, ts.listen_disabled_num);
+    stat(k, "time_in_listen_disabled_us", "%" PRIu64, ts.time_in_listen_disabled_us);
     if (srv->tls) {
         stat(k, "ssl_handshake_errors", "%" PRIu64, mk_tls_handshake_errors(srv->tls));
         stat(k, "time_since_server_cert_refresh", "%" PRId64, mk_tls_since_refresh(srv->tls, (int64_t)time(NULL)));

@@ -281,3 +281,33 @@ def _closed_eventually(sock, timeout=5.0):
         return sock.recv(1) == b""
     except OSError:
         return True
+
+
+# ------------------------------------------------------------------ out of descriptors
+
+@memkitd_only
+def test_running_out_of_descriptors_pauses_accepting_and_is_counted(server_factory):
+    """The running server's descriptor limit drops to 64 (prlimit); a flood of connections makes
+    accept fail (EMFILE): the server stops accepting for a moment instead of spinning, counts it in
+    listen_disabled_num and time_in_listen_disabled_us as memcached does, and takes the waiting
+    clients once descriptors are free again. (memcached also counts these, but shrinks its listen
+    backlog to 0 meanwhile, so this flood's connects time out there.)"""
+    import resource
+    s = server_factory("-c", "1000", "-t", "2")
+    with s.connect() as watcher:
+        resource.prlimit(s.proc.pid, resource.RLIMIT_NOFILE, (64, 64))
+        flood = []
+        try:
+            for _ in range(90):
+                flood.append(socket.create_connection((HOST, s.port), timeout=5))  # (the backlog takes them)
+            time.sleep(0.5)
+            st = watcher.stats()
+            assert int(st["listen_disabled_num"]) >= 1, st["listen_disabled_num"]
+        finally:
+            for c in flood:
+                c.close()
+        time.sleep(0.5)
+        with s.connect() as late:  # descriptors free again: accepting resumed
+            assert late.cmd(b"version\r\n").startswith(b"VERSION")
+        st = watcher.stats()
+        assert int(st["time_in_listen_disabled_us"]) > 0 and st["accepting_conns"] == "1"
