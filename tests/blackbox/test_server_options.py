@@ -223,6 +223,34 @@ def test_refuses_to_run_as_root_without_u():
     assert not port_accepts(port)
 
 
+def test_u_drops_root_to_that_user(tmp_path):
+    """Started as root with -u nobody, the serving process runs as nobody (uid, gid, no groups)."""
+    require_binary()
+    if os.geteuid() != 0:
+        pytest.fail("this test starts the server as root (CI runs as root)")
+    import pwd
+    nobody = pwd.getpwnam("nobody")
+    port = free_port()
+    p = subprocess.Popen([BIN, "-p", str(port), "-l", HOST, "-U", "0", "-u", "nobody"],
+                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + START_TIMEOUT
+        while not port_accepts(port):
+            assert p.poll() is None and time.monotonic() < deadline, p.stderr.read()
+            time.sleep(0.02)
+        status = open(f"/proc/{p.pid}/status").read()
+        ids = {line.split(":")[0]: line.split()[1:] for line in status.splitlines() if line[:4] in ("Uid:", "Gid:")}
+        assert ids["Uid"] == [str(nobody.pw_uid)] * 4, ids
+        assert ids["Gid"] == [str(nobody.pw_gid)] * 4, ids
+        groups = [line for line in status.splitlines() if line.startswith("Groups:")][0].split()[1:]
+        assert groups in ([], [str(nobody.pw_gid)]), groups
+        with Conn(port=port) as c:
+            assert c.set(b"asnobody", b"v") == b"STORED\r\n"
+    finally:
+        p.terminate()
+        p.wait(5 * SLOW)
+
+
 def test_d_daemonizes_and_writes_pidfile(tmp_path):
     pidfile = tmp_path / "memkitd.pid"
     port = free_port()
