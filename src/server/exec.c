@@ -173,6 +173,11 @@ bool mk_exec_flush(mk_worker *wk, bool has_arg, int64_t arg)
     if (!srv->settings->flush_enabled)
         return false;
     MK_STAT_INC(&wk->stats, flush_cmds);
+    /* memcached's realtime(): an absolute time at or before the server's start (which it dates 62 s
+     * early) becomes "1 second after start", and a flush to then flushes nothing. (A script that
+     * sends a computed, stale timestamp must not wipe the cache.) */
+    if (has_arg && arg > 60 * 60 * 24 * 30 && arg <= srv->started - 62)
+        return true;
     int64_t delay = 0;
     if (has_arg && arg > 0) {
         delay = mk_exptime_to_abs(arg, wk->now) - wk->now;

@@ -341,6 +341,22 @@ def test_flush_all_noreply(fconn):
     assert fconn.get(b"get fn\r\n") == b"END\r\n"
 
 
+def test_flush_all_absolute_time_before_start_flushes_nothing(fconn):
+    """Regression (issue 16): memkitd wiped the cache on "flush_all 1000000000" (an absolute time long
+    past); memcached dates that to just after its start and flushes nothing. An absolute time after
+    the start but already past still flushes everything now."""
+    fconn.set("fa1", "v")
+    assert fconn.cmd(b"flush_all 1000000000\r\n") == b"OK\r\n"
+    assert fconn.get(b"get fa1\r\n") == b"VALUE fa1 0 1\r\nv\r\nEND\r\n"
+    assert fconn.stats()["cmd_flush"] == "1"
+    started = int(fconn.stats()["time"]) - int(fconn.stats()["uptime"])
+    assert fconn.cmd(b"flush_all %d\r\n" % (started - 120)) == b"OK\r\n"
+    assert fconn.get(b"get fa1\r\n") == b"VALUE fa1 0 1\r\nv\r\nEND\r\n"
+    time.sleep(1.1)
+    assert fconn.cmd(b"flush_all %d\r\n" % (int(fconn.stats()["time"]) - 1)) == b"OK\r\n"
+    assert fconn.get(b"get fa1\r\n") == b"END\r\n"
+
+
 def test_flush_all_bad_delay(fconn):
     assert fconn.cmd(b"flush_all abc\r\n") == b"CLIENT_ERROR invalid exptime argument\r\n"
 
