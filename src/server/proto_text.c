@@ -241,10 +241,14 @@ static void text_dispatch(mk_conn *c, const mk_request *req)
         break;
     }
     case MK_CMD_SHUTDOWN:
-        if (mk_exec_shutdown(wk))
+        /* memcached's modes: "shutdown" and "shutdown graceful"; any other word is refused and the
+         * server stays up */
+        if (!wk->srv->settings->shutdown_enabled)
+            mk_conn_reply(c, "ERROR: shutdown not enabled");
+        else if (req->args.n != 0 && !(req->args.n == 8 && memcmp(req->args.p, "graceful", 8) == 0))
+            mk_conn_reply(c, "CLIENT_ERROR invalid shutdown mode");
+        else if (mk_exec_shutdown(wk))
             mk_conn_set_state(c, MK_CONN_CLOSING);
-        else
-            reply(c, noreply, "ERROR: shutdown not enabled");
         break;
     default:
         reply(c, noreply, "ERROR");

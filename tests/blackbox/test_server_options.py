@@ -445,6 +445,33 @@ def test_item_memory_is_left_out_of_core_dumps_unless_r(server_factory):
     assert _core_limit(r.proc.pid) == ("unlimited" if hard == resource.RLIM_INFINITY else str(hard))
 
 
+@pytest.mark.parametrize("mode", [b"foo", b"GRACEFUL", b"1", b"noreply", b"graceful now"])
+def test_shutdown_with_an_unknown_mode_is_refused_and_the_server_stays_up(server_factory, mode):
+    """Regression (issue 16): with -A, any word after "shutdown" stopped memkitd; memcached accepts only
+    "shutdown" and "shutdown graceful" and answers anything else with an error."""
+    s = server_factory("-A")
+    with s.connect() as c:
+        assert c.cmd(b"shutdown " + mode + b"\r\n") == b"CLIENT_ERROR invalid shutdown mode\r\n"
+        assert c.cmd(b"version\r\n").startswith(b"VERSION ")
+    assert s.proc.poll() is None
+
+
+@pytest.mark.parametrize("line", [b"shutdown\r\n", b"shutdown graceful\r\n"])
+def test_shutdown_and_shutdown_graceful_stop_the_server(server_factory, line):
+    s = server_factory("-A")
+    with s.connect() as c:
+        c.send(line)
+        assert c.is_closed(5.0)
+    assert s.proc.wait(10) == 0 or IS_MEMCACHED
+
+
+def test_shutdown_without_A_is_refused(server_factory):
+    s = server_factory()
+    with s.connect() as c:
+        assert c.cmd(b"shutdown\r\n") == b"ERROR: shutdown not enabled\r\n"
+        assert c.cmd(b"shutdown graceful\r\n") == b"ERROR: shutdown not enabled\r\n"
+
+
 def test_sigusr1_lets_in_flight_request_finish(server_factory):
     """Graceful stop: a request already sent before SIGUSR1 is answered."""
     s = server_factory()
