@@ -127,12 +127,18 @@ void mk_conn_close(mk_conn *c)
     wk->dead = c;
 }
 
+/* Give the read-buffer budget back what this connection's rbuf grew past RBUF_INIT (see rbuf_make_room). */
+static void rbuf_release(mk_conn *c)
+{
+    if (c->rsize > RBUF_INIT && !c->tr->datagram)
+        __atomic_sub_fetch(&c->worker->srv->rbuf_grown, c->rsize - RBUF_INIT, __ATOMIC_RELAXED);
+}
+
 void mk_conn_free(mk_conn *c)
 {
     if (!c)
         return;
-    if (c->rsize > RBUF_INIT && !c->tr->datagram && c->worker->srv->settings->read_buf_limit)
-        __atomic_sub_fetch(&c->worker->srv->rbuf_grown, c->rsize - RBUF_INIT, __ATOMIC_RELAXED);
+    rbuf_release(c);
     free(c->rbuf);
     free(c->wbuf);
     free(c->outs);
@@ -443,15 +449,11 @@ static room_result rbuf_make_room(mk_conn *c)
     if (c->rsize >= MK_GET_LINE_MAX + RBUF_INIT || c->tr->datagram)
         return ROOM_TOO_LONG;
     mk_server *srv = c->worker->srv;
-    uint64_t limit = srv->settings->read_buf_limit, add = c->rsize;
-    if (limit && __atomic_add_fetch(&srv->rbuf_grown, add, __ATOMIC_RELAXED) > limit) {
-        __atomic_sub_fetch(&srv->rbuf_grown, add, __ATOMIC_RELAXED);
-        return ROOM_NO_MEMORY;
-    }
-    char *b = realloc(c->rbuf, c->rsize * 2);
+    uint64_t limit = srv->settings->read_buf_limit, add = c->rsize; /* (doubling adds rsize) */
+    uint64_t grown = __atomic_add_fetch(&srv->rbuf_grown, add, __ATOMIC_RELAXED);
+    char *b = limit && grown > limit ? NULL : realloc(c->rbuf, c->rsize * 2);
     if (!b) {
-        if (limit)
-            __atomic_sub_fetch(&srv->rbuf_grown, add, __ATOMIC_RELAXED);
+        __atomic_sub_fetch(&srv->rbuf_grown, add, __ATOMIC_RELAXED);
         return ROOM_NO_MEMORY;
     }
     c->rbuf = b;
@@ -465,8 +467,7 @@ static void rbuf_shrink(mk_conn *c)
     char *b = realloc(c->rbuf, RBUF_INIT);
     if (!b)
         return;
-    if (c->worker->srv->settings->read_buf_limit)
-        __atomic_sub_fetch(&c->worker->srv->rbuf_grown, c->rsize - RBUF_INIT, __ATOMIC_RELAXED);
+    rbuf_release(c);
     c->rbuf = b;
     c->rsize = RBUF_INIT;
 }

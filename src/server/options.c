@@ -175,7 +175,7 @@ static bool parse_keepalive(mk_settings *s, const char *val)
 static bool parse_ssl_suboption(mk_settings *s, const char *tok, const char *val, FILE *err)
 {
     long v;
-    const char *const *file = NULL;
+    const char **file = NULL;
     if (strcmp(tok, "ssl_chain_cert") == 0)
         file = &s->ssl_chain_cert;
     else if (strcmp(tok, "ssl_key") == 0)
@@ -189,7 +189,7 @@ static bool parse_ssl_suboption(mk_settings *s, const char *tok, const char *val
             fprintf(err, "memkitd: -o %s needs a value\n", tok);
             return false;
         }
-        *(const char **)file = val;
+        *file = val;
     } else if (strcmp(tok, "ssl_verify_mode") == 0) {
         if (!val || !parse_long(val, 0, 3, &v)) {
             fprintf(err, "memkitd: -o ssl_verify_mode needs 0 (none), 1 (request), 2 (require) or 3 (once)\n");

@@ -59,7 +59,7 @@ void mk_sockaddr_name(const struct sockaddr *sa, const char *proto, char *out, s
 }
 
 /*
- * TCP keepalive on an accepted socket, so that a peer that vanished (its host
+ * TCP keepalive for accepted sockets, so that a peer that vanished (its host
  * died, the network was cut) gives its connection slot back: probed after
  * keepalive_idle seconds of silence, every keepalive_intvl seconds, closed
  * after keepalive_cnt unanswered probes; TCP_USER_TIMEOUT bounds the same wait
@@ -79,6 +79,8 @@ static void set_keepalive(const mk_settings *s, int fd)
     setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt));
     setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &user_timeout, sizeof(user_timeout));
 }
+/* (Set once on each TCP listener: Linux copies these options to every socket accept()
+ * returns, so a short-lived client connection costs no extra system call.) */
 
 static void on_accept(mk_watch *w, uint32_t events);
 
@@ -241,6 +243,8 @@ static bool listen_inet(mk_server *srv, const char *spec, bool udp)
             setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
         if (udp)
             maximize_sndbuf(fd);
+        else
+            set_keepalive(s, fd);
         if (bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || (!udp && listen(fd, s->backlog) != 0)) {
             fprintf(stderr, "memkitd: cannot listen on %s %sport %s: %s\n", host, what, port, strerror(errno));
             close(fd);
@@ -361,7 +365,6 @@ static void on_accept(mk_watch *w, uint32_t events)
         } else {
             int one = 1;
             setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-            set_keepalive(srv->settings, fd);
             mk_sockaddr_name((struct sockaddr *)&ss, "tcp", peer, sizeof(peer));
         }
         if (__atomic_load_n(&srv->verbosity, __ATOMIC_RELAXED) > 1)

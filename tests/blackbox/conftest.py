@@ -11,6 +11,7 @@ Debian's 1.6.18); tests that only make sense for memkitd are marked
 """
 
 import atexit
+import contextlib
 import os
 import signal
 import socket
@@ -413,3 +414,32 @@ def udp_ports_bound():
         except OSError:
             pass
     return ports
+
+
+@contextlib.contextmanager
+def unix_socket_server(tmp_path, *args):
+    """The server under test on a unix socket (-s) with these extra options, once the socket accepts;
+    yields (process, socket path) and kills it afterwards. Its stderr goes to tmp_path/stderr."""
+    require_binary()
+    path = str(tmp_path / "mk.sock")
+    with open(tmp_path / "stderr", "wb") as log:
+        proc = subprocess.Popen([BIN, "-s", path, "-u", "root", *args], stdin=subprocess.DEVNULL,
+                                stdout=log, stderr=log, start_new_session=True)
+    try:
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            assert proc.poll() is None, (tmp_path / "stderr").read_text()
+            assert time.monotonic() < deadline, "the unix socket never accepted"
+            with socket.socket(socket.AF_UNIX) as probe:
+                if os.path.exists(path) and probe.connect_ex(path) == 0:
+                    break
+            time.sleep(0.02)
+        yield proc, path
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(5 * SLOW)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+

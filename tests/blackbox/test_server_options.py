@@ -26,7 +26,8 @@ import time
 import pytest
 
 from conftest import (BIN, HOST, IS_MEMCACHED, SLOW, START_TIMEOUT, Conn, base_args, free_port,
-                      memkitd_only, port_accepts, require_binary, udp_ports_bound)
+                      memkitd_only, port_accepts, require_binary, udp_ports_bound,
+                      unix_socket_server)
 
 
 def mc_only_opts(*opts):
@@ -287,41 +288,15 @@ def test_d_daemonizes_and_writes_pidfile(tmp_path):
 
 
 def test_s_serves_over_unix_socket(tmp_path):
-    require_binary()
-    path = str(tmp_path / "memkit.sock")
-    log = open(tmp_path / "stderr", "wb")
-    proc = subprocess.Popen([BIN, "-s", path, "-u", "root", "-U", "0"], stdin=subprocess.DEVNULL,
-                            stdout=log, stderr=log, start_new_session=True)
-    try:
-        deadline = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < deadline and not os.path.exists(path):
-            assert proc.poll() is None, (tmp_path / "stderr").read_text()
-            time.sleep(0.02)
-        sock = None
-        while time.monotonic() < deadline:
-            try:
-                sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-                sock.connect(path)
-                break
-            except OSError:
-                sock.close()
-                sock = None
-                time.sleep(0.02)
-        assert sock is not None, "unix socket never accepted"
+    with unix_socket_server(tmp_path, "-U", "0") as (_, path):
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.connect(path)
         c = Conn.__new__(Conn)
         c.sock, c.timeout, c.buf = sock, 5.0, b""
         c.version_sync()
         assert c.set("us", "unix") == b"STORED\r\n"
         assert c.get(b"get us\r\n") == b"VALUE us 0 4\r\nunix\r\nEND\r\n"
         c.close()
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(5 * SLOW)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
 
 
 def _non_loopback_ipv4():

@@ -14,7 +14,8 @@ import time
 
 import pytest
 
-from conftest import BIN, HOST, IS_MEMCACHED, base_args, free_port, memkitd_only, require_binary
+from conftest import (BIN, HOST, IS_MEMCACHED, base_args, free_port, memkitd_only, require_binary,
+                      unix_socket_server)
 
 OPENSSL = shutil.which("openssl")
 
@@ -235,23 +236,11 @@ def test_notls_listener_stays_plain(server_factory, certs):
 
 
 def test_the_unix_socket_stays_plain(certs, tmp_path):
-    require_binary()
-    path = str(tmp_path / "mk.sock")
-    p = subprocess.Popen([BIN, "-s", path, "-u", "root", "-U", "0", *tls_args(certs)], stdout=subprocess.DEVNULL,
-                         stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + 10
-        while not os.path.exists(path):
-            assert p.poll() is None and time.monotonic() < deadline, p.stderr.read()
-            time.sleep(0.02)
-        time.sleep(0.1)
+    with unix_socket_server(tmp_path, "-U", "0", *tls_args(certs)) as (_, path):
         with socket.socket(socket.AF_UNIX) as u:
             u.settimeout(5)
             u.connect(path)
             assert exchange(u, b"version\r\n").startswith(b"VERSION ")
-    finally:
-        p.kill()
-        p.wait()
 
 
 def _start_fails(*args):

@@ -28,7 +28,7 @@ import time
 import pytest
 
 from conftest import (HOST, IS_MEMCACHED, SLOW, START_TIMEOUT, Conn, free_port,
-                      memkitd_only, port_accepts, require_binary, udp_ports_bound, BIN, Server)
+                      memkitd_only, port_accepts, require_binary, udp_ports_bound, unix_socket_server, BIN, Server)
 
 MEMCACHED = "/usr/bin/memcached"
 MAX_DGRAM = 1400          # memcached's UDP_MAX_PAYLOAD_SIZE: header included
@@ -185,25 +185,11 @@ def test_U_without_p_serves_tcp_on_the_same_port(tmp_path):
 
 
 def test_unix_socket_disables_udp(tmp_path):
-    require_binary()
-    path = str(tmp_path / "mk.sock")
     uport = free_udp_port()
-    log = open(tmp_path / "stderr", "wb")
-    proc = subprocess.Popen([BIN, "-s", path, "-U", str(uport), "-u", "root"], stdin=subprocess.DEVNULL,
-                            stdout=log, stderr=log, start_new_session=True)
-    try:
-        deadline = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < deadline and not os.path.exists(path):
-            assert proc.poll() is None, (tmp_path / "stderr").read_text()
-            time.sleep(0.02)
-        time.sleep(0.2)
+    with unix_socket_server(tmp_path, "-U", str(uport)):
         assert uport not in udp_ports_bound()
         with Udp(uport) as u:
             assert u.silence(b"version\r\n") == []
-    finally:
-        proc.terminate()
-        proc.wait(5 * SLOW)
-        log.close()
 
 
 # ---------------------------------------------------------------- the commands, byte for byte
