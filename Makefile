@@ -29,7 +29,7 @@ endif
 CPPFLAGS := -Iinclude -Isrc -D_GNU_SOURCE -MMD -MP
 CFLAGS   := -std=c11 -Wall -Wextra -Werror -g -pthread $(OPT) $(SANFLAGS) $(EXTRA_CFLAGS)
 LDFLAGS  := -pthread $(SANFLAGS) $(EXTRA_LDFLAGS)
-CLIENT_LIBS := -lnettle -lz
+CLIENT_LIBS := -lnettle -lz -lssl -lcrypto
 STORE_LIBS  := -lnettle -lz
 
 CORE_SRC   := $(sort $(wildcard src/proto/*.c src/storage/*.c src/util/*.c))
@@ -156,7 +156,7 @@ $(BUILD)/memkit.pc: Makefile
 	printf '%s\n' 'prefix=$(PREFIX)' 'exec_prefix=$${prefix}' 'libdir=$${exec_prefix}/lib' \
 	  'includedir=$${prefix}/include' '' 'Name: memkit' \
 	  'Description: memcached client library: key distribution, failover, a thread-safe connection pool' \
-	  'Version: $(MK_VERSION)' 'Libs: -L$${libdir} -lmemkit' 'Libs.private: -lnettle -lz -pthread' \
+	  'Version: $(MK_VERSION)' 'Libs: -L$${libdir} -lmemkit' 'Libs.private: -lnettle -lz -lssl -lcrypto -pthread' \
 	  'Cflags: -I$${includedir}' > $@
 
 $(BUILD)/memkit: $(TOOL_OBJ) $(BUILD)/libmemkit.a

@@ -20,6 +20,6 @@ setup(
         define_macros=[("_GNU_SOURCE", None)],
         extra_compile_args=["-std=c11", "-pthread", "-Wall", "-Wextra"],
         extra_link_args=["-pthread"],
-        libraries=["nettle", "z"],
+        libraries=["nettle", "z", "ssl", "crypto"],
     )],
 )

@@ -68,8 +68,11 @@ typedef enum mk_error {
     MK_EAGAIN = -19,         /* non-blocking interface: wait for mk_op_fd()/mk_op_events(), then step again */
     MK_ERANGE = -20,         /* a server index out of range, or a buffer too small */
     MK_ENOTNUM = -21,        /* incr/decr on a value that is not a decimal number (CLIENT_ERROR) */
-    MK_EAUTH = -22           /* the server refused the credentials (or wants some: binary 0x20, -Y's
+    MK_EAUTH = -22,          /* the server refused the credentials (or wants some: binary 0x20, -Y's
                                 "CLIENT_ERROR unauthenticated") */
+    MK_ETLS = -23            /* the TLS handshake was refused: the server's certificate is not trusted or
+                                names another host, the server wants a client certificate, or it speaks
+                                no TLS. Like MK_EAUTH, it does not mark the server dead. */
 } mk_error;
 
 /* mk_strerror — a static, human-readable string for an MK_E* code ("unknown error" otherwise). */
@@ -112,6 +115,19 @@ typedef struct mk_options {
     bool ascii_auth;              /* default false: send username/password as memcached's -Y token (the
                                      text protocol's "set" with "user password") on every new connection,
                                      instead of SASL; neither may be empty or hold a space */
+    bool tls;                     /* default false: TLS (OpenSSL, 1.2 or newer) on every TCP connection,
+                                     probes included; unix sockets stay plain */
+    const char *tls_ca_file;      /* default NULL: the system's CA store; else a PEM file of the CAs
+                                     trusted to sign the servers' certificates (read by mk_client_create) */
+    const char *tls_cert_file;    /* default NULL: a PEM client certificate (chain) for servers that ask
+                                     for one (memcached's ssl_verify_mode 2/3); needs tls_key_file */
+    const char *tls_key_file;     /* its PEM private key */
+    const char *tls_server_name;  /* default NULL: each server is checked against its host as written in
+                                     the list (a DNS name or an IP address, also sent as SNI for names);
+                                     set: every server's certificate must name this host instead */
+    bool tls_verify;              /* default true: refuse a server whose certificate is not signed by a
+                                     trusted CA or does not name its host (MK_ETLS); false: encrypt
+                                     without checking who answers (tests only: open to a man in the middle) */
 } mk_options;
 
 /* mk_options_init — fill *opt with the defaults above. */

@@ -9,6 +9,7 @@ thread-safe through a bounded connection pool, fork-safe, and cooperative under 
 See docs/python.md.
 """
 import io
+import os
 import logging
 import pickle
 import sys
@@ -26,7 +27,7 @@ from . import _memkit
 from ._memkit import (  # noqa: F401  the error table's classes
     Error, ConnectionError, ResolveError, IOError, ServerDeadError, NoServerError, TimeoutError,
     PoolTimeoutError, ProtocolError, ServerReplyError, ClientErrorReply, ServerErrorReply, ErrorReply,
-    NotNumericError, AuthError, InvalidArgumentError, OutOfMemoryError, BadKeyError, ServerListError,
+    NotNumericError, AuthError, TLSError, InvalidArgumentError, OutOfMemoryError, BadKeyError, ServerListError,
     MemcachedKeyError, MemcachedKeyLengthError, MemcachedKeyCharacterError, MemcachedKeyNoneError,
     MemcachedKeyTypeError, MemcachedStringEncodingError,
     set_wait_callback, get_wait_callback, libmemkit_version,
@@ -124,7 +125,8 @@ class Client(_memkit.Client):
                  flush_on_reconnect=0, check_keys=True, *, distribution="ketama", connect_timeout=None,
                  pool_size=8, failure_limit=1, auto_eject=True, pool_timeout=30.0, checkout_timeout=None,
                  min_compress_len=0, serializer=None, deserializer=None, raise_errors=False, binary=False,
-                 username=None, password=None, ascii_auth=False):
+                 username=None, password=None, ascii_auth=False, tls=False, tls_ca_file=None,
+                 tls_cert_file=None, tls_key_file=None, tls_server_name=None, tls_verify=True):
         if compressor is not zlib.compress or decompressor is not zlib.decompress:
             raise ValueError("memkit compresses with zlib in C: custom compressor/decompressor "
                              "are not supported (use serializer/deserializer)")
@@ -144,7 +146,10 @@ class Client(_memkit.Client):
                                                        else checkout_timeout),
                             auto_eject=auto_eject, flush_on_rejoin=bool(flush_on_reconnect),
                             binary=bool(binary or (username and not ascii_auth)), username=username,
-                            password=password, ascii_auth=bool(ascii_auth))
+                            password=password, ascii_auth=bool(ascii_auth), tls=bool(tls),
+                            tls_ca_file=_path(tls_ca_file), tls_cert_file=_path(tls_cert_file),
+                            tls_key_file=_path(tls_key_file), tls_server_name=tls_server_name,
+                            tls_verify=bool(tls_verify))
         self.set_servers(servers)
         self.stats = {}
         self.cache_cas = cache_cas
@@ -350,6 +355,11 @@ class Client(_memkit.Client):
 
     def __repr__(self):
         return "<memkit.Client %s>" % ",".join(self.server_names)
+
+
+def _path(p):
+    """A file name given as str, bytes or os.PathLike (None stays None)."""
+    return None if p is None else os.fsdecode(p)
 
 
 def _positive(name, v):

@@ -32,6 +32,7 @@ static const struct {
     {MK_EERROR, "ErrorReply", "ServerReplyError"},
     {MK_ENOTNUM, "NotNumericError", "ServerReplyError"},
     {MK_EAUTH, "AuthError", NULL},
+    {MK_ETLS, "TLSError", "ConnectionError"},
 };
 /* Intermediate classes that map no code of their own. */
 static const char *const extra_classes[] = {"ServerReplyError"};

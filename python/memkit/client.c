@@ -1676,20 +1676,24 @@ static PyObject *Client_check_key(ClientObject *self, PyObject *const *args, Py_
 
 /* _configure(servers, distribution='ketama', connect_timeout=3.0, timeout=3.0, dead_retry=30,
  *            failure_limit=1, pool_size=8, checkout_timeout=30.0, auto_eject=True, buckets=None,
- *            flush_on_rejoin=False, binary=False, username=None, password=None, ascii_auth=False)
+ *            flush_on_rejoin=False, binary=False, username=None, password=None, ascii_auth=False,
+ *            tls=False, tls_ca_file=None, tls_cert_file=None, tls_key_file=None, tls_server_name=None,
+ *            tls_verify=True)
  * (Re)creates the libmemkit client; servers is libmemkit's list text ("" = no servers). */
 static int Client_init(ClientObject *self, PyObject *args, PyObject *kw)
 {
     static char *names[] = {"servers", "distribution", "connect_timeout", "timeout", "dead_retry",
                             "failure_limit", "pool_size", "checkout_timeout", "auto_eject", "buckets",
-                            "flush_on_rejoin", "binary", "username", "password", "ascii_auth", NULL};
+                            "flush_on_rejoin", "binary", "username", "password", "ascii_auth", "tls",
+                            "tls_ca_file", "tls_cert_file", "tls_key_file", "tls_server_name", "tls_verify", NULL};
     const char *servers, *dist = "ketama", *user = NULL, *password = NULL;
+    const char *ca = NULL, *cert = NULL, *key = NULL, *sname = NULL;
     double cto = 3.0, ito = 3.0, retry = 30.0, chk = 30.0;
-    int flimit = 1, pool = 8, eject = 1, flush = 0, binary = 0, ascii_auth = 0;
+    int flimit = 1, pool = 8, eject = 1, flush = 0, binary = 0, ascii_auth = 0, tls = 0, verify = 1;
     PyObject *buckets = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "s|sdddiidpOppzzp:Client", names, &servers, &dist, &cto, &ito, &retry,
-                                     &flimit, &pool, &chk, &eject, &buckets, &flush, &binary, &user, &password,
-                                     &ascii_auth))
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "s|sdddiidpOppzzppzzzzp:Client", names, &servers, &dist, &cto, &ito,
+                                     &retry, &flimit, &pool, &chk, &eject, &buckets, &flush, &binary, &user,
+                                     &password, &ascii_auth, &tls, &ca, &cert, &key, &sname, &verify))
         return -1;
     mk_options o;
     mk_options_init(&o);
@@ -1710,6 +1714,12 @@ static int Client_init(ClientObject *self, PyObject *args, PyObject *kw)
     o.username = user;
     o.password = password;
     o.ascii_auth = ascii_auth != 0;
+    o.tls = tls != 0;
+    o.tls_ca_file = ca;
+    o.tls_cert_file = cert;
+    o.tls_key_file = key;
+    o.tls_server_name = sname;
+    o.tls_verify = verify != 0;
     size_t *bk = NULL, nbk = 0;
     if (buckets != Py_None) {
         PyObject *seq = PySequence_Fast(buckets, "buckets must be a sequence of server indexes");
@@ -1754,6 +1764,7 @@ static int Client_init(ClientObject *self, PyObject *args, PyObject *kw)
     self->c = c;
     self->opt = o;
     self->opt.username = self->opt.password = NULL; /* (mk_client_create copied them; ours are borrowed) */
+    self->opt.tls_ca_file = self->opt.tls_cert_file = self->opt.tls_key_file = self->opt.tls_server_name = NULL;
     self->fork_gen = mkpy_fork_gen;
     PyMem_Free(self->buckets);
     self->buckets = bk;

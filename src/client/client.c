@@ -44,6 +44,8 @@ const char *mk_strerror(int err)
     case MK_ERANGE: return "out of range";
     case MK_ENOTNUM: return "value is not a number";
     case MK_EAUTH: return "authentication failed";
+    case MK_ETLS: return "TLS handshake failed (certificate not trusted or for another host, client certificate "
+                         "missing or refused, or no TLS on the server)";
     default: return "unknown error";
     }
 }
@@ -61,6 +63,7 @@ void mk_options_init(mk_options *opt)
     opt->checkout_timeout_ms = 1000;
     opt->tcp_nodelay = true;
     opt->flush_on_rejoin = false;
+    opt->tls_verify = true;
 }
 
 static const struct {
@@ -138,6 +141,11 @@ int mk_client_create(mk_client **out, const char *servers, const mk_options *opt
     if ((o.username == NULL) != (o.password == NULL) ||
         (o.username && (strlen(o.username) > MK_CRED_MAX || strlen(o.password) > MK_CRED_MAX)))
         return fail(errbuf, errlen, MK_EINVAL, "SASL needs both a user name and a password (each at most 255 bytes)");
+    if (!o.tls && (o.tls_ca_file || o.tls_cert_file || o.tls_key_file || o.tls_server_name || !o.tls_verify))
+        return fail(errbuf, errlen, MK_EINVAL, "tls_ca_file, tls_cert_file, tls_key_file, tls_server_name and "
+                                               "tls_verify need tls");
+    if ((o.tls_cert_file == NULL) != (o.tls_key_file == NULL))
+        return fail(errbuf, errlen, MK_EINVAL, "a TLS client certificate needs both tls_cert_file and tls_key_file");
     if (o.ascii_auth) {
         char probe[64 + 2 * MK_CRED_MAX];
         if (!o.username || o.binary ||
@@ -224,6 +232,17 @@ int mk_client_create(mk_client **out, const char *servers, const mk_options *opt
             return rc;
         }
     }
+    if (o.tls) {
+        int rc = mk__tls_create(c, errbuf, errlen);
+        c->opt.tls_ca_file = c->opt.tls_cert_file = c->opt.tls_key_file = NULL; /* loaded: not kept */
+        c->opt.tls_server_name = NULL;
+        if (rc == 0 && o.tls_server_name && (c->tls_name = strdup(o.tls_server_name)) == NULL)
+            rc = fail(errbuf, errlen, MK_ENOMEM, "out of memory");
+        if (rc) {
+            mk_client_destroy(c);
+            return rc;
+        }
+    }
     c->dist = mk_dist_create(kind, list.servers, list.n);
     if (c->dist == NULL) {
         int e = errno;
@@ -253,6 +272,8 @@ void mk_client_destroy(mk_client *c)
         }
         free(c->servers);
     }
+    mk__tls_destroy(c);   /* after the connections: each SSL holds the context */
+    free(c->tls_name);
     mk_dist_destroy(c->dist);
     mk_dist_destroy(c->live_dist);
     free(c->live_map);

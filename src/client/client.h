@@ -13,7 +13,8 @@
  *
  * Files: client.c (create/destroy, resolve, options, strerror), pool.c (pool and
  * failover state), probe.c (the thread that probes dead servers), conn.c
- * (sockets), op.c (the state machine and reply parsing), ops.c (blocking calls),
+ * (sockets), tls.c (TLS: the context, the handshake, every byte a connection
+ * moves), op.c (the state machine and reply parsing), ops.c (blocking calls),
  * mget.c (multi-get over all servers at once).
  */
 
@@ -30,7 +31,10 @@
 /* A connection. Owned by exactly one op while checked out, else by its pool. */
 typedef struct mk_conn {
     int fd;                     /* -1: not connected yet */
-    bool connecting;            /* non-blocking connect() in progress */
+    bool connecting;            /* non-blocking connect() in progress, or its TLS handshake */
+    struct ssl_st *ssl;         /* TLS (tls.c), or NULL: plain */
+    short want;                 /* POLLIN or POLLOUT: what the last I/O call that returned EAGAIN
+                                   waits for (TLS may need to write to read, and to read to write) */
     bool unsynced;              /* a classic noreply request was sent: a stray reply may follow */
     bool binary;                /* speaks the binary protocol (the client's binary option) */
     uint32_t quiet_open;        /* quiet requests (noreply: meta q, or binary quiet opcodes) since the last "mn"/noop */
@@ -92,6 +96,9 @@ struct mk_client {
     bool probe_running;         /* the thread is in its loop */
     bool probe_joinable;        /* a thread was started and not joined yet */
     bool probe_stop;            /* mk_client_destroy: end it */
+
+    struct ssl_ctx_st *tls;     /* opt.tls: the TLS context (CA, client certificate), else NULL */
+    char *tls_name;             /* opt.tls_server_name copied, or NULL */
 };
 
 /* ---- time ---- */
@@ -135,10 +142,11 @@ void mk__pick_many(mk_client *c, const char *const *keys, const size_t *nkeys, s
 mk_conn *mk__conn_new(void);
 void mk__conn_free(mk_conn *conn);
 void mk__conn_close(mk_conn *conn);
-/* Start a non-blocking connect: 0 connected, MK_EAGAIN in progress, or MK_ECONNECT. */
+/* Start a non-blocking connect (and, with TLS, its handshake): 0 connected, MK_EAGAIN in progress
+ * (wait for conn->want), or MK_ECONNECT / MK_ETLS / MK_EIO. */
 int mk__conn_connect(mk_client *c, mk_server *s, mk_conn *conn);
-/* Finish a connect in progress: 0 done, MK_EAGAIN still pending, MK_ECONNECT. */
-int mk__conn_connect_finish(mk_conn *conn);
+/* Go on with a connect in progress: the same results. */
+int mk__conn_connect_finish(mk_client *c, mk_server *s, mk_conn *conn);
 /* A pooled connection about to be reused: false if it has stray data or EOF pending (one poll());
  * the replies of its quiet requests that have arrived are read first (mk__conn_drain). */
 bool mk__conn_usable(mk_server *s, mk_conn *conn);
@@ -152,10 +160,38 @@ int mk__conn_drain(mk_server *s, mk_conn *conn);
 /* mk__conn_drain over what has arrived, reading without waiting: 0, MK_EPROTO, MK_EIO (EOF) or MK_ENOMEM. */
 int mk__conn_drain_ready(mk_server *s, mk_conn *conn);
 /* A connection just connected: make it blocking with SO_RCVTIMEO = io_timeout_ms, so that
- * mk_op_wait can wait for a reply with one recv(). Every other send/recv uses MSG_DONTWAIT. */
+ * mk_op_wait can wait for a reply with one recv(). Every other send/recv uses MSG_DONTWAIT.
+ * A TLS connection stays non-blocking (OpenSSL's reads and writes take no flags). */
 void mk__conn_ready(mk_client *c, mk_conn *conn);
 /* Make room for at least `want` more bytes in rbuf. 0 or MK_ENOMEM. */
 int mk__conn_reserve(mk_conn *conn, size_t want);
+
+/* ---- tls.c ---- */
+/* Build c->tls from c->opt (CA file or the system's, client certificate and key, verification):
+ * 0, or MK_EINVAL / MK_ENOMEM with a one-line message in errbuf. */
+int mk__tls_create(mk_client *c, char *errbuf, size_t errlen);
+void mk__tls_destroy(mk_client *c);
+/* The TCP connection is up: start TLS on it when the client uses TLS and s is not a unix socket
+ * (conn->ssl set, conn->connecting kept true). 0 or MK_ENOMEM. */
+int mk__tls_attach(mk_client *c, mk_server *s, mk_conn *conn);
+/* One step of the handshake: 0 done, MK_EAGAIN (wait for conn->want), MK_ETLS (refused: the
+ * certificate, the host name, the protocol) or MK_EIO (the peer went away). */
+int mk__tls_handshake(mk_conn *conn);
+/* Free the TLS state without a word on the wire (close, and a forked child's inherited sockets). */
+void mk__tls_forget(mk_conn *conn);
+/*
+ * The byte moves of every connection, plain or TLS, with recv()/send() results: bytes moved, 0 at
+ * the end of the stream (recv), or -1 with errno (EAGAIN: wait for conn->want; EIO: a TLS error).
+ * flags are MSG_DONTWAIT / MSG_MORE / 0 for a plain socket (MSG_NOSIGNAL is always added); TLS
+ * sockets are always non-blocking and ignore them. mk__conn_sendv writes from iov[0..cnt), at most
+ * MK_TLS_CHUNK bytes a call over TLS (callers loop, as for a short sendmsg).
+ */
+ssize_t mk__conn_recv(mk_conn *conn, void *buf, size_t len, int flags);
+ssize_t mk__conn_send(mk_conn *conn, const void *buf, size_t len, int flags);
+ssize_t mk__conn_sendv(mk_conn *conn, const struct iovec *iov, size_t cnt, int flags);
+/* TLS only: decrypted bytes buffered inside OpenSSL that a poll() on the socket would not show. */
+bool mk__conn_buffered(const mk_conn *conn);
+#define MK_TLS_CHUNK 16384
 
 /* Pooled connections idle for less than this are reused without a poll() check: a
  * stale one (closed by the server meanwhile) is caught by its first read or write

@@ -25,6 +25,8 @@ mk_conn *mk__conn_new(void)
 
 void mk__conn_close(mk_conn *conn)
 {
+    if (conn->ssl)
+        mk__tls_forget(conn);
     if (conn->fd >= 0)
         close(conn->fd);
     conn->fd = -1;
@@ -68,6 +70,8 @@ int mk__conn_reserve(mk_conn *conn, size_t want)
     return 0;
 }
 
+static int tls_start(mk_client *c, mk_server *s, mk_conn *conn);
+
 int mk__conn_connect(mk_client *c, mk_server *s, mk_conn *conn)
 {
     int fd = socket(s->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -81,10 +85,9 @@ int mk__conn_connect(mk_client *c, mk_server *s, mk_conn *conn)
     conn->rpos = conn->rlen = 0;
     conn->unsynced = false;
     conn->binary = c->opt.binary;
-    if (connect(fd, (struct sockaddr *)&s->addr, s->addrlen) == 0) {
-        conn->connecting = false;
-        return 0;
-    }
+    conn->want = POLLOUT;
+    if (connect(fd, (struct sockaddr *)&s->addr, s->addrlen) == 0)
+        return tls_start(c, s, conn);
     if (errno == EINPROGRESS || errno == EINTR) {
         conn->connecting = true;
         return MK_EAGAIN;
@@ -93,8 +96,26 @@ int mk__conn_connect(mk_client *c, mk_server *s, mk_conn *conn)
     return MK_ECONNECT;
 }
 
-int mk__conn_connect_finish(mk_conn *conn)
+/* TCP is up: plain, done; TLS, its handshake begins. */
+static int tls_start(mk_client *c, mk_server *s, mk_conn *conn)
 {
+    conn->connecting = false;
+    int rc = mk__tls_attach(c, s, conn);
+    if (rc == 0 && conn->ssl)
+        rc = mk__tls_handshake(conn);
+    if (rc && rc != MK_EAGAIN)
+        mk__conn_close(conn);
+    return rc;
+}
+
+int mk__conn_connect_finish(mk_client *c, mk_server *s, mk_conn *conn)
+{
+    if (conn->ssl) {
+        int rc = mk__tls_handshake(conn);
+        if (rc && rc != MK_EAGAIN)
+            mk__conn_close(conn);
+        return rc;
+    }
     struct pollfd p = {conn->fd, POLLOUT, 0};
     int r = poll(&p, 1, 0);
     if (r == 0)
@@ -105,13 +126,12 @@ int mk__conn_connect_finish(mk_conn *conn)
         mk__conn_close(conn);
         return MK_ECONNECT;
     }
-    conn->connecting = false;
-    return 0;
+    return tls_start(c, s, conn);
 }
 
 void mk__conn_ready(mk_client *c, mk_conn *conn)
 {
-    if (conn->blocking)
+    if (conn->blocking || conn->ssl)
         return;
     int fl = fcntl(conn->fd, F_GETFL);
     int ms = c->opt.io_timeout_ms;
@@ -169,7 +189,7 @@ int mk__conn_drain_ready(mk_server *s, mk_conn *conn)
             return rc;
         if (mk__conn_reserve(conn, 4096))
             return MK_ENOMEM;
-        ssize_t n = recv(conn->fd, conn->rbuf + conn->rlen, conn->rcap - conn->rlen, MSG_DONTWAIT);
+        ssize_t n = mk__conn_recv(conn, conn->rbuf + conn->rlen, conn->rcap - conn->rlen, MSG_DONTWAIT);
         if (n > 0)
             conn->rlen += (size_t)n;
         else if (n < 0 && errno == EINTR)
@@ -192,9 +212,18 @@ bool mk__conn_usable(mk_server *s, mk_conn *conn)
             return false; /* bytes past the last MN are stray */
     }
     struct pollfd p = {conn->fd, POLLIN, 0};
-    /* readable while idle means EOF, an error, or a reply nobody asked for (noreply) */
-    if (poll(&p, 1, 0) != 0)
+    /* readable while idle means EOF, an error, or a reply nobody asked for (noreply); over TLS it
+     * may also be the server's session tickets (TLS 1.3 sends them after the handshake), which a
+     * read takes in without a byte for us */
+    if (mk__conn_buffered(conn))
         return false;
+    if (poll(&p, 1, 0) != 0) {
+        if (conn->ssl == NULL || mk__conn_reserve(conn, 4096) != 0)
+            return false;
+        ssize_t n = mk__conn_recv(conn, conn->rbuf + conn->rlen, conn->rcap - conn->rlen, MSG_DONTWAIT);
+        if (n >= 0 || errno != EAGAIN || conn->want != POLLIN || mk__conn_buffered(conn))
+            return false;
+    }
     conn->unsynced = false;
     conn->rpos = conn->rlen = 0;
     return true;

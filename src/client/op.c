@@ -513,7 +513,7 @@ static int authenticate(mk_op *op)
         return MK_EINVAL;
     ssize_t w;
     do
-        w = send(op->conn->fd, f, n, MSG_NOSIGNAL | MSG_DONTWAIT | MSG_MORE);
+        w = mk__conn_send(op->conn, f, n, MSG_DONTWAIT | MSG_MORE);
     while (w < 0 && errno == EINTR);
     if (w != (ssize_t)n)
         return MK_EIO; /* (a new socket's buffer takes a few hundred bytes at once) */
@@ -543,7 +543,7 @@ static int connect_and_go(mk_op *op)
     int rc = mk__conn_connect(op->c, op->s, op->conn);
     if (rc == MK_EAGAIN) {
         op->state = ST_CONNECT;
-        op->events = POLLOUT;
+        op->events = op->conn->want;
         return MK_EAGAIN;
     }
     if (rc)
@@ -847,7 +847,7 @@ static int do_read(mk_op *op)
         }
         if (mk__conn_reserve(cn, want < 4096 ? 4096 : want))
             return finish(op, MK_ENOMEM);
-        ssize_t n = recv(cn->fd, cn->rbuf + cn->rlen, cn->rcap - cn->rlen, MSG_DONTWAIT);
+        ssize_t n = mk__conn_recv(cn, cn->rbuf + cn->rlen, cn->rcap - cn->rlen, MSG_DONTWAIT);
         if (n > 0) {
             cn->rlen += (size_t)n;
             op->got_reply = true;
@@ -858,7 +858,7 @@ static int do_read(mk_op *op)
         if (errno == EINTR)
             continue;
         if (errno == EAGAIN || errno == EWOULDBLOCK) {
-            op->events = POLLIN;
+            op->events = cn->want;
             return MK_EAGAIN;
         }
         return fail_io(op, MK_EIO, false);
@@ -875,7 +875,7 @@ static int close_quiet(mk_op *op)
     size_t len = cn->binary ? mk__bin_noop_frame(noop) : 4;
     ssize_t n;
     do
-        n = send(cn->fd, req, len, MSG_NOSIGNAL | MSG_DONTWAIT | MSG_MORE);
+        n = mk__conn_send(cn, req, len, MSG_DONTWAIT | MSG_MORE);
     while (n < 0 && errno == EINTR);
     if (n != (ssize_t)len)
         return -1; /* (a partial "mn" leaves the stream unusable: the connection is replaced) */
@@ -888,13 +888,12 @@ static int do_write(mk_op *op)
 {
     while (op->iovi < op->niov) {
         size_t cnt = op->niov - op->iovi;
-        struct msghdr m = {.msg_iov = op->iov + op->iovi, .msg_iovlen = cnt > MAX_IOV ? MAX_IOV : cnt};
-        ssize_t w = sendmsg(op->conn->fd, &m, MSG_NOSIGNAL | MSG_DONTWAIT);
+        ssize_t w = mk__conn_sendv(op->conn, op->iov + op->iovi, cnt > MAX_IOV ? MAX_IOV : cnt, MSG_DONTWAIT);
         if (w < 0) {
             if (errno == EINTR)
                 continue;
             if (errno == EAGAIN || errno == EWOULDBLOCK) {
-                op->events = POLLOUT;
+                op->events = op->conn->want;
                 op->fresh = false;
                 return MK_EAGAIN;
             }
@@ -980,10 +979,11 @@ int mk_op_step(mk_op *op)
         }
         return connect_and_go(op);
     case ST_CONNECT:
-        rc = mk__conn_connect_finish(op->conn);
+        rc = mk__conn_connect_finish(op->c, op->s, op->conn);
         if (rc == MK_EAGAIN) {
             if (mk__now_ms() >= op->deadline)
                 return finish(op, MK_ETIMEDOUT);
+            op->events = op->conn->want;
             return MK_EAGAIN;
         }
         if (rc)
@@ -1101,7 +1101,7 @@ static int wait_recv(mk_op *op, mk_conn *cn, int flags)
 {
     if (mk__conn_reserve(cn, 4096))
         return MK_ENOMEM;
-    ssize_t n = recv(cn->fd, cn->rbuf + cn->rlen, cn->rcap - cn->rlen, flags);
+    ssize_t n = mk__conn_recv(cn, cn->rbuf + cn->rlen, cn->rcap - cn->rlen, flags);
     if (n > 0) {
         cn->rlen += (size_t)n;
         op->got_reply = true;
@@ -1146,6 +1146,8 @@ int mk_op_wait(mk_op *op)
         return 0;
     if (op->state == ST_READ && cn->blocking && (fresh || left >= op->c->opt.io_timeout_ms - 1))
         return wait_recv(op, cn, 0);
+    if (mk__conn_buffered(cn))
+        return 0; /* TLS bytes already decrypted: the next step reads them */
     struct pollfd p = {cn->fd, op->events ? op->events : POLLIN, 0};
     int r = poll(&p, 1, left > INT32_MAX ? INT32_MAX : (int)left);
     if (r > 0 && op->state == ST_READ && (p.revents & (POLLIN | POLLHUP | POLLERR))) {

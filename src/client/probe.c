@@ -37,17 +37,27 @@ static bool wait_fd(int fd, short events, int64_t deadline)
     }
 }
 
+/* Connect conn to s (with TLS, handshake too) within connect_timeout_ms: 0 or an error. */
+static int connect_wait(mk_client *c, mk_server *s, mk_conn *conn)
+{
+    int rc = mk__conn_connect(c, s, conn);
+    int64_t deadline = mk__now_ms() + c->opt.connect_timeout_ms;
+    while (rc == MK_EAGAIN)
+        rc = wait_fd(conn->fd, conn->want, deadline) ? mk__conn_connect_finish(c, s, conn) : MK_ETIMEDOUT;
+    return rc;
+}
+
 /* Send req[0..len) on conn before the deadline. */
 static bool send_all(mk_conn *conn, const char *req, size_t len, int64_t deadline)
 {
     size_t off = 0;
     while (off < len) {
-        ssize_t n = send(conn->fd, req + off, len - off, MSG_NOSIGNAL | MSG_DONTWAIT);
+        ssize_t n = mk__conn_send(conn, req + off, len - off, MSG_DONTWAIT);
         if (n > 0)
             off += (size_t)n;
         else if (n < 0 && errno != EAGAIN && errno != EINTR)
             return false;
-        else if (!wait_fd(conn->fd, POLLOUT, deadline))
+        else if (!wait_fd(conn->fd, conn->want, deadline))
             return false;
     }
     return true;
@@ -59,12 +69,12 @@ static bool recv_more(mk_conn *conn, char *buf, size_t *got, size_t cap, int64_t
     for (;;) {
         if (*got == cap)
             return false;
-        ssize_t n = recv(conn->fd, buf + *got, cap - *got, MSG_DONTWAIT);
+        ssize_t n = mk__conn_recv(conn, buf + *got, cap - *got, MSG_DONTWAIT);
         if (n > 0) {
             *got += (size_t)n;
             return true;
         }
-        if (n == 0 || (errno != EAGAIN && errno != EINTR) || !wait_fd(conn->fd, POLLIN, deadline))
+        if (n == 0 || (errno != EAGAIN && errno != EINTR) || !wait_fd(conn->fd, conn->want, deadline))
             return false;
     }
 }
@@ -104,23 +114,23 @@ static int ask_meta(mk_client *c, mk_conn *conn)
     memcpy(req + len, "mn\r\n", 4);
     len += 4;
     while (off < len) {
-        ssize_t n = send(conn->fd, req + off, len - off, MSG_NOSIGNAL | MSG_DONTWAIT);
+        ssize_t n = mk__conn_send(conn, req + off, len - off, MSG_DONTWAIT);
         if (n > 0)
             off += (size_t)n;
         else if (n < 0 && errno != EAGAIN && errno != EINTR)
             return 0; /* reset at once: not a meta server */
-        else if (!wait_fd(conn->fd, POLLOUT, deadline))
+        else if (!wait_fd(conn->fd, conn->want, deadline))
             return MK_ETIMEDOUT;
     }
     char buf[128];
     size_t got = 0;
     bool token_answered = !c->opt.ascii_auth;
     while (got < sizeof buf) {
-        ssize_t n = recv(conn->fd, buf + got, sizeof buf - got, MSG_DONTWAIT);
+        ssize_t n = mk__conn_recv(conn, buf + got, sizeof buf - got, MSG_DONTWAIT);
         if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
             return 0;
         if (n < 0) {
-            if (!wait_fd(conn->fd, POLLIN, deadline))
+            if (!wait_fd(conn->fd, conn->want, deadline))
                 return MK_ETIMEDOUT;
             continue;
         }
@@ -152,10 +162,7 @@ int mk__server_meta(mk_client *c, mk_server *s)
     mk_conn *conn = mk__conn_new();
     if (conn == NULL)
         return MK_ENOMEM;
-    int rc = mk__conn_connect(c, s, conn);
-    int64_t deadline = mk__now_ms() + c->opt.connect_timeout_ms;
-    while (rc == MK_EAGAIN)
-        rc = wait_fd(conn->fd, POLLOUT, deadline) ? mk__conn_connect_finish(conn) : MK_ETIMEDOUT;
+    int rc = connect_wait(c, s, conn);
     if (rc == 0)
         rc = ask_meta(c, conn);
     mk__conn_free(conn);
@@ -210,10 +217,7 @@ static bool probe(mk_client *c, mk_server *s)
     if (conn == NULL)
         return false;
     bool ok = false;
-    int rc = mk__conn_connect(c, s, conn);
-    int64_t deadline = mk__now_ms() + c->opt.connect_timeout_ms;
-    while (rc == MK_EAGAIN)
-        rc = wait_fd(conn->fd, POLLOUT, deadline) ? mk__conn_connect_finish(conn) : MK_ETIMEDOUT;
+    int rc = connect_wait(c, s, conn);
     if (rc == 0 && c->opt.binary) {
         ok = exchange_binary(c, conn, c->opt.flush_on_rejoin);
     } else if (rc == 0) {

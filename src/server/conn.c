@@ -487,12 +487,14 @@ static step_result conn_process(mk_conn *c, int *budget)
         case MK_CONN_READ:
             return STEP_NEED_READ;
         case MK_CONN_PARSE: {
-            if (avail == 0)
-                return STEP_NEED_READ;
+            /* the budget spent yields even with nothing left to parse, as memcached's conn_new_cmd
+             * does (its conn_yields counts those too: t/issue_61.t) */
             if (*budget == 0) {
                 MK_STAT_INC(&c->worker->stats, conn_yields);
                 return STEP_YIELD;
             }
+            if (avail == 0)
+                return STEP_NEED_READ;
             size_t resp = c->nresps;
             mk_conn_resp_begin(c); /* memcached: one response object per request */
             ssize_t r = c->proto->execute(c, c->rbuf + c->rstart, avail);

@@ -311,3 +311,52 @@ def test_running_out_of_descriptors_pauses_accepting_and_is_counted(server_facto
             assert late.cmd(b"version\r\n").startswith(b"VERSION")
         st = watcher.stats()
         assert int(st["time_in_listen_disabled_us"]) > 0 and st["accepting_conns"] == "1"
+
+
+# ------------------------------------------------------------------ -R: one connection cannot starve the others
+
+def _fairness_run(s, n):
+    """A hog streams n pipelined gets of a missing key on its own connection (reading its replies in
+    another thread) while a second client does 20 gets: True if all 20 were answered while the hog's
+    pipeline was still being served."""
+    import threading
+    hog = socket.create_connection((HOST, s.port))
+    done = threading.Event()
+    started = threading.Event()
+    want = 5 * n  # "END\r\n" each
+
+    def read():
+        got = 0
+        while got < want:
+            d = hog.recv(1 << 20)
+            if not d:
+                break
+            got += len(d)
+            started.set()
+        done.set()
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    sender = threading.Thread(target=hog.sendall, args=(b"get nokey\r\n" * n,))
+    sender.start()
+    try:
+        assert started.wait(30 * SLOW)
+        with s.connect() as c:
+            for i in range(20):
+                assert c.get(b"get o%d\r\n" % i) == b"END\r\n"
+        return not done.is_set()
+    finally:
+        sender.join()
+        reader.join()
+        hog.close()
+
+
+def test_reqs_per_event_keeps_a_pipelining_client_from_starving_others(server_factory):
+    """-t 1 (one worker for both connections), -R 20: a client streaming 2,000,000 pipelined gets does
+    not hold the worker; another client's 20 gets are answered while the stream is still being served.
+    Two bounds make that so: the -R budget of requests per wake-up (its yields are counted in
+    conn_yields; with -R ignored there would be none) and one read per wake-up."""
+    s = server_factory("-t", "1", "-R", "20")
+    assert _fairness_run(s, 2_000_000)
+    with s.connect() as c:
+        assert int(c.stats()["conn_yields"]) > 1000

@@ -394,3 +394,47 @@ def test_binary_protocol_without_sasl(servers):
     assert mk(servers, "--binary", "incr", "bin:n")[0] == 1  # a miss
     rc, out, _ = mk(servers, "--binary", "version")
     assert rc == 0 and "1.6" in out
+
+
+def test_tls_options(tmp_path):
+    """--tls with --tls-ca: the server's certificate must be signed by that CA and name the host given in
+    --servers (or --tls-server-name); --tls-cert/--tls-key for mutual TLS; TLS options without --tls refused."""
+    openssl = shutil.which("openssl")
+    assert openssl, "openssl is not installed (apt-get install openssl; scripts/deps.sh test)"
+
+    def ssl(*args):
+        subprocess.run([openssl, *args], cwd=tmp_path, check=True, capture_output=True, timeout=60)
+    for ca in ("ca", "clientca"):
+        ssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{ca}.key", "-out", f"{ca}.crt",
+            "-days", "2", "-subj", f"/CN=cli {ca}")
+    for name, ca in (("srv", "ca"), ("client", "clientca")):
+        ssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.csr",
+            "-subj", f"/CN={name}")
+        (tmp_path / f"{name}.ext").write_text("subjectAltName=IP:127.0.0.1\n")
+        ssl("x509", "-req", "-in", f"{name}.csr", "-CA", f"{ca}.crt", "-CAkey", f"{ca}.key", "-CAcreateserial",
+            "-out", f"{name}.crt", "-days", "2", "-extfile", f"{name}.ext")
+    port = free_port()
+    p = subprocess.Popen([SERVER, "-u", "root", "-p", str(port), "-l", "127.0.0.1", "-U", "0", "-Z", "-o",
+                          f"ssl_chain_cert={tmp_path}/srv.crt,ssl_key={tmp_path}/srv.key,ssl_verify_mode=2,"
+                          f"ssl_ca_cert={tmp_path}/clientca.crt"],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_port(port)
+        run = cli_with_password(port, dict(os.environ))
+        tls = ["--tls", f"--tls-ca={tmp_path}/ca.crt", f"--tls-cert={tmp_path}/client.crt",
+               f"--tls-key={tmp_path}/client.key"]
+        assert run(*tls, "set", "cli:t", "v")[0] == 0
+        assert run(*tls, "get", "cli:t")[:2] == (0, "v\n")
+        rc, out, _ = run(*tls, "stats")
+        assert rc == 0 and "total_connections" in out
+        rc, _, err = run(*tls, "--tls-server-name=cache.example", "get", "cli:t")
+        assert rc == 2 and "TLS handshake failed" in err
+        rc, _, err = run(*tls[:2], "get", "cli:t")       # no client certificate: refused by the server
+        assert rc == 2
+        rc, _, err = run("--tls-ca=/x.pem", "get", "cli:t")
+        assert rc == 2 and "need tls" in err
+        rc, _, err = run("--tls", "--tls-ca=/nonexistent.pem", "get", "cli:t")
+        assert rc == 2 and "/nonexistent.pem" in err
+    finally:
+        p.kill()
+        p.wait()

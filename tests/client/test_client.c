@@ -33,6 +33,7 @@ typedef struct srv {
     char path[108];   /* unix socket, or "" */
     const char *sasl_conf; /* non-NULL: started with -S, SASL_CONF_PATH set to this directory */
     const char *auth_file; /* non-NULL: started with -Y and this file */
+    const char *tls_opts;  /* non-NULL: started with -Z -o tls_opts */
 } srv;
 
 static const char *server_bin;
@@ -93,6 +94,9 @@ static void srv_start(srv *s)
         freopen("/dev/null", "w", stdout);
         if (s->path[0])
             execl(server_bin, server_bin, "-u", "root", "-s", s->path, "-U", "0", (char *)NULL);
+        else if (s->tls_opts)
+            execl(server_bin, server_bin, "-u", "root", "-p", port, "-l", "127.0.0.1", "-U", "0", "-Z", "-o",
+                  s->tls_opts, (char *)NULL);
         else if (s->auth_file)
             execl(server_bin, server_bin, "-u", "root", "-p", port, "-l", "127.0.0.1", "-U", "0", "-Y", s->auth_file,
                   (char *)NULL);
@@ -1573,6 +1577,221 @@ static void test_binary_sasl(void)
     CHECK_EQ_I(system(cmd), 0);
 }
 
+/* ---------------------------------------------------------------- TLS */
+
+/* Certificates for one run, made with the openssl command in dir: ca (signs srv: localhost and
+ * 127.0.0.1), other (an unrelated CA), clientca (signs client). false if openssl failed. */
+static bool make_certs(const char *dir)
+{
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd,
+             "(cd %s && for ca in ca other clientca; do openssl req -x509 -newkey rsa:2048 -nodes -keyout $ca.key "
+             "-out $ca.crt -days 2 -subj \"/CN=memkit test $ca\" || exit 1; done && "
+             "issue() { openssl req -newkey rsa:2048 -nodes -keyout $1.key -out $1.csr -subj \"/CN=$2\" && "
+             "printf 'subjectAltName=%%s\\n' \"$4\" > $1.ext && openssl x509 -req -in $1.csr -CA $3.crt -CAkey $3.key "
+             "-CAcreateserial -out $1.crt -days 2 -extfile $1.ext; } && "
+             "issue srv localhost ca DNS:localhost,IP:127.0.0.1 && issue client client clientca DNS:client)"
+             " >/dev/null 2>&1",
+             dir);
+    return system(cmd) == 0;
+}
+
+static mk_client *tls_client(const char *host, int port, mk_options *o)
+{
+    char list[128];
+    snprintf(list, sizeof list, "%s:%d", host, port);
+    mk_client *c = NULL;
+    char err[256] = "";
+    int rc = mk_client_create(&c, list, o, err, sizeof err);
+    if (rc)
+        fprintf(stderr, "    mk_client_create: %s\n", err);
+    CHECK_EQ_I(rc, 0);
+    return c;
+}
+
+/* Every kind of call over TLS: stores, a value of 1 MB (many records each way), a multi-get, the meta
+ * question and a herd call, and connections that go back to the pool and are reused. */
+static void tls_calls(mk_client *c)
+{
+    size_t big = 1000000;
+    char *v = malloc(big);
+    CHECK(v != NULL);
+    if (v == NULL)
+        return;
+    for (size_t i = 0; i < big; i++)
+        v[i] = (char)('a' + i % 23);
+    mk_item it;
+    CHECK_EQ_I(mk_set(c, K("tls:small"), "hello", 5, 7, 0), 0);
+    CHECK_EQ_I(mk_get(c, K("tls:small"), &it), 0);
+    CHECK(it.nvalue == 5 && memcmp(it.value, "hello", 5) == 0 && it.flags == 7);
+    mk_item_clear(&it);
+    CHECK_EQ_I(mk_set(c, K("tls:big"), v, big, 0, 0), 0);
+    CHECK_EQ_I(mk_get(c, K("tls:big"), &it), 0);
+    CHECK(it.nvalue == big && memcmp(it.value, v, big) == 0);
+    mk_item_clear(&it);
+    free(v);
+    const char *keys[64];
+    size_t nkeys[64];
+    char names[64][16];
+    for (int i = 0; i < 64; i++) {
+        nkeys[i] = (size_t)snprintf(names[i], sizeof names[i], "tls:m%d", i);
+        keys[i] = names[i];
+        if (i % 2 == 0)
+            CHECK_EQ_I(mk_set(c, names[i], nkeys[i], names[i], nkeys[i], 0, 0), 0);
+    }
+    mk_item items[64];
+    int rcs[64];
+    CHECK_EQ_I(mk_mget_items(c, keys, nkeys, 64, false, items, rcs), 0);
+    for (int i = 0; i < 64; i++) {
+        CHECK_EQ_I(rcs[i], i % 2 == 0 ? 0 : MK_ENOTFOUND);
+        if (rcs[i] == 0)
+            CHECK(items[i].nvalue == nkeys[i] && memcmp(items[i].value, names[i], nkeys[i]) == 0);
+        mk_item_clear(&items[i]);
+    }
+    uint64_t n = 0;
+    CHECK_EQ_I(mk_set(c, K("tls:n"), "41", 2, 0, 0), 0);
+    CHECK_EQ_I(mk_incr(c, K("tls:n"), 1, &n, 0), 0);
+    CHECK(n == 42);
+    if (!use_binary)
+        CHECK_EQ_I(mk_server_speaks_meta(c, 0), 1);
+    /* the pool keeps its TLS connections: 50 calls open none (TLS 1.3 session tickets that arrive on an
+     * idle connection do not make it look unusable) */
+    int before = stat_value(c, 0, "total_connections");
+    for (int i = 0; i < 50; i++) {
+        CHECK_EQ_I(mk_get(c, K("tls:small"), &it), 0);
+        mk_item_clear(&it);
+    }
+    CHECK_EQ_I(stat_value(c, 0, "total_connections"), before);
+}
+
+/* tls: the server's certificate is checked against the CA file and the host as written in the list (an
+ * IP address or a name) or tls_server_name; an untrusted or misnamed server is MK_ETLS and stays alive;
+ * mutual TLS; TLS options without tls are refused. */
+static void test_tls(void)
+{
+    char dir[] = "/tmp/mk-tls-XXXXXX";
+    CHECK(mkdtemp(dir) != NULL);
+    if (!make_certs(dir)) {
+        CHECK(!"openssl could not make the test certificates (apt-get install openssl)");
+        return;
+    }
+    char path[6][160], opts[1024];
+    const char *names[] = {"ca.crt", "other.crt", "client.crt", "client.key", "srv.crt", "srv.key"};
+    for (int i = 0; i < 6; i++)
+        snprintf(path[i], sizeof path[i], "%s/%s", dir, names[i]);
+    snprintf(opts, sizeof opts, "ssl_chain_cert=%s,ssl_key=%s", path[4], path[5]);
+    srv s = {.tls_opts = opts};
+    srv_start(&s);
+    mk_options o;
+    mk_options_init(&o);
+    CHECK(o.tls_verify && !o.tls);
+    o.tls = true;
+    o.tls_ca_file = path[0];
+    o.failure_limit = 1;
+    o.pool_size = 4;
+    o.io_timeout_ms = 5000;
+    o.checkout_timeout_ms = 10000;
+    mk_client *c = tls_client("127.0.0.1", s.port, &o);
+    if (c) {
+        tls_calls(c);
+        /* 8 threads on a pool of 4 TLS connections: every answer is the caller's own */
+        int saved = thread_ops;
+        thread_ops = saved < 2000 ? saved : 2000;
+        shared = c;
+        atomic_store(&crossed, 0);
+        atomic_store(&errors, 0);
+        pthread_t th[8];
+        for (int t = 0; t < 8; t++)
+            pthread_create(&th[t], NULL, worker, (void *)(intptr_t)t);
+        for (int t = 0; t < 8; t++)
+            pthread_join(th[t], NULL);
+        thread_ops = saved;
+        CHECK_EQ_I(atomic_load(&crossed), 0);
+        CHECK_EQ_I(atomic_load(&errors), 0);
+        CHECK(stat_value(c, 0, "curr_connections") <= 4 + 1);
+        mk_client_destroy(c);
+    }
+    use_binary = true;
+    o.binary = true;
+    c = tls_client("localhost", s.port, &o);   /* a DNS name, and the binary protocol */
+    if (c) {
+        tls_calls(c);
+        mk_client_destroy(c);
+    }
+    use_binary = false;
+    o.binary = false;
+    mk_item it;
+    o.tls_server_name = "memcache.example";    /* the certificate does not name it */
+    c = tls_client("127.0.0.1", s.port, &o);
+    if (c) {
+        CHECK_EQ_I(mk_get(c, K("tls:small"), &it), MK_ETLS);
+        CHECK(mk_server_alive(c, 0));
+        CHECK_EQ_I(mk_server_speaks_meta(c, 0), MK_ETLS);
+        mk_client_destroy(c);
+    }
+    o.tls_verify = false;                      /* not checked: encrypted, answered */
+    c = tls_client("127.0.0.1", s.port, &o);
+    if (c) {
+        CHECK_EQ_I(mk_get(c, K("tls:small"), &it), 0);
+        mk_item_clear(&it);
+        mk_client_destroy(c);
+    }
+    o.tls_verify = true;
+    o.tls_server_name = NULL;
+    o.tls_ca_file = path[1];                   /* signed by a CA not trusted */
+    c = tls_client("127.0.0.1", s.port, &o);
+    if (c) {
+        CHECK_EQ_I(mk_get(c, K("tls:small"), &it), MK_ETLS);
+        CHECK(mk_server_alive(c, 0));
+        mk_client_destroy(c);
+    }
+    o.tls_ca_file = path[0];
+    c = tls_client("127.0.0.1", S[0].port, &o); /* a plain server: an error, never a value */
+    if (c) {
+        CHECK(mk_get(c, K("tls:small"), &it) < 0);
+        mk_client_destroy(c);
+    }
+    srv_stop(&s);
+
+    /* mutual TLS: the server wants a certificate signed by clientca */
+    snprintf(opts, sizeof opts, "ssl_chain_cert=%s,ssl_key=%s,ssl_verify_mode=2,ssl_ca_cert=%s/clientca.crt",
+             path[4], path[5], dir);
+    srv m = {.tls_opts = opts};
+    srv_start(&m);
+    c = tls_client("127.0.0.1", m.port, &o);
+    if (c) {
+        CHECK(mk_set(c, K("tls:mutual"), "x", 1, 0, 0) < 0);
+        mk_client_destroy(c);
+    }
+    o.tls_cert_file = path[2];
+    o.tls_key_file = path[3];
+    c = tls_client("127.0.0.1", m.port, &o);
+    if (c) {
+        CHECK_EQ_I(mk_set(c, K("tls:mutual"), "x", 1, 0, 0), 0);
+        CHECK_EQ_I(mk_get(c, K("tls:mutual"), &it), 0);
+        mk_item_clear(&it);
+        mk_client_destroy(c);
+    }
+    srv_stop(&m);
+
+    /* refused options: each with a one-line reason */
+    char err[256];
+    o.tls_key_file = NULL;
+    CHECK_EQ_I(mk_client_create(&c, "127.0.0.1:1", &o, err, sizeof err), MK_EINVAL);
+    CHECK(strstr(err, "tls_key_file") != NULL);
+    o.tls_cert_file = NULL;
+    o.tls_ca_file = "/nonexistent/ca.pem";
+    CHECK_EQ_I(mk_client_create(&c, "127.0.0.1:1", &o, err, sizeof err), MK_EINVAL);
+    CHECK(strstr(err, "/nonexistent/ca.pem") != NULL);
+    o.tls = false;
+    o.tls_ca_file = path[0];
+    CHECK_EQ_I(mk_client_create(&c, "127.0.0.1:1", &o, err, sizeof err), MK_EINVAL);
+    CHECK(strstr(err, "need tls") != NULL);
+    char cmd[256];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    CHECK(system(cmd) == 0);
+}
+
 int main(int argc, char **argv)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -1611,6 +1830,7 @@ int main(int argc, char **argv)
     T(test_binary_protocol);
     T(test_binary_sasl);
     T(test_ascii_auth);
+    T(test_tls);
     for (int i = 0; i < NSRV; i++)
         srv_stop(&S[i]);
     return check_summary(suite);

@@ -36,6 +36,9 @@ static const char usage[] =
     "default 1000 ms). --binary: memcached's binary protocol; --username: SASL (binary protocol),\n"
     "the password from $MEMKIT_PASSWORD (never on the command line, where ps shows it); with\n"
     "--ascii-auth they are sent as memcached's -Y token over the text protocol instead of SASL.\n"
+    "--tls: TLS to every TCP server, whose certificate must be signed by a CA of --tls-ca=FILE\n"
+    "(default: the system's) and name the host as given in --servers (or --tls-server-name=NAME);\n"
+    "--tls-cert=FILE --tls-key=FILE: a client certificate (mutual TLS); --tls-insecure: no check.\n"
     "Exit status: 0 success, 1 miss or refused store, 2 error (lease: 3, 4 above).\n"
     "lease and invalidate need the meta protocol (memkitd, memcached >= 1.6), not --binary.\n";
 
@@ -132,6 +135,8 @@ static void print_hit(void *ctx, size_t i, const mk_item *it)
     putchar('\n');
 }
 
+enum { OPT_TLS = 1000, OPT_TLS_CA, OPT_TLS_CERT, OPT_TLS_KEY, OPT_TLS_NAME, OPT_TLS_INSECURE };
+
 int main(int argc, char **argv)
 {
     const char *servers = getenv("MEMKIT_SERVERS");
@@ -149,6 +154,9 @@ int main(int argc, char **argv)
         {"lock", required_argument, 0, 'L'},     {"recache", required_argument, 0, 'R'},
         {"binary", no_argument, 0, 'B'},         {"username", required_argument, 0, 'U'},
         {"ascii-auth", no_argument, 0, 'Y'},
+        {"tls", no_argument, 0, OPT_TLS},        {"tls-ca", required_argument, 0, OPT_TLS_CA},
+        {"tls-cert", required_argument, 0, OPT_TLS_CERT}, {"tls-key", required_argument, 0, OPT_TLS_KEY},
+        {"tls-server-name", required_argument, 0, OPT_TLS_NAME}, {"tls-insecure", no_argument, 0, OPT_TLS_INSECURE},
         {0, 0, 0, 0},
     };
     int ch;
@@ -156,6 +164,12 @@ int main(int argc, char **argv)
         switch (ch) {
         case 'B': opt.binary = true; break;
         case 'Y': opt.ascii_auth = true; break;
+        case OPT_TLS: opt.tls = true; break;
+        case OPT_TLS_CA: opt.tls_ca_file = optarg; break;
+        case OPT_TLS_CERT: opt.tls_cert_file = optarg; break;
+        case OPT_TLS_KEY: opt.tls_key_file = optarg; break;
+        case OPT_TLS_NAME: opt.tls_server_name = optarg; break;
+        case OPT_TLS_INSECURE: opt.tls_verify = false; break;
         case 'U':
             opt.username = optarg;
             opt.password = getenv("MEMKIT_PASSWORD");
