@@ -89,6 +89,7 @@ static void stats_general(mk_server *srv, const mk_stat_sink *k)
     stat(k, "time_in_listen_disabled_us", "%" PRIu64, ts.time_in_listen_disabled_us);
     if (srv->tls) {
         stat(k, "ssl_handshake_errors", "%" PRIu64, mk_tls_handshake_errors(srv->tls));
+        stat(k, "ssl_ktls_connections", "%" PRIu64, mk_tls_ktls_connections(srv->tls));
         stat(k, "time_since_server_cert_refresh", "%" PRId64, mk_tls_since_refresh(srv->tls, (int64_t)time(NULL)));
     }
     stat(k, "threads", "%d", s->threads);

@@ -19,6 +19,7 @@ struct mk_tls {
     pthread_mutex_t lock;       /* certificate loads against SSL_new (memcached's SSL_LOCK) */
     int64_t loaded_at;          /* wall clock of the last certificate load (atomic) */
     uint64_t handshake_errors;  /* atomic */
+    uint64_t ktls;              /* atomic: connections whose records the kernel encrypts (kTLS) */
 };
 
 /* The newest OpenSSL error as text (and the queue drained). */
@@ -143,6 +144,11 @@ uint64_t mk_tls_handshake_errors(mk_tls *t)
     return __atomic_load_n(&t->handshake_errors, __ATOMIC_RELAXED);
 }
 
+uint64_t mk_tls_ktls_connections(mk_tls *t)
+{
+    return __atomic_load_n(&t->ktls, __ATOMIC_RELAXED);
+}
+
 /* What a connection keeps: its SSL object, and the context's counters. */
 typedef struct tls_state {
     SSL *ssl;
@@ -211,6 +217,8 @@ static ssize_t tls_readv(mk_conn *c, const struct iovec *iov, int n)
             ssize_t x = ssl_result(st, r);
             return got > 0 ? (ssize_t)got : x;
         }
+        if (!st->handshaken && BIO_get_ktls_send(SSL_get_wbio(st->ssl)))
+            __atomic_fetch_add(&st->t->ktls, 1, __ATOMIC_RELAXED);
         st->handshaken = true;
         got += (size_t)r;
         if ((size_t)r < want)

@@ -36,6 +36,10 @@ int64_t mk_tls_since_refresh(mk_tls *t, int64_t now);
 /* Handshakes that failed. */
 uint64_t mk_tls_handshake_errors(mk_tls *t);
 
+/* Connections whose sending OpenSSL handed to the kernel (ssl_kernel_tls on a kernel with the tls
+ * ULP and a cipher it offloads), counted at each connection's first request. */
+uint64_t mk_tls_ktls_connections(mk_tls *t);
+
 /*
  * Put connection c (just created on an accepted socket, plain transport) on
  * TLS: false if no SSL object could be made (the caller closes it).

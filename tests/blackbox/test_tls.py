@@ -218,6 +218,25 @@ def test_der_key_cipher_list_session_cache_and_ktls_options(server_factory, cert
         assert s.session_reused
 
 
+@memkitd_only
+def test_ssl_ktls_connections_says_whether_the_kernel_encrypts(server_factory, certs):
+    """ssl_kernel_tls with an AES-GCM cipher: every connection's records go to the kernel when it
+    offers the tls ULP (/proc/sys/net/ipv4/tcp_available_ulp), none when it does not, and
+    ssl_ktls_connections says which; without ssl_kernel_tls it is always 0."""
+    with open("/proc/sys/net/ipv4/tcp_available_ulp") as f:
+        kernel_tls = "tls" in f.read().split()
+    for opt, want in (("ssl_kernel_tls,", 4 if kernel_tls else 0), ("", 0)):  # 3 + the stats one
+        srv = server_factory("-Z", "-o", f"{opt}ssl_chain_cert={certs}/srv.crt,ssl_key={certs}/srv.key,"
+                             "ssl_ciphers=ECDHE-RSA-AES128-GCM-SHA256")
+        ctx = client_ctx(certs, maximum=ssl.TLSVersion.TLSv1_2)
+        for _ in range(3):
+            with tls_conn(srv.port, ctx) as s:
+                assert exchange(s, b"set k 0 0 1\r\nv\r\n") == b"STORED\r\n"
+        with tls_conn(srv.port, ctx) as s:
+            st = exchange(s, b"stats\r\n", b"END\r\n").decode()
+            assert "STAT ssl_ktls_connections %d\r\n" % want in st, (opt, kernel_tls)
+
+
 def test_refresh_certs_without_tls(server_factory):
     srv = server_factory()
     with srv.connect() as c:
