@@ -4,7 +4,8 @@
 #   scripts/memcached-tests.sh [MEMKITD] [TEST.t ...]     (default: build/memkitd and the scripts below)
 #
 # memcached's harness (t/lib/MemcachedTest.pm) starts "$builddir/memcached-debug" with memcached's options;
-# here that is a wrapper that starts memkitd instead. Prints "memcached-t: N passed, N failed" (one per script).
+# here that is a wrapper that starts memkitd instead. Prints "memcached-t: N passed, N failed" (one per script;
+# $MK_T_SUITE names the line instead). SSL_TEST=1 makes the harness speak TLS to every server (its ssl_*.t).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 memkitd=$(realpath "${1:-build/memkitd}")
@@ -15,7 +16,8 @@ tests=("$@")
                                  malicious-commands.t multiversioning.t issue_104.t issue_108.t issue_152.t
                                  issue_192.t issue_29.t issue_3.t issue_41.t issue_68.t issue_70.t quit.t
                                  item_size_max.t dash-M.t evictions.t getset.t daemonize.t unixsocket.t maxconns.t
-                                 binary.t binary-get.t binary-sasl.t udp.t idle-timeout.t stats-conns.t ascii-auth.t shutdown.t issue_61.t)
+                                 binary.t binary-get.t binary-sasl.t udp.t idle-timeout.t stats-conns.t ascii-auth.t shutdown.t issue_61.t
+                                 00-startup.t chunked-items.t issue_50.t)
 up=1.6.18
 dest=build/memcached-src
 root="$dest/memcached-$up"
@@ -23,12 +25,16 @@ if [ ! -f "$root/t/lib/MemcachedTest.pm" ]; then
   tarball=$(scripts/debsrc.sh memcached "$up" "$dest") || exit 1
   tar xf "$tarball" -C "$dest" "memcached-$up/t" || exit 1
 fi
-# memcached-debug: memkitd, minus the options memcached's harness adds that only concern memcached's sandbox
+# memcached-debug: memkitd, minus the options memcached's harness adds that only concern memcached's sandbox,
+# and minus the UDP port it adds beside -Z (SSL_TEST=1): memkitd refuses -Z with -U (docs/security.md)
 cat > "$root/memcached-debug" <<WRAP
 #!/usr/bin/env bash
 args=()
+tls=0
+for a in "\$@"; do [ "\$a" = "-Z" ] && tls=1; done
 while [ \$# -gt 0 ]; do
   if [ "\$1" = "-o" ] && [ "\$2" = "relaxed_privileges" ]; then shift 2; continue; fi
+  if [ "\$tls" = 1 ] && [ "\$1" = "-U" ]; then shift 2; continue; fi
   args+=("\$1"); shift
 done
 exec "$memkitd" "\${args[@]}"
@@ -52,5 +58,5 @@ for t in "${tests[@]}"; do
     failed=$((failed + 1))
   fi
 done
-echo "memcached-t: $passed passed, $failed failed"
+echo "${MK_T_SUITE:-memcached-t}: $passed passed, $failed failed"
 [ "$failed" = 0 ]

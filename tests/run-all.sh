@@ -71,6 +71,9 @@ for s in $SUITES; do
     blackbox)
       run blackbox pytest_run blackbox tests/blackbox MEMKITD=build/memkitd
       run memcached-t scripts/memcached-tests.sh build/memkitd
+      # memcached's own TLS scripts: its harness speaks TLS to every server it starts (IO::Socket::SSL)
+      run memcached-t-tls env SSL_TEST=1 MK_T_SUITE=memcached-t-tls scripts/memcached-tests.sh build/memkitd ssl_settings.t ssl_ports.t \
+          ssl_proto_version.t ssl_session_resumption.t ssl_verify_modes.t ssl_cert_refresh.t
       run blackbox-san pytest_run blackbox-san tests/blackbox MEMKITD=build/san/memkitd
       [ -x build/tsan/memkitd ] &&   # built by: make cache-tsan; a data race stops the server, failing the test
         run blackbox-tsan pytest_run blackbox-tsan "tests/blackbox/test_memory_engine.py tests/blackbox/test_concurrency.py tests/blackbox/test_udp.py tests/blackbox/test_auth.py tests/blackbox/test_limits.py tests/blackbox/test_tls.py" \

@@ -129,6 +129,9 @@ typedef struct mk_request {
  *     0  no complete line yet: read more and call again with the longer buffer.
  *    -1  the connection must be closed without a reply (a line longer than
  *        memcached tolerates without a newline, or an HTTP request line).
+ *    -2  no newline in more than MK_LINE_MAX bytes of a line that is not a get:
+ *        memcached closes such a connection once it has read all the input there is,
+ *        so read what has arrived and call again; close if nothing more has.
  *        When req->err is set and req->noreply is true, memcached sends no reply
  *        for the error either (see docs/protocol.md).
  * Never reads past buf[len-1]; never writes outside *req.

@@ -265,10 +265,12 @@ static void parse_line(mk_request *req, const char *line, size_t n)
             set_err(req, MK_PERR_ERROR);
         return;
     }
+    if (first == 'b' && mk_tok_is(c, "bget"))
+        first = 'g'; /* memcached's legacy name for get */
     switch (first) {
     case 'g': {
         mk_cmd cmd = MK_CMD_NONE;
-        if (mk_tok_is(c, "get"))
+        if (mk_tok_is(c, "get") || mk_tok_is(c, "bget"))
             cmd = MK_CMD_GET;
         else if (mk_tok_is(c, "gets"))
             cmd = MK_CMD_GETS;
@@ -461,9 +463,10 @@ ssize_t mk_parse_request(const char *buf, size_t len, mk_request *req)
         return 0;
     const char *nl = memchr(buf, '\n', len);
     if (nl == NULL) {
-        if (len > MK_LINE_MAX && (!is_multiget_prefix(buf, len) || len > MK_GET_LINE_MAX))
+        bool get = is_multiget_prefix(buf, len);
+        if (get ? len > MK_GET_LINE_MAX : len >= MK_READ_BUF)
             return -1;
-        return 0;
+        return len > MK_LINE_MAX && !get ? -2 : 0;
     }
     size_t nlpos = (size_t)(nl - buf);
     if (nlpos >= MK_READ_BUF && (!is_multiget_prefix(buf, nlpos) || nlpos >= MK_GET_LINE_MAX))

@@ -498,9 +498,12 @@ static step_result conn_process(mk_conn *c, int *budget)
             size_t resp = c->nresps;
             mk_conn_resp_begin(c); /* memcached: one response object per request */
             ssize_t r = c->proto->execute(c, c->rbuf + c->rstart, avail);
+            if (r == -2 && c->tr->datagram)
+                r = -1; /* (a datagram is all the input there is) */
             if (c->tr->datagram)
                 resp_settle(c, resp, r);
-            if (r == 0)
+            c->unterminated = r == -2;
+            if (r == 0 || r == -2)
                 return STEP_NEED_READ;
             if (r < 0)
                 return STEP_CLOSE;
@@ -574,8 +577,12 @@ static ssize_t conn_read(mk_conn *c, size_t *asked)
             off += k;
         }
     }
-    iov[niov++] = (struct iovec){c->rbuf + c->rend, c->rsize - c->rend};
-    *asked = room0 + (c->rsize - c->rend);
+    size_t room = c->rsize - c->rend;
+    if (st == MK_CONN_SWALLOW && c->swallow < room)
+        room = (size_t)c->swallow; /* as memcached: the swallowed bytes only, so the line after them is
+                                      read, and judged, with all the input there is behind it */
+    iov[niov++] = (struct iovec){c->rbuf + c->rend, room};
+    *asked = room0 + room;
     ssize_t n = c->tr->readv(c, iov, niov);
     if (n > 0) {
         MK_STAT_ADD(&c->worker->stats, bytes_read, (uint64_t)n);
@@ -611,7 +618,8 @@ static void conn_drive(mk_conn *c, int budget)
         bool had_output = c->out_head < c->nouts;
         step_result st = conn_process(c, &budget);
         had_output = had_output || c->out_head < c->nouts;
-        if (out_flush(c) < 0) {
+        /* (a line that may be fatal holds the replies before it: memcached drops them if it closes) */
+        if (!(st == STEP_NEED_READ && c->unterminated) && out_flush(c) < 0) {
             mk_conn_close(c);
             return;
         }
@@ -645,7 +653,7 @@ static void conn_drive(mk_conn *c, int budget)
             }
             continue;
         case STEP_NEED_READ: {
-            if (out_left) {
+            if (out_left && !c->unterminated) {
                 /* read no more until the client takes its replies */
                 mk_loop_mod(c->worker->loop, &c->w, EPOLLOUT);
                 return;
@@ -657,14 +665,26 @@ static void conn_drive(mk_conn *c, int budget)
                 datagram_end(c);
                 return;
             }
-            if (drained) {
+            if (drained && !c->unterminated) {
                 /* the epoll is level-triggered: it reports the fd again once more input is
                  * there, so a read that would only say EAGAIN is not made (one syscall
                  * less per request). memcached also goes back to its event loop here. */
                 return;
             }
             size_t room = 0;
-            ssize_t n = conn_read(c, &room);
+            ssize_t n = drained ? -1 : conn_read(c, &room);
+            if (n == -1 && c->unterminated) {
+                /* nothing more came: the line is too long, as memcached decides; it closes after
+                 * what it had transmitted, dropping the rest */
+                mk_conn_out_rollback(c, &c->sent_mark);
+                if (c->out_head < c->nouts) {
+                    mk_conn_set_state(c, MK_CONN_CLOSING);
+                    mk_loop_mod(c->worker->loop, &c->w, EPOLLOUT);
+                    return;
+                }
+                mk_conn_close(c);
+                return;
+            }
             if (n > 0) {
                 drained = (size_t)n < room;
                 if (c->tr->datagram) {

@@ -61,6 +61,9 @@ struct mk_conn {
     mk_conn *ready_next;        /* worker's ready list (worker thread only) */
     bool in_ready;
     bool closed;                /* closed; memory freed after the loop batch */
+    bool unterminated;          /* the protocol said -2: a line too long without a newline, to be closed
+                                   unless a read brings more input at once (memcached reads all there is
+                                   before it decides) */
     int state;                  /* mk_conn_state (atomic access: stats conns reads it) */
 
     /* input: unprocessed bytes are rbuf[rstart .. rend) */

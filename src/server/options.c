@@ -39,6 +39,7 @@ void mk_settings_init(mk_settings *s)
     s->keepalive_cnt = 4;
     s->ssl_min_version = 2;
     s->ssl_keyformat = 1;
+    s->ssl_wbuf_size = 16384;
 }
 
 void mk_options_usage(FILE *out)
@@ -171,7 +172,7 @@ static bool parse_keepalive(mk_settings *s, const char *val)
     return true;
 }
 
-/* memcached's -o ssl_* options (ssl_wbuf_size aside: memkitd has no such buffer). false after one line on err. */
+/* memcached's -o ssl_* options. false after one line on err. */
 static bool parse_ssl_suboption(mk_settings *s, const char *tok, const char *val, FILE *err)
 {
     long v;
@@ -217,6 +218,12 @@ static bool parse_ssl_suboption(mk_settings *s, const char *tok, const char *val
         s->ssl_session_cache = true;
     } else if (strcmp(tok, "ssl_kernel_tls") == 0) {
         s->ssl_kernel_tls = true;
+    } else if (strcmp(tok, "ssl_wbuf_size") == 0) {
+        if (!val || !parse_long(val, 1, 16384, &v)) {
+            fprintf(err, "memkitd: -o ssl_wbuf_size needs a number of kilobytes from 1 to 16384\n");
+            return false;
+        }
+        s->ssl_wbuf_size = (size_t)v << 10;
     } else {
         fprintf(err, "memkitd: illegal suboption \"%s\"\n", tok);
         return false;
@@ -249,7 +256,7 @@ static bool parse_suboptions(mk_settings *s, char *list, FILE *err)
                              "kernel's defaults)\n");
                 return false;
             }
-        } else if (strncmp(tok, "ssl_", 4) == 0 && strcmp(tok, "ssl_wbuf_size") != 0) {
+        } else if (strncmp(tok, "ssl_", 4) == 0) {
             if (!parse_ssl_suboption(s, tok, val, err))
                 return false;
         } else if (strcmp(tok, "read_buf_mem_limit") == 0) {
@@ -263,8 +270,7 @@ static bool parse_suboptions(mk_settings *s, char *list, FILE *err)
         } else if (strcmp(tok, "no_maxconns_fast") == 0) {
             s->maxconns_fast = false;
         } else {
-            bool known = strncmp(tok, "ext_", 4) == 0 || strcmp(tok, "ssl_wbuf_size") == 0 ||
-                         strncmp(tok, "proxy_", 6) == 0;
+            bool known = strncmp(tok, "ext_", 4) == 0 || strncmp(tok, "proxy_", 6) == 0;
             for (const char *const *n = ignored_suboptions; !known && *n; n++)
                 known = strcmp(tok, *n) == 0;
             if (!known) {

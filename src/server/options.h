@@ -60,7 +60,9 @@ typedef struct mk_settings {
     int ssl_min_version;        /* 0 TLS 1.0 .. 3 TLS 1.3 (default 2) */
     int ssl_keyformat;          /* 1 PEM (default), 2 DER (ASN.1) */
     bool ssl_session_cache;
-    bool ssl_kernel_tls;             /* -r: core limit raised, item memory kept in dumps (else MADV_DONTDUMP) */
+    bool ssl_kernel_tls;
+    size_t ssl_wbuf_size;       /* bytes (-o ssl_wbuf_size in KB, default 16): replies smaller than this are
+                                   gathered per worker and written as one TLS record */             /* -r: core limit raised, item memory kept in dumps (else MADV_DONTDUMP) */
     uint64_t read_buf_limit;    /* -o read_buf_mem_limit (MB; 0 unlimited): bytes all connections together may
                                    hold in read buffers grown past their first 16 KB (long request lines) */
     const char *memory_file;    /* -e: item memory in this file, for warm restarts (NULL: anonymous memory) */

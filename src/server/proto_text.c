@@ -281,6 +281,8 @@ static ssize_t ascii_execute(mk_conn *c, const char *in, size_t len)
 {
     mk_request req;
     ssize_t r = mk_parse_request(in, len, &req);
+    if (r == -1) /* a fatal line: memcached closes, dropping the replies it had not transmitted */
+        mk_conn_out_rollback(c, &c->sent_mark);
     if (r <= 0)
         return r;
     if (__atomic_load_n(&c->worker->srv->verbosity, __ATOMIC_RELAXED) > 1)

@@ -732,6 +732,7 @@ void mk_server_destroy(mk_server *srv)
             close(wk->notify.fd);
         mk_loop_destroy(wk->loop);
         free(wk->queue);
+        free(wk->tls_wbuf);
         pthread_mutex_destroy(&wk->queue_lock);
         pthread_mutex_destroy(&wk->conns_lock);
     }

@@ -60,6 +60,7 @@ typedef struct mk_worker {
 
     int64_t now;                /* this thread's copy of the clock, refreshed every wake-up */
     mk_thread_stats stats;      /* written only by this worker */
+    char *tls_wbuf;             /* -o ssl_wbuf_size: where small TLS replies are gathered into one record */
 } mk_worker;
 
 /* Per-prefix counters for "stats detail" (enabled with "stats detail on"); see detail.c. */

@@ -179,6 +179,7 @@ static void stats_settings(mk_server *srv, const mk_stat_sink *k)
     stat(k, "ssl_session_cache", "%s", s->ssl_session_cache ? "yes" : "no");
     stat(k, "ssl_kernel_tls", "%s", s->ssl_kernel_tls ? "yes" : "no");
     stat(k, "ssl_min_version", "%s", tls_versions[s->ssl_min_version]);
+    stat(k, "ssl_wbuf_size", "%zu", s->ssl_wbuf_size);
     stat(k, "evictions_policy", "%s", "segment-fifo-2nd-chance");
 }
 

@@ -6,6 +6,7 @@
 #include <openssl/ssl.h>
 #include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -227,29 +228,63 @@ static ssize_t tls_readv(mk_conn *c, const struct iovec *iov, int n)
     return (ssize_t)got;
 }
 
+/*
+ * Write the pieces in order. A reply is several small pieces (a header, the
+ * value, "\r\nEND\r\n"), and each SSL_write is a TLS record of its own (with
+ * 22 or more bytes of framing and an encryption call): pieces smaller than
+ * ssl_wbuf_size are gathered into the worker's buffer first, so a get's reply,
+ * or a pipeline's replies, go as one record, as memcached's ssl_wbuf does. A
+ * piece at least that large goes as it is. After a write that could not go on,
+ * the next call starts at the same byte and gathers at least as many (the queue
+ * only grows at its end): the retry OpenSSL requires.
+ */
 static ssize_t tls_writev(mk_conn *c, const struct iovec *iov, int n)
 {
     tls_state *st = c->tstate;
-    size_t done = 0;
-    for (int i = 0; i < n; i++) {
-        const char *p = iov[i].iov_base;
-        size_t left = iov[i].iov_len;
-        while (left > 0) {
-            int chunk = left > (1u << 20) ? 1 << 20 : (int)left;
-            ERR_clear_error();
-            int w = SSL_write(st->ssl, p, chunk);
-            if (w <= 0) {
-                ssize_t x = ssl_result(st, w);
-                if (done > 0)
-                    return (ssize_t)done;
-                return x == 0 ? -2 : x;
-            }
-            done += (size_t)w;
-            p += w;
-            left -= (size_t)w;
-            if (w < chunk)
-                return (ssize_t)done; /* the socket took no more */
+    size_t cap = c->worker->srv->settings->ssl_wbuf_size;
+    if (c->worker->tls_wbuf == NULL && (c->worker->tls_wbuf = malloc(cap)) == NULL)
+        cap = 0; /* (no buffer: every piece as it is) */
+    size_t done = 0, off = 0;
+    int i = 0;
+    while (i < n) {
+        size_t left = iov[i].iov_len - off;
+        if (left == 0) {
+            i++, off = 0;
+            continue;
         }
+        const char *p = (const char *)iov[i].iov_base + off;
+        size_t len = left > (1u << 20) ? 1u << 20 : left;
+        if (left < cap) {
+            char *b = c->worker->tls_wbuf;
+            memcpy(b, p, left);
+            len = left;
+            for (int j = i + 1; j < n && len < cap; j++) {
+                size_t take = iov[j].iov_len < cap - len ? iov[j].iov_len : cap - len;
+                memcpy(b + len, iov[j].iov_base, take);
+                len += take;
+            }
+            p = b;
+        }
+        ERR_clear_error();
+        int w = SSL_write(st->ssl, p, (int)len);
+        if (w <= 0) {
+            ssize_t x = ssl_result(st, w);
+            if (done > 0)
+                return (ssize_t)done;
+            return x == 0 ? -2 : x;
+        }
+        done += (size_t)w;
+        for (size_t adv = (size_t)w; adv > 0;) {   /* move (i, off) on by w bytes */
+            size_t in = iov[i].iov_len - off;
+            if (adv < in) {
+                off += adv;
+                break;
+            }
+            adv -= in;
+            i++, off = 0;
+        }
+        if ((size_t)w < len)
+            return (ssize_t)done; /* the socket took no more */
     }
     return (ssize_t)done;
 }

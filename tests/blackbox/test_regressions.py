@@ -75,3 +75,53 @@ def test_k_echoes_a_binary_key_stored_with_b_in_base64(conn):
     """An item stored with a base64 key is echoed re-encoded whatever the request said (ITEM_KEY_BINARY)."""
     assert conn.cmd(b"ms cmdfYg== 1 b\r\nx\r\n") == b"HD\r\n"   # "rg_b"
     assert conn.cmd(b"mg rg_b k\r\n") == b"HD kcmdfYg== b\r\n"
+
+
+def _all_until_close(conn, payload, quiet=1.0):
+    """Send payload in one write; everything the server sends until it closes (b"" then) or stays
+    quiet for `quiet` s, and whether it closed."""
+    import socket
+    conn.send(payload)
+    conn.sock.settimeout(quiet)
+    out = conn.buf
+    try:
+        while True:
+            d = conn.sock.recv(1 << 20)
+            if not d:
+                return out, True
+            out += d
+    except ConnectionResetError:
+        return out, True
+    except socket.timeout:
+        return out, False
+
+
+def test_bget_is_an_alias_of_get(conn):
+    assert _replies(conn, b"set a 0 0 1\r\nx\r\nbget a zz\r\nbget\r\n") == \
+        b"STORED\r\nVALUE a 0 1\r\nx\r\nEND\r\nERROR\r\n"
+
+
+def test_a_16000_byte_line_after_a_swallowed_value_is_answered_error_not_a_reset(conn):
+    """After a value over -I is swallowed, the next line arrives in pieces: memcached reads all there
+    is before it judges the line's length; memkitd closed at the first 2 KB without a newline."""
+    payload = b"set big 0 0 2000000\r\n" + b"x" * 2_000_000 + b"\r\n" + b"g" * 16000 + b"\r\n"
+    assert _replies(conn, payload) == b"SERVER_ERROR object too large for cache\r\nERROR\r\n"
+
+
+@pytest.mark.parametrize("fatal", [b"GET / HTTP/1.1\r\n", b"x" * 17000 + b"\r\n", b"g" * 3000],
+                         ids=["http", "over-16k", "unterminated"])
+def test_a_fatal_line_drops_the_replies_queued_before_it(server, fatal):
+    """memcached closes on an HTTP request line, a line over its 16 KB read buffer, or over 2 KB
+    without a newline, and drops the replies it had not transmitted: both STOREDs here (memkitd sent
+    them). A get's replies had been transmitted (memcached sends them as the get ends), so they stay."""
+    with server.connect() as c:
+        out, closed = _all_until_close(c, b"set a 0 0 1\r\nx\r\nset b 0 0 1\r\ny\r\n" + fatal)
+        assert out == b"" and closed
+    with server.connect() as c:
+        out, closed = _all_until_close(c, b"set a 0 0 1\r\nx\r\nget a\r\nset b 0 0 1\r\ny\r\n" + fatal)
+        assert out == b"STORED\r\nVALUE a 0 1\r\nx\r\nEND\r\n" and closed
+
+
+def test_quit_still_sends_the_replies_before_it(conn):
+    out, closed = _all_until_close(conn, b"set a 0 0 1\r\nx\r\nget a\r\nquit\r\n")
+    assert out == b"STORED\r\nVALUE a 0 1\r\nx\r\nEND\r\n" and closed

@@ -8,6 +8,8 @@ import time
 
 import pytest
 
+from conftest import memkitd_only
+
 # ------------------------------------------------------------------ storage
 
 
@@ -355,6 +357,17 @@ def test_flush_all_absolute_time_before_start_flushes_nothing(fconn):
     time.sleep(1.1)
     assert fconn.cmd(b"flush_all %d\r\n" % (int(fconn.stats()["time"]) - 1)) == b"OK\r\n"
     assert fconn.get(b"get fa1\r\n") == b"END\r\n"
+
+
+@memkitd_only  # memcached brings the item back: the difference pinned here
+def test_a_past_dated_flush_all_does_not_undo_an_earlier_flush(fconn):
+    """memcached answers "flush_all 1000000000" after a "flush_all" by moving its oldest-live mark back
+    to that past time, so items the first flush hid come back until its LRU removes them; memkitd
+    keeps them flushed (docs/protocol.md)."""
+    fconn.set("fb1", "v")
+    assert fconn.cmd(b"flush_all\r\n") == b"OK\r\n"
+    assert fconn.cmd(b"flush_all 1000000000\r\n") == b"OK\r\n"
+    assert fconn.get(b"get fb1\r\n") == b"END\r\n"
 
 
 def test_flush_all_bad_delay(fconn):

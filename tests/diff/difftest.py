@@ -105,7 +105,8 @@ KINDS = {
     "verbosity": 1, "unknown": 2, "wrong_tokens": 3, "bad_numbers": 3, "longkey": 2,
     "longkey_get": 1, "ctrl_key": 2, "bad_chunk": 3, "noreply": 4, "spaces": 2, "bare_lf": 3,
     "empty_line": 2, "int_truncation": 1, "long_line": 1, "too_large": 0.2, "quit": 0.5,
-    "long_noeol": 0.3, "multiget_big": 0.5,
+    "long_noeol": 0.3, "multiget_big": 0.5, "legacy_bget": 1, "flush_all_past": 0.5, "swallow_long_line": 0.2,
+    "fatal_mid": 0.3,
     "mg": 8, "ms": 8, "md": 3, "ma": 4, "mn": 1, "meta_cas": 3, "meta_stale": 2, "meta_bad": 3,
 }
 META_MG_FLAGS = [b"v", b"f", b"s", b"t", b"h", b"k", b"c", b"q", b"u", b"O123", b"Oabc", b"T30", b"T0", b"N30",
@@ -367,6 +368,25 @@ class Gen:
             return [b"quit\r\n"], True
         if kind == "long_noeol":
             return [SYNC, b"NOEOL:" + b"x" * 3000], True
+        if kind == "legacy_bget":
+            return [b"bget %s%s" % (self.keys_list(0, 3), eol)], False
+        if kind == "flush_all_past":
+            # an absolute time already past (over 30 days is absolute) flushes nothing. memcached also
+            # brings back what an earlier flush_all hid (it moves its oldest-live mark back; memkitd
+            # does not: docs/protocol.md), so an ordinary flush_all follows before anything is read.
+            a = r.choice([b"1000000000", b"2592001", b"1500000000 noreply"])
+            return [b"flush_all %s%sflush_all%s" % (a, eol, eol)], False
+        if kind == "swallow_long_line":
+            # a value over -I is swallowed, then a long line (in a write of its own: within one
+            # write, where memcached's read boundaries fall decides whether it closes)
+            n = 1024 * 1024 + r.randint(1, 1000)
+            return [SYNC, b"set %s 0 0 %d\r\n" % (self.key(), n) + b"z" * n + b"\r\n", SYNC,
+                    b"g" * r.choice([3000, 9000, 16000]) + b"\r\n", SYNC], False
+        if kind == "fatal_mid":
+            # replies queued before a fatal line: memcached drops those it had not transmitted
+            before = self.storage(b"set") + r.choice([[], [b"get %s\r\n" % self.key()]]) + self.storage(b"set")
+            fatal = r.choice([b"GET / HTTP/1.1\r\n", b"x" * 17000 + b"\r\n", b"y" * 3000])
+            return [SYNC, b"".join(before) + fatal], True
         raise AssertionError(kind)
 
 

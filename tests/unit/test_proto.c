@@ -549,11 +549,15 @@ static void test_stats_args(void)
 static void test_long_lines(void)
 {
     char *b = filled(MK_GET_LINE_MAX + 16, 'x');
+    /* over 2048 bytes without a newline: closed unless more input has arrived (-2), and at
+     * memcached's 16 KiB read buffer for certain (-1) */
     CHECK_EQ_I(PB(b, 2048), 0);
-    CHECK_EQ_I(PB(b, 2049), -1);
+    CHECK_EQ_I(PB(b, 2049), -2);
+    CHECK_EQ_I(PB(b, 16383), -2);
+    CHECK_EQ_I(PB(b, 16384), -1);
     memcpy(b, "set ", 4);
     CHECK_EQ_I(PB(b, 2044), 0);
-    CHECK_EQ_I(PB(b, 3004), -1);
+    CHECK_EQ_I(PB(b, 3004), -2);
     /* a line that ends within memcached's 16 KiB read buffer is processed */
     memset(b, 'x', 16382);
     memcpy(b + 16382, "\r\n", 2);
@@ -574,17 +578,17 @@ static void test_long_lines(void)
     memcpy(b, "gets ", 5);
     CHECK_EQ_I(PB(b, 6000), 0);
     memcpy(b, "gat ", 4);
-    CHECK_EQ_I(PB(b, 6000), -1);
+    CHECK_EQ_I(PB(b, 6000), -2);
     memcpy(b, "GET ", 4);
-    CHECK_EQ_I(PB(b, 6000), -1);
+    CHECK_EQ_I(PB(b, 6000), -2);
     memcpy(b, "get\t", 4);
-    CHECK_EQ_I(PB(b, 6000), -1);
+    CHECK_EQ_I(PB(b, 6000), -2);
     memset(b, ' ', 100);
     memcpy(b + 100, "get ", 4);
     CHECK_EQ_I(PB(b, 6000), 0);
     memset(b, ' ', 101);
     memcpy(b + 101, "get ", 4);
-    CHECK_EQ_I(PB(b, 6000), -1);
+    CHECK_EQ_I(PB(b, 6000), -2);
     /* a gat line that does end in \n within 16 KiB is fine */
     memcpy(b, "gat 0 ", 6);
     for (size_t i = 6; i < 6000; i += 2)
