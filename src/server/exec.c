@@ -82,6 +82,10 @@ static inline mk_status store_item(mk_worker *wk, mk_item *it, mk_store_op op, u
         MK_STAT_INC(ts, cas_misses);
         return MK_ST_NOT_FOUND;
     case MK_C_TOO_LARGE:
+        /* an append or prepend that would pass -I: memcached's NOT_STORED (its new item cannot be
+         * allocated), where a value too large on its own is refused when it arrives */
+        if (op == MK_STORE_APPEND || op == MK_STORE_PREPEND)
+            return MK_ST_NOT_STORED;
         MK_STAT_INC(ts, store_too_large);
         return MK_ST_TOO_LARGE;
     case MK_C_NO_MEMORY:

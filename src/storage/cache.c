@@ -217,12 +217,24 @@ mk_item *mk_find_valid_locked(mk_cache *c, mk_shard *s, uint64_t hv, const char 
 
 /* ---- allocation ---- */
 
+/*
+ * memcached's measure of an item against -I (item_size_max): its 48-byte header, 8 bytes for the
+ * cas unique unless -C, the key and a NUL, 4 bytes for non-zero flags, the value and its "\r\n".
+ * Measured so, the same values fit in both servers, to the byte (tests/blackbox
+ * test_the_largest_value_is_memcached_s); memkit's own item is smaller.
+ */
+static bool over_limit(const mk_cache *c, size_t nkey, size_t nbytes, uint32_t flags)
+{
+    size_t over = 48 + (c->cfg.use_cas ? 8 : 0) + nkey + 1 + (flags ? 4 : 0) + 2;
+    return nbytes > c->cfg.item_size_max || nbytes + over > c->cfg.item_size_max;
+}
+
 static mk_cache_rc alloc_full(mk_cache *c, const char *key, size_t nkey, uint64_t hv, uint32_t flags,
                               int64_t exp_at, size_t nbytes, mk_xcas xcas, uint64_t cas, int64_t now, mk_item **out)
 {
     *out = NULL;
     size_t size = mk_cache_item_size(nkey, nbytes);
-    if (nkey > MK_KEY_MAX || size > c->cfg.item_size_max)
+    if (nkey > MK_KEY_MAX || size > c->cfg.item_size_max || over_limit(c, nkey, nbytes, flags))
         return MK_C_TOO_LARGE;
     mk_relocate_maybe(c, now);
     unsigned h = MK_HEAD_LARGE;

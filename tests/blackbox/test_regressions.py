@@ -125,3 +125,16 @@ def test_a_fatal_line_drops_the_replies_queued_before_it(server, fatal):
 def test_quit_still_sends_the_replies_before_it(conn):
     out, closed = _all_until_close(conn, b"set a 0 0 1\r\nx\r\nget a\r\nquit\r\n")
     assert out == b"STORED\r\nVALUE a 0 1\r\nx\r\nEND\r\n" and closed
+
+
+def test_the_largest_value_is_memcached_s(conn):
+    """-I 1m (the default): memcached measures an item as its 48-byte header, 8 for the cas unique, the
+    key and a NUL, 4 for non-zero flags, the value and "\\r\\n"; memkitd stored values 44 bytes larger
+    (48 with flags). An append past the limit is NOT_STORED in memcached (memkitd said SERVER_ERROR)."""
+    too_large = b"SERVER_ERROR object too large for cache\r\n"
+    for flags, n in ((0, 1048516), (1, 1048512)):
+        assert conn.cmd(b"set k %d 0 %d\r\n" % (flags, n) + b"x" * n + b"\r\n") == b"STORED\r\n"
+        assert conn.cmd(b"set k %d 0 %d\r\n" % (flags, n + 1) + b"x" * (n + 1) + b"\r\n") == too_large
+    assert conn.cmd(b"set a 0 0 1048500\r\n" + b"x" * 1048500 + b"\r\n") == b"STORED\r\n"
+    assert conn.cmd(b"append a 0 0 20\r\n" + b"y" * 20 + b"\r\n") == b"NOT_STORED\r\n"
+    assert conn.cmd(b"prepend a 0 0 16\r\n" + b"y" * 16 + b"\r\n") == b"STORED\r\n"

@@ -836,11 +836,21 @@ static void test_too_large(void)
     mk_cache_config cfg = {.mem_limit = 1 << 20, .item_size_max = 1024, .evict = true, .use_cas = true};
     mk_cache *c = mk_cache_create(&cfg);
     mk_item *it;
-    size_t fit = 1024 - mk_cache_item_size(1, 0);
+    /* memcached's measure: 48-byte header + 8 (cas) + key + NUL + 4 (non-zero flags) + value + 2 */
+    size_t fit = 1024 - (48 + 8 + 1 + 1 + 2);
     CHECK_EQ_U(mk_cache_alloc(c, "k", 1, 0, 0, fit, T0, &it), MK_C_OK);
     mk_item_put(c, it);
     CHECK_EQ_U(mk_cache_alloc(c, "k", 1, 0, 0, fit + 1, T0, &it), MK_C_TOO_LARGE);
     CHECK(it == NULL);
+    CHECK_EQ_U(mk_cache_alloc(c, "k", 1, 7, 0, fit - 4, T0, &it), MK_C_OK);
+    mk_item_put(c, it);
+    CHECK_EQ_U(mk_cache_alloc(c, "k", 1, 7, 0, fit - 3, T0, &it), MK_C_TOO_LARGE);
+    mk_cache_destroy(c);
+    cfg.use_cas = false; /* -C: no 8 bytes for the unique */
+    c = mk_cache_create(&cfg);
+    CHECK_EQ_U(mk_cache_alloc(c, "k", 1, 0, 0, fit + 8, T0, &it), MK_C_OK);
+    mk_item_put(c, it);
+    CHECK_EQ_U(mk_cache_alloc(c, "k", 1, 0, 0, fit + 9, T0, &it), MK_C_TOO_LARGE);
     CHECK_EQ_U(mk_cache_alloc(c, "k", 1, 0, 0, SIZE_MAX - 10, T0, &it), MK_C_TOO_LARGE);
     char key[300];
     memset(key, 'k', sizeof key);
