@@ -76,7 +76,7 @@ for s in $SUITES; do
           ssl_proto_version.t ssl_session_resumption.t ssl_verify_modes.t ssl_cert_refresh.t
       run blackbox-san pytest_run blackbox-san tests/blackbox MEMKITD=build/san/memkitd
       [ -x build/tsan/memkitd ] &&   # built by: make cache-tsan; a data race stops the server, failing the test
-        run blackbox-tsan pytest_run blackbox-tsan "tests/blackbox/test_memory_engine.py tests/blackbox/test_concurrency.py tests/blackbox/test_udp.py tests/blackbox/test_auth.py tests/blackbox/test_limits.py tests/blackbox/test_tls.py" \
+        run blackbox-tsan pytest_run blackbox-tsan "tests/blackbox/test_memory_engine.py tests/blackbox/test_concurrency.py tests/blackbox/test_udp.py tests/blackbox/test_auth.py tests/blackbox/test_limits.py tests/blackbox/test_tls.py tests/blackbox/test_operator_tools.py" \
             MEMKITD=build/tsan/memkitd TSAN_OPTIONS=halt_on_error=1 ;;
     diff)
       run diff $PY tests/diff/difftest.py --memkitd build/memkitd --sequences "$DIFF_SEQUENCES" --name diff

@@ -24,10 +24,14 @@ struct mk_detail {
     mk_prefix_stats *buckets[DETAIL_BUCKETS];
 };
 
+/* The length of key's prefix: the bytes before its first ':'. A key without one (or with a NUL
+ * before it) has no prefix and is not counted, as in memcached. SIZE_MAX then. */
 static size_t prefix_len(const char *key, size_t nkey)
 {
-    const char *d = memchr(key, DETAIL_DELIMITER, nkey);
-    return d ? (size_t)(d - key) : nkey;
+    for (size_t i = 0; i < nkey && key[i] != '\0'; i++)
+        if (key[i] == DETAIL_DELIMITER)
+            return i;
+    return SIZE_MAX;
 }
 
 static unsigned bucket_of(const char *p, size_t n)
@@ -41,6 +45,8 @@ static unsigned bucket_of(const char *p, size_t n)
 void mk_server_detail_count(mk_server *srv, const char *key, size_t nkey, char op, bool hit)
 {
     size_t n = prefix_len(key, nkey);
+    if (n == SIZE_MAX)
+        return;
     pthread_mutex_lock(&srv->stats_lock);
     if (!srv->detail_enabled)
         goto out;

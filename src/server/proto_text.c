@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "server/ascii.h"
+#include "server/crawler.h"
 #include "server/tls.h"
 #include "server/exec.h"
 #include "server/stats_cmd.h"
@@ -220,6 +221,9 @@ static void text_dispatch(mk_conn *c, const mk_request *req)
         break;
     case MK_CMD_STATS:
         mk_stats_command(c, req->args);
+        break;
+    case MK_CMD_LRU_CRAWLER:
+        mk_lru_crawler_command(c, req->args);
         break;
     case MK_CMD_MG:
     case MK_CMD_MS:

@@ -1,5 +1,6 @@
 /* server/stats_cmd.c — the "stats" command: general counters and the settings/items/slabs/sizes/conns/reset/detail groups. */
 #include "server/stats_cmd.h"
+#include "server/crawler.h"
 
 #include <inttypes.h>
 #include <limits.h>
@@ -324,9 +325,10 @@ mk_stats_result mk_stats_group(mk_server *srv, mk_str args, const mk_stat_sink *
     } else if (word_is(w1, "conns")) {
         stats_conns(srv, k);
     } else if (word_is(w1, "cachedump")) {
-        /* memkitd does not dump items by class; memcached answers END for an empty class */
+        return MK_STATS_CACHEDUMP; /* (lines of its own: crawler.c) */
     } else if (word_is(w1, "reset")) {
         mk_server_reset_stats(srv);
+        mk_server_detail_clear(srv); /* memcached's reset clears the prefix counters too (t/stats-detail.t) */
         return MK_STATS_RESET;
     } else if (word_is(w1, "detail")) {
         if (word_is(w2, "on") || word_is(w2, "off")) {
@@ -379,6 +381,9 @@ void mk_stats_command(mk_conn *c, mk_str args)
     case MK_STATS_DUMP:
         mk_server_detail_dump(srv, emit_line, c);
         break;
+    case MK_STATS_CACHEDUMP:
+        mk_cachedump_command(c, args);
+        return;
     case MK_STATS_END:
         break;
     }

@@ -20,6 +20,7 @@ typedef enum mk_stats_result {
     MK_STATS_RESET,   /* "reset": the counters were reset (text: RESET) */
     MK_STATS_OK,      /* "detail on|off" (text: OK) */
     MK_STATS_DUMP,    /* "detail dump": the caller writes mk_server_detail_dump's lines */
+    MK_STATS_CACHEDUMP, /* "cachedump <class> <limit>": the caller answers (mk_cachedump_command) */
     MK_STATS_USAGE,   /* "detail <other>" */
     MK_STATS_UNKNOWN, /* not a group memkitd has (text: ERROR) */
 } mk_stats_result;

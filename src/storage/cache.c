@@ -201,12 +201,20 @@ void mk_count_gone_locked(mk_cache *c, mk_shard *s, const mk_item *it, mk_cache_
 mk_item *mk_find_valid_locked(mk_cache *c, mk_shard *s, uint64_t hv, const char *key, size_t nkey,
                               int64_t now, mk_cache_rc *why, size_t *pos)
 {
+    return mk_find_valid_ex_locked(c, s, hv, key, nkey, now, why, pos, false);
+}
+
+mk_item *mk_find_valid_ex_locked(mk_cache *c, mk_shard *s, uint64_t hv, const char *key, size_t nkey,
+                                 int64_t now, mk_cache_rc *why, size_t *pos, bool reclaim)
+{
     *why = MK_C_MISS;
     mk_item *it = mk_idx_find_locked(c, s, hv, key, nkey, pos);
     if (!it)
         return NULL;
     mk_cache_rc v = mk_item_validity(c, it, now);
     if (v != MK_C_OK) {
+        if (reclaim) /* a store takes the key of a dead item: memcached's reclaimed (t/issue_183.t) */
+            mk_count_gone_locked(c, s, it, v, false);
         mk_unlink_locked(c, s, *pos, it); /* found dead by a lookup: gone now */
         *why = v;
         return NULL;
@@ -519,7 +527,7 @@ mk_cache_rc mk_cache_store_ex(mk_cache *c, mk_item *it, mk_store_op op, uint64_t
             mk_item_put(c, copy);
             return MK_C_NOT_STORED;
         }
-        mk_item *old = mk_find_valid_locked(c, s, hv, mk_item_key(it), it->nkey, now, &why, &pos);
+        mk_item *old = mk_find_valid_ex_locked(c, s, hv, mk_item_key(it), it->nkey, now, &why, &pos, true);
         if (!old)
             pos = SIZE_MAX;
         bool dead = mk_unlinkable(c, cand);

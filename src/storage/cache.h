@@ -373,6 +373,27 @@ typedef struct mk_cache_class_stats {
 typedef void (*mk_cache_class_cb)(const mk_cache_class_stats *cs, void *ctx);
 void mk_cache_class_stats_each(mk_cache *c, int64_t now, mk_cache_class_cb cb, void *ctx);
 
+/* One live item as mk_cache_each shows it: views valid only during the callback. */
+typedef struct mk_cache_entry {
+    const char *key;
+    size_t nkey;
+    size_t nbytes;     /* value bytes */
+    int64_t exp_at;    /* absolute, 0 = never */
+    uint64_t cas;
+    bool fetched;      /* read since it was stored */
+    unsigned cls;      /* its class in "stats items" */
+    size_t size;       /* bytes it takes in the arena */
+} mk_cache_entry;
+
+/*
+ * mk_cache_each — call cb for every live (unexpired, unflushed) item, shard by shard in index order,
+ * until cb returns false. Each shard's lock is held while its items are shown, so cb must not call
+ * into the cache, and should be quick (operators' key dumps: stats cachedump, lru_crawler metadump).
+ * Items stored or removed meanwhile may or may not be shown.
+ */
+typedef bool (*mk_cache_each_cb)(void *ctx, const mk_cache_entry *e);
+void mk_cache_each(mk_cache *c, int64_t now, mk_cache_each_cb cb, void *ctx);
+
 /* Reset the resettable counters (evictions, reclaimed, ...), as "stats reset" does. */
 void mk_cache_reset_stats(mk_cache *c);
 

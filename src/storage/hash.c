@@ -281,3 +281,15 @@ void mk_idx_delete_locked(mk_shard *s, size_t pos)
     t[hole] = 0;
     x->count--;
 }
+
+bool mk_idx_each_locked(mk_cache *c, mk_shard *s, bool (*fn)(void *ctx, mk_item *it), void *ctx)
+{
+    const mk_index *x = &s->idx;
+    for (size_t i = 0, n = (size_t)1 << x->power; i < n; i++)
+        if (x->slot[i] && !fn(ctx, (mk_item *)(c->base + (x->slot[i] & MK_IDX_OFF_MASK))))
+            return false;
+    for (size_t i = x->cursor, n = x->old ? (size_t)1 << x->old_power : 0; i < n; i++)
+        if (x->old[i] && !fn(ctx, (mk_item *)(c->base + (x->old[i] & MK_IDX_OFF_MASK))))
+            return false;
+    return true;
+}

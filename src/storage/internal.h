@@ -284,6 +284,9 @@ void mk_sketch_free(mk_cache *c, mk_sketch *k);
 /* An empty shard's index (and sketch) made big enough for n entries at once, so that filling it does not go
  * through the doublings (each holds the old table beside the new one for a while): warm restart. */
 bool mk_idx_presize_locked(mk_cache *c, mk_shard *s, size_t n);
+/* Call fn for every item the shard's index holds (both tables while it grows), until fn returns false.
+ * False if it was stopped. */
+bool mk_idx_each_locked(mk_cache *c, mk_shard *s, bool (*fn)(void *ctx, mk_item *it), void *ctx);
 
 /* Why a segment was given back: everything in it was dead, its live items were copied forward, or evicted. */
 typedef enum { MK_FREED_EMPTY = 0, MK_FREED_COMPACTED, MK_FREED_EVICTED, MK_FREED_WHY } mk_freed_why;
@@ -380,6 +383,9 @@ void mk_flush_tick(mk_cache *c, int64_t now);
 uint64_t mk_key_hash(const mk_cache *c, const mk_item *it);
 mk_item *mk_find_valid_locked(mk_cache *c, mk_shard *s, uint64_t hv, const char *key, size_t nkey,
                               int64_t now, mk_cache_rc *why, size_t *pos);
+/* The same; reclaim: a dead item found is counted as reclaimed (a store is taking its key). */
+mk_item *mk_find_valid_ex_locked(mk_cache *c, mk_shard *s, uint64_t hv, const char *key, size_t nkey,
+                                 int64_t now, mk_cache_rc *why, size_t *pos, bool reclaim);
 mk_cache_rc mk_alloc_hv(mk_cache *c, const char *key, size_t nkey, uint64_t hv, uint32_t flags,
                         int64_t exp_at, size_t nbytes, int64_t now, mk_item **out);
 /* mk_alloc_hv with a cas field (xcas, cas as mk_arena_alloc takes them). */

@@ -1,4 +1,4 @@
-/* storage/stats.c — size classes (accounting only), counters, "stats items"/"stats slabs" figures, stats reset. */
+/* storage/stats.c — size classes (accounting only), counters, "stats items"/"stats slabs" figures, stats reset, and the walk over live items (mk_cache_each) for key dumps. */
 #include <string.h>
 
 #include "storage/internal.h"
@@ -139,4 +139,36 @@ void mk_cache_reset_stats(mk_cache *c)
     for (unsigned w = 0; w < MK_FREED_WHY; w++)
         atomic_store_explicit(&c->seg_freed[w], 0, memory_order_relaxed);
     atomic_store_explicit(&c->compacted_items, 0, memory_order_relaxed);
+}
+
+struct each_ctx {
+    mk_cache *c;
+    int64_t now;
+    mk_cache_each_cb cb;
+    void *ctx;
+};
+
+static bool each_item(void *p, mk_item *it)
+{
+    struct each_ctx *e = p;
+    if (mk_item_validity(e->c, it, e->now) != MK_C_OK)
+        return true;
+    size_t size = mk_item_arena_size(it);
+    mk_cache_entry v = {.key = mk_item_key(it), .nkey = it->nkey, .nbytes = mk_item_nbytes(it),
+                        .exp_at = mk_item_exp_at(it), .cas = mk_item_cas(it),
+                        .fetched = (it->state & MK_S_FETCHED) != 0, .cls = mk_class_of(e->c, size), .size = size};
+    return e->cb(e->ctx, &v);
+}
+
+void mk_cache_each(mk_cache *c, int64_t now, mk_cache_each_cb cb, void *ctx)
+{
+    struct each_ctx e = {c, now, cb, ctx};
+    for (size_t i = 0; i < ((size_t)1 << c->shard_bits); i++) {
+        mk_shard *s = &c->shards[i];
+        pthread_mutex_lock(&s->lock);
+        bool go_on = mk_idx_each_locked(c, s, each_item, &e);
+        pthread_mutex_unlock(&s->lock);
+        if (!go_on)
+            return;
+    }
 }

@@ -1,0 +1,198 @@
+/* server/crawler.c — operators' key dumps and memcached's crawler commands: "lru_crawler ..." and "stats cachedump", over mk_cache_each. */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "server/conn.h"
+#include "server/crawler.h"
+#include "server/server.h"
+#include "storage/cache.h"
+
+#define MAX_CLASSES 64             /* memcached's MAX_NUMBER_OF_SLAB_CLASSES: class ids 1..63 */
+#define CACHEDUMP_MAX (2u << 20)   /* memcached's cachedump buffer: a dump stops before 2 MB */
+
+/* The next space-separated word of *rest (advanced past it); n = 0 at the end. */
+static mk_str next_word(mk_str *rest)
+{
+    while (rest->n && *rest->p == ' ')
+        rest->p++, rest->n--;
+    mk_str w = {rest->p, 0};
+    while (w.n < rest->n && rest->p[w.n] != ' ')
+        w.n++;
+    rest->p += w.n;
+    rest->n -= w.n;
+    return w;
+}
+
+static bool is(mk_str w, const char *s)
+{
+    return w.n == strlen(s) && memcmp(w.p, s, w.n) == 0;
+}
+
+/* A decimal uint32 as memcached's safe_strtoul takes it. */
+static bool u32_of(mk_str w, uint32_t *out)
+{
+    char buf[16];
+    if (w.n == 0 || w.n >= sizeof buf)
+        return false;
+    memcpy(buf, w.p, w.n);
+    buf[w.n] = '\0';
+    char *end;
+    unsigned long long v = strtoull(buf, &end, 10);
+    if (*end || buf[0] == '-' || v > UINT32_MAX)
+        return false;
+    *out = (uint32_t)v;
+    return true;
+}
+
+/* The classes a crawl names: "all", "hash" (every item, by the hash table), or ids "1,2,3" (empty
+ * pieces skipped, as memcached's strtok does). */
+static bool classes_of(mk_str w, bool want[MAX_CLASSES])
+{
+    if (is(w, "all") || is(w, "hash")) {
+        for (int i = 0; i < MAX_CLASSES; i++)
+            want[i] = true;
+        return true;
+    }
+    memset(want, 0, MAX_CLASSES * sizeof want[0]);
+    bool any = false;
+    while (w.n) {
+        size_t k = 0;
+        while (k < w.n && w.p[k] != ',')
+            k++;
+        uint32_t id;
+        if (k && (!u32_of((mk_str){w.p, k}, &id) || id == 0 || id >= MAX_CLASSES))
+            return false;
+        if (k)
+            want[id] = any = true;
+        w.p += k + (k < w.n);
+        w.n -= k + (k < w.n);
+    }
+    return any;
+}
+
+/* ---- lru_crawler metadump: memcached's line per item */
+
+struct metadump {
+    mk_conn *c;
+    const bool *want;
+    int64_t started; /* the server's start, wall clock: memcached's la= is a wall-clock time too */
+};
+
+static bool metadump_item(void *p, const mk_cache_entry *e)
+{
+    struct metadump *d = p;
+    if (e->cls >= MAX_CLASSES || !d->want[e->cls])
+        return true;
+    /* the key URI-encoded, as memcached writes it: bytes other than letters, digits and -._~ as %XX */
+    char line[3 * 256 + 160], *q = line + 4;
+    memcpy(line, "key=", 4);
+    for (size_t i = 0; i < e->nkey; i++) {
+        unsigned char ch = (unsigned char)e->key[i];
+        if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '-' ||
+            ch == '.' || ch == '_' || ch == '~') {
+            *q++ = (char)ch;
+        } else {
+            q += sprintf(q, "%%%02X", ch);
+        }
+    }
+    /* la: memkit keeps no access time; the server's start is the honest earliest (docs/operations.md) */
+    q += snprintf(q, (size_t)(line + sizeof line - q), " exp=%" PRId64 " la=%" PRId64 " cas=%" PRIu64
+                  " fetch=%s cls=%u size=%zu\n", e->exp_at ? e->exp_at : -1, d->started, e->cas,
+                  e->fetched ? "yes" : "no", e->cls, e->size);
+    mk_conn_out(d->c, line, (size_t)(q - line));
+    return true;
+}
+
+static void metadump(mk_conn *c, mk_str which)
+{
+    bool want[MAX_CLASSES];
+    if (!classes_of(which, want)) {
+        mk_conn_reply(c, "BADCLASS invalid class id");
+        return;
+    }
+    if (c->out_head < c->nouts) {
+        mk_conn_reply(c, "ERROR cannot pipeline other commands before metadump");
+        return;
+    }
+    mk_server *srv = c->worker->srv;
+    struct metadump d = {c, want, srv->started};
+    mk_cache_each(srv->cache, c->worker->now, metadump_item, &d);
+    mk_conn_out(c, "END\r\n", 5);
+}
+
+void mk_lru_crawler_command(mk_conn *c, mk_str args)
+{
+    mk_str rest = args, sub = next_word(&rest), arg = next_word(&rest), extra = next_word(&rest);
+    uint32_t v;
+    bool want[MAX_CLASSES];
+    if (extra.n || !sub.n) {
+        mk_conn_reply(c, "ERROR");
+    } else if (arg.n && is(sub, "metadump")) {
+        metadump(c, arg);
+    } else if (arg.n && is(sub, "crawl")) {
+        /* memkitd reclaims expired items as it goes (docs/storage.md): there is no pass to start */
+        mk_conn_reply(c, classes_of(arg, want) ? "OK" : "BADCLASS invalid class id");
+    } else if (arg.n && is(sub, "tocrawl")) {
+        mk_conn_reply(c, u32_of(arg, &v) ? "OK" : "CLIENT_ERROR bad command line format");
+    } else if (arg.n && is(sub, "sleep")) {
+        mk_conn_reply(c, !u32_of(arg, &v) ? "CLIENT_ERROR bad command line format"
+                         : v > 1000000    ? "CLIENT_ERROR sleep must be one second or less"
+                                          : "OK");
+    } else if (!arg.n && (is(sub, "enable") || is(sub, "disable"))) {
+        mk_conn_reply(c, "OK");
+    } else {
+        mk_conn_reply(c, "ERROR");
+    }
+}
+
+/* ---- stats cachedump <class> <limit> */
+
+struct cachedump {
+    mk_conn *c;
+    unsigned cls;
+    uint32_t limit, shown;
+    size_t bytes;
+};
+
+static bool cachedump_item(void *p, const mk_cache_entry *e)
+{
+    struct cachedump *d = p;
+    if (e->cls != d->cls)
+        return true;
+    if (d->limit && d->shown >= d->limit)
+        return false;
+    char line[300];
+    int n = snprintf(line, sizeof line, "ITEM %.*s [%zu b; %" PRId64 " s]\r\n", (int)e->nkey, e->key, e->nbytes,
+                     e->exp_at);
+    if (n <= 0 || d->bytes + (size_t)n + 6 > CACHEDUMP_MAX)
+        return false;
+    mk_conn_out(d->c, line, (size_t)n);
+    d->bytes += (size_t)n;
+    d->shown++;
+    return true;
+}
+
+void mk_cachedump_command(mk_conn *c, mk_str args)
+{
+    mk_str rest = args;
+    next_word(&rest); /* "cachedump" */
+    mk_str a = next_word(&rest), b = next_word(&rest);
+    uint32_t id, limit;
+    if (!b.n) {
+        mk_conn_reply(c, "CLIENT_ERROR bad command line");
+        return;
+    }
+    if (!u32_of(a, &id) || !u32_of(b, &limit)) {
+        mk_conn_reply(c, "CLIENT_ERROR bad command line format");
+        return;
+    }
+    if (id >= MAX_CLASSES) {
+        mk_conn_reply(c, "CLIENT_ERROR Illegal slab id");
+        return;
+    }
+    struct cachedump d = {c, id, limit, 0, 0};
+    mk_cache_each(c->worker->srv->cache, c->worker->now, cachedump_item, &d);
+    mk_conn_out(c, "END\r\n", 5);
+}

@@ -1,0 +1,20 @@
+/* server/crawler.h — "lru_crawler ..." and "stats cachedump": key dumps for operators' tools (memcdump, memcached-tool). */
+#ifndef MK_SERVER_CRAWLER_H
+#define MK_SERVER_CRAWLER_H
+
+#include "memkit/proto.h"
+#include "server/conn.h"
+
+/*
+ * Reply on c to "lru_crawler <args>" as memcached 1.6.18 does: "metadump all|hash|<id,...>" writes
+ * one "key=... exp=... la=... cas=... fetch=... cls=... size=...\n" line per live item and END;
+ * "crawl", "tocrawl", "sleep", "enable", "disable" are checked and answered OK (memkitd reclaims
+ * expired items as it goes: there is no crawler to start or pace); anything else is ERROR.
+ */
+void mk_lru_crawler_command(mk_conn *c, mk_str args);
+
+/* Reply on c to "stats cachedump <class> <limit>" (args: the words after "stats"): "ITEM key [n b; exp s]"
+ * for the live items of that class, at most limit (0: all, up to 2 MB of lines), then END. */
+void mk_cachedump_command(mk_conn *c, mk_str args);
+
+#endif

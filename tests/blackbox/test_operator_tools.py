@@ -1,0 +1,119 @@
+"""Operators' tools against memkitd: key dumps (`stats cachedump`, what libmemcached's memcdump reads, and
+`lru_crawler metadump` in memcached's line format), the crawler's control commands answered as memcached
+1.6.18 answers them, and libmemcached's memcstat."""
+import re
+import shutil
+import subprocess
+import urllib.parse
+
+import pytest
+
+from conftest import HOST, memkitd_only
+
+METADUMP_LINE = re.compile(r"^key=(\S+) exp=(-1|\d+) la=\d+ cas=\d+ fetch=(yes|no) cls=\d+ size=\d+$")
+
+
+def _fill(conn, n):
+    assert conn.cmd(b"flush_all\r\n") == b"OK\r\n"  # (the module's tests share a server)
+    keys = {}
+    for i in range(n):
+        k = "dump:%d" % i if i % 3 else "raw%d" % i
+        v = b"v" * (1 + (i * 37) % 3000)
+        assert conn.cmd(b"set %s 0 %d %d\r\n" % (k.encode(), 0 if i % 2 else 3600, len(v)) + v + b"\r\n") \
+            == b"STORED\r\n"
+        keys[k] = len(v)
+    return keys
+
+
+@memkitd_only  # memcached's cachedump shows only its COLD LRU: fresh items are missing there
+def test_memcdump_lists_every_key(server, conn):
+    memcdump = shutil.which("memcdump")
+    assert memcdump, "memcdump is not installed (apt-get install libmemcached-tools)"
+    keys = _fill(conn, 600)
+    assert conn.cmd(b"delete raw0\r\n") == b"DELETED\r\n"
+    del keys["raw0"]
+    out = subprocess.run([memcdump, "--servers=%s:%d" % (HOST, server.port)], capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert sorted(out.stdout.split()) == sorted(keys)
+
+
+@memkitd_only
+def test_stats_cachedump_shows_sizes_and_expiry_by_class(conn):
+    keys = _fill(conn, 200)
+    seen = {}
+    for cls in range(64):
+        reply = conn.cmd(b"stats cachedump %d 0\r\n" % cls, b"END\r\n").decode()
+        for line in reply.splitlines()[:-1]:
+            m = re.match(r"^ITEM (\S+) \[(\d+) b; (\d+) s\]$", line)
+            assert m, line
+            seen[m.group(1)] = int(m.group(2))
+            # odd i were stored with exptime 0 (shown as 0), even i with 3600 (an absolute time)
+            assert (m.group(3) == "0") == (int(re.sub(r"\D", "", m.group(1))) % 2 == 1)
+    assert seen == keys
+    one = conn.cmd(b"stats cachedump %d 1\r\n" % next(c for c in range(64)
+                                                      if conn.cmd(b"stats cachedump %d 0\r\n" % c, b"END\r\n")
+                                                      != b"END\r\n"), b"END\r\n")
+    assert one.count(b"ITEM ") == 1
+
+
+def test_stats_cachedump_refuses_bad_arguments(conn):
+    assert conn.cmd(b"stats cachedump 64 0\r\n") == b"CLIENT_ERROR Illegal slab id\r\n"
+    assert conn.cmd(b"stats cachedump 1\r\n") == b"CLIENT_ERROR bad command line\r\n"
+    assert conn.cmd(b"stats cachedump x 0\r\n") == b"CLIENT_ERROR bad command line format\r\n"
+
+
+def test_lru_crawler_metadump_lists_every_live_key_in_memcached_s_format(conn):
+    keys = _fill(conn, 300)
+    assert conn.cmd(b"set gone 0 0 1\r\nx\r\n") == b"STORED\r\n"
+    assert conn.cmd(b"delete gone\r\n") == b"DELETED\r\n"
+    assert conn.cmd(b"set odd%20key\x7f 0 0 1\r\nx\r\n") == b"STORED\r\n"
+    keys["odd%20key\x7f"] = 1
+    assert conn.cmd(b"get raw3\r\n", b"END\r\n").startswith(b"VALUE raw3 ")
+    conn.send(b"lru_crawler metadump all\r\n")
+    reply = conn.read_until(b"END\r\n", timeout=30).decode()
+    lines = reply[:-len("END\r\n")].split("\n")[:-1]
+    seen = {}
+    for line in lines:
+        m = METADUMP_LINE.match(line)
+        assert m, line
+        seen[urllib.parse.unquote(m.group(1))] = m.group(3)
+    assert set(seen) == set(keys)
+    assert seen["raw3"] == "yes" and seen["raw6"] == "no"
+    assert "key=odd%2520key%7F " in reply  # URI-encoded as memcached writes keys
+
+
+def test_lru_crawler_control_commands(conn):
+    assert conn.cmd(b"lru_crawler crawl all\r\n") == b"OK\r\n"
+    assert conn.cmd(b"lru_crawler crawl 1,2,3\r\n") == b"OK\r\n"
+    assert conn.cmd(b"lru_crawler crawl 0\r\n") == b"BADCLASS invalid class id\r\n"
+    assert conn.cmd(b"lru_crawler crawl 1,x\r\n") == b"BADCLASS invalid class id\r\n"
+    assert conn.cmd(b"lru_crawler metadump 99\r\n") == b"BADCLASS invalid class id\r\n"
+    assert conn.cmd(b"lru_crawler tocrawl 100\r\n") == b"OK\r\n"
+    assert conn.cmd(b"lru_crawler tocrawl x\r\n") == b"CLIENT_ERROR bad command line format\r\n"
+    assert conn.cmd(b"lru_crawler sleep 100\r\n") == b"OK\r\n"
+    assert conn.cmd(b"lru_crawler sleep 2000000\r\n") == b"CLIENT_ERROR sleep must be one second or less\r\n"
+    assert conn.cmd(b"lru_crawler bogus\r\n") == b"ERROR\r\n"
+    assert conn.cmd(b"lru_crawler HTTP/1.1\r\n") == b"ERROR\r\n"  # (not the HTTP close)
+    assert conn.cmd(b"lru_crawler\r\n") == b"ERROR\r\n"
+    assert conn.cmd(b"lru_crawler crawl all extra\r\n") == b"ERROR\r\n"
+
+
+def test_metadump_refuses_to_follow_pipelined_replies(conn):
+    conn.send(b"set p 0 0 1\r\nx\r\nlru_crawler metadump all\r\n")
+    assert conn.read_until(b"\r\n") == b"STORED\r\n"
+    assert conn.read_until(b"\r\n") == b"ERROR cannot pipeline other commands before metadump\r\n"
+
+
+def test_memcstat_reads_every_statistic(server_factory):
+    memcstat = shutil.which("memcstat")
+    assert memcstat, "memcstat is not installed (apt-get install libmemcached-tools)"
+    server = server_factory()
+    conn = server.connect()
+    _fill(conn, 10)
+    out = subprocess.run([memcstat, "--servers=%s:%d" % (HOST, server.port)], capture_output=True, text=True,
+                         timeout=30)
+    assert out.returncode == 0, out.stderr
+    got = dict(line.strip().split(": ", 1) for line in out.stdout.splitlines() if ": " in line)
+    assert got["curr_items"] == "10" and got["pid"] == str(server.proc.pid)
+    assert set(conn.stats()) <= set(got)  # every name the server printed, parsed
