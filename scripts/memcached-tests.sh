@@ -17,7 +17,7 @@ tests=("$@")
                                  issue_192.t issue_29.t issue_3.t issue_41.t issue_68.t issue_70.t quit.t
                                  item_size_max.t dash-M.t evictions.t getset.t daemonize.t unixsocket.t maxconns.t
                                  binary.t binary-get.t binary-sasl.t udp.t idle-timeout.t stats-conns.t ascii-auth.t shutdown.t issue_61.t
-                                 00-startup.t chunked-items.t issue_50.t)
+                                 00-startup.t chunked-items.t issue_50.t stats-detail.t issue_183.t)
 up=1.6.18
 dest=build/memcached-src
 root="$dest/memcached-$up"
