@@ -9,7 +9,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-#define RBUF_INIT 16384
+#define RBUF_INIT MK_CONN_RBUF_INIT
 #define RBUF_DATAGRAM 65536           /* the largest UDP payload (65507 bytes) fits */
 #define WBUF_INIT 4096
 #define OUTS_INIT 16

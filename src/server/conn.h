@@ -124,6 +124,8 @@ void mk_conn_resume(mk_conn *c);
 /* Close now: stop watching, close the fd, release items; memory freed by mk_conn_free(). */
 void mk_conn_close(mk_conn *c);
 
+#define MK_CONN_RBUF_INIT 16384 /* a connection's read buffer until a long line grows it */
+
 /* Free a closed connection's memory. */
 void mk_conn_free(mk_conn *c);
 

@@ -2,6 +2,7 @@
 #include "server/stats_cmd.h"
 #include "server/crawler.h"
 
+#include <dirent.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <stdarg.h>
@@ -27,6 +28,19 @@ static void stat(const mk_stat_sink *k, const char *name, const char *fmt, ...)
     vsnprintf(val, sizeof(val), fmt, ap);
     va_end(ap);
     k->stat(k->ctx, name, val);
+}
+
+/* Descriptors the process holds (memcached's reserved_fds: those not serving a client). */
+static int open_fds(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    int n = 0;
+    if (!d)
+        return 0;
+    for (struct dirent *e; (e = readdir(d));)
+        n += e->d_name[0] != '.';
+    closedir(d);
+    return n - 1; /* (the directory's own) */
 }
 
 static void stats_general(mk_server *srv, const mk_stat_sink *k)
@@ -129,6 +143,28 @@ static void stats_general(mk_server *srv, const mk_stat_sink *k)
     mk_cache_restart_info(srv->cache, &r);
     stat(k, "restart_warm", "%d", r.warm ? 1 : 0);         /* this start served the image of the last (-e) */
     stat(k, "restart_items", "%" PRIu64, r.items);
+
+    /* memcached's names for what memkitd has too, measured its way (docs/operations.md) */
+    int conns = __atomic_load_n(&srv->curr_conns, __ATOMIC_RELAXED);
+    stat(k, "libevent", "%s", "none"); /* (memkitd's loops are its own, over epoll) */
+    stat(k, "reserved_fds", "%d", open_fds() - conns);
+    stat(k, "read_buf_count", "%d", conns);
+    stat(k, "read_buf_bytes", "%" PRIu64,
+         (uint64_t)conns * MK_CONN_RBUF_INIT + __atomic_load_n(&srv->rbuf_grown, __ATOMIC_RELAXED));
+    stat(k, "read_buf_bytes_free", "%d", 0);
+    /* memcached's names for its slab mover, LRU maintainer, LRU crawler, log watchers, response
+     * object cache and NAPI: memkitd has none of them, so nothing is counted (0) */
+    static const char *const none[] = {
+        "malloc_fails", "response_obj_oom", "response_obj_count", "response_obj_bytes", "round_robin_fallback",
+        "unexpected_napi_ids", "log_worker_dropped", "log_worker_written", "log_watcher_skipped",
+        "log_watcher_sent", "log_watchers", "slab_reassign_rescues", "slab_reassign_chunk_rescues",
+        "slab_reassign_evictions_nomem", "slab_reassign_inline_reclaim", "slab_reassign_busy_items",
+        "slab_reassign_busy_deletes", "slab_reassign_running", "slabs_moved", "lru_crawler_running",
+        "lru_crawler_starts", "lru_maintainer_juggles", "slab_global_page_pool", "crawler_reclaimed",
+        "crawler_items_checked", "lrutail_reflocked", "moves_to_cold", "moves_to_warm", "moves_within_lru",
+        "direct_reclaims", "lru_bumps_dropped"};
+    for (size_t i = 0; i < sizeof none / sizeof none[0]; i++)
+        stat(k, none[i], "%d", 0);
 }
 
 static void stats_settings(mk_server *srv, const mk_stat_sink *k)
@@ -182,6 +218,27 @@ static void stats_settings(mk_server *srv, const mk_stat_sink *k)
     stat(k, "ssl_min_version", "%s", tls_versions[s->ssl_min_version]);
     stat(k, "ssl_wbuf_size", "%zu", s->ssl_wbuf_size);
     stat(k, "evictions_policy", "%s", "segment-fifo-2nd-chance");
+    stat(k, "memory_file", "%s", s->memory_file ? s->memory_file : "(null)");
+    stat(k, "dump_enabled", "%s", "yes");
+    stat(k, "growth_factor", "%.2f", 1.25);  /* of the size classes "stats items" counts in */
+    stat(k, "chunk_size", "%d", 16);         /* the smallest of them */
+    stat(k, "slab_chunk_max", "%zu", s->item_size_max); /* items are never split into chunks */
+    stat(k, "hash_algorithm", "%s", "murmur2_64");
+    stat(k, "inline_ascii_response", "%s", "no");
+    /* memcached's settings for its LRU threads, slab mover, extstore, log buffers and NAPI: memkitd
+     * has none of them (their -o options are accepted with a note and change nothing) */
+    static const char *const no[] = {"lru_crawler", "lru_maintainer_thread", "lru_segmented", "slab_reassign",
+                                     "temp_lru", "track_sizes"};
+    for (size_t i = 0; i < sizeof no / sizeof no[0]; i++)
+        stat(k, no[i], "%s", "no");
+    static const char *const zero[] = {
+        "lru_crawler_sleep", "lru_crawler_tocrawl", "tail_repair_time", "hot_lru_pct", "warm_lru_pct",
+        "hot_max_factor", "warm_max_factor", "temporary_ttl", "slab_automove", "slab_automove_ratio",
+        "slab_automove_window", "slab_automove_freeratio", "watcher_logbuf_size", "worker_logbuf_size",
+        "num_napi_ids", "ext_item_size", "ext_item_age", "ext_low_ttl", "ext_recache_rate", "ext_wbuf_size",
+        "ext_compact_under", "ext_drop_under", "ext_max_sleep", "ext_max_frag", "ext_drop_unread"};
+    for (size_t i = 0; i < sizeof zero / sizeof zero[0]; i++)
+        stat(k, zero[i], "%d", 0);
 }
 
 static void class_items(const mk_cache_class_stats *cs, void *ctx)
@@ -199,6 +256,18 @@ static void class_items(const mk_cache_class_stats *cs, void *ctx)
     ITEM_STAT("reclaimed", "%" PRIu64, cs->reclaimed);
     ITEM_STAT("expired_unfetched", "%" PRIu64, cs->expired_unfetched);
     ITEM_STAT("evicted_unfetched", "%" PRIu64, cs->evicted_unfetched);
+    ITEM_STAT("evicted_nonzero", "%" PRIu64, cs->evicted_nonzero);
+    /* memcached's segmented LRU (hot/warm/cold/temp), its maintainer and crawler: memkitd has none,
+     * so nothing is in them or moved between them (0); see docs/operations.md */
+    static const char *const none[] = {"number_hot", "number_warm", "number_cold", "age_hot", "age_warm",
+                                       "evicted_time", "evicted_active", "crawler_reclaimed",
+                                       "crawler_items_checked", "lrutail_reflocked", "moves_to_cold",
+                                       "moves_to_warm", "moves_within_lru", "direct_reclaims", "hits_to_hot",
+                                       "hits_to_warm", "hits_to_cold", "hits_to_temp", "tailrepairs"};
+    for (size_t i = 0; i < sizeof none / sizeof none[0]; i++) {
+        snprintf(name, sizeof(name), "items:%u:%s", cs->id, none[i]);
+        stat(k, name, "%d", 0);
+    }
 #undef ITEM_STAT
 }
 
@@ -217,6 +286,17 @@ static void class_slabs(const mk_cache_class_stats *cs, void *ctx)
     stat(sc->k, name, "%" PRIu64, cs->number);
     snprintf(name, sizeof(name), "%u:mem_requested", cs->id);
     stat(sc->k, name, "%" PRIu64, cs->bytes);
+    snprintf(name, sizeof(name), "%u:total_chunks", cs->id); /* every item is its own chunk */
+    stat(sc->k, name, "%" PRIu64, cs->number);
+    /* memcached's slab pages, free chunks and per-class command counts: memkitd has no pages or
+     * free lists and counts commands server-wide only (0; docs/operations.md) */
+    static const char *const none[] = {"chunks_per_page", "total_pages", "free_chunks", "free_chunks_end",
+                                       "get_hits", "cmd_set", "delete_hits", "incr_hits", "decr_hits",
+                                       "cas_hits", "cas_badval", "touch_hits"};
+    for (size_t i = 0; i < sizeof none / sizeof none[0]; i++) {
+        snprintf(name, sizeof(name), "%u:%s", cs->id, none[i]);
+        stat(sc->k, name, "%d", 0);
+    }
     sc->active++;
 }
 

@@ -184,6 +184,8 @@ void mk_count_gone_locked(mk_cache *c, mk_shard *s, const mk_item *it, mk_cache_
     if (evicted) {
         s->n.evictions++;
         k->evicted++;
+        if (mk_item_exp_at(it) != 0)
+            k->evicted_nonzero++;
         if (!fetched) {
             s->n.evicted_unfetched++;
             k->evicted_unfetched++;

@@ -367,6 +367,7 @@ typedef struct mk_cache_class_stats {
     uint64_t evicted_unfetched;
     uint64_t expired_unfetched;
     uint64_t reclaimed;
+    uint64_t evicted_nonzero;   /* evicted with an expiry time set */
     uint64_t outofmemory;
 } mk_cache_class_stats;
 

@@ -244,6 +244,7 @@ size_t mk_idx_bytes(const mk_index *x); /* bytes of the current table (not the o
 typedef struct mk_class_counters {
     uint64_t number, bytes;
     uint64_t evicted, evicted_unfetched, expired_unfetched, reclaimed;
+    uint64_t evicted_nonzero; /* evicted with an expiry time set */
     int64_t oldest; /* unused */
 } mk_class_counters;
 

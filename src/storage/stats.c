@@ -109,6 +109,7 @@ void mk_cache_class_stats_each(mk_cache *c, int64_t now, mk_cache_class_cb cb, v
             cs.evicted_unfetched += k->evicted_unfetched;
             cs.expired_unfetched += k->expired_unfetched;
             cs.reclaimed += k->reclaimed;
+            cs.evicted_nonzero += k->evicted_nonzero;
             if (k->number)
                 any = true;
             pthread_mutex_unlock(&s->lock);
@@ -129,7 +130,7 @@ void mk_cache_reset_stats(mk_cache *c)
         s->n.evictions = s->n.evicted_unfetched = s->n.expired_unfetched = s->n.reclaimed = s->n.reinserted = 0;
         for (unsigned id = 0; id <= MK_MAX_CLASSES; id++) {
             mk_class_counters *k = &s->cls[id];
-            k->evicted = k->evicted_unfetched = k->expired_unfetched = k->reclaimed = 0;
+            k->evicted = k->evicted_unfetched = k->expired_unfetched = k->reclaimed = k->evicted_nonzero = 0;
         }
         pthread_mutex_unlock(&s->lock);
     }

@@ -7,6 +7,8 @@ import time
 
 import pytest
 
+from conftest import Server
+
 GENERAL_FIELDS = """pid uptime time version curr_connections total_connections rejected_connections
 cmd_get cmd_set cmd_flush cmd_touch get_hits get_misses get_expired get_flushed delete_hits
 delete_misses incr_hits incr_misses decr_hits decr_misses cas_hits cas_misses cas_badval
@@ -259,3 +261,31 @@ def test_every_stats_reply_ends_with_end(fconn, group):
     raw = fconn.read_until(b"VERSION ")
     body = raw[:-len(b"VERSION ")]
     assert body.endswith(b"END\r\n") and body.count(b"END\r\n") == 1
+
+
+def _stat_names(srv, group):
+    """The names a server prints for "stats <group>", with class and connection numbers as N."""
+    with srv.connect() as c:
+        c.set("names:a", "v")
+        c.get(b"get names:a\r\n")
+        c.send(b"stats %s\r\n" % group.encode() if group else b"stats\r\n")
+        raw = c.read_until(b"END\r\n").decode()
+    names = set()
+    for line in raw.splitlines():
+        if line.startswith("STAT "):
+            names.add(re.sub(r"^(items:)?\d+:", lambda m: (m.group(1) or "") + "N:", line.split()[1]))
+    return names
+
+
+@pytest.mark.parametrize("group", ["", "settings", "items", "slabs", "conns"])
+def test_stats_names_are_a_superset_of_memcached_s(server, group, tmp_path):
+    """Every name Debian's memcached 1.6.18 prints (asked now, not a copied list) is printed by the
+    server under test too, so dashboards and exporters find what they read."""
+    memcached = Server((), binary="/usr/bin/memcached", logdir=str(tmp_path))
+    try:
+        want = _stat_names(memcached, group)
+    finally:
+        memcached.stop()
+    assert want, "memcached printed nothing for stats %s" % group
+    missing = want - _stat_names(server, group)
+    assert not missing, sorted(missing)
