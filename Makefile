@@ -109,8 +109,10 @@ build/fuzz/fuzz_client: tests/fuzz/fuzz_client.c $(CORE_SRC) $(CLIENT_SRC)
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $< $(filter-out src/storage/%,$(CORE_SRC)) $(CLIENT_SRC) $(CLIENT_LIBS)
 
+RUN_ARGS := -p 11211 -l 127.0.0.1 -v $(if $(filter 0,$(shell id -u)),-u root)
 run: all
-	$(BUILD)/memkitd -p 11211 -l 127.0.0.1 $(if $(filter 0,$(shell id -u)),-u root)
+	@echo "make run: $(BUILD)/memkitd $(RUN_ARGS)$(if $(filter 0,$(shell id -u)),  (-u root: memkitd, like memcached, refuses to run as root without it)); Ctrl-C stops it"
+	@$(BUILD)/memkitd $(RUN_ARGS)
 
 test:
 	@scripts/deps.sh test

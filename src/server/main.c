@@ -55,19 +55,43 @@ static bool raise_core_limit(void)
     return true;
 }
 
-static bool daemonize(bool keep_stderr)
+/*
+ * -d: the shell that started us gets its answer only once the daemon is ready (its pid file
+ * written) or has failed, with the failure's message and exit status 1, as in the foreground.
+ * Returns the pipe the daemon reports on (daemon_ready), or -1 after a failure.
+ */
+static int daemonize(bool keep_stderr)
 {
+    int p[2];
+    if (pipe(p) != 0) {
+        fprintf(stderr, "memkitd: pipe: %s\n", strerror(errno));
+        return -1;
+    }
     pid_t pid = fork();
     if (pid < 0) {
         fprintf(stderr, "memkitd: fork: %s\n", strerror(errno));
-        return false;
+        return -1;
     }
-    if (pid > 0)
-        _exit(0);
-    if (setsid() < 0)
-        return false;
-    if (chdir("/") != 0)
-        return false;
+    if (pid > 0) {
+        close(p[1]);
+        char msg[1024];
+        size_t got = 0;
+        for (ssize_t n; got < sizeof msg - 1 && (n = read(p[0], msg + got, sizeof msg - 1 - got)) != 0;)
+            if (n > 0)
+                got += (size_t)n;
+            else if (errno != EINTR)
+                break;
+        msg[got] = '\0';
+        if (got > 0 && msg[0] == '0')
+            _exit(0);
+        fprintf(stderr, "%s", got > 1 ? msg + 1 : "memkitd: the daemon exited before it was ready\n");
+        _exit(1);
+    }
+    close(p[0]);
+    if (setsid() < 0 || chdir("/") != 0) {
+        close(p[1]);
+        return -1;
+    }
     int fd = open("/dev/null", O_RDWR);
     if (fd >= 0) {
         dup2(fd, STDIN_FILENO);
@@ -77,27 +101,40 @@ static bool daemonize(bool keep_stderr)
         if (fd > STDERR_FILENO)
             close(fd);
     }
-    return true;
+    return p[1];
 }
 
 /* Write the pid file whole or not at all (a temporary file renamed into place): a
- * reader that sees the file never sees it empty, even while we are still writing. */
-static bool write_pidfile(const char *path)
+ * reader that sees the file never sees it empty, even while we are still writing.
+ * false with the one-line reason in err. */
+static bool write_pidfile(const char *path, char *err, size_t errlen)
 {
     char tmp[4160];
     snprintf(tmp, sizeof(tmp), "%s.%ld.tmp", path, (long)getpid());
     FILE *f = fopen(tmp, "w");
     if (!f) {
-        fprintf(stderr, "memkitd: cannot write pid file %s: %s\n", path, strerror(errno));
+        snprintf(err, errlen, "memkitd: cannot write pid file %s: %s\n", path, strerror(errno));
         return false;
     }
     fprintf(f, "%ld\n", (long)getpid());
     if (fclose(f) != 0 || rename(tmp, path) != 0) {
-        fprintf(stderr, "memkitd: cannot write pid file %s: %s\n", path, strerror(errno));
+        snprintf(err, errlen, "memkitd: cannot write pid file %s: %s\n", path, strerror(errno));
         unlink(tmp);
         return false;
     }
     return true;
+}
+
+/* The daemon tells the shell waiting in daemonize: "0" ready, or "1" and the reason. */
+static void daemon_ready(int fd, const char *err)
+{
+    if (fd < 0)
+        return;
+    char msg[1100];
+    int n = snprintf(msg, sizeof msg, "%c%s", err ? '1' : '0', err ? err : "");
+    if (write(fd, msg, (size_t)n) < 0) { /* (the shell is gone: nothing to tell) */
+    }
+    close(fd);
 }
 
 int main(int argc, char **argv)
@@ -130,14 +167,19 @@ int main(int argc, char **argv)
     mk_server *srv = mk_server_create(&s);
     if (!srv)
         return 1;
-    if (s.daemonize && !daemonize(s.verbose > 0)) {
+    int ready = -1;
+    if (s.daemonize && (ready = daemonize(s.verbose > 0)) < 0) {
         mk_server_destroy(srv);
         return 1;
     }
-    if (pidpath[0] && !write_pidfile(pidpath)) {
+    if (pidpath[0] && !write_pidfile(pidpath, err, sizeof err)) {
+        if (ready < 0)
+            fputs(err, stderr);
+        daemon_ready(ready, err);
         mk_server_destroy(srv);
         return 1;
     }
+    daemon_ready(ready, NULL);
     status = mk_server_run(srv);
     mk_server_destroy(srv);
     if (pidpath[0])

@@ -1,5 +1,6 @@
 /* server/server.c — listeners, the accept loop, worker threads and their loops, signals and the clock. */
 #include "server/server.h"
+#include "server/version.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -683,6 +684,18 @@ int mk_server_run(mk_server *srv)
             fprintf(stderr, "memkitd: epoll: %s\n", strerror(errno));
             return 1;
         }
+    if (srv->settings->verbose) {
+        /* -v: one line saying where it serves (stderr, where memcached's -v writes too) */
+        char where[1024] = "";
+        size_t n = 0;
+        for (int i = 0; i < srv->nlisteners && n < sizeof where; i++)
+            n += (size_t)snprintf(where + n, sizeof where - n, "%s%s%s", i ? ", " : "", srv->listeners[i].name,
+                                  srv->listeners[i].tls ? " (TLS)" : "");
+        for (int i = 0; i < srv->nudp && n < sizeof where; i++)
+            n += (size_t)snprintf(where + n, sizeof where - n, ", %s", srv->udp[i].name);
+        fprintf(stderr, "memkitd %s: listening on %s; %d threads, -m %zu MB\n", MK_VERSION, where,
+                srv->settings->threads, srv->settings->maxbytes >> 20);
+    }
     int started = 0;
     for (; started < srv->nworkers; started++) {
         if (pthread_create(&srv->workers[started].thread, NULL, worker_main, &srv->workers[started]) != 0) {

@@ -287,6 +287,18 @@ def test_d_daemonizes_and_writes_pidfile(tmp_path):
                 os.kill(pid, signal.SIGKILL)
 
 
+@memkitd_only  # memcached 1.6.18 exits 0 and no server runs
+def test_d_with_a_pid_file_that_cannot_be_written_exits_1_with_the_reason(tmp_path):
+    """Regression (issue 16): -d -P into a missing directory exited 0 with no server running; in the
+    foreground the same is a clear error. Now the shell waits for the daemon to be ready or fail."""
+    port = free_port()
+    r = run_bin(base_args(port) + ["-d", "-P", str(tmp_path / "missing" / "memkitd.pid")])
+    assert r.returncode == 1
+    assert b"cannot write pid file" in r.stderr and b"No such file or directory" in r.stderr
+    time.sleep(0.2)
+    assert not port_accepts(port)
+
+
 def test_s_serves_over_unix_socket(tmp_path):
     with unix_socket_server(tmp_path, "-U", "0") as (_, path):
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

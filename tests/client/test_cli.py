@@ -6,6 +6,8 @@ loopback ports as "<bin> -u root -p PORT -l 127.0.0.1 -U 0". The CLI is $MEMKIT_
 """
 
 import os
+import re
+import select
 import shutil
 import socket
 import subprocess
@@ -188,7 +190,9 @@ def test_top(servers):
     for f in frames:
         lines = f.splitlines()
         assert lines[0].startswith("memkit top - 3 servers")
-        assert lines[1].split()[:7] == ["SERVER", "HITS/s", "MISSES/s", "SETS/s", "EVICT/s", "CONN/s", "CONNS"]
+        assert lines[1].split() == ["SERVER", "GETS/s", "HIT%", "SETS/s", "EVICT/s", "CONNS", "IN/s", "OUT/s",
+                                    "ITEMS", "MEM%"]
+        assert max(len(line) for line in lines) <= 80
         assert [l.split()[0] for l in lines[2:]] == [f"127.0.0.1:{p}" for p in servers] + ["total"]
 
 
@@ -201,6 +205,46 @@ def test_top_rates(servers):
     out = p.communicate(timeout=10)[0].decode()
     row = out.splitlines()[2].split()
     assert float(row[3].rstrip("K")) > 0   # SETS/s
+
+
+def _top_in_a_terminal(servers, cols):
+    """Run memkit top on a pseudo-terminal of cols x 24 until its first frame: the lines of its screen
+    (escapes removed). Then type q: it must end with status 0."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, cols, 0, 0))
+    p = subprocess.Popen([CLI, "--servers=" + ",".join(f"127.0.0.1:{x}" for x in servers), "top",
+                          "--interval=200"], stdin=slave, stdout=slave, stderr=slave, close_fds=True)
+    os.close(slave)
+    try:
+        screen, deadline = b"", time.time() + 10
+        while b"total" not in screen and time.time() < deadline:
+            r, _, _ = select.select([master], [], [], 0.5)
+            if r:
+                screen += os.read(master, 65536)
+        os.write(master, b"q")
+        assert p.wait(timeout=5) == 0
+    finally:
+        if p.poll() is None:
+            p.kill()
+        os.close(master)
+    text = re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", screen.decode())
+    return [line for line in text.replace("\r", "").split("\n") if line]
+
+
+def test_top_quits_on_q_and_fits_80_columns(servers):
+    """Regression (issue 16): top ignored q (only Ctrl-C quit, exit 130) and its rows wrapped in 80 columns."""
+    lines = _top_in_a_terminal(servers, 80)
+    assert any(line.startswith("SERVER") for line in lines) and "q quits" in lines[0]
+    assert max(len(line) for line in lines) <= 80, lines
+
+
+def test_top_uses_a_wider_terminal_for_server_names(servers):
+    header = next(line for line in _top_in_a_terminal(servers, 120) if line.startswith("SERVER"))
+    assert len(header) == 119  # (the last column is left free: some terminals wrap a full line)
 
 
 def test_top_down_server(servers):

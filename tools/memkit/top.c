@@ -2,17 +2,91 @@
 #include "cli.h"
 
 #include <inttypes.h>
+#include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
+#include <termios.h>
 #include <time.h>
 #include <unistd.h>
 
-enum { F_HITS, F_MISSES, F_SETS, F_EVICT, F_TCONN, F_CONNS, F_READ, F_WRITTEN, F_BYTES, F_ITEMS, NF };
+enum { F_HITS, F_MISSES, F_SETS, F_EVICT, F_TCONN, F_CONNS, F_READ, F_WRITTEN, F_BYTES, F_ITEMS, F_LIMIT, NF };
 static const char *const stat_names[NF] = {
     "get_hits", "get_misses", "cmd_set", "evictions", "total_connections",
-    "curr_connections", "bytes_read", "bytes_written", "bytes", "curr_items",
+    "curr_connections", "bytes_read", "bytes_written", "bytes", "curr_items", "limit_maxbytes",
 };
+
+/* ---- the terminal: keys without Enter or echo while top runs, restored however it ends */
+
+static struct termios saved_tty;
+static bool tty_raw;
+
+static void tty_restore(void)
+{
+    if (tty_raw)
+        tcsetattr(STDIN_FILENO, TCSANOW, &saved_tty);
+    tty_raw = false;
+}
+
+static void on_interrupt(int sig)
+{
+    tty_restore();
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+static void tty_keys(void)
+{
+    struct termios t;
+    if (!isatty(STDIN_FILENO) || tcgetattr(STDIN_FILENO, &saved_tty) != 0)
+        return;
+    t = saved_tty;
+    t.c_lflag &= (tcflag_t) ~(ICANON | ECHO);
+    t.c_cc[VMIN] = 0;
+    t.c_cc[VTIME] = 0;
+    if (tcsetattr(STDIN_FILENO, TCSANOW, &t) == 0) {
+        tty_raw = true;
+        atexit(tty_restore);
+        signal(SIGINT, on_interrupt);
+        signal(SIGTERM, on_interrupt);
+    }
+}
+
+/* Sleep ms, or less if 'q' (or Q) is typed on a terminal: true then. */
+static bool wait_or_quit(int ms)
+{
+    if (!tty_raw) {
+        struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
+        nanosleep(&ts, NULL);
+        return false;
+    }
+    struct timespec start;
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    for (;;) {
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        long left = ms - (long)((now.tv_sec - start.tv_sec) * 1000 + (now.tv_nsec - start.tv_nsec) / 1000000);
+        if (left <= 0)
+            return false;
+        struct pollfd p = {STDIN_FILENO, POLLIN, 0};
+        if (poll(&p, 1, (int)left) > 0) {
+            char ch;
+            if (read(STDIN_FILENO, &ch, 1) == 1 && (ch == 'q' || ch == 'Q'))
+                return true;
+        }
+    }
+}
+
+/* Columns to draw in: the terminal's width, else 80. */
+static int columns(void)
+{
+    struct winsize w;
+    if (isatty(STDOUT_FILENO) && ioctl(STDOUT_FILENO, TIOCGWINSZ, &w) == 0 && w.ws_col >= 40)
+        return w.ws_col;
+    return 80;
+}
 
 typedef struct sample {
     bool ok;
@@ -67,6 +141,25 @@ static double rate(const sample *a, const sample *b, int f, double dt)
     return b->v[f] >= a->v[f] ? (double)(b->v[f] - a->v[f]) / dt : 0;   /* a restart resets counters */
 }
 
+/* One row: the server (or "total") in `namew` columns, then the figures in 63 more. */
+static void row(int namew, const char *name, const double *r)
+{
+    char b[NF][16], hit[16];
+    double gets = r[F_HITS] + r[F_MISSES];
+    if (gets > 0)
+        snprintf(hit, sizeof hit, "%.0f%%", 100.0 * r[F_HITS] / gets);
+    else
+        snprintf(hit, sizeof hit, "-");
+    char mem[16];
+    if (r[F_LIMIT] > 0)
+        snprintf(mem, sizeof mem, "%.0f%%", 100.0 * r[F_BYTES] / r[F_LIMIT]);
+    else
+        snprintf(mem, sizeof mem, "-");
+    printf("%-*.*s %7s %5s %7s %7s %5s %6s %6s %6s %5s\n", namew, namew, name, human(b[0], gets), hit,
+           human(b[1], r[F_SETS]), human(b[2], r[F_EVICT]), human(b[3], r[F_CONNS]), human(b[4], r[F_READ]),
+           human(b[5], r[F_WRITTEN]), human(b[6], r[F_ITEMS]), mem);
+}
+
 int cli_top(mk_client *c, int interval_ms, int iterations)
 {
     size_t n = mk_server_count(c);
@@ -74,12 +167,14 @@ int cli_top(mk_client *c, int interval_ms, int iterations)
     if (!prev || !cur)
         return EXIT_ERR;
     bool tty = isatty(STDOUT_FILENO);
+    if (tty)
+        tty_keys();
     take(c, prev, n);
     double t0 = now_s();
     int status = 0;
     for (int it = 0; iterations <= 0 || it < iterations; it++) {
-        struct timespec ts = {interval_ms / 1000, (long)(interval_ms % 1000) * 1000000};
-        nanosleep(&ts, NULL);
+        if (wait_or_quit(interval_ms))
+            break;
         take(c, cur, n);
         double t1 = now_s(), dt = t1 - t0;
         if (dt <= 0)
@@ -88,18 +183,21 @@ int cli_top(mk_client *c, int interval_ms, int iterations)
             fputs("\033[H\033[J", stdout);
         else if (it)
             putchar('\n');
+        int namew = columns() - 64;  /* 16 in 80 columns, the last one left free (a full line wraps on some
+                                        terminals); the server names get what is wider */
         time_t wall = time(NULL);
         char when[32];
         strftime(when, sizeof when, "%H:%M:%S", localtime(&wall));
-        printf("memkit top - %zu server%s - every %.1f s - %s\n", n, n == 1 ? "" : "s", interval_ms / 1000.0, when);
-        printf("%-24s %9s %9s %9s %9s %8s %6s %9s %9s %9s %9s\n", "SERVER", "HITS/s", "MISSES/s", "SETS/s",
-               "EVICT/s", "CONN/s", "CONNS", "READ/s", "WRITE/s", "BYTES", "ITEMS");
+        printf("memkit top - %zu server%s - every %.1f s - %s%s\n", n, n == 1 ? "" : "s", interval_ms / 1000.0,
+               when, tty_raw ? " - q quits" : "");
+        printf("%-*s %7s %5s %7s %7s %5s %6s %6s %6s %5s\n", namew, "SERVER", "GETS/s", "HIT%", "SETS/s",
+               "EVICT/s", "CONNS", "IN/s", "OUT/s", "ITEMS", "MEM%");
         double tot[NF] = {0};
         bool all_ok = true;
         for (size_t i = 0; i < n; i++) {
             const char *name = mk_server_name(c, i);
             if (!cur[i].ok) {
-                printf("%-24.24s %9s\n", name, "down");
+                printf("%-*.*s %7s\n", namew, namew, name, "down");
                 all_ok = false;
                 continue;
             }
@@ -107,23 +205,14 @@ int cli_top(mk_client *c, int interval_ms, int iterations)
                 prev[i] = cur[i];   /* just came up: rates from the next frame on */
             double r[NF];
             for (int f = 0; f < NF; f++)
-                r[f] = (f == F_CONNS || f == F_BYTES || f == F_ITEMS) ? (double)cur[i].v[f]
-                                                                        : rate(&prev[i], &cur[i], f, dt);
+                r[f] = (f == F_CONNS || f == F_BYTES || f == F_ITEMS || f == F_LIMIT)
+                           ? (double)cur[i].v[f] : rate(&prev[i], &cur[i], f, dt);
             for (int f = 0; f < NF; f++)
                 tot[f] += r[f];
-            char b[NF][16];
-            printf("%-24.24s %9s %9s %9s %9s %8s %6s %9s %9s %9s %9s\n", name, human(b[0], r[F_HITS]),
-                   human(b[1], r[F_MISSES]), human(b[2], r[F_SETS]), human(b[3], r[F_EVICT]),
-                   human(b[4], r[F_TCONN]), human(b[5], r[F_CONNS]), human(b[6], r[F_READ]),
-                   human(b[7], r[F_WRITTEN]), human(b[8], r[F_BYTES]), human(b[9], r[F_ITEMS]));
+            row(namew, name, r);
         }
-        if (n > 1) {
-            char b[NF][16];
-            printf("%-24s %9s %9s %9s %9s %8s %6s %9s %9s %9s %9s\n", "total", human(b[0], tot[F_HITS]),
-                   human(b[1], tot[F_MISSES]), human(b[2], tot[F_SETS]), human(b[3], tot[F_EVICT]),
-                   human(b[4], tot[F_TCONN]), human(b[5], tot[F_CONNS]), human(b[6], tot[F_READ]),
-                   human(b[7], tot[F_WRITTEN]), human(b[8], tot[F_BYTES]), human(b[9], tot[F_ITEMS]));
-        }
+        if (n > 1)
+            row(namew, "total", tot);
         fflush(stdout);
         if (!all_ok)
             status = EXIT_ERR;
@@ -132,6 +221,7 @@ int cli_top(mk_client *c, int interval_ms, int iterations)
         cur = t;
         t0 = t1;
     }
+    tty_restore();
     free(prev);
     free(cur);
     return status;
