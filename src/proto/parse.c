@@ -42,6 +42,7 @@ static const char *const cmd_names[MK_CMD__COUNT] = {
     [MK_CMD_CACHE_MEMLIMIT] = "cache_memlimit",
     [MK_CMD_REFRESH_CERTS] = "refresh_certs",
     [MK_CMD_LRU_CRAWLER] = "lru_crawler",
+    [MK_CMD_SLABS] = "slabs",
     [MK_CMD_MG] = "mg",
     [MK_CMD_MS] = "ms",
     [MK_CMD_MD] = "md",
@@ -295,6 +296,9 @@ static void parse_line(mk_request *req, const char *line, size_t n)
             goto rest_args;
         } else if (mk_tok_is(c, "shutdown")) {
             req->cmd = MK_CMD_SHUTDOWN;
+            goto rest_args;
+        } else if (mk_tok_is(c, "slabs")) {
+            req->cmd = MK_CMD_SLABS;
             goto rest_args;
         } else {
             set_err(req, MK_PERR_ERROR);

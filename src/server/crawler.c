@@ -1,4 +1,4 @@
-/* server/crawler.c — operators' key dumps and memcached's crawler commands: "lru_crawler ..." and "stats cachedump", over mk_cache_each. */
+/* server/crawler.c — operators' commands for memcached's internals: key dumps ("lru_crawler metadump", "stats cachedump", over mk_cache_each), the crawler and slab controls. */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -195,4 +195,64 @@ void mk_cachedump_command(mk_conn *c, mk_str args)
     struct cachedump d = {c, id, limit, 0, 0};
     mk_cache_each(c->worker->srv->cache, c->worker->now, cachedump_item, &d);
     mk_conn_out(c, "END\r\n", 5);
+}
+
+/* ---- slabs automove / reassign */
+
+/* A signed decimal int32 as memcached's safe_strtol takes it. */
+static bool i32_of(mk_str w, int32_t *out)
+{
+    char buf[16];
+    if (w.n == 0 || w.n >= sizeof buf)
+        return false;
+    memcpy(buf, w.p, w.n);
+    buf[w.n] = '\0';
+    char *end;
+    long long v = strtoll(buf, &end, 10);
+    if (*end || v < INT32_MIN || v > INT32_MAX)
+        return false;
+    *out = (int32_t)v;
+    return true;
+}
+
+void mk_slabs_command(mk_conn *c, mk_str args)
+{
+    mk_server *srv = c->worker->srv;
+    mk_str rest = args, sub = next_word(&rest), a = next_word(&rest), b = next_word(&rest), extra = next_word(&rest);
+    if (is(sub, "reassign") && b.n && !extra.n) {
+        int32_t src, dst;
+        if (!i32_of(a, &src) || !i32_of(b, &dst))
+            mk_conn_reply(c, "CLIENT_ERROR bad command line format");
+        else if (src == dst)
+            mk_conn_reply(c, "SAME src and dst class are identical");
+        else if (src < -1 || src >= MAX_CLASSES || dst < 0 || dst >= MAX_CLASSES)
+            mk_conn_reply(c, "BADCLASS invalid src or dst class id");
+        else
+            mk_conn_reply(c, "NOSPARE source class has no spare pages");
+    } else if (is(sub, "automove") && a.n) {
+        uint32_t level;
+        if (is(a, "ratio")) {
+            char buf[32];
+            char *end = NULL;
+            double r = 0;
+            if (b.n && b.n < sizeof buf) {
+                memcpy(buf, b.p, b.n);
+                buf[b.n] = '\0';
+                r = strtod(buf, &end);
+            }
+            if (!end || *end || r < 0 || r > 1e6) {
+                mk_conn_reply(c, "ERROR");
+                return;
+            }
+            __atomic_store_n(&srv->slab_automove_ratio_pm, (int)(r * 1000 + 0.5), __ATOMIC_RELAXED);
+        } else if (!u32_of(a, &level) || level > 2) {
+            mk_conn_reply(c, "ERROR");
+            return;
+        } else {
+            __atomic_store_n(&srv->slab_automove, (int)level, __ATOMIC_RELAXED);
+        }
+        mk_conn_reply(c, "OK");
+    } else {
+        mk_conn_reply(c, "ERROR");
+    }
 }

@@ -17,4 +17,12 @@ void mk_lru_crawler_command(mk_conn *c, mk_str args);
  * for the live items of that class, at most limit (0: all, up to 2 MB of lines), then END. */
 void mk_cachedump_command(mk_conn *c, mk_str args);
 
+/*
+ * Reply on c to "slabs <args>" as memcached 1.6.18 does: "automove 0|1|2" and "automove ratio R" are
+ * recorded (stats settings shows them) and answered OK, though memkitd has no slab pages to move (its
+ * memory goes where the items are, docs/storage.md); "reassign SRC DST" is checked as memcached checks
+ * it and answered "NOSPARE source class has no spare pages", which is always true here.
+ */
+void mk_slabs_command(mk_conn *c, mk_str args);
+
 #endif

@@ -225,6 +225,9 @@ static void text_dispatch(mk_conn *c, const mk_request *req)
     case MK_CMD_LRU_CRAWLER:
         mk_lru_crawler_command(c, req->args);
         break;
+    case MK_CMD_SLABS:
+        mk_slabs_command(c, req->args);
+        break;
     case MK_CMD_MG:
     case MK_CMD_MS:
     case MK_CMD_MD:

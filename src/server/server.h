@@ -97,6 +97,8 @@ struct mk_server {
     pthread_mutex_t stats_lock; /* guards stats_base and the detail table */
     mk_thread_stats stats_base; /* sum of all counters at the last "stats reset" */
     bool detail_enabled;        /* atomic access */
+    int slab_automove;          /* "slabs automove N" (atomic): recorded for stats settings; no effect */
+    int slab_automove_ratio_pm; /* "slabs automove ratio R", in thousandths (atomic); the same */
     mk_detail *detail;          /* allocated on first count */
 };
 

@@ -233,12 +233,15 @@ static void stats_settings(mk_server *srv, const mk_stat_sink *k)
         stat(k, no[i], "%s", "no");
     static const char *const zero[] = {
         "lru_crawler_sleep", "lru_crawler_tocrawl", "tail_repair_time", "hot_lru_pct", "warm_lru_pct",
-        "hot_max_factor", "warm_max_factor", "temporary_ttl", "slab_automove", "slab_automove_ratio",
+        "hot_max_factor", "warm_max_factor", "temporary_ttl",
         "slab_automove_window", "slab_automove_freeratio", "watcher_logbuf_size", "worker_logbuf_size",
         "num_napi_ids", "ext_item_size", "ext_item_age", "ext_low_ttl", "ext_recache_rate", "ext_wbuf_size",
         "ext_compact_under", "ext_drop_under", "ext_max_sleep", "ext_max_frag", "ext_drop_unread"};
     for (size_t i = 0; i < sizeof zero / sizeof zero[0]; i++)
         stat(k, zero[i], "%d", 0);
+    /* as "slabs automove" last set them (memkitd has no slab pages to move: docs/operations.md) */
+    stat(k, "slab_automove", "%d", __atomic_load_n(&srv->slab_automove, __ATOMIC_RELAXED));
+    stat(k, "slab_automove_ratio", "%.2f", __atomic_load_n(&srv->slab_automove_ratio_pm, __ATOMIC_RELAXED) / 1000.0);
 }
 
 static void class_items(const mk_cache_class_stats *cs, void *ctx)

@@ -117,3 +117,21 @@ def test_memcstat_reads_every_statistic(server_factory):
     got = dict(line.strip().split(": ", 1) for line in out.stdout.splitlines() if ": " in line)
     assert got["curr_items"] == "10" and got["pid"] == str(server.proc.pid)
     assert set(conn.stats()) <= set(got)  # every name the server printed, parsed
+
+
+def test_slabs_commands_answer_as_memcached(fresh_server):
+    """memkitd has no slab pages: automove is recorded (stats settings shows it) and OK, reassign is
+    checked as memcached checks it and always finds no spare page."""
+    with fresh_server.connect() as conn:
+        assert conn.cmd(b"slabs automove 2\r\n") == b"OK\r\n"
+        assert conn.cmd(b"slabs automove 3\r\n") == b"ERROR\r\n"
+        assert conn.cmd(b"slabs automove ratio 0.5\r\n") == b"OK\r\n"
+        assert conn.cmd(b"slabs automove ratio x\r\n") == b"ERROR\r\n"
+        settings = conn.stats("settings")
+        assert settings["slab_automove"] == "2" and settings["slab_automove_ratio"] == "0.50"
+        assert conn.cmd(b"slabs reassign 1 2\r\n") == b"NOSPARE source class has no spare pages\r\n"
+        assert conn.cmd(b"slabs reassign 3 3\r\n") == b"SAME src and dst class are identical\r\n"
+        assert conn.cmd(b"slabs reassign 1 99\r\n") == b"BADCLASS invalid src or dst class id\r\n"
+        assert conn.cmd(b"slabs reassign x 2\r\n") == b"CLIENT_ERROR bad command line format\r\n"
+        assert conn.cmd(b"slabs bogus\r\n") == b"ERROR\r\n"
+        assert conn.cmd(b"slabs\r\n") == b"ERROR\r\n"
