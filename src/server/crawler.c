@@ -30,17 +30,26 @@ static bool is(mk_str w, const char *s)
     return w.n == strlen(s) && memcmp(w.p, s, w.n) == 0;
 }
 
-/* A decimal uint32 as memcached's safe_strtoul takes it. */
-static bool u32_of(mk_str w, uint32_t *out)
+/* A decimal number in [lo, hi] as memcached's safe_strtoul / safe_strtol take it. */
+static bool num_of(mk_str w, long long lo, long long hi, long long *out)
 {
-    char buf[16];
+    char buf[24];
     if (w.n == 0 || w.n >= sizeof buf)
         return false;
     memcpy(buf, w.p, w.n);
     buf[w.n] = '\0';
     char *end;
-    unsigned long long v = strtoull(buf, &end, 10);
-    if (*end || buf[0] == '-' || v > UINT32_MAX)
+    long long v = strtoll(buf, &end, 10);
+    if (*end || (lo >= 0 && buf[0] == '-') || v < lo || v > hi)
+        return false;
+    *out = v;
+    return true;
+}
+
+static bool u32_of(mk_str w, uint32_t *out)
+{
+    long long v;
+    if (!num_of(w, 0, UINT32_MAX, &v))
         return false;
     *out = (uint32_t)v;
     return true;
@@ -199,29 +208,13 @@ void mk_cachedump_command(mk_conn *c, mk_str args)
 
 /* ---- slabs automove / reassign */
 
-/* A signed decimal int32 as memcached's safe_strtol takes it. */
-static bool i32_of(mk_str w, int32_t *out)
-{
-    char buf[16];
-    if (w.n == 0 || w.n >= sizeof buf)
-        return false;
-    memcpy(buf, w.p, w.n);
-    buf[w.n] = '\0';
-    char *end;
-    long long v = strtoll(buf, &end, 10);
-    if (*end || v < INT32_MIN || v > INT32_MAX)
-        return false;
-    *out = (int32_t)v;
-    return true;
-}
-
 void mk_slabs_command(mk_conn *c, mk_str args)
 {
     mk_server *srv = c->worker->srv;
     mk_str rest = args, sub = next_word(&rest), a = next_word(&rest), b = next_word(&rest), extra = next_word(&rest);
     if (is(sub, "reassign") && b.n && !extra.n) {
-        int32_t src, dst;
-        if (!i32_of(a, &src) || !i32_of(b, &dst))
+        long long src, dst;
+        if (!num_of(a, INT32_MIN, INT32_MAX, &src) || !num_of(b, INT32_MIN, INT32_MAX, &dst))
             mk_conn_reply(c, "CLIENT_ERROR bad command line format");
         else if (src == dst)
             mk_conn_reply(c, "SAME src and dst class are identical");
