@@ -16,9 +16,17 @@
 #define OUT_BACKLOG_MAX (4u << 20)    /* stop executing commands while this much output is unwritten */
 #define MK_IOV_MAX 1024
 
+/* -vv and -vvv print what memcached prints at those levels (stderr). */
+static inline int verbosity(const mk_conn *c)
+{
+    return c->worker ? __atomic_load_n(&c->worker->srv->verbosity, __ATOMIC_RELAXED) : 0;
+}
+
 void mk_conn_set_state(mk_conn *c, mk_conn_state st)
 {
-    __atomic_store_n(&c->state, (int)st, __ATOMIC_RELAXED);
+    int old = __atomic_exchange_n(&c->state, (int)st, __ATOMIC_RELAXED);
+    if (old != (int)st && verbosity(c) > 2)
+        fprintf(stderr, "%d: going from %s to %s\n", c->w.fd, mk_conn_state_name(old), mk_conn_state_name((int)st));
 }
 
 const char *mk_conn_state_name(int st)
@@ -198,6 +206,8 @@ bool mk_conn_out(mk_conn *c, const char *p, size_t n)
 
 bool mk_conn_reply(mk_conn *c, const char *line)
 {
+    if (verbosity(c) > 1)
+        fprintf(stderr, ">%d %s\n", c->w.fd, line);
     size_t n = strlen(line);
     char *dst = mk_conn_reserve(c, n + 2);
     if (!dst)

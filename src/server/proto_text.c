@@ -128,7 +128,14 @@ static void do_get(mk_conn *c, const mk_request *req)
             mk_conn_set_state(c, MK_CONN_CLOSING);
             return;
         }
+        int v = __atomic_load_n(&wk->srv->verbosity, __ATOMIC_RELAXED);
+        if (v > 2)
+            fprintf(stderr, "> %s %.*s\n", st == MK_ST_OK ? "FOUND KEY" : "NOT FOUND", (int)key.n, key.p);
+        if (st == MK_ST_OK && v > 1)
+            fprintf(stderr, ">%d sending key %.*s\n", c->w.fd, (int)key.n, key.p);
     }
+    if (__atomic_load_n(&wk->srv->verbosity, __ATOMIC_RELAXED) > 1)
+        fprintf(stderr, ">%d END\n", c->w.fd);
     if (!req->noreply)
         mk_conn_out(c, "END\r\n", 5);
     mk_conn_mark_sent(c);

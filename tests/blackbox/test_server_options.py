@@ -467,3 +467,25 @@ def test_sigusr1_lets_in_flight_request_finish(server_factory):
         assert c.read_line() == b"STORED\r\n"
         s.proc.send_signal(signal.SIGUSR1)
         assert s.proc.wait(3 * SLOW) == 0
+
+
+@pytest.mark.parametrize("level", ["-vv", "-vvv"])
+def test_vv_logs_commands_and_replies_and_vvv_state_changes(server_factory, level):
+    """-vv prints each command and each reply as memcached does ("<fd command", ">fd reply",
+    ">fd sending key K"); -vvv also the connection's state changes and each key found or not."""
+    srv = server_factory(level)
+    with srv.connect() as c:
+        assert c.cmd(b"set vkey 0 0 1\r\nx\r\n") == b"STORED\r\n"
+        assert c.get(b"get vkey nokey\r\n") == b"VALUE vkey 0 1\r\nx\r\nEND\r\n"
+        assert c.cmd(b"delete nokey\r\n") == b"NOT_FOUND\r\n"
+    deadline = time.monotonic() + 5 * SLOW
+    while "NOT_FOUND" not in srv.stderr() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    log = srv.stderr()
+    for line in ("set vkey 0 0 1", "STORED", "get vkey nokey", "sending key vkey", "END", "NOT_FOUND"):
+        assert re.search(r"^[<>]\d+ " + re.escape(line) + "$", log, re.M), (line, log)
+    if level == "-vvv":
+        assert re.search(r"^\d+: going from conn_parse_cmd to conn_nread$", log, re.M), log
+        assert "> FOUND KEY vkey" in log and "> NOT FOUND nokey" in log
+    else:
+        assert "going from" not in log
