@@ -64,6 +64,7 @@ typedef enum mk_cmd {
     MK_CMD_REFRESH_CERTS, /* memcached's TLS certificate reload ("refresh_certs [noreply]") */
     MK_CMD_LRU_CRAWLER,   /* "lru_crawler <args>": args holds the rest of the line */
     MK_CMD_SLABS,         /* "slabs <args>": args holds the rest of the line */
+    MK_CMD_WATCH,         /* "watch [kinds]": args holds the rest of the line */
     MK_CMD_MG,            /* meta commands: the line is parsed further by mk_parse_meta() */
     MK_CMD_MS,
     MK_CMD_MD,

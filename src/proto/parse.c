@@ -43,6 +43,7 @@ static const char *const cmd_names[MK_CMD__COUNT] = {
     [MK_CMD_REFRESH_CERTS] = "refresh_certs",
     [MK_CMD_LRU_CRAWLER] = "lru_crawler",
     [MK_CMD_SLABS] = "slabs",
+    [MK_CMD_WATCH] = "watch",
     [MK_CMD_MG] = "mg",
     [MK_CMD_MS] = "ms",
     [MK_CMD_MD] = "md",
@@ -432,12 +433,12 @@ static void parse_line(mk_request *req, const char *line, size_t n)
         req->noreply = last_is_noreply(t, nt);
         return;
     }
-    if (mk_tok_is(c, "lru_crawler")) {
-        req->cmd = MK_CMD_LRU_CRAWLER;
+    if (mk_tok_is(c, "lru_crawler") || mk_tok_is(c, "watch")) {
+        req->cmd = mk_tok_is(c, "watch") ? MK_CMD_WATCH : MK_CMD_LRU_CRAWLER;
         goto rest_args;
     }
     /* commands memcached knows that we do not serve: ERROR, but never the HTTP close below */
-    if (mk_tok_is(c, "watch") || mk_tok_is(c, "lru") || mk_tok_is(c, "extstore")) {
+    if (mk_tok_is(c, "lru") || mk_tok_is(c, "extstore")) {
         set_err(req, MK_PERR_ERROR);
         return;
     }

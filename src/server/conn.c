@@ -1,5 +1,6 @@
 /* server/conn.c — a connection's bytes: read, hand input to its protocol, data blocks, batched writes of replies. */
 #include "server/conn.h"
+#include "server/watch.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -37,6 +38,7 @@ const char *mk_conn_state_name(int st)
     case MK_CONN_SWALLOW: return "conn_swallow";
     case MK_CONN_CLOSING: return "conn_closing";
     case MK_CONN_READ: return "conn_read";
+    case MK_CONN_WATCH: return "conn_watch";
     default: return "conn_unknown";
     }
 }
@@ -105,6 +107,8 @@ static void out_reset(mk_conn *c)
 
 void mk_conn_close(mk_conn *c)
 {
+    if (!c->closed && __atomic_load_n(&c->state, __ATOMIC_RELAXED) == MK_CONN_WATCH)
+        mk_watch_remove(c->worker->srv, c);
     if (c->closed)
         return;
     mk_worker *wk = c->worker;
@@ -489,12 +493,16 @@ static void rbuf_shrink(mk_conn *c)
  */
 static step_result conn_process(mk_conn *c, int *budget)
 {
+    c->worker->cur_fd = c->w.fd;
     for (;;) {
         if (c->out_pending > OUT_BACKLOG_MAX)
             return STEP_BLOCKED;
         size_t avail = c->rend - c->rstart;
         switch (__atomic_load_n(&c->state, __ATOMIC_RELAXED)) {
         case MK_CONN_READ:
+            return STEP_NEED_READ;
+        case MK_CONN_WATCH:
+            c->rstart = c->rend; /* a watcher's input is not read as commands */
             return STEP_NEED_READ;
         case MK_CONN_PARSE: {
             /* the budget spent yields even with nothing left to parse, as memcached's conn_new_cmd
@@ -758,4 +766,16 @@ void mk_conn_resume(mk_conn *c)
     c->in_ready = false;
     if (!c->closed)
         conn_drive(c, c->worker->srv->settings->reqs_per_event);
+}
+
+void mk_conn_push(mk_conn *c)
+{
+    if (c->closed)
+        return;
+    if (out_flush(c) < 0) {
+        mk_conn_close(c);
+        return;
+    }
+    if (c->out_head < c->nouts)
+        mk_loop_mod(c->worker->loop, &c->w, EPOLLOUT);
 }

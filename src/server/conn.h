@@ -26,7 +26,8 @@ typedef enum mk_conn_state {
     MK_CONN_NREAD,      /* reading a data block into an item, then the protocol's complete_nread() */
     MK_CONN_SWALLOW,    /* discarding the data block of a refused storage command */
     MK_CONN_CLOSING,    /* no more input; close once the replies are written */
-    MK_CONN_READ        /* datagram connections: waiting for the next datagram */
+    MK_CONN_READ,       /* datagram connections: waiting for the next datagram */
+    MK_CONN_WATCH       /* "watch": no more commands (input discarded); log lines are written to it */
 } mk_conn_state;
 
 /* A piece of output: bytes in the conn's wbuf (ptr == NULL) or in an item's memory. */
@@ -125,6 +126,9 @@ void mk_conn_resume(mk_conn *c);
 void mk_conn_close(mk_conn *c);
 
 #define MK_CONN_RBUF_INIT 16384 /* a connection's read buffer until a long line grows it */
+
+/* Write what c has queued now, from its worker (watch lines); the rest when the socket takes it. */
+void mk_conn_push(mk_conn *c);
 
 /* Free a closed connection's memory. */
 void mk_conn_free(mk_conn *c);

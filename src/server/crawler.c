@@ -81,6 +81,25 @@ static bool classes_of(mk_str w, bool want[MAX_CLASSES])
     return any;
 }
 
+size_t mk_uri_encode(const char *p, size_t n, char *out)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    char *q = out;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)p[i];
+        if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '-' ||
+            ch == '.' || ch == '_' || ch == '~') {
+            *q++ = (char)ch;
+        } else {
+            *q++ = '%';
+            *q++ = hex[ch >> 4];
+            *q++ = hex[ch & 15];
+        }
+    }
+    *q = '\0';
+    return (size_t)(q - out);
+}
+
 /* ---- lru_crawler metadump: memcached's line per item */
 
 struct metadump {
@@ -94,18 +113,9 @@ static bool metadump_item(void *p, const mk_cache_entry *e)
     struct metadump *d = p;
     if (e->cls >= MAX_CLASSES || !d->want[e->cls])
         return true;
-    /* the key URI-encoded, as memcached writes it: bytes other than letters, digits and -._~ as %XX */
     char line[3 * 256 + 160], *q = line + 4;
     memcpy(line, "key=", 4);
-    for (size_t i = 0; i < e->nkey; i++) {
-        unsigned char ch = (unsigned char)e->key[i];
-        if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '-' ||
-            ch == '.' || ch == '_' || ch == '~') {
-            *q++ = (char)ch;
-        } else {
-            q += sprintf(q, "%%%02X", ch);
-        }
-    }
+    q += mk_uri_encode(e->key, e->nkey, q);
     /* la: memkit keeps no access time; the server's start is the honest earliest (docs/operations.md) */
     q += snprintf(q, (size_t)(line + sizeof line - q), " exp=%" PRId64 " la=%" PRId64 " cas=%" PRIu64
                   " fetch=%s cls=%u size=%zu\n", e->exp_at ? e->exp_at : -1, d->started, e->cas,

@@ -25,4 +25,8 @@ void mk_cachedump_command(mk_conn *c, mk_str args);
  */
 void mk_slabs_command(mk_conn *c, mk_str args);
 
+/* A key as memcached writes it in dumps and logs: bytes other than letters, digits and -._~ as %XX.
+ * out holds 3n+1 bytes; returns the length written (NUL-terminated). */
+size_t mk_uri_encode(const char *p, size_t n, char *out);
+
 #endif

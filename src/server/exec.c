@@ -1,5 +1,6 @@
 /* server/exec.c — protocol-neutral command execution against the store, with memcached's counters. */
 #include "server/exec.h"
+#include "server/watch.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -59,6 +60,55 @@ mk_status mk_exec_alloc_any(mk_worker *wk, mk_str key, uint32_t flags, int64_t e
     return alloc_item(wk, key, flags, exptime, vlen, true, ecas, it);
 }
 
+/* A hit copied out by the caller's fn: its size for the watch line, then fn. */
+typedef struct watched_read {
+    mk_cache_read_fn fn;
+    void *ctx;
+    size_t nbytes;
+    unsigned cls;
+    mk_cache *cache;
+} watched_read;
+
+static bool watched_fn(void *p, const mk_item_view *v)
+{
+    watched_read *w = p;
+    w->nbytes = v->nbytes;
+    return w->fn(w->ctx, v);
+}
+
+mk_status mk_exec_get_watched(mk_worker *wk, mk_str key, const mk_get_opts *o, mk_cache_read_fn fn, void *ctx,
+                              mk_item **it)
+{
+    watched_read w = {fn, ctx, 0, 0, wk->srv->cache};
+    mk_cache_rc rc;
+    mk_status st = mk_exec_get_rc(wk, key, o, fn ? watched_fn : NULL, &w, it, &rc);
+    if (mk_watching(wk->srv, MK_WATCH_FETCHERS)) {
+        /* memcached's item_get statuses; a hit copied out (no reference kept) gets its class from its sizes */
+        static const char *const status[] = {[MK_C_OK] = "found", [MK_C_MISS] = "not_found",
+                                             [MK_C_EXPIRED] = "expired", [MK_C_FLUSHED] = "flushed"};
+        const char *s = rc <= MK_C_FLUSHED && status[rc] ? status[rc] : "not_found";
+        size_t n = *it ? mk_item_nbytes(*it) : w.nbytes;
+        unsigned cls = *it ? mk_cache_item_class(wk->srv->cache, *it)
+                     : rc == MK_C_OK ? mk_cache_class_for(wk->srv->cache, key.n, n) : 0;
+        mk_watch_fetch(wk, key, s, cls, rc == MK_C_OK ? n : 0);
+    }
+    return st;
+}
+
+/* "watch mutations": memcached's item_store line for a store's outcome. */
+static void watch_store(mk_worker *wk, mk_item *it, mk_store_op op, mk_cache_rc rc)
+{
+    const char *st = rc == MK_C_OK ? "stored" : rc == MK_C_EXISTS ? "exists" : rc == MK_C_NOT_FOUND ? "not_found"
+                   : rc == MK_C_TOO_LARGE ? "too_large" : rc == MK_C_NO_MEMORY ? "no_memory" : "not_stored";
+    static const char *const cmd[] = {[MK_STORE_SET] = "set", [MK_STORE_ADD] = "add", [MK_STORE_REPLACE] = "replace",
+                                      [MK_STORE_APPEND] = "append", [MK_STORE_PREPEND] = "prepend",
+                                      [MK_STORE_CAS] = "cas"};
+    int64_t exp = mk_item_exp_at(it);
+    mk_watch_store(wk, (mk_str){mk_item_key(it), mk_item_nkey(it)}, st,
+                   (unsigned)op < sizeof cmd / sizeof cmd[0] && cmd[op] ? cmd[op] : "na", exp ? exp - wk->now : 0,
+                   mk_cache_item_class(wk->srv->cache, it), mk_item_nbytes(it));
+}
+
 static inline mk_status store_item(mk_worker *wk, mk_item *it, mk_store_op op, uint64_t cas_in, unsigned opts,
                                    uint64_t *cas, size_t *nbytes)
 {
@@ -66,6 +116,8 @@ static inline mk_status store_item(mk_worker *wk, mk_item *it, mk_store_op op, u
     uint64_t ncas = 0;
     MK_STAT_INC(ts, set_cmds);
     mk_cache_rc rc = mk_cache_store_ex(wk->srv->cache, it, op, cas_in, opts, wk->now, &ncas, nbytes);
+    if (mk_watching(wk->srv, MK_WATCH_MUTATIONS))
+        watch_store(wk, it, op, rc);
     if (mk_exec_detail_on(wk))
         mk_server_detail_count(wk->srv, mk_item_key(it), mk_item_nkey(it), 's', true);
     if (cas)

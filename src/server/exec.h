@@ -48,9 +48,13 @@ static inline bool mk_exec_detail_on(const mk_worker *wk)
     return __atomic_load_n(&wk->srv->detail_enabled, __ATOMIC_RELAXED);
 }
 
-/* (inline: it runs for every key of every get) */
-static inline mk_status mk_exec_get(mk_worker *wk, mk_str key, const mk_get_opts *o, mk_cache_read_fn fn,
-                                    void *ctx, mk_item **it)
+/* The watched path of mk_exec_get (exec.c): the same, and a "watch fetchers" line. */
+mk_status mk_exec_get_watched(mk_worker *wk, mk_str key, const mk_get_opts *o, mk_cache_read_fn fn, void *ctx,
+                              mk_item **it);
+
+/* mk_exec_get's work; *rcp: the store's answer (found, missing, expired, flushed). */
+static inline mk_status mk_exec_get_rc(mk_worker *wk, mk_str key, const mk_get_opts *o, mk_cache_read_fn fn,
+                                       void *ctx, mk_item **it, mk_cache_rc *rcp)
 {
     mk_cache *cache = wk->srv->cache;
     mk_thread_stats *ts = &wk->stats;
@@ -84,7 +88,18 @@ static inline mk_status mk_exec_get(mk_worker *wk, mk_str key, const mk_get_opts
     }
     if (mk_exec_detail_on(wk))
         mk_server_detail_count(wk->srv, key.p, key.n, 'g', hit);
+    *rcp = rc;
     return hit ? MK_ST_OK : MK_ST_NOT_FOUND;
+}
+
+/* (inline: it runs for every key of every get) */
+static inline mk_status mk_exec_get(mk_worker *wk, mk_str key, const mk_get_opts *o, mk_cache_read_fn fn,
+                                    void *ctx, mk_item **it)
+{
+    if (__builtin_expect(__atomic_load_n(&wk->srv->watch_kinds, __ATOMIC_RELAXED) != 0, 0))
+        return mk_exec_get_watched(wk, key, o, fn, ctx, it);
+    mk_cache_rc rc;
+    return mk_exec_get_rc(wk, key, o, fn, ctx, it, &rc);
 }
 
 /*

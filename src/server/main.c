@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "server/options.h"
@@ -130,9 +131,9 @@ static void daemon_ready(int fd, const char *err)
 {
     if (fd < 0)
         return;
-    char msg[1100];
-    int n = snprintf(msg, sizeof msg, "%c%s", err ? '1' : '0', err ? err : "");
-    if (write(fd, msg, (size_t)n) < 0) { /* (the shell is gone: nothing to tell) */
+    char flag = err ? '1' : '0';
+    struct iovec iov[2] = {{&flag, 1}, {(void *)(err ? err : ""), err ? strlen(err) : 0}};
+    if (writev(fd, iov, 2) < 0) { /* (the shell is gone: nothing to tell) */
     }
     close(fd);
 }
@@ -172,10 +173,11 @@ int main(int argc, char **argv)
         mk_server_destroy(srv);
         return 1;
     }
-    if (pidpath[0] && !write_pidfile(pidpath, err, sizeof err)) {
+    char perr[sizeof pidpath + 256];
+    if (pidpath[0] && !write_pidfile(pidpath, perr, sizeof perr)) {
         if (ready < 0)
-            fputs(err, stderr);
-        daemon_ready(ready, err);
+            fputs(perr, stderr);
+        daemon_ready(ready, perr);
         mk_server_destroy(srv);
         return 1;
     }

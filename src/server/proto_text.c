@@ -5,6 +5,7 @@
 
 #include "server/ascii.h"
 #include "server/crawler.h"
+#include "server/watch.h"
 #include "server/tls.h"
 #include "server/exec.h"
 #include "server/stats_cmd.h"
@@ -234,6 +235,9 @@ static void text_dispatch(mk_conn *c, const mk_request *req)
         break;
     case MK_CMD_SLABS:
         mk_slabs_command(c, req->args);
+        break;
+    case MK_CMD_WATCH:
+        mk_watch_command(c, req->args);
         break;
     case MK_CMD_MG:
     case MK_CMD_MS:

@@ -1,5 +1,6 @@
 /* server/server.c — listeners, the accept loop, worker threads and their loops, signals and the clock. */
 #include "server/server.h"
+#include "server/watch.h"
 #include "server/version.h"
 
 #include <arpa/inet.h>
@@ -405,6 +406,15 @@ static void worker_take_new(mk_worker *wk)
     }
 }
 
+/* The store evicted an item (under its shard lock): a line for the watchers that want evictions. */
+static void on_evict(void *ctx, const mk_cache_entry *e)
+{
+    mk_server *srv = ctx;
+    if (mk_watching(srv, MK_WATCH_EVICTIONS))
+        mk_watch_evict(srv, (mk_str){e->key, e->nkey}, e->fetched, e->exp_at ? e->exp_at - mk_server_now(srv) : -1,
+                       e->cls, e->nbytes);
+}
+
 static void on_notify(mk_watch *w, uint32_t events)
 {
     mk_worker *wk = (mk_worker *)((char *)w - offsetof(mk_worker, notify));
@@ -414,6 +424,7 @@ static void on_notify(mk_watch *w, uint32_t events)
         /* EAGAIN: nothing pending */
     }
     worker_take_new(wk);
+    mk_watch_flush(wk);
 }
 
 static void worker_close_idle(mk_worker *wk)
@@ -605,13 +616,16 @@ mk_server *mk_server_create(const mk_settings *s)
         .now = srv->now,
         .dump_items = s->coredumps,
     };
+    cc.on_evict = on_evict;
+    cc.evict_ctx = srv;
+    srv->watchers = mk_watchers_create();
     srv->cache = mk_cache_create(&cc);
     if (!srv->cache && s->memory_file) {
         fprintf(stderr, "memkitd: cannot use memory file %s: %s\n", s->memory_file, strerror(errno));
         goto fail;
     }
     srv->loop = mk_loop_create();
-    if (!srv->cache || !srv->loop) {
+    if (!srv->cache || !srv->loop || !srv->watchers) {
         fprintf(stderr, "memkitd: out of memory creating the store\n");
         goto fail;
     }
@@ -754,6 +768,7 @@ void mk_server_destroy(mk_server *srv)
         close(srv->sigw.fd);
     mk_loop_destroy(srv->loop);
     mk_server_detail_clear(srv);
+    mk_watchers_free(srv->watchers);
     /*
      * No thread touches the store now: leave an image a restart can serve again
      * (also when the server never ran — a port taken, a failed daemonize — so the

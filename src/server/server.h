@@ -61,7 +61,10 @@ typedef struct mk_worker {
     int64_t now;                /* this thread's copy of the clock, refreshed every wake-up */
     mk_thread_stats stats;      /* written only by this worker */
     char *tls_wbuf;             /* -o ssl_wbuf_size: where small TLS replies are gathered into one record */
+    int cur_fd;                 /* the connection whose input is being executed (watch lines' cfd=) */
 } mk_worker;
+
+typedef struct mk_watchers mk_watchers; /* watch.c */
 
 /* Per-prefix counters for "stats detail" (enabled with "stats detail on"); see detail.c. */
 typedef struct mk_detail mk_detail;
@@ -69,6 +72,8 @@ typedef struct mk_detail mk_detail;
 struct mk_server {
     const mk_settings *settings;
     mk_cache *cache;
+    mk_watchers *watchers;      /* "watch" connections (watch.c) */
+    unsigned watch_kinds;       /* the kinds they want, together (atomic): 0 when nobody watches */
     mk_loop *loop;              /* main thread: listeners and signals */
     mk_listener *listeners;
     int nlisteners;

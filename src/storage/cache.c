@@ -179,8 +179,15 @@ bool mk_replace_locked(mk_cache *c, mk_shard *s, uint64_t hv, size_t pos, mk_ite
 
 void mk_count_gone_locked(mk_cache *c, mk_shard *s, const mk_item *it, mk_cache_rc why, bool evicted)
 {
-    mk_class_counters *k = &s->cls[mk_class_of(c, mk_item_arena_size(it))];
+    unsigned cls = mk_class_of(c, mk_item_arena_size(it));
+    mk_class_counters *k = &s->cls[cls];
     bool fetched = it->state & MK_S_FETCHED;
+    if (evicted && c->cfg.on_evict) {
+        mk_cache_entry e = {.key = mk_item_key(it), .nkey = it->nkey, .nbytes = mk_item_nbytes(it),
+                            .exp_at = mk_item_exp_at(it), .cas = mk_item_cas(it), .fetched = fetched, .cls = cls,
+                            .size = mk_item_arena_size(it)};
+        c->cfg.on_evict(c->cfg.evict_ctx, &e);
+    }
     if (evicted) {
         s->n.evictions++;
         k->evicted++;

@@ -41,6 +41,8 @@
 typedef struct mk_cache mk_cache;
 typedef struct mk_item mk_item;
 
+struct mk_cache_entry; /* (below) */
+
 typedef struct mk_cache_config {
     size_t mem_limit;       /* bytes for items (headers + keys + values); required > 0 */
     size_t item_size_max;   /* largest item accepted, header + key + value (memcached's -I) */
@@ -51,6 +53,10 @@ typedef struct mk_cache_config {
     const char *mem_file;   /* item memory in this file (memcached's -e), restored if it holds a clean image; or NULL */
     int64_t now;            /* the clock at creation: restored items that have expired are dropped */
     bool dump_items;        /* true: item memory is included in core dumps (default false: MADV_DONTDUMP) */
+    /* NULL, or called for every item evicted, under its shard lock (so: quick, and no call into the
+     * cache); the entry is valid only during the call */
+    void (*on_evict)(void *ctx, const struct mk_cache_entry *e);
+    void *evict_ctx;
 } mk_cache_config;
 
 /* What creating a cache over a memory file found (docs/storage.md, "Warm restart"). */
@@ -375,7 +381,8 @@ typedef void (*mk_cache_class_cb)(const mk_cache_class_stats *cs, void *ctx);
 void mk_cache_class_stats_each(mk_cache *c, int64_t now, mk_cache_class_cb cb, void *ctx);
 
 /* One live item as mk_cache_each shows it: views valid only during the callback. */
-typedef struct mk_cache_entry {
+typedef struct mk_cache_entry mk_cache_entry;
+struct mk_cache_entry {
     const char *key;
     size_t nkey;
     size_t nbytes;     /* value bytes */
@@ -384,7 +391,12 @@ typedef struct mk_cache_entry {
     bool fetched;      /* read since it was stored */
     unsigned cls;      /* its class in "stats items" */
     size_t size;       /* bytes it takes in the arena */
-} mk_cache_entry;
+};
+
+/* The "stats items" class of an item (a reference held). */
+unsigned mk_cache_item_class(const mk_cache *c, const mk_item *it);
+/* The class an item of this key and value length falls in, without flags or expiry (an estimate of the above). */
+unsigned mk_cache_class_for(const mk_cache *c, size_t nkey, size_t nbytes);
 
 /*
  * mk_cache_each — call cb for every live (unexpired, unflushed) item, shard by shard in index order,

@@ -173,3 +173,13 @@ void mk_cache_each(mk_cache *c, int64_t now, mk_cache_each_cb cb, void *ctx)
             return;
     }
 }
+
+unsigned mk_cache_item_class(const mk_cache *c, const mk_item *it)
+{
+    return mk_class_of(c, mk_item_arena_size(it));
+}
+
+unsigned mk_cache_class_for(const mk_cache *c, size_t nkey, size_t nbytes)
+{
+    return mk_class_of(c, mk_cache_item_size(nkey, nbytes));
+}

@@ -3,7 +3,9 @@
 1.6.18 answers them, and libmemcached's memcstat."""
 import re
 import shutil
+import socket
 import subprocess
+import time
 import urllib.parse
 
 import pytest
@@ -135,3 +137,77 @@ def test_slabs_commands_answer_as_memcached(fresh_server):
         assert conn.cmd(b"slabs reassign x 2\r\n") == b"CLIENT_ERROR bad command line format\r\n"
         assert conn.cmd(b"slabs bogus\r\n") == b"ERROR\r\n"
         assert conn.cmd(b"slabs\r\n") == b"ERROR\r\n"
+
+
+WATCH_LINE = re.compile(r"^ts=\d+\.\d+ gid=\d+ type=(item_get|item_store|eviction) (.*)$")
+
+
+def _watch_lines(sock, until, timeout=10):
+    """Lines a watcher received until one contains `until`."""
+    sock.settimeout(timeout)
+    buf = b""
+    while until.encode() not in buf:
+        d = sock.recv(1 << 20)
+        assert d, buf
+        buf += d
+    return buf.decode().splitlines()
+
+
+def test_watch_streams_fetches_stores_and_evictions(server_factory):
+    """watch fetchers mutations evictions: OK, then memcached's line for every get, store and eviction,
+    with URI-encoded keys; the watcher serves no more commands; other clients are not slowed by it."""
+    srv = server_factory("-m", "2")
+    w = socket.create_connection((HOST, srv.port))
+    w.sendall(b"watch fetchers mutations evictions\r\n")
+    assert w.recv(4) == b"OK\r\n"
+    with srv.connect() as c:
+        assert c.cmd(b"set a%b 0 100 5\r\nhello\r\n") == b"STORED\r\n"
+        assert c.get(b"get a%b nokey\r\n") == b"VALUE a%b 0 5\r\nhello\r\nEND\r\n"
+        assert c.cmd(b"add a%b 0 0 1\r\nx\r\n") == b"NOT_STORED\r\n"
+        lines = _watch_lines(w, "type=item_store key=a%25b status=not_stored")
+        parsed = [WATCH_LINE.match(line) for line in lines]
+        assert all(parsed), lines
+        body = [m.group(1) + " " + m.group(2) for m in parsed]
+        assert any(b.startswith("item_store key=a%25b status=stored cmd=set ttl=100 clsid=") and b.endswith(
+            " size=5") for b in body), body
+        assert any(b.startswith("item_get key=a%25b status=found clsid=") for b in body), body
+        assert any(b.startswith("item_get key=nokey status=not_found clsid=0") for b in body), body
+        value = b"x" * 50000
+        for i in range(100):  # 5 MB into 2 MB: evictions
+            assert c.cmd(b"set big%d 0 0 %d\r\n%s\r\n" % (i, len(value), value)) == b"STORED\r\n"
+        lines = _watch_lines(w, "type=eviction")
+        ev = next(line for line in lines if "type=eviction" in line)
+        assert re.search(r"type=eviction key=big\d+ fetch=no ttl=-1 la=0 clsid=\d+ size=50000$", ev), ev
+    w.sendall(b"version\r\n")  # a watcher's input is not served
+    time.sleep(0.3)
+    w.settimeout(0.3)
+    try:
+        rest = w.recv(1 << 20)
+    except socket.timeout:
+        rest = b""
+    assert b"VERSION" not in rest
+    w.close()
+
+
+def test_watch_refusals(server):
+    with server.connect() as c:
+        assert c.cmd(b"watch bogus\r\n") == b"ERROR\r\n"
+        c.send(b"set wp 0 0 1\r\nx\r\nwatch\r\n")
+        assert c.read_until(b"\r\n") == b"STORED\r\n"
+        assert c.read_until(b"\r\n") == b"ERROR cannot pipeline other commands before watch\r\n"
+    watchers = [socket.create_connection((HOST, server.port)) for _ in range(21)]
+    try:
+        for i, s in enumerate(watchers):
+            s.sendall(b"watch\r\n")
+            s.settimeout(5)
+            got = s.recv(100)
+            assert got == (b"OK\r\n" if i < 20 else b"WATCHER_TOO_MANY log watcher limit reached\r\n"), (i, got)
+    finally:
+        for s in watchers:
+            s.close()
+    time.sleep(0.3)
+    last = socket.create_connection((HOST, server.port))  # the closed watchers' places are free again
+    last.sendall(b"watch\r\n")
+    last.settimeout(5)
+    assert last.recv(100) == b"OK\r\n"
+    last.close()

@@ -127,7 +127,7 @@ static void test_command_names(void)
         ROW("mget a\r\n", MK_CMD_NONE, MK_PERR_ERROR, false),
         ROW("slabs\r\n", MK_CMD_SLABS, MK_PERR_NONE, false), /* ERROR from the server */
         ROW("lru_crawler HTTP/1.1\r\n", MK_CMD_LRU_CRAWLER, MK_PERR_NONE, false), /* ERROR from the server, no close */
-        ROW("watch HTTP/1.1\r\n", MK_CMD_NONE, MK_PERR_ERROR, false),
+        ROW("watch HTTP/1.1\r\n", MK_CMD_WATCH, MK_PERR_NONE, false), /* ERROR from the server */
         ROW("set HTTP/1.0\r\n", MK_CMD_SET, MK_PERR_ERROR, false),
         ROW("bogus http/1.1\r\n", MK_CMD_NONE, MK_PERR_ERROR, false),
         ROW("get / HTTP/1.1\r\n", MK_CMD_GET, MK_PERR_NONE, false),
