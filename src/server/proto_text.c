@@ -239,6 +239,21 @@ static void text_dispatch(mk_conn *c, const mk_request *req)
     case MK_CMD_WATCH:
         mk_watch_command(c, req->args);
         break;
+    case MK_CMD_CACHE_MEMLIMIT:
+        /* memcached's checks and words; memkitd can go down to 8 MB and back up to -m, whose memory it
+         * reserved at start (mk_cache_set_limit) */
+        if (req->arg < 8)
+            reply(c, noreply, "MEMLIMIT_TOO_SMALL cannot set maxbytes to less than 8m");
+        else if (req->arg > 1000000000)
+            reply(c, noreply, "MEMLIMIT_ADJUST_FAILED input value is megabytes not bytes");
+        else if (!mk_cache_set_limit(wk->srv->cache, (uint64_t)req->arg << 20))
+            reply(c, noreply, "MEMLIMIT_ADJUST_FAILED out of bounds or unable to adjust");
+        else {
+            if (wk->srv->settings->verbose)
+                fprintf(stderr, "maxbytes adjusted to %llum\n", (unsigned long long)req->arg);
+            reply(c, noreply, "OK");
+        }
+        break;
     case MK_CMD_MG:
     case MK_CMD_MS:
     case MK_CMD_MD:

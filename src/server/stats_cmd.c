@@ -96,7 +96,7 @@ static void stats_general(mk_server *srv, const mk_stat_sink *k)
         stat(k, "idle_kicks", "%" PRIu64, ts.idle_kicks);
     stat(k, "bytes_read", "%" PRIu64, ts.bytes_read);
     stat(k, "bytes_written", "%" PRIu64, ts.bytes_written);
-    stat(k, "limit_maxbytes", "%zu", s->maxbytes);
+    stat(k, "limit_maxbytes", "%" PRIu64, cs.mem_limit); /* (-m, or what cache_memlimit set since) */
     stat(k, "accepting_conns", "%d",
          __atomic_load_n(&srv->stopping, __ATOMIC_RELAXED) || __atomic_load_n(&srv->paused_since_us, __ATOMIC_RELAXED)
              ? 0 : 1);
@@ -175,7 +175,9 @@ static void stats_settings(mk_server *srv, const mk_stat_sink *k)
         size_t len = strlen(inter);
         snprintf(inter + len, sizeof(inter) - len, "%s%s", i ? "," : "", s->listen[i]);
     }
-    stat(k, "maxbytes", "%zu", s->maxbytes);
+    mk_cache_stats cs;
+    mk_cache_get_stats(srv->cache, &cs);
+    stat(k, "maxbytes", "%" PRIu64, cs.mem_limit);
     stat(k, "maxconns", "%d", s->maxconns);
     stat(k, "tcpport", "%d", s->unix_path ? 0 : s->port);
     stat(k, "udpport", "%d", s->unix_path ? 0 : s->udp_port);

@@ -285,3 +285,24 @@ void mk_seg_unref(mk_cache *c, uint32_t id)
     if (atomic_fetch_sub_explicit(&c->segm[id].refs, 1, memory_order_acq_rel) == 1)
         seg_release(c, id);
 }
+
+bool mk_cache_set_limit(mk_cache *c, uint64_t bytes)
+{
+    uint64_t max = (uint64_t)c->nseg * MK_SEG_SIZE, want = bytes / MK_SEG_SIZE * MK_SEG_SIZE;
+    if (bytes < ((uint64_t)8 << 20) || want > max || want < 4 * (uint64_t)MK_SEG_SIZE)
+        return false;
+    pthread_mutex_lock(&c->arena_lock);
+    c->limit = want;
+    /* free segments kept resident past the new limit go back to the system */
+    for (int32_t id = c->free_head; id >= 0 && c->nfree_resident > 0 &&
+                                    (uint64_t)(c->inuse + c->nfree_resident) * MK_SEG_SIZE > want;
+         id = c->segm[id].next) {
+        if (c->segm[id].resident) {
+            mk_persist_discard(c, (uint32_t)id);
+            c->segm[id].resident = 0;
+            c->nfree_resident--;
+        }
+    }
+    pthread_mutex_unlock(&c->arena_lock);
+    return true;
+}

@@ -359,6 +359,14 @@ void mk_cache_unlink(mk_cache *c, const char *key, size_t nkey);
 void mk_cache_get_stats(mk_cache *c, mk_cache_stats *out);
 
 /*
+ * mk_cache_set_limit — change the memory limit at run time (memcached's cache_memlimit), to any
+ * size from 8 MB up to the limit the cache was created with (whose memory is already reserved).
+ * Lowering it takes effect as items are stored: each allocation over the new limit evicts first,
+ * and free segments above it are given back to the system now. false if bytes is out of bounds.
+ */
+bool mk_cache_set_limit(mk_cache *c, uint64_t bytes);
+
+/*
  * Per size class figures for "stats items" / "stats slabs": call cb once per
  * non-empty class, in increasing class order. The classes are accounting
  * buckets of item sizes (see docs/storage.md), not a slab allocator.

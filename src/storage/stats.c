@@ -65,10 +65,10 @@ void mk_cache_get_stats(mk_cache *c, mk_cache_stats *out)
     out->segments_used = c->inuse;
     out->segments_probation = c->inuse_kind[MK_KIND_PROB];
     out->segments_large = c->inuse_kind[MK_KIND_LARGE];
+    out->mem_limit = c->limit;
     pthread_mutex_unlock(&c->arena_lock);
     out->sketch_bytes = atomic_load_explicit(&c->sketch_bytes, memory_order_relaxed);
     out->mem_used = mk_charged(c);
-    out->mem_limit = c->limit;
     out->segment_size = MK_SEG_SIZE;
     out->segments_total = c->nseg;
     out->index_allowance = c->idx_allowance;

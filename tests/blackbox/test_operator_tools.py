@@ -211,3 +211,31 @@ def test_watch_refusals(server):
     last.settimeout(5)
     assert last.recv(100) == b"OK\r\n"
     last.close()
+
+
+@memkitd_only  # memcached also grows past -m; memkitd refuses that (its memory is reserved at start)
+def test_cache_memlimit_shrinks_and_regrows_the_cache(server_factory):
+    srv = server_factory("-m", "64")
+    with srv.connect() as c:
+        value = b"v" * 100_000
+        for i in range(400):  # 40 MB
+            assert c.cmd(b"set m%d 0 0 %d\r\n%s\r\n" % (i, len(value), value)) == b"STORED\r\n"
+        assert c.cmd(b"cache_memlimit 16\r\n") == b"OK\r\n"
+        st = c.stats()
+        assert st["limit_maxbytes"] == str(16 << 20) and c.stats("settings")["maxbytes"] == str(16 << 20)
+        for i in range(400, 600):  # 20 MB more: the cache now keeps about 16 MB
+            assert c.cmd(b"set m%d 0 0 %d\r\n%s\r\n" % (i, len(value), value)) == b"STORED\r\n"
+        st = c.stats()
+        assert int(st["bytes"]) <= 16 << 20 and int(st["evictions"]) > 0, st
+        assert c.get(b"get m599\r\n").startswith(b"VALUE m599 ")
+        assert c.cmd(b"cache_memlimit 64\r\n") == b"OK\r\n"
+        for i in range(600, 900):  # 30 MB: room again
+            assert c.cmd(b"set m%d 0 0 %d\r\n%s\r\n" % (i, len(value), value)) == b"STORED\r\n"
+        assert int(c.stats()["bytes"]) > 24 << 20
+        assert c.cmd(b"cache_memlimit 65\r\n") == b"MEMLIMIT_ADJUST_FAILED out of bounds or unable to adjust\r\n"
+        assert c.cmd(b"cache_memlimit 4\r\n") == b"MEMLIMIT_TOO_SMALL cannot set maxbytes to less than 8m\r\n"
+        assert c.cmd(b"cache_memlimit 2000000000\r\n") == \
+            b"MEMLIMIT_ADJUST_FAILED input value is megabytes not bytes\r\n"
+        assert c.cmd(b"cache_memlimit abc\r\n") == b"ERROR\r\n"
+        c.send(b"cache_memlimit 32 noreply\r\n")
+        assert c.stats()["limit_maxbytes"] == str(32 << 20)

@@ -831,6 +831,40 @@ static void test_no_evict_compaction(void)
     mk_cache_destroy(c);
 }
 
+/* cache_memlimit: down to 8 MB (allocations evict to fit), back up to the size it was made with, no further. */
+static void test_set_limit(void)
+{
+    mk_cache_config cfg = {.mem_limit = 32 << 20, .item_size_max = 1 << 20, .evict = true, .use_cas = true};
+    mk_cache *c = mk_cache_create(&cfg);
+    static char v[1001]; /* (small items: put_op writes the value in one piece) */
+    memset(v, 'v', sizeof v - 1);
+    char k[32];
+    for (int i = 0; i < 25000; i++) { /* 25 MB */
+        snprintf(k, sizeof k, "k%d", i);
+        CHECK_EQ_U(set(c, k, v, T0), MK_C_OK);
+    }
+    CHECK(!mk_cache_set_limit(c, 4 << 20));
+    CHECK(!mk_cache_set_limit(c, (32 << 20) + (4 << 20)));
+    CHECK(mk_cache_set_limit(c, 8 << 20));
+    for (int i = 25000; i < 35000; i++) {
+        snprintf(k, sizeof k, "k%d", i);
+        CHECK_EQ_U(set(c, k, v, T0), MK_C_OK);
+    }
+    mk_cache_stats st;
+    mk_cache_get_stats(c, &st);
+    CHECK_EQ_U(st.mem_limit, 8 << 20);
+    CHECK(st.mem_used <= (uint64_t)(8 << 20));
+    CHECK(st.evictions > 0);
+    CHECK(mk_cache_set_limit(c, 32 << 20));
+    for (int i = 35000; i < 55000; i++) {
+        snprintf(k, sizeof k, "k%d", i);
+        CHECK_EQ_U(set(c, k, v, T0), MK_C_OK);
+    }
+    mk_cache_get_stats(c, &st);
+    CHECK(st.mem_used > (uint64_t)(16 << 20));
+    mk_cache_destroy(c);
+}
+
 static void test_too_large(void)
 {
     mk_cache_config cfg = {.mem_limit = 1 << 20, .item_size_max = 1024, .evict = true, .use_cas = true};
@@ -1784,6 +1818,7 @@ int main(void)
     RUN(test_no_evict_mode);
     RUN(test_no_evict_compaction);
     RUN(test_too_large);
+    RUN(test_set_limit);
     RUN(test_refcount_safety);
     RUN(test_evict_across_shards);
     RUN(test_outofmemory_and_sweep_flushed);
