@@ -22,6 +22,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 #include <sys/types.h>
 
 #define MK_KEY_MAX 250          /* longest key memcached accepts */
@@ -147,6 +148,13 @@ ssize_t mk_parse_request(const char *buf, size_t len, mk_request *req);
  * when no key is left.
  */
 bool mk_next_key(mk_str *rest, mk_str *key);
+
+/* w is exactly the word s (admin commands' subcommands: "stats settings", "lru_crawler crawl"). */
+static inline bool mk_str_is(mk_str w, const char *s)
+{
+    size_t n = strlen(s);
+    return w.n == n && memcmp(w.p, s, n) == 0;
+}
 
 /* The exact reply line (without "\r\n") for a protocol error; "" for MK_PERR_NONE. */
 const char *mk_perr_text(mk_perr err);

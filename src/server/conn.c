@@ -25,9 +25,14 @@ static inline int verbosity(const mk_conn *c)
 
 void mk_conn_set_state(mk_conn *c, mk_conn_state st)
 {
-    int old = __atomic_exchange_n(&c->state, (int)st, __ATOMIC_RELAXED);
-    if (old != (int)st && verbosity(c) > 2)
-        fprintf(stderr, "%d: going from %s to %s\n", c->w.fd, mk_conn_state_name(old), mk_conn_state_name((int)st));
+    if (verbosity(c) > 2) {
+        int old = __atomic_exchange_n(&c->state, (int)st, __ATOMIC_RELAXED);
+        if (old != (int)st)
+            fprintf(stderr, "%d: going from %s to %s\n", c->w.fd, mk_conn_state_name(old),
+                    mk_conn_state_name((int)st));
+        return;
+    }
+    __atomic_store_n(&c->state, (int)st, __ATOMIC_RELAXED);
 }
 
 const char *mk_conn_state_name(int st)

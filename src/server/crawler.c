@@ -15,19 +15,9 @@
 /* The next space-separated word of *rest (advanced past it); n = 0 at the end. */
 static mk_str next_word(mk_str *rest)
 {
-    while (rest->n && *rest->p == ' ')
-        rest->p++, rest->n--;
-    mk_str w = {rest->p, 0};
-    while (w.n < rest->n && rest->p[w.n] != ' ')
-        w.n++;
-    rest->p += w.n;
-    rest->n -= w.n;
+    mk_str w = {NULL, 0};
+    mk_next_key(rest, &w);
     return w;
-}
-
-static bool is(mk_str w, const char *s)
-{
-    return w.n == strlen(s) && memcmp(w.p, s, w.n) == 0;
 }
 
 /* A decimal number in [lo, hi] as memcached's safe_strtoul / safe_strtol take it. */
@@ -59,7 +49,7 @@ static bool u32_of(mk_str w, uint32_t *out)
  * pieces skipped, as memcached's strtok does). */
 static bool classes_of(mk_str w, bool want[MAX_CLASSES])
 {
-    if (is(w, "all") || is(w, "hash")) {
+    if (mk_str_is(w, "all") || mk_str_is(w, "hash")) {
         for (int i = 0; i < MAX_CLASSES; i++)
             want[i] = true;
         return true;
@@ -148,18 +138,18 @@ void mk_lru_crawler_command(mk_conn *c, mk_str args)
     bool want[MAX_CLASSES];
     if (extra.n || !sub.n) {
         mk_conn_reply(c, "ERROR");
-    } else if (arg.n && is(sub, "metadump")) {
+    } else if (arg.n && mk_str_is(sub, "metadump")) {
         metadump(c, arg);
-    } else if (arg.n && is(sub, "crawl")) {
+    } else if (arg.n && mk_str_is(sub, "crawl")) {
         /* memkitd reclaims expired items as it goes (docs/storage.md): there is no pass to start */
         mk_conn_reply(c, classes_of(arg, want) ? "OK" : "BADCLASS invalid class id");
-    } else if (arg.n && is(sub, "tocrawl")) {
+    } else if (arg.n && mk_str_is(sub, "tocrawl")) {
         mk_conn_reply(c, u32_of(arg, &v) ? "OK" : "CLIENT_ERROR bad command line format");
-    } else if (arg.n && is(sub, "sleep")) {
+    } else if (arg.n && mk_str_is(sub, "sleep")) {
         mk_conn_reply(c, !u32_of(arg, &v) ? "CLIENT_ERROR bad command line format"
                          : v > 1000000    ? "CLIENT_ERROR sleep must be one second or less"
                                           : "OK");
-    } else if (!arg.n && (is(sub, "enable") || is(sub, "disable"))) {
+    } else if (!arg.n && (mk_str_is(sub, "enable") || mk_str_is(sub, "disable"))) {
         mk_conn_reply(c, "OK");
     } else {
         mk_conn_reply(c, "ERROR");
@@ -222,7 +212,7 @@ void mk_slabs_command(mk_conn *c, mk_str args)
 {
     mk_server *srv = c->worker->srv;
     mk_str rest = args, sub = next_word(&rest), a = next_word(&rest), b = next_word(&rest), extra = next_word(&rest);
-    if (is(sub, "reassign") && b.n && !extra.n) {
+    if (mk_str_is(sub, "reassign") && b.n && !extra.n) {
         long long src, dst;
         if (!num_of(a, INT32_MIN, INT32_MAX, &src) || !num_of(b, INT32_MIN, INT32_MAX, &dst))
             mk_conn_reply(c, "CLIENT_ERROR bad command line format");
@@ -232,9 +222,9 @@ void mk_slabs_command(mk_conn *c, mk_str args)
             mk_conn_reply(c, "BADCLASS invalid src or dst class id");
         else
             mk_conn_reply(c, "NOSPARE source class has no spare pages");
-    } else if (is(sub, "automove") && a.n) {
+    } else if (mk_str_is(sub, "automove") && a.n) {
         uint32_t level;
-        if (is(a, "ratio")) {
+        if (mk_str_is(a, "ratio")) {
             char buf[32];
             char *end = NULL;
             double r = 0;

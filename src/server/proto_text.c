@@ -106,6 +106,7 @@ static void do_get(mk_conn *c, const mk_request *req)
                      .exp_at = touch ? mk_exptime_to_abs(req->exptime, wk->now) : 0};
     mk_str rest = req->keys, key;
     bool first = true;
+    int verbose = __atomic_load_n(&wk->srv->verbosity, __ATOMIC_RELAXED); /* -vv, -vvv: memcached's lines */
 
     while (mk_next_key(&rest, &key)) {
         if (!first) {
@@ -129,13 +130,12 @@ static void do_get(mk_conn *c, const mk_request *req)
             mk_conn_set_state(c, MK_CONN_CLOSING);
             return;
         }
-        int v = __atomic_load_n(&wk->srv->verbosity, __ATOMIC_RELAXED);
-        if (v > 2)
+        if (verbose > 2)
             fprintf(stderr, "> %s %.*s\n", st == MK_ST_OK ? "FOUND KEY" : "NOT FOUND", (int)key.n, key.p);
-        if (st == MK_ST_OK && v > 1)
+        if (st == MK_ST_OK && verbose > 1)
             fprintf(stderr, ">%d sending key %.*s\n", c->w.fd, (int)key.n, key.p);
     }
-    if (__atomic_load_n(&wk->srv->verbosity, __ATOMIC_RELAXED) > 1)
+    if (verbose > 1)
         fprintf(stderr, ">%d END\n", c->w.fd);
     if (!req->noreply)
         mk_conn_out(c, "END\r\n", 5);

@@ -175,9 +175,7 @@ static void stats_settings(mk_server *srv, const mk_stat_sink *k)
         size_t len = strlen(inter);
         snprintf(inter + len, sizeof(inter) - len, "%s%s", i ? "," : "", s->listen[i]);
     }
-    mk_cache_stats cs;
-    mk_cache_get_stats(srv->cache, &cs);
-    stat(k, "maxbytes", "%" PRIu64, cs.mem_limit);
+    stat(k, "maxbytes", "%" PRIu64, mk_cache_limit(srv->cache)); /* (-m, or cache_memlimit's since) */
     stat(k, "maxconns", "%d", s->maxconns);
     stat(k, "tcpport", "%d", s->unix_path ? 0 : s->port);
     stat(k, "udpport", "%d", s->unix_path ? 0 : s->udp_port);
@@ -381,11 +379,6 @@ static void stats_conns(mk_server *srv, const mk_stat_sink *k)
     }
 }
 
-static bool word_is(mk_str w, const char *s)
-{
-    return w.n == strlen(s) && memcmp(w.p, s, w.n) == 0;
-}
-
 mk_stats_result mk_stats_group(mk_server *srv, mk_str args, const mk_stat_sink *k)
 {
     mk_str rest = args, w1 = {0}, w2 = {0};
@@ -394,35 +387,35 @@ mk_stats_result mk_stats_group(mk_server *srv, mk_str args, const mk_stat_sink *
 
     if (w1.n == 0) {
         stats_general(srv, k);
-    } else if (word_is(w1, "settings")) {
+    } else if (mk_str_is(w1, "settings")) {
         stats_settings(srv, k);
-    } else if (word_is(w1, "items")) {
+    } else if (mk_str_is(w1, "items")) {
         mk_cache_class_stats_each(srv->cache, mk_server_now(srv), class_items, (void *)k);
-    } else if (word_is(w1, "slabs")) {
+    } else if (mk_str_is(w1, "slabs")) {
         slab_ctx sc = {k, 0};
         mk_cache_stats cs;
         mk_cache_class_stats_each(srv->cache, mk_server_now(srv), class_slabs, &sc);
         mk_cache_get_stats(srv->cache, &cs);
         stat(k, "active_slabs", "%u", sc.active);
         stat(k, "total_malloced", "%" PRIu64, cs.mem_used);
-    } else if (word_is(w1, "sizes")) {
+    } else if (mk_str_is(w1, "sizes")) {
         stat(k, "sizes_status", "%s", "disabled");
-    } else if (word_is(w1, "conns")) {
+    } else if (mk_str_is(w1, "conns")) {
         stats_conns(srv, k);
-    } else if (word_is(w1, "cachedump")) {
+    } else if (mk_str_is(w1, "cachedump")) {
         return MK_STATS_CACHEDUMP; /* (lines of its own: crawler.c) */
-    } else if (word_is(w1, "reset")) {
+    } else if (mk_str_is(w1, "reset")) {
         mk_server_reset_stats(srv);
         mk_server_detail_clear(srv); /* memcached's reset clears the prefix counters too (t/stats-detail.t) */
         return MK_STATS_RESET;
-    } else if (word_is(w1, "detail")) {
-        if (word_is(w2, "on") || word_is(w2, "off")) {
+    } else if (mk_str_is(w1, "detail")) {
+        if (mk_str_is(w2, "on") || mk_str_is(w2, "off")) {
             pthread_mutex_lock(&srv->stats_lock);
-            __atomic_store_n(&srv->detail_enabled, word_is(w2, "on"), __ATOMIC_RELAXED);
+            __atomic_store_n(&srv->detail_enabled, mk_str_is(w2, "on"), __ATOMIC_RELAXED);
             pthread_mutex_unlock(&srv->stats_lock);
             return MK_STATS_OK;
         }
-        if (!word_is(w2, "dump"))
+        if (!mk_str_is(w2, "dump"))
             return MK_STATS_USAGE;
         return MK_STATS_DUMP;
     } else {

@@ -55,11 +55,6 @@ void mk_watchers_free(mk_watchers *w)
     free(w);
 }
 
-bool mk_watching(const mk_server *srv, unsigned kind)
-{
-    return (__atomic_load_n(&srv->watch_kinds, __ATOMIC_RELAXED) & kind) != 0;
-}
-
 static void recompute_kinds_locked(mk_server *srv)
 {
     unsigned k = 0;
@@ -77,20 +72,12 @@ void mk_watch_command(mk_conn *c, mk_str args)
         mk_conn_reply(c, "ERROR cannot pipeline other commands before watch");
         return;
     }
-    for (mk_str rest = args, w; rest.n;) {
-        while (rest.n && *rest.p == ' ')
-            rest.p++, rest.n--;
-        w.p = rest.p;
-        for (w.n = 0; w.n < rest.n && rest.p[w.n] != ' ';)
-            w.n++;
-        rest.p += w.n, rest.n -= w.n;
-        if (w.n == 0)
-            break;
-        if (w.n == 8 && memcmp(w.p, "fetchers", 8) == 0)
+    for (mk_str rest = args, w; mk_next_key(&rest, &w);) {
+        if (mk_str_is(w, "fetchers"))
             kinds |= MK_WATCH_FETCHERS;
-        else if (w.n == 9 && memcmp(w.p, "mutations", 9) == 0)
+        else if (mk_str_is(w, "mutations"))
             kinds |= MK_WATCH_MUTATIONS;
-        else if (w.n == 9 && memcmp(w.p, "evictions", 9) == 0)
+        else if (mk_str_is(w, "evictions"))
             kinds |= MK_WATCH_EVICTIONS;
         else {
             /* memcached's other streams (rawcmds, sysevents, connevents, proxy*) are not kept here */

@@ -15,7 +15,10 @@ mk_watchers *mk_watchers_create(void);
 void mk_watchers_free(mk_watchers *w);
 
 /* Some watcher wants events of this kind (one relaxed load: the cost when nobody watches). */
-bool mk_watching(const mk_server *srv, unsigned kind);
+static inline bool mk_watching(const mk_server *srv, unsigned kind)
+{
+    return (__atomic_load_n(&srv->watch_kinds, __ATOMIC_RELAXED) & kind) != 0;
+}
 
 /*
  * Reply on c to "watch [fetchers] [mutations] [evictions]" as memcached 1.6.18 does: OK, then the

@@ -306,3 +306,11 @@ bool mk_cache_set_limit(mk_cache *c, uint64_t bytes)
     pthread_mutex_unlock(&c->arena_lock);
     return true;
 }
+
+uint64_t mk_cache_limit(mk_cache *c)
+{
+    pthread_mutex_lock(&c->arena_lock);
+    uint64_t v = c->limit;
+    pthread_mutex_unlock(&c->arena_lock);
+    return v;
+}

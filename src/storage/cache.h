@@ -365,6 +365,8 @@ void mk_cache_get_stats(mk_cache *c, mk_cache_stats *out);
  * and free segments above it are given back to the system now. false if bytes is out of bounds.
  */
 bool mk_cache_set_limit(mk_cache *c, uint64_t bytes);
+/* The memory limit in force (the creation's, or mk_cache_set_limit's since). */
+uint64_t mk_cache_limit(mk_cache *c);
 
 /*
  * Per size class figures for "stats items" / "stats slabs": call cb once per
