@@ -212,11 +212,12 @@ $(BUILD)/policy_sim: $(POLICY_SRC) bench/policy/policy_sim.h tools/bench/bench.h
 	$(CC) $(CPPFLAGS) $(CFLAGS) -Itools/bench $(LDFLAGS) -o $@ $(POLICY_SRC) -lm
 .PHONY: bench-policy
 
-# ---- memkit-bench, the load generator (issue 6): tools/bench/*.c -> build/memkit-bench (protocol layer from libmkcore.a)
+# ---- memkit-bench, the load generator (issue 6): tools/bench/*.c -> build/memkit-bench
+#      (libmemkit.a: key placement over a server list, and the protocol layer)
 BENCH_OBJ := $(call obj,$(sort $(wildcard tools/bench/*.c)))
 all: $(BUILD)/memkit-bench
-$(BUILD)/memkit-bench: $(BENCH_OBJ) $(BUILD)/libmkcore.a
-	$(CC) $(LDFLAGS) -o $@ $(BENCH_OBJ) $(BUILD)/libmkcore.a -lnettle -lm
+$(BUILD)/memkit-bench: $(BENCH_OBJ) $(BUILD)/libmemkit.a
+	$(CC) $(LDFLAGS) -o $@ $(BENCH_OBJ) $(BUILD)/libmemkit.a $(CLIENT_LIBS) -lm
 
 # ---- the Python module memkit (issue 4): build/python/memkit/ = python/memkit/*.py + _memkit<EXT_SUFFIX>
 #   C sources python/memkit/*.c, compiled -fPIC with $(PYTHON)'s headers; libmemkit's PIC objects are

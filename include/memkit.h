@@ -170,6 +170,9 @@ size_t mk_server_count(const mk_client *c);
  * The string lives as long as the client. */
 const char *mk_server_name(const mk_client *c, size_t i);
 
+/* mk_server_weight — server i's weight as the list gave it (1 when it gave none); 0 if out of range. */
+uint32_t mk_server_weight(const mk_client *c, size_t i);
+
 /* mk_server_alive — false while server i is marked dead (until a probe finds it back). */
 bool mk_server_alive(const mk_client *c, size_t i);
 
@@ -410,8 +413,11 @@ typedef void (*mk_stat_cb)(void *ctx, const char *name, size_t nname, const char
                            size_t nvalue);
 
 /* mk_stats — "stats [group]" on server i (group NULL or "" for the general
- * stats); cb is called for each STAT line, on the calling thread. Returns 0 or
- * an error. A dead server is tried anyway (stats are for operators). */
+ * stats); cb is called for each STAT line, on the calling thread. For group
+ * "detail dump" each "PREFIX <prefix> get N hit N set N del N" line calls cb with
+ * the prefix as name and "get N hit N set N del N" as value; a group the server
+ * answers with OK alone ("detail on", "detail off") calls cb never and returns 0.
+ * Returns 0 or an error. A dead server is tried anyway (stats are for operators). */
 int mk_stats(mk_client *c, size_t server, const char *group, mk_stat_cb cb, void *ctx);
 
 /* ------------------------------------------- non-blocking interface (event loops) */

@@ -373,18 +373,19 @@ typedef enum mk_resp_type {
     MK_RESP_ERROR,
     MK_RESP_CLIENT_ERROR, /* text = message */
     MK_RESP_SERVER_ERROR, /* text = message */
+    MK_RESP_PREFIX,       /* "stats detail dump": "PREFIX <name> get N hit N set N del N"; key = name, text = the rest */
     MK_RESP__COUNT
 } mk_resp_type;
 
 typedef struct mk_response {
     mk_resp_type type;
-    mk_str key;           /* VALUE: key; STAT: name */
+    mk_str key;           /* VALUE: key; STAT: name; PREFIX: the prefix */
     uint32_t flags;       /* VALUE */
     uint64_t vlen;        /* VALUE: data bytes, not counting "\r\n" */
     bool has_cas;         /* VALUE: a cas unique was present */
     uint64_t cas;         /* VALUE */
     uint64_t number;      /* NUMBER */
-    mk_str text;          /* VERSION, STAT value, CLIENT_ERROR/SERVER_ERROR message */
+    mk_str text;          /* VERSION, STAT value, PREFIX counters, CLIENT_ERROR/SERVER_ERROR message */
 } mk_response;
 
 /*

@@ -295,6 +295,11 @@ const char *mk_server_name(const mk_client *c, size_t i)
     return c && i < c->n ? c->servers[i].name : NULL;
 }
 
+uint32_t mk_server_weight(const mk_client *c, size_t i)
+{
+    return c && i < c->n ? c->specs[i].weight : 0;
+}
+
 bool mk_server_alive(const mk_client *c, size_t i)
 {
     return c && i < c->n && mk__server_alive(&c->servers[i], mk__now_ms());

@@ -665,6 +665,7 @@ static int on_reply(mk_op *op, const mk_response *r)
             return (op->a.nkeyset || op->hits) ? 0 : MK_ENOTFOUND;
         return code == MK_OP_STATS ? 0 : MK_EPROTO;
     case MK_RESP_STAT:
+    case MK_RESP_PREFIX: /* "stats detail dump" lists prefixes instead of STAT lines */
         if (code != MK_OP_STATS)
             return MK_EPROTO;
         if (op->a.stat_cb)
@@ -683,8 +684,8 @@ static int on_reply(mk_op *op, const mk_response *r)
         return code == MK_OP_DELETE ? 0 : MK_EPROTO;
     case MK_RESP_TOUCHED:
         return code == MK_OP_TOUCH ? 0 : MK_EPROTO;
-    case MK_RESP_OK:
-        return code == MK_OP_FLUSH_ALL ? 0 : MK_EPROTO;
+    case MK_RESP_OK: /* "stats detail on|off" answers OK alone */
+        return code == MK_OP_FLUSH_ALL || code == MK_OP_STATS ? 0 : MK_EPROTO;
     case MK_RESP_NUMBER:
         if (code != MK_OP_INCR && code != MK_OP_DECR)
             return MK_EPROTO;

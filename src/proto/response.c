@@ -164,11 +164,12 @@ ssize_t mk__parse_response_full(const char *buf, size_t len, mk_response *resp)
         resp->text = text;
         return used;
     }
-    if (line_prefix(p, n, "STAT", &text)) {
+    bool stat = line_prefix(p, n, "STAT", &text);
+    if (stat || line_prefix(p, n, "PREFIX", &text)) {
         const char *sp = memchr(text.p, ' ', text.n);
         if (sp == NULL || sp == text.p)
             return -1;
-        resp->type = MK_RESP_STAT;
+        resp->type = stat ? MK_RESP_STAT : MK_RESP_PREFIX;
         resp->key.p = text.p;
         resp->key.n = (size_t)(sp - text.p);
         resp->text.p = sp + 1;

@@ -1,10 +1,13 @@
-"""tests/bench/test_bench.py — memkit-bench against Debian's memcached and build/memkitd: JSON result invariants, fixed rate, options.
+"""tests/bench/test_bench.py — memkit-bench against Debian's memcached and build/memkitd: JSON result invariants, fixed rate, options, server lists.
 
 Runs build/memkit-bench (or $MEMKIT_BENCH) briefly, bounded by request counts,
 against servers started on free loopback ports:
 
     memcached -u root -l 127.0.0.1 -U 0 -p PORT          (always)
     build/memkitd -u root -l 127.0.0.1 -U 0 -p PORT      (when built; or $MEMKITD)
+
+With several servers (-s A,B,C) the keys must land where the real clients put
+them: pylibmc (libmemcached) and python-memcached read back what the bench set.
 """
 
 import json
@@ -374,3 +377,216 @@ def test_unreachable_server_exits_1():
     p = bench("-s", f"{HOST}:{free_port()}", "-n", 10, check=False)
     assert p.returncode == 1
     assert "cannot connect" in p.stderr
+
+
+# ---------------------------------------------------------------- several servers (-s LIST)
+
+CLUSTER_KEYS = 3000
+
+
+@pytest.fixture
+def cluster():
+    """Three fresh servers, memkitd and memcached mixed (memcached alone if memkitd is not built)."""
+    kit = MEMKITD if os.access(MEMKITD, os.X_OK) else MEMCACHED
+    servers = []
+    try:
+        for binary in (kit, MEMCACHED, kit):
+            servers.append(Server(binary))
+        yield servers
+    finally:
+        for s in servers:
+            s.stop()
+
+
+def server_list(cluster, weights=None):
+    """-s for the cluster: "host:port,...", or "host:port:weight,..." with weights."""
+    if weights:
+        return ",".join(f"{s.addr}:{w}" for s, w in zip(cluster, weights))
+    return ",".join(s.addr for s in cluster)
+
+
+def cluster_json(cluster, *args):
+    p = bench("-s", server_list(cluster), "--json", *args)
+    assert p.stderr == "", p.stderr
+    return json.loads(p.stdout)
+
+
+def stats(server):
+    with socket.create_connection((HOST, server.port), timeout=5) as s:
+        s.sendall(b"stats\r\n")
+        data = b""
+        while not data.endswith(b"END\r\n"):
+            chunk = s.recv(65536)
+            assert chunk, data
+            data += chunk
+    return dict(line.split()[1:3] for line in data.decode().splitlines() if line.startswith("STAT "))
+
+
+def bench_keys(n, size=16):
+    """memkit-bench's keys 0..n-1: 'k' and the index, zero-padded to the key size (docs/bench.md)."""
+    return ["k%0*d" % (size - 1, i) for i in range(n)]
+
+
+def found_keys(client, names):
+    """The keys of names a client library finds."""
+    found = {}
+    for i in range(0, len(names), 500):
+        found.update(client.get_multi(names[i:i + 500]))
+    return set(found)
+
+
+def held_keys(server, names):
+    """The keys of names this one server holds, asked of it alone."""
+    held = set()
+    with socket.create_connection((HOST, server.port), timeout=5) as s, s.makefile("rb") as f:
+        for i in range(0, len(names), 100):
+            s.sendall(("get " + " ".join(names[i:i + 100]) + "\r\n").encode())
+            while (line := f.readline()) != b"END\r\n":
+                _, key, _, size = line.split()
+                held.add(key.decode())
+                f.read(int(size) + 2)
+    return held
+
+
+def prepopulate_cluster(cluster, *args):
+    p = bench("-s", *args, "--json", "--ratio", "0:1", "--prepopulate", "-n", 1,
+              "--key-space", CLUSTER_KEYS)
+    assert p.stderr == "", p.stderr
+    r = json.loads(p.stdout)
+    check_invariants(r)
+    assert r["prepopulated"] == CLUSTER_KEYS
+    return r
+
+
+def check_placement(cluster, peer):
+    """Every key is on one server, and the peer client finds every key where memkit-bench set it.
+
+    The peer asks each key of the one server its placement names, so finding them all means its
+    placement is the bench's, key for key: each server holds exactly the keys the peer sends it,
+    and its curr_items is their count."""
+    names = bench_keys(CLUSTER_KEYS)
+    counts = [int(stats(s)["curr_items"]) for s in cluster]
+    held = [held_keys(s, names) for s in cluster]
+    assert [len(h) for h in held] == counts
+    assert sum(counts) == CLUSTER_KEYS and set().union(*held) == set(names), counts
+    assert all(0 < c < CLUSTER_KEYS for c in counts), counts
+    assert found_keys(peer, names) == set(names)
+    return counts
+
+
+def test_cluster_consistent_places_keys_as_pylibmc(cluster):
+    pylibmc = pytest.importorskip("pylibmc")
+    r = prepopulate_cluster(cluster, server_list(cluster), "--distribution=consistent")
+    assert r["config"]["distribution"] == "consistent"
+    # pylibmc's {"ketama": True} is libmemcached's consistent distribution (docs/distribution.md)
+    check_placement(cluster, pylibmc.Client([s.addr for s in cluster], behaviors={"ketama": True}))
+
+
+def test_cluster_modula_places_keys_as_python_memcached(cluster):
+    memcache = pytest.importorskip("memcache")
+    prepopulate_cluster(cluster, server_list(cluster), "--distribution=modula")
+    # flags 0: python-memcached returns the raw value
+    check_placement(cluster, memcache.Client([s.addr for s in cluster]))
+
+
+def test_cluster_weighted_ketama_places_keys_as_pylibmc(cluster):
+    pylibmc = pytest.importorskip("pylibmc")
+    weights = [1, 3, 2]
+    r = prepopulate_cluster(cluster, server_list(cluster, weights))  # ketama: the default
+    assert r["config"]["distribution"] == "ketama"
+    assert [s["weight"] for s in r["servers"]] == weights
+    # libmemcached's KETAMA_WEIGHTED is memkit's ketama (docs/distribution.md)
+    peer = pylibmc.Client([f"{s.addr}:{w}" for s, w in zip(cluster, weights)],
+                          behaviors={"ketama_weighted": True})
+    counts = check_placement(cluster, peer)
+    assert counts[1] > counts[2] > counts[0]
+
+
+def test_cluster_multiget_splits_by_server(cluster):
+    r = cluster_json(cluster, "--prepopulate", "--key-space", 300, "--ratio", "1:0",
+                     "--multiget", 16, "-n", 200, "-c", 2, "-P", 3)
+    check_invariants(r)
+    assert r["gets"] == 200 and r["get_keys"] == 3200 and r["hits"] == 3200
+    srv = r["servers"]
+    assert [s["server"] for s in srv] == [s.addr for s in cluster]
+    assert all(s["weight"] == 1 and s["get_keys"] > 0 and s["sets"] == 0 for s in srv)
+    assert sum(s["get_keys"] for s in srv) == 3200 and sum(s["hits"] for s in srv) == 3200
+    # a request is one part per server holding some of its keys
+    assert 200 < sum(s["requests"] for s in srv) <= 600
+    assert r["config"]["server"] == server_list(cluster) and r["config"]["distribution"] == "ketama"
+
+
+@pytest.mark.parametrize("protocol", ["text", "meta"])
+def test_cluster_mixed_load_adds_up(cluster, protocol):
+    r = cluster_json(cluster, "--protocol", protocol, "--key-space", 500, "--ratio", "3:1", "--multiget", 5,
+                     "-n", 3000, "-t", 2, "-c", 3, "-P", 4)
+    check_invariants(r)
+    assert r["requests"] == 3000
+    srv = r["servers"]
+    for field in ("get_keys", "hits", "sets"):
+        assert sum(s[field] for s in srv) == r[field], field
+    assert sum(s["requests"] for s in srv) >= r["requests"]
+
+
+def test_cluster_fixed_rate_and_idle_connections(cluster):
+    r = cluster_json(cluster, "-R", 2000, "-n", 600, "-c", 2, "--multiget", 4, "--idle-conns", 10)
+    check_invariants(r)
+    assert r["requests"] == 600 and r["config"]["idle_conns"] == 10
+    assert abs(r["rate"]["achieved"] - 2000) / 2000 < 0.10, r["rate"]
+
+
+def test_cluster_human_output(cluster):
+    p = bench("-s", server_list(cluster), "--distribution", "rendezvous", "--prepopulate", "--key-space", 300,
+              "--ratio", "1:0", "--multiget", 10, "-n", 300)
+    assert p.stderr == ""
+    lines = p.stdout.splitlines()
+    assert lines[0].startswith(f"memkit-bench 0.1.0  {server_list(cluster)} (rendezvous, text)  ")
+    per_server = [ln.split() for ln in lines if ln.startswith("server ")]
+    assert [f[1] for f in per_server] == [s.addr for s in cluster]
+    # server NAME requests N keys K hits H P% of keys
+    assert sum(int(f[5]) for f in per_server) == 3000
+    assert sum(int(f[7]) for f in per_server) == 3000
+    assert abs(sum(float(f[8].rstrip("%")) for f in per_server) - 100) < 0.2
+
+
+def test_one_server_ignores_distribution(server):
+    results = []
+    for dist in ("ketama", "modula"):
+        server.flush()
+        r = run_json(server, "--distribution", dist, "-c", 1, "--ratio", "1:1", "--key-space", 200,
+                     "--multiget", 3, "-n", 2000)
+        check_invariants(r)
+        [s] = r["servers"]
+        assert s == {"server": server.addr, "weight": 1, "requests": r["requests"], "get_keys": r["get_keys"],
+                     "hits": r["hits"], "sets": r["sets"]}
+        results.append({k: r[k] for k in ("gets", "sets", "hits", "misses", "bytes_sent")})
+    assert results[0] == results[1]  # one connection, the same seed: the same requests and replies
+
+
+@pytest.mark.parametrize("servers", ["a:0", "h:1:x", "", "127.0.0.1:1,,127.0.0.1:2", "[::1", "h:1 -2"])
+def test_bad_server_list_exits_2(servers):
+    p = bench("-s", servers, "-n", 1, check=False)
+    assert p.returncode == 2, (servers, p.returncode, p.stderr)
+    assert p.stdout == ""
+    assert p.stderr.startswith("memkit-bench: --servers: ") and p.stderr.count("\n") == 1, p.stderr
+
+
+def test_bad_distribution_exits_2():
+    p = bench("--distribution", "crc32", "-n", 1, check=False)
+    assert p.returncode == 2
+    assert p.stderr.startswith("memkit-bench: --distribution: ") and p.stderr.count("\n") == 1, p.stderr
+
+
+@pytest.mark.parametrize("extra", [[], ["--protocol=meta"], ["--idle-conns", "2"]])
+def test_one_unreachable_server_of_several_exits_1(memcached, extra):
+    dead = f"{HOST}:{free_port()}"
+    p = bench("-s", f"{memcached.addr},{dead}", "-n", 10, *extra, check=False)
+    assert p.returncode == 1, p.stderr
+    assert f"cannot connect to {dead}" in p.stderr and p.stderr.count("\n") == 1, p.stderr
+
+
+def test_help_names_the_distribution():
+    out = bench("--help").stdout
+    assert "--distribution" in out
+    for name in ("ketama", "modula", "consistent", "rendezvous", "ketama_fnv1a"):
+        assert name in out

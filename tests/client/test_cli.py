@@ -247,6 +247,41 @@ def test_top_uses_a_wider_terminal_for_server_names(servers):
     assert len(header) == 119  # (the last column is left free: some terminals wrap a full line)
 
 
+def test_top_shows_the_hottest_prefixes_when_the_server_collects_them(servers):
+    """Issue 16: top lists the busiest key prefixes ("stats detail dump", summed over the servers) while
+    "stats detail on"; the busier prefix first, hit ratio per prefix; nothing of the kind while it is off."""
+    rc, out, _ = mk(servers, "top", "--iterations=1", "--interval=100")
+    assert rc == 0 and "PREFIX" not in out
+    for port in servers:
+        assert mk([port], "stats", "detail on")[0] == 0
+    try:
+        p = subprocess.Popen([CLI, "--servers=" + ",".join(f"127.0.0.1:{x}" for x in servers), "top",
+                              "--iterations=1", "--interval=1500"], stdout=subprocess.PIPE)
+        time.sleep(0.3)
+        conns = [socket.create_connection(("127.0.0.1", port)) for port in servers]
+        for i in range(30):
+            for s in conns:
+                s.sendall(b"set hot:%d 0 0 1\r\nx\r\nget hot:%d\r\nget hot:miss\r\nget cold:%d\r\n" % (i, i, i))
+                want = b"STORED\r\nVALUE hot:%d 0 1\r\nx\r\nEND\r\nEND\r\nEND\r\n" % i
+                got = b""
+                while len(got) < len(want):
+                    got += s.recv(4096)
+                assert got == want
+        for s in conns:
+            s.close()
+        out = p.communicate(timeout=15)[0].decode()
+        lines = out.splitlines()
+        i = next(k for k, line in enumerate(lines) if line.startswith("PREFIX"))
+        assert lines[i].split() == ["PREFIX", "GETS/s", "HIT%", "SETS/s", "DELS/s"]
+        hot, cold = lines[i + 1].split(), lines[i + 2].split()
+        assert hot[0] == "hot" and hot[2] == "50%" and hot[3] != "0"   # 2 gets, 1 hit, 1 set per round
+        assert cold[0] == "cold" and cold[2] == "0%" and cold[3] == "0"
+        assert max(len(line) for line in lines) <= 80
+    finally:
+        for port in servers:
+            mk([port], "stats", "detail off")
+
+
 def test_top_down_server(servers):
     dead = free_port()
     rc, out, _ = mk([servers[0], dead], "top", "--iterations=1", "--interval=50")

@@ -197,6 +197,10 @@ static void test_create_errors(void)
     CHECK(strcmp(mk_server_name(c, 1), "[::1]:2") == 0);
     CHECK(strcmp(mk_server_name(c, 2), "/tmp/x.sock") == 0);
     CHECK(mk_server_name(c, 3) == NULL);
+    CHECK_EQ_U(mk_server_weight(c, 0), 1);
+    CHECK_EQ_U(mk_server_weight(c, 1), 3);
+    CHECK_EQ_U(mk_server_weight(c, 2), 1);
+    CHECK_EQ_U(mk_server_weight(c, 3), 0);
     mk_client_destroy(c);
     mk_client_destroy(NULL);
 }

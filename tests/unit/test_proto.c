@@ -783,6 +783,11 @@ static void test_response_other(void)
     CHECK(RL("STAT a b c\r\n") > 0);
     CHECK_MEM(S.text.p, S.text.n, "b c");
     CHECK_EQ_I(RL("STAT a\r\n"), -1);
+    CHECK(RL("PREFIX user get 3 hit 2 set 1 del 0\r\n") > 0); /* stats detail dump */
+    CHECK(S.type == MK_RESP_PREFIX);
+    CHECK_MEM(S.key.p, S.key.n, "user");
+    CHECK_MEM(S.text.p, S.text.n, "get 3 hit 2 set 1 del 0");
+    CHECK_EQ_I(RL("PREFIX user\r\n"), -1);
     CHECK(RL("CLIENT_ERROR bad data chunk\r\n") > 0);
     CHECK(S.type == MK_RESP_CLIENT_ERROR);
     CHECK_MEM(S.text.p, S.text.n, "bad data chunk");

@@ -1,4 +1,4 @@
-/* tools/bench/bench.h — memkit-bench's shared types: configuration, histogram, key generator, per-thread worker. */
+/* tools/bench/bench.h — memkit-bench's shared types: configuration, server list, histogram, key generator, per-thread worker. */
 #ifndef MEMKIT_BENCH_H
 #define MEMKIT_BENCH_H
 
@@ -8,18 +8,30 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "memkit.h"
+
 /* ---- configuration (filled by main.c from the command line) ---- */
 
 enum bench_proto { PROTO_TEXT, PROTO_META };
 enum bench_dist { DIST_UNIFORM, DIST_ZIPF };
 
-typedef struct bench_cfg {
-    char server[512];          /* "host:port" or the unix socket path, for messages */
+typedef struct bench_server {
+    const char *name;          /* "host:port", "[v6]:port" or the unix socket path, for messages */
+    unsigned weight;           /* as written in the list (1 if none) */
     struct sockaddr_storage addr;
     socklen_t addrlen;
+} bench_server;
+
+typedef struct bench_cfg {
+    const char *server;        /* the -s list or the -S path, as given */
+    bench_server *srv;         /* the servers, in list order (servers.c) */
+    int nsrv;
+    mk_client *client;         /* libmemkit places keys on servers; NULL with -S (one server) */
+    mk_distribution distribution;
+    const char *distribution_name;
     int threads;               /* worker threads */
-    int conns;                 /* connections per thread */
-    int pipeline;              /* requests in flight per connection */
+    int conns;                 /* clients per thread, each with a connection to every server */
+    int pipeline;              /* requests in flight per client */
     unsigned ratio_get, ratio_set;
     int multiget;              /* keys per get request */
     enum bench_dist dist;
@@ -32,10 +44,24 @@ typedef struct bench_cfg {
     uint64_t requests;         /* total requests; 0: bounded by duration only */
     double rate;               /* requests/s over all threads; 0: closed loop */
     enum bench_proto proto;
-    int idle_conns;            /* extra connections opened and left idle */
+    int idle_conns;            /* extra connections to each server, opened and left idle */
     uint64_t seed;
     uint32_t expire;           /* exptime of sets */
 } bench_cfg;
+
+/* ---- the server list (servers.c) ---- */
+
+/* -s: a libmemkit client over the list with c->distribution, and each server's name, weight and
+ * address. Returns 0, or -1 with a one-line message in err (a bad list or a name that does not resolve). */
+int servers_from_list(bench_cfg *c, const char *list, char *err, size_t errlen);
+/* -S: the one unix socket. Returns 0, or -1 with err. */
+int servers_from_unix(bench_cfg *c, const char *path, char *err, size_t errlen);
+void servers_free(bench_cfg *c);
+/* The server of each of keys[0..n): where[i], as the clients place them. Returns 0, or a negative
+ * MK_E* code. */
+int servers_place(const bench_cfg *c, const char *const *keys, const size_t *nkeys, size_t n, int *where);
+/* The server of one key, or a negative MK_E* code. */
+int servers_place_one(const bench_cfg *c, const char *key, size_t nkey);
 
 /* ---- latency histogram (hist.c): log-bucketed, 2 significant digits, nanoseconds up to ~18 minutes ---- */
 
@@ -87,6 +113,11 @@ void value_data_free(void);
 
 /* ---- a worker thread (worker.c) ---- */
 
+typedef struct srv_stats {   /* one server's share of a thread's measured requests */
+    uint64_t requests;         /* parts answered: a get's keys on this server, or a set */
+    uint64_t get_keys, hits, sets;
+} srv_stats;
+
 typedef struct wstats {
     uint64_t requests, gets, sets, get_keys, hits, misses, errors;
     uint64_t bytes_out, bytes_in;
@@ -103,6 +134,7 @@ typedef struct worker {
     double rate;               /* this thread's share of the rate */
     hist lat;
     wstats st;
+    srv_stats *srv;            /* cfg->nsrv entries */
     _Atomic uint64_t live_done;   /* completed requests, for the progress line */
     _Atomic uint64_t live_hits, live_keys;
     _Atomic int finished;
@@ -116,8 +148,8 @@ extern _Atomic uint64_t bench_t0;    /* monotonic ns at which the measured phase
 void *worker_main(void *arg);
 int bench_barrier_wait(void);        /* main.c: all workers connected and prepopulated */
 uint64_t now_ns(void);
-int bench_connect(const bench_cfg *c, char *err, size_t errlen);  /* blocking connect; -1 with err */
-/* The meta protocol's probe: "mn" must answer "MN". Returns 0, or -1 with err. */
-int bench_meta_probe(const bench_cfg *c, char *err, size_t errlen);
+int bench_connect(const bench_server *s, char *err, size_t errlen);  /* blocking connect; -1 with err */
+/* The meta protocol's probe of one server: "mn" must answer "MN". Returns 0, or -1 with err. */
+int bench_meta_probe(const bench_server *s, char *err, size_t errlen);
 
 #endif /* MEMKIT_BENCH_H */

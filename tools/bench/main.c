@@ -1,11 +1,10 @@
-/* tools/bench/main.c — memkit-bench: command line, threads, live progress line, and the final report (text or JSON). */
+/* tools/bench/main.c — memkit-bench: command line, threads, live progress line, and the final report (text or JSON, per server too). */
 #include "bench.h"
 #include "memkit/proto.h"
 
 #include <errno.h>
 #include <getopt.h>
 #include <math.h>
-#include <netdb.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -13,7 +12,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
-#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -30,19 +28,22 @@ int bench_barrier_wait(void)
 
 static const char usage[] =
     "usage: memkit-bench [options]\n"
-    "Load generator for memcached-protocol servers (memkitd, memcached).\n"
+    "Load generator for memcached-protocol servers (memkitd, memcached), one or a cluster.\n"
     "\n"
     "target:\n"
-    "  -s, --servers=HOST:PORT    server to load ([v6]:port; port defaults to 11211)  [127.0.0.1:11211]\n"
-    "  -S, --unix=PATH            connect to a unix socket instead\n"
+    "  -s, --servers=LIST         servers, in libmemkit's syntax, comma-separated:    [127.0.0.1:11211]\n"
+    "                             host, host:port, host:port:weight, [v6]:port, /unix/path\n"
+    "      --distribution=NAME    key placement as the clients do it: ketama, modula, [ketama]\n"
+    "                             consistent, rendezvous, ketama_fnv1a\n"
+    "  -S, --unix=PATH            connect to one unix socket instead\n"
     "      --protocol=text|meta   classic text protocol, or meta commands (mg/ms)      [text]\n"
     "load shape:\n"
     "  -t, --threads=N            worker threads, one epoll loop each                 [1]\n"
-    "  -c, --conns=N              connections per thread                              [4]\n"
-    "  -P, --pipeline=N           requests in flight per connection                   [1]\n"
+    "  -c, --conns=N              clients per thread (a connection to each server)    [4]\n"
+    "  -P, --pipeline=N           requests in flight per client                       [1]\n"
     "      --ratio=GET:SET        mix of get and set requests                         [10:1]\n"
-    "      --multiget=N           keys per get request                                [1]\n"
-    "      --idle-conns=N         extra connections opened and left idle              [0]\n"
+    "      --multiget=N           keys per get request (split by server)              [1]\n"
+    "      --idle-conns=N         extra connections to each server, left idle         [0]\n"
     "keys and values:\n"
     "      --key-space=N          distinct keys                                       [100000]\n"
     "      --key-dist=uniform|zipf[:S]  key popularity                                [uniform]\n"
@@ -135,63 +136,27 @@ static void opt_range(const char *name, const char *s, uint64_t lo, uint64_t hi,
         usage_error("%s: MIN is larger than MAX in '%s'", name, s);
 }
 
-static void parse_server(bench_cfg *c, const char *s)
-{
-    char host[256];
-    const char *port = "11211";
-    if (strchr(s, ','))
-        usage_error("--servers: one server per run, got '%s'", s);
-    if (s[0] == '[') {
-        const char *e = strchr(s, ']');
-        if (e == NULL || (size_t)(e - s - 1) >= sizeof host || (e[1] != 0 && e[1] != ':'))
-            usage_error("--servers: expected HOST:PORT or [V6]:PORT, got '%s'", s);
-        memcpy(host, s + 1, (size_t)(e - s - 1));
-        host[e - s - 1] = 0;
-        if (e[1] == ':')
-            port = e + 2;
-    } else {
-        const char *colon = strrchr(s, ':');
-        size_t n = colon ? (size_t)(colon - s) : strlen(s);
-        if (n == 0 || n >= sizeof host || (colon && strchr(s, ':') != colon))
-            usage_error("--servers: expected HOST:PORT, got '%s'", s);
-        memcpy(host, s, n);
-        host[n] = 0;
-        if (colon)
-            port = colon + 1;
-    }
-    opt_uint("--servers: port", port, 1, 65535, 0);
-    struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res;
-    int rc = getaddrinfo(host, port, &hints, &res);
-    if (rc != 0)
-        usage_error("--servers: cannot resolve '%s': %s", host, gai_strerror(rc));
-    memcpy(&c->addr, res->ai_addr, res->ai_addrlen);
-    c->addrlen = res->ai_addrlen;
-    freeaddrinfo(res);
-    snprintf(c->server, sizeof c->server, "%s", s);
-}
-
-static void parse_unix(bench_cfg *c, const char *path)
-{
-    struct sockaddr_un *un = (struct sockaddr_un *)&c->addr;
-    if (*path == 0 || strlen(path) >= sizeof un->sun_path)
-        usage_error("--unix: path empty or too long: '%s'", path);
-    memset(un, 0, sizeof *un);
-    un->sun_family = AF_UNIX;
-    strcpy(un->sun_path, path);
-    c->addrlen = sizeof *un;
-    snprintf(c->server, sizeof c->server, "%s", path);
-}
-
 enum {
     O_PROTOCOL = 256, O_RATIO, O_MULTIGET, O_IDLE, O_KEYSPACE, O_KEYDIST, O_SKEW,
-    O_KEYSIZE, O_VALSIZE, O_EXPIRE, O_PREPOP, O_SEED
+    O_KEYSIZE, O_VALSIZE, O_EXPIRE, O_PREPOP, O_SEED, O_DISTRIBUTION
 };
+
+/* The server list (-s) or socket (-S), once every option is read: --distribution may come after it. */
+static void make_servers(bench_cfg *c, const char *list, const char *unix_path)
+{
+    char err[512];
+    if (list && unix_path)
+        usage_error("--servers and --unix are exclusive");
+    if (unix_path ? servers_from_unix(c, unix_path, err, sizeof err) != 0
+                  : servers_from_list(c, list ? list : "127.0.0.1:11211", err, sizeof err) != 0)
+        usage_error("%s: %s", unix_path ? "--unix" : "--servers", err);
+}
 
 static void parse_args(int argc, char **argv, bench_cfg *c, int *json, int *quiet)
 {
     static const struct option longs[] = {
         {"servers", required_argument, 0, 's'},   {"unix", required_argument, 0, 'S'},
-        {"protocol", required_argument, 0, O_PROTOCOL},
+        {"distribution", required_argument, 0, O_DISTRIBUTION}, {"protocol", required_argument, 0, O_PROTOCOL},
         {"threads", required_argument, 0, 't'},   {"conns", required_argument, 0, 'c'},
         {"pipeline", required_argument, 0, 'P'},  {"ratio", required_argument, 0, O_RATIO},
         {"multiget", required_argument, 0, O_MULTIGET}, {"idle-conns", required_argument, 0, O_IDLE},
@@ -205,7 +170,7 @@ static void parse_args(int argc, char **argv, bench_cfg *c, int *json, int *quie
         {"version", no_argument, 0, 'V'},         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
-    int have_server = 0, have_unix = 0;
+    const char *list = NULL, *unix_path = NULL;
     uint64_t a, b;
     opterr = 0;
     for (;;) {
@@ -215,8 +180,14 @@ static void parse_args(int argc, char **argv, bench_cfg *c, int *json, int *quie
             break;
         const char *bad = argv[optind - 1 > prev ? optind - 1 : prev];
         switch (o) {
-        case 's': parse_server(c, optarg); have_server = 1; break;
-        case 'S': parse_unix(c, optarg); have_unix = 1; break;
+        case 's': list = optarg; break;
+        case 'S': unix_path = optarg; break;
+        case O_DISTRIBUTION:
+            if (mk_distribution_parse(optarg, &c->distribution) != 0)
+                usage_error("--distribution: expected ketama, modula, consistent, rendezvous or ketama_fnv1a, got '%s'",
+                            optarg);
+            c->distribution_name = optarg;
+            break;
         case O_PROTOCOL:
             if (strcmp(optarg, "text") == 0 || strcmp(optarg, "ascii") == 0)
                 c->proto = PROTO_TEXT;
@@ -277,10 +248,6 @@ static void parse_args(int argc, char **argv, bench_cfg *c, int *json, int *quie
     }
     if (optind < argc)
         usage_error("unexpected argument '%s'", argv[optind]);
-    if (have_server && have_unix)
-        usage_error("--servers and --unix are exclusive");
-    if (!have_server && !have_unix)
-        parse_server(c, "127.0.0.1:11211");
     unsigned need = key_min_len(c->key_space);
     if (c->key_min < need)
         usage_error("--key-size: keys of %u bytes cannot name %llu distinct keys (at least %u needed)", c->key_min,
@@ -294,6 +261,48 @@ static void parse_args(int argc, char **argv, bench_cfg *c, int *json, int *quie
         c->duration = 10;
     if (c->rate > 0 && c->rate < c->threads)
         usage_error("--rate: %g requests/s is less than one per thread (%d threads)", c->rate, c->threads);
+    make_servers(c, list, unix_path); /* last: the other options are checked before any name is resolved */
+}
+
+/* --protocol=meta: every server must speak it. Returns 0, or -1 with the message printed. */
+static int probe_servers(const bench_cfg *c)
+{
+    char err[700];
+    for (int i = 0; i < c->nsrv; i++) {
+        if (bench_meta_probe(&c->srv[i], err, sizeof err) != 0) {
+            fprintf(stderr, "memkit-bench: %s\n", err);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static void close_idle(int *fds, int n)
+{
+    for (int i = 0; i < n; i++)
+        close(fds[i]);
+    free(fds);
+}
+
+/* --idle-conns: n connections, spread over the servers in turn, open until the end. NULL: the
+ * message is printed. */
+static int *open_idle(const bench_cfg *c, int n)
+{
+    char err[700];
+    int *fds = calloc((size_t)n + 1, sizeof *fds);
+    if (fds == NULL) {
+        fprintf(stderr, "memkit-bench: out of memory\n");
+        return NULL;
+    }
+    for (int i = 0; i < n; i++) {
+        fds[i] = bench_connect(&c->srv[i % c->nsrv], err, sizeof err);
+        if (fds[i] < 0) {
+            fprintf(stderr, "memkit-bench: idle connection %d: %s\n", i / c->nsrv + 1, err);
+            close_idle(fds, i);
+            return NULL;
+        }
+    }
+    return fds;
 }
 
 static void on_sigint(int sig)
@@ -317,6 +326,72 @@ static double us(uint64_t ns)
     return (double)ns / 1000.0;
 }
 
+/* A JSON string: '"' and '\\' escaped, control bytes as \\u00XX. */
+static void json_str(const char *s)
+{
+    putchar('"');
+    for (; *s; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if (ch == '"' || ch == '\\')
+            printf("\\%c", ch);
+        else if (ch < 0x20)
+            printf("\\u%04x", ch);
+        else
+            putchar(ch);
+    }
+    putchar('"');
+}
+
+static void json_servers(const bench_cfg *c, const srv_stats *ss)
+{
+    printf("\"servers\":[");
+    for (int i = 0; i < c->nsrv; i++) {
+        printf("%s{\"server\":", i ? "," : "");
+        json_str(c->srv[i].name);
+        printf(",\"weight\":%u,\"requests\":%llu,\"get_keys\":%llu,\"hits\":%llu,\"sets\":%llu}", c->srv[i].weight,
+               (unsigned long long)ss[i].requests, (unsigned long long)ss[i].get_keys,
+               (unsigned long long)ss[i].hits, (unsigned long long)ss[i].sets);
+    }
+    printf("],");
+}
+
+/* The header's target: the servers, and how keys are placed when there are several. */
+static void text_target(const bench_cfg *c)
+{
+    for (int i = 0; i < c->nsrv; i++)
+        printf("%s%s", i ? "," : "", c->srv[i].name);
+    const char *proto = c->proto == PROTO_META ? "meta" : "text";
+    if (c->nsrv > 1)
+        printf(" (%s, %s)", c->distribution_name, proto);
+    else
+        printf(" (%s)", proto);
+}
+
+static int width(uint64_t v)
+{
+    return snprintf(NULL, 0, "%llu", (unsigned long long)v);
+}
+
+/* One line per server: the parts it answered, the keys asked of it, its hits, its share of the keys. */
+static void text_servers(const bench_cfg *c, const srv_stats *ss)
+{
+    uint64_t keys = 0;
+    int wn = 0, wr = 0, wk = 0;
+    for (int i = 0; i < c->nsrv; i++) {
+        keys += ss[i].get_keys;
+        if ((int)strlen(c->srv[i].name) > wn)
+            wn = (int)strlen(c->srv[i].name);
+        if (width(ss[i].requests) > wr)
+            wr = width(ss[i].requests);
+        if (width(ss[i].get_keys) > wk)
+            wk = width(ss[i].get_keys);
+    }
+    for (int i = 0; i < c->nsrv; i++)
+        printf("server     %-*s  requests %*llu  keys %*llu  hits %*llu  %5.1f%% of keys\n", wn, c->srv[i].name, wr,
+               (unsigned long long)ss[i].requests, wk, (unsigned long long)ss[i].get_keys, wk,
+               (unsigned long long)ss[i].hits, keys ? 100.0 * (double)ss[i].get_keys / (double)keys : 0.0);
+}
+
 static void human(double v, char *out, size_t n)
 {
     if (v >= 1e6)
@@ -333,6 +408,7 @@ int main(int argc, char **argv)
         .threads = 1, .conns = 4, .pipeline = 1, .ratio_get = 10, .ratio_set = 1, .multiget = 1,
         .dist = DIST_UNIFORM, .zipf_skew = 0.99, .key_min = 16, .key_max = 16, .val_min = 32, .val_max = 32,
         .key_space = 100000, .seed = 1, .proto = PROTO_TEXT,
+        .distribution = MK_DISTRIBUTION_KETAMA, .distribution_name = "ketama", /* libmemkit's default */
     };
     int json = 0, quiet = 0;
     parse_args(argc, argv, &cfg, &json, &quiet);
@@ -348,18 +424,11 @@ int main(int argc, char **argv)
         fprintf(stderr, "memkit-bench: out of memory\n");
         return 1;
     }
-    char err[700];
-    if (cfg.proto == PROTO_META && bench_meta_probe(&cfg, err, sizeof err) != 0) {
-        fprintf(stderr, "memkit-bench: %s\n", err);
+    int nidle = cfg.idle_conns * cfg.nsrv, *idle = NULL;
+    if ((cfg.proto == PROTO_META && probe_servers(&cfg) != 0) || (idle = open_idle(&cfg, nidle)) == NULL) {
+        servers_free(&cfg);
+        value_data_free();
         return 1;
-    }
-    int *idle = calloc((size_t)cfg.idle_conns + 1, sizeof *idle);
-    for (int i = 0; i < cfg.idle_conns; i++) {
-        idle[i] = bench_connect(&cfg, err, sizeof err);
-        if (idle[i] < 0) {
-            fprintf(stderr, "memkit-bench: idle connection %d: %s\n", i + 1, err);
-            return 1;
-        }
     }
 
     struct sigaction sa;
@@ -383,7 +452,12 @@ int main(int argc, char **argv)
         ws[i].cfg = &cfg;
         ws[i].quota = cfg.requests ? cfg.requests / (uint64_t)T + ((uint64_t)i < cfg.requests % (uint64_t)T) : 0;
         ws[i].rate = cfg.rate / T;
+        ws[i].srv = calloc((size_t)cfg.nsrv, sizeof *ws[i].srv);
         hist_init(&ws[i].lat);
+        if (ws[i].srv == NULL) {
+            fprintf(stderr, "memkit-bench: out of memory\n");
+            return 1;
+        }
         if (pthread_create(&tids[i], NULL, worker_main, &ws[i]) != 0) {
             fprintf(stderr, "memkit-bench: cannot start thread: %s\n", strerror(errno));
             return 1;
@@ -433,6 +507,11 @@ int main(int argc, char **argv)
     wstats tot;
     memset(&tot, 0, sizeof tot);
     hist *lat = malloc(sizeof *lat);
+    srv_stats *stot = calloc((size_t)cfg.nsrv, sizeof *stot);
+    if (lat == NULL || stot == NULL) {
+        fprintf(stderr, "memkit-bench: out of memory\n");
+        return 1;
+    }
     hist_init(lat);
     uint64_t t_end = t0;
     for (int i = 0; i < T; i++) {
@@ -449,15 +528,20 @@ int main(int argc, char **argv)
         if (s->t_last > t_end)
             t_end = s->t_last;
         hist_merge(lat, &ws[i].lat);
+        for (int j = 0; j < cfg.nsrv; j++) {
+            stot[j].requests += ws[i].srv[j].requests, stot[j].get_keys += ws[i].srv[j].get_keys;
+            stot[j].hits += ws[i].srv[j].hits, stot[j].sets += ws[i].srv[j].sets;
+        }
+        free(ws[i].srv);
     }
-    for (int i = 0; i < cfg.idle_conns; i++)
-        close(idle[i]);
-    free(idle);
+    close_idle(idle, nidle);
     free(ws);
     free(tids);
     pthread_barrier_destroy(&barrier);
     if (fatal) {
         free(lat);
+        free(stot);
+        servers_free(&cfg);
         return 1;
     }
     double dur = (double)(t_end - t0) / 1e9;
@@ -471,12 +555,13 @@ int main(int argc, char **argv)
     uint64_t lmin = lat->count ? lat->min : 0;
 
     if (json) {
-        printf("{\"version\":\"%s\",\"config\":{\"server\":\"%s\",\"protocol\":\"%s\",\"threads\":%d,"
-               "\"conns_per_thread\":%d,\"pipeline\":%d,\"ratio_get\":%u,\"ratio_set\":%u,\"multiget\":%d,"
+        printf("{\"version\":\"%s\",\"config\":{\"server\":", BENCH_VERSION);
+        json_str(cfg.server);
+        printf(",\"distribution\":\"%s\",\"protocol\":\"%s\",\"threads\":%d,\"conns_per_thread\":%d,\"pipeline\":%d,\"ratio_get\":%u,\"ratio_set\":%u,\"multiget\":%d,"
                "\"key_dist\":\"%s\",\"zipf_skew\":%g,\"key_size_min\":%u,\"key_size_max\":%u,"
                "\"value_size_min\":%llu,\"value_size_max\":%llu,\"key_space\":%llu,\"prepopulate\":%s,"
                "\"duration_s\":%g,\"requests\":%llu,\"rate\":%g,\"idle_conns\":%d,\"expire\":%u,\"seed\":%llu},",
-               BENCH_VERSION, cfg.server, cfg.proto == PROTO_META ? "meta" : "text", cfg.threads, cfg.conns,
+               cfg.distribution_name, cfg.proto == PROTO_META ? "meta" : "text", cfg.threads, cfg.conns,
                cfg.pipeline, cfg.ratio_get, cfg.ratio_set, cfg.multiget, cfg.dist == DIST_ZIPF ? "zipf" : "uniform",
                cfg.zipf_skew, cfg.key_min, cfg.key_max, (unsigned long long)cfg.val_min,
                (unsigned long long)cfg.val_max, (unsigned long long)cfg.key_space, cfg.prepopulate ? "true" : "false",
@@ -490,6 +575,7 @@ int main(int argc, char **argv)
                (unsigned long long)tot.hits, (unsigned long long)tot.misses, (unsigned long long)tot.errors,
                (unsigned long long)tot.prepopulated, (unsigned long long)tot.bytes_out,
                (unsigned long long)tot.bytes_in);
+        json_servers(&cfg, stot);
         if (cfg.rate > 0)
             printf("\"rate\":{\"target\":%g,\"achieved\":%.1f,\"send_lag_max_us\":%.1f},", cfg.rate, ops,
                    us(tot.sched_lag_max));
@@ -499,22 +585,18 @@ int main(int argc, char **argv)
             printf(",\"%s\":%.1f", pnames[i], us(pv[i]));
         printf(",\"max\":%.1f}", us(lat->max));
         if (tot.last_error[0]) {
-            printf(",\"last_error\":\"");
-            for (const char *p = tot.last_error; *p; p++)
-                if (*p == '"' || *p == '\\')
-                    printf("\\%c", *p);
-                else
-                    putchar(*p);
-            printf("\"");
+            printf(",\"last_error\":");
+            json_str(tot.last_error);
         }
         printf("}\n");
     } else {
         char mix[64];
         snprintf(mix, sizeof mix, "get:set %u:%u", cfg.ratio_get, cfg.ratio_set);
-        printf("memkit-bench %s  %s (%s)  %d thread%s x %d conn%s, pipeline %d, %s, multiget %d, %s keys%s\n",
-               BENCH_VERSION, cfg.server, cfg.proto == PROTO_META ? "meta" : "text", T, T == 1 ? "" : "s", cfg.conns,
-               cfg.conns == 1 ? "" : "s", cfg.pipeline, mix, cfg.multiget, cfg.dist == DIST_ZIPF ? "zipf" : "uniform",
-               cfg.rate > 0 ? ", fixed rate" : "");
+        printf("memkit-bench %s  ", BENCH_VERSION);
+        text_target(&cfg);
+        printf("  %d thread%s x %d %s%s, pipeline %d, %s, multiget %d, %s keys%s\n", T, T == 1 ? "" : "s", cfg.conns,
+               cfg.nsrv > 1 ? "client" : "conn", cfg.conns == 1 ? "" : "s", cfg.pipeline, mix, cfg.multiget,
+               cfg.dist == DIST_ZIPF ? "zipf" : "uniform", cfg.rate > 0 ? ", fixed rate" : "");
         printf("requests   %llu in %.3f s: %.0f req/s  (gets %llu, sets %llu)\n", (unsigned long long)tot.requests,
                dur, ops, (unsigned long long)tot.gets, (unsigned long long)tot.sets);
         if (cfg.rate > 0)
@@ -524,6 +606,8 @@ int main(int argc, char **argv)
                (unsigned long long)tot.get_keys, (unsigned long long)tot.hits, (unsigned long long)tot.misses,
                tot.get_keys ? 100.0 * (double)tot.hits / (double)tot.get_keys : 0.0,
                dur > 0 ? (double)tot.get_keys / dur : 0);
+        if (cfg.nsrv > 1)
+            text_servers(&cfg, stot);
         if (tot.errors)
             printf("errors     %llu (last: %s)\n", (unsigned long long)tot.errors, tot.last_error);
         printf("latency us p50 %.1f  p90 %.1f  p99 %.1f  p99.9 %.1f  max %.1f  (mean %.1f, min %.1f)\n", us(pv[0]),
@@ -532,6 +616,8 @@ int main(int argc, char **argv)
                (double)tot.bytes_in / 1e6);
     }
     free(lat);
+    free(stot);
+    servers_free(&cfg);
     value_data_free();
     if (tot.errors && tot.errors == tot.requests) {
         fprintf(stderr, "memkit-bench: every request got an error reply (last: %s)\n", tot.last_error);

@@ -1,4 +1,4 @@
-/* tools/bench/worker.c — memkit-bench's per-thread event loop: epoll over non-blocking connections, request timetable, reply parsing, latency. */
+/* tools/bench/worker.c — memkit-bench's per-thread event loop: clients with a connection to each server, requests split by key placement, timetable, reply parsing, latency. */
 #include "bench.h"
 #include "memkit/proto.h"
 
@@ -19,34 +19,64 @@ enum { OP_GET = 1, OP_SET = 2 };
 #define PREPOP_DEPTH 64
 #define DRAIN_NS 3000000000ull /* after the stop, how long in-flight requests may take */
 
-typedef struct slot {
+/* A request: one command to each server that holds some of its keys; done when every part is. */
+typedef struct req {
     uint64_t t_start;   /* sending time (closed loop) or scheduled time (open loop) */
     uint32_t nkeys;     /* keys asked for */
-    uint32_t left;      /* meta: replies still expected */
     uint32_t hits;
+    uint32_t parts;     /* parts not answered yet */
     uint8_t op;
     uint8_t measured;   /* 0: prepopulation */
     uint8_t error;
-} slot;
+} req;
+
+/* The part of a request one connection carries. Replies come back in order, so a connection's
+ * parts wait in a ring and each reply belongs to the oldest. */
+typedef struct part {
+    uint32_t req;       /* its request: an index into the client's reqs */
+    uint32_t nkeys;     /* keys asked of this server (0: a set) */
+    uint32_t hits;
+} part;
+
+struct client;
 
 typedef struct conn {
+    struct client *cl;
+    int srv;            /* index into cfg->srv */
     int fd;
     char *rbuf;
     size_t rlen, rcap;
     uint64_t skip;      /* value bytes (and their "\r\n") still to discard */
     char *wbuf;
     size_t woff, wlen, wcap;
-    slot *ring;
+    part *ring;         /* a request has at most one part here, so room for every request in flight */
     unsigned head, count, cap;
     int want_out;
 } conn;
+
+/* One of -c: what an application's client is, a connection to every server, with up to -P requests
+ * in flight over them. Request slots are preallocated: a request allocates nothing. */
+typedef struct client {
+    conn *conns;        /* one per server, in list order */
+    req *reqs;
+    uint32_t *free;     /* indices of the free slots of reqs */
+    unsigned cap, nfree;
+} client;
 
 typedef struct wctx {
     worker *w;
     const bench_cfg *c;
     int ep, tfd;
-    conn *conns;
-    int nconns;
+    client *clients;
+    int nclients;
+    /* a get's keys while they are placed and grouped by server (multiget entries each; first and
+     * fill nsrv + 1): preallocated */
+    char *kbuf;         /* key i at kbuf + i * MK_KEY_MAX */
+    const char **kptr;
+    size_t *klen;
+    int *where;         /* key i's server */
+    uint32_t *order;    /* key positions, server by server: server s's are order[first[s] .. first[s + 1]) */
+    unsigned *first, *fill;
     rng r;
     zipf z;
     uint64_t issued, inflight;
@@ -76,28 +106,28 @@ uint64_t now_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
-int bench_connect(const bench_cfg *c, char *err, size_t errlen)
+int bench_connect(const bench_server *s, char *err, size_t errlen)
 {
-    int fd = socket(c->addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int fd = socket(s->addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0) {
         snprintf(err, errlen, "socket: %s", strerror(errno));
         return -1;
     }
-    if (connect(fd, (const struct sockaddr *)&c->addr, c->addrlen) != 0) {
-        snprintf(err, errlen, "cannot connect to %s: %s", c->server, strerror(errno));
+    if (connect(fd, (const struct sockaddr *)&s->addr, s->addrlen) != 0) {
+        snprintf(err, errlen, "cannot connect to %s: %s", s->name, strerror(errno));
         close(fd);
         return -1;
     }
-    if (c->addr.ss_family != AF_UNIX) {
+    if (s->addr.ss_family != AF_UNIX) {
         int one = 1;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     }
     return fd;
 }
 
-int bench_meta_probe(const bench_cfg *c, char *err, size_t errlen)
+int bench_meta_probe(const bench_server *s, char *err, size_t errlen)
 {
-    int fd = bench_connect(c, err, errlen);
+    int fd = bench_connect(s, err, errlen);
     if (fd < 0)
         return -1;
     struct timeval tv = {5, 0};
@@ -105,7 +135,7 @@ int bench_meta_probe(const bench_cfg *c, char *err, size_t errlen)
     char buf[256];
     size_t n = 0;
     if (write(fd, "mn\r\n", 4) != 4) {
-        snprintf(err, errlen, "%s: write: %s", c->server, strerror(errno));
+        snprintf(err, errlen, "%s: write: %s", s->name, strerror(errno));
         close(fd);
         return -1;
     }
@@ -123,7 +153,7 @@ int bench_meta_probe(const bench_cfg *c, char *err, size_t errlen)
     if (e)
         *e = 0;
     snprintf(err, errlen, "--protocol=meta: %s does not speak the meta protocol (\"mn\" got \"%s\"); use --protocol=text",
-             c->server, buf);
+             s->name, buf);
     return -1;
 }
 
@@ -186,6 +216,17 @@ static int flush(wctx *x, conn *k)
     return set_out(x, k, 0);
 }
 
+/* Send what a client has written to any of its servers. */
+static int flush_client(wctx *x, client *cl)
+{
+    for (int i = 0; i < x->c->nsrv; i++) {
+        conn *k = &cl->conns[i];
+        if (k->wlen > k->woff && flush(x, k) != 0)
+            return -1;
+    }
+    return 0;
+}
+
 /* ---- requests ---- */
 
 static uint64_t pick_key(wctx *x)
@@ -195,23 +236,48 @@ static uint64_t pick_key(wctx *x)
     return rng_next(&x->r) % x->c->key_space;
 }
 
-static slot *push_slot(wctx *x, conn *k, int op, uint64_t t, int measured)
+static unsigned in_flight(const client *cl)
 {
-    slot *s = &k->ring[(k->head + k->count) % k->cap];
-    k->count++;
-    x->inflight++;
-    memset(s, 0, sizeof *s);
-    s->op = (uint8_t)op;
-    s->t_start = t;
-    s->measured = (uint8_t)measured;
-    return s;
+    return cl->cap - cl->nfree;
 }
 
-static int issue_set(wctx *x, conn *k, uint64_t idx, uint64_t t, int measured)
+static req *take_req(wctx *x, client *cl, int op, uint64_t t, int measured)
+{
+    req *r = &cl->reqs[cl->free[--cl->nfree]];
+    x->inflight++;
+    memset(r, 0, sizeof *r);
+    r->op = (uint8_t)op;
+    r->t_start = t;
+    r->measured = (uint8_t)measured;
+    return r;
+}
+
+/* r's part on server srv, answered after everything already waiting on that connection */
+static part *push_part(client *cl, int srv, req *r)
+{
+    conn *k = &cl->conns[srv];
+    part *p = &k->ring[(k->head + k->count) % k->cap];
+    k->count++;
+    r->parts++;
+    p->req = (uint32_t)(r - cl->reqs);
+    p->nkeys = p->hits = 0;
+    return p;
+}
+
+static int place_failed(wctx *x, int rc)
+{
+    return fail(x, "cannot place a key on a server: %s", mk_strerror(rc));
+}
+
+static int issue_set(wctx *x, client *cl, uint64_t idx, uint64_t t, int measured)
 {
     const bench_cfg *c = x->c;
     char key[MK_KEY_MAX + 1], line[MK_KEY_MAX + 96];
     mk_str ks = {key, key_write(c, idx, key)};
+    int srv = servers_place_one(c, key, ks.n);
+    if (srv < 0)
+        return place_failed(x, srv);
+    conn *k = &cl->conns[srv];
     uint64_t vlen = rng_range(&x->r, c->val_min, c->val_max);
     size_t n;
     if (c->proto == PROTO_META) {
@@ -228,55 +294,88 @@ static int issue_set(wctx *x, conn *k, uint64_t idx, uint64_t t, int measured)
     wput(k, line, n);
     wput(k, value_data(), vlen);
     wput(k, "\r\n", 2);
-    slot *s = push_slot(x, k, OP_SET, t, measured);
-    s->left = 1;
+    push_part(cl, srv, take_req(x, cl, OP_SET, t, measured));
     return 0;
 }
 
-static int issue_get(wctx *x, conn *k, uint64_t t)
+/* One server's part of a get: the n keys order[0..n) of the thread's key scratch, in one command. */
+static int write_get(wctx *x, conn *k, const uint32_t *order, unsigned n)
 {
-    const bench_cfg *c = x->c;
-    unsigned m = (unsigned)c->multiget;
-    if (wreserve(k, (size_t)m * (MK_KEY_MAX + 16) + 8) != 0)
+    if (wreserve(k, (size_t)n * (MK_KEY_MAX + 16) + 8) != 0)
         return fail(x, "%s", "out of memory");
     char *p = k->wbuf + k->wlen;
-    if (c->proto == PROTO_META) {
+    if (x->c->proto == PROTO_META) {
         /* one key: "mg <key> v" (VA or EN); several: quiet "mg <key> v q" each (misses say nothing), then "mn" */
-        char key[MK_KEY_MAX + 1];
-        mk_str fl = m > 1 ? (mk_str){"v q", 3} : (mk_str){"v", 1};
-        for (unsigned i = 0; i < m; i++) {
-            mk_str ks = {key, key_write(c, pick_key(x), key)};
+        mk_str fl = n > 1 ? (mk_str){"v q", 3} : (mk_str){"v", 1};
+        for (unsigned i = 0; i < n; i++) {
+            mk_str ks = {x->kptr[order[i]], x->klen[order[i]]};
             p += mk_compose_meta_req(p, MK_KEY_MAX + 16, MK_CMD_MG, ks, 0, fl);
         }
-        if (m > 1) {
+        if (n > 1) {
             memcpy(p, "mn\r\n", 4);
             p += 4;
         }
     } else {
         memcpy(p, "get", 3);
         p += 3;
-        for (unsigned i = 0; i < m; i++) {
+        for (unsigned i = 0; i < n; i++) {
             *p++ = ' ';
-            p += key_write(c, pick_key(x), p);
+            memcpy(p, x->kptr[order[i]], x->klen[order[i]]);
+            p += x->klen[order[i]];
         }
         memcpy(p, "\r\n", 2);
         p += 2;
     }
     k->wlen = (size_t)(p - k->wbuf);
-    slot *s = push_slot(x, k, OP_GET, t, 1);
-    s->nkeys = m;
-    s->left = 1; /* text: END; meta: the one reply, or MN after a quiet multi-get */
     return 0;
 }
 
-static int issue_measured(wctx *x, conn *k, uint64_t t)
+/* A counting sort of the m keys' positions by server, into order[] and first[]. */
+static void group_by_server(wctx *x, unsigned m)
+{
+    int nsrv = x->c->nsrv;
+    memset(x->first, 0, (size_t)(nsrv + 1) * sizeof *x->first);
+    for (unsigned i = 0; i < m; i++)
+        x->first[x->where[i] + 1]++;
+    for (int s = 0; s < nsrv; s++)
+        x->first[s + 1] += x->first[s];
+    memcpy(x->fill, x->first, (size_t)nsrv * sizeof *x->fill);
+    for (unsigned i = 0; i < m; i++)
+        x->order[x->fill[x->where[i]]++] = i;
+}
+
+/* A get of -multiget keys: each server holding some of them gets one command in this write round. */
+static int issue_get(wctx *x, client *cl, uint64_t t)
+{
+    const bench_cfg *c = x->c;
+    unsigned m = (unsigned)c->multiget;
+    for (unsigned i = 0; i < m; i++)
+        x->klen[i] = key_write(c, pick_key(x), x->kbuf + (size_t)i * MK_KEY_MAX);
+    int rc = servers_place(c, x->kptr, x->klen, m, x->where);
+    if (rc < 0)
+        return place_failed(x, rc);
+    group_by_server(x, m);
+    req *r = take_req(x, cl, OP_GET, t, 1);
+    r->nkeys = m;
+    for (int s = 0; s < c->nsrv; s++) {
+        unsigned n = x->first[s + 1] - x->first[s];
+        if (n == 0)
+            continue;
+        if (write_get(x, &cl->conns[s], x->order + x->first[s], n) != 0)
+            return -1;
+        push_part(cl, s, r)->nkeys = n;
+    }
+    return 0;
+}
+
+static int issue_measured(wctx *x, client *cl, uint64_t t)
 {
     const bench_cfg *c = x->c;
     x->issued++;
     uint64_t total = (uint64_t)c->ratio_get + c->ratio_set;
     if (rng_next(&x->r) % total < c->ratio_get)
-        return issue_get(x, k, t);
-    return issue_set(x, k, pick_key(x), t, 1);
+        return issue_get(x, cl, t);
+    return issue_set(x, cl, pick_key(x), t, 1);
 }
 
 static int can_issue(wctx *x)
@@ -286,22 +385,22 @@ static int can_issue(wctx *x)
     return !x->stopping && (x->w->quota == 0 || x->issued < x->w->quota);
 }
 
-/* closed loop: fill the connection's window */
-static int refill(wctx *x, conn *k)
+/* closed loop: fill the client's window */
+static int refill(wctx *x, client *cl)
 {
-    unsigned depth = x->prepop ? (k->cap < PREPOP_DEPTH ? k->cap : PREPOP_DEPTH) : (unsigned)x->c->pipeline;
+    unsigned depth = x->prepop ? (cl->cap < PREPOP_DEPTH ? cl->cap : PREPOP_DEPTH) : (unsigned)x->c->pipeline;
     if (!x->prepop && x->interval > 0)
         return 0; /* open loop: the timetable sends */
     uint64_t t = now_ns();
-    while (k->count < depth && can_issue(x)) {
-        int rc = x->prepop ? issue_set(x, k, x->pre_next++, t, 0) : issue_measured(x, k, t);
+    while (in_flight(cl) < depth && can_issue(x)) {
+        int rc = x->prepop ? issue_set(x, cl, x->pre_next++, t, 0) : issue_measured(x, cl, t);
         if (rc != 0)
             return -1;
     }
     return 0;
 }
 
-/* open loop: send every request whose time has come, on connections with room */
+/* open loop: send every request whose time has come, on clients with room */
 static uint64_t due_at(wctx *x, uint64_t j)
 {
     return x->t0 + (uint64_t)((double)j * x->interval);
@@ -314,37 +413,35 @@ static int dispatch_due(wctx *x, uint64_t now)
         uint64_t due = due_at(x, x->issued);
         if (due > now || (x->deadline && due >= x->deadline))
             break;
-        conn *k = NULL;
-        for (int i = 0; i < x->nconns; i++) {
-            conn *q = &x->conns[(x->rr + i) % x->nconns];
-            if (q->count < (unsigned)x->c->pipeline) {
-                k = q;
-                x->rr = (x->rr + i + 1) % x->nconns;
+        client *cl = NULL;
+        for (int i = 0; i < x->nclients; i++) {
+            client *q = &x->clients[(x->rr + i) % x->nclients];
+            if (in_flight(q) < (unsigned)x->c->pipeline) {
+                cl = q;
+                x->rr = (x->rr + i + 1) % x->nclients;
                 break;
             }
         }
-        if (k == NULL)
+        if (cl == NULL)
             break; /* every window full: the request waits, its latency counting from 'due' */
         if (now - due > x->w->st.sched_lag_max)
             x->w->st.sched_lag_max = now - due;
-        if (issue_measured(x, k, due) != 0)
+        if (issue_measured(x, cl, due) != 0)
             return -1;
         sent++;
     }
-    if (sent)
-        for (int i = 0; i < x->nconns; i++)
-            if (x->conns[i].wlen > x->conns[i].woff && flush(x, &x->conns[i]) != 0)
-                return -1;
+    for (int i = 0; sent && i < x->nclients; i++)
+        if (flush_client(x, &x->clients[i]) != 0)
+            return -1;
     return 0;
 }
 
 /* ---- replies ---- */
 
-static void complete(wctx *x, conn *k, uint64_t now)
+/* The request's last part is answered: count it, with its latency up to now. */
+static void finish(wctx *x, client *cl, req *s, uint64_t now)
 {
-    slot *s = &k->ring[k->head];
-    k->head = (k->head + 1) % k->cap;
-    k->count--;
+    cl->free[cl->nfree++] = (uint32_t)(s - cl->reqs);
     x->inflight--;
     wstats *st = &x->w->st;
     if (!s->measured) {
@@ -368,7 +465,29 @@ static void complete(wctx *x, conn *k, uint64_t now)
     st->t_last = now;
 }
 
-static void note_error(wctx *x, slot *s, const char *line, size_t n)
+/* The oldest part waiting on k has its whole reply. */
+static void part_done(wctx *x, conn *k, uint64_t now)
+{
+    part *p = &k->ring[k->head];
+    k->head = (k->head + 1) % k->cap;
+    k->count--;
+    req *r = &k->cl->reqs[p->req];
+    r->hits += p->hits;
+    if (r->measured) {
+        srv_stats *ss = &x->w->srv[k->srv];
+        ss->requests++;
+        if (r->op == OP_GET) {
+            ss->get_keys += p->nkeys;
+            ss->hits += p->hits;
+        } else {
+            ss->sets++;
+        }
+    }
+    if (--r->parts == 0)
+        finish(x, k->cl, r, now);
+}
+
+static void note_error(wctx *x, req *s, const char *line, size_t n)
 {
     s->error = 1;
     while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
@@ -403,19 +522,20 @@ static int process(wctx *x, conn *k, uint64_t now)
         size_t avail = k->rlen - off;
         if (k->count == 0)
             return bad_reply(x, p, avail);
-        slot *s = &k->ring[k->head];
+        part *pt = &k->ring[k->head];
+        req *s = &k->cl->reqs[pt->req];
         if (x->c->proto == PROTO_META) {
             mk_meta_resp mr;
             ssize_t n = mk_parse_meta_response(p, avail, &mr);
             if (n == 0)
                 break;
-            bool multi = s->op == OP_GET && s->nkeys > 1;
+            bool multi = s->op == OP_GET && pt->nkeys > 1;
             if (n < 0 || (mr.code == MK_MC_MN && !multi) || mr.code == MK_MC_ME ||
                 (mr.code == MK_MC_VA && s->op != OP_GET))
                 return bad_reply(x, p, avail);
             off += (size_t)n;
             if (mr.code == MK_MC_VA) {
-                s->hits++;
+                pt->hits++;
                 k->skip = mr.vlen + 2;
                 if (multi)
                     continue; /* a quiet multi-get ends at MN */
@@ -423,8 +543,7 @@ static int process(wctx *x, conn *k, uint64_t now)
                        (s->op == OP_GET && mr.code == MK_MC_HD)) {
                 note_error(x, s, p, (size_t)n);
             }
-            if (--s->left == 0)
-                complete(x, k, now);
+            part_done(x, k, now);
             continue;
         }
         mk_response r;
@@ -438,18 +557,18 @@ static int process(wctx *x, conn *k, uint64_t now)
         case MK_RESP_VALUE:
             if (s->op != OP_GET)
                 return bad_reply(x, p, avail);
-            s->hits++;
+            pt->hits++;
             k->skip = r.vlen + 2;
             break;
         case MK_RESP_END:
             if (s->op != OP_GET)
                 return bad_reply(x, p, avail);
-            complete(x, k, now);
+            part_done(x, k, now);
             break;
         case MK_RESP_STORED:
             if (s->op != OP_SET)
                 return bad_reply(x, p, avail);
-            complete(x, k, now);
+            part_done(x, k, now);
             break;
         case MK_RESP_NOT_STORED:
         case MK_RESP_EXISTS:
@@ -458,7 +577,7 @@ static int process(wctx *x, conn *k, uint64_t now)
         case MK_RESP_CLIENT_ERROR:
         case MK_RESP_SERVER_ERROR:
             note_error(x, s, p, (size_t)n);
-            complete(x, k, now);
+            part_done(x, k, now);
             break;
         default:
             return bad_reply(x, p, avail);
@@ -492,11 +611,9 @@ static int on_read(wctx *x, conn *k)
     k->rlen += (size_t)n;
     if (process(x, k, now_ns()) != 0)
         return -1;
-    if (refill(x, k) != 0)
+    if (refill(x, k->cl) != 0)
         return -1;
-    if (k->wlen > k->woff)
-        return flush(x, k);
-    return 0;
+    return flush_client(x, k->cl);
 }
 
 /* ---- the loop ---- */
@@ -573,6 +690,52 @@ static int loop(wctx *x)
     }
 }
 
+static int conn_open(wctx *x, client *cl, int srv)
+{
+    const bench_cfg *c = x->c;
+    conn *k = &cl->conns[srv];
+    k->cl = cl;
+    k->srv = srv;
+    k->rcap = 16384;
+    while (k->rcap < c->val_max + 512 && k->rcap < (1u << 20))
+        k->rcap *= 2;
+    k->wcap = 16384;
+    k->cap = cl->cap;
+    k->rbuf = malloc(k->rcap);
+    k->wbuf = malloc(k->wcap);
+    k->ring = calloc(k->cap, sizeof *k->ring);
+    if (k->rbuf == NULL || k->wbuf == NULL || k->ring == NULL)
+        return fail(x, "%s", "out of memory");
+    char err[600];
+    k->fd = bench_connect(&c->srv[srv], err, sizeof err);
+    if (k->fd < 0)
+        return fail(x, "%s", err);
+    fcntl(k->fd, F_SETFL, fcntl(k->fd, F_GETFL) | O_NONBLOCK);
+    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = k};
+    if (epoll_ctl(x->ep, EPOLL_CTL_ADD, k->fd, &ev) != 0)
+        return fail(x, "epoll_ctl: %s", strerror(errno));
+    return 0;
+}
+
+static int client_open(wctx *x, client *cl)
+{
+    const bench_cfg *c = x->c;
+    cl->cap = cl->nfree = (unsigned)c->pipeline > PREPOP_DEPTH ? (unsigned)c->pipeline : PREPOP_DEPTH;
+    cl->conns = calloc((size_t)c->nsrv, sizeof *cl->conns);
+    cl->reqs = calloc(cl->cap, sizeof *cl->reqs);
+    cl->free = calloc(cl->cap, sizeof *cl->free);
+    if (cl->conns == NULL || cl->reqs == NULL || cl->free == NULL)
+        return fail(x, "%s", "out of memory");
+    for (unsigned i = 0; i < cl->cap; i++)
+        cl->free[i] = i;
+    for (int i = 0; i < c->nsrv; i++)
+        cl->conns[i].fd = -1; /* what teardown may close */
+    for (int i = 0; i < c->nsrv; i++)
+        if (conn_open(x, cl, i) != 0)
+            return -1;
+    return 0;
+}
+
 static int setup(wctx *x)
 {
     const bench_cfg *c = x->c;
@@ -582,37 +745,66 @@ static int setup(wctx *x)
         return fail(x, "epoll/timerfd: %s", strerror(errno));
     struct epoll_event tev = {.events = EPOLLIN, .data.ptr = NULL};
     epoll_ctl(x->ep, EPOLL_CTL_ADD, x->tfd, &tev);
-    x->nconns = c->conns;
-    x->conns = calloc((size_t)c->conns, sizeof *x->conns);
-    if (x->conns == NULL)
+    size_t m = (size_t)c->multiget;
+    x->kbuf = malloc(m * MK_KEY_MAX);
+    x->kptr = calloc(m, sizeof *x->kptr);
+    x->klen = calloc(m, sizeof *x->klen);
+    x->where = calloc(m, sizeof *x->where);
+    x->order = calloc(m, sizeof *x->order);
+    x->first = calloc((size_t)c->nsrv + 1, sizeof *x->first);
+    x->fill = calloc((size_t)c->nsrv + 1, sizeof *x->fill);
+    x->clients = calloc((size_t)c->conns, sizeof *x->clients);
+    if (!x->kbuf || !x->kptr || !x->klen || !x->where || !x->order || !x->first || !x->fill || !x->clients)
         return fail(x, "%s", "out of memory");
-    size_t rcap = 16384;
-    while (rcap < c->val_max + 512 && rcap < (1u << 20))
-        rcap *= 2;
-    unsigned cap = (unsigned)c->pipeline > PREPOP_DEPTH ? (unsigned)c->pipeline : PREPOP_DEPTH;
-    for (int i = 0; i < c->conns; i++) {
-        conn *k = &x->conns[i];
-        k->fd = -1;
-        k->rcap = rcap;
-        k->wcap = 16384;
-        k->cap = cap;
-        k->rbuf = malloc(k->rcap);
-        k->wbuf = malloc(k->wcap);
-        k->ring = calloc(cap, sizeof *k->ring);
-        if (k->rbuf == NULL || k->wbuf == NULL || k->ring == NULL)
-            return fail(x, "%s", "out of memory");
-        char err[600];
-        k->fd = bench_connect(c, err, sizeof err);
-        if (k->fd < 0)
-            return fail(x, "%s", err);
-        fcntl(k->fd, F_SETFL, fcntl(k->fd, F_GETFL) | O_NONBLOCK);
-        struct epoll_event ev = {.events = EPOLLIN, .data.ptr = k};
-        if (epoll_ctl(x->ep, EPOLL_CTL_ADD, k->fd, &ev) != 0)
-            return fail(x, "epoll_ctl: %s", strerror(errno));
-    }
+    for (size_t i = 0; i < m; i++)
+        x->kptr[i] = x->kbuf + i * MK_KEY_MAX;
+    x->nclients = c->conns;
+    for (int i = 0; i < x->nclients; i++)
+        if (client_open(x, &x->clients[i]) != 0)
+            return -1;
     return 0;
 }
 
+static void teardown(wctx *x)
+{
+    for (int i = 0; i < x->nclients; i++) {
+        client *cl = &x->clients[i];
+        for (int j = 0; cl->conns && j < x->c->nsrv; j++) {
+            conn *k = &cl->conns[j];
+            if (k->fd >= 0)
+                close(k->fd);
+            free(k->rbuf);
+            free(k->wbuf);
+            free(k->ring);
+        }
+        free(cl->conns);
+        free(cl->reqs);
+        free(cl->free);
+    }
+    free(x->clients);
+    free(x->kbuf);
+    free(x->kptr);
+    free(x->klen);
+    free(x->where);
+    free(x->order);
+    free(x->first);
+    free(x->fill);
+    if (x->ep >= 0)
+        close(x->ep);
+    if (x->tfd >= 0)
+        close(x->tfd);
+}
+
+/* Send every client's first window. */
+static int start_clients(wctx *x)
+{
+    for (int i = 0; i < x->nclients; i++)
+        if (refill(x, &x->clients[i]) != 0 || flush_client(x, &x->clients[i]) != 0)
+            return -1;
+    return 0;
+}
+
+/* Each key is set on its server, by whichever client of the thread has room. */
 static int prepopulate(wctx *x)
 {
     const bench_cfg *c = x->c;
@@ -620,11 +812,9 @@ static int prepopulate(wctx *x)
     x->prepop = 1;
     x->pre_next = c->key_space * (uint64_t)id / (uint64_t)T;
     x->pre_end = c->key_space * (uint64_t)(id + 1) / (uint64_t)T;
-    for (int i = 0; i < x->nconns; i++) {
-        if (refill(x, &x->conns[i]) != 0 || flush(x, &x->conns[i]) != 0)
-            return -1;
-    }
-    int rc = loop(x);
+    int rc = start_clients(x);
+    if (rc == 0)
+        rc = loop(x);
     x->prepop = 0;
     return rc;
 }
@@ -655,25 +845,12 @@ void *worker_main(void *arg)
             x.deadline = x.t0 + (uint64_t)(w->cfg->duration * 1e9);
         if (w->rate > 0)
             x.interval = 1e9 / w->rate;
-        for (int i = 0; i < x.nconns && rc == 0; i++)
-            if (refill(&x, &x.conns[i]) != 0 || flush(&x, &x.conns[i]) != 0)
-                rc = -1;
+        rc = start_clients(&x);
         if (rc == 0)
             rc = loop(&x);
         publish(&x);
     }
-    for (int i = 0; i < x.nconns; i++) {
-        if (x.conns[i].fd >= 0)
-            close(x.conns[i].fd);
-        free(x.conns[i].rbuf);
-        free(x.conns[i].wbuf);
-        free(x.conns[i].ring);
-    }
-    free(x.conns);
-    if (x.ep >= 0)
-        close(x.ep);
-    if (x.tfd >= 0)
-        close(x.tfd);
+    teardown(&x);
     atomic_store(&w->finished, 1);
     return NULL;
 }

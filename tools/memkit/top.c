@@ -1,4 +1,4 @@
-/* tools/memkit/top.c — memkit top: every server's stats sampled each interval, shown as per-second rates. */
+/* tools/memkit/top.c — memkit top: every server's stats sampled each interval, shown as per-second rates, and the hottest key prefixes. */
 #include "cli.h"
 
 #include <inttypes.h>
@@ -88,6 +88,133 @@ static int columns(void)
     return 80;
 }
 
+static const char *human(char *buf, double v);
+
+/* Lines to draw in: the terminal's height, 0 when it is not a terminal (no limit). */
+static int rows(void)
+{
+    struct winsize w;
+    if (isatty(STDOUT_FILENO) && ioctl(STDOUT_FILENO, TIOCGWINSZ, &w) == 0 && w.ws_row > 0)
+        return w.ws_row;
+    return 0;
+}
+
+/* ---- the hottest key prefixes: "stats detail dump", which a server fills while "stats detail on" */
+
+enum { P_GET, P_HIT, P_SET, P_DEL, NP };
+#define PFX_NAME 64          /* longer prefixes are cut for the screen (and merged if they then collide) */
+#define PFX_SHOWN_MAX 10
+
+typedef struct pfx {
+    char name[PFX_NAME];
+    uint64_t v[NP];          /* counters summed over the servers */
+    double rank;             /* gets + sets per second since the last frame */
+} pfx;
+
+typedef struct pfx_set {
+    pfx *p;
+    size_t n, cap;
+} pfx_set;
+
+/* "get 3 hit 2 set 1 del 0" -> v; false if the line does not read so */
+static bool pfx_counters(const char *val, size_t nv, uint64_t *v)
+{
+    static const char *const names[NP] = {"get", "hit", "set", "del"};
+    char buf[160];
+    snprintf(buf, sizeof buf, "%.*s", (int)(nv < sizeof buf - 1 ? nv : sizeof buf - 1), val);
+    char *save = NULL, *tok = strtok_r(buf, " ", &save);
+    for (int f = 0; f < NP; f++) {
+        char *num = strtok_r(NULL, " ", &save);
+        if (tok == NULL || num == NULL || strcmp(tok, names[f]) != 0)
+            return false;
+        v[f] = strtoull(num, NULL, 10);
+        tok = strtok_r(NULL, " ", &save);
+    }
+    return true;
+}
+
+static void on_prefix(void *ctx, const char *name, size_t nn, const char *val, size_t nv)
+{
+    pfx_set *s = ctx;
+    pfx e;
+    memset(&e, 0, sizeof e);
+    if (!pfx_counters(val, nv, e.v))
+        return;
+    snprintf(e.name, sizeof e.name, "%.*s", (int)(nn < PFX_NAME - 1 ? nn : PFX_NAME - 1), name);
+    if (s->n == s->cap) {
+        size_t cap = s->cap ? s->cap * 2 : 64;
+        pfx *p = realloc(s->p, cap * sizeof *p);
+        if (p == NULL)
+            return;   /* out of memory: this frame shows fewer prefixes */
+        s->p = p;
+        s->cap = cap;
+    }
+    s->p[s->n++] = e;
+}
+
+static int by_name(const void *a, const void *b)
+{
+    return strcmp(((const pfx *)a)->name, ((const pfx *)b)->name);
+}
+
+static int by_rank(const void *a, const void *b)
+{
+    double x = ((const pfx *)a)->rank, y = ((const pfx *)b)->rank;
+    return x < y ? 1 : x > y ? -1 : by_name(a, b);
+}
+
+/* Every server's prefixes, one entry per name (the servers' counters summed), sorted by name. */
+static void take_prefixes(mk_client *c, size_t n, pfx_set *out)
+{
+    out->n = 0;
+    for (size_t i = 0; i < n; i++)
+        mk_stats(c, i, "detail dump", on_prefix, out);   /* a server without detail lists nothing */
+    qsort(out->p, out->n, sizeof *out->p, by_name);
+    size_t w = 0;
+    for (size_t r = 0; r < out->n; r++) {
+        if (w > 0 && strcmp(out->p[w - 1].name, out->p[r].name) == 0) {
+            for (int f = 0; f < NP; f++)
+                out->p[w - 1].v[f] += out->p[r].v[f];
+        } else {
+            out->p[w++] = out->p[r];
+        }
+    }
+    out->n = w;
+}
+
+/* The busiest prefixes since the last frame, at most `room` of them; cur is re-sorted by rank. */
+static void show_prefixes(const pfx_set *prev, pfx_set *cur, double dt, int namew, int room)
+{
+    size_t active = 0;
+    for (size_t i = 0; i < cur->n; i++) {
+        pfx *e = &cur->p[i];
+        const pfx *o = prev->n ? bsearch(e, prev->p, prev->n, sizeof *e, by_name) : NULL;
+        uint64_t dg = e->v[P_GET] - (o && o->v[P_GET] <= e->v[P_GET] ? o->v[P_GET] : 0);
+        uint64_t ds = e->v[P_SET] - (o && o->v[P_SET] <= e->v[P_SET] ? o->v[P_SET] : 0);
+        e->rank = (double)(dg + ds) / dt;
+        active += e->rank > 0;
+    }
+    if (active == 0 || room <= 0)
+        return;
+    qsort(cur->p, cur->n, sizeof *cur->p, by_rank);
+    printf("\n%-*s %7s %5s %7s %7s\n", namew, "PREFIX", "GETS/s", "HIT%", "SETS/s", "DELS/s");
+    for (size_t i = 0; i < active && (int)i < room; i++) {
+        const pfx *e = &cur->p[i];
+        const pfx *o = prev->n ? bsearch(e, prev->p, prev->n, sizeof *e, by_name) : NULL;
+        double r[NP];
+        for (int f = 0; f < NP; f++)
+            r[f] = (double)(e->v[f] - (o && o->v[f] <= e->v[f] ? o->v[f] : 0)) / dt;
+        char b[3][16], hit[16];
+        if (r[P_GET] > 0)
+            snprintf(hit, sizeof hit, "%.0f%%", 100.0 * r[P_HIT] / r[P_GET]);
+        else
+            snprintf(hit, sizeof hit, "-");
+        printf("%-*.*s %7s %5s %7s %7s\n", namew, namew, e->name, human(b[0], r[P_GET]), hit, human(b[1], r[P_SET]),
+               human(b[2], r[P_DEL]));
+    }
+    qsort(cur->p, cur->n, sizeof *cur->p, by_name);   /* the next frame looks names up in it */
+}
+
 typedef struct sample {
     bool ok;
     uint64_t v[NF];
@@ -131,8 +258,10 @@ static const char *human(char *buf, double v)
     }
     if (u == 0)
         snprintf(buf, 16, "%.0f", v);
-    else
+    else if (v < 100)
         snprintf(buf, 16, "%.1f%c", v, units[u]);
+    else
+        snprintf(buf, 16, "%.0f%c", v, units[u]);   /* at most "9999K": five characters */
     return buf;
 }
 
@@ -170,6 +299,8 @@ int cli_top(mk_client *c, int interval_ms, int iterations)
     if (tty)
         tty_keys();
     take(c, prev, n);
+    pfx_set pprev = {0}, pcur = {0};
+    take_prefixes(c, n, &pprev);
     double t0 = now_s();
     int status = 0;
     for (int it = 0; iterations <= 0 || it < iterations; it++) {
@@ -213,6 +344,15 @@ int cli_top(mk_client *c, int interval_ms, int iterations)
         }
         if (n > 1)
             row(namew, "total", tot);
+        /* what is left of the screen (the last line stays free): a blank line, a header, the prefixes */
+        int height = rows(), used = 2 + (int)n + (n > 1);
+        take_prefixes(c, n, &pcur);
+        show_prefixes(&pprev, &pcur, dt, namew, height ? (height - used - 3 < PFX_SHOWN_MAX ? height - used - 3
+                                                                                           : PFX_SHOWN_MAX)
+                                                    : PFX_SHOWN_MAX);
+        pfx_set pt = pprev;
+        pprev = pcur;
+        pcur = pt;
         fflush(stdout);
         if (!all_ok)
             status = EXIT_ERR;
@@ -222,6 +362,8 @@ int cli_top(mk_client *c, int interval_ms, int iterations)
         t0 = t1;
     }
     tty_restore();
+    free(pprev.p);
+    free(pcur.p);
     free(prev);
     free(cur);
     return status;
