@@ -79,6 +79,8 @@ def make_clients(addr):
     host, port = addr.split(":")
     return {
         "memkit": lambda shared=[]: shared[0] if shared else shared.append(memkit.Client([addr])) or shared[0],
+        "memkit-pipe": lambda shared=[]: (shared[0] if shared
+                                          else shared.append(memkit.Client([addr], pipeline=True)) or shared[0]),
         "pylibmc": lambda: pylibmc.Client([addr]),
         "pymemcache": lambda: PymClient((host, int(port)), serde=serde.pickle_serde, default_noreply=False),
         "python-memcached": lambda shared=[]: (shared[0] if shared
@@ -132,9 +134,9 @@ def print_table(results, names, field, cell, ops=("get", "set", "get_multi"), th
     the others and the floor's ratio to pylibmc (the most any client could gain over it here), each
     the median of the per-round ratios: a round runs every client back to back, so a ratio within
     a round compares runs that saw the same machine (this VM changes speed for minutes at a time)"""
-    print("%-10s %3s  %12s %12s %12s %12s %12s   %8s %8s %8s   %10s" % (
-        "op", "thr", "memkit", "pylibmc", "pymemcache", "python-mc", "floor",
-        "vs plmc", "vs pymc", "vs py-mc", "floor/plmc"))
+    print("%-10s %3s  %12s %12s %12s %12s %12s %12s   %8s %8s %8s   %10s   %9s %9s" % (
+        "op", "thr", "memkit", "memkit-pipe", "pylibmc", "pymemcache", "python-mc", "floor",
+        "vs plmc", "vs pymc", "vs py-mc", "floor/plmc", "pipe/plmc", "pipe/pymc"))
     for op in ops:
         for nt in threads:
             m = {n: statistics.median(r[field] for r in results[(op, nt, n)]) for n in names}
@@ -142,10 +144,11 @@ def print_table(results, names, field, cell, ops=("get", "set", "get_multi"), th
             def paired(a, b):
                 return statistics.median(x[field] / y[field] for x, y in zip(results[(op, nt, a)],
                                                                              results[(op, nt, b)]))
-            print(("%-10s %3d  " + " ".join([cell] * 5) + "   %7.2fx %7.2fx %7.2fx   %9.2fx") % (
-                op, nt, m["memkit"], m["pylibmc"], m["pymemcache"], m["python-memcached"], m["floor"],
-                paired("memkit", "pylibmc"), paired("memkit", "pymemcache"), paired("memkit", "python-memcached"),
-                paired("floor", "pylibmc")))
+            print(("%-10s %3d  " + " ".join([cell] * 6) + "   %7.2fx %7.2fx %7.2fx   %9.2fx   %8.2fx %8.2fx") % (
+                op, nt, m["memkit"], m["memkit-pipe"], m["pylibmc"], m["pymemcache"], m["python-memcached"],
+                m["floor"], paired("memkit", "pylibmc"), paired("memkit", "pymemcache"),
+                paired("memkit", "python-memcached"), paired("floor", "pylibmc"), paired("memkit-pipe", "pylibmc"),
+                paired("memkit-pipe", "pymemcache")))
 
 
 def main():

@@ -128,6 +128,16 @@ typedef struct mk_options {
     bool tls_verify;              /* default true: refuse a server whose certificate is not signed by a
                                      trusted CA or does not name its host (MK_ETLS); false: encrypt
                                      without checking who answers (tests only: open to a man in the middle) */
+    bool pipeline;                /* default false: auto-pipelining. Blocking calls (mk_get, mk_set, ... and
+                                     mk_op_run) made at the same time from several threads to one server
+                                     share one connection: requests queued while another is being written go
+                                     out in the next write, one caller reads the replies and hands each to
+                                     its caller in order. Applies to single-key calls that want a reply, on
+                                     plain connections without SASL or -Y credentials; other calls, and
+                                     calls beyond pipeline_depth, use the pool as before (docs/client.md) */
+    int pipeline_depth;           /* default 64: most requests one pipelined connection carries at once */
+    size_t pipeline_max_value;    /* default 16384: larger values are not copied into the shared write
+                                     buffer; those stores use the pool */
 } mk_options;
 
 /* mk_options_init — fill *opt with the defaults above. */

@@ -20,9 +20,11 @@
 
 /*
  * Usage:
- *   bench_clients --servers=127.0.0.1:P1,127.0.0.1:P2,... --lib=memkit|libmemcached|floor
+ *   bench_clients --servers=127.0.0.1:P1,127.0.0.1:P2,... --lib=memkit|memkit-pipe|libmemcached|floor
  *                 --test=get|set|mget|populate [--threads=N] [--seconds=S] [--keys=N]
  *                 [--value-size=B] [--mget-keys=100] [--floor-no-hash]
+ *
+ * memkit-pipe is libmemkit with auto-pipelining (mk_options.pipeline).
  *
  * Prints one line:
  *   RESULT lib test threads ops_per_s p50_us p99_us ops errors misses cpu_us_per_op
@@ -409,7 +411,7 @@ static void *run_worker(void *arg)
     worker *w = arg;
     const char **mkeys = calloc((size_t)g_mget_keys, sizeof *mkeys);
     size_t *mlens = calloc((size_t)g_mget_keys, sizeof *mlens);
-    bool memkit = strcmp(g_lib, "memkit") == 0, floor = strcmp(g_lib, "floor") == 0;
+    bool memkit = strncmp(g_lib, "memkit", 6) == 0, floor = strcmp(g_lib, "floor") == 0;
     floor_conn fc;
     if (floor && floor_connect(&fc) != 0) {
         fprintf(stderr, "bench_clients: floor: cannot connect\n");
@@ -530,7 +532,8 @@ int main(int argc, char **argv)
         }
     }
     if (g_threads < 1 || g_nkeys < 1 || g_vsize < 1 || g_mget_keys < 1 || g_seconds <= 0 ||
-        (strcmp(g_lib, "memkit") && strcmp(g_lib, "libmemcached") && strcmp(g_lib, "floor")) ||
+        (strcmp(g_lib, "memkit") && strcmp(g_lib, "memkit-pipe") && strcmp(g_lib, "libmemcached") &&
+         strcmp(g_lib, "floor")) ||
         (strcmp(g_test, "get") && strcmp(g_test, "set") && strcmp(g_test, "mget") &&
          strcmp(g_test, "populate"))) {
         fprintf(stderr, "bench_clients: bad arguments\n");
@@ -552,6 +555,7 @@ int main(int argc, char **argv)
         mk_options_init(&opt);
         opt.distribution = MK_DISTRIBUTION_KETAMA;
         opt.pool_size = g_threads > 8 ? g_threads : 8;
+        opt.pipeline = strcmp(g_lib, "memkit-pipe") == 0;   /* auto-pipelining: threads share connections */
         char err[256];
         int rc = mk_client_create(&g_mk, g_servers, &opt, err, sizeof err);
         if (rc) {

@@ -108,7 +108,9 @@ class Client(_memkit.Client):
     pool_timeout (longest wait for a pooled connection, 30 s; not charged to socket_timeout;
     checkout_timeout is its old name), min_compress_len (default threshold), serializer/deserializer
     (pymemcache-style: serializer(key, value) -> (bytes, flags), deserializer(key, bytes,
-    flags) -> value, used for every value that is not bytes, str or int), raise_errors.
+    flags) -> value, used for every value that is not bytes, str or int), raise_errors,
+    pipeline (auto-pipelining: calls made at the same time from several threads share one connection
+    per server; docs/python.md).
     """
 
     _FLAG_PICKLE = 1 << 0
@@ -126,7 +128,7 @@ class Client(_memkit.Client):
                  pool_size=8, failure_limit=1, auto_eject=True, pool_timeout=30.0, checkout_timeout=None,
                  min_compress_len=0, serializer=None, deserializer=None, raise_errors=False, binary=False,
                  username=None, password=None, ascii_auth=False, tls=False, tls_ca_file=None,
-                 tls_cert_file=None, tls_key_file=None, tls_server_name=None, tls_verify=True):
+                 tls_cert_file=None, tls_key_file=None, tls_server_name=None, tls_verify=True, pipeline=False):
         if compressor is not zlib.compress or decompressor is not zlib.decompress:
             raise ValueError("memkit compresses with zlib in C: custom compressor/decompressor "
                              "are not supported (use serializer/deserializer)")
@@ -149,7 +151,7 @@ class Client(_memkit.Client):
                             password=password, ascii_auth=bool(ascii_auth), tls=bool(tls),
                             tls_ca_file=_path(tls_ca_file), tls_cert_file=_path(tls_cert_file),
                             tls_key_file=_path(tls_key_file), tls_server_name=tls_server_name,
-                            tls_verify=bool(tls_verify))
+                            tls_verify=bool(tls_verify), pipeline=bool(pipeline))
         self.set_servers(servers)
         self.stats = {}
         self.cache_cas = cache_cas

@@ -603,11 +603,22 @@ static PyObject *do_get(ClientObject *self, PyObject *key, mk_opcode code, PyObj
     mk_op_args a;
     mk_op_args_init(&a);
     a.code = code;
-    a.value_cb = on_get_hit;   /* called with the GIL held (blocking mode steps with it) */
+    /* the hit is decoded with the GIL held, straight from the receive buffer (blocking mode steps with it);
+     * with auto-pipelining another caller's thread may read it, without the GIL: libmemkit then keeps a
+     * copy (mk_op_take_item) and it is decoded here */
+    bool piped = self->opt.pipeline && self->st->wait_cb == NULL;
+    a.value_cb = piped ? NULL : on_get_hit;
     a.ctx = &g;
     mk_op *op;
     opbuf ob;
     int rc = exec_op(self, &a, &k, &ob, &op, code == MK_OP_GETS ? "gets" : "get", key);
+    if (piped && rc == 0 && op) {
+        mk_item it;
+        if (mk_op_take_item(op, &it) == 0) {
+            on_get_hit(&g, 0, &it);
+            mk_item_clear(&it);
+        }
+    }
     mk_op_destroy(op);
     PyObject *r = NULL;
     if (g.et || (g.hit && g.value == NULL)) {   /* the value did not decode: its exception */
@@ -1678,22 +1689,23 @@ static PyObject *Client_check_key(ClientObject *self, PyObject *const *args, Py_
  *            failure_limit=1, pool_size=8, checkout_timeout=30.0, auto_eject=True, buckets=None,
  *            flush_on_rejoin=False, binary=False, username=None, password=None, ascii_auth=False,
  *            tls=False, tls_ca_file=None, tls_cert_file=None, tls_key_file=None, tls_server_name=None,
- *            tls_verify=True)
+ *            tls_verify=True, pipeline=False)
  * (Re)creates the libmemkit client; servers is libmemkit's list text ("" = no servers). */
 static int Client_init(ClientObject *self, PyObject *args, PyObject *kw)
 {
     static char *names[] = {"servers", "distribution", "connect_timeout", "timeout", "dead_retry",
                             "failure_limit", "pool_size", "checkout_timeout", "auto_eject", "buckets",
                             "flush_on_rejoin", "binary", "username", "password", "ascii_auth", "tls",
-                            "tls_ca_file", "tls_cert_file", "tls_key_file", "tls_server_name", "tls_verify", NULL};
+                            "tls_ca_file", "tls_cert_file", "tls_key_file", "tls_server_name", "tls_verify", "pipeline",
+                            NULL};
     const char *servers, *dist = "ketama", *user = NULL, *password = NULL;
     const char *ca = NULL, *cert = NULL, *key = NULL, *sname = NULL;
     double cto = 3.0, ito = 3.0, retry = 30.0, chk = 30.0;
-    int flimit = 1, pool = 8, eject = 1, flush = 0, binary = 0, ascii_auth = 0, tls = 0, verify = 1;
+    int flimit = 1, pool = 8, eject = 1, flush = 0, binary = 0, ascii_auth = 0, tls = 0, verify = 1, pipe = 0;
     PyObject *buckets = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "s|sdddiidpOppzzppzzzzp:Client", names, &servers, &dist, &cto, &ito,
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "s|sdddiidpOppzzppzzzzpp:Client", names, &servers, &dist, &cto, &ito,
                                      &retry, &flimit, &pool, &chk, &eject, &buckets, &flush, &binary, &user,
-                                     &password, &ascii_auth, &tls, &ca, &cert, &key, &sname, &verify))
+                                     &password, &ascii_auth, &tls, &ca, &cert, &key, &sname, &verify, &pipe))
         return -1;
     mk_options o;
     mk_options_init(&o);
@@ -1720,6 +1732,7 @@ static int Client_init(ClientObject *self, PyObject *args, PyObject *kw)
     o.tls_key_file = key;
     o.tls_server_name = sname;
     o.tls_verify = verify != 0;
+    o.pipeline = pipe != 0;
     size_t *bk = NULL, nbk = 0;
     if (buckets != Py_None) {
         PyObject *seq = PySequence_Fast(buckets, "buckets must be a sequence of server indexes");

@@ -64,6 +64,9 @@ void mk_options_init(mk_options *opt)
     opt->tcp_nodelay = true;
     opt->flush_on_rejoin = false;
     opt->tls_verify = true;
+    opt->pipeline = false;
+    opt->pipeline_depth = 64;
+    opt->pipeline_max_value = 16384;
 }
 
 static const struct {
@@ -136,8 +139,8 @@ int mk_client_create(mk_client **out, const char *servers, const mk_options *opt
     else
         mk_options_init(&o);
     if (o.connect_timeout_ms <= 0 || o.io_timeout_ms <= 0 || o.failure_limit < 1 ||
-        o.retry_interval_ms < 0 || o.pool_size < 1 || o.checkout_timeout_ms < 0)
-        return fail(errbuf, errlen, MK_EINVAL, "invalid options (timeouts, pool size and failure limit must be positive)");
+        o.retry_interval_ms < 0 || o.pool_size < 1 || o.checkout_timeout_ms < 0 || o.pipeline_depth < 1)
+        return fail(errbuf, errlen, MK_EINVAL, "invalid options (timeouts, pool size, pipeline depth and failure limit must be positive)");
     if ((o.username == NULL) != (o.password == NULL) ||
         (o.username && (strlen(o.username) > MK_CRED_MAX || strlen(o.password) > MK_CRED_MAX)))
         return fail(errbuf, errlen, MK_EINVAL, "SASL needs both a user name and a password (each at most 255 bytes)");
@@ -205,7 +208,8 @@ int mk_client_create(mk_client **out, const char *servers, const mk_options *opt
         mk_server *s = &c->servers[i];
         const mk_server_spec *sp = &list.servers[i];
         pthread_mutex_init(&s->lock, NULL);
-        pthread_cond_init(&s->cond, &ca);
+        s->wh = s->wt = NULL;
+        mk__pipe_init(&s->pipe);
         atomic_init(&s->failures, 0);
         atomic_init(&s->dead_until, 0);
         atomic_init(&s->probe_at, 0);
@@ -267,8 +271,8 @@ void mk_client_destroy(mk_client *c)
                 free(s->idle);
             }
             free(s->name);
+            mk__pipe_destroy(&s->pipe);
             pthread_mutex_destroy(&s->lock);
-            pthread_cond_destroy(&s->cond);
         }
         free(c->servers);
     }

@@ -14,7 +14,8 @@
  * Files: client.c (create/destroy, resolve, options, strerror), pool.c (pool and
  * failover state), probe.c (the thread that probes dead servers), conn.c
  * (sockets), tls.c (TLS: the context, the handshake, every byte a connection
- * moves), op.c (the state machine and reply parsing), ops.c (blocking calls),
+ * moves), op.c (the state machine and reply parsing), pipe.c (auto-pipelining:
+ * concurrent blocking calls sharing a connection), ops.c (blocking calls),
  * mget.c (multi-get over all servers at once).
  */
 
@@ -46,6 +47,24 @@ typedef struct mk_conn {
     size_t rpos, rlen, rcap;
 } mk_conn;
 
+/* Auto-pipelining (pipe.c): the calls to one server that share a connection. lock guards every field
+ * and the pipe fields of the ops in q and f. */
+typedef struct mk_pipe {
+    pthread_mutex_t lock;
+    mk_conn *conn;              /* checked out of the pool while n > 0, else NULL */
+    struct mk_op *qh, *qt;      /* requests not written yet, oldest first (their bytes are in wbuf) */
+    struct mk_op *fh, *ft;      /* requests written, their replies due in this order */
+    size_t n;                   /* ops in the pipe (q, f, and done ops whose thread has not left yet) */
+    size_t nq;                  /* ops in q and f */
+    char *wbuf;                 /* q's request bytes, in order */
+    size_t wlen, wcap;
+    char *spare;                /* the writer's buffer: wbuf and spare swap when a write starts */
+    size_t spare_cap;
+    int cause;                  /* broken: why (MK_EIO, MK_ETIMEDOUT, MK_EPROTO) */
+    bool connecting, writing, reading;   /* roles: one thread each, doing I/O without the lock */
+    bool broken;                /* the connection failed: repaired once no role is held */
+} mk_pipe;
+
 typedef struct mk_server {
     char *name;                 /* "host:port" or the unix path */
     struct sockaddr_storage addr;
@@ -54,7 +73,7 @@ typedef struct mk_server {
 
     /* pool: lock protects idle, nidle and total */
     pthread_mutex_t lock;
-    pthread_cond_t cond;        /* signalled when a connection is returned or dropped */
+    struct mk_pool_waiter *wh, *wt; /* callers waiting for a connection, oldest first (pool.c) */
     mk_conn **idle;             /* stack of idle connections, capacity pool_size */
     size_t nidle;
     size_t total;               /* connections that exist (idle + checked out) */
@@ -64,6 +83,7 @@ typedef struct mk_server {
     _Atomic int64_t dead_until; /* alive when now >= dead_until: 0, or MK_DEAD until a probe succeeds */
     _Atomic int64_t probe_at;   /* dead: monotonic ms when probe.c tries it next */
     atomic_int meta;            /* speaks the meta protocol: 0 not asked yet, 1 yes, -1 no (probe.c) */
+    mk_pipe pipe;               /* auto-pipelining (mk_options.pipeline) */
     struct {                    /* mk_server_counters, relaxed atomics */
         _Atomic uint64_t errors, timeouts, ejections, rejoins, probes, retries, pool_waits, pool_timeouts,
             noreply_failed;
@@ -223,6 +243,10 @@ struct mk_op {
     bool waited;                /* mk_op_wait ran since the op started (t0 is stale) */
     bool pool_waited;           /* counted in the server's pool_waits */
     bool fresh;                 /* the I/O deadline was set in this step and nothing waited since */
+    bool piped;                 /* eligible for the server's pipe (pipe.c) when run blocking */
+    unsigned char pstate;       /* pipe.c: P_NONE, P_Q, P_F, P_DONE */
+    struct mk_op *pnext;        /* pipe.c: next in q or f */
+    pthread_cond_t pcond;       /* pipe.c: the caller's thread waits here */
     int64_t t0;                 /* mk__now_ms() at start: the one clock read of a fast call */
     int rc;
     int64_t deadline;
@@ -244,6 +268,23 @@ struct mk_op {
     char small[1024];
 };
 
+
+/* Parse op's text or meta reply from cn's buffer (no binary, authentication or quiet replies):
+ * 1 when more bytes are needed (*want: at least this many, if known), else the op's final code. */
+int mk__op_parse(mk_op *op, mk_conn *cn, size_t *want);
+/* End op with rc: server counters, batch results, ST_DONE (its connection, if any, back to the pool). */
+int mk__op_finish(mk_op *op, int rc);
+/* May op's request be sent twice with the same outcome (get family, set, touch, flush_all, version, stats)? */
+bool mk__op_repeatable(const mk_op *op);
+
+/* ---- pipe.c: auto-pipelining ---- */
+void mk__pipe_init(mk_pipe *p);
+void mk__pipe_destroy(mk_pipe *p);
+/* A forked child: forget the parent's ops, close its copy of the connection. No lock taken. */
+void mk__pipe_after_fork(mk_pipe *p);
+/* Run a piped op to completion on the calling thread, sharing the server's connection with the
+ * other callers: its final code. MK_EAGAIN: the pipe is full; run the op on the pool instead. */
+int mk__pipe_run(mk_op *op);
 
 /* Whether s speaks the meta protocol (asked once on a connection of its own, remembered): 1, 0, or an error. */
 int mk__server_meta(mk_client *c, mk_server *s);

@@ -24,11 +24,12 @@ void mk_client_after_fork(mk_client *c)
     for (size_t i = 0; i < c->n; i++) {
         mk_server *s = &c->servers[i];
         pthread_mutex_init(&s->lock, NULL);
-        pthread_cond_init(&s->cond, &ca);
+        s->wh = s->wt = NULL;
         for (size_t j = 0; j < s->nidle; j++)
             mk__conn_free(s->idle[j]);
         s->nidle = 0;
         s->total = 0;
+        mk__pipe_after_fork(&s->pipe);
     }
     pthread_condattr_destroy(&ca);
     pthread_rwlock_init(&c->live_lock, NULL);

@@ -390,6 +390,11 @@ int mk__op_init(mk_client *c, const mk_op_args *args, mk_op *op, bool keys_check
     op->reused = op->got_reply = op->retried = op->wait_eof = false;
     op->waits = (args->mode & MK_WAITS) != 0;
     op->waited = op->fresh = op->pool_waited = false;
+    op->pstate = 0;
+    op->pnext = NULL;
+    /* auto-pipelining: plain text/meta requests with a reply and nothing called back per line */
+    op->piped = c->opt.pipeline && !op->binary && c->tls == NULL && c->opt.username == NULL && op->expect_reply &&
+                keyed(args->code) && args->nkeyset == 0 && args->value_cb == NULL;
     op->t0 = now;
     op->rc = 0;
     op->events = 0;
@@ -466,6 +471,18 @@ static void count_pool_wait(mk_op *op)
         op->pool_waited = true;
         atomic_fetch_add_explicit(&op->s->n.pool_waits, 1, memory_order_relaxed);
     }
+}
+
+static int finish(mk_op *op, int rc);
+
+int mk__op_finish(mk_op *op, int rc)
+{
+    return finish(op, rc);
+}
+
+bool mk__op_repeatable(const mk_op *op)
+{
+    return repeatable(&op->a);
 }
 
 /* The op is over: give the connection back (reusable only after a clean reply). */
@@ -745,10 +762,23 @@ static int on_meta_value(mk_op *op, const mk_meta_resp *mr, const char *data)
     return on_value(op, &r, data);
 }
 
-/* Meta replies (MK_OP_MGET, MK_OP_INVALIDATE): 1 to read more (*want bytes), else the op's final code. */
-static int read_meta(mk_op *op, const char *p, size_t avail, size_t *want)
+/* A value's header line of `used` bytes at p, then vlen data bytes and "\r\n": 0 when all of it is in
+ * p[0..avail) (*total: its length), 1 when more must be read (*want: how much), MK_EPROTO if malformed. */
+static int whole_block(const char *p, size_t avail, size_t used, uint64_t vlen, size_t *total, size_t *want)
 {
-    mk_conn *cn = op->conn;
+    if (vlen > MAX_VALUE)
+        return MK_EPROTO;
+    *total = used + (size_t)vlen + 2;
+    if (avail < *total) {
+        *want = *total - avail;
+        return 1;
+    }
+    return p[*total - 2] == '\r' && p[*total - 1] == '\n' ? 0 : MK_EPROTO;
+}
+
+/* Meta replies (MK_OP_MGET, MK_OP_INVALIDATE): 1 to read more (*want bytes), else the op's final code. */
+static int read_meta(mk_op *op, mk_conn *cn, const char *p, size_t avail, size_t *want)
+{
     mk_meta_resp mr;
     ssize_t used = mk_parse_meta_response(p, avail, &mr);
     if (used < 0 || (used == 0 && avail > MAX_LINE))
@@ -759,18 +789,50 @@ static int read_meta(mk_op *op, const char *p, size_t avail, size_t *want)
         cn->rpos += (size_t)used;
         return on_meta_reply(op, &mr);
     }
-    if (op->a.code != MK_OP_MGET || mr.vlen > MAX_VALUE)
+    if (op->a.code != MK_OP_MGET)
         return MK_EPROTO;
-    size_t total = (size_t)used + (size_t)mr.vlen + 2;
-    if (avail < total) {
-        *want = total - avail;
-        return 1;
-    }
-    if (p[total - 2] != '\r' || p[total - 1] != '\n')
-        return MK_EPROTO;
-    int rc = on_meta_value(op, &mr, p + used);
+    size_t total;
+    int rc = whole_block(p, avail, (size_t)used, mr.vlen, &total, want);
+    if (rc != 0)
+        return rc;
+    rc = on_meta_value(op, &mr, p + used);
     cn->rpos += total;
     return rc;
+}
+
+int mk__op_parse(mk_op *op, mk_conn *cn, size_t *want)
+{
+    for (;;) {
+        size_t avail = cn->rlen - cn->rpos;
+        if (avail == 0)
+            return 1;
+        if (is_meta(op->a.code))
+            return read_meta(op, cn, cn->rbuf + cn->rpos, avail, want);
+        const char *p = cn->rbuf + cn->rpos;
+        mk_response r;
+        ssize_t used = mk_parse_response(p, avail, &r);
+        if (used < 0)
+            return MK_EPROTO;
+        if (used == 0)
+            return avail > MAX_LINE ? MK_EPROTO : 1;
+        if (r.type == MK_RESP_VALUE) {
+            if (!is_get(op->a.code))
+                return MK_EPROTO;
+            size_t total;
+            int rc = whole_block(p, avail, (size_t)used, r.vlen, &total, want);
+            if (rc != 0)
+                return rc;
+            rc = on_value(op, &r, p + used);
+            if (rc)
+                return rc;
+            cn->rpos += total;
+            continue;
+        }
+        cn->rpos += (size_t)used;
+        int rc = on_reply(op, &r);
+        if (rc != 1)
+            return rc;
+    }
 }
 
 /* Parse what is buffered; read more when needed. */
@@ -807,40 +869,10 @@ static int do_read(mk_op *op)
                 return finish(op, rc);
             if (used)
                 continue;
-        } else if (avail && is_meta(op->a.code)) {
-            int rc = read_meta(op, cn->rbuf + cn->rpos, avail, &want);
+        } else if (avail) {
+            int rc = mk__op_parse(op, cn, &want);
             if (rc != 1)
                 return finish(op, rc);
-        } else if (avail) {
-            const char *p = cn->rbuf + cn->rpos;
-            mk_response r;
-            ssize_t used;
-            used = mk_parse_response(p, avail, &r);
-            if (used < 0)
-                return finish(op, MK_EPROTO);
-            if (used > 0 && r.type == MK_RESP_VALUE) {
-                if (!is_get(op->a.code) || r.vlen > MAX_VALUE)
-                    return finish(op, MK_EPROTO);
-                size_t total = (size_t)used + (size_t)r.vlen + 2;
-                if (avail >= total) {
-                    if (p[total - 2] != '\r' || p[total - 1] != '\n')
-                        return finish(op, MK_EPROTO);
-                    int rc = on_value(op, &r, p + used);
-                    if (rc)
-                        return finish(op, rc);
-                    cn->rpos += total;
-                    continue;
-                }
-                want = total - avail;
-            } else if (used > 0) {
-                cn->rpos += (size_t)used;
-                int rc = on_reply(op, &r);
-                if (rc != 1)
-                    return finish(op, rc);
-                continue;
-            } else if (avail > MAX_LINE) {
-                return finish(op, MK_EPROTO);
-            }
         }
         if (op->wait_eof) {
             op->wait_eof = false;
@@ -954,6 +986,12 @@ int mk_op_step(mk_op *op)
     int rc;
     switch (op->state) {
     case ST_CHECKOUT:
+        if (op->piped && (op->waits || op->blocking) && op->conn == NULL) {
+            op->piped = false;    /* once: if the pipe is full, the pool serves the op */
+            rc = mk__pipe_run(op);
+            if (rc != MK_EAGAIN)
+                return rc;
+        }
         if (op->conn == NULL) {   /* mk_op_wait may have checked one out already */
             bool full = false;
             rc = mk__pool_get_at(op->c, op->s, op->deadline, op->blocking, op->t0, &full, &op->conn);

@@ -12,9 +12,47 @@
  *     exceeds opt.pool_size.
  *   - a checked-out connection belongs to one op; it comes back through
  *     mk__pool_put, which keeps it idle (reusable) or frees it and lowers total.
- *   - waiters sleep on s->cond, signalled by every put.
+ *   - a caller that finds the pool full queues a waiter (its own condition variable) and
+ *     sleeps; a put hands its connection -- or, when the connection is not kept, its place
+ *     in total -- straight to the oldest waiter and wakes that one alone. Handing over
+ *     instead of signalling a shared condition keeps the order fair and means no wake-up
+ *     is wasted: with more threads than connections, a woken thread used to find the
+ *     connection already taken again by the thread that returned it, and slept again
+ *     (measured: 32 Python threads over 8 connections ran at half the rate of 8).
  * Idle connections are reused LIFO (the warmest first).
  */
+
+typedef struct mk_pool_waiter {
+    pthread_cond_t cond;
+    struct mk_pool_waiter *next;
+    mk_conn *conn;              /* handed over: a connection, or NULL for a place to open one */
+    bool served;
+} mk_pool_waiter;
+
+static pthread_condattr_t mono;
+static pthread_once_t mono_once = PTHREAD_ONCE_INIT;
+
+static void mono_init(void)
+{
+    pthread_condattr_init(&mono);
+    pthread_condattr_setclock(&mono, CLOCK_MONOTONIC);
+}
+
+static void unlink_waiter(mk_server *s, mk_pool_waiter *w)
+{
+    mk_pool_waiter *prev = NULL;
+    for (mk_pool_waiter *x = s->wh; x; prev = x, x = x->next) {
+        if (x != w)
+            continue;
+        if (prev)
+            prev->next = x->next;
+        else
+            s->wh = x->next;
+        if (s->wt == x)
+            s->wt = prev;
+        return;
+    }
+}
 
 int mk__pool_get(mk_client *c, mk_server *s, int64_t deadline_ms, bool blocking, bool *full, mk_conn **out)
 {
@@ -24,7 +62,6 @@ int mk__pool_get(mk_client *c, mk_server *s, int64_t deadline_ms, bool blocking,
 int mk__pool_get_at(mk_client *c, mk_server *s, int64_t deadline_ms, bool blocking, int64_t now, bool *full,
                     mk_conn **out)
 {
-    bool waited = false;
     pthread_mutex_lock(&s->lock);
     for (;;) {
         if (s->nidle > 0) {
@@ -34,8 +71,6 @@ int mk__pool_get_at(mk_client *c, mk_server *s, int64_t deadline_ms, bool blocki
              * noreply request was sent on it) or that sat idle for MK_IDLE_CHECK_MS
              * or more is checked with one poll(); a busy one is reused at once (a
              * stale one is caught by the op's first read/write, see op.c). */
-            if (waited)
-                now = mk__now_ms();
             if ((conn->unsynced || now - conn->idle_since >= MK_IDLE_CHECK_MS) &&
                 !mk__conn_usable(s, conn)) {  /* closed by the server while idle, or stray bytes */
                 mk__conn_close(conn);
@@ -63,9 +98,35 @@ int mk__pool_get_at(mk_client *c, mk_server *s, int64_t deadline_ms, bool blocki
             pthread_mutex_unlock(&s->lock);
             return MK_EPOOLTIMEOUT;
         }
+        /* queue, and sleep until a put hands us a connection (or a place) or the deadline passes */
+        pthread_once(&mono_once, mono_init);
+        mk_pool_waiter w = {.next = NULL, .conn = NULL, .served = false};
+        pthread_cond_init(&w.cond, &mono);
+        if (s->wt)
+            s->wt->next = &w;
+        else
+            s->wh = &w;
+        s->wt = &w;
         struct timespec ts = {.tv_sec = deadline_ms / 1000, .tv_nsec = (deadline_ms % 1000) * 1000000};
-        pthread_cond_timedwait(&s->cond, &s->lock, &ts);
-        waited = true;
+        while (!w.served && pthread_cond_timedwait(&w.cond, &s->lock, &ts) != ETIMEDOUT)
+            ;
+        if (!w.served)
+            unlink_waiter(s, &w);
+        pthread_mutex_unlock(&s->lock);
+        pthread_cond_destroy(&w.cond);
+        if (!w.served)
+            return MK_EPOOLTIMEOUT;
+        if (w.conn) {   /* a connection just used by another call: no idle check */
+            *out = w.conn;
+            return 0;
+        }
+        mk_conn *conn = mk__conn_new();   /* a place: total already counts it */
+        if (conn == NULL) {
+            mk__pool_put(c, s, NULL, false);
+            return MK_ENOMEM;
+        }
+        *out = conn;
+        return 0;
     }
 }
 
@@ -80,14 +141,24 @@ void mk__pool_put_at(mk_client *c, mk_server *s, mk_conn *conn, bool reusable, i
     pthread_mutex_lock(&s->lock);
     if (conn && reusable && conn->fd >= 0 && !mk__server_alive(s, now))
         reusable = false;   /* a dead server's connections are not kept */
-    if (conn && reusable && conn->fd >= 0) {
+    bool keep = conn && reusable && conn->fd >= 0;
+    mk_pool_waiter *w = s->wh;
+    if (w) {   /* the oldest waiter gets it: the connection, or its place in total */
+        s->wh = w->next;
+        if (s->wh == NULL)
+            s->wt = NULL;
+        w->conn = keep ? conn : NULL;
+        w->served = true;
+        if (keep)
+            conn = NULL;
+        pthread_cond_signal(&w->cond);
+    } else if (keep) {
         conn->idle_since = now;
         s->idle[s->nidle++] = conn;
         conn = NULL;
     } else {
         s->total--;
     }
-    pthread_cond_signal(&s->cond);
     pthread_mutex_unlock(&s->lock);
     mk__conn_free(conn);
 }
@@ -105,8 +176,7 @@ void mk__pool_close_idle(mk_server *s)
         memcpy(list, s->idle, n * sizeof *list);
     }
     s->nidle = 0;
-    s->total -= n;
-    pthread_cond_broadcast(&s->cond);
+    s->total -= n;   /* (nobody waits while connections are idle) */
     pthread_mutex_unlock(&s->lock);
     if (list) {
         for (size_t i = 0; i < n; i++)

@@ -1039,14 +1039,12 @@ static void *worker(void *arg)
     return NULL;
 }
 
-static void test_threads(void)
+/* 32 threads run worker() on a client of options o (2 servers); returns it (crossed/errors counted). */
+static mk_client *run_workers(const mk_options *o, const char *label)
 {
-    mk_options o;
-    mk_options_init(&o);
-    o.pool_size = 6;
-    o.io_timeout_ms = 5000;
-    o.checkout_timeout_ms = 10000;
-    shared = client(2, &o);
+    shared = client(2, o);
+    atomic_store(&crossed, 0);
+    atomic_store(&errors, 0);
     pthread_t th[32];
     int64_t t0 = now_ms();
     for (int t = 0; t < 32; t++)
@@ -1054,16 +1052,236 @@ static void test_threads(void)
     for (int t = 0; t < 32; t++)
         pthread_join(th[t], NULL);
     int64_t dt = now_ms() - t0;
-    printf("  32 threads x %d ops: %lld ms, %d crossed, %d errors\n", thread_ops, (long long)dt,
+    printf("  %s32 threads x %d ops: %lld ms, %d crossed, %d errors\n", label, thread_ops, (long long)dt,
            atomic_load(&crossed), atomic_load(&errors));
     CHECK_EQ_I(atomic_load(&crossed), 0);
     CHECK_EQ_I(atomic_load(&errors), 0);
+    return shared;
+}
+
+static void test_threads(void)
+{
+    mk_options o;
+    mk_options_init(&o);
+    o.pool_size = 6;
+    o.io_timeout_ms = 5000;
+    o.checkout_timeout_ms = 10000;
+    run_workers(&o, "");
     /* the pool bound held: at most pool_size connections per server from us */
     mk_client *probe = client(2, NULL);
     for (int s = 0; s < 2; s++)
         CHECK(stat_value(probe, (size_t)s, "curr_connections") <= 6 + 1 + 2);
     mk_client_destroy(probe);
     mk_client_destroy(shared);
+}
+
+/* Auto-pipelining (issue 17): 32 threads share one pipelined connection per server for their gets,
+ * sets and incrs (multi-gets use the pool): every reply is its caller's own, nothing fails. */
+static void test_pipeline_threads(void)
+{
+    mk_options o;
+    mk_options_init(&o);
+    o.pipeline = true;
+    o.pool_size = 6;
+    o.io_timeout_ms = 5000;
+    o.checkout_timeout_ms = 10000;
+    run_workers(&o, "pipelined: ");
+    mk_server_counters sc;
+    for (size_t i = 0; i < 2; i++) {
+        CHECK_EQ_I(mk_server_counters_get(shared, i, &sc), 0);
+        CHECK_EQ_U(sc.errors, 0);
+        CHECK_EQ_U(sc.timeouts, 0);
+    }
+    mk_client_destroy(shared);
+    shared = NULL;
+    o.pipeline_depth = 0;
+    char err[256];
+    mk_client *bad = NULL;
+    CHECK_EQ_I(mk_client_create(&bad, "127.0.0.1:1", &o, err, sizeof err), MK_EINVAL);
+}
+
+/* ---- a fake server for the pipeline's failure tests: "get K" answers K's value (K itself), after
+ * 1.5 s when K starts with "slow"; "set K F E N" takes its data and answers STORED; while fake_frozen
+ * it reads and answers nothing. One thread per connection. */
+static atomic_int fake_frozen;
+
+static void *fake_conn(void *arg)
+{
+    int fd = (int)(intptr_t)arg;
+    char buf[65536];
+    size_t len = 0;
+    for (;;) {
+        ssize_t n = read(fd, buf + len, sizeof buf - len);
+        if (n <= 0)
+            break;
+        len += (size_t)n;
+        char *nl;
+        while ((nl = memchr(buf, '\n', len)) != NULL) {
+            size_t used = (size_t)(nl - buf) + 1;
+            char line[512], key[256], out[1024];
+            snprintf(line, sizeof line, "%.*s", (int)(used > 2 ? used - 2 : 0), buf);
+            unsigned f, e, nb;
+            int m = 0;
+            if (sscanf(line, "set %255s %u %u %u", key, &f, &e, &nb) == 4) {
+                if (len < used + nb + 2)
+                    break;   /* the data block is not all here yet */
+                used += nb + 2;
+                m = snprintf(out, sizeof out, "STORED\r\n");
+            } else if (sscanf(line, "get %255s", key) == 1) {
+                if (strncmp(key, "slow", 4) == 0)
+                    usleep(1500 * 1000);
+                m = snprintf(out, sizeof out, "VALUE %s 0 %zu\r\n%s\r\nEND\r\n", key, strlen(key), key);
+            } else {
+                m = snprintf(out, sizeof out, "ERROR\r\n");
+            }
+            memmove(buf, buf + used, len - used);
+            len -= used;
+            if (!atomic_load(&fake_frozen) && write(fd, out, (size_t)m) != m)
+                goto out;
+        }
+    }
+out:
+    close(fd);
+    return NULL;
+}
+
+static void *fake_accept(void *arg)
+{
+    int lfd = (int)(intptr_t)arg;
+    for (;;) {
+        int fd = accept(lfd, NULL, NULL);
+        if (fd < 0)
+            return NULL;
+        pthread_t t;
+        pthread_create(&t, NULL, fake_conn, (void *)(intptr_t)fd);
+        pthread_detach(t);
+    }
+}
+
+/* Start the fake server; its port. (It lives until the test binary exits.) */
+static int fake_start(void)
+{
+    int lfd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t al = sizeof a;
+    if (bind(lfd, (struct sockaddr *)&a, sizeof a) != 0 || listen(lfd, 64) != 0)
+        return -1;
+    getsockname(lfd, (struct sockaddr *)&a, &al);
+    pthread_t t;
+    pthread_create(&t, NULL, fake_accept, (void *)(intptr_t)lfd);
+    pthread_detach(t);
+    return ntohs(a.sin_port);
+}
+
+static mk_client *fake_client(int port, int io_timeout_ms)
+{
+    char list[64], err[256];
+    snprintf(list, sizeof list, "127.0.0.1:%d", port);
+    mk_options o;
+    mk_options_init(&o);
+    o.pipeline = true;
+    o.io_timeout_ms = io_timeout_ms;
+    o.failure_limit = 1000;   /* the failures here must not mark the server dead */
+    o.pool_size = 4;
+    mk_client *c = NULL;
+    if (mk_client_create(&c, list, &o, err, sizeof err) != 0)
+        fprintf(stderr, "mk_client_create: %s\n", err);
+    return c;
+}
+
+static atomic_int fake_ok, fake_bad, fake_timeouts;
+
+/* n gets of keys "k<t>-<i>" (t: the thread's number): each must come back as itself */
+static void *fake_getter(void *arg)
+{
+    int t = (int)(intptr_t)arg & 0xffff, n = (int)((intptr_t)arg >> 16);
+    for (int i = 0; i < n; i++) {
+        char key[64];
+        snprintf(key, sizeof key, "k%d-%d", t, i);
+        mk_item it;
+        int rc = mk_get(shared, K(key), &it);
+        if (rc == 0 && it.nvalue == strlen(key) && memcmp(it.value, key, it.nvalue) == 0)
+            atomic_fetch_add(&fake_ok, 1);
+        else if (rc == MK_ETIMEDOUT)
+            atomic_fetch_add(&fake_timeouts, 1);
+        else
+            atomic_fetch_add(&fake_bad, 1);
+        mk_item_clear(&it);
+    }
+    return NULL;
+}
+
+static void *slow_getter(void *arg)
+{
+    mk_item it;
+    int64_t t0 = now_ms();
+    int rc = mk_get(shared, K("slowkey"), &it);
+    mk_item_clear(&it);
+    *(int64_t *)arg = rc == MK_ETIMEDOUT ? now_ms() - t0 : -1;
+    return NULL;
+}
+
+/* Regression (issue 17): a request the server is slow to answer times out alone; the requests written
+ * behind it on the shared connection are sent again on a fresh one and get their own replies. */
+static void test_pipeline_slow_request_times_out_alone(void)
+{
+    int port = fake_start();
+    CHECK(port > 0);
+    shared = fake_client(port, 500);
+    atomic_store(&fake_ok, 0), atomic_store(&fake_bad, 0), atomic_store(&fake_timeouts, 0);
+    int64_t slow_ms = 0;
+    pthread_t slow, th[8];
+    pthread_create(&slow, NULL, slow_getter, &slow_ms);
+    usleep(150 * 1000);   /* the slow request is written first: the others queue behind it */
+    for (int t = 0; t < 8; t++)
+        pthread_create(&th[t], NULL, fake_getter, (void *)(intptr_t)(t | (200 << 16)));
+    pthread_join(slow, NULL);
+    for (int t = 0; t < 8; t++)
+        pthread_join(th[t], NULL);
+    printf("  slow request timed out after %lld ms; others: %d ok, %d wrong, %d timed out\n", (long long)slow_ms,
+           atomic_load(&fake_ok), atomic_load(&fake_bad), atomic_load(&fake_timeouts));
+    CHECK(slow_ms >= 450 && slow_ms < 1400);
+    CHECK_EQ_I(atomic_load(&fake_ok), 8 * 200);
+    CHECK_EQ_I(atomic_load(&fake_bad), 0);
+    mk_server_counters sc;
+    CHECK_EQ_I(mk_server_counters_get(shared, 0, &sc), 0);
+    CHECK_EQ_U(sc.timeouts, 1);
+    CHECK(sc.retries >= 1);   /* the requests behind the slow one went again */
+    mk_client_destroy(shared);
+    shared = NULL;
+}
+
+/* Regression (issue 17): while the server answers nothing, every pipelined call times out (none gets
+ * another's reply); once it answers again, every call gets its own reply on a fresh connection. */
+static void test_pipeline_frozen_server(void)
+{
+    int port = fake_start();
+    CHECK(port > 0);
+    shared = fake_client(port, 200);
+    atomic_store(&fake_ok, 0), atomic_store(&fake_bad, 0), atomic_store(&fake_timeouts, 0);
+    pthread_t th[8];
+    for (int t = 0; t < 8; t++)
+        pthread_create(&th[t], NULL, fake_getter, (void *)(intptr_t)(t | (50 << 16)));
+    for (int t = 0; t < 8; t++)
+        pthread_join(th[t], NULL);
+    CHECK_EQ_I(atomic_load(&fake_ok), 8 * 50);
+    atomic_store(&fake_frozen, 1);
+    atomic_store(&fake_ok, 0);
+    for (int t = 0; t < 8; t++)
+        pthread_create(&th[t], NULL, fake_getter, (void *)(intptr_t)(t | (3 << 16)));
+    for (int t = 0; t < 8; t++)
+        pthread_join(th[t], NULL);
+    CHECK_EQ_I(atomic_load(&fake_timeouts), 8 * 3);
+    CHECK_EQ_I(atomic_load(&fake_ok), 0);
+    atomic_store(&fake_frozen, 0);
+    for (int t = 0; t < 8; t++)
+        pthread_create(&th[t], NULL, fake_getter, (void *)(intptr_t)(t | (50 << 16)));
+    for (int t = 0; t < 8; t++)
+        pthread_join(th[t], NULL);
+    CHECK_EQ_I(atomic_load(&fake_ok), 8 * 50);
+    CHECK_EQ_I(atomic_load(&fake_bad), 0);
+    mk_client_destroy(shared);
+    shared = NULL;
 }
 
 static void batch_hit(void *ctx, size_t i, const mk_item *it)
@@ -1829,6 +2047,9 @@ int main(int argc, char **argv)
     T(test_batches_and_public_helpers);
     T(test_all_dead);
     T(test_threads);
+    T(test_pipeline_threads);
+    T(test_pipeline_slow_request_times_out_alone);
+    T(test_pipeline_frozen_server);
     T(test_herd);
     T(test_noreply_failure_never_answers_a_later_call);
     T(test_binary_protocol);

@@ -100,23 +100,28 @@ def test_gil_released_while_waiting(memkit, fresh_server):
         os.kill(s.proc.pid, signal.SIGCONT)
 
 
+def in_child(check):
+    """Run check() in a forked child: True if it returned true there."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.write(w, b"1" if check() else b"0")
+        finally:
+            os._exit(0)
+    os.close(w)
+    ok = os.read(r, 1) == b"1"
+    os.waitpid(pid, 0)
+    os.close(r)
+    return ok
+
+
 def test_fork_child_gets_fresh_connections(memkit, fresh_server):
     s = fresh_server("memkitd")
     mc = memkit.Client([s.addr], pool_size=1)
     assert mc.set("k", "parent") is True       # one pooled connection
     before = total_connections(s)
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        try:
-            ok = mc.get("k") == "parent" and mc.set("c", "child") is True and mc.get("c") == "child"
-            os.write(w, b"1" if ok else b"0")
-        finally:
-            os._exit(0)
-    os.close(w)
-    assert os.read(r, 1) == b"1"
-    os.waitpid(pid, 0)
-    os.close(r)
+    assert in_child(lambda: mc.get("k") == "parent" and mc.set("c", "child") is True and mc.get("c") == "child")
     assert total_connections(s) - before - 1 == 1   # the child opened its own
     assert mc.get("c") == "child" and mc.get("k") == "parent"   # the parent's connection is intact
     assert total_connections(s) - before - 2 == 1   # ... and still the same one
@@ -174,3 +179,61 @@ def test_shared_cache_cas_no_lost_updates(srv, mode):
     r = json.loads(out.stdout.decode().strip().splitlines()[-1])
     assert r["failed"] > 0, r                      # the workers did interleave
     assert r["final"] == r["ok"], r                # every successful cas was one increment
+
+
+def test_pipeline_threads_share_one_connection_no_crossed_replies(memkit, fresh_server):
+    """Issue 17: with pipeline=True, 16 threads' gets, sets, incrs and deletes to one server go over one
+    shared connection, and every call gets its own reply."""
+    for kind in ("memkitd", "memcached"):
+        s = fresh_server(kind)
+        mc = memkit.Client([s.addr], pipeline=True)
+        mc.set("warm", 1)
+        before = total_connections(s)
+        errors = []
+        barrier = threading.Barrier(16)
+
+        def worker(n):
+            barrier.wait()
+            mc.set("ctr%d" % n, 0)
+            for i in range(300):
+                k = "p%d_%d" % (n, i % 7)
+                v = {"n": n, "i": i, "pad": "x" * (i % 50)}
+                if mc.set(k, v) is not True or mc.get(k) != v:
+                    errors.append((k, i))
+                if mc.incr("ctr%d" % n) != i + 1:
+                    errors.append(("incr", n, i))
+                if i % 10 == 0 and (not mc.delete(k) or mc.get(k) is not None):
+                    errors.append(("delete", k))
+        ts = [threading.Thread(target=worker, args=(n,)) for n in range(16)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+        assert errors == [], (kind, errors[:5])
+        opened = total_connections(s) - before - 1   # minus our stats connection
+        assert opened <= 1, (kind, opened)           # the first set's connection serves them all
+
+
+def test_pipeline_fork_while_calls_are_in_flight(memkit, fresh_server):
+    """Issue 17: a child forked while other threads are inside the pipe starts with an empty one."""
+    s = fresh_server("memkitd")
+    mc = memkit.Client([s.addr], pipeline=True)
+    stop = threading.Event()
+    errors = []
+
+    def hammer(n):
+        while not stop.is_set():
+            if mc.set("h%d" % n, n) is not True or mc.get("h%d" % n) != n:
+                errors.append(n)
+    ts = [threading.Thread(target=hammer, args=(n,)) for n in range(8)]
+    for t in ts:
+        t.start()
+    try:
+        for _ in range(5):
+            time.sleep(0.05)
+            assert in_child(lambda: all(mc.set("c%d" % i, i) is True and mc.get("c%d" % i) == i for i in range(50)))
+    finally:
+        stop.set()
+        for t in ts:
+            t.join()
+    assert errors == []

@@ -1,0 +1,475 @@
+/* client/pipe.c — auto-pipelining: blocking calls to one server share a connection; requests go out together, one caller reads the replies and hands each to its caller in order. */
+#include "client/client.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+
+/*
+ * A server's pipe (mk_pipe, in client.h) holds the ops of the threads that are
+ * calling it at the same time, in two queues:
+ *
+ *   q: requests not written yet; their bytes are copied, in order, into wbuf
+ *   f: requests written; their replies come back in this order
+ *
+ * The work is done by the callers themselves, in three roles, each held by at
+ * most one thread at a time, whose I/O runs with the lock released:
+ *
+ *   connecting  take a connection from the server's pool (connect it if new)
+ *   writing     swap wbuf for the spare buffer, move q to f, write it all;
+ *               again while q has filled meanwhile (requests queued during a
+ *               write go out together in the next one)
+ *   reading     recv, then hand every complete reply to f's head op in turn
+ *               (parsed under the lock into that op: its item, number, text);
+ *               the reader keeps the role until its own op is done
+ *
+ * A thread whose op waits and holds no role sleeps on the op's condition
+ * variable; it is woken when its op is done or when a role it can take is free
+ * (kick). When the last op leaves, the connection goes back to the pool.
+ *
+ * Failure. The connection is "broken" when a read or write fails, the server
+ * closes it, a reply cannot be parsed, or an op whose request was written
+ * times out (its reply may still come: the stream can no longer be matched).
+ * A thread in I/O is woken with shutdown(); once no role is held, the pipe is
+ * repaired: the connection is closed, and every op still in f is either sent
+ * again on a new connection (requests that may be repeated -- get family, set,
+ * touch --, once per op, the pool's stale-connection rule) or ends with the
+ * cause (MK_EIO, MK_ETIMEDOUT, MK_EPROTO). So a timeout fails only its own
+ * op, the ops behind it on a frozen or slow connection are retried on a fresh
+ * one, and no op ever receives another's reply.
+ *
+ * Bounds: at most pipeline_depth ops in a pipe, values of at most
+ * pipeline_max_value bytes; other calls run on the pool's other connections.
+ */
+
+enum { P_NONE = 0, P_Q, P_F, P_DONE };
+
+static pthread_condattr_t mono;
+static pthread_once_t mono_once = PTHREAD_ONCE_INIT;
+
+static void mono_init(void)
+{
+    pthread_condattr_init(&mono);
+    pthread_condattr_setclock(&mono, CLOCK_MONOTONIC);
+}
+
+void mk__pipe_init(mk_pipe *p)
+{
+    memset(p, 0, sizeof *p);
+    pthread_mutex_init(&p->lock, NULL);
+}
+
+void mk__pipe_destroy(mk_pipe *p)
+{
+    if (p->conn)
+        mk__conn_free(p->conn);
+    free(p->wbuf);
+    free(p->spare);
+    pthread_mutex_destroy(&p->lock);
+    memset(p, 0, sizeof *p);
+}
+
+void mk__pipe_after_fork(mk_pipe *p)
+{
+    /* the ops belong to parent threads that do not exist here; the connection is the parent's */
+    if (p->conn)
+        mk__conn_free(p->conn);
+    char *w = p->wbuf, *sp = p->spare;
+    size_t wc = p->wcap, sc = p->spare_cap;
+    memset(p, 0, sizeof *p);
+    p->wbuf = w, p->wcap = wc, p->spare = sp, p->spare_cap = sc;
+    pthread_mutex_init(&p->lock, NULL);
+}
+
+/* ---- the queues ---- */
+
+static void push(mk_op **h, mk_op **t, mk_op *op)
+{
+    op->pnext = NULL;
+    if (*t)
+        (*t)->pnext = op;
+    else
+        *h = op;
+    *t = op;
+}
+
+static void unlink_op(mk_op **h, mk_op **t, mk_op *op)
+{
+    mk_op *prev = NULL;
+    for (mk_op *x = *h; x; prev = x, x = x->pnext) {
+        if (x != op)
+            continue;
+        if (prev)
+            prev->pnext = x->pnext;
+        else
+            *h = x->pnext;
+        if (*t == x)
+            *t = prev;
+        x->pnext = NULL;
+        return;
+    }
+}
+
+/* Append op's request bytes to wbuf. 0 or MK_ENOMEM. */
+static int append(mk_pipe *p, const mk_op *op)
+{
+    size_t need = 0;
+    for (size_t i = op->iovi; i < op->niov; i++)
+        need += op->iov[i].iov_len;
+    if (p->wlen + need > p->wcap) {
+        size_t cap = p->wcap ? p->wcap : 4096;
+        while (cap < p->wlen + need)
+            cap *= 2;
+        char *b = realloc(p->wbuf, cap);
+        if (b == NULL)
+            return MK_ENOMEM;
+        p->wbuf = b;
+        p->wcap = cap;
+    }
+    for (size_t i = op->iovi; i < op->niov; i++) {
+        memcpy(p->wbuf + p->wlen, op->iov[i].iov_base, op->iov[i].iov_len);
+        p->wlen += op->iov[i].iov_len;
+    }
+    return 0;
+}
+
+/* wbuf again from q's ops (an op left q, or the connection was replaced). */
+static void rebuild(mk_pipe *p)
+{
+    p->wlen = 0;
+    for (mk_op *x = p->qh; x; x = x->pnext)
+        if (append(p, x) != 0)
+            break;   /* (cannot fail: the buffer already held at least these bytes) */
+}
+
+/* op is over (lock held): counters, its code, and its thread woken. */
+static void complete(mk_pipe *p, mk_op *op, int rc)
+{
+    p->nq--;
+    op->pstate = P_DONE;
+    mk__op_finish(op, rc);
+    pthread_cond_signal(&op->pcond);
+}
+
+/* Wake the threads that can take a free role (lock held). */
+static void kick(mk_pipe *p)
+{
+    if (p->broken) {
+        if (!p->reading && !p->writing && !p->connecting) {
+            mk_op *x = p->fh ? p->fh : p->qh;
+            if (x)
+                pthread_cond_signal(&x->pcond);
+        }
+        return;
+    }
+    if (p->qh && !p->connecting && !p->writing)
+        pthread_cond_signal(&p->qh->pcond);
+    if (p->fh && p->conn && !p->reading)
+        pthread_cond_signal(&p->fh->pcond);
+}
+
+/* The connection failed (lock held): stop the I/O in progress; repair() follows once no role is held. */
+static void set_broken(mk_pipe *p, int cause)
+{
+    if (!p->broken) {
+        p->broken = true;
+        p->cause = cause;
+    }
+    if ((p->reading || p->writing) && p->conn && p->conn->fd >= 0)
+        shutdown(p->conn->fd, SHUT_RDWR);   /* the thread in recv/send returns at once */
+}
+
+/* A broken pipe, no role held (lock held): close the connection; ops in f go again or end. */
+static void repair(mk_pipe *p, mk_client *c, mk_server *s)
+{
+    mk_op *f = p->fh;
+    p->fh = p->ft = NULL;
+    mk_op *again_h = NULL, *again_t = NULL;
+    while (f) {
+        mk_op *x = f;
+        f = f->pnext;
+        if (mk__op_repeatable(x) && !x->retried && p->cause != MK_EPROTO) {
+            x->retried = true;
+            atomic_fetch_add_explicit(&x->s->n.retries, 1, memory_order_relaxed);
+            mk_item_clear(&x->item);   /* what was parsed of its reply is forgotten */
+            x->hits = x->kpos = 0;
+            x->meta_state = 0;
+            x->text[0] = '\0';
+            x->pstate = P_Q;
+            push(&again_h, &again_t, x);
+        } else {
+            complete(p, x, p->cause);
+        }
+    }
+    if (again_h) {   /* the retried requests go first, in their order */
+        again_t->pnext = p->qh;
+        if (p->qt == NULL)
+            p->qt = again_t;
+        p->qh = again_h;
+    }
+    rebuild(p);
+    if (p->conn) {
+        mk__conn_close(p->conn);
+        mk__pool_put(c, s, p->conn, false);
+        p->conn = NULL;
+    }
+    p->broken = false;
+    p->cause = 0;
+}
+
+/* ---- the roles (each entered and left with the lock held) ---- */
+
+/* Take a connection from the pool for the ops in q, connecting it if it is new. */
+static void take_connection(mk_pipe *p, mk_op *op)
+{
+    mk_client *c = op->c;
+    mk_server *s = op->s;
+    p->connecting = true;
+    int64_t pool_deadline = op->t0 + c->opt.checkout_timeout_ms;
+    pthread_mutex_unlock(&p->lock);
+    mk_conn *cn = NULL;
+    bool full = false;
+    int rc = mk__pool_get(c, s, pool_deadline, true, &full, &cn);
+    if (full)
+        atomic_fetch_add_explicit(&s->n.pool_waits, 1, memory_order_relaxed);
+    if (rc == 0 && cn->fd < 0) {
+        int64_t deadline = mk__now_ms() + c->opt.connect_timeout_ms;
+        rc = mk__conn_connect(c, s, cn);
+        while (rc == MK_EAGAIN) {
+            int64_t left = deadline - mk__now_ms();
+            if (left <= 0) {
+                rc = MK_ETIMEDOUT;
+                break;
+            }
+            struct pollfd pf = {cn->fd, cn->want ? cn->want : POLLOUT, 0};
+            poll(&pf, 1, (int)left);
+            rc = mk__conn_connect_finish(c, s, cn);
+        }
+        if (rc != 0) {
+            mk__conn_close(cn);
+            mk__pool_put(c, s, cn, false);
+            cn = NULL;
+        }
+    }
+    if (cn)
+        mk__conn_ready(c, cn);
+    pthread_mutex_lock(&p->lock);
+    p->connecting = false;
+    if (rc != 0) {
+        /* every queued request would meet the same refusal: they end with it (each counted) */
+        while (p->qh) {
+            mk_op *x = p->qh;
+            unlink_op(&p->qh, &p->qt, x);
+            complete(p, x, rc);
+        }
+        p->wlen = 0;
+        return;
+    }
+    p->conn = cn;
+    /* the wait for a connection is not I/O time: the queued ops' I/O deadlines start now */
+    int64_t io_deadline = mk__now_ms() + c->opt.io_timeout_ms;
+    for (mk_op *x = p->qh; x; x = x->pnext)
+        if (x->deadline < io_deadline)
+            x->deadline = io_deadline;
+}
+
+/* Write everything queued, in as few sends as the socket takes. */
+static void write_queued(mk_pipe *p, mk_op *op)
+{
+    mk_conn *cn = p->conn;
+    p->writing = true;
+    while (p->qh && !p->broken) {
+        /* the queued bytes become the writer's; new requests fill the other buffer meanwhile */
+        char *b = p->wbuf;
+        size_t len = p->wlen, cap = p->wcap;
+        p->wbuf = p->spare, p->wcap = p->spare_cap, p->wlen = 0;
+        p->spare = b, p->spare_cap = cap;
+        for (mk_op *x = p->qh; x; x = x->pnext)
+            x->pstate = P_F;
+        if (p->ft)
+            p->ft->pnext = p->qh;
+        else
+            p->fh = p->qh;
+        p->ft = p->qt;
+        p->qh = p->qt = NULL;
+        int64_t deadline = p->fh->deadline;   /* the oldest request's: a write stuck longer breaks the pipe */
+        kick(p);                              /* the reader can start on the first replies */
+        pthread_mutex_unlock(&p->lock);
+        size_t off = 0;
+        int err = 0;
+        while (off < len) {
+            /* (plain sockets only: the reader and the writer use the socket at once, and TLS state is
+             * not shared between two threads; so straight send/recv, which touch no field of cn) */
+            ssize_t w = send(cn->fd, b + off, len - off, MSG_DONTWAIT | MSG_NOSIGNAL);
+            if (w > 0) {
+                off += (size_t)w;
+                continue;
+            }
+            if (w < 0 && errno == EINTR)
+                continue;
+            if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+                int64_t left = deadline - mk__now_ms();
+                struct pollfd pf = {cn->fd, POLLOUT, 0};
+                if (left > 0 && poll(&pf, 1, (int)left) >= 0 && !(pf.revents & (POLLERR | POLLHUP | POLLNVAL)))
+                    continue;
+                err = left > 0 ? MK_EIO : MK_ETIMEDOUT;
+                break;
+            }
+            err = MK_EIO;
+            break;
+        }
+        pthread_mutex_lock(&p->lock);
+        if (err)
+            set_broken(p, err);
+    }
+    p->writing = false;
+    (void)op;
+}
+
+/* One read: recv what has come, then hand out every complete reply. */
+static void read_replies(mk_pipe *p, mk_op *op)
+{
+    mk_conn *cn = p->conn;
+    p->reading = true;
+    size_t want = 4096;
+    /* what is buffered first: replies that came with the last read */
+    while (p->fh && !p->broken) {
+        mk_op *h = p->fh;
+        int rc = mk__op_parse(h, cn, &want);
+        if (rc == 1)
+            break;
+        unlink_op(&p->fh, &p->ft, h);
+        if (rc == MK_EPROTO) {
+            complete(p, h, MK_EPROTO);
+            set_broken(p, MK_EPROTO);
+            break;
+        }
+        complete(p, h, rc);
+    }
+    if (op->pstate == P_DONE || p->fh == NULL || p->broken) {
+        p->reading = false;
+        return;
+    }
+    int rc = mk__conn_reserve(cn, want < 4096 ? 4096 : want);
+    int64_t left = op->deadline - mk__now_ms();
+    pthread_mutex_unlock(&p->lock);
+    ssize_t n = -1;
+    int err = 0;
+    if (rc != 0) {
+        err = MK_ENOMEM;
+    } else if (left > 0) {
+        /* a blocking recv bounded by SO_RCVTIMEO (io_timeout_ms) when the deadline is that far; else poll first */
+        int flags = 0;
+        if (left < op->c->opt.io_timeout_ms - 1 || !cn->blocking) {
+            struct pollfd pf = {cn->fd, POLLIN, 0};
+            flags = MSG_DONTWAIT;
+            if (poll(&pf, 1, (int)left) == 0)
+                flags = -1;   /* nothing came in time */
+        }
+        if (flags >= 0) {
+            n = recv(cn->fd, cn->rbuf + cn->rlen, cn->rcap - cn->rlen, flags);
+            if (n == 0)
+                err = MK_EIO;
+            else if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+                err = MK_EIO;
+        }
+    }
+    pthread_mutex_lock(&p->lock);
+    if (n > 0)
+        cn->rlen += (size_t)n;
+    if (err)
+        set_broken(p, err);
+    p->reading = false;
+}
+
+/* op's deadline passed before its reply came (lock held). */
+static void timed_out(mk_pipe *p, mk_op *op)
+{
+    if (op->pstate == P_Q) {   /* never written: it just leaves */
+        unlink_op(&p->qh, &p->qt, op);
+        rebuild(p);
+        complete(p, op, MK_ETIMEDOUT);
+        return;
+    }
+    /* written: its reply may still come, and every reply behind it would be taken for the wrong op */
+    unlink_op(&p->fh, &p->ft, op);
+    complete(p, op, MK_ETIMEDOUT);
+    set_broken(p, MK_ETIMEDOUT);
+}
+
+static void wait_until(mk_op *op, pthread_mutex_t *lock, int64_t deadline_ms)
+{
+    struct timespec ts = {(time_t)(deadline_ms / 1000), (long)(deadline_ms % 1000) * 1000000L};
+    pthread_cond_timedwait(&op->pcond, lock, &ts);
+}
+
+int mk__pipe_run(mk_op *op)
+{
+    mk_client *c = op->c;
+    mk_server *s = op->s;
+    mk_pipe *p = &s->pipe;
+    if (op->a.code == MK_OP_STORE && op->a.nvalue > c->opt.pipeline_max_value)
+        return MK_EAGAIN;
+    pthread_once(&mono_once, mono_init);
+    pthread_mutex_lock(&p->lock);
+    if (p->n >= (size_t)c->opt.pipeline_depth || append(p, op) != 0) {
+        pthread_mutex_unlock(&p->lock);
+        return MK_EAGAIN;   /* full: the pool's other connections serve it */
+    }
+    pthread_cond_init(&op->pcond, &mono);
+    op->deadline = mk__now_ms() + c->opt.io_timeout_ms;
+    op->pstate = P_Q;
+    push(&p->qh, &p->qt, op);
+    p->n++;
+    p->nq++;
+    while (op->pstate != P_DONE) {
+        if (p->broken) {
+            if (!p->reading && !p->writing && !p->connecting)
+                repair(p, c, s);
+            else
+                wait_until(op, &p->lock, op->deadline);   /* the thread in I/O returns (shutdown) */
+            continue;
+        }
+        if (p->conn == NULL) {
+            if (!p->connecting && p->qh)
+                take_connection(p, op);
+            else
+                wait_until(op, &p->lock, op->deadline + c->opt.connect_timeout_ms);
+            continue;
+        }
+        if (p->qh && !p->writing) {
+            write_queued(p, op);
+            continue;
+        }
+        if (p->fh && !p->reading) {
+            read_replies(p, op);
+            if (op->pstate != P_DONE && !p->broken && mk__now_ms() >= op->deadline)
+                timed_out(p, op);
+            continue;
+        }
+        if (mk__now_ms() >= op->deadline) {
+            timed_out(p, op);
+            continue;
+        }
+        wait_until(op, &p->lock, op->deadline);
+    }
+    p->n--;
+    if (p->n == 0 && p->broken)
+        repair(p, c, s);   /* nothing left in it: just closes the connection */
+    if (p->n == 0 && p->conn) {
+        /* the last caller out gives the connection back (reusable when nothing is left unread) */
+        mk_conn *cn = p->conn;
+        p->conn = NULL;
+        bool clean = cn->rpos == cn->rlen;
+        if (!clean)
+            mk__conn_close(cn);
+        mk__pool_put(c, s, cn, clean);
+    }
+    kick(p);
+    pthread_mutex_unlock(&p->lock);
+    pthread_cond_destroy(&op->pcond);
+    return op->rc;
+}
