@@ -220,6 +220,38 @@ static void repair(mk_pipe *p, mk_client *c, mk_server *s)
     p->cause = 0;
 }
 
+/* A pooled connection that carried quiet (noreply) requests: close them with "mn" and read their
+ * failures up to "MN" (counted in the server's noreply_failed, as op.c does), so that none is taken
+ * for a reply. 0, or an error (the caller closes the connection). */
+static int settle(mk_server *s, mk_conn *cn, int64_t deadline)
+{
+    if (cn->quiet_open) {
+        if (send(cn->fd, "mn\r\n", 4, MSG_DONTWAIT | MSG_NOSIGNAL) != 4)
+            return MK_EIO;
+        cn->pending_mn++;
+        cn->quiet_open = 0;
+    }
+    while (cn->pending_mn) {
+        int rc = mk__conn_drain(s, cn);
+        if (rc != 0)
+            return rc;
+        if (cn->pending_mn == 0)
+            break;
+        if (mk__conn_reserve(cn, 4096) != 0)
+            return MK_ENOMEM;
+        int64_t left = deadline - mk__now_ms();
+        struct pollfd pf = {cn->fd, POLLIN, 0};
+        if (left <= 0 || poll(&pf, 1, (int)left) <= 0)
+            return MK_ETIMEDOUT;
+        ssize_t n = recv(cn->fd, cn->rbuf + cn->rlen, cn->rcap - cn->rlen, MSG_DONTWAIT);
+        if (n <= 0 && !(n < 0 && (errno == EAGAIN || errno == EINTR)))
+            return MK_EIO;
+        if (n > 0)
+            cn->rlen += (size_t)n;
+    }
+    return 0;
+}
+
 /* ---- the roles (each entered and left with the lock held) ---- */
 
 /* Take a connection from the pool for the ops in q, connecting it if it is new. */
@@ -235,6 +267,9 @@ static void take_connection(mk_pipe *p, mk_op *op)
     int rc = mk__pool_get(c, s, pool_deadline, true, &full, &cn);
     if (full)
         atomic_fetch_add_explicit(&s->n.pool_waits, 1, memory_order_relaxed);
+    if (rc == 0 && cn->fd >= 0 && (cn->quiet_open || cn->pending_mn) &&
+        settle(s, cn, mk__now_ms() + c->opt.io_timeout_ms) != 0)
+        mk__conn_close(cn);   /* (a fresh one is opened below) */
     if (rc == 0 && cn->fd < 0) {
         int64_t deadline = mk__now_ms() + c->opt.connect_timeout_ms;
         rc = mk__conn_connect(c, s, cn);

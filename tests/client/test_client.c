@@ -1100,6 +1100,34 @@ static void test_pipeline_threads(void)
     CHECK_EQ_I(mk_client_create(&bad, "127.0.0.1:1", &o, err, sizeof err), MK_EINVAL);
 }
 
+/* Regression (issue 17): the pipe took a pooled connection that still carried quiet noreply requests
+ * and read their failure lines as the replies of its gets. */
+static void test_pipeline_after_quiet_noreply_requests(void)
+{
+    if (use_binary)
+        return;
+    mk_options o;
+    mk_options_init(&o);
+    o.pipeline = true;
+    o.pool_size = 1;   /* the noreply requests and the gets share the one connection */
+    mk_client *c = client(1, &o);
+    CHECK_EQ_I(mk_set(c, K("pq:a"), "1", 1, 0, 0), 0);
+    for (int i = 0; i < 3; i++) {
+        CHECK_EQ_I(mk_store(c, MK_STORE_ADD, K("pq:a"), "2", 1, 0, 0, 0, MK_NOREPLY), 0);   /* not stored */
+        CHECK_EQ_I(mk_delete(c, K("pq:none"), MK_NOREPLY), 0);                               /* not found */
+        mk_item it;
+        CHECK_EQ_I(mk_get(c, K("pq:a"), &it), 0);
+        CHECK(it.nvalue == 1 && it.value[0] == '1');
+        mk_item_clear(&it);
+        CHECK_EQ_I(mk_get(c, K("pq:none"), &it), MK_ENOTFOUND);
+    }
+    mk_server_counters sc;
+    CHECK_EQ_I(mk_server_counters_get(c, 0, &sc), 0);
+    CHECK_EQ_U(sc.noreply_failed, 6);
+    CHECK_EQ_U(sc.errors, 0);
+    mk_client_destroy(c);
+}
+
 /* ---- a fake server for the pipeline's failure tests: "get K" answers K's value (K itself), after
  * 1.5 s when K starts with "slow"; "set K F E N" takes its data and answers STORED; while fake_frozen
  * it reads and answers nothing. One thread per connection. */
@@ -2048,6 +2076,7 @@ int main(int argc, char **argv)
     T(test_all_dead);
     T(test_threads);
     T(test_pipeline_threads);
+    T(test_pipeline_after_quiet_noreply_requests);
     T(test_pipeline_slow_request_times_out_alone);
     T(test_pipeline_frozen_server);
     T(test_herd);
