@@ -364,16 +364,13 @@ static void write_queued(mk_pipe *p, mk_op *op)
     (void)op;
 }
 
-/* One read: recv what has come, then hand out every complete reply. */
-static void read_replies(mk_pipe *p, mk_op *op)
+/* Hand every complete reply in cn's buffer to f's ops, in order (lock held); *want: the bytes the next
+ * reply still needs, when known. */
+static void hand_out(mk_pipe *p, mk_conn *cn, size_t *want)
 {
-    mk_conn *cn = p->conn;
-    p->reading = true;
-    size_t want = 4096;
-    /* what is buffered first: replies that came with the last read */
     while (p->fh && !p->broken) {
         mk_op *h = p->fh;
-        int rc = mk__op_parse(h, cn, &want);
+        int rc = mk__op_parse(h, cn, want);
         if (rc == 1)
             break;
         unlink_op(&p->fh, &p->ft, h);
@@ -384,6 +381,15 @@ static void read_replies(mk_pipe *p, mk_op *op)
         }
         complete(p, h, rc);
     }
+}
+
+/* One read: recv what has come, then hand out every complete reply. */
+static void read_replies(mk_pipe *p, mk_op *op)
+{
+    mk_conn *cn = p->conn;
+    p->reading = true;
+    size_t want = 4096;
+    hand_out(p, cn, &want);   /* what is buffered first: replies that came with the last read */
     if (op->pstate == P_DONE || p->fh == NULL || p->broken) {
         p->reading = false;
         return;
@@ -413,8 +419,10 @@ static void read_replies(mk_pipe *p, mk_op *op)
         }
     }
     pthread_mutex_lock(&p->lock);
-    if (n > 0)
+    if (n > 0) {
         cn->rlen += (size_t)n;
+        hand_out(p, cn, &want);   /* before anyone looks at a deadline: the reply may be here */
+    }
     if (err)
         set_broken(p, err);
     p->reading = false;
