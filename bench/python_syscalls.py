@@ -1,0 +1,109 @@
+#!/usr/bin/python3
+"""bench/python_syscalls.py — system calls per get for each Python client, from N threads, counted by strace.
+
+    /usr/bin/python3 bench/python_syscalls.py [--threads 8] [--gets 2000] [--memkitd build/memkitd]
+
+Starts one memkitd (-t 1), then for each client runs THREADS threads doing GETS gets each of one
+100-byte value under `strace -f -c` and prints, per get, the calls that matter: sends, receives, polls,
+futex (thread hand-overs and the GIL), and all system calls together. Clients: memkit.Client shared by
+all threads (its pool), memkit.Client(pipeline=True) (auto-pipelining, issue 17), pylibmc and pymemcache
+one client per thread, python-memcached one shared Client (a threading.local). Interpreter start-up
+counts too (a few hundred calls: small against THREADS x GETS). Not CI.
+"""
+import argparse
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+
+CHILD = r"""
+import sys, threading
+sys.path.insert(0, %(pypath)r)
+kind, n, gets, addr = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+host, port = addr.split(":")
+if kind in ("memkit", "memkit-pipe"):
+    import memkit
+    c = memkit.Client([addr], pipeline=kind == "memkit-pipe")
+    clients = [c] * n
+elif kind == "pylibmc":
+    import pylibmc
+    clients = [pylibmc.Client([addr]) for _ in range(n)]
+elif kind == "pymemcache":
+    from pymemcache.client.base import Client
+    clients = [Client((host, int(port))) for _ in range(n)]
+else:
+    import memcache
+    c = memcache.Client([addr])
+    clients = [c] * n
+clients[0].set("bench:key:1", "v" * 100)
+def work(i):
+    for _ in range(gets):
+        clients[i].get("bench:key:1")
+ts = [threading.Thread(target=work, args=(i,)) for i in range(n)]
+for t in ts:
+    t.start()
+for t in ts:
+    t.join()
+"""
+
+GROUPS = {
+    "send": ("sendto", "sendmsg", "write", "writev", "send"),
+    "recv": ("recvfrom", "recvmsg", "read", "recv"),
+    "poll": ("poll", "ppoll", "epoll_wait", "select", "pselect6"),
+    "futex": ("futex",),
+}
+
+
+def count(kind, threads, gets, addr):
+    with tempfile.TemporaryDirectory() as d:
+        out = os.path.join(d, "strace")
+        prog = os.path.join(d, "child.py")
+        with open(prog, "w") as f:
+            f.write(CHILD % {"pypath": os.path.join(REPO, "build", "python")})
+        subprocess.run(["strace", "-f", "-c", "-o", out, sys.executable, prog, kind, str(threads), str(gets), addr],
+                       check=True, stdout=subprocess.DEVNULL)
+        calls = {}
+        for line in open(out):
+            p = line.split()
+            if len(p) >= 5 and p[3].isdigit() and p[-1] != "total":
+                calls[p[-1]] = int(p[3])
+    n = threads * gets
+    row = {g: sum(calls.get(c, 0) for c in names) / n for g, names in GROUPS.items()}
+    row["all"] = sum(calls.values()) / n
+    return row
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--threads", type=int, default=8)
+    ap.add_argument("--gets", type=int, default=2000)
+    ap.add_argument("--memkitd", default=os.path.join(REPO, "build", "memkitd"))
+    a = ap.parse_args()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    srv = subprocess.Popen([a.memkitd, "-p", str(port), "-l", "127.0.0.1", "-U", "0", "-u", "root", "-t", "1"])
+    try:
+        for _ in range(100):
+            try:
+                socket.create_connection(("127.0.0.1", port)).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        addr = "127.0.0.1:%d" % port
+        print("system calls per get, %d threads x %d gets, one memkitd (strace -f -c)" % (a.threads, a.gets))
+        print("%-16s %7s %7s %7s %7s %7s" % ("client", "send", "recv", "poll", "futex", "all"))
+        for kind in ("memkit", "memkit-pipe", "pylibmc", "pymemcache", "python-memcached"):
+            r = count(kind, a.threads, a.gets, addr)
+            print("%-16s %7.2f %7.2f %7.2f %7.2f %7.2f" % (kind, r["send"], r["recv"], r["poll"], r["futex"], r["all"]))
+    finally:
+        srv.terminate()
+        srv.wait()
+
+
+if __name__ == "__main__":
+    main()
