@@ -151,6 +151,23 @@ def print_table(results, names, field, cell, ops=("get", "set", "get_multi"), th
                 paired("memkit-pipe", "pymemcache")))
 
 
+def start_memkitd(binary, threads, cpus=None):
+    """memkitd on a free loopback port (pinned to cpus if given), once it accepts: (process, "host:port")."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    srv = subprocess.Popen([binary, "-p", str(port), "-l", "127.0.0.1", "-U", "0", "-u", "root", "-t", str(threads)])
+    if cpus:
+        os.sched_setaffinity(srv.pid, cpus)
+    for _ in range(100):
+        try:
+            socket.create_connection(("127.0.0.1", port)).close()
+            break
+        except OSError:
+            time.sleep(0.05)
+    return srv, "127.0.0.1:%d" % port
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=1.0)
@@ -168,22 +185,10 @@ def main():
     pin = not a.no_pin and len(cpus) >= 2
     server_cpus = cpus[len(cpus) // 2:] if pin else cpus
     nworkers = len(server_cpus) if pin else 2
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    srv = subprocess.Popen([a.memkitd, "-p", str(port), "-l", "127.0.0.1", "-U", "0", "-u", "root",
-                            "-t", str(nworkers)])
+    srv, addr = start_memkitd(a.memkitd, nworkers, server_cpus if pin else None)
     if pin:
-        os.sched_setaffinity(srv.pid, server_cpus)
         os.sched_setaffinity(0, cpus[:len(cpus) // 2])
     try:
-        addr = "127.0.0.1:%d" % port
-        for _ in range(100):
-            try:
-                socket.create_connection(("127.0.0.1", port)).close()
-                break
-            except OSError:
-                time.sleep(0.05)
         clients = make_clients(addr)
         seed = memcache.Client([addr])
         for k in KEYS:

@@ -12,13 +12,13 @@ counts too (a few hundred calls: small against THREADS x GETS). Not CI.
 """
 import argparse
 import os
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from python_clients import start_memkitd  # noqa: E402
 
 CHILD = r"""
 import sys, threading
@@ -83,18 +83,8 @@ def main():
     ap.add_argument("--gets", type=int, default=2000)
     ap.add_argument("--memkitd", default=os.path.join(REPO, "build", "memkitd"))
     a = ap.parse_args()
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    srv = subprocess.Popen([a.memkitd, "-p", str(port), "-l", "127.0.0.1", "-U", "0", "-u", "root", "-t", "1"])
+    srv, addr = start_memkitd(a.memkitd, 1)
     try:
-        for _ in range(100):
-            try:
-                socket.create_connection(("127.0.0.1", port)).close()
-                break
-            except OSError:
-                time.sleep(0.05)
-        addr = "127.0.0.1:%d" % port
         print("system calls per get, %d threads x %d gets, one memkitd (strace -f -c)" % (a.threads, a.gets))
         print("%-16s %7s %7s %7s %7s %7s" % ("client", "send", "recv", "poll", "futex", "all"))
         for kind in ("memkit", "memkit-pipe", "pylibmc", "pymemcache", "python-memcached"):
