@@ -201,9 +201,6 @@ int mk_client_create(mk_client **out, const char *servers, const mk_options *opt
         return fail(errbuf, errlen, MK_ENOMEM, "out of memory");
     }
     memset(c->live_set, 1, list.n);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     for (size_t i = 0; i < list.n; i++) {
         mk_server *s = &c->servers[i];
         const mk_server_spec *sp = &list.servers[i];
@@ -217,7 +214,6 @@ int mk_client_create(mk_client **out, const char *servers, const mk_options *opt
         s->name = malloc(nn);
         s->idle = calloc((size_t)o.pool_size, sizeof *s->idle);
         if (s->name == NULL || s->idle == NULL) {
-            pthread_condattr_destroy(&ca);
             mk_client_destroy(c);
             return fail(errbuf, errlen, MK_ENOMEM, "out of memory");
         }
@@ -228,7 +224,6 @@ int mk_client_create(mk_client **out, const char *servers, const mk_options *opt
         else
             snprintf(s->name, nn, "%s:%u", sp->host, (unsigned)sp->port);
     }
-    pthread_condattr_destroy(&ca);
     for (size_t i = 0; i < list.n; i++) {
         int rc = resolve(&c->servers[i], &list.servers[i], errbuf, errlen);
         if (rc) {

@@ -55,7 +55,6 @@ typedef struct mk_pipe {
     struct mk_op *qh, *qt;      /* requests not written yet, oldest first (their bytes are in wbuf) */
     struct mk_op *fh, *ft;      /* requests written, their replies due in this order */
     size_t n;                   /* ops in the pipe (q, f, and done ops whose thread has not left yet) */
-    size_t nq;                  /* ops in q and f */
     char *wbuf;                 /* q's request bytes, in order */
     size_t wlen, wcap;
     char *spare;                /* the writer's buffer: wbuf and spare swap when a write starts */
@@ -123,6 +122,8 @@ struct mk_client {
 
 /* ---- time ---- */
 int64_t mk__now_ms(void);
+/* A condition variable whose timed waits take CLOCK_MONOTONIC deadlines (mk__now_ms() values). */
+void mk__cond_init_mono(pthread_cond_t *cond);
 
 /* ---- pool.c ---- */
 /* Get a connection for server s: an idle one, a new unconnected one (fd -1) while

@@ -18,9 +18,6 @@ void mk_client_after_fork(mk_client *c)
 {
     if (c == NULL)
         return;
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     for (size_t i = 0; i < c->n; i++) {
         mk_server *s = &c->servers[i];
         pthread_mutex_init(&s->lock, NULL);
@@ -31,7 +28,6 @@ void mk_client_after_fork(mk_client *c)
         s->total = 0;
         mk__pipe_after_fork(&s->pipe);
     }
-    pthread_condattr_destroy(&ca);
     pthread_rwlock_init(&c->live_lock, NULL);
     mk__probe_after_fork(c);
 }

@@ -47,15 +47,6 @@
 
 enum { P_NONE = 0, P_Q, P_F, P_DONE };
 
-static pthread_condattr_t mono;
-static pthread_once_t mono_once = PTHREAD_ONCE_INIT;
-
-static void mono_init(void)
-{
-    pthread_condattr_init(&mono);
-    pthread_condattr_setclock(&mono, CLOCK_MONOTONIC);
-}
-
 void mk__pipe_init(mk_pipe *p)
 {
     memset(p, 0, sizeof *p);
@@ -146,9 +137,8 @@ static void rebuild(mk_pipe *p)
 }
 
 /* op is over (lock held): counters, its code, and its thread woken. */
-static void complete(mk_pipe *p, mk_op *op, int rc)
+static void complete(mk_op *op, int rc)
 {
-    p->nq--;
     op->pstate = P_DONE;
     mk__op_finish(op, rc);
     pthread_cond_signal(&op->pcond);
@@ -201,7 +191,7 @@ static void repair(mk_pipe *p, mk_client *c, mk_server *s)
             x->pstate = P_Q;
             push(&again_h, &again_t, x);
         } else {
-            complete(p, x, p->cause);
+            complete(x, p->cause);
         }
     }
     if (again_h) {   /* the retried requests go first, in their order */
@@ -298,7 +288,7 @@ static void take_connection(mk_pipe *p, mk_op *op)
         while (p->qh) {
             mk_op *x = p->qh;
             unlink_op(&p->qh, &p->qt, x);
-            complete(p, x, rc);
+            complete(x, rc);
         }
         p->wlen = 0;
         return;
@@ -312,7 +302,7 @@ static void take_connection(mk_pipe *p, mk_op *op)
 }
 
 /* Write everything queued, in as few sends as the socket takes. */
-static void write_queued(mk_pipe *p, mk_op *op)
+static void write_queued(mk_pipe *p)
 {
     mk_conn *cn = p->conn;
     p->writing = true;
@@ -361,7 +351,6 @@ static void write_queued(mk_pipe *p, mk_op *op)
             set_broken(p, err);
     }
     p->writing = false;
-    (void)op;
 }
 
 /* Hand every complete reply in cn's buffer to f's ops, in order (lock held); *want: the bytes the next
@@ -375,11 +364,11 @@ static void hand_out(mk_pipe *p, mk_conn *cn, size_t *want)
             break;
         unlink_op(&p->fh, &p->ft, h);
         if (rc == MK_EPROTO) {
-            complete(p, h, MK_EPROTO);
+            complete(h, MK_EPROTO);
             set_broken(p, MK_EPROTO);
             break;
         }
-        complete(p, h, rc);
+        complete(h, rc);
     }
 }
 
@@ -434,12 +423,12 @@ static void timed_out(mk_pipe *p, mk_op *op)
     if (op->pstate == P_Q) {   /* never written: it just leaves */
         unlink_op(&p->qh, &p->qt, op);
         rebuild(p);
-        complete(p, op, MK_ETIMEDOUT);
+        complete(op, MK_ETIMEDOUT);
         return;
     }
     /* written: its reply may still come, and every reply behind it would be taken for the wrong op */
     unlink_op(&p->fh, &p->ft, op);
-    complete(p, op, MK_ETIMEDOUT);
+    complete(op, MK_ETIMEDOUT);
     set_broken(p, MK_ETIMEDOUT);
 }
 
@@ -456,18 +445,16 @@ int mk__pipe_run(mk_op *op)
     mk_pipe *p = &s->pipe;
     if (op->a.code == MK_OP_STORE && op->a.nvalue > c->opt.pipeline_max_value)
         return MK_EAGAIN;
-    pthread_once(&mono_once, mono_init);
     pthread_mutex_lock(&p->lock);
     if (p->n >= (size_t)c->opt.pipeline_depth || append(p, op) != 0) {
         pthread_mutex_unlock(&p->lock);
         return MK_EAGAIN;   /* full: the pool's other connections serve it */
     }
-    pthread_cond_init(&op->pcond, &mono);
+    mk__cond_init_mono(&op->pcond);
     op->deadline = mk__now_ms() + c->opt.io_timeout_ms;
     op->pstate = P_Q;
     push(&p->qh, &p->qt, op);
     p->n++;
-    p->nq++;
     while (op->pstate != P_DONE) {
         if (p->broken) {
             if (!p->reading && !p->writing && !p->connecting)
@@ -484,7 +471,7 @@ int mk__pipe_run(mk_op *op)
             continue;
         }
         if (p->qh && !p->writing) {
-            write_queued(p, op);
+            write_queued(p);
             continue;
         }
         if (p->fh && !p->reading) {

@@ -38,6 +38,12 @@ static void mono_init(void)
     pthread_condattr_setclock(&mono, CLOCK_MONOTONIC);
 }
 
+void mk__cond_init_mono(pthread_cond_t *cond)
+{
+    pthread_once(&mono_once, mono_init);
+    pthread_cond_init(cond, &mono);
+}
+
 static void unlink_waiter(mk_server *s, mk_pool_waiter *w)
 {
     mk_pool_waiter *prev = NULL;
@@ -63,45 +69,32 @@ int mk__pool_get_at(mk_client *c, mk_server *s, int64_t deadline_ms, bool blocki
                     mk_conn **out)
 {
     pthread_mutex_lock(&s->lock);
-    for (;;) {
-        if (s->nidle > 0) {
-            mk_conn *conn = s->idle[--s->nidle];
-            pthread_mutex_unlock(&s->lock);
-            /* Idle-connection rule: a connection that may hold a stray reply (a
-             * noreply request was sent on it) or that sat idle for MK_IDLE_CHECK_MS
-             * or more is checked with one poll(); a busy one is reused at once (a
-             * stale one is caught by the op's first read/write, see op.c). */
-            if ((conn->unsynced || now - conn->idle_since >= MK_IDLE_CHECK_MS) &&
-                !mk__conn_usable(s, conn)) {  /* closed by the server while idle, or stray bytes */
-                mk__conn_close(conn);
-            }
-            *out = conn;
-            return 0;
+    if (s->nidle > 0) {
+        mk_conn *conn = s->idle[--s->nidle];
+        pthread_mutex_unlock(&s->lock);
+        /* Idle-connection rule: a connection that may hold a stray reply (a
+         * noreply request was sent on it) or that sat idle for MK_IDLE_CHECK_MS
+         * or more is checked with one poll(); a busy one is reused at once (a
+         * stale one is caught by the op's first read/write, see op.c). */
+        if ((conn->unsynced || now - conn->idle_since >= MK_IDLE_CHECK_MS) &&
+            !mk__conn_usable(s, conn)) {  /* closed by the server while idle, or stray bytes */
+            mk__conn_close(conn);
         }
-        if (s->total < (size_t)c->opt.pool_size) {
-            s->total++;
-            pthread_mutex_unlock(&s->lock);
-            mk_conn *conn = mk__conn_new();
-            if (conn == NULL) {
-                mk__pool_put(c, s, NULL, false);
-                return MK_ENOMEM;
-            }
-            *out = conn;
-            return 0;
-        }
+        *out = conn;
+        return 0;
+    }
+    if (s->total < (size_t)c->opt.pool_size) {
+        s->total++;
+        pthread_mutex_unlock(&s->lock);
+    } else {
         *full = true;
-        if (!blocking) {
+        if (!blocking || mk__now_ms() >= deadline_ms) {
             pthread_mutex_unlock(&s->lock);
-            return MK_EAGAIN;
-        }
-        if (mk__now_ms() >= deadline_ms) {
-            pthread_mutex_unlock(&s->lock);
-            return MK_EPOOLTIMEOUT;
+            return blocking ? MK_EPOOLTIMEOUT : MK_EAGAIN;
         }
         /* queue, and sleep until a put hands us a connection (or a place) or the deadline passes */
-        pthread_once(&mono_once, mono_init);
         mk_pool_waiter w = {.next = NULL, .conn = NULL, .served = false};
-        pthread_cond_init(&w.cond, &mono);
+        mk__cond_init_mono(&w.cond);
         if (s->wt)
             s->wt->next = &w;
         else
@@ -120,14 +113,15 @@ int mk__pool_get_at(mk_client *c, mk_server *s, int64_t deadline_ms, bool blocki
             *out = w.conn;
             return 0;
         }
-        mk_conn *conn = mk__conn_new();   /* a place: total already counts it */
-        if (conn == NULL) {
-            mk__pool_put(c, s, NULL, false);
-            return MK_ENOMEM;
-        }
-        *out = conn;
-        return 0;
+        /* handed a place: total already counts it */
     }
+    mk_conn *conn = mk__conn_new();
+    if (conn == NULL) {
+        mk__pool_put(c, s, NULL, false);
+        return MK_ENOMEM;
+    }
+    *out = conn;
+    return 0;
 }
 
 void mk__pool_put(mk_client *c, mk_server *s, mk_conn *conn, bool reusable)

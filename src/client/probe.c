@@ -297,12 +297,8 @@ void mk__probe_kick(mk_client *c)
 
 void mk__probe_init(mk_client *c)
 {
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_mutex_init(&c->probe_lock, NULL);
-    pthread_cond_init(&c->probe_cond, &ca);
-    pthread_condattr_destroy(&ca);
+    mk__cond_init_mono(&c->probe_cond);
     c->probe_running = c->probe_joinable = c->probe_stop = false;
 }
 

@@ -108,7 +108,7 @@ enum { P_GET, P_HIT, P_SET, P_DEL, NP };
 typedef struct pfx {
     char name[PFX_NAME];
     uint64_t v[NP];          /* counters summed over the servers */
-    double rank;             /* gets + sets per second since the last frame */
+    double r[NP];            /* per second since the last frame */
 } pfx;
 
 typedef struct pfx_set {
@@ -159,7 +159,8 @@ static int by_name(const void *a, const void *b)
 
 static int by_rank(const void *a, const void *b)
 {
-    double x = ((const pfx *)a)->rank, y = ((const pfx *)b)->rank;
+    const pfx *p = a, *q = b;
+    double x = p->r[P_GET] + p->r[P_SET], y = q->r[P_GET] + q->r[P_SET];   /* the busiest first */
     return x < y ? 1 : x > y ? -1 : by_name(a, b);
 }
 
@@ -182,17 +183,16 @@ static void take_prefixes(mk_client *c, size_t n, pfx_set *out)
     out->n = w;
 }
 
-/* The busiest prefixes since the last frame, at most `room` of them; cur is re-sorted by rank. */
+/* The busiest prefixes since the last frame, at most `room` of them (cur's rates are set here). */
 static void show_prefixes(const pfx_set *prev, pfx_set *cur, double dt, int namew, int room)
 {
     size_t active = 0;
     for (size_t i = 0; i < cur->n; i++) {
         pfx *e = &cur->p[i];
         const pfx *o = prev->n ? bsearch(e, prev->p, prev->n, sizeof *e, by_name) : NULL;
-        uint64_t dg = e->v[P_GET] - (o && o->v[P_GET] <= e->v[P_GET] ? o->v[P_GET] : 0);
-        uint64_t ds = e->v[P_SET] - (o && o->v[P_SET] <= e->v[P_SET] ? o->v[P_SET] : 0);
-        e->rank = (double)(dg + ds) / dt;
-        active += e->rank > 0;
+        for (int f = 0; f < NP; f++)   /* (a counter below its last value: the server restarted) */
+            e->r[f] = (double)(e->v[f] - (o && o->v[f] <= e->v[f] ? o->v[f] : 0)) / dt;
+        active += e->r[P_GET] + e->r[P_SET] > 0;
     }
     if (active == 0 || room <= 0)
         return;
@@ -200,10 +200,7 @@ static void show_prefixes(const pfx_set *prev, pfx_set *cur, double dt, int name
     printf("\n%-*s %7s %5s %7s %7s\n", namew, "PREFIX", "GETS/s", "HIT%", "SETS/s", "DELS/s");
     for (size_t i = 0; i < active && (int)i < room; i++) {
         const pfx *e = &cur->p[i];
-        const pfx *o = prev->n ? bsearch(e, prev->p, prev->n, sizeof *e, by_name) : NULL;
-        double r[NP];
-        for (int f = 0; f < NP; f++)
-            r[f] = (double)(e->v[f] - (o && o->v[f] <= e->v[f] ? o->v[f] : 0)) / dt;
+        const double *r = e->r;
         char b[3][16], hit[16];
         if (r[P_GET] > 0)
             snprintf(hit, sizeof hit, "%.0f%%", 100.0 * r[P_HIT] / r[P_GET]);
