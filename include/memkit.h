@@ -574,6 +574,80 @@ int mk_op_run(mk_op *op);
  * left mid-request is closed. NULL is fine. Safe on an op that is not done. */
 void mk_op_destroy(mk_op *op);
 
+
+/*
+ * Auto-pipelining for event loops (gevent, asyncio; see docs/client.md).
+ *
+ * An mk_evpipe is one connection to one server shared by the ops of one event
+ * loop: their requests go out together and the replies are handed out in
+ * order. It never blocks; the loop drives it:
+ *
+ *   mk_op_start(c, &args, &op);                    (args.server: any, the op's own)
+ *   if (mk_evpipe_add(pipes[mk_op_server(op)], op, token) == 0)
+ *       ... at the end of this loop iteration: mk_evpipe_io(pipe) ...
+ *   ... whenever mk_evpipe_fd() is ready for mk_evpipe_events(), or
+ *       mk_evpipe_timeout_ms() has passed: mk_evpipe_io(pipe), then
+ *       while ((token = mk_evpipe_done(pipe, &op))) wake token's caller;
+ *   ... the caller reads the results (mk_op_item, ...), then mk_op_destroy(op).
+ *
+ * An mk_evpipe and its ops belong to one thread. Every added op ends (once):
+ * with its reply, with MK_ETIMEDOUT once io_timeout_ms has passed since it was
+ * added (connect_timeout_ms / checkout_timeout_ms first while the connection is
+ * being opened), or with the connection's failure. A written op that times
+ * out, a read or write error and a reply that does not parse close the
+ * connection; the other written ops are sent again on a fresh one (get family,
+ * set, touch: once) or end with the cause. No op receives another's reply.
+ */
+typedef struct mk_evpipe mk_evpipe;
+
+/* mk_evpipe_new — a pipe to server index `server` of c (no I/O yet). 0 and *out,
+ * MK_ERANGE (no such server), MK_EINVAL (c is NULL or its connections are binary,
+ * TLS or SASL: not pipelined), MK_ENOMEM. Free it before c. */
+int mk_evpipe_new(mk_client *c, size_t server, mk_evpipe **out);
+
+/* mk_evpipe_add — queue a started op (mk_op_start for this pipe's server, never
+ * stepped) whose caller waits; token comes back from mk_evpipe_done. 0: queued
+ * (the op must not be stepped or destroyed until mk_evpipe_done returned it, or
+ * mk_evpipe_cancel / mk_evpipe_forget took it back). MK_EAGAIN: this op is not
+ * pipelined (noreply, a batch, stats, flush_all, version) or the pipe holds
+ * pipeline_depth ops: run it with mk_op_step as usual. MK_EINVAL: another
+ * server's op; MK_ENOMEM. */
+int mk_evpipe_add(mk_evpipe *p, mk_op *op, void *token);
+
+/* mk_evpipe_io — everything that can be done now without blocking: connect,
+ * write the queued requests, read and hand out the replies, end the ops past
+ * their deadline. Returns 0 (failures end ops, never the pipe), MK_EINVAL. */
+int mk_evpipe_io(mk_evpipe *p);
+
+/* mk_evpipe_done — the next op that ended since the last call: its token (and
+ * *op if op is not NULL); NULL when none. The op's code is mk_op_step(op)'s. */
+void *mk_evpipe_done(mk_evpipe *p, mk_op **op);
+
+/* mk_evpipe_cancel — the caller of an added op stops waiting: an op not written
+ * yet is taken out; a written one is replaced by a private copy that reads its
+ * reply and drops it, so the connection stays usable. The op is the caller's
+ * again (destroy it). 0, MK_EINVAL (not in p), MK_ENOMEM (the connection was
+ * closed instead). */
+int mk_evpipe_cancel(mk_evpipe *p, mk_op *op);
+
+/* mk_evpipe_forget — as mk_evpipe_cancel, but a request not written yet is
+ * still sent (fire and forget: noreply without the protocol's noreply). */
+int mk_evpipe_forget(mk_evpipe *p, mk_op *op);
+
+int mk_evpipe_fd(const mk_evpipe *p);          /* the socket to watch, or -1 (none yet / reconnecting) */
+short mk_evpipe_events(const mk_evpipe *p);    /* POLLIN and/or POLLOUT to watch it for; 0: nothing */
+int mk_evpipe_timeout_ms(const mk_evpipe *p);  /* call mk_evpipe_io within this many ms; -1: no op waits */
+bool mk_evpipe_pending(const mk_evpipe *p);    /* ops added and not ended */
+
+/* mk_evpipe_after_fork — in a forked child (after mk_client_after_fork): drop
+ * the parent's connection without a word (its ops in flight are sent again on
+ * a connection of the child's own, or end with MK_EIO). */
+void mk_evpipe_after_fork(mk_evpipe *p);
+
+/* mk_evpipe_free — close the connection; ops still in it end with MK_EIO and are
+ * forgotten (collect and destroy them first). NULL is fine. */
+void mk_evpipe_free(mk_evpipe *p);
+
 #ifdef __cplusplus
 }
 #endif

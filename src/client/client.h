@@ -245,8 +245,10 @@ struct mk_op {
     bool pool_waited;           /* counted in the server's pool_waits */
     bool fresh;                 /* the I/O deadline was set in this step and nothing waited since */
     bool piped;                 /* eligible for the server's pipe (pipe.c) when run blocking */
+    bool ghost;                 /* evpipe.c: a left caller's stand-in that reads its reply and drops it */
     unsigned char pstate;       /* pipe.c: P_NONE, P_Q, P_F, P_DONE */
-    struct mk_op *pnext;        /* pipe.c: next in q or f */
+    struct mk_op *pnext;        /* pipe.c, evpipe.c: next in q or f */
+    void *pudata;               /* evpipe.c: the caller's token, given back by mk_evpipe_done */
     pthread_cond_t pcond;       /* pipe.c: the caller's thread waits here */
     int64_t t0;                 /* mk__now_ms() at start: the one clock read of a fast call */
     int rc;

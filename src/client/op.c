@@ -392,6 +392,8 @@ int mk__op_init(mk_client *c, const mk_op_args *args, mk_op *op, bool keys_check
     op->waited = op->fresh = op->pool_waited = false;
     op->pstate = 0;
     op->pnext = NULL;
+    op->ghost = false;
+    op->pudata = NULL;
     /* auto-pipelining: plain text/meta requests with a reply and nothing called back per line */
     op->piped = c->opt.pipeline && !op->binary && c->tls == NULL && c->opt.username == NULL && op->expect_reply &&
                 keyed(args->code) && args->nkeyset == 0 && args->value_cb == NULL;

@@ -1312,6 +1312,304 @@ static void test_pipeline_frozen_server(void)
     shared = NULL;
 }
 
+/* ---- auto-pipelining for event loops (mk_evpipe), driven here by a poll() loop ---- */
+
+typedef struct evcall {
+    mk_op *op;
+    int rc;
+    bool done;
+} evcall;
+
+/* Drive the pipes until every call counted in *left ended (or `limit_ms` passed). */
+static void ev_run(mk_evpipe **pipes, size_t np, int *left, int limit_ms)
+{
+    int64_t end = now_ms() + limit_ms;
+    for (size_t i = 0; i < np; i++)
+        mk_evpipe_io(pipes[i]);   /* "the end of the loop iteration": the queued requests go out */
+    while (*left > 0 && now_ms() < end) {
+        struct pollfd pf[8];
+        int timeout = 100;
+        size_t n = 0;
+        for (size_t i = 0; i < np; i++) {
+            int t = mk_evpipe_timeout_ms(pipes[i]);
+            if (t >= 0 && t < timeout)
+                timeout = t;
+            pf[n++] = (struct pollfd){mk_evpipe_fd(pipes[i]), mk_evpipe_events(pipes[i]), 0};
+        }
+        poll(pf, n, timeout);
+        for (size_t i = 0; i < np; i++) {
+            mk_evpipe_io(pipes[i]);
+            mk_op *op;
+            evcall *ec;
+            while ((ec = mk_evpipe_done(pipes[i], &op)) != NULL) {
+                CHECK(op == ec->op);
+                ec->rc = mk_op_step(op);
+                ec->done = true;
+                (*left)--;
+            }
+        }
+    }
+}
+
+/* Start an op and add it to its server's pipe (the op runs alone if the pipe does not take it). */
+static int ev_add(mk_client *c, mk_evpipe **pipes, const mk_op_args *a, evcall *ec)
+{
+    memset(ec, 0, sizeof *ec);
+    int rc = mk_op_start(c, a, &ec->op);
+    if (rc != 0)
+        return rc;
+    return mk_evpipe_add(pipes[mk_op_server(ec->op)], ec->op, ec);
+}
+
+/* 200 callers on one loop, each with its own keys: sets, gets, incr, meta gets, multi-gets, deletes, in
+ * rounds whose requests share the writes; every reply must be its caller's (two servers, one pipe each). */
+static void test_evpipe_loop(void)
+{
+    if (use_binary)
+        return;
+    mk_options o;
+    mk_options_init(&o);
+    o.pipeline_depth = 256;
+    mk_client *c = client(2, &o);
+    mk_evpipe *pipes[2];
+    for (size_t i = 0; i < 2; i++)
+        CHECK_EQ_I(mk_evpipe_new(c, i, &pipes[i]), 0);
+    enum { N = 200 };
+    static evcall calls[N];
+    static char keys[N][32], vals[N][32];
+    static const char *mkeys[N][3];
+    static size_t mnkeys[N][3];
+    int bad = 0;
+    for (int round = 0; round < 6; round++) {
+        int left = 0;
+        for (int i = 0; i < N; i++) {
+            snprintf(keys[i], sizeof keys[i], "ev:%d", i);
+            snprintf(vals[i], sizeof vals[i], "v%d-%d", i, round);
+            mk_op_args a;
+            mk_op_args_init(&a);
+            a.key = keys[i], a.nkey = strlen(keys[i]);
+            switch (round) {
+            case 0: case 4: a.code = MK_OP_STORE, a.store_op = MK_STORE_SET, a.value = vals[i], a.nvalue = strlen(vals[i]), a.flags = (uint32_t)i; break;
+            case 1: a.code = i % 2 ? MK_OP_GET : MK_OP_MGET; break;
+            case 2: a.code = MK_OP_INCR, a.delta = 1; break;
+            case 3:
+                /* a multi-get of three keys of the same server */
+                a.code = MK_OP_GET;
+                a.server = mk_server_for_key(c, keys[i], strlen(keys[i]));
+                for (int j = 0; j < 3; j++) {
+                    mkeys[i][j] = keys[i];
+                    mnkeys[i][j] = strlen(keys[i]);
+                }
+                mkeys[i][1] = "ev:none";
+                mnkeys[i][1] = 7;
+                a.keys = mkeys[i], a.nkeys = mnkeys[i], a.nkeyset = 3;
+                a.key = NULL, a.nkey = 0;
+                break;
+            case 5: a.code = MK_OP_DELETE; break;
+            }
+            int rc = ev_add(c, pipes, &a, &calls[i]);
+            if (rc == 0)
+                left++;
+            else
+                bad++, fprintf(stderr, "  round %d call %d: %d\n", round, i, rc);
+        }
+        ev_run(pipes, 2, &left, 10000);
+        CHECK_EQ_I(left, 0);
+        for (int i = 0; i < N; i++) {
+            evcall *ec = &calls[i];
+            mk_item it;
+            switch (round) {
+            case 0: case 4: case 5: bad += ec->rc != 0; break;
+            case 1:
+                bad += ec->rc != 0 || mk_op_take_item(ec->op, &it) != 0;
+                if (ec->rc == 0) {
+                    snprintf(vals[i], sizeof vals[i], "v%d-0", i);
+                    bad += it.nvalue != strlen(vals[i]) || memcmp(it.value, vals[i], it.nvalue) != 0 ||
+                           it.flags != (uint32_t)i;
+                    mk_item_clear(&it);
+                }
+                break;
+            case 2: bad += ec->rc != MK_ENOTNUM; break;   /* "v.." is not a number */
+            case 3: bad += ec->rc != 0; break;
+            }
+            mk_op_destroy(ec->op);
+        }
+    }
+    CHECK_EQ_I(bad, 0);
+    mk_server_counters sc;
+    for (size_t i = 0; i < 2; i++) {
+        CHECK_EQ_I(mk_server_counters_get(c, i, &sc), 0);
+        CHECK_EQ_U(sc.errors, 0);
+        CHECK_EQ_U(sc.retries, 0);
+    }
+    for (size_t i = 0; i < 2; i++)
+        mk_evpipe_free(pipes[i]);
+    mk_client_destroy(c);
+}
+
+/* Regression (issue 17): a task cancelled while its request is on the wire leaves the connection in
+ * step: the requests behind it get their own replies and the same connection serves the next ones. */
+static void test_evpipe_cancel_keeps_the_connection(void)
+{
+    if (use_binary)
+        return;
+    mk_client *c = client(1, NULL);
+    mk_evpipe *p;
+    CHECK_EQ_I(mk_evpipe_new(c, 0, &p), 0);
+    CHECK_EQ_I(mk_set(c, K("evc:a"), "A", 1, 0, 0), 0);
+    CHECK_EQ_I(mk_set(c, K("evc:b"), "BB", 2, 0, 0), 0);
+    enum { N = 40 };
+    evcall calls[N];
+    int left = 0;
+    for (int i = 0; i < N; i++) {
+        mk_op_args a;
+        mk_op_args_init(&a);
+        a.code = MK_OP_GET;
+        a.key = i % 2 ? "evc:b" : "evc:a";
+        a.nkey = 5;
+        CHECK_EQ_I(ev_add(c, &p, &a, &calls[i]), 0);
+        left++;
+    }
+    mk_evpipe_io(p);   /* written (all of them fit in one send) */
+    int fd = mk_evpipe_fd(p);
+    CHECK(fd >= 0);
+    for (int i = 0; i < N; i += 3) {   /* every third caller gives up: ghosts read their replies */
+        CHECK_EQ_I(mk_evpipe_cancel(p, calls[i].op), 0);
+        mk_op_destroy(calls[i].op);
+        calls[i].op = NULL;
+        left--;
+    }
+    /* one more, queued and then cancelled before it is written: it never goes out */
+    evcall extra;
+    mk_op_args a;
+    mk_op_args_init(&a);
+    a.code = MK_OP_DELETE;
+    a.key = "evc:a", a.nkey = 5;
+    CHECK_EQ_I(ev_add(c, &p, &a, &extra), 0);
+    CHECK_EQ_I(mk_evpipe_cancel(p, extra.op), 0);
+    mk_op_destroy(extra.op);
+    ev_run(&p, 1, &left, 5000);
+    CHECK_EQ_I(left, 0);
+    int bad = 0;
+    for (int i = 0; i < N; i++) {
+        if (calls[i].op == NULL)
+            continue;
+        mk_item it;
+        bad += calls[i].rc != 0 || mk_op_take_item(calls[i].op, &it) != 0;
+        if (calls[i].rc == 0) {
+            bad += it.nvalue != (size_t)(i % 2 ? 2 : 1);
+            mk_item_clear(&it);
+        }
+        mk_op_destroy(calls[i].op);
+    }
+    CHECK_EQ_I(bad, 0);
+    /* the same connection serves the next call; the cancelled delete never ran */
+    mk_op_args_init(&a);
+    a.code = MK_OP_GET;
+    a.key = "evc:a", a.nkey = 5;
+    CHECK_EQ_I(ev_add(c, &p, &a, &extra), 0);
+    left = 1;
+    ev_run(&p, 1, &left, 5000);
+    CHECK_EQ_I(extra.rc, 0);
+    CHECK_EQ_I(mk_evpipe_fd(p), fd);
+    mk_op_destroy(extra.op);
+    /* forget: a call nobody waits for still goes out (noreply without the protocol's noreply) */
+    mk_op_args_init(&a);
+    a.code = MK_OP_STORE, a.store_op = MK_STORE_SET;
+    a.key = "evc:f", a.nkey = 5, a.value = "F", a.nvalue = 1;
+    CHECK_EQ_I(ev_add(c, &p, &a, &extra), 0);
+    CHECK_EQ_I(mk_evpipe_forget(p, extra.op), 0);
+    mk_op_destroy(extra.op);
+    mk_evpipe_io(p);
+    for (int i = 0; i < 100 && mk_evpipe_pending(p); i++) {
+        struct pollfd pf = {mk_evpipe_fd(p), mk_evpipe_events(p), 0};
+        poll(&pf, 1, 50);
+        mk_evpipe_io(p);
+    }
+    CHECK(!mk_evpipe_pending(p));
+    mk_item it;
+    CHECK_EQ_I(mk_get(c, K("evc:f"), &it), 0);
+    mk_item_clear(&it);
+    mk_server_counters sc;
+    CHECK_EQ_I(mk_server_counters_get(c, 0, &sc), 0);
+    CHECK_EQ_U(sc.errors, 0);
+    mk_evpipe_free(p);
+    mk_client_destroy(c);
+}
+
+/* Regression (issue 17): on an event loop, a request the server is slow to answer times out alone
+ * (the requests behind it go again on a fresh connection); a frozen server times every call out; once
+ * it answers again, every call gets its own reply. */
+static void test_evpipe_slow_and_frozen_server(void)
+{
+    int port = fake_start();
+    CHECK(port > 0);
+    mk_client *c = fake_client(port, 500);
+    mk_evpipe *p;
+    CHECK_EQ_I(mk_evpipe_new(c, 0, &p), 0);
+    enum { N = 60 };   /* (pipeline_depth 64) */
+    static evcall calls[N + 1];
+    static char keys[N + 1][32];
+    for (int phase = 0; phase < 3; phase++) {
+        atomic_store(&fake_frozen, phase == 1);
+        int left = 0;
+        int64_t t0 = now_ms();
+        for (int i = 0; i <= N; i++) {
+            snprintf(keys[i], sizeof keys[i], i == 0 && phase == 0 ? "slowkey" : "k%d-%d", phase, i);
+            mk_op_args a;
+            mk_op_args_init(&a);
+            a.code = MK_OP_GET;
+            a.key = keys[i], a.nkey = strlen(keys[i]);
+            CHECK_EQ_I(ev_add(c, &p, &a, &calls[i]), 0);
+            left++;
+            if (i == 0) {   /* the slow one goes first, alone (connected, written): the others queue behind it */
+                mk_evpipe_io(p);
+                for (int k = 0; k < 100 && (mk_evpipe_events(p) & POLLOUT); k++) {
+                    struct pollfd pf = {mk_evpipe_fd(p), mk_evpipe_events(p), 0};
+                    poll(&pf, 1, 10);
+                    mk_evpipe_io(p);
+                }
+                usleep(50 * 1000);
+            }
+        }
+        ev_run(&p, 1, &left, 5000);
+        int64_t took = now_ms() - t0;
+        CHECK_EQ_I(left, 0);
+        int ok = 0, timeouts = 0, bad = 0;
+        for (int i = 0; i <= N; i++) {
+            mk_item it;
+            int rc = calls[i].rc;
+            if (rc == 0 && mk_op_take_item(calls[i].op, &it) == 0) {
+                ok += it.nvalue == strlen(keys[i]) && memcmp(it.value, keys[i], it.nvalue) == 0;
+                bad += !(it.nvalue == strlen(keys[i]) && memcmp(it.value, keys[i], it.nvalue) == 0);
+                mk_item_clear(&it);
+            } else if (rc == MK_ETIMEDOUT) {
+                timeouts++;
+            } else {
+                bad++;
+            }
+            mk_op_destroy(calls[i].op);
+        }
+        printf("  evpipe phase %d: %d ok, %d timed out, %d wrong in %lld ms\n", phase, ok, timeouts, bad,
+               (long long)took);
+        CHECK_EQ_I(bad, 0);
+        if (phase == 0) {
+            CHECK_EQ_I(timeouts, 1);   /* the slow one alone */
+            CHECK_EQ_I(ok, N);
+            CHECK(took >= 450 && took < 1400);
+        } else if (phase == 1) {
+            CHECK_EQ_I(timeouts, N + 1);
+        } else {
+            CHECK_EQ_I(ok, N + 1);
+        }
+    }
+    mk_server_counters sc;
+    CHECK_EQ_I(mk_server_counters_get(c, 0, &sc), 0);
+    CHECK(sc.retries >= 1);
+    mk_evpipe_free(p);
+    mk_client_destroy(c);
+}
+
 static void batch_hit(void *ctx, size_t i, const mk_item *it)
 {
     int *got = ctx;
@@ -2079,6 +2377,9 @@ int main(int argc, char **argv)
     T(test_pipeline_after_quiet_noreply_requests);
     T(test_pipeline_slow_request_times_out_alone);
     T(test_pipeline_frozen_server);
+    T(test_evpipe_loop);
+    T(test_evpipe_cancel_keeps_the_connection);
+    T(test_evpipe_slow_and_frozen_server);
     T(test_herd);
     T(test_noreply_failure_never_answers_a_later_call);
     T(test_binary_protocol);
