@@ -638,6 +638,9 @@ int mk_evpipe_fd(const mk_evpipe *p);          /* the socket to watch, or -1 (no
 short mk_evpipe_events(const mk_evpipe *p);    /* POLLIN and/or POLLOUT to watch it for; 0: nothing */
 int mk_evpipe_timeout_ms(const mk_evpipe *p);  /* call mk_evpipe_io within this many ms; -1: no op waits */
 bool mk_evpipe_pending(const mk_evpipe *p);    /* ops added and not ended */
+unsigned mk_evpipe_generation(const mk_evpipe *p); /* changes whenever the connection is replaced or closed
+                                                      (a watcher on the old fd must be dropped: the number
+                                                      may be reused by the new socket) */
 
 /* mk_evpipe_after_fork — in a forked child (after mk_client_after_fork): drop
  * the parent's connection without a word (its ops in flight are sent again on

@@ -109,8 +109,9 @@ class Client(_memkit.Client):
     checkout_timeout is its old name), min_compress_len (default threshold), serializer/deserializer
     (pymemcache-style: serializer(key, value) -> (bytes, flags), deserializer(key, bytes,
     flags) -> value, used for every value that is not bytes, str or int), raise_errors,
-    pipeline (auto-pipelining: calls made at the same time from several threads share one connection
-    per server; docs/python.md).
+    pipeline (auto-pipelining, docs/python.md: None, the default, shares one connection per server
+    among the greenlets of a gevent hub and the tasks of an asyncio loop (memkit.aio) and lets threads
+    use the pool; True also shares one among threads; False never).
     """
 
     _FLAG_PICKLE = 1 << 0
@@ -128,7 +129,7 @@ class Client(_memkit.Client):
                  pool_size=8, failure_limit=1, auto_eject=True, pool_timeout=30.0, checkout_timeout=None,
                  min_compress_len=0, serializer=None, deserializer=None, raise_errors=False, binary=False,
                  username=None, password=None, ascii_auth=False, tls=False, tls_ca_file=None,
-                 tls_cert_file=None, tls_key_file=None, tls_server_name=None, tls_verify=True, pipeline=False):
+                 tls_cert_file=None, tls_key_file=None, tls_server_name=None, tls_verify=True, pipeline=None):
         if compressor is not zlib.compress or decompressor is not zlib.decompress:
             raise ValueError("memkit compresses with zlib in C: custom compressor/decompressor "
                              "are not supported (use serializer/deserializer)")
@@ -151,7 +152,8 @@ class Client(_memkit.Client):
                             password=password, ascii_auth=bool(ascii_auth), tls=bool(tls),
                             tls_ca_file=_path(tls_ca_file), tls_cert_file=_path(tls_cert_file),
                             tls_key_file=_path(tls_key_file), tls_server_name=tls_server_name,
-                            tls_verify=bool(tls_verify), pipeline=bool(pipeline))
+                            tls_verify=bool(tls_verify),
+                            pipeline=None if pipeline is None else bool(pipeline))
         self.set_servers(servers)
         self.stats = {}
         self.cache_cas = cache_cas
@@ -428,6 +430,8 @@ def make_green():
     _memkit._auto_green(True)
     import gevent.lock
     set_wait_callback(_make_gevent_wait(), gevent.lock.BoundedSemaphore)
+    from . import _loops
+    _loops.install(green=True)
 
 
 def make_blocking():
@@ -435,6 +439,8 @@ def make_blocking():
     calls from turning cooperative mode on by themselves when they find gevent's patches."""
     _memkit._auto_green(False)
     set_wait_callback(None)
+    if "memkit._loops" in sys.modules:
+        sys.modules["memkit._loops"]._green[0] = False
 
 
 if _gevent_patched():

@@ -79,6 +79,18 @@ int mkpy_auto_green(mkpy_state *st)
     return r ? 0 : -1;
 }
 
+/* _set_loop_hook(fn or None) */
+static PyObject *set_loop_hook(PyObject *m, PyObject *fn)
+{
+    if (fn != Py_None && !PyCallable_Check(fn)) {
+        PyErr_SetString(PyExc_TypeError, "the loop hook must be callable or None");
+        return NULL;
+    }
+    mkpy_state *st = get_state(m);
+    Py_XSETREF(st->loop_hook, fn == Py_None ? NULL : Py_NewRef(fn));
+    Py_RETURN_NONE;
+}
+
 /* _auto_green(flag): whether calls turn cooperative mode on when they find gevent patched. */
 static PyObject *set_auto_green(PyObject *m, PyObject *flag)
 {
@@ -126,6 +138,8 @@ static PyMethodDef module_methods[] = {
      "waits for fd (fd -1: sleep timeout seconds). None: blocking mode (GIL released)."},
     {"get_wait_callback", get_wait_callback, METH_NOARGS, "The current wait callback, or None."},
     {"_fork_generation", fork_generation, METH_NOARGS, "How many forks this process descends through."},
+    {"_set_loop_hook", set_loop_hook, METH_O,
+     "_set_loop_hook(fn): fn() -> the current event loop's driver, or None (memkit/_loops.py)."},
     {"_auto_green", set_auto_green, METH_O,
      "_auto_green(flag): a call turns cooperative mode on once gevent has patched socket (default True)."},
     {NULL, NULL, 0, NULL},
@@ -214,6 +228,9 @@ static int module_exec(PyObject *m)
     }
     if (PyModule_AddObjectRef(m, "Client", (PyObject *)st->client_type) < 0)
         return -1;
+    st->evpipe_type = (PyTypeObject *)PyType_FromModuleAndSpec(m, &mkpy_evpipe_spec, NULL);
+    if (st->evpipe_type == NULL || PyModule_AddObjectRef(m, "EvPipe", (PyObject *)st->evpipe_type) < 0)
+        return -1;
     if (PyModule_AddStringConstant(m, "libmemkit_version", MK_VERSION_STRING) < 0)
         return -1;
     return 0;
@@ -232,6 +249,8 @@ static int module_traverse(PyObject *m, visitproc visit, void *arg)
     Py_VISIT(st->pickle_loads);
     Py_VISIT(st->wait_cb);
     Py_VISIT(st->lock_factory);
+    Py_VISIT(st->loop_hook);
+    Py_VISIT(st->evpipe_type);
     return 0;
 }
 
@@ -248,6 +267,8 @@ static int module_clear(PyObject *m)
     Py_CLEAR(st->pickle_loads);
     Py_CLEAR(st->wait_cb);
     Py_CLEAR(st->lock_factory);
+    Py_CLEAR(st->loop_hook);
+    Py_CLEAR(st->evpipe_type);
     Py_CLEAR(st->monkey_name);
     return 0;
 }

@@ -318,12 +318,13 @@ static inline void check_fork(ClientObject *self)
     if (self->fork_gen != mkpy_fork_gen) {
         mk_client_after_fork(self->c);
         self->fork_gen = mkpy_fork_gen;
+        mkpy_pipes_after_fork(self);
         Py_CLEAR(self->sems);
         Py_CLEAR(self->sems_factory);
     }
 }
 
-static int green_wait(ClientObject *self, mk_op *op, double *backoff)
+static int green_wait(ClientObject *self, PyObject *drv, mk_op *op, double *backoff)
 {
     int fd = mk_op_fd(op);
     double t;
@@ -335,11 +336,41 @@ static int green_wait(ClientObject *self, mk_op *op, double *backoff)
         t = mk_op_timeout_ms(op) / 1000.0 + 0.001;
         write = (mk_op_events(op) & POLLOUT) != 0;
     }
-    PyObject *r = PyObject_CallFunction(self->st->wait_cb, "iid", fd, write, t);
+    PyObject *r = drv ? PyObject_CallMethod(drv, "wait_fd", "iid", fd, write, t)
+                      : PyObject_CallFunction(self->st->wait_cb, "iid", fd, write, t);
     if (r == NULL)
         return -1;
     Py_DECREF(r);
     return 0;
+}
+
+/* The event-loop driver for this call (new reference), or NULL (threads, or gevent without pipelining:
+ * the classic cooperative path); -1 in *err with an exception. */
+static PyObject *loop_driver(ClientObject *self, int *err)
+{
+    *err = 0;
+    if (self->st->loop_hook == NULL)
+        return NULL;
+    PyObject *d = mkpy_loop_driver(self);
+    if (d == NULL) {
+        *err = PyErr_Occurred() ? -1 : 0;
+        return NULL;
+    }
+    /* pipeline=None: asyncio's tasks share connections, gevent's greenlets use the pool (a server or proxy
+     * that is slow per request would hold every greenlet queued behind it); pipeline=True: both */
+    PyObject *aio = PyObject_GetAttrString(d, "aio");
+    int is_aio = aio ? PyObject_IsTrue(aio) : -1;
+    Py_XDECREF(aio);
+    if (is_aio < 0) {
+        Py_DECREF(d);
+        *err = -1;
+        return NULL;
+    }
+    if (!is_aio && self->loop_pipeline < 2) {
+        Py_DECREF(d);   /* gevent without pipelining: semaphores and wait_read as before */
+        return NULL;
+    }
+    return d;
 }
 
 /* Green mode: the semaphore of server i (NULL when no lock factory is set). */
@@ -367,10 +398,31 @@ static PyObject *green_sem(ClientObject *self, int i)
     return PyList_GET_ITEM(self->sems, i);
 }
 
-/* Run one started op to completion: an MK_E* code, or MKPY_PYERR. */
-static int run_op(ClientObject *self, mk_op *op)
+/* Run one started op to completion: an MK_E* code, or MKPY_PYERR. drv: the event loop's driver (NULL:
+ * threads or classic gevent mode); forget: a noreply call sent as a plain one whose reply is dropped. */
+static int run_op_in(ClientObject *self, mk_op *op, PyObject *drv, int forget)
 {
     int rc;
+    if (drv && self->loop_pipeline) {   /* (a gevent driver comes only with pipeline=True) */
+        mkpy_piped h;
+        rc = mkpy_pipe_add(self, op, drv, &h);
+        if (rc == 0) {
+            if (forget) {
+                mkpy_pipe_leave(op, &h, 1);
+                return 0;
+            }
+            return mkpy_pipe_wait(drv, op, &h);
+        }
+        if (rc != MK_EAGAIN)
+            return rc;
+    }
+    if (drv) {   /* not pipelined: stepped here, every wait the loop's */
+        double backoff = 0.0005;
+        while ((rc = mk_op_step(op)) == MK_EAGAIN)
+            if (green_wait(self, drv, op, &backoff) < 0)
+                return MKPY_PYERR;
+        return rc;
+    }
     if (self->st->wait_cb == NULL) {
         /* Checkout, connect and send run without the GIL (a send on loopback does
          * the peer's TCP receive work too: other threads should run meanwhile).
@@ -415,7 +467,7 @@ static int run_op(ClientObject *self, mk_op *op)
     }
     double backoff = 0.0005;
     while ((rc = mk_op_step(op)) == MK_EAGAIN) {
-        if (green_wait(self, op, &backoff) < 0) {
+        if (green_wait(self, NULL, op, &backoff) < 0) {
             rc = MKPY_PYERR;
             break;
         }
@@ -433,6 +485,47 @@ static int run_op(ClientObject *self, mk_op *op)
     return rc;
 }
 
+/* run_op_in with this call's driver. */
+static int run_op(ClientObject *self, mk_op *op)
+{
+    int err;
+    PyObject *drv = loop_driver(self, &err);
+    if (err)
+        return MKPY_PYERR;
+    int rc = run_op_in(self, op, drv, 0);
+    Py_XDECREF(drv);
+    return rc;
+}
+
+/* Event-loop mode: the ops that the loop's pipes take go out with the other callers' requests and are
+ * waited for here (rcs[i]: their final codes); the others keep rcs[i] = MK_EAGAIN. 0, or -1 with an
+ * exception (the caller was killed or cancelled: every op left its pipe). */
+static int pipe_ops(ClientObject *self, PyObject *drv, mk_op **ops, int *rcs, size_t n)
+{
+    mkpy_piped *hs = PyMem_Calloc(n ? n : 1, sizeof *hs);
+    if (hs == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    int ret = 0;
+    for (size_t i = 0; i < n && ret == 0; i++)
+        if (ops[i] && mkpy_pipe_add(self, ops[i], drv, &hs[i]) == MKPY_PYERR)
+            ret = -1;
+    for (size_t i = 0; i < n; i++) {
+        if (hs[i].ep == NULL)
+            continue;
+        if (ret < 0) {
+            mkpy_pipe_leave(ops[i], &hs[i], 0);
+            continue;
+        }
+        rcs[i] = mkpy_pipe_wait(drv, ops[i], &hs[i]);
+        if (rcs[i] == MKPY_PYERR)
+            ret = -1;
+    }
+    PyMem_Free(hs);
+    return ret;
+}
+
 /* Drive several started ops together (NULL entries are skipped); rcs[i] gets each final
  * code. The pool is checked out without blocking so ops on one server never wait on each
  * other. Returns 0, or -1 with a Python exception (green mode's callback raised). */
@@ -448,11 +541,24 @@ static int drive_ops(ClientObject *self, mk_op **ops, int *rcs, size_t n)
         PyErr_NoMemory();
         return -1;
     }
-    int green = self->st->wait_cb != NULL, ret = 0;
+    int err, ret = 0;
+    PyObject *drv = loop_driver(self, &err);
+    if (err) {
+        PyMem_Free(pfd);
+        PyMem_Free(map);
+        return -1;
+    }
+    if (drv && self->loop_pipeline && pipe_ops(self, drv, ops, rcs, n) < 0) {
+        Py_DECREF(drv);
+        PyMem_Free(pfd);
+        PyMem_Free(map);
+        return -1;
+    }
+    int green = self->st->wait_cb != NULL || drv != NULL;
     double backoff = 0.0005;
     PyThreadState *ts = green ? NULL : PyEval_SaveThread();
     for (size_t i = 0; i < n; i++)
-        if (ops[i])
+        if (ops[i] && rcs[i] == MK_EAGAIN)
             rcs[i] = mk_op_step(ops[i]);
     for (;;) {
         size_t np = 0;
@@ -474,7 +580,7 @@ static int drive_ops(ClientObject *self, mk_op **ops, int *rcs, size_t n)
         if (np == 0 && pool_wait < 0)
             break;
         if (green) {
-            if (green_wait(self, np ? ops[map[0]] : ops[pool_wait], &backoff) < 0) {
+            if (green_wait(self, drv, np ? ops[map[0]] : ops[pool_wait], &backoff) < 0) {
                 ret = -1;
                 break;
             }
@@ -498,6 +604,7 @@ static int drive_ops(ClientObject *self, mk_op **ops, int *rcs, size_t n)
     }
     if (ts)
         PyEval_RestoreThread(ts);
+    Py_XDECREF(drv);
     PyMem_Free(pfd);
     PyMem_Free(map);
     return ret;
@@ -521,7 +628,8 @@ static void ask_meta(ClientObject *self, const mk_op_args *a)
     Py_END_ALLOW_THREADS
 }
 
-static int start_op_in(ClientObject *self, mk_op_args *a, const mkey *k, opbuf *buf, mk_op **op)
+/* in_loop: whether this call runs in an event loop (a driver was found), or -1: find out. */
+static int start_op_in(ClientObject *self, mk_op_args *a, const mkey *k, opbuf *buf, mk_op **op, int in_loop)
 {
     *op = NULL;
     if (self->c == NULL)
@@ -534,7 +642,15 @@ static int start_op_in(ClientObject *self, mk_op_args *a, const mkey *k, opbuf *
         a->nkey = (size_t)k->n;
         a->server = k->server;
     }
-    if (self->st->wait_cb == NULL)
+    if (self->st->wait_cb == NULL && in_loop < 0 && self->st->loop_hook) {
+        int err;
+        PyObject *drv = loop_driver(self, &err);
+        if (err)
+            return MKPY_PYERR;
+        in_loop = drv != NULL;
+        Py_XDECREF(drv);
+    }
+    if (self->st->wait_cb == NULL && in_loop <= 0)
         a->mode |= MK_WAITS;   /* run_op calls mk_op_wait after every MK_EAGAIN */
     if ((a->mode & MK_NOREPLY) && a->code != MK_OP_TOUCH && a->code != MK_OP_FLUSH_ALL)
         ask_meta(self, a); /* noreply goes in quiet mode to a meta server: ask it once */
@@ -543,7 +659,7 @@ static int start_op_in(ClientObject *self, mk_op_args *a, const mkey *k, opbuf *
 
 static int start_op(ClientObject *self, mk_op_args *a, const mkey *k, mk_op **op)
 {
-    return start_op_in(self, a, k, NULL, op);
+    return start_op_in(self, a, k, NULL, op, -1);
 }
 
 /* Start and run a keyed op. A connect failure with auto_eject marks the server dead
@@ -552,19 +668,40 @@ static int start_op(ClientObject *self, mk_op_args *a, const mkey *k, mk_op **op
 static int exec_op(ClientObject *self, mk_op_args *a, mkey *k, opbuf *buf, mk_op **op, const char *what,
                    PyObject *key)
 {
-    int rc = start_op_in(self, a, k, buf, op);
+    int err;
+    PyObject *drv = loop_driver(self, &err);
+    if (err)
+        return MKPY_PYERR;
+    /* in an event loop a noreply call is a plain request whose reply the pipe reads and drops: it never
+     * waits, and the connection never carries a reply nobody expects */
+    int forget = 0;
+    if (drv && self->loop_pipeline && (a->mode & MK_NOREPLY) && a->nkeyset == 0 && a->code != MK_OP_FLUSH_ALL) {
+        a->mode &= ~MK_NOREPLY;
+        forget = 1;
+    }
+    if (drv) {
+        /* the loop's pipe reads the reply while this greenlet is switched out, when its C stack is saved
+         * away: the op must live on the heap (buf unused), and a hit is copied into the op (mk_op_take_item)
+         * instead of being handed to a callback whose context is on this stack (value_cb cleared: the
+         * caller decodes it) */
+        buf = NULL;
+        a->value_cb = NULL;
+    }
+    int rc = start_op_in(self, a, k, buf, op, drv != NULL);
     if (rc == 0)
-        rc = run_op(self, *op);
+        rc = run_op_in(self, *op, drv, forget);
     if (rc == MK_ECONNECT && self->opt.auto_eject && k->server < 0) {
         if (report(self, rc, what, key, mk_op_server(*op)) < 0) { /* the server just marked dead */
             k->tried = mk_op_server(*op);
+            Py_XDECREF(drv);
             return MKPY_PYERR;
         }
         mk_op_destroy(*op);
-        rc = start_op_in(self, a, k, buf, op);
+        rc = start_op_in(self, a, k, buf, op, drv != NULL);
         if (rc == 0)
-            rc = run_op(self, *op);
+            rc = run_op_in(self, *op, drv, forget);
     }
+    Py_XDECREF(drv);
     k->tried = *op ? mk_op_server(*op) : -1;
     return rc;
 }
@@ -606,13 +743,12 @@ static PyObject *do_get(ClientObject *self, PyObject *key, mk_opcode code, PyObj
     /* the hit is decoded with the GIL held, straight from the receive buffer (blocking mode steps with it);
      * with auto-pipelining another caller's thread may read it, without the GIL: libmemkit then keeps a
      * copy (mk_op_take_item) and it is decoded here */
-    bool piped = self->opt.pipeline && self->st->wait_cb == NULL;
-    a.value_cb = piped ? NULL : on_get_hit;
+    a.value_cb = self->opt.pipeline && self->st->wait_cb == NULL ? NULL : on_get_hit;
     a.ctx = &g;
     mk_op *op;
     opbuf ob;
     int rc = exec_op(self, &a, &k, &ob, &op, code == MK_OP_GETS ? "gets" : "get", key);
-    if (piped && rc == 0 && op) {
+    if (a.value_cb == NULL && rc == 0 && op) {   /* (exec_op clears it in an event loop) */
         mk_item it;
         if (mk_op_take_item(op, &it) == 0) {
             on_get_hit(&g, 0, &it);
@@ -716,6 +852,13 @@ static PyObject *Client__meta_get(ClientObject *self, PyObject *const *args, Py_
     mk_op *op;
     opbuf ob;
     int rc = exec_op(self, &a, &k, &ob, &op, "get", o[0]);
+    if (a.value_cb == NULL && rc == 0 && op) {   /* an event loop's pipe copied the hit (exec_op) */
+        mk_item it;
+        if (mk_op_take_item(op, &it) == 0) {
+            on_get_hit(&g, 0, &it);
+            mk_item_clear(&it);
+        }
+    }
     unsigned state = rc == 0 ? mk_op_meta_state(op) : 0;
     mk_op_destroy(op);
     Py_XDECREF(k.keep);
@@ -1701,11 +1844,15 @@ static int Client_init(ClientObject *self, PyObject *args, PyObject *kw)
     const char *servers, *dist = "ketama", *user = NULL, *password = NULL;
     const char *ca = NULL, *cert = NULL, *key = NULL, *sname = NULL;
     double cto = 3.0, ito = 3.0, retry = 30.0, chk = 30.0;
-    int flimit = 1, pool = 8, eject = 1, flush = 0, binary = 0, ascii_auth = 0, tls = 0, verify = 1, pipe = 0;
-    PyObject *buckets = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "s|sdddiidpOppzzppzzzzpp:Client", names, &servers, &dist, &cto, &ito,
+    int flimit = 1, pool = 8, eject = 1, flush = 0, binary = 0, ascii_auth = 0, tls = 0, verify = 1;
+    PyObject *buckets = Py_None, *pipeo = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "s|sdddiidpOppzzppzzzzpO:Client", names, &servers, &dist, &cto, &ito,
                                      &retry, &flimit, &pool, &chk, &eject, &buckets, &flush, &binary, &user,
-                                     &password, &ascii_auth, &tls, &ca, &cert, &key, &sname, &verify, &pipe))
+                                     &password, &ascii_auth, &tls, &ca, &cert, &key, &sname, &verify, &pipeo))
+        return -1;
+    /* pipeline: None (default) -- event loops yes, threads no; True -- both; False -- neither */
+    int pipe = pipeo == Py_None ? 0 : PyObject_IsTrue(pipeo);
+    if (pipe < 0)
         return -1;
     mk_options o;
     mk_options_init(&o);
@@ -1733,6 +1880,7 @@ static int Client_init(ClientObject *self, PyObject *args, PyObject *kw)
     o.tls_server_name = sname;
     o.tls_verify = verify != 0;
     o.pipeline = pipe != 0;
+    int loop_pipe = pipeo == Py_None ? 1 : pipe ? 2 : 0;   /* 1: asyncio only; 2: asyncio and gevent */
     size_t *bk = NULL, nbk = 0;
     if (buckets != Py_None) {
         PyObject *seq = PySequence_Fast(buckets, "buckets must be a sequence of server indexes");
@@ -1784,6 +1932,8 @@ static int Client_init(ClientObject *self, PyObject *args, PyObject *kw)
     self->nbuckets = nbk;
     Py_CLEAR(self->sems);
     Py_CLEAR(self->sems_factory);
+    mkpy_pipes_close(self);   /* (the old client's pipes) */
+    self->loop_pipeline = loop_pipe;
     mk_client_destroy(old);   /* set_servers must not race with calls in other threads */
     return 0;
 }
@@ -1820,6 +1970,7 @@ static int Client_traverse(ClientObject *self, visitproc visit, void *arg)
     Py_VISIT(self->deserializer);
     Py_VISIT(self->sems);
     Py_VISIT(self->sems_factory);
+    Py_VISIT(self->pipes);
     return 0;
 }
 
@@ -1839,6 +1990,7 @@ static void Client_dealloc(ClientObject *self)
     PyObject_GC_UnTrack(self);
     if (self->c) {
         check_fork(self);
+        mkpy_pipes_close(self);
         mk_client_destroy(self->c);
         self->c = NULL;
     }

@@ -30,6 +30,8 @@ typedef struct mkpy_state {
     PyObject *lock_factory;     /* green mode: callable(n) -> semaphore with acquire()/release() */
     int auto_green;             /* a call turns green mode on once gevent has patched socket (make_blocking: 0) */
     PyObject *monkey_name;      /* "gevent.monkey", interned: looked up in sys.modules by every blocking call */
+    PyObject *loop_hook;        /* NULL, or callable() -> the current event loop's driver or None (evloop.c) */
+    PyTypeObject *evpipe_type;
 } mkpy_state;
 
 typedef struct ClientObject {
@@ -47,6 +49,9 @@ typedef struct ClientObject {
     PyObject *serializer, *deserializer;
     PyObject *sems;             /* green mode: list of per-server semaphores (or NULL) */
     PyObject *sems_factory;     /* the lock_factory they came from */
+    PyObject *pipes;            /* event-loop mode: {driver: [EvPipe or None per server]} (or NULL) */
+    int loop_pipeline;          /* event-loop calls share a connection per loop and server: 0 never (pipeline=False),
+                                   1 asyncio's (None, the default), 2 asyncio's and gevent's (True) */
 } ClientObject;
 
 extern PyModuleDef mkpy_module;
@@ -59,6 +64,25 @@ int mkpy_auto_green(mkpy_state *st);
 
 /* Raise the exception of libmemkit error code rc, with a context string. */
 PyObject *mkpy_raise(mkpy_state *st, int rc, const char *what);
+
+/* evloop.c: event-loop mode */
+extern PyType_Spec mkpy_evpipe_spec;
+/* The current event loop's driver (new reference), or NULL: none (threads), or an exception. */
+PyObject *mkpy_loop_driver(ClientObject *self);
+/* An op in an event loop's pipe: its EvPipe and its waiter (both NULL when not in one). */
+typedef struct mkpy_piped {
+    PyObject *ep, *w;
+} mkpy_piped;
+/* Queue op in the driver's pipe to its server: 0; MK_EAGAIN: not pipelined (run it as usual); MKPY_PYERR. */
+int mkpy_pipe_add(ClientObject *self, mk_op *op, PyObject *drv, mkpy_piped *h);
+/* Wait for a queued op: its final code, or MKPY_PYERR (the caller was killed or cancelled: the op left the pipe). */
+int mkpy_pipe_wait(PyObject *drv, mk_op *op, mkpy_piped *h);
+/* Take a queued op back without waiting (forget: its request still goes out, the reply is dropped). */
+void mkpy_pipe_leave(mk_op *op, mkpy_piped *h, int forget);
+/* A forked child: the pipes drop the parent's connections; their calls in flight go again. */
+void mkpy_pipes_after_fork(ClientObject *self);
+/* Free every pipe (the client is closing or being replaced). */
+void mkpy_pipes_close(ClientObject *self);
 
 /* codec.c */
 typedef struct mkpy_val {

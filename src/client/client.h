@@ -272,6 +272,36 @@ struct mk_op {
 };
 
 
+/* The op queues of pipe.c and evpipe.c (linked through pnext): append op at the tail; take op out
+ * (true if it was there). */
+static inline void mk__opq_push(mk_op **h, mk_op **t, mk_op *op)
+{
+    op->pnext = NULL;
+    if (*t)
+        (*t)->pnext = op;
+    else
+        *h = op;
+    *t = op;
+}
+
+static inline bool mk__opq_unlink(mk_op **h, mk_op **t, mk_op *op)
+{
+    mk_op *prev = NULL;
+    for (mk_op *x = *h; x; prev = x, x = x->pnext) {
+        if (x != op)
+            continue;
+        if (prev)
+            prev->pnext = x->pnext;
+        else
+            *h = x->pnext;
+        if (*t == x)
+            *t = prev;
+        x->pnext = NULL;
+        return true;
+    }
+    return false;
+}
+
 /* Parse op's text or meta reply from cn's buffer (no binary, authentication or quiet replies):
  * 1 when more bytes are needed (*want: at least this many, if known), else the op's final code. */
 int mk__op_parse(mk_op *op, mk_conn *cn, size_t *want);

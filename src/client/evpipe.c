@@ -41,6 +41,7 @@ struct mk_evpipe {
     int64_t pool_deadline;
     mk_op *qh, *qt, *fh, *ft, *dh, *dt;
     size_t n;                   /* ops in q and f, ghosts included */
+    unsigned gen;               /* changes whenever conn is replaced or closed (mk_evpipe_generation) */
     char *wbuf;                 /* [wpos, wlen): bytes not handed to the kernel yet */
     size_t wpos, wlen, wcap;
 };
@@ -64,34 +65,6 @@ int mk_evpipe_new(mk_client *c, size_t server, mk_evpipe **out)
 }
 
 /* ---- the queues ---- */
-
-static void push(mk_op **h, mk_op **t, mk_op *op)
-{
-    op->pnext = NULL;
-    if (*t)
-        (*t)->pnext = op;
-    else
-        *h = op;
-    *t = op;
-}
-
-static bool unlink_op(mk_op **h, mk_op **t, mk_op *op)
-{
-    mk_op *prev = NULL;
-    for (mk_op *x = *h; x; prev = x, x = x->pnext) {
-        if (x != op)
-            continue;
-        if (prev)
-            prev->pnext = x->pnext;
-        else
-            *h = x->pnext;
-        if (*t == x)
-            *t = prev;
-        x->pnext = NULL;
-        return true;
-    }
-    return false;
-}
 
 static size_t req_len(const mk_op *op)
 {
@@ -199,13 +172,14 @@ static void complete(mk_evpipe *p, mk_op *op, int rc)
     }
     op->pstate = P_DONE;
     mk__op_finish(op, rc);
-    push(&p->dh, &p->dt, op);
+    mk__opq_push(&p->dh, &p->dt, op);
 }
 
 static void close_conn(mk_evpipe *p)
 {
     if (p->conn == NULL)
         return;
+    p->gen++;
     mk__conn_close(p->conn);
     mk__pool_put(p->c, p->s, p->conn, false);
     p->conn = NULL;
@@ -231,7 +205,7 @@ static void broken(mk_evpipe *p, int cause)
             x->meta_state = 0;
             x->text[0] = '\0';
             x->pstate = P_Q;
-            push(&again_h, &again_t, x);
+            mk__opq_push(&again_h, &again_t, x);
             again_bytes += req_len(x);
         } else {
             complete(p, x, cause);
@@ -263,7 +237,7 @@ static void broken(mk_evpipe *p, int cause)
     } else if (qbytes) {   /* no memory for the copy: q's ops end */
         while (p->qh && p->qh != (again_t ? again_t->pnext : NULL)) {
             mk_op *x = p->qh;
-            unlink_op(&p->qh, &p->qt, x);
+            mk__opq_unlink(&p->qh, &p->qt, x);
             complete(p, x, MK_ENOMEM);
         }
     }
@@ -275,7 +249,7 @@ static void fail_queued(mk_evpipe *p, int rc)
 {
     while (p->qh) {
         mk_op *x = p->qh;
-        unlink_op(&p->qh, &p->qt, x);
+        mk__opq_unlink(&p->qh, &p->qt, x);
         complete(p, x, rc);
     }
     p->wpos = p->wlen = 0;
@@ -312,6 +286,7 @@ static int get_conn(mk_evpipe *p, int64_t now)
             fail_queued(p, rc);
             return MK_EAGAIN;
         }
+        p->gen++;
         if (cn->fd >= 0 && (cn->quiet_open || cn->pending_mn || cn->unsynced || !mk__conn_usable(s, cn)))
             mk__conn_close(cn);   /* replies of someone else's requests may follow: a fresh one */
         p->conn = cn;
@@ -385,7 +360,7 @@ static int hand_out(mk_evpipe *p, size_t *want)
         int rc = mk__op_parse(h, cn, want);
         if (rc == 1)
             break;
-        unlink_op(&p->fh, &p->ft, h);
+        mk__opq_unlink(&p->fh, &p->ft, h);
         complete(p, h, rc);
         if (rc == MK_EPROTO)
             return MK_EPROTO;
@@ -448,7 +423,7 @@ static void withdraw(mk_evpipe *p, mk_op *op)
     size_t off = q_offset(p, op), len = req_len(op);
     memmove(p->wbuf + off, p->wbuf + off + len, p->wlen - off - len);
     p->wlen -= len;
-    unlink_op(&p->qh, &p->qt, op);
+    mk__opq_unlink(&p->qh, &p->qt, op);
     op->pstate = P_NONE;
     p->n--;
 }
@@ -470,7 +445,7 @@ static void expire(mk_evpipe *p, int64_t now)
         while (x) {
             mk_op *nx = x->pnext;
             if (now >= x->deadline) {
-                unlink_op(&p->fh, &p->ft, x);
+                mk__opq_unlink(&p->fh, &p->ft, x);
                 complete(p, x, MK_ETIMEDOUT);
             }
             x = nx;
@@ -537,7 +512,7 @@ int mk_evpipe_add(mk_evpipe *p, mk_op *op, void *udata)
     op->deadline = mk__now_ms() + p->c->opt.io_timeout_ms;
     op->pstate = P_Q;
     op->pudata = udata;
-    push(&p->qh, &p->qt, op);
+    mk__opq_push(&p->qh, &p->qt, op);
     p->n++;
     return 0;
 }
@@ -549,7 +524,7 @@ void *mk_evpipe_done(mk_evpipe *p, mk_op **op)
     if (p == NULL || p->dh == NULL)
         return NULL;
     mk_op *x = p->dh;
-    unlink_op(&p->dh, &p->dt, x);
+    mk__opq_unlink(&p->dh, &p->dt, x);
     x->pstate = P_NONE;
     if (op)
         *op = x;
@@ -561,7 +536,7 @@ static int leave(mk_evpipe *p, mk_op *op, bool take_back)
     if (p == NULL || op == NULL)
         return MK_EINVAL;
     if (op->pstate == P_DONE) {
-        unlink_op(&p->dh, &p->dt, op);
+        mk__opq_unlink(&p->dh, &p->dt, op);
         op->pstate = P_NONE;
         return 0;
     }
@@ -576,7 +551,7 @@ static int leave(mk_evpipe *p, mk_op *op, bool take_back)
         if (op->pstate == P_Q) {
             withdraw(p, op);
         } else {
-            unlink_op(&p->fh, &p->ft, op);
+            mk__opq_unlink(&p->fh, &p->ft, op);
             op->pstate = P_NONE;
             p->n--;
             broken(p, MK_ENOMEM);
@@ -635,6 +610,11 @@ short mk_evpipe_events(const mk_evpipe *p)
     return ev;
 }
 
+unsigned mk_evpipe_generation(const mk_evpipe *p)
+{
+    return p ? p->gen : 0;
+}
+
 bool mk_evpipe_pending(const mk_evpipe *p)
 {
     return p && (p->qh != NULL || p->fh != NULL);
@@ -666,6 +646,7 @@ void mk_evpipe_after_fork(mk_evpipe *p)
     if (p->conn->fd >= 0)
         close(p->conn->fd);
     p->conn->fd = -1;
+    p->gen++;
     mk__conn_free(p->conn);
     p->conn = NULL;
     p->connecting = false;
@@ -680,7 +661,7 @@ void mk_evpipe_free(mk_evpipe *p)
     /* ops still in it end with MK_EIO (their callers find them with mk_evpipe_done before this) */
     while (p->fh) {
         mk_op *x = p->fh;
-        unlink_op(&p->fh, &p->ft, x);
+        mk__opq_unlink(&p->fh, &p->ft, x);
         if (x->ghost)
             free_ghost(x);
         else
@@ -688,7 +669,7 @@ void mk_evpipe_free(mk_evpipe *p)
     }
     while (p->qh) {
         mk_op *x = p->qh;
-        unlink_op(&p->qh, &p->qt, x);
+        mk__opq_unlink(&p->qh, &p->qt, x);
         if (x->ghost)
             free_ghost(x);
         else
@@ -696,7 +677,7 @@ void mk_evpipe_free(mk_evpipe *p)
     }
     while (p->dh) {
         mk_op *x = p->dh;
-        unlink_op(&p->dh, &p->dt, x);
+        mk__opq_unlink(&p->dh, &p->dt, x);
         x->pstate = P_NONE;
     }
     free(p->wbuf);

@@ -77,33 +77,6 @@ void mk__pipe_after_fork(mk_pipe *p)
 
 /* ---- the queues ---- */
 
-static void push(mk_op **h, mk_op **t, mk_op *op)
-{
-    op->pnext = NULL;
-    if (*t)
-        (*t)->pnext = op;
-    else
-        *h = op;
-    *t = op;
-}
-
-static void unlink_op(mk_op **h, mk_op **t, mk_op *op)
-{
-    mk_op *prev = NULL;
-    for (mk_op *x = *h; x; prev = x, x = x->pnext) {
-        if (x != op)
-            continue;
-        if (prev)
-            prev->pnext = x->pnext;
-        else
-            *h = x->pnext;
-        if (*t == x)
-            *t = prev;
-        x->pnext = NULL;
-        return;
-    }
-}
-
 /* Append op's request bytes to wbuf. 0 or MK_ENOMEM. */
 static int append(mk_pipe *p, const mk_op *op)
 {
@@ -189,7 +162,7 @@ static void repair(mk_pipe *p, mk_client *c, mk_server *s)
             x->meta_state = 0;
             x->text[0] = '\0';
             x->pstate = P_Q;
-            push(&again_h, &again_t, x);
+            mk__opq_push(&again_h, &again_t, x);
         } else {
             complete(x, p->cause);
         }
@@ -287,7 +260,7 @@ static void take_connection(mk_pipe *p, mk_op *op)
         /* every queued request would meet the same refusal: they end with it (each counted) */
         while (p->qh) {
             mk_op *x = p->qh;
-            unlink_op(&p->qh, &p->qt, x);
+            mk__opq_unlink(&p->qh, &p->qt, x);
             complete(x, rc);
         }
         p->wlen = 0;
@@ -362,7 +335,7 @@ static void hand_out(mk_pipe *p, mk_conn *cn, size_t *want)
         int rc = mk__op_parse(h, cn, want);
         if (rc == 1)
             break;
-        unlink_op(&p->fh, &p->ft, h);
+        mk__opq_unlink(&p->fh, &p->ft, h);
         if (rc == MK_EPROTO) {
             complete(h, MK_EPROTO);
             set_broken(p, MK_EPROTO);
@@ -421,13 +394,13 @@ static void read_replies(mk_pipe *p, mk_op *op)
 static void timed_out(mk_pipe *p, mk_op *op)
 {
     if (op->pstate == P_Q) {   /* never written: it just leaves */
-        unlink_op(&p->qh, &p->qt, op);
+        mk__opq_unlink(&p->qh, &p->qt, op);
         rebuild(p);
         complete(op, MK_ETIMEDOUT);
         return;
     }
     /* written: its reply may still come, and every reply behind it would be taken for the wrong op */
-    unlink_op(&p->fh, &p->ft, op);
+    mk__opq_unlink(&p->fh, &p->ft, op);
     complete(op, MK_ETIMEDOUT);
     set_broken(p, MK_ETIMEDOUT);
 }
@@ -453,7 +426,7 @@ int mk__pipe_run(mk_op *op)
     mk__cond_init_mono(&op->pcond);
     op->deadline = mk__now_ms() + c->opt.io_timeout_ms;
     op->pstate = P_Q;
-    push(&p->qh, &p->qt, op);
+    mk__opq_push(&p->qh, &p->qt, op);
     p->n++;
     while (op->pstate != P_DONE) {
         if (p->broken) {
