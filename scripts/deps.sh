@@ -6,7 +6,7 @@ set -euo pipefail
 build_pkgs=(gcc make libc6-dev pkg-config zlib1g-dev nettle-dev libsasl2-dev libssl-dev python3-dev python3-setuptools)
 test_pkgs=(clang libclang-rt-14-dev memcached libmemcached-tools libmemcached-dev
            python3-pytest python3-pymemcache python3-memcache python3-pylibmc
-           python3-gevent python3-django gunicorn nutcracker procps perl xz-utils
+           python3-gevent python3-greenlet python3-django gunicorn nutcracker procps perl xz-utils
            ruby ruby-dalli php-cli php-memcached libsasl2-modules sasl2-bin iproute2 openssl
            libio-socket-ssl-perl)
 

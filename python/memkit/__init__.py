@@ -129,7 +129,8 @@ class Client(_memkit.Client):
                  pool_size=8, failure_limit=1, auto_eject=True, pool_timeout=30.0, checkout_timeout=None,
                  min_compress_len=0, serializer=None, deserializer=None, raise_errors=False, binary=False,
                  username=None, password=None, ascii_auth=False, tls=False, tls_ca_file=None,
-                 tls_cert_file=None, tls_key_file=None, tls_server_name=None, tls_verify=True, pipeline=None):
+                 tls_cert_file=None, tls_key_file=None, tls_server_name=None, tls_verify=True, pipeline=None,
+                 pipeline_depth=256):
         if compressor is not zlib.compress or decompressor is not zlib.decompress:
             raise ValueError("memkit compresses with zlib in C: custom compressor/decompressor "
                              "are not supported (use serializer/deserializer)")
@@ -153,7 +154,8 @@ class Client(_memkit.Client):
                             tls_ca_file=_path(tls_ca_file), tls_cert_file=_path(tls_cert_file),
                             tls_key_file=_path(tls_key_file), tls_server_name=tls_server_name,
                             tls_verify=bool(tls_verify),
-                            pipeline=None if pipeline is None else bool(pipeline))
+                            pipeline=None if pipeline is None else bool(pipeline),
+                            pipeline_depth=pipeline_depth)
         self.set_servers(servers)
         self.stats = {}
         self.cache_cas = cache_cas

@@ -313,15 +313,23 @@ static PyObject *get_prefix(ClientObject *self, PyObject *pfx)
 /* ----------------------------------------------------------- driving ops */
 
 /* After fork() the child forgets the parent's connections (libmemkit) and semaphores. */
-static inline void check_fork(ClientObject *self)
+/* After a fork: the child forgets the parent's connections, pipes and semaphores. */
+void mkpy_check_fork(ClientObject *self)
 {
     if (self->fork_gen != mkpy_fork_gen) {
-        mk_client_after_fork(self->c);
+        if (self->c)
+            mk_client_after_fork(self->c);
         self->fork_gen = mkpy_fork_gen;
-        mkpy_pipes_after_fork(self);
         Py_CLEAR(self->sems);
         Py_CLEAR(self->sems_factory);
+        mkpy_pipes_after_fork(self);
     }
+}
+
+static inline void check_fork(ClientObject *self)
+{
+    if (self->fork_gen != mkpy_fork_gen)
+        mkpy_check_fork(self);
 }
 
 static int green_wait(ClientObject *self, PyObject *drv, mk_op *op, double *backoff)
@@ -1840,15 +1848,15 @@ static int Client_init(ClientObject *self, PyObject *args, PyObject *kw)
                             "failure_limit", "pool_size", "checkout_timeout", "auto_eject", "buckets",
                             "flush_on_rejoin", "binary", "username", "password", "ascii_auth", "tls",
                             "tls_ca_file", "tls_cert_file", "tls_key_file", "tls_server_name", "tls_verify", "pipeline",
-                            NULL};
+                            "pipeline_depth", NULL};
     const char *servers, *dist = "ketama", *user = NULL, *password = NULL;
     const char *ca = NULL, *cert = NULL, *key = NULL, *sname = NULL;
     double cto = 3.0, ito = 3.0, retry = 30.0, chk = 30.0;
-    int flimit = 1, pool = 8, eject = 1, flush = 0, binary = 0, ascii_auth = 0, tls = 0, verify = 1;
+    int flimit = 1, pool = 8, eject = 1, flush = 0, binary = 0, ascii_auth = 0, tls = 0, verify = 1, depth = 256;
     PyObject *buckets = Py_None, *pipeo = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "s|sdddiidpOppzzppzzzzpO:Client", names, &servers, &dist, &cto, &ito,
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "s|sdddiidpOppzzppzzzzpOi:Client", names, &servers, &dist, &cto, &ito,
                                      &retry, &flimit, &pool, &chk, &eject, &buckets, &flush, &binary, &user,
-                                     &password, &ascii_auth, &tls, &ca, &cert, &key, &sname, &verify, &pipeo))
+                                     &password, &ascii_auth, &tls, &ca, &cert, &key, &sname, &verify, &pipeo, &depth))
         return -1;
     /* pipeline: None (default) -- event loops yes, threads no; True -- both; False -- neither */
     int pipe = pipeo == Py_None ? 0 : PyObject_IsTrue(pipeo);
@@ -1880,6 +1888,7 @@ static int Client_init(ClientObject *self, PyObject *args, PyObject *kw)
     o.tls_server_name = sname;
     o.tls_verify = verify != 0;
     o.pipeline = pipe != 0;
+    o.pipeline_depth = depth;
     int loop_pipe = pipeo == Py_None ? 1 : pipe ? 2 : 0;   /* 1: asyncio only; 2: asyncio and gevent */
     size_t *bk = NULL, nbk = 0;
     if (buckets != Py_None) {

@@ -17,6 +17,8 @@
 typedef struct EvPipeObject {
     PyObject_HEAD
     mk_evpipe *p;               /* NULL once the client is gone */
+    PyObject *client;           /* its ClientObject (strong) */
+    unsigned long fork_gen;     /* mkpy_fork_gen when last used: a child must not read the parent's replies */
     int flagged;                /* the driver's: queued for its end-of-iteration flush */
     PyObject *watch;            /* the driver's per-pipe state */
 } EvPipeObject;
@@ -27,6 +29,14 @@ static PyObject *EvPipe_io(EvPipeObject *self, PyObject *unused)
     PyObject *l = PyList_New(0);
     if (l == NULL || self->p == NULL)
         return l;
+    if (self->fork_gen != mkpy_fork_gen) {
+        /* a forked child: the socket is still the parent's too; before anything is read from it, the
+         * client forgets its connections and this pipe's calls go again on one of the child's own */
+        mkpy_check_fork((ClientObject *)self->client);
+        self->fork_gen = mkpy_fork_gen;
+        if (self->p == NULL)
+            return l;
+    }
     mk_evpipe_io(self->p);
     PyObject *w;
     while ((w = mk_evpipe_done(self->p, NULL)) != NULL) {
@@ -53,12 +63,14 @@ static int EvPipe_traverse(EvPipeObject *self, visitproc visit, void *arg)
 {
     Py_VISIT(Py_TYPE(self));
     Py_VISIT(self->watch);
+    Py_VISIT(self->client);
     return 0;
 }
 
 static int EvPipe_clear(EvPipeObject *self)
 {
     Py_CLEAR(self->watch);
+    Py_CLEAR(self->client);
     return 0;
 }
 
@@ -156,6 +168,8 @@ static EvPipeObject *pipe_for(ClientObject *self, PyObject *drv, int i)
     o->p = p;
     o->flagged = 0;
     o->watch = NULL;
+    o->client = Py_NewRef((PyObject *)self);
+    o->fork_gen = mkpy_fork_gen;
     PyObject_GC_Track(o);
     PyList_SetItem(l, i, (PyObject *)o);   /* steals */
     return o;
@@ -227,6 +241,7 @@ void mkpy_pipes_after_fork(ClientObject *self)
             if (ep == Py_None || ((EvPipeObject *)ep)->p == NULL)
                 continue;
             mk_evpipe_after_fork(((EvPipeObject *)ep)->p);
+            ((EvPipeObject *)ep)->fork_gen = mkpy_fork_gen;
             if (mk_evpipe_pending(((EvPipeObject *)ep)->p)) {   /* its requests go again: wake the driver */
                 PyObject *r = PyObject_CallMethod(drv, "submitted", "O", ep);
                 if (r == NULL)

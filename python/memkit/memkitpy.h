@@ -79,6 +79,8 @@ int mkpy_pipe_add(ClientObject *self, mk_op *op, PyObject *drv, mkpy_piped *h);
 int mkpy_pipe_wait(PyObject *drv, mk_op *op, mkpy_piped *h);
 /* Take a queued op back without waiting (forget: its request still goes out, the reply is dropped). */
 void mkpy_pipe_leave(mk_op *op, mkpy_piped *h, int forget);
+/* After a fork (mkpy_fork_gen moved): the client forgets the parent's connections (and its pipes'). */
+void mkpy_check_fork(ClientObject *self);
 /* A forked child: the pipes drop the parent's connections; their calls in flight go again. */
 void mkpy_pipes_after_fork(ClientObject *self);
 /* Free every pipe (the client is closing or being replaced). */

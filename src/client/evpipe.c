@@ -507,6 +507,8 @@ int mk_evpipe_add(mk_evpipe *p, mk_op *op, void *udata)
         return MK_EAGAIN;
     if (p->n >= (size_t)p->c->opt.pipeline_depth)
         return MK_EAGAIN;   /* full */
+    if (code == MK_OP_STORE && op->a.nvalue > p->c->opt.pipeline_max_value)
+        return MK_EAGAIN;   /* not copied into the shared buffer: sent from the caller's own memory */
     if (append(p, op) != 0)
         return MK_ENOMEM;
     op->deadline = mk__now_ms() + p->c->opt.io_timeout_ms;
