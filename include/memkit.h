@@ -609,8 +609,9 @@ int mk_evpipe_new(mk_client *c, size_t server, mk_evpipe **out);
  * stepped) whose caller waits; token comes back from mk_evpipe_done. 0: queued
  * (the op must not be stepped or destroyed until mk_evpipe_done returned it, or
  * mk_evpipe_cancel / mk_evpipe_forget took it back). MK_EAGAIN: this op is not
- * pipelined (noreply, a batch, stats, flush_all, version) or the pipe holds
- * pipeline_depth ops: run it with mk_op_step as usual. MK_EINVAL: another
+ * pipelined (noreply, stats, flush_all, version, a value over pipeline_max_value,
+ * a request over pipeline_max_value + 64 KB) or the pipe holds pipeline_depth
+ * ops: run it with mk_op_step as usual. Multi-gets and batches take part. MK_EINVAL: another
  * server's op; MK_ENOMEM. */
 int mk_evpipe_add(mk_evpipe *p, mk_op *op, void *token);
 

@@ -137,6 +137,12 @@ class _AioDriver(_Driver):
         if not w.done():
             w.set_result(None)
 
+    def _run(self, ep, *unused):
+        for w in ep.io():
+            if not w.done():           # (a cancelled caller's future is done already)
+                w.set_result(None)
+        self._arm(ep)
+
     def wait_fd(self, fd, write, timeout):
         import asyncio
         if fd < 0:
@@ -202,9 +208,17 @@ def gevent_driver():
 
 
 def aio_driver(loop):
+    try:
+        return loop._memkit_driver     # (an attribute of the loop: found without a dictionary lookup)
+    except AttributeError:
+        pass
     d = _aio_drivers.get(loop)
     if d is None:
         d = _aio_drivers[loop] = _AioDriver(loop)
+    try:
+        loop._memkit_driver = d
+    except AttributeError:             # a loop class with __slots__: the weak dictionary serves
+        pass
     return d
 
 

@@ -25,7 +25,7 @@ from greenlet import greenlet, getcurrent
 import memkit
 from . import _loops
 
-__all__ = ["Client"]
+__all__ = ["Client", "call"]
 
 _loops.install()
 
@@ -35,14 +35,26 @@ class _Bridge(greenlet):
     __slots__ = ("_mk_driver",)
 
 
-async def _call(driver, fn, *args, **kw):
+_running = asyncio.get_running_loop
+
+
+async def call(fn, *args, **kw):
+    """await fn(*args, **kw) where fn is synchronous code whose waits are memkit's (a memkit.Client's calls,
+    a Django cache backend's methods): it runs in a greenlet, and every memkit call it makes is pipelined
+    and waited for by this event loop instead of blocking it. Other blocking code in fn would still block
+    the loop."""
+    loop = _running()
+    try:
+        d = loop._memkit_driver
+    except AttributeError:
+        d = _loops.aio_driver(loop)
     g = _Bridge(fn, getcurrent())
-    g._mk_driver = driver
+    g._mk_driver = d
     r = g.switch(*args, **kw)
     while not g.dead:
         try:
             v = await r
-        except BaseException as e:   # cancelled (or the awaitable failed): the call sees it where it waits
+        except BaseException as e:   # cancelled: the call sees it where it waits, and leaves its pipe
             r = g.throw(e)
         else:
             r = g.switch(v)
@@ -54,7 +66,7 @@ def _coroutine(name):
 
     @functools.wraps(sync)
     async def method(self, *args, **kw):
-        return await _call(_loops.aio_driver(asyncio.get_running_loop()), sync, self._c, *args, **kw)
+        return await call(sync, self._c, *args, **kw)
     method.__doc__ = "await: memkit.Client.%s%s" % (name, "" if not sync.__doc__ else "\n\n" + sync.__doc__)
     return method
 

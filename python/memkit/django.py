@@ -64,3 +64,22 @@ class MemkitCache(BaseMemcachedCache):
         # Django calls close() after every request; the pool is shared by every thread of the process,
         # so connections are kept (as Django's pylibmc backend does).
         pass
+
+
+def _async_method(name):
+    sync_name = name[1:]
+
+    async def method(self, *args, **kwargs):
+        from memkit.aio import call
+        # the sync method's memkit calls run on this event loop's pipelined connections, never blocking it
+        return await call(getattr(self, sync_name), *args, **kwargs)
+    method.__name__ = method.__qualname__ = name
+    method.__doc__ = "Django's async cache API (4.0+): %s without blocking the event loop (memkit.aio)." % sync_name
+    return method
+
+
+# Django 4.0's async cache API (Debian 12's Django 3.2 has none: these are memkit's own, with Django's names)
+for _name in ("aadd", "aget", "aset", "atouch", "adelete", "aget_many", "aget_or_set", "ahas_key", "aincr",
+              "adecr", "aset_many", "adelete_many", "aclear", "aincr_version", "adecr_version"):
+    setattr(MemkitCache, _name, _async_method(_name))
+del _name

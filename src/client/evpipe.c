@@ -143,7 +143,7 @@ static mk_op *make_ghost(const mk_op *op)
     g->a.value_cb = NULL;
     g->a.stat_cb = NULL;
     g->a.ctx = NULL;
-    g->a.results = NULL;
+    g->a.results = NULL;   /* (a batch's ghost counts its replies in kpos and keeps no outcomes) */
     g->req = NULL;
     g->iov = NULL;
     g->iovi = g->niov = 0;
@@ -498,16 +498,15 @@ int mk_evpipe_add(mk_evpipe *p, mk_op *op, void *udata)
 {
     if (p == NULL || op == NULL || op->c != p->c || op->s != p->s)
         return MK_EINVAL;
-    if (op->state != ST_CHECKOUT || op->conn != NULL || !op->expect_reply || op->binary ||
-        op->pstate != P_NONE || (op->a.nkeyset && !(op->a.code == MK_OP_GET || op->a.code == MK_OP_GETS ||
-                                                    op->a.code == MK_OP_GAT || op->a.code == MK_OP_GATS)))
+    if (op->state != ST_CHECKOUT || op->conn != NULL || !op->expect_reply || op->binary || op->pstate != P_NONE)
         return MK_EAGAIN;   /* not pipelined: run it with mk_op_step */
     mk_opcode code = op->a.code;
     if (code == MK_OP_STATS || code == MK_OP_FLUSH_ALL || code == MK_OP_VERSION)
         return MK_EAGAIN;
     if (p->n >= (size_t)p->c->opt.pipeline_depth)
         return MK_EAGAIN;   /* full */
-    if (code == MK_OP_STORE && op->a.nvalue > p->c->opt.pipeline_max_value)
+    if ((code == MK_OP_STORE && op->a.nvalue > p->c->opt.pipeline_max_value) ||
+        req_len(op) > p->c->opt.pipeline_max_value + 64 * 1024)
         return MK_EAGAIN;   /* not copied into the shared buffer: sent from the caller's own memory */
     if (append(p, op) != 0)
         return MK_ENOMEM;

@@ -500,7 +500,7 @@ static int finish(mk_op *op, int rc)
         mk__pool_put_at(op->c, op->s, op->conn, clean, op->waited ? mk__now_ms() : op->t0);
         op->conn = NULL;
     }
-    if (is_batch(&op->a) && rc != 0)
+    if (is_batch(&op->a) && rc != 0 && op->a.results)
         for (size_t i = op->kpos; i < op->a.nkeyset; i++)
             op->a.results[i] = rc;
     if (net_fail) {
@@ -668,7 +668,9 @@ static int on_batch_reply(mk_op *op, const mk_response *r)
         return MK_EPROTO;
     if (rc == MK_EERROR || rc == MK_ECLIENTERR || rc == MK_ESERVERERR)
         set_text(op, r->text);
-    op->a.results[op->kpos++] = rc;
+    if (op->a.results)   /* (NULL: an event-loop pipe's ghost, whose caller left) */
+        op->a.results[op->kpos] = rc;
+    op->kpos++;
     return op->kpos == op->a.nkeyset ? 0 : 1;
 }
 

@@ -1513,6 +1513,34 @@ static void test_evpipe_cancel_keeps_the_connection(void)
     CHECK_EQ_I(extra.rc, 0);
     CHECK_EQ_I(mk_evpipe_fd(p), fd);
     mk_op_destroy(extra.op);
+    /* a batch (three sets in one op) cancelled once written: its ghost reads the three replies */
+    {
+        static const char *bk[3] = {"evc:b1", "evc:b2", "evc:b3"};
+        static const size_t bn[3] = {6, 6, 6};
+        static const void *bv[3] = {"1", "2", "3"};
+        static const size_t bl[3] = {1, 1, 1};
+        int results[3];
+        mk_op_args_init(&a);
+        a.code = MK_OP_STORE, a.store_op = MK_STORE_SET;
+        a.keys = bk, a.nkeys = bn, a.nkeyset = 3, a.values = bv, a.nvalues = bl, a.results = results;
+        CHECK_EQ_I(ev_add(c, &p, &a, &extra), 0);
+        mk_evpipe_io(p);
+        CHECK_EQ_I(mk_evpipe_cancel(p, extra.op), 0);
+        mk_op_destroy(extra.op);
+        mk_op_args_init(&a);
+        a.code = MK_OP_GET;
+        a.key = "evc:b3", a.nkey = 6;
+        CHECK_EQ_I(ev_add(c, &p, &a, &extra), 0);
+        left = 1;
+        ev_run(&p, 1, &left, 5000);
+        CHECK_EQ_I(extra.rc, 0);
+        mk_item it3;
+        CHECK_EQ_I(mk_op_take_item(extra.op, &it3), 0);
+        CHECK(it3.nvalue == 1 && it3.value[0] == '3');
+        mk_item_clear(&it3);
+        mk_op_destroy(extra.op);
+        CHECK_EQ_I(mk_evpipe_fd(p), fd);
+    }
     /* forget: a call nobody waits for still goes out (noreply without the protocol's noreply) */
     mk_op_args_init(&a);
     a.code = MK_OP_STORE, a.store_op = MK_STORE_SET;
