@@ -78,8 +78,9 @@ def _async_method(name):
     return method
 
 
-# Django 4.0's async cache API (Debian 12's Django 3.2 has none: these are memkit's own, with Django's names)
-for _name in ("aadd", "aget", "aset", "atouch", "adelete", "aget_many", "aget_or_set", "ahas_key", "aincr",
+# Django 4.0's async cache API (Debian 12's Django 3.2 has none: these are memkit's own, with Django's names).
+# Not aget_or_set: get_or_set's herd waits are time.sleep (newer Django builds it from aget and aadd).
+for _name in ("aadd", "aget", "aset", "atouch", "adelete", "aget_many", "ahas_key", "aincr",
               "adecr", "aset_many", "adelete_many", "aclear", "aincr_version", "adecr_version"):
     setattr(MemkitCache, _name, _async_method(_name))
 del _name
