@@ -46,8 +46,9 @@ if kind == "gevent":
         import memcache; mk = lambda: memcache.Client([addr])
     mk().set_many({k: val for k in keys}) if client == "pymemcache" else mk().set_multi({k: val for k in keys})
     count = [0]
+    end = time.time() + secs   # (one deadline for all: pylibmc never yields, its greenlets run one by one)
     def worker(i):
-        c = mk(); j = i; end = time.time() + secs
+        c = mk(); j = i
         while time.time() < end:
             for _ in range(50):
                 j += 1
@@ -82,8 +83,9 @@ else:
             get = lambda k: loop.run_in_executor(ex, lambda: c().get(k))
             set_ = lambda k, v: loop.run_in_executor(ex, lambda: c().set(k, v))
         count = [0]
+        end = time.time() + secs
         async def worker(i):
-            j = i; end = time.time() + secs
+            j = i
             while time.time() < end:
                 for _ in range(50):
                     j += 1

@@ -8,7 +8,9 @@ Starts one memkitd (-t 1), then for each client runs THREADS threads doing GETS 
 futex (thread hand-overs and the GIL), and all system calls together. Clients: memkit.Client shared by
 all threads (its pool), memkit.Client(pipeline=True) (auto-pipelining, issue 17), pylibmc and pymemcache
 one client per thread, python-memcached one shared Client (a threading.local). Interpreter start-up
-counts too (a few hundred calls: small against THREADS x GETS). Not CI.
+counts too (a few hundred calls: small against THREADS x GETS). Then the same for event loops, THREADS
+callers each: asyncio tasks (memkit.aio, pipelined; pylibmc through the loop's thread pool) and gevent
+greenlets (memkit pipeline=True; memkit's pool; pymemcache's PooledClient). Not CI.
 """
 import argparse
 import os
@@ -50,6 +52,52 @@ for t in ts:
     t.join()
 """
 
+CHILD_LOOP = r"""
+import sys
+sys.path.insert(0, %(pypath)r)
+kind, n, gets, addr = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+host, port = addr.split(":")
+loop, client = kind.split(" ")
+if loop == "gevent":
+    from gevent import monkey; monkey.patch_all()
+    import gevent
+    if client.startswith("memkit"):
+        import memkit
+        c = memkit.Client([addr], pipeline=client == "memkit-pipe")
+    else:
+        from pymemcache.client.base import PooledClient
+        c = PooledClient((host, int(port)), max_pool_size=n)
+    c.set("bench:key:1", "v" * 100)
+    def work():
+        for _ in range(gets):
+            c.get("bench:key:1")
+    gevent.joinall([gevent.spawn(work) for _ in range(n)])
+else:
+    import asyncio
+    async def main():
+        if client == "memkit":
+            import memkit.aio
+            c = memkit.aio.Client([addr])
+            get = c.get
+        else:
+            import pylibmc, threading
+            from concurrent.futures import ThreadPoolExecutor
+            ex, tl, loop = ThreadPoolExecutor(max_workers=n), threading.local(), asyncio.get_running_loop()
+            def cl():
+                if not hasattr(tl, "c"):
+                    tl.c = pylibmc.Client([addr])
+                return tl.c
+            get = lambda k: loop.run_in_executor(ex, lambda: cl().get(k))
+            cl().set("bench:key:1", "v" * 100)
+        if client == "memkit":
+            await c.set("bench:key:1", "v" * 100)
+        async def work():
+            for _ in range(gets):
+                await get("bench:key:1")
+        await asyncio.gather(*[work() for _ in range(n)])
+    asyncio.run(main())
+"""
+
 GROUPS = {
     "send": ("sendto", "sendmsg", "write", "writev", "send"),
     "recv": ("recvfrom", "recvmsg", "read", "recv"),
@@ -63,7 +111,7 @@ def count(kind, threads, gets, addr):
         out = os.path.join(d, "strace")
         prog = os.path.join(d, "child.py")
         with open(prog, "w") as f:
-            f.write(CHILD % {"pypath": os.path.join(REPO, "build", "python")})
+            f.write((CHILD_LOOP if " " in kind else CHILD) % {"pypath": os.path.join(REPO, "build", "python")})
         subprocess.run(["strace", "-f", "-c", "-o", out, sys.executable, prog, kind, str(threads), str(gets), addr],
                        check=True, stdout=subprocess.DEVNULL)
         calls = {}
@@ -86,10 +134,13 @@ def main():
     srv, addr = start_memkitd(a.memkitd, 1)
     try:
         print("system calls per get, %d threads x %d gets, one memkitd (strace -f -c)" % (a.threads, a.gets))
-        print("%-16s %7s %7s %7s %7s %7s" % ("client", "send", "recv", "poll", "futex", "all"))
-        for kind in ("memkit", "memkit-pipe", "pylibmc", "pymemcache", "python-memcached"):
+        print("%-25s %7s %7s %7s %7s %7s" % ("client (threads, or loop and client)", "send", "recv", "poll",
+                                               "futex", "all"))
+        for kind in ("memkit", "memkit-pipe", "pylibmc", "pymemcache", "python-memcached",
+                     "asyncio memkit", "asyncio pylibmc-executor",
+                     "gevent memkit-pipe", "gevent memkit", "gevent pymemcache"):
             r = count(kind, a.threads, a.gets, addr)
-            print("%-16s %7.2f %7.2f %7.2f %7.2f %7.2f" % (kind, r["send"], r["recv"], r["poll"], r["futex"], r["all"]))
+            print("%-25s %7.2f %7.2f %7.2f %7.2f %7.2f" % (kind, r["send"], r["recv"], r["poll"], r["futex"], r["all"]))
     finally:
         srv.terminate()
         srv.wait()

@@ -620,6 +620,12 @@ int mk_evpipe_add(mk_evpipe *p, mk_op *op, void *token);
  * their deadline. Returns 0 (failures end ops, never the pipe), MK_EINVAL. */
 int mk_evpipe_io(mk_evpipe *p);
 
+/* mk_evpipe_flush — write the queued requests now (connecting first if need be),
+ * without reading: for a caller that finds the pipe idle, so that one lone call
+ * does not wait for the end of the loop iteration. Completes no op (an I/O
+ * failure leaves the ops for mk_evpipe_io to send again or end). 0, MK_EINVAL. */
+int mk_evpipe_flush(mk_evpipe *p);
+
 /* mk_evpipe_done — the next op that ended since the last call: its token (and
  * *op if op is not NULL); NULL when none. The op's code is mk_op_step(op)'s. */
 void *mk_evpipe_done(mk_evpipe *p, mk_op **op);

@@ -25,7 +25,10 @@ class _Driver(object):
         self._dirty = []
         self._scheduled = False
 
-    def submitted(self, ep):
+    def submitted(self, ep, sent=False):
+        if sent:           # written at once (the pipe was idle): the reply comes to the reader watcher
+            self._arm(ep)
+            return
         if not ep.flagged:
             ep.flagged = 1
             self._dirty.append(ep)

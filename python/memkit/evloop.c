@@ -8,7 +8,8 @@
  * found by the module's loop hook; it has
  *   waiter()          a new waiter (gevent Waiter, asyncio Future)
  *   wait(w)           wait cooperatively until w is woken (raises if the caller is killed or cancelled)
- *   submitted(ep)     ep has new requests: run ep.io() at the end of this loop iteration
+ *   submitted(ep, sent)  ep has new requests: run ep.io() at the end of this loop iteration (sent: they
+ *                     were written already, only its watchers need arming)
  *   wait_fd(fd, write, timeout)   a cooperative wait for a non-pipelined op
  * and drives each EvPipe: ep.io() -> the waiters of the ops that ended; ep.state() -> (fd, events,
  * timeout_ms, generation) for its watchers.
@@ -184,6 +185,7 @@ int mkpy_pipe_add(ClientObject *self, mk_op *op, PyObject *drv, mkpy_piped *h)
     PyObject *w = PyObject_CallMethod(drv, "waiter", NULL);
     if (w == NULL)
         return MKPY_PYERR;
+    bool idle = !mk_evpipe_pending(ep->p);
     int rc = mk_evpipe_add(ep->p, op, w);
     if (rc != 0) {
         Py_DECREF(w);
@@ -192,7 +194,11 @@ int mkpy_pipe_add(ClientObject *self, mk_op *op, PyObject *drv, mkpy_piped *h)
     Py_INCREF(w);   /* the pipe's reference, given back by EvPipe.io */
     h->ep = Py_NewRef((PyObject *)ep);
     h->w = w;
-    PyObject *r = PyObject_CallMethod(drv, "submitted", "O", (PyObject *)ep);
+    /* the first call into an idle pipe goes out at once (a lone caller waits for no loop iteration);
+     * the calls made after it in the same iteration go out together at its end */
+    if (idle)
+        mk_evpipe_flush(ep->p);
+    PyObject *r = PyObject_CallMethod(drv, "submitted", "OO", (PyObject *)ep, idle ? Py_True : Py_False);
     if (r == NULL) {
         mkpy_pipe_leave(op, h, 0);
         return MKPY_PYERR;
@@ -243,7 +249,7 @@ void mkpy_pipes_after_fork(ClientObject *self)
             mk_evpipe_after_fork(((EvPipeObject *)ep)->p);
             ((EvPipeObject *)ep)->fork_gen = mkpy_fork_gen;
             if (mk_evpipe_pending(((EvPipeObject *)ep)->p)) {   /* its requests go again: wake the driver */
-                PyObject *r = PyObject_CallMethod(drv, "submitted", "O", ep);
+                PyObject *r = PyObject_CallMethod(drv, "submitted", "OO", ep, Py_False);
                 if (r == NULL)
                     PyErr_WriteUnraisable(drv);
                 Py_XDECREF(r);

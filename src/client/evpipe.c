@@ -494,6 +494,18 @@ int mk_evpipe_io(mk_evpipe *p)
     return 0;
 }
 
+int mk_evpipe_flush(mk_evpipe *p)
+{
+    if (p == NULL)
+        return MK_EINVAL;
+    if (p->qh == NULL || get_conn(p, mk__now_ms()) != 0)
+        return 0;
+    int rc = flush(p);
+    if (rc != 0)
+        broken(p, rc);   /* (mk_evpipe_io sends them again) */
+    return 0;
+}
+
 int mk_evpipe_add(mk_evpipe *p, mk_op *op, void *udata)
 {
     if (p == NULL || op == NULL || op->c != p->c || op->s != p->s)

@@ -1436,6 +1436,31 @@ static void test_evpipe_loop(void)
         }
     }
     CHECK_EQ_I(bad, 0);
+    /* a lone call into an idle pipe: mk_evpipe_flush writes it at once; then only POLLIN is wanted */
+    {
+        mk_op_args a;
+        mk_op_args_init(&a);
+        a.code = MK_OP_GET;
+        a.key = keys[0], a.nkey = strlen(keys[0]);
+        evcall one;
+        CHECK_EQ_I(ev_add(c, pipes, &a, &one), 0);
+        mk_evpipe *p0 = pipes[mk_op_server(one.op)];
+        CHECK_EQ_I(mk_evpipe_flush(p0), 0);
+        CHECK_EQ_I(mk_evpipe_events(p0), POLLIN);
+        struct pollfd pf = {mk_evpipe_fd(p0), POLLIN, 0};
+        CHECK_EQ_I(poll(&pf, 1, 5000), 1);   /* the reply comes: the request was sent */
+        int left = 1;
+        for (int k = 0; k < 100 && left; k++) {
+            mk_evpipe_io(p0);
+            if (mk_evpipe_done(p0, NULL) == &one)
+                left = 0;
+            else
+                poll(&pf, 1, 10);
+        }
+        CHECK_EQ_I(left, 0);
+        CHECK_EQ_I(mk_op_step(one.op), MK_ENOTFOUND);   /* (round 5 deleted it) */
+        mk_op_destroy(one.op);
+    }
     mk_server_counters sc;
     for (size_t i = 0; i < 2; i++) {
         CHECK_EQ_I(mk_server_counters_get(c, i, &sc), 0);
