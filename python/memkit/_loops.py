@@ -125,6 +125,12 @@ class _AioDriver(_Driver):
     def __init__(self, loop):
         _Driver.__init__(self)
         self._loop = loop
+        self.bridges = []   # memkit.aio's idle bridge greenlets
+
+    def thread_id(self):
+        """The thread the loop is running in (None when it is not running; -1 when the loop class does not
+        say: the caller then asks asyncio every time)."""
+        return getattr(self._loop, "_thread_id", -1)
 
     def _soon(self, fn):
         self._loop.call_soon(fn)

@@ -19,6 +19,7 @@ one dependency (Debian packages it with gevent).
 """
 import asyncio
 import functools
+import threading
 
 from greenlet import greenlet, getcurrent
 
@@ -31,11 +32,32 @@ _loops.install()
 
 
 class _Bridge(greenlet):
-    """A greenlet that runs one synchronous call for a task; _mk_driver tells the C core it is in a loop."""
+    """A greenlet that runs synchronous calls for tasks, one at a time; _mk_driver tells the C core it is in
+    a loop. Bridges are reused (a new greenlet costs an mmap and munmap of its Python frame stack)."""
     __slots__ = ("_mk_driver",)
 
 
+class _Result(object):
+    __slots__ = ("ok", "value")
+
+    def __init__(self, ok, value):
+        self.ok, self.value = ok, value
+
+
+def _bridge_main(fn, args, kw):
+    while True:
+        try:
+            res = _Result(True, fn(*args, **kw))
+        except BaseException as e:   # (the call's own error, or the task's cancellation it passed through)
+            res = _Result(False, e)
+        res = getcurrent().parent.switch(res)   # back to the task; the next job comes the same way
+        fn, args, kw = res
+
+
 _running = asyncio.get_running_loop
+_get_ident = threading.get_ident
+_tls = threading.local()
+_MAX_IDLE_BRIDGES = 256
 
 
 async def call(fn, *args, **kw):
@@ -43,22 +65,31 @@ async def call(fn, *args, **kw):
     a Django cache backend's methods): it runs in a greenlet, and every memkit call it makes is pipelined
     and waited for by this event loop instead of blocking it. Other blocking code in fn would still block
     the loop."""
-    loop = _running()
-    try:
-        d = loop._memkit_driver
-    except AttributeError:
-        d = _loops.aio_driver(loop)
-    g = _Bridge(fn, getcurrent())
-    g._mk_driver = d
-    r = g.switch(*args, **kw)
-    while not g.dead:
+    # the driver of the loop running in this thread: remembered per thread (asyncio.get_running_loop()
+    # makes a getpid() system call every time), checked against the loop's own thread mark
+    d = getattr(_tls, "driver", None)
+    if d is None or d.thread_id() != _get_ident():
+        d = _tls.driver = _loops.aio_driver(_running())
+    idle = d.bridges
+    if idle:
+        g = idle.pop()
+        r = g.switch((fn, args, kw))
+    else:
+        g = _Bridge(_bridge_main, getcurrent())
+        g._mk_driver = d
+        r = g.switch(fn, args, kw)
+    while r.__class__ is not _Result:
         try:
             v = await r
         except BaseException as e:   # cancelled: the call sees it where it waits, and leaves its pipe
             r = g.throw(e)
         else:
             r = g.switch(v)
-    return r
+    if len(idle) < _MAX_IDLE_BRIDGES and g.parent is getcurrent():
+        idle.append(g)
+    if r.ok:
+        return r.value
+    raise r.value
 
 
 def _coroutine(name):
