@@ -186,6 +186,9 @@ int mk__conn_drain_ready(mk_server *s, mk_conn *conn);
 void mk__conn_ready(mk_client *c, mk_conn *conn);
 /* Make room for at least `want` more bytes in rbuf. 0 or MK_ENOMEM. */
 int mk__conn_reserve(mk_conn *conn, size_t want);
+/* Grow *buf (capacity *cap, `initial` when it has none) by doubling until it holds `total` bytes.
+ * 0 or MK_ENOMEM (then *buf is unchanged). The receive buffers and the pipes' write buffers use it. */
+int mk__buf_grow(char **buf, size_t *cap, size_t total, size_t initial);
 
 /* ---- tls.c ---- */
 /* Build c->tls from c->opt (CA file or the system's, client certificate and key, verification):
@@ -302,6 +305,9 @@ static inline bool mk__opq_unlink(mk_op **h, mk_op **t, mk_op *op)
     return false;
 }
 
+/* The bytes of op's request not written yet (iov[iovi..niov)), and a copy of them into dst. */
+size_t mk__op_req_len(const mk_op *op);
+void mk__op_req_copy(const mk_op *op, char *dst);
 /* Parse op's text or meta reply from cn's buffer (no binary, authentication or quiet replies):
  * 1 when more bytes are needed (*want: at least this many, if known), else the op's final code. */
 int mk__op_parse(mk_op *op, mk_conn *cn, size_t *want);

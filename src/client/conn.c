@@ -59,14 +59,21 @@ int mk__conn_reserve(mk_conn *conn, size_t want)
         if (conn->rcap - conn->rlen >= want)
             return 0;
     }
-    size_t cap = conn->rcap ? conn->rcap : RBUF_INIT;
-    while (cap - conn->rlen < want)
-        cap *= 2;
-    char *p = realloc(conn->rbuf, cap);
-    if (p == NULL)
+    return mk__buf_grow(&conn->rbuf, &conn->rcap, conn->rlen + want, RBUF_INIT);
+}
+
+int mk__buf_grow(char **buf, size_t *cap, size_t total, size_t initial)
+{
+    if (total <= *cap)
+        return 0;
+    size_t c = *cap ? *cap : initial;
+    while (c < total)
+        c *= 2;
+    char *b = realloc(*buf, c);
+    if (b == NULL)
         return MK_ENOMEM;
-    conn->rbuf = p;
-    conn->rcap = cap;
+    *buf = b;
+    *cap = c;
     return 0;
 }
 

@@ -39,7 +39,10 @@ struct mk_evpipe {
     int64_t connect_deadline;
     int64_t pool_retry;         /* > 0: the pool had no connection; try again then (mk__now_ms()) */
     int64_t pool_deadline;
-    mk_op *qh, *qt, *fh, *ft, *dh, *dt;
+    mk_op *qh, *qt, *fh, *ft, *dh, *dt;   /* deadlines never decrease along f then q: an op's is set when
+                                            it is added (io_timeout_ms from then, the same for all), retried
+                                            ops go back to the head, and a new connection only raises q's
+                                            to at least now + io_timeout_ms */
     size_t n;                   /* ops in q and f, ghosts included */
     unsigned gen;               /* changes whenever conn is replaced or closed (mk_evpipe_generation) */
     char *wbuf;                 /* [wpos, wlen): bytes not handed to the kernel yet */
@@ -66,47 +69,27 @@ int mk_evpipe_new(mk_client *c, size_t server, mk_evpipe **out)
 
 /* ---- the queues ---- */
 
-static size_t req_len(const mk_op *op)
-{
-    size_t n = 0;
-    for (size_t i = op->iovi; i < op->niov; i++)
-        n += op->iov[i].iov_len;
-    return n;
-}
-
+/* Room for `need` more bytes at the end of wbuf (what was written is dropped first). 0 or MK_ENOMEM. */
 static int reserve(mk_evpipe *p, size_t need)
 {
     if (p->wpos == p->wlen)
         p->wpos = p->wlen = 0;
-    if (p->wlen + need <= p->wcap)
-        return 0;
-    if (p->wpos > 0) {   /* what was written goes first */
+    if (p->wpos > 0 && p->wlen + need > p->wcap) {   /* what was written goes first */
         memmove(p->wbuf, p->wbuf + p->wpos, p->wlen - p->wpos);
         p->wlen -= p->wpos;
         p->wpos = 0;
-        if (p->wlen + need <= p->wcap)
-            return 0;
     }
-    size_t cap = p->wcap ? p->wcap : 4096;
-    while (cap < p->wlen + need)
-        cap *= 2;
-    char *b = realloc(p->wbuf, cap);
-    if (b == NULL)
-        return MK_ENOMEM;
-    p->wbuf = b;
-    p->wcap = cap;
-    return 0;
+    return mk__buf_grow(&p->wbuf, &p->wcap, p->wlen + need, 4096);
 }
 
 /* Append op's request bytes (0 or MK_ENOMEM). */
 static int append(mk_evpipe *p, const mk_op *op)
 {
-    if (reserve(p, req_len(op)) != 0)
+    size_t need = mk__op_req_len(op);
+    if (reserve(p, need) != 0)
         return MK_ENOMEM;
-    for (size_t i = op->iovi; i < op->niov; i++) {
-        memcpy(p->wbuf + p->wlen, op->iov[i].iov_base, op->iov[i].iov_len);
-        p->wlen += op->iov[i].iov_len;
-    }
+    mk__op_req_copy(op, p->wbuf + p->wlen);
+    p->wlen += need;
     return 0;
 }
 
@@ -206,7 +189,7 @@ static void broken(mk_evpipe *p, int cause)
             x->text[0] = '\0';
             x->pstate = P_Q;
             mk__opq_push(&again_h, &again_t, x);
-            again_bytes += req_len(x);
+            again_bytes += mk__op_req_len(x);
         } else {
             complete(p, x, cause);
         }
@@ -214,7 +197,7 @@ static void broken(mk_evpipe *p, int cause)
     /* wbuf: the retried requests, then q's (the unwritten tail of wbuf is exactly q's bytes) */
     size_t qbytes = 0;
     for (mk_op *x = p->qh; x; x = x->pnext)
-        qbytes += req_len(x);
+        qbytes += mk__op_req_len(x);
     char *tail = NULL;
     if (qbytes) {
         tail = malloc(qbytes);
@@ -410,17 +393,17 @@ static size_t q_offset(const mk_evpipe *p, const mk_op *op)
     bool seen = false;
     for (mk_op *x = p->qh; x; x = x->pnext) {
         if (seen)
-            after += req_len(x);
+            after += mk__op_req_len(x);
         if (x == op)
             seen = true;
     }
-    return p->wlen - after - req_len(op);
+    return p->wlen - after - mk__op_req_len(op);
 }
 
 /* Take op out of q and its bytes out of wbuf (not counted in n any more). */
 static void withdraw(mk_evpipe *p, mk_op *op)
 {
-    size_t off = q_offset(p, op), len = req_len(op);
+    size_t off = q_offset(p, op), len = mk__op_req_len(op);
     memmove(p->wbuf + off, p->wbuf + off + len, p->wlen - off - len);
     p->wlen -= len;
     mk__opq_unlink(&p->qh, &p->qt, op);
@@ -433,33 +416,21 @@ static void expire(mk_evpipe *p, int64_t now)
 {
     if (p->conn == NULL || p->connecting)
         return;   /* connect_deadline / pool_deadline govern */
-    bool brk = false;
-    for (mk_op *x = p->fh; x; x = x->pnext)
-        if (now >= x->deadline) {
-            brk = true;
-            break;
-        }
-    if (brk) {
+    /* (deadlines grow along f, then q: only the heads need looking at) */
+    if (p->fh && now >= p->fh->deadline) {
         /* every written op past its deadline ends; the others go again on a fresh connection */
-        mk_op *x = p->fh;
-        while (x) {
-            mk_op *nx = x->pnext;
-            if (now >= x->deadline) {
-                mk__opq_unlink(&p->fh, &p->ft, x);
-                complete(p, x, MK_ETIMEDOUT);
-            }
-            x = nx;
+        while (p->fh && now >= p->fh->deadline) {
+            mk_op *x = p->fh;
+            mk__opq_unlink(&p->fh, &p->ft, x);
+            complete(p, x, MK_ETIMEDOUT);
         }
         broken(p, MK_ETIMEDOUT);
     }
-    for (mk_op *x = p->qh; x;) {
-        mk_op *nx = x->pnext;
-        if (now >= x->deadline) {   /* never written: it just leaves */
-            withdraw(p, x);
-            p->n++;   /* (complete counts it out) */
-            complete(p, x, MK_ETIMEDOUT);
-        }
-        x = nx;
+    while (p->qh && now >= p->qh->deadline) {   /* never written: it just leaves */
+        mk_op *x = p->qh;
+        withdraw(p, x);
+        p->n++;   /* (complete counts it out) */
+        complete(p, x, MK_ETIMEDOUT);
     }
 }
 
@@ -518,7 +489,7 @@ int mk_evpipe_add(mk_evpipe *p, mk_op *op, void *udata)
     if (p->n >= (size_t)p->c->opt.pipeline_depth)
         return MK_EAGAIN;   /* full */
     if ((code == MK_OP_STORE && op->a.nvalue > p->c->opt.pipeline_max_value) ||
-        req_len(op) > p->c->opt.pipeline_max_value + 64 * 1024)
+        mk__op_req_len(op) > p->c->opt.pipeline_max_value + 64 * 1024)
         return MK_EAGAIN;   /* not copied into the shared buffer: sent from the caller's own memory */
     if (append(p, op) != 0)
         return MK_ENOMEM;
@@ -584,10 +555,10 @@ static int leave(mk_evpipe *p, mk_op *op, bool take_back)
     }
     if (*t == op)
         *t = g;
-    /* a ghost in q keeps its request for a retry: req_len(g) must still count its bytes */
+    /* a ghost in q keeps its request for a retry: mk__op_req_len(g) must still count its bytes */
     if (op->pstate == P_Q) {
         g->iov = g->iov_small;
-        g->iov_small[0] = (struct iovec){NULL, req_len(op)};
+        g->iov_small[0] = (struct iovec){NULL, mk__op_req_len(op)};
         g->iovi = 0, g->niov = 1;
     }
     g->retried = true;   /* never sent twice */
@@ -643,10 +614,7 @@ int mk_evpipe_timeout_ms(const mk_evpipe *p)
     else if (p->connecting)
         until = p->connect_deadline;
     else
-        until = p->fh ? p->fh->deadline : p->qh->deadline;
-    for (mk_op *x = p->qh; x && p->conn && !p->connecting; x = x->pnext)
-        if (x->deadline < until)
-            until = x->deadline;
+        until = p->fh ? p->fh->deadline : p->qh->deadline;   /* the earliest (see expire) */
     return until <= now ? 0 : (int)(until - now);
 }
 

@@ -482,6 +482,22 @@ int mk__op_finish(mk_op *op, int rc)
     return finish(op, rc);
 }
 
+size_t mk__op_req_len(const mk_op *op)
+{
+    size_t n = 0;
+    for (size_t i = op->iovi; i < op->niov; i++)
+        n += op->iov[i].iov_len;
+    return n;
+}
+
+void mk__op_req_copy(const mk_op *op, char *dst)
+{
+    for (size_t i = op->iovi; i < op->niov; i++) {
+        memcpy(dst, op->iov[i].iov_base, op->iov[i].iov_len);
+        dst += op->iov[i].iov_len;
+    }
+}
+
 bool mk__op_repeatable(const mk_op *op)
 {
     return repeatable(&op->a);

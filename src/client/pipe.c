@@ -80,23 +80,11 @@ void mk__pipe_after_fork(mk_pipe *p)
 /* Append op's request bytes to wbuf. 0 or MK_ENOMEM. */
 static int append(mk_pipe *p, const mk_op *op)
 {
-    size_t need = 0;
-    for (size_t i = op->iovi; i < op->niov; i++)
-        need += op->iov[i].iov_len;
-    if (p->wlen + need > p->wcap) {
-        size_t cap = p->wcap ? p->wcap : 4096;
-        while (cap < p->wlen + need)
-            cap *= 2;
-        char *b = realloc(p->wbuf, cap);
-        if (b == NULL)
-            return MK_ENOMEM;
-        p->wbuf = b;
-        p->wcap = cap;
-    }
-    for (size_t i = op->iovi; i < op->niov; i++) {
-        memcpy(p->wbuf + p->wlen, op->iov[i].iov_base, op->iov[i].iov_len);
-        p->wlen += op->iov[i].iov_len;
-    }
+    size_t need = mk__op_req_len(op);
+    if (mk__buf_grow(&p->wbuf, &p->wcap, p->wlen + need, 4096) != 0)
+        return MK_ENOMEM;
+    mk__op_req_copy(op, p->wbuf + p->wlen);
+    p->wlen += need;
     return 0;
 }
 
