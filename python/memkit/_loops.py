@@ -48,6 +48,10 @@ class _Driver(object):
             self._wake(w)
         self._arm(ep)
 
+    def _timer(self, ep):   # (ep.watch[3]: the driver's timer, gone once it fired)
+        ep.watch[3] = None
+        self._run(ep)
+
 
 class _GeventDriver(_Driver):
     aio = False
@@ -113,10 +117,6 @@ class _GeventDriver(_Driver):
                 st[3] = self._loop.timer(t / 1000.0 + 0.0005)
                 st[3].start(self._timer, ep)
                 st[4] = at
-
-    def _timer(self, ep):
-        ep.watch[3] = None
-        self._run(ep)
 
 
 class _AioDriver(_Driver):
@@ -197,10 +197,6 @@ class _AioDriver(_Driver):
                     st[3].cancel()
                 st[3] = loop.call_at(at + 0.0005, self._timer, ep)
                 st[4] = at
-
-    def _timer(self, ep):
-        ep.watch[3] = None
-        self._run(ep)
 
 
 _gevent_drivers = weakref.WeakKeyDictionary()

@@ -228,6 +228,11 @@ static int module_exec(PyObject *m)
     }
     if (PyModule_AddObjectRef(m, "Client", (PyObject *)st->client_type) < 0)
         return -1;
+    if ((st->s_waiter = PyUnicode_InternFromString("waiter")) == NULL ||
+        (st->s_wait = PyUnicode_InternFromString("wait")) == NULL ||
+        (st->s_submitted = PyUnicode_InternFromString("submitted")) == NULL ||
+        (st->s_aio = PyUnicode_InternFromString("aio")) == NULL)
+        return -1;
     st->evpipe_type = (PyTypeObject *)PyType_FromModuleAndSpec(m, &mkpy_evpipe_spec, NULL);
     if (st->evpipe_type == NULL || PyModule_AddObjectRef(m, "EvPipe", (PyObject *)st->evpipe_type) < 0)
         return -1;
@@ -269,6 +274,10 @@ static int module_clear(PyObject *m)
     Py_CLEAR(st->lock_factory);
     Py_CLEAR(st->loop_hook);
     Py_CLEAR(st->evpipe_type);
+    Py_CLEAR(st->s_waiter);
+    Py_CLEAR(st->s_wait);
+    Py_CLEAR(st->s_submitted);
+    Py_CLEAR(st->s_aio);
     Py_CLEAR(st->monkey_name);
     return 0;
 }

@@ -344,6 +344,7 @@ static int green_wait(ClientObject *self, PyObject *drv, mk_op *op, double *back
         t = mk_op_timeout_ms(op) / 1000.0 + 0.001;
         write = (mk_op_events(op) & POLLOUT) != 0;
     }
+    /* (the loop's own waits: not the pipelined path) */
     PyObject *r = drv ? PyObject_CallMethod(drv, "wait_fd", "iid", fd, write, t)
                       : PyObject_CallFunction(self->st->wait_cb, "iid", fd, write, t);
     if (r == NULL)
@@ -366,7 +367,7 @@ static PyObject *loop_driver(ClientObject *self, int *err)
     }
     /* pipeline=None: asyncio's tasks share connections, gevent's greenlets use the pool (a server or proxy
      * that is slow per request would hold every greenlet queued behind it); pipeline=True: both */
-    PyObject *aio = PyObject_GetAttrString(d, "aio");
+    PyObject *aio = PyObject_GetAttr(d, self->st->s_aio);
     int is_aio = aio ? PyObject_IsTrue(aio) : -1;
     Py_XDECREF(aio);
     if (is_aio < 0) {
@@ -419,7 +420,7 @@ static int run_op_in(ClientObject *self, mk_op *op, PyObject *drv, int forget)
                 mkpy_pipe_leave(op, &h, 1);
                 return 0;
             }
-            return mkpy_pipe_wait(drv, op, &h);
+            return mkpy_pipe_wait(self, drv, op, &h);
         }
         if (rc != MK_EAGAIN)
             return rc;
@@ -526,7 +527,7 @@ static int pipe_ops(ClientObject *self, PyObject *drv, mk_op **ops, int *rcs, si
             mkpy_pipe_leave(ops[i], &hs[i], 0);
             continue;
         }
-        rcs[i] = mkpy_pipe_wait(drv, ops[i], &hs[i]);
+        rcs[i] = mkpy_pipe_wait(self, drv, ops[i], &hs[i]);
         if (rcs[i] == MKPY_PYERR)
             ret = -1;
     }

@@ -182,7 +182,7 @@ int mkpy_pipe_add(ClientObject *self, mk_op *op, PyObject *drv, mkpy_piped *h)
     EvPipeObject *ep = pipe_for(self, drv, mk_op_server(op));
     if (ep == NULL)
         return PyErr_Occurred() ? MKPY_PYERR : MK_EAGAIN;
-    PyObject *w = PyObject_CallMethod(drv, "waiter", NULL);
+    PyObject *w = PyObject_CallMethodNoArgs(drv, self->st->s_waiter);
     if (w == NULL)
         return MKPY_PYERR;
     bool idle = !mk_evpipe_pending(ep->p);
@@ -198,7 +198,8 @@ int mkpy_pipe_add(ClientObject *self, mk_op *op, PyObject *drv, mkpy_piped *h)
      * the calls made after it in the same iteration go out together at its end */
     if (idle)
         mk_evpipe_flush(ep->p);
-    PyObject *r = PyObject_CallMethod(drv, "submitted", "OO", (PyObject *)ep, idle ? Py_True : Py_False);
+    PyObject *r = PyObject_CallMethodObjArgs(drv, self->st->s_submitted, (PyObject *)ep, idle ? Py_True : Py_False,
+                                             NULL);
     if (r == NULL) {
         mkpy_pipe_leave(op, h, 0);
         return MKPY_PYERR;
@@ -219,9 +220,9 @@ void mkpy_pipe_leave(mk_op *op, mkpy_piped *h, int forget)
     Py_CLEAR(h->ep);
 }
 
-int mkpy_pipe_wait(PyObject *drv, mk_op *op, mkpy_piped *h)
+int mkpy_pipe_wait(ClientObject *self, PyObject *drv, mk_op *op, mkpy_piped *h)
 {
-    PyObject *r = PyObject_CallMethod(drv, "wait", "O", h->w);
+    PyObject *r = PyObject_CallMethodOneArg(drv, self->st->s_wait, h->w);
     if (r == NULL) {   /* the caller leaves (killed, cancelled): the op is ours again */
         PyObject *et, *ev, *tb;
         PyErr_Fetch(&et, &ev, &tb);
@@ -235,7 +236,8 @@ int mkpy_pipe_wait(PyObject *drv, mk_op *op, mkpy_piped *h)
     return mk_op_step(op);
 }
 
-void mkpy_pipes_after_fork(ClientObject *self)
+/* fn(self, driver, pipe) for each pipe of the client that still has its mk_evpipe. */
+static void each_pipe(ClientObject *self, void (*fn)(ClientObject *, PyObject *, EvPipeObject *))
 {
     if (self->pipes == NULL)
         return;
@@ -244,32 +246,37 @@ void mkpy_pipes_after_fork(ClientObject *self)
     while (PyDict_Next(self->pipes, &pos, &drv, &l))
         for (Py_ssize_t i = 0; i < PyList_GET_SIZE(l); i++) {
             PyObject *ep = PyList_GET_ITEM(l, i);
-            if (ep == Py_None || ((EvPipeObject *)ep)->p == NULL)
-                continue;
-            mk_evpipe_after_fork(((EvPipeObject *)ep)->p);
-            ((EvPipeObject *)ep)->fork_gen = mkpy_fork_gen;
-            if (mk_evpipe_pending(((EvPipeObject *)ep)->p)) {   /* its requests go again: wake the driver */
-                PyObject *r = PyObject_CallMethod(drv, "submitted", "OO", ep, Py_False);
-                if (r == NULL)
-                    PyErr_WriteUnraisable(drv);
-                Py_XDECREF(r);
-            }
+            if (ep != Py_None && ((EvPipeObject *)ep)->p != NULL)
+                fn(self, drv, (EvPipeObject *)ep);
         }
+}
+
+static void pipe_after_fork(ClientObject *self, PyObject *drv, EvPipeObject *ep)
+{
+    mk_evpipe_after_fork(ep->p);
+    ep->fork_gen = mkpy_fork_gen;
+    if (mk_evpipe_pending(ep->p)) {   /* its requests go again: wake the driver */
+        PyObject *r = PyObject_CallMethodObjArgs(drv, self->st->s_submitted, (PyObject *)ep, Py_False, NULL);
+        if (r == NULL)
+            PyErr_WriteUnraisable(drv);
+        Py_XDECREF(r);
+    }
+}
+
+void mkpy_pipes_after_fork(ClientObject *self)
+{
+    each_pipe(self, pipe_after_fork);
+}
+
+static void pipe_close(ClientObject *self, PyObject *drv, EvPipeObject *ep)
+{
+    (void)self, (void)drv;
+    mk_evpipe_free(ep->p);
+    ep->p = NULL;
 }
 
 void mkpy_pipes_close(ClientObject *self)
 {
-    if (self->pipes == NULL)
-        return;
-    Py_ssize_t pos = 0;
-    PyObject *drv, *l;
-    while (PyDict_Next(self->pipes, &pos, &drv, &l))
-        for (Py_ssize_t i = 0; i < PyList_GET_SIZE(l); i++) {
-            PyObject *ep = PyList_GET_ITEM(l, i);
-            if (ep == Py_None)
-                continue;
-            mk_evpipe_free(((EvPipeObject *)ep)->p);
-            ((EvPipeObject *)ep)->p = NULL;
-        }
+    each_pipe(self, pipe_close);
     Py_CLEAR(self->pipes);
 }

@@ -31,6 +31,7 @@ typedef struct mkpy_state {
     int auto_green;             /* a call turns green mode on once gevent has patched socket (make_blocking: 0) */
     PyObject *monkey_name;      /* "gevent.monkey", interned: looked up in sys.modules by every blocking call */
     PyObject *loop_hook;        /* NULL, or callable() -> the current event loop's driver or None (evloop.c) */
+    PyObject *s_waiter, *s_wait, *s_submitted, *s_aio;   /* the drivers' names on the pipelined path, interned */
     PyTypeObject *evpipe_type;
 } mkpy_state;
 
@@ -76,7 +77,7 @@ typedef struct mkpy_piped {
 /* Queue op in the driver's pipe to its server: 0; MK_EAGAIN: not pipelined (run it as usual); MKPY_PYERR. */
 int mkpy_pipe_add(ClientObject *self, mk_op *op, PyObject *drv, mkpy_piped *h);
 /* Wait for a queued op: its final code, or MKPY_PYERR (the caller was killed or cancelled: the op left the pipe). */
-int mkpy_pipe_wait(PyObject *drv, mk_op *op, mkpy_piped *h);
+int mkpy_pipe_wait(ClientObject *self, PyObject *drv, mk_op *op, mkpy_piped *h);
 /* Take a queued op back without waiting (forget: its request still goes out, the reply is dropped). */
 void mkpy_pipe_leave(mk_op *op, mkpy_piped *h, int forget);
 /* After a fork (mkpy_fork_gen moved): the client forgets the parent's connections (and its pipes'). */

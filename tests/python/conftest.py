@@ -129,3 +129,15 @@ def memkit():
 def dead_addr():
     """An address nothing listens on."""
     return "%s:%d" % (HOST, free_port())
+
+
+def slow_server(delay):
+    """Generator for a fixture: tests/python/slow_server.py answering every get after `delay` seconds;
+    yields its "host:port" and stops it afterwards."""
+    port = free_port()
+    p = subprocess.Popen([sys.executable, os.path.join(os.path.dirname(__file__), "slow_server.py"), str(port),
+                          str(delay)], stdout=subprocess.PIPE)
+    assert p.stdout.readline().strip() == b"ready"
+    yield "%s:%d" % (HOST, port)
+    p.terminate()
+    p.wait()

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from conftest import PYPATH, free_port
+from conftest import PYPATH, slow_server
 
 pytest.importorskip("greenlet")
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -111,13 +111,7 @@ def test_aio_cancelled_tasks_leave_the_connection_usable(srv):
 
 @pytest.fixture
 def slow():
-    port = free_port()
-    p = subprocess.Popen([sys.executable, os.path.join(HERE, "slow_server.py"), str(port), "0.3"],
-                         stdout=subprocess.PIPE)
-    assert p.stdout.readline().strip() == b"ready"
-    yield "127.0.0.1:%d" % port
-    p.terminate()
-    p.wait()
+    yield from slow_server(0.3)
 
 
 def test_aio_timeouts_and_wait_for(slow):

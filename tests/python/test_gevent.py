@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from conftest import PYPATH, free_port
+from conftest import PYPATH, slow_server
 
 pytest.importorskip("gevent")
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -16,13 +16,7 @@ DELAY = 0.2
 
 @pytest.fixture
 def slow():
-    port = free_port()
-    p = subprocess.Popen([sys.executable, os.path.join(HERE, "slow_server.py"), str(port), str(DELAY)],
-                         stdout=subprocess.PIPE)
-    assert p.stdout.readline().strip() == b"ready"
-    yield "127.0.0.1:%d" % port
-    p.terminate()
-    p.wait()
+    yield from slow_server(DELAY)
 
 
 def server_stats(addr):
