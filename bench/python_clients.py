@@ -2,9 +2,9 @@
 """bench/python_clients.py — memkit vs pylibmc, pymemcache and python-memcached from Python, one memkitd.
 
     /usr/bin/python3 bench/python_clients.py [--seconds 1.0] [--rounds 3] [--memkitd build/memkitd] [--no-pin]
-                                             [--ops get,set,get_multi] [--threads 1,8]
+                                             [--ops get,set,get_multi] [--threads 1,8] [--multi-keys 100]
 
-For each operation (get of a hit, set, get_multi of 100 keys) and each thread count (1, 8),
+For each operation (get of a hit, set, get_multi of 100 keys or --multi-keys) and each thread count (1, 8),
 every client runs for --seconds; rounds alternate the client order and the table shows the
 median ops/s (get_multi: calls/s) and memkit's ratio to each (the median of the ratios within
 each round, whose runs were back to back). Clients: memkit.Client shared
@@ -176,7 +176,12 @@ def main():
     ap.add_argument("--no-pin", action="store_true", help="do not pin the server and the clients to separate CPUs")
     ap.add_argument("--ops", default="get,set,get_multi", help="comma-separated subset of get,set,get_multi")
     ap.add_argument("--threads", default="1,8", help="comma-separated thread counts")
+    ap.add_argument("--multi-keys", type=int, default=100, help="keys of each get_multi")
     a = ap.parse_args()
+    if a.multi_keys < 1:
+        ap.error("--multi-keys takes a count >= 1")
+    KEYS[:] = KEYS[:a.multi_keys] if a.multi_keys <= len(KEYS) else ["bench:key:%d" % i for i in range(a.multi_keys)]
+    RawSocket.MULTI = ("get " + " ".join(KEYS) + "\r\n").encode()
     ops = [o for o in a.ops.split(",") if o]
     threads = [int(t) for t in a.threads.split(",") if t]
     if not ops or any(o not in ("get", "set", "get_multi") for o in ops) or not threads or min(threads) < 1:

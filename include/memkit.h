@@ -132,9 +132,11 @@ typedef struct mk_options {
                                      mk_op_run) made at the same time from several threads to one server
                                      share one connection: requests queued while another is being written go
                                      out in the next write, one caller reads the replies and hands each to
-                                     its caller in order. Applies to single-key calls that want a reply, on
-                                     plain connections without SASL or -Y credentials; other calls, and
-                                     calls beyond pipeline_depth, use the pool as before (docs/client.md) */
+                                     its caller in order. Applies to calls that want a reply, on plain
+                                     connections without SASL or -Y credentials: single-key calls, and
+                                     multi-key ops run with mk_op_run (a value_cb needs MK_CB_ANY_THREAD);
+                                     other calls, and calls beyond pipeline_depth, use the pool as before
+                                     (docs/client.md) */
     int pipeline_depth;           /* default 64: most requests one pipelined connection carries at once */
     size_t pipeline_max_value;    /* default 16384: larger values are not copied into the shared write
                                      buffer; those stores use the pool */
@@ -268,6 +270,12 @@ void mk_item_clear(mk_item *item);
                           Then callbacks (value_cb, stat_cb) run only in steps made after a
                           step returned MK_EAGAIN with POLLIN in mk_op_events() (the reply
                           phase): a caller may run the earlier steps without its lock. */
+#define MK_CB_ANY_THREAD 4u /* mk_op_args.mode: value_cb may run on another thread. With
+                          mk_options.pipeline, a blocking op (mk_op_run) that has a value_cb is
+                          pipelined only with this bit: then the thread that reads the shared
+                          connection's replies calls it, with the pipe's lock held, one call at a
+                          time, all before mk_op_run returns. A multi-key get whose value_cb has
+                          been called is not sent again after a broken connection */
 
 /* ------------------------------------------------------- single-key calls */
 

@@ -566,6 +566,16 @@ static int drive_ops(ClientObject *self, mk_op **ops, int *rcs, size_t n)
     int green = self->st->wait_cb != NULL || drv != NULL;
     double backoff = 0.0005;
     PyThreadState *ts = green ? NULL : PyEval_SaveThread();
+    if (!green && self->opt.pipeline) {
+        /* threads: an op to a single server runs blocking, so it shares that server's pipelined
+         * connection with the other threads' calls (ops to several servers are polled together) */
+        size_t live = 0, last = 0;
+        for (size_t i = 0; i < n; i++)
+            if (ops[i] && rcs[i] == MK_EAGAIN)
+                live++, last = i;
+        if (live == 1)
+            rcs[last] = mk_op_run(ops[last]);
+    }
     for (size_t i = 0; i < n; i++)
         if (ops[i] && rcs[i] == MK_EAGAIN)
             rcs[i] = mk_op_step(ops[i]);
@@ -1297,7 +1307,8 @@ static PyObject *Client_get_multi(ClientObject *self, PyObject *const *args, Py_
         a->nkeys = g[s].nkeys;
         a->nkeyset = g[s].n;
         a->server = (int)s;
-        a->value_cb = on_hit;
+        a->value_cb = on_hit;   /* (no Python in it: it may run on the thread reading a shared connection) */
+        a->mode |= MK_CB_ANY_THREAD;
         a->ctx = &g[s];
         rcs[s] = mk_op_start(self->c, a, &ops[s]);
     }

@@ -142,7 +142,8 @@ static void repair(mk_pipe *p, mk_client *c, mk_server *s)
     while (f) {
         mk_op *x = f;
         f = f->pnext;
-        if (mk__op_repeatable(x) && !x->retried && p->cause != MK_EPROTO) {
+        /* (a multi-get whose callback has had hits would hand them out twice) */
+        if (mk__op_repeatable(x) && !x->retried && p->cause != MK_EPROTO && !(x->a.value_cb && x->hits)) {
             x->retried = true;
             atomic_fetch_add_explicit(&x->s->n.retries, 1, memory_order_relaxed);
             mk_item_clear(&x->item);   /* what was parsed of its reply is forgotten */
@@ -404,8 +405,9 @@ int mk__pipe_run(mk_op *op)
     mk_client *c = op->c;
     mk_server *s = op->s;
     mk_pipe *p = &s->pipe;
-    if (op->a.code == MK_OP_STORE && op->a.nvalue > c->opt.pipeline_max_value)
-        return MK_EAGAIN;
+    if ((op->a.code == MK_OP_STORE && op->a.nvalue > c->opt.pipeline_max_value) ||
+        mk__op_req_len(op) > c->opt.pipeline_max_value + 64 * 1024)
+        return MK_EAGAIN;   /* not copied into the shared buffer: sent from the caller's own memory */
     pthread_mutex_lock(&p->lock);
     if (p->n >= (size_t)c->opt.pipeline_depth || append(p, op) != 0) {
         pthread_mutex_unlock(&p->lock);

@@ -1100,6 +1100,105 @@ static void test_pipeline_threads(void)
     CHECK_EQ_I(mk_client_create(&bad, "127.0.0.1:1", &o, err, sizeof err), MK_EINVAL);
 }
 
+/* Arguments of a multi-key get of keys[0..n) to one server, each hit handed to cb(ctx, i, item). */
+static void mget_args(mk_op_args *a, const char **keys, size_t *nkeys, size_t n, int server, mk_mget_cb cb,
+                      void *ctx)
+{
+    mk_op_args_init(a);
+    a->code = MK_OP_GET;
+    a->keys = keys;
+    a->nkeys = nkeys;
+    a->nkeyset = n;
+    a->server = server;
+    a->value_cb = cb;
+    a->ctx = ctx;
+}
+
+/* Multi-key ops run with mk_op_run from many threads (issue 17): with MK_CB_ANY_THREAD their value_cb
+ * may be called by whichever thread reads the shared connection; each op still gets exactly its own
+ * keys' values, and the whole run uses one connection to the server. */
+#define MG_THREADS 16
+#define MG_KEYS 6
+typedef struct mg_seen {
+    int t;                     /* the thread whose keys these are */
+    int hits[MG_KEYS];
+    int wrong;
+} mg_seen;
+
+static void mg_on_hit(void *ctx, size_t i, const mk_item *it)
+{
+    mg_seen *m = ctx;
+    char want[48];
+    snprintf(want, sizeof want, "mg%d-%zu", m->t, i);
+    if (i >= MG_KEYS || it->nkey != strlen(want) || memcmp(it->key, want, it->nkey) != 0 ||
+        it->nvalue != it->nkey || memcmp(it->value, want, it->nvalue) != 0 || it->flags != (uint32_t)(m->t * 10 + i))
+        m->wrong++;
+    else
+        m->hits[i]++;
+}
+
+static void *mg_worker(void *arg)
+{
+    int t = (int)(intptr_t)arg;
+    char kb[MG_KEYS][48];
+    const char *ks[MG_KEYS];
+    size_t nk[MG_KEYS];
+    for (int i = 0; i < MG_KEYS; i++) {
+        snprintf(kb[i], sizeof kb[i], "mg%d-%d", t, i);
+        ks[i] = kb[i];
+        nk[i] = strlen(kb[i]);
+        if (i != 3 && mk_set(shared, kb[i], nk[i], kb[i], nk[i], (uint32_t)(t * 10 + i), 0))
+            atomic_fetch_add(&errors, 1);   /* key 3 stays a miss */
+    }
+    for (int round = 0; round < 200; round++) {
+        mg_seen m = {.t = t};
+        mk_op_args a;
+        mget_args(&a, ks, nk, MG_KEYS, 0, mg_on_hit, &m);
+        a.mode = MK_CB_ANY_THREAD;
+        mk_op *op;
+        if (mk_op_start(shared, &a, &op) != 0) {
+            atomic_fetch_add(&errors, 1);
+            continue;
+        }
+        if (mk_op_run(op) != 0)
+            atomic_fetch_add(&errors, 1);
+        mk_op_destroy(op);
+        for (int i = 0; i < MG_KEYS; i++)
+            if (m.hits[i] != (i != 3))
+                m.wrong++;
+        if (m.wrong)
+            atomic_fetch_add(&crossed, 1);
+    }
+    return NULL;
+}
+
+static void test_pipeline_threads_multi_get_with_callback(void)
+{
+    mk_options o;
+    mk_options_init(&o);
+    o.pipeline = true;
+    o.io_timeout_ms = 5000;
+    o.checkout_timeout_ms = 10000;
+    shared = client(1, &o);
+    atomic_store(&crossed, 0);
+    atomic_store(&errors, 0);
+    mk_client *probe = client(1, NULL);
+    CHECK_EQ_I(mk_set(shared, K("mg-warm"), "1", 1, 0, 0), 0);   /* the pipe's connection opens here */
+    int before = stat_value(probe, 0, "total_connections");
+    pthread_t th[MG_THREADS];
+    for (int t = 0; t < MG_THREADS; t++)
+        pthread_create(&th[t], NULL, mg_worker, (void *)(intptr_t)t);
+    for (int t = 0; t < MG_THREADS; t++)
+        pthread_join(th[t], NULL);
+    CHECK_EQ_I(atomic_load(&crossed), 0);
+    CHECK_EQ_I(atomic_load(&errors), 0);
+    /* every set and multi-get went over the pipe's connection: none opened (the probe's stats call reuses its own) */
+    CHECK_EQ_I(stat_value(probe, 0, "total_connections") - before, 0);
+    mk_client_destroy(probe);
+    mk_client_destroy(shared);
+    shared = NULL;
+}
+
 /* Regression (issue 17): the pipe took a pooled connection that still carried quiet noreply requests
  * and read their failure lines as the replies of its gets. */
 static void test_pipeline_after_quiet_noreply_requests(void)
@@ -1722,14 +1821,7 @@ static void test_batches_and_public_helpers(void)
     /* read them back directly from server 1 with a multi-key get op */
     int got[2] = {0, 0};
     mk_op_args g;
-    mk_op_args_init(&g);
-    g.code = MK_OP_GET;
-    g.keys = keys;
-    g.nkeys = nkeys;
-    g.nkeyset = NB;
-    g.server = 1;
-    g.ctx = got;
-    g.value_cb = batch_hit;
+    mget_args(&g, keys, nkeys, NB, 1, batch_hit, got);
     CHECK_EQ_I(mk_op_start(c, &g, &op), 0);
     CHECK_EQ_I(mk_op_run(op), 0);
     mk_op_destroy(op);
@@ -2427,6 +2519,7 @@ int main(int argc, char **argv)
     T(test_all_dead);
     T(test_threads);
     T(test_pipeline_threads);
+    T(test_pipeline_threads_multi_get_with_callback);
     T(test_pipeline_after_quiet_noreply_requests);
     T(test_pipeline_slow_request_times_out_alone);
     T(test_pipeline_frozen_server);

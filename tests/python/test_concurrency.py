@@ -181,30 +181,21 @@ def test_shared_cache_cas_no_lost_updates(srv, mode):
     assert r["final"] == r["ok"], r                # every successful cas was one increment
 
 
-def test_pipeline_threads_share_one_connection_no_crossed_replies(memkit, fresh_server):
-    """Issue 17: with pipeline=True, 16 threads' gets, sets, incrs and deletes to one server go over one
-    shared connection, and every call gets its own reply."""
+def pipelined_threads_on_one_connection(memkit, fresh_server, work, nthreads=16):
+    """For memkitd and memcached: nthreads threads run work(mc, n, errors) on one pipeline=True client;
+    no errors, and no connection opened beyond the one its first call took."""
     for kind in ("memkitd", "memcached"):
         s = fresh_server(kind)
         mc = memkit.Client([s.addr], pipeline=True)
         mc.set("warm", 1)
         before = total_connections(s)
         errors = []
-        barrier = threading.Barrier(16)
+        barrier = threading.Barrier(nthreads)
 
         def worker(n):
             barrier.wait()
-            mc.set("ctr%d" % n, 0)
-            for i in range(300):
-                k = "p%d_%d" % (n, i % 7)
-                v = {"n": n, "i": i, "pad": "x" * (i % 50)}
-                if mc.set(k, v) is not True or mc.get(k) != v:
-                    errors.append((k, i))
-                if mc.incr("ctr%d" % n) != i + 1:
-                    errors.append(("incr", n, i))
-                if i % 10 == 0 and (not mc.delete(k) or mc.get(k) is not None):
-                    errors.append(("delete", k))
-        ts = [threading.Thread(target=worker, args=(n,)) for n in range(16)]
+            work(mc, n, errors)
+        ts = [threading.Thread(target=worker, args=(n,)) for n in range(nthreads)]
         for t in ts:
             t.start()
         for t in ts:
@@ -212,6 +203,40 @@ def test_pipeline_threads_share_one_connection_no_crossed_replies(memkit, fresh_
         assert errors == [], (kind, errors[:5])
         opened = total_connections(s) - before - 1   # minus our stats connection
         assert opened <= 1, (kind, opened)           # the first set's connection serves them all
+
+
+def test_pipeline_threads_share_one_connection_no_crossed_replies(memkit, fresh_server):
+    """Issue 17: with pipeline=True, 16 threads' gets, sets, incrs and deletes to one server go over one
+    shared connection, and every call gets its own reply."""
+    def work(mc, n, errors):
+        mc.set("ctr%d" % n, 0)
+        for i in range(300):
+            k = "p%d_%d" % (n, i % 7)
+            v = {"n": n, "i": i, "pad": "x" * (i % 50)}
+            if mc.set(k, v) is not True or mc.get(k) != v:
+                errors.append((k, i))
+            if mc.incr("ctr%d" % n) != i + 1:
+                errors.append(("incr", n, i))
+            if i % 10 == 0 and (not mc.delete(k) or mc.get(k) is not None):
+                errors.append(("delete", k))
+    pipelined_threads_on_one_connection(memkit, fresh_server, work)
+
+
+def test_pipeline_threads_multi_key_calls_share_the_connection(memkit, fresh_server):
+    """Issue 17: with pipeline=True, 16 threads' get_multi, set_multi and delete_multi to one server go
+    over the shared connection too, and each thread gets exactly its own keys' values."""
+    def work(mc, n, errors):
+        for i in range(150):
+            keys = ["m%d_%d_%d" % (n, i % 5, j) for j in range(1 + i % 9)]
+            vals = {k: "%s=%d" % (k, i) + "y" * (i % 40) for k in keys}
+            if mc.set_multi(vals) != []:
+                errors.append(("set_multi", n, i))
+            got = mc.get_multi(keys + ["absent%d" % n])
+            if got != vals:
+                errors.append(("get_multi", n, i, sorted(set(got) ^ set(vals))))
+            if i % 7 == 0 and (not mc.delete_multi(keys[:2]) or mc.get_multi(keys[:2]) != {}):
+                errors.append(("delete_multi", n, i))
+    pipelined_threads_on_one_connection(memkit, fresh_server, work)
 
 
 def test_pipeline_fork_while_calls_are_in_flight(memkit, fresh_server):
