@@ -132,11 +132,12 @@ typedef struct mk_options {
                                      mk_op_run) made at the same time from several threads to one server
                                      share one connection: requests queued while another is being written go
                                      out in the next write, one caller reads the replies and hands each to
-                                     its caller in order. Applies to calls that want a reply, on plain
-                                     connections without SASL or -Y credentials: single-key calls, and
-                                     multi-key ops run with mk_op_run (a value_cb needs MK_CB_ANY_THREAD);
-                                     other calls, and calls beyond pipeline_depth, use the pool as before
-                                     (docs/client.md) */
+                                     its caller in order. Applies on plain connections without SASL or -Y
+                                     credentials to single-key calls, noreply ones included (sent as plain
+                                     requests: the call returns once its bytes are taken for writing and
+                                     the next reader drops its reply), and to multi-key ops run with
+                                     mk_op_run (a value_cb needs MK_CB_ANY_THREAD); other calls, and calls
+                                     beyond pipeline_depth, use the pool as before (docs/client.md) */
     int pipeline_depth;           /* default 64: most requests one pipelined connection carries at once */
     size_t pipeline_max_value;    /* default 16384: larger values are not copied into the shared write
                                      buffer; those stores use the pool */
@@ -263,7 +264,10 @@ void mk_item_clear(mk_item *item);
                           server that speaks meta go in its quiet mode (closed by "mn"):
                           a failure is counted in the server's noreply_failed and can never
                           be read as the reply of a later call; the blocking calls ask the
-                          server once whether it speaks meta (docs/client.md, "noreply") */
+                          server once whether it speaks meta (docs/client.md, "noreply").
+                          With mk_options.pipeline a blocking single-key noreply call goes
+                          through the pipe instead (see there): it returns 0 once its
+                          request is taken for writing */
 #define MK_WAITS 2u    /* mk_op_args.mode: the caller calls mk_op_wait() after every MK_EAGAIN,
                           so once the request is sent mk_op_step returns MK_EAGAIN at once
                           instead of trying a recv() that would almost always find nothing.

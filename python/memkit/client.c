@@ -671,8 +671,12 @@ static int start_op_in(ClientObject *self, mk_op_args *a, const mkey *k, opbuf *
     }
     if (self->st->wait_cb == NULL && in_loop <= 0)
         a->mode |= MK_WAITS;   /* run_op calls mk_op_wait after every MK_EAGAIN */
-    if ((a->mode & MK_NOREPLY) && a->code != MK_OP_TOUCH && a->code != MK_OP_FLUSH_ALL)
-        ask_meta(self, a); /* noreply goes in quiet mode to a meta server: ask it once */
+    /* noreply goes in quiet mode to a meta server: ask it once -- unless a pipe takes it as a plain request
+     * (an event loop's, or with pipeline=True the threads' one: libmemkit's ops.c does not ask then either) */
+    bool piped_noreply = self->opt.pipeline && !self->opt.binary && !self->opt.tls && self->opt.username == NULL &&
+                         self->st->wait_cb == NULL;
+    if ((a->mode & MK_NOREPLY) && a->code != MK_OP_TOUCH && a->code != MK_OP_FLUSH_ALL && !piped_noreply)
+        ask_meta(self, a);
     return buf ? mk_op_start_in(self->c, a, buf->b, sizeof buf->b, op) : mk_op_start(self->c, a, op);
 }
 

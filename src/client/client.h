@@ -55,6 +55,7 @@ typedef struct mk_pipe {
     struct mk_op *qh, *qt;      /* requests not written yet, oldest first (their bytes are in wbuf) */
     struct mk_op *fh, *ft;      /* requests written, their replies due in this order */
     size_t n;                   /* ops in the pipe (q, f, and done ops whose thread has not left yet) */
+    size_t ghosts;              /* of them, ghosts in f: noreply calls whose callers returned */
     char *wbuf;                 /* q's request bytes, in order */
     size_t wlen, wcap;
     char *spare;                /* the writer's buffer: wbuf and spare swap when a write starts */
@@ -248,7 +249,8 @@ struct mk_op {
     bool pool_waited;           /* counted in the server's pool_waits */
     bool fresh;                 /* the I/O deadline was set in this step and nothing waited since */
     bool piped;                 /* eligible for the server's pipe (pipe.c) when run blocking */
-    bool ghost;                 /* evpipe.c: a left caller's stand-in that reads its reply and drops it */
+    bool ghost;                 /* evpipe.c, pipe.c: a left caller's stand-in that reads its reply and drops it */
+    bool forget;                /* pipe.c: a noreply call sent as a plain request; its ghost reads the reply */
     unsigned char pstate;       /* pipe.c: P_NONE, P_Q, P_F, P_DONE */
     struct mk_op *pnext;        /* pipe.c, evpipe.c: next in q or f */
     void *pudata;               /* evpipe.c: the caller's token, given back by mk_evpipe_done */
@@ -315,6 +317,14 @@ int mk__op_parse(mk_op *op, mk_conn *cn, size_t *want);
 int mk__op_finish(mk_op *op, int rc);
 /* May op's request be sent twice with the same outcome (get family, set, touch, flush_all, version, stats)? */
 bool mk__op_repeatable(const mk_op *op);
+/* A ghost: a heap copy of a written op whose caller left (or, pipe.c, a noreply call that returned), which
+ * reads the op's reply and drops it. It keeps only what parsing the reply reads (the keys); no value, no
+ * callbacks, no outcomes, no request. NULL: no memory. mk__op_ghost_free frees it. */
+mk_op *mk__op_ghost(const mk_op *op);
+/* A forget op (mk_op.forget) the pipe could not take: back to a noreply request for the pool. 0, or the
+ * op ends with an error (its code). */
+int mk__op_unforget(mk_op *op);
+void mk__op_ghost_free(mk_op *g);
 
 /* ---- pipe.c: auto-pipelining ---- */
 void mk__pipe_init(mk_pipe *p);

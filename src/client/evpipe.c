@@ -93,64 +93,12 @@ static int append(mk_evpipe *p, const mk_op *op)
     return 0;
 }
 
-/* The ghost of a written op whose caller left: it reads the reply and drops it. NULL: no memory. */
-static mk_op *make_ghost(const mk_op *op)
-{
-    const mk_op_args *a = &op->a;
-    size_t extra = a->nkey;
-    for (size_t i = 0; i < a->nkeyset; i++)
-        extra += a->nkeys[i] + sizeof(char *) + sizeof(size_t);
-    mk_op *g = malloc(sizeof *g + extra + 16);
-    if (g == NULL)
-        return NULL;
-    memcpy(g, op, sizeof *g);
-    char *mem = (char *)(g + 1);
-    /* its request is already in wbuf: the ghost keeps only what parsing the reply reads (the keys) */
-    if (a->nkeyset) {
-        const char **keys = (const char **)mem;
-        size_t *nkeys = (size_t *)(mem + a->nkeyset * sizeof(char *));
-        char *kb = (char *)(nkeys + a->nkeyset);
-        for (size_t i = 0; i < a->nkeyset; i++) {
-            memcpy(kb, a->keys[i], a->nkeys[i]);
-            keys[i] = kb;
-            nkeys[i] = a->nkeys[i];
-            kb += a->nkeys[i];
-        }
-        g->a.keys = keys;
-        g->a.nkeys = nkeys;
-    } else {
-        memcpy(mem, a->key, a->nkey);
-        g->a.key = mem;
-    }
-    g->a.value = NULL;
-    g->a.value_cb = NULL;
-    g->a.stat_cb = NULL;
-    g->a.ctx = NULL;
-    g->a.results = NULL;   /* (a batch's ghost counts its replies in kpos and keeps no outcomes) */
-    g->req = NULL;
-    g->iov = NULL;
-    g->iovi = g->niov = 0;
-    g->hdr_end = NULL;
-    g->conn = NULL;
-    memset(&g->item, 0, sizeof g->item);
-    g->heap = true;
-    g->ghost = true;
-    g->pudata = NULL;
-    return g;
-}
-
-static void free_ghost(mk_op *g)
-{
-    mk_item_clear(&g->item);
-    free(g);
-}
-
 /* op is over: its code; its caller finds it with mk_evpipe_done (a ghost is freed). */
 static void complete(mk_evpipe *p, mk_op *op, int rc)
 {
     p->n--;
     if (op->ghost) {
-        free_ghost(op);
+        mk__op_ghost_free(op);
         return;
     }
     op->pstate = P_DONE;
@@ -481,8 +429,9 @@ int mk_evpipe_add(mk_evpipe *p, mk_op *op, void *udata)
 {
     if (p == NULL || op == NULL || op->c != p->c || op->s != p->s)
         return MK_EINVAL;
-    if (op->state != ST_CHECKOUT || op->conn != NULL || !op->expect_reply || op->binary || op->pstate != P_NONE)
-        return MK_EAGAIN;   /* not pipelined: run it with mk_op_step */
+    if (op->state != ST_CHECKOUT || op->conn != NULL || !op->expect_reply || op->forget || op->binary ||
+        op->pstate != P_NONE)
+        return MK_EAGAIN;   /* not pipelined: run it with mk_op_step (a noreply call: see mk_evpipe_forget) */
     mk_opcode code = op->a.code;
     if (code == MK_OP_STATS || code == MK_OP_FLUSH_ALL || code == MK_OP_VERSION)
         return MK_EAGAIN;
@@ -530,7 +479,7 @@ static int leave(mk_evpipe *p, mk_op *op, bool take_back)
     }
     if (op->pstate != P_Q && op->pstate != P_F)
         return MK_EINVAL;
-    mk_op *g = make_ghost(op);
+    mk_op *g = mk__op_ghost(op);
     if (g == NULL) {   /* no memory for the ghost: the stream cannot be followed; start over */
         if (op->pstate == P_Q) {
             withdraw(p, op);
@@ -644,7 +593,7 @@ void mk_evpipe_free(mk_evpipe *p)
         mk_op *x = p->fh;
         mk__opq_unlink(&p->fh, &p->ft, x);
         if (x->ghost)
-            free_ghost(x);
+            mk__op_ghost_free(x);
         else
             mk__op_finish(x, MK_EIO), x->pstate = P_NONE;
     }
@@ -652,7 +601,7 @@ void mk_evpipe_free(mk_evpipe *p)
         mk_op *x = p->qh;
         mk__opq_unlink(&p->qh, &p->qt, x);
         if (x->ghost)
-            free_ghost(x);
+            mk__op_ghost_free(x);
         else
             mk__op_finish(x, MK_EIO), x->pstate = P_NONE;
     }

@@ -358,6 +358,16 @@ bool mk__quiet_capable(mk_opcode code)
     return code == MK_OP_STORE || code == MK_OP_DELETE || code == MK_OP_INCR || code == MK_OP_DECR;
 }
 
+/* Whether a noreply request goes in the quiet form: to a server known to speak meta, or binary.
+ * (No I/O here: a server not asked yet gets classic noreply; the blocking calls ask first.) */
+static bool quiet_form(const mk_op *op)
+{
+    mk_opcode code = op->a.code;
+    return !op->expect_reply && (mk__quiet_capable(code) || code == MK_OP_FLUSH_ALL) &&
+           (op->binary ||
+            (code != MK_OP_FLUSH_ALL && atomic_load_explicit(&op->s->meta, memory_order_relaxed) > 0));
+}
+
 
 int mk__op_init(mk_client *c, const mk_op_args *args, mk_op *op, bool keys_checked)
 {
@@ -382,10 +392,18 @@ int mk__op_init(mk_client *c, const mk_op_args *args, mk_op *op, bool keys_check
     op->expect_reply = !(args->mode & MK_NOREPLY);
     if (op->binary && args->code == MK_OP_TOUCH)
         op->expect_reply = true; /* the binary protocol has no quiet touch: its answer is read */
-    /* (no I/O here: a server not asked yet gets classic noreply; the blocking calls ask first) */
-    op->quiet = !op->expect_reply && (mk__quiet_capable(args->code) || args->code == MK_OP_FLUSH_ALL) &&
-                (op->binary || (args->code != MK_OP_FLUSH_ALL &&
-                                atomic_load_explicit(&op->s->meta, memory_order_relaxed) > 0));
+    /*
+     * Auto-pipelining takes a single-key noreply call too: it goes as a plain request on the shared
+     * connection, and once it is written the caller returns and a ghost reads its reply (pipe.c). If the
+     * pipe cannot take it, it becomes a noreply request again (mk__op_unforget).
+     */
+    op->forget = !op->expect_reply && c->opt.pipeline && !op->binary && c->tls == NULL && c->opt.username == NULL &&
+                 args->nkeyset == 0 && (mk__quiet_capable(args->code) || args->code == MK_OP_TOUCH);
+    if (op->forget) {
+        op->expect_reply = true;
+        op->a.mode &= ~MK_NOREPLY;
+    }
+    op->quiet = quiet_form(op);
     op->heap = false;
     op->reused = op->got_reply = op->retried = op->wait_eof = false;
     op->waits = (args->mode & MK_WAITS) != 0;
@@ -497,6 +515,57 @@ void mk__op_req_copy(const mk_op *op, char *dst)
         memcpy(dst, op->iov[i].iov_base, op->iov[i].iov_len);
         dst += op->iov[i].iov_len;
     }
+}
+
+mk_op *mk__op_ghost(const mk_op *op)
+{
+    const mk_op_args *a = &op->a;
+    size_t extra = a->nkey;
+    for (size_t i = 0; i < a->nkeyset; i++)
+        extra += a->nkeys[i] + sizeof(char *) + sizeof(size_t);
+    mk_op *g = malloc(sizeof *g + extra + 16);
+    if (g == NULL)
+        return NULL;
+    memcpy(g, op, sizeof *g);
+    char *mem = (char *)(g + 1);
+    /* its request is already in wbuf: the ghost keeps only what parsing the reply reads (the keys) */
+    if (a->nkeyset) {
+        const char **keys = (const char **)mem;
+        size_t *nkeys = (size_t *)(mem + a->nkeyset * sizeof(char *));
+        char *kb = (char *)(nkeys + a->nkeyset);
+        for (size_t i = 0; i < a->nkeyset; i++) {
+            memcpy(kb, a->keys[i], a->nkeys[i]);
+            keys[i] = kb;
+            nkeys[i] = a->nkeys[i];
+            kb += a->nkeys[i];
+        }
+        g->a.keys = keys;
+        g->a.nkeys = nkeys;
+    } else {
+        memcpy(mem, a->key, a->nkey);
+        g->a.key = mem;
+    }
+    g->a.value = NULL;
+    g->a.value_cb = NULL;
+    g->a.stat_cb = NULL;
+    g->a.ctx = NULL;
+    g->a.results = NULL;   /* (a batch's ghost counts its replies in kpos and keeps no outcomes) */
+    g->req = NULL;
+    g->iov = NULL;
+    g->iovi = g->niov = 0;
+    g->hdr_end = NULL;
+    g->conn = NULL;
+    memset(&g->item, 0, sizeof g->item);
+    g->heap = true;
+    g->ghost = true;
+    g->pudata = NULL;
+    return g;
+}
+
+void mk__op_ghost_free(mk_op *g)
+{
+    mk_item_clear(&g->item);
+    free(g);
 }
 
 bool mk__op_repeatable(const mk_op *op)
@@ -1013,6 +1082,8 @@ int mk_op_step(mk_op *op)
             if (rc != MK_EAGAIN)
                 return rc;
         }
+        if (op->forget && (rc = mk__op_unforget(op)) != 0)   /* the pool sends it as noreply */
+            return rc;
         if (op->conn == NULL) {   /* mk_op_wait may have checked one out already */
             bool full = false;
             rc = mk__pool_get_at(op->c, op->s, op->deadline, op->blocking, op->t0, &full, &op->conn);
@@ -1143,6 +1214,22 @@ void mk__op_release(mk_op *op)
     free(op->hdr_end);
     op->hdr_end = NULL;
     mk_item_clear(&op->item);
+}
+
+int mk__op_unforget(mk_op *op)
+{
+    op->forget = false;
+    op->expect_reply = false;
+    op->a.mode |= MK_NOREPLY;
+    op->quiet = quiet_form(op);
+    if (op->req != op->small)
+        free(op->req);
+    if (op->iov != op->iov_small)
+        free(op->iov);
+    op->req = NULL;
+    op->iov = NULL;
+    int rc = compose(op);
+    return rc ? finish(op, rc) : 0;
 }
 
 void mk_op_destroy(mk_op *op)

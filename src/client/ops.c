@@ -5,11 +5,16 @@
 
 /*
  * A noreply call goes in the meta protocol's quiet mode to a server that speaks
- * it (op.c): a blocking call may ask the key's live server once, first.
+ * it (op.c): a blocking call may ask the key's live server once, first. Not
+ * with auto-pipelining on a plain connection: the pipe sends it as a plain
+ * request and reads its reply (pipe.c); one the pipe cannot take goes quiet if
+ * the server is known to speak meta, else as classic noreply.
  */
 static void ask_before_noreply(mk_client *c, const mk_op_args *a)
 {
     if (c == NULL || a == NULL || !(a->mode & MK_NOREPLY) || !mk__quiet_capable(a->code) || a->key == NULL)
+        return;
+    if (c->opt.pipeline && !c->opt.binary && c->tls == NULL && c->opt.username == NULL)
         return;
     int i = a->server >= 0 ? a->server : mk_server_for_key(c, a->key, a->nkey);
     if (i >= 0 && (size_t)i < c->n && mk_server_alive(c, (size_t)i))

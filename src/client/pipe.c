@@ -41,6 +41,16 @@
  * op, the ops behind it on a frozen or slow connection are retried on a fresh
  * one, and no op ever receives another's reply.
  *
+ * noreply. A single-key noreply call is queued as a plain request. Once a
+ * writer has taken its bytes, its caller returns and a ghost (a heap copy
+ * holding no caller) takes its place in f: the ghost's reply is read and
+ * dropped like any other, a failure counted in the server's noreply_failed.
+ * With nobody left in the pipe but ghosts, the pipe keeps its connection (the
+ * next caller reads their replies first). So noreply calls go out together
+ * with the others, in order on the one connection, and never wait for a reply
+ * -- except when ghosts fill half of pipeline_depth: then the caller waits for
+ * its own reply, reading the ghosts' on the way.
+ *
  * Bounds: at most pipeline_depth ops in a pipe, values of at most
  * pipeline_max_value bytes; other calls run on the pool's other connections.
  */
@@ -53,8 +63,19 @@ void mk__pipe_init(mk_pipe *p)
     pthread_mutex_init(&p->lock, NULL);
 }
 
+/* Free the ghosts in f (their callers are gone; so is the stream they were reading). */
+static void free_ghosts(mk_pipe *p)
+{
+    for (mk_op *x = p->fh, *next; x; x = next) {
+        next = x->pnext;
+        if (x->ghost)
+            mk__op_ghost_free(x);
+    }
+}
+
 void mk__pipe_destroy(mk_pipe *p)
 {
+    free_ghosts(p);
     if (p->conn)
         mk__conn_free(p->conn);
     free(p->wbuf);
@@ -66,6 +87,7 @@ void mk__pipe_destroy(mk_pipe *p)
 void mk__pipe_after_fork(mk_pipe *p)
 {
     /* the ops belong to parent threads that do not exist here; the connection is the parent's */
+    free_ghosts(p);
     if (p->conn)
         mk__conn_free(p->conn);
     char *w = p->wbuf, *sp = p->spare;
@@ -97,12 +119,36 @@ static void rebuild(mk_pipe *p)
             break;   /* (cannot fail: the buffer already held at least these bytes) */
 }
 
-/* op is over (lock held): counters, its code, and its thread woken. */
-static void complete(mk_op *op, int rc)
+/* A code the server gave (a reply was read), not a failure to talk to it. */
+static bool replied(int rc)
 {
+    return rc == 0 || rc == MK_ENOTFOUND || rc == MK_ENOTSTORED || rc == MK_EEXISTS || rc == MK_ECLIENTERR ||
+           rc == MK_ESERVERERR || rc == MK_EERROR || rc == MK_ENOTNUM;
+}
+
+/* op is over (lock held): counters, its code, and its thread woken. A ghost is freed (a failure its
+ * server replied is counted in noreply_failed). */
+static void complete(mk_pipe *p, mk_op *op, int rc)
+{
+    if (op->ghost) {
+        if (rc != 0 && replied(rc))
+            atomic_fetch_add_explicit(&op->s->n.noreply_failed, 1, memory_order_relaxed);
+        p->n--;
+        p->ghosts--;
+        mk__op_ghost_free(op);
+        return;
+    }
     op->pstate = P_DONE;
     mk__op_finish(op, rc);
     pthread_cond_signal(&op->pcond);
+}
+
+/* The first op from x on whose caller is waiting (ghosts have none). */
+static mk_op *first_caller(mk_op *x)
+{
+    while (x && x->ghost)
+        x = x->pnext;
+    return x;
 }
 
 /* Wake the threads that can take a free role (lock held). */
@@ -110,7 +156,9 @@ static void kick(mk_pipe *p)
 {
     if (p->broken) {
         if (!p->reading && !p->writing && !p->connecting) {
-            mk_op *x = p->fh ? p->fh : p->qh;
+            mk_op *x = first_caller(p->fh);
+            if (x == NULL)
+                x = p->qh;
             if (x)
                 pthread_cond_signal(&x->pcond);
         }
@@ -118,8 +166,9 @@ static void kick(mk_pipe *p)
     }
     if (p->qh && !p->connecting && !p->writing)
         pthread_cond_signal(&p->qh->pcond);
-    if (p->fh && p->conn && !p->reading)
-        pthread_cond_signal(&p->fh->pcond);
+    mk_op *r = p->conn && !p->reading ? first_caller(p->fh) : NULL;
+    if (r)
+        pthread_cond_signal(&r->pcond);
 }
 
 /* The connection failed (lock held): stop the I/O in progress; repair() follows once no role is held. */
@@ -142,6 +191,10 @@ static void repair(mk_pipe *p, mk_client *c, mk_server *s)
     while (f) {
         mk_op *x = f;
         f = f->pnext;
+        if (x->ghost) {   /* a noreply call that returned already: not sent again */
+            complete(p, x, p->cause);
+            continue;
+        }
         /* (a multi-get whose callback has had hits would hand them out twice) */
         if (mk__op_repeatable(x) && !x->retried && p->cause != MK_EPROTO && !(x->a.value_cb && x->hits)) {
             x->retried = true;
@@ -153,7 +206,7 @@ static void repair(mk_pipe *p, mk_client *c, mk_server *s)
             x->pstate = P_Q;
             mk__opq_push(&again_h, &again_t, x);
         } else {
-            complete(x, p->cause);
+            complete(p, x, p->cause);
         }
     }
     if (again_h) {   /* the retried requests go first, in their order */
@@ -250,7 +303,7 @@ static void take_connection(mk_pipe *p, mk_op *op)
         while (p->qh) {
             mk_op *x = p->qh;
             mk__opq_unlink(&p->qh, &p->qt, x);
-            complete(x, rc);
+            complete(p, x, rc);
         }
         p->wlen = 0;
         return;
@@ -274,8 +327,11 @@ static void write_queued(mk_pipe *p)
         size_t len = p->wlen, cap = p->wcap;
         p->wbuf = p->spare, p->wcap = p->spare_cap, p->wlen = 0;
         p->spare = b, p->spare_cap = cap;
-        for (mk_op *x = p->qh; x; x = x->pnext)
+        for (mk_op *x = p->qh; x; x = x->pnext) {
             x->pstate = P_F;
+            if (x->forget)
+                pthread_cond_signal(&x->pcond);   /* its bytes are taken: its caller may return */
+        }
         if (p->ft)
             p->ft->pnext = p->qh;
         else
@@ -326,11 +382,11 @@ static void hand_out(mk_pipe *p, mk_conn *cn, size_t *want)
             break;
         mk__opq_unlink(&p->fh, &p->ft, h);
         if (rc == MK_EPROTO) {
-            complete(h, MK_EPROTO);
+            complete(p, h, MK_EPROTO);
             set_broken(p, MK_EPROTO);
             break;
         }
-        complete(h, rc);
+        complete(p, h, rc);
     }
 }
 
@@ -385,12 +441,12 @@ static void timed_out(mk_pipe *p, mk_op *op)
     if (op->pstate == P_Q) {   /* never written: it just leaves */
         mk__opq_unlink(&p->qh, &p->qt, op);
         rebuild(p);
-        complete(op, MK_ETIMEDOUT);
+        complete(p, op, MK_ETIMEDOUT);
         return;
     }
     /* written: its reply may still come, and every reply behind it would be taken for the wrong op */
     mk__opq_unlink(&p->fh, &p->ft, op);
-    complete(op, MK_ETIMEDOUT);
+    complete(p, op, MK_ETIMEDOUT);
     set_broken(p, MK_ETIMEDOUT);
 }
 
@@ -398,6 +454,33 @@ static void wait_until(mk_op *op, pthread_mutex_t *lock, int64_t deadline_ms)
 {
     struct timespec ts = {(time_t)(deadline_ms / 1000), (long)(deadline_ms % 1000) * 1000000L};
     pthread_cond_timedwait(&op->pcond, lock, &ts);
+}
+
+/* A noreply call whose bytes a writer has taken (lock held): a ghost takes its place in f to read its reply,
+ * and the call is over (0). False if there is no memory for the ghost. */
+static bool leave_as_ghost(mk_pipe *p, mk_op *op)
+{
+    mk_op *g = mk__op_ghost(op);
+    if (g == NULL)
+        return false;
+    g->pnext = op->pnext;
+    if (p->fh == op) {
+        p->fh = g;
+    } else {
+        mk_op *prev = p->fh;
+        while (prev->pnext != op)
+            prev = prev->pnext;
+        prev->pnext = g;
+    }
+    if (p->ft == op)
+        p->ft = g;
+    g->retried = true;   /* never sent again */
+    p->ghosts++;
+    p->n++;              /* (the call's own count goes when it leaves) */
+    op->pnext = NULL;
+    op->pstate = P_DONE;
+    mk__op_finish(op, 0);
+    return true;
 }
 
 int mk__pipe_run(mk_op *op)
@@ -418,40 +501,52 @@ int mk__pipe_run(mk_op *op)
     op->pstate = P_Q;
     mk__opq_push(&p->qh, &p->qt, op);
     p->n++;
-    while (op->pstate != P_DONE) {
-        if (p->broken) {
-            if (!p->reading && !p->writing && !p->connecting)
-                repair(p, c, s);
-            else
-                wait_until(op, &p->lock, op->deadline);   /* the thread in I/O returns (shutdown) */
-            continue;
-        }
-        if (p->conn == NULL) {
-            if (!p->connecting && p->qh)
-                take_connection(p, op);
-            else
-                wait_until(op, &p->lock, op->deadline + c->opt.connect_timeout_ms);
-            continue;
-        }
-        if (p->qh && !p->writing) {
-            write_queued(p);
-            continue;
-        }
-        if (p->fh && !p->reading) {
-            read_replies(p, op);
-            if (op->pstate != P_DONE && !p->broken && mk__now_ms() >= op->deadline)
+    /* a noreply call returns once a writer has its bytes, unless ghosts already fill half the pipe */
+    bool may_leave = op->forget && p->ghosts * 2 < (size_t)c->opt.pipeline_depth;
+    for (;;) {
+        while (op->pstate != P_DONE && !(may_leave && op->pstate == P_F)) {
+            if (p->broken) {
+                if (!p->reading && !p->writing && !p->connecting)
+                    repair(p, c, s);
+                else
+                    wait_until(op, &p->lock, op->deadline);   /* the thread in I/O returns (shutdown) */
+                continue;
+            }
+            if (p->conn == NULL) {
+                if (!p->connecting && p->qh)
+                    take_connection(p, op);
+                else
+                    wait_until(op, &p->lock, op->deadline + c->opt.connect_timeout_ms);
+                continue;
+            }
+            if (p->qh && !p->writing) {
+                write_queued(p);
+                continue;
+            }
+            if (p->fh && !p->reading) {
+                read_replies(p, op);
+                if (op->pstate != P_DONE && !p->broken && mk__now_ms() >= op->deadline)
+                    timed_out(p, op);
+                continue;
+            }
+            if (mk__now_ms() >= op->deadline) {
                 timed_out(p, op);
-            continue;
+                continue;
+            }
+            wait_until(op, &p->lock, op->deadline);
         }
-        if (mk__now_ms() >= op->deadline) {
-            timed_out(p, op);
-            continue;
-        }
-        wait_until(op, &p->lock, op->deadline);
+        if (op->pstate == P_DONE || leave_as_ghost(p, op))
+            break;
+        may_leave = false;   /* no memory for a ghost: it waits for its reply */
+    }
+    if (op->forget && replied(op->rc)) {   /* a noreply call: what the server said is not returned */
+        if (op->rc != 0)
+            atomic_fetch_add_explicit(&s->n.noreply_failed, 1, memory_order_relaxed);
+        op->rc = 0;
     }
     p->n--;
-    if (p->n == 0 && p->broken)
-        repair(p, c, s);   /* nothing left in it: just closes the connection */
+    if (p->n == p->ghosts && p->broken)
+        repair(p, c, s);   /* no caller left in it: just closes the connection (and drops the ghosts) */
     if (p->n == 0 && p->conn) {
         /* the last caller out gives the connection back (reusable when nothing is left unread) */
         mk_conn *cn = p->conn;

@@ -1172,7 +1172,9 @@ static void *mg_worker(void *arg)
     return NULL;
 }
 
-static void test_pipeline_threads_multi_get_with_callback(void)
+/* A pipelined client of one server in `shared`; nthreads (at most 64) threads run worker(t): no crossed
+ * reply, no error, and no connection opened beyond the pipe's. The caller destroys `shared`. */
+static void pipelined_threads_one_server(void *(*worker)(void *), int nthreads)
 {
     mk_options o;
     mk_options_init(&o);
@@ -1183,18 +1185,83 @@ static void test_pipeline_threads_multi_get_with_callback(void)
     atomic_store(&crossed, 0);
     atomic_store(&errors, 0);
     mk_client *probe = client(1, NULL);
-    CHECK_EQ_I(mk_set(shared, K("mg-warm"), "1", 1, 0, 0), 0);   /* the pipe's connection opens here */
+    CHECK_EQ_I(mk_set(shared, K("pipe-warm"), "1", 1, 0, 0), 0);   /* the pipe's connection opens here */
     int before = stat_value(probe, 0, "total_connections");
-    pthread_t th[MG_THREADS];
-    for (int t = 0; t < MG_THREADS; t++)
-        pthread_create(&th[t], NULL, mg_worker, (void *)(intptr_t)t);
-    for (int t = 0; t < MG_THREADS; t++)
+    pthread_t th[64];
+    for (int t = 0; t < nthreads && t < 64; t++)
+        pthread_create(&th[t], NULL, worker, (void *)(intptr_t)t);
+    for (int t = 0; t < nthreads && t < 64; t++)
         pthread_join(th[t], NULL);
     CHECK_EQ_I(atomic_load(&crossed), 0);
     CHECK_EQ_I(atomic_load(&errors), 0);
-    /* every set and multi-get went over the pipe's connection: none opened (the probe's stats call reuses its own) */
+    /* every call went over the pipe's connection: none opened (the probe's stats call reuses its own) */
     CHECK_EQ_I(stat_value(probe, 0, "total_connections") - before, 0);
     mk_client_destroy(probe);
+}
+
+static void test_pipeline_threads_multi_get_with_callback(void)
+{
+    pipelined_threads_one_server(mg_worker, MG_THREADS);
+    mk_client_destroy(shared);
+    shared = NULL;
+}
+
+/* noreply calls through the pipe (issue 17): 16 threads' noreply sets, adds, deletes and incrs go out on
+ * the shared connection with their gets; each thread reads its own noreply writes back at once (one
+ * connection, so in order), every failure is counted in noreply_failed, no connection is opened. */
+#define NR_THREADS 16
+#define NR_ROUNDS 200
+
+static void *nr_worker(void *arg)
+{
+    int t = (int)(intptr_t)arg;
+    char key[32], val[32], ctr[32];
+    snprintf(ctr, sizeof ctr, "nr%d-ctr", t);
+    if (mk_set(shared, K(ctr), "0", 1, 0, 0))
+        atomic_fetch_add(&errors, 1);
+    for (int i = 0; i < NR_ROUNDS; i++) {
+        snprintf(key, sizeof key, "nr%d-%d", t, i % 7);
+        snprintf(val, sizeof val, "v%d-%d", t, i);
+        int rc = mk_store(shared, MK_STORE_SET, K(key), val, strlen(val), (uint32_t)i, 0, 0, MK_NOREPLY);
+        rc |= mk_incr(shared, K(ctr), 1, NULL, MK_NOREPLY);
+        if (i % 20 == 0) {   /* two that fail on the server: counted, not returned */
+            rc |= mk_store(shared, MK_STORE_ADD, K(key), "x", 1, 0, 0, 0, MK_NOREPLY);
+            rc |= mk_delete(shared, K("nr-never-set"), MK_NOREPLY);
+        }
+        if (rc)
+            atomic_fetch_add(&errors, 1);
+        if (i % 5 == 4) {
+            mk_item it;
+            if (mk_get(shared, K(key), &it) != 0 || it.nvalue != strlen(val) || memcmp(it.value, val, it.nvalue) ||
+                it.flags != (uint32_t)i)
+                atomic_fetch_add(&crossed, 1);
+            mk_item_clear(&it);
+        }
+    }
+    uint64_t v = 0;
+    if (mk_incr(shared, K(ctr), 0, &v, 0) != 0 || v != NR_ROUNDS)
+        atomic_fetch_add(&crossed, 1);
+    return NULL;
+}
+
+static void test_pipeline_noreply_calls_share_the_connection(void)
+{
+    if (use_binary)
+        return;
+    pipelined_threads_one_server(nr_worker, NR_THREADS);
+    /* a lone thread's noreply calls return before their replies are read; the next call reads them */
+    for (int i = 0; i < 10; i++)
+        CHECK_EQ_I(mk_delete(shared, K("nr-never-set"), MK_NOREPLY), 0);
+    mk_item it;
+    CHECK_EQ_I(mk_get(shared, K("pipe-warm"), &it), 0);
+    mk_item_clear(&it);
+    mk_server_counters sc;
+    CHECK_EQ_I(mk_server_counters_get(shared, 0, &sc), 0);
+    CHECK_EQ_U(sc.noreply_failed, (uint64_t)NR_THREADS * 2 * (NR_ROUNDS / 20) + 10);
+    CHECK_EQ_U(sc.errors, 0);
+    /* noreply calls left unread when the client goes: freed with it (ASan) */
+    for (int i = 0; i < 5; i++)
+        CHECK_EQ_I(mk_delete(shared, K("nr-never-set"), MK_NOREPLY), 0);
     mk_client_destroy(shared);
     shared = NULL;
 }
@@ -1209,10 +1276,12 @@ static void test_pipeline_after_quiet_noreply_requests(void)
     mk_options_init(&o);
     o.pipeline = true;
     o.pool_size = 1;   /* the noreply requests and the gets share the one connection */
+    o.pipeline_max_value = 1;   /* the noreply adds' 2-byte values go on the pool, in quiet mode: */
     mk_client *c = client(1, &o);
+    CHECK_EQ_I(mk_server_speaks_meta(c, 0), 1);   /* (asked here: with pipelining the calls do not ask) */
     CHECK_EQ_I(mk_set(c, K("pq:a"), "1", 1, 0, 0), 0);
     for (int i = 0; i < 3; i++) {
-        CHECK_EQ_I(mk_store(c, MK_STORE_ADD, K("pq:a"), "2", 1, 0, 0, 0, MK_NOREPLY), 0);   /* not stored */
+        CHECK_EQ_I(mk_store(c, MK_STORE_ADD, K("pq:a"), "22", 2, 0, 0, 0, MK_NOREPLY), 0);  /* not stored */
         CHECK_EQ_I(mk_delete(c, K("pq:none"), MK_NOREPLY), 0);                               /* not found */
         mk_item it;
         CHECK_EQ_I(mk_get(c, K("pq:a"), &it), 0);
@@ -2520,6 +2589,7 @@ int main(int argc, char **argv)
     T(test_threads);
     T(test_pipeline_threads);
     T(test_pipeline_threads_multi_get_with_callback);
+    T(test_pipeline_noreply_calls_share_the_connection);
     T(test_pipeline_after_quiet_noreply_requests);
     T(test_pipeline_slow_request_times_out_alone);
     T(test_pipeline_frozen_server);

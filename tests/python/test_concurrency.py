@@ -239,6 +239,27 @@ def test_pipeline_threads_multi_key_calls_share_the_connection(memkit, fresh_ser
     pipelined_threads_on_one_connection(memkit, fresh_server, work)
 
 
+def test_pipeline_threads_noreply_calls_share_the_connection(memkit, fresh_server):
+    """Issue 17: with pipeline=True, 16 threads' noreply sets, incrs and deletes go out on the shared
+    connection without waiting for their replies, and each thread reads its own writes back at once."""
+    def work(mc, n, errors):
+        mc.set("nctr%d" % n, 0)
+        for i in range(200):
+            k = "nr%d_%d" % (n, i % 7)
+            v = {"n": n, "i": i}
+            mc.set(k, v, noreply=True)
+            mc.incr("nctr%d" % n, noreply=True)
+            if mc.get(k) != v:
+                errors.append((k, i))
+            if i % 25 == 0:
+                mc.delete(k, noreply=True)
+                if mc.get(k) is not None:
+                    errors.append(("delete", k))
+        if mc.get("nctr%d" % n) != 200:
+            errors.append(("incr", n, mc.get("nctr%d" % n)))
+    pipelined_threads_on_one_connection(memkit, fresh_server, work)
+
+
 def test_pipeline_fork_while_calls_are_in_flight(memkit, fresh_server):
     """Issue 17: a child forked while other threads are inside the pipe starts with an empty one."""
     s = fresh_server("memkitd")
