@@ -118,6 +118,7 @@ struct mk_client {
     bool probe_stop;            /* mk_client_destroy: end it */
 
     struct ssl_ctx_st *tls;     /* opt.tls: the TLS context (CA, client certificate), else NULL */
+    _Atomic uint32_t opaque_seq;/* op.c: the last O token given to a meta request */
     char *tls_name;             /* opt.tls_server_name copied, or NULL */
 };
 
@@ -272,6 +273,7 @@ struct mk_op {
     mk_item item;               /* single get without value_cb: the hit */
     uint64_t number;
     unsigned meta_state;        /* MK_OP_MGET: MK_META_* */
+    uint32_t opaque;            /* MK_OP_MGET, MK_OP_INVALIDATE: the request's O token (its reply must echo it) */
     char text[256];
     char small[1024];
 };

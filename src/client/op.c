@@ -274,8 +274,8 @@ static int compose(mk_op *op)
     }
     case MK_OP_MGET:
     case MK_OP_INVALIDATE: {
-        /* mg <key> v f c [N<vivify>] [R<recache>] / md <key> I [T<exptime>] */
-        char fl[64], *q = fl;
+        /* mg <key> v f c [N<vivify>] [R<recache>] O<token> / md <key> I [T<exptime>] O<token> */
+        char fl[96], *q = fl;
         if (a->code == MK_OP_MGET) {
             q = put_mem(q, "v f c", 5);
             if (a->vivify > 0)
@@ -287,6 +287,9 @@ static int compose(mk_op *op)
             if (a->exptime > 0)
                 q = put_u64(put_mem(q, " T", 2), (uint64_t)a->exptime);
         }
+        /* the reply echoes the token: a reply taken for another request's is caught (read_meta) */
+        op->opaque = atomic_fetch_add_explicit(&op->c->opaque_seq, 1, memory_order_relaxed) + 1;
+        q = put_u64(put_mem(q, " O", 2), op->opaque);
         p += mk_compose_meta_req(p, (size_t)(end - p), a->code == MK_OP_MGET ? MK_CMD_MG : MK_CMD_MD,
                                  (mk_str){a->key, a->nkey}, 0, (mk_str){fl, (size_t)(q - fl)});
         break;
@@ -866,6 +869,14 @@ static int whole_block(const char *p, size_t avail, size_t used, uint64_t vlen, 
     return p[*total - 2] == '\r' && p[*total - 1] == '\n' ? 0 : MK_EPROTO;
 }
 
+/* Whether a meta reply carries the O token of op's request (errors carry none). */
+static bool opaque_echoed(const mk_op *op, const mk_meta_resp *mr)
+{
+    char t[16];
+    size_t n = (size_t)(put_u64(t, op->opaque) - t);
+    return mr->opaque.n == n && memcmp(mr->opaque.p, t, n) == 0;
+}
+
 /* Meta replies (MK_OP_MGET, MK_OP_INVALIDATE): 1 to read more (*want bytes), else the op's final code. */
 static int read_meta(mk_op *op, mk_conn *cn, const char *p, size_t avail, size_t *want)
 {
@@ -875,6 +886,8 @@ static int read_meta(mk_op *op, mk_conn *cn, const char *p, size_t avail, size_t
         return MK_EPROTO;
     if (used == 0)
         return 1;
+    if (mr.code != MK_MC_ERROR && !opaque_echoed(op, &mr))
+        return MK_EPROTO;   /* not this request's reply: the stream is out of step */
     if (mr.code != MK_MC_VA) {
         cn->rpos += (size_t)used;
         return on_meta_reply(op, &mr);

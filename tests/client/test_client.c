@@ -1297,8 +1297,9 @@ static void test_pipeline_after_quiet_noreply_requests(void)
 }
 
 /* ---- a fake server for the pipeline's failure tests: "get K" answers K's value (K itself), after
- * 1.5 s when K starts with "slow"; "set K F E N" takes its data and answers STORED; while fake_frozen
- * it reads and answers nothing. One thread per connection. */
+ * 1.5 s when K starts with "slow"; "set K F E N" takes its data and answers STORED; "mn" answers MN;
+ * "mg K ... O<token>" answers EN with the token, or with another one when K starts with "wrongo"; while
+ * fake_frozen it reads and answers nothing. One thread per connection. */
 static atomic_int fake_frozen;
 
 static void *fake_conn(void *arg)
@@ -1323,6 +1324,12 @@ static void *fake_conn(void *arg)
                     break;   /* the data block is not all here yet */
                 used += nb + 2;
                 m = snprintf(out, sizeof out, "STORED\r\n");
+            } else if (strcmp(line, "mn") == 0) {
+                m = snprintf(out, sizeof out, "MN\r\n");
+            } else if (sscanf(line, "mg %255s", key) == 1) {
+                const char *o = strstr(line, " O");
+                m = snprintf(out, sizeof out, "EN O%s\r\n",
+                             strncmp(key, "wrongo", 6) == 0 || o == NULL ? "999999999" : o + 2);
             } else if (sscanf(line, "get %255s", key) == 1) {
                 if (strncmp(key, "slow", 4) == 0)
                     usleep(1500 * 1000);
@@ -1755,6 +1762,26 @@ static void test_evpipe_cancel_keeps_the_connection(void)
     CHECK_EQ_I(mk_server_counters_get(c, 0, &sc), 0);
     CHECK_EQ_U(sc.errors, 0);
     mk_evpipe_free(p);
+    mk_client_destroy(c);
+}
+
+/* Meta replies are matched by their O token too (issue 17): a reply that echoes another request's token
+ * is not taken for this one's (MK_EPROTO), the connection is replaced, and the next calls are served. */
+static void test_pipeline_meta_reply_with_another_token(void)
+{
+    if (use_binary)
+        return;
+    int port = fake_start();
+    CHECK(port > 0);
+    mk_client *c = fake_client(port, 500);
+    mk_item it;
+    unsigned st;
+    CHECK_EQ_I(mk_get_meta(c, K("fine"), 0, 0, &it, &st), MK_ENOTFOUND);
+    CHECK_EQ_I(mk_get_meta(c, K("wrongo"), 0, 0, &it, &st), MK_EPROTO);
+    CHECK_EQ_I(mk_get_meta(c, K("fine-again"), 0, 0, &it, &st), MK_ENOTFOUND);
+    CHECK_EQ_I(mk_get(c, K("after"), &it), 0);
+    CHECK(it.nvalue == 5 && memcmp(it.value, "after", 5) == 0);
+    mk_item_clear(&it);
     mk_client_destroy(c);
 }
 
@@ -2596,6 +2623,7 @@ int main(int argc, char **argv)
     T(test_evpipe_loop);
     T(test_evpipe_cancel_keeps_the_connection);
     T(test_evpipe_slow_and_frozen_server);
+    T(test_pipeline_meta_reply_with_another_token);
     T(test_herd);
     T(test_noreply_failure_never_answers_a_later_call);
     T(test_binary_protocol);
