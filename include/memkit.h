@@ -621,7 +621,7 @@ int mk_evpipe_new(mk_client *c, size_t server, mk_evpipe **out);
  * stepped) whose caller waits; token comes back from mk_evpipe_done. 0: queued
  * (the op must not be stepped or destroyed until mk_evpipe_done returned it, or
  * mk_evpipe_cancel / mk_evpipe_forget took it back). MK_EAGAIN: this op is not
- * pipelined (noreply, stats, flush_all, version, a value over pipeline_max_value,
+ * pipelined (noreply, stats, a value over pipeline_max_value,
  * a request over pipeline_max_value + 64 KB) or the pipe holds pipeline_depth
  * ops: run it with mk_op_step as usual. Multi-gets and batches take part. MK_EINVAL: another
  * server's op; MK_ENOMEM. */

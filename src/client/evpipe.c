@@ -433,8 +433,8 @@ int mk_evpipe_add(mk_evpipe *p, mk_op *op, void *udata)
         op->pstate != P_NONE)
         return MK_EAGAIN;   /* not pipelined: run it with mk_op_step (a noreply call: see mk_evpipe_forget) */
     mk_opcode code = op->a.code;
-    if (code == MK_OP_STATS || code == MK_OP_FLUSH_ALL || code == MK_OP_VERSION)
-        return MK_EAGAIN;
+    if (code == MK_OP_STATS)
+        return MK_EAGAIN;   /* (its stat_cb context may live on a stack the loop has switched away from) */
     if (p->n >= (size_t)p->c->opt.pipeline_depth)
         return MK_EAGAIN;   /* full */
     if ((code == MK_OP_STORE && op->a.nvalue > p->c->opt.pipeline_max_value) ||

@@ -416,9 +416,10 @@ int mk__op_init(mk_client *c, const mk_op_args *args, mk_op *op, bool keys_check
     op->ghost = false;
     op->pudata = NULL;
     /* auto-pipelining: plain text/meta requests with a reply, and no callback unless it may run on the
-     * thread that reads the shared connection */
+     * thread that reads the shared connection (stats: never, its lines would be handed out twice after a
+     * retry) */
     op->piped = c->opt.pipeline && !op->binary && c->tls == NULL && c->opt.username == NULL && op->expect_reply &&
-                keyed(args->code) && (args->value_cb == NULL || (args->mode & MK_CB_ANY_THREAD));
+                args->code != MK_OP_STATS && (args->value_cb == NULL || (args->mode & MK_CB_ANY_THREAD));
     op->t0 = now;
     op->rc = 0;
     op->events = 0;

@@ -1765,6 +1765,67 @@ static void test_evpipe_cancel_keeps_the_connection(void)
     mk_client_destroy(c);
 }
 
+/* version and flush_all take part in both pipes too (issue 17); stats does not (its callback). */
+static char vf_version[64];
+
+static void *vf_worker(void *arg)
+{
+    int t = (int)(intptr_t)arg;
+    char key[32], buf[64];
+    snprintf(key, sizeof key, "vf%d", t);
+    for (int i = 0; i < 100; i++) {
+        if (mk_version(shared, 0, buf, sizeof buf) != 0 || strcmp(buf, vf_version) != 0)
+            atomic_fetch_add(&crossed, 1);
+        mk_item it;
+        if (mk_set(shared, K(key), key, strlen(key), 0, 0) != 0 || mk_get(shared, K(key), &it) != 0 ||
+            it.nvalue != strlen(key) || memcmp(it.value, key, it.nvalue) != 0)
+            atomic_fetch_add(&crossed, 1);
+        mk_item_clear(&it);
+    }
+    return NULL;
+}
+
+static void test_pipeline_version_and_flush_all(void)
+{
+    if (use_binary)
+        return;
+    mk_client *plain = client(1, NULL);
+    CHECK_EQ_I(mk_version(plain, 0, vf_version, sizeof vf_version), 0);
+    mk_client_destroy(plain);
+    pipelined_threads_one_server(vf_worker, 8);
+    CHECK_EQ_I(mk_flush_all(shared, 0, 0), 0);
+    mk_item it;
+    CHECK_EQ_I(mk_get(shared, K("vf0"), &it), MK_ENOTFOUND);
+    /* an event loop's pipe: a set, version, flush_all and a get of the key set, in one write, in order */
+    mk_evpipe *p;
+    CHECK_EQ_I(mk_evpipe_new(shared, 0, &p), 0);
+    evcall calls[4];
+    mk_op_args a[4];
+    for (int i = 0; i < 4; i++)
+        mk_op_args_init(&a[i]);
+    a[0].code = MK_OP_STORE, a[0].key = "vf-ev", a[0].nkey = 5, a[0].value = "1", a[0].nvalue = 1;
+    a[1].code = MK_OP_VERSION, a[1].server = 0;
+    a[2].code = MK_OP_FLUSH_ALL, a[2].server = 0;
+    a[3].code = MK_OP_GET, a[3].key = "vf-ev", a[3].nkey = 5;
+    int left = 0;
+    for (int i = 0; i < 4; i++) {
+        CHECK_EQ_I(ev_add(shared, &p, &a[i], &calls[i]), 0);   /* 0: the pipe took it */
+        left++;
+    }
+    ev_run(&p, 1, &left, 5000);
+    CHECK_EQ_I(left, 0);
+    CHECK_EQ_I(calls[0].rc, 0);
+    CHECK_EQ_I(calls[1].rc, 0);
+    CHECK(strcmp(mk_op_text(calls[1].op), vf_version) == 0);
+    CHECK_EQ_I(calls[2].rc, 0);
+    CHECK_EQ_I(calls[3].rc, MK_ENOTFOUND);   /* flushed: the flush went after the set, before the get */
+    for (int i = 0; i < 4; i++)
+        mk_op_destroy(calls[i].op);
+    mk_evpipe_free(p);
+    mk_client_destroy(shared);
+    shared = NULL;
+}
+
 /* Meta replies are matched by their O token too (issue 17): a reply that echoes another request's token
  * is not taken for this one's (MK_EPROTO), the connection is replaced, and the next calls are served. */
 static void test_pipeline_meta_reply_with_another_token(void)
@@ -2624,6 +2685,7 @@ int main(int argc, char **argv)
     T(test_evpipe_cancel_keeps_the_connection);
     T(test_evpipe_slow_and_frozen_server);
     T(test_pipeline_meta_reply_with_another_token);
+    T(test_pipeline_version_and_flush_all);
     T(test_herd);
     T(test_noreply_failure_never_answers_a_later_call);
     T(test_binary_protocol);
