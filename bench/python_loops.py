@@ -3,7 +3,7 @@
 those users have. One memkitd (or --server HOST:PORT); each client runs in its own interpreter, rounds
 alternate, medians are printed with the ratio to the first alternative. Not a CI test.
 
-    /usr/bin/python3 bench/python_loops.py [--seconds 1] [--rounds 5] [--callers 1,8,32,128] [--ops get,mix]
+    /usr/bin/python3 bench/python_loops.py [--seconds 1] [--rounds 5] [--callers 1,8,32,128] [--ops get,mix] [--pin]
 
 asyncio: memkit.aio (pipelined, the default) and memkit.aio(pipeline=False) vs pylibmc and pymemcache run
 in the loop's thread pool (loop.run_in_executor; Debian packages no asyncio memcached client).
@@ -11,6 +11,8 @@ gevent (monkey-patched): memkit pipeline=True and memkit's default (pool of 8) v
 PooledClient and python-memcached (a client per greenlet, cooperative through gevent's sockets), and
 pylibmc (a client per greenlet; its C sockets block the hub for each call).
 mix: 10 gets to 1 set. Values are 100 bytes; 1,000 keys.
+--pin: memkitd on the upper half of the CPUs (-t that many), the clients on the lower half (as
+bench/python_clients.py does by default), so that client and server never share a core.
 """
 import argparse
 import json
@@ -119,20 +121,29 @@ def main():
     ap.add_argument("--ops", default="get,mix")
     ap.add_argument("--loops", default="asyncio,gevent")
     ap.add_argument("--server")
+    ap.add_argument("--pin", action="store_true", help="memkitd and the clients on separate CPUs")
     a = ap.parse_args()
     proc = None
+    cpus = sorted(os.sched_getaffinity(0))
+    pin = a.pin and len(cpus) >= 2
     if a.server:
         addr = a.server
     else:
         from python_clients import start_memkitd
-        proc, addr = start_memkitd(os.path.join(REPO, "build", "memkitd"), 2)
+        half = cpus[len(cpus) // 2:]
+        proc, addr = start_memkitd(os.path.join(REPO, "build", "memkitd"), len(half) if pin else 2,
+                                   half if pin else None)
+    if pin:
+        os.sched_setaffinity(0, cpus[:len(cpus) // 2])   # (the clients' interpreters inherit it)
+        print("memkitd on CPUs %s, clients on CPUs %s" % (cpus[len(cpus) // 2:], cpus[:len(cpus) // 2]))
     try:
         for kind in a.loops.split(","):
             for ops in a.ops.split(","):
                 for n in [int(x) for x in a.callers.split(",")]:
                     res = {c: [] for c in CLIENTS[kind]}
-                    for _ in range(a.rounds):
-                        for c in CLIENTS[kind]:
+                    names = CLIENTS[kind]
+                    for r in range(a.rounds):   # the order turns each round
+                        for c in names[r % len(names):] + names[:r % len(names)]:
                             res[c].append(run_child(kind, c, addr, n, a.seconds, ops))
                     med = {c: statistics.median(v) for c, v in res.items()}
                     base = CLIENTS[kind][0]
