@@ -1765,6 +1765,37 @@ static void test_evpipe_cancel_keeps_the_connection(void)
     mk_client_destroy(c);
 }
 
+/* noreply ghosts when the server goes away (issue 17): the next call finds the connection broken, the
+ * ghosts are dropped (not sent again), a noreply call to the stopped server reports it, and once the
+ * server is back the pipe serves calls again. */
+static void test_pipeline_noreply_server_restart(void)
+{
+    if (use_binary)
+        return;
+    mk_options o;
+    mk_options_init(&o);
+    o.pipeline = true;
+    o.failure_limit = 1000;   /* not marked dead: the pipe itself must recover */
+    mk_client *c = client(1, &o);
+    char key[32];
+    for (int i = 0; i < 20; i++) {
+        snprintf(key, sizeof key, "nrs%d", i);
+        CHECK_EQ_I(mk_store(c, MK_STORE_SET, K(key), "x", 1, 0, 0, 0, MK_NOREPLY), 0);
+    }
+    srv_stop(&S[0]);
+    mk_item it;
+    int rc = mk_get(c, K("nrs0"), &it);
+    CHECK(rc == MK_EIO || rc == MK_ECONNECT);
+    CHECK_EQ_I(mk_store(c, MK_STORE_SET, K("nrs-down"), "y", 1, 0, 0, 0, MK_NOREPLY), MK_ECONNECT);
+    srv_start(&S[0]);
+    CHECK_EQ_I(mk_store(c, MK_STORE_SET, K("nrs-up"), "z", 1, 0, 0, 0, MK_NOREPLY), 0);
+    CHECK_EQ_I(mk_get(c, K("nrs-up"), &it), 0);
+    CHECK_MEM(it.value, it.nvalue, "z");
+    mk_item_clear(&it);
+    CHECK_EQ_I(mk_get(c, K("nrs0"), &it), MK_ENOTFOUND);   /* a fresh server */
+    mk_client_destroy(c);
+}
+
 /* version and flush_all take part in both pipes too (issue 17); stats does not (its callback). */
 static char vf_version[64];
 
@@ -2686,6 +2717,7 @@ int main(int argc, char **argv)
     T(test_evpipe_slow_and_frozen_server);
     T(test_pipeline_meta_reply_with_another_token);
     T(test_pipeline_version_and_flush_all);
+    T(test_pipeline_noreply_server_restart);
     T(test_herd);
     T(test_noreply_failure_never_answers_a_later_call);
     T(test_binary_protocol);
