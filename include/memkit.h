@@ -650,7 +650,8 @@ void *mk_evpipe_done(mk_evpipe *p, mk_op **op);
 int mk_evpipe_cancel(mk_evpipe *p, mk_op *op);
 
 /* mk_evpipe_forget — as mk_evpipe_cancel, but a request not written yet is
- * still sent (fire and forget: noreply without the protocol's noreply). */
+ * still sent (fire and forget: noreply without the protocol's noreply); a
+ * failure its reply reports is counted in the server's noreply_failed. */
 int mk_evpipe_forget(mk_evpipe *p, mk_op *op);
 
 int mk_evpipe_fd(const mk_evpipe *p);          /* the socket to watch, or -1 (none yet / reconnecting) */

@@ -319,6 +319,11 @@ int mk__op_parse(mk_op *op, mk_conn *cn, size_t *want);
 int mk__op_finish(mk_op *op, int rc);
 /* May op's request be sent twice with the same outcome (get family, set, touch, flush_all, version, stats)? */
 bool mk__op_repeatable(const mk_op *op);
+/* Whether rc is a code the server gave (a reply was read), not a failure to talk to it. */
+bool mk__op_replied(int rc);
+/* A noreply call's outcome rc, read from its reply: a failure the server replied is counted in its
+ * server's noreply_failed. */
+void mk__count_noreply(const mk_op *op, int rc);
 /* A ghost: a heap copy of a written op whose caller left (or, pipe.c, a noreply call that returned), which
  * reads the op's reply and drops it. It keeps only what parsing the reply reads (the keys); no value, no
  * callbacks, no outcomes, no request. NULL: no memory. mk__op_ghost_free frees it. */

@@ -98,6 +98,8 @@ static void complete(mk_evpipe *p, mk_op *op, int rc)
 {
     p->n--;
     if (op->ghost) {
+        if (op->forget)   /* a forgotten (noreply) call's failure is counted, as a quiet one's */
+            mk__count_noreply(op, rc);
         mk__op_ghost_free(op);
         return;
     }
@@ -471,6 +473,8 @@ static int leave(mk_evpipe *p, mk_op *op, bool take_back)
     if (op->pstate == P_DONE) {
         mk__opq_unlink(&p->dh, &p->dt, op);
         op->pstate = P_NONE;
+        if (!take_back)
+            mk__count_noreply(op, op->rc);
         return 0;
     }
     if (op->pstate == P_Q && take_back) {
@@ -511,6 +515,7 @@ static int leave(mk_evpipe *p, mk_op *op, bool take_back)
         g->iovi = 0, g->niov = 1;
     }
     g->retried = true;   /* never sent twice */
+    g->forget = !take_back;
     op->pstate = P_NONE;
     op->pnext = NULL;
     return 0;

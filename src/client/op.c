@@ -572,6 +572,18 @@ void mk__op_ghost_free(mk_op *g)
     free(g);
 }
 
+bool mk__op_replied(int rc)
+{
+    return rc == 0 || rc == MK_ENOTFOUND || rc == MK_ENOTSTORED || rc == MK_EEXISTS || rc == MK_ECLIENTERR ||
+           rc == MK_ESERVERERR || rc == MK_EERROR || rc == MK_ENOTNUM;
+}
+
+void mk__count_noreply(const mk_op *op, int rc)
+{
+    if (rc != 0 && mk__op_replied(rc))
+        atomic_fetch_add_explicit(&op->s->n.noreply_failed, 1, memory_order_relaxed);
+}
+
 bool mk__op_repeatable(const mk_op *op)
 {
     return repeatable(&op->a);

@@ -119,20 +119,12 @@ static void rebuild(mk_pipe *p)
             break;   /* (cannot fail: the buffer already held at least these bytes) */
 }
 
-/* A code the server gave (a reply was read), not a failure to talk to it. */
-static bool replied(int rc)
-{
-    return rc == 0 || rc == MK_ENOTFOUND || rc == MK_ENOTSTORED || rc == MK_EEXISTS || rc == MK_ECLIENTERR ||
-           rc == MK_ESERVERERR || rc == MK_EERROR || rc == MK_ENOTNUM;
-}
-
 /* op is over (lock held): counters, its code, and its thread woken. A ghost is freed (a failure its
  * server replied is counted in noreply_failed). */
 static void complete(mk_pipe *p, mk_op *op, int rc)
 {
     if (op->ghost) {
-        if (rc != 0 && replied(rc))
-            atomic_fetch_add_explicit(&op->s->n.noreply_failed, 1, memory_order_relaxed);
+        mk__count_noreply(op, rc);
         p->n--;
         p->ghosts--;
         mk__op_ghost_free(op);
@@ -539,9 +531,8 @@ int mk__pipe_run(mk_op *op)
             break;
         may_leave = false;   /* no memory for a ghost: it waits for its reply */
     }
-    if (op->forget && replied(op->rc)) {   /* a noreply call: what the server said is not returned */
-        if (op->rc != 0)
-            atomic_fetch_add_explicit(&s->n.noreply_failed, 1, memory_order_relaxed);
+    if (op->forget && mk__op_replied(op->rc)) {   /* a noreply call: what the server said is not returned */
+        mk__count_noreply(op, op->rc);
         op->rc = 0;
     }
     p->n--;

@@ -46,11 +46,29 @@ def test_aio_every_call_and_values_other_clients_wrote(srv):
         assert await mc.set("aio:q", "quiet", noreply=True) is True   # sent; nobody waits for the reply
         assert await mc.delete("aio:a") and await mc.get("aio:a") is None
         assert await mc.touch("aio:q", 100) and await mc.get("aio:q") == "quiet"
-        assert await mc.delete_multi(["aio:m1", "aio:m2"]) == 1 or True
+        assert await mc.delete_multi(["aio:m1", "aio:m2"]) and await mc.get_multi(["aio:m1", "aio:m2"]) == {}
         stats = await mc.get_stats()
         assert len(stats) == 1 and "curr_items" in stats[0][1]
         await mc.close()
     asyncio.run(main())
+
+
+def test_aio_noreply_failures_are_counted(srv):
+    """A noreply call on the loop's pipe is a plain request whose reply is dropped; a failure it reports
+    (not stored, not found) is counted in the server's noreply_failed, as a quiet one's is."""
+    import memkit.aio
+
+    async def main():
+        mc = memkit.aio.Client([srv.addr])
+        assert await mc.set("aio:nf", "kept") is True
+        for _ in range(5):
+            await mc.add("aio:nf", "not stored", noreply=True)
+            await mc.delete("aio:nf-none", noreply=True)
+        assert await mc.get("aio:nf") == "kept"   # (read after the ten replies on the one connection)
+        failed = sum(c["noreply_failed"] for c in mc.counters().values())
+        await mc.close()
+        return failed
+    assert asyncio.run(main()) == 10
 
 
 def test_aio_200_tasks_share_one_connection_and_get_their_own_replies(srv):
