@@ -309,6 +309,30 @@ static inline bool mk__opq_unlink(mk_op **h, mk_op **t, mk_op *op)
     return false;
 }
 
+/* Put g in op's place in the queue h..t (op must be in it); op leaves it. */
+static inline void mk__opq_replace(mk_op **h, mk_op **t, mk_op *op, mk_op *g)
+{
+    g->pnext = op->pnext;
+    if (*h == op) {
+        *h = g;
+    } else {
+        mk_op *prev = *h;
+        while (prev->pnext != op)
+            prev = prev->pnext;
+        prev->pnext = g;
+    }
+    if (*t == op)
+        *t = g;
+    op->pnext = NULL;
+}
+
+/* Whether c's connections can be pipelined: plain text connections, without TLS or SASL/-Y credentials
+ * (pipe.c and evpipe.c share one socket between callers; the binary protocol and TLS state do not). */
+static inline bool mk__pipelinable(const mk_client *c)
+{
+    return !c->opt.binary && c->tls == NULL && c->opt.username == NULL;
+}
+
 /* The bytes of op's request not written yet (iov[iovi..niov)), and a copy of them into dst. */
 size_t mk__op_req_len(const mk_op *op);
 void mk__op_req_copy(const mk_op *op, char *dst);

@@ -56,7 +56,7 @@ int mk_evpipe_new(mk_client *c, size_t server, mk_evpipe **out)
     *out = NULL;
     if (c == NULL || server >= c->n)
         return c == NULL ? MK_EINVAL : MK_ERANGE;
-    if (c->opt.binary || c->tls != NULL || c->opt.username != NULL)
+    if (!mk__pipelinable(c))
         return MK_EINVAL;   /* binary, TLS and SASL connections are not pipelined */
     mk_evpipe *p = calloc(1, sizeof *p);
     if (p == NULL)
@@ -496,18 +496,10 @@ static int leave(mk_evpipe *p, mk_op *op, bool take_back)
         return MK_ENOMEM;
     }
     /* the ghost takes op's place in its queue */
-    mk_op **h = op->pstate == P_Q ? &p->qh : &p->fh, **t = op->pstate == P_Q ? &p->qt : &p->ft;
-    g->pnext = op->pnext;
-    if (*h == op) {
-        *h = g;
-    } else {
-        mk_op *prev = *h;
-        while (prev->pnext != op)
-            prev = prev->pnext;
-        prev->pnext = g;
-    }
-    if (*t == op)
-        *t = g;
+    if (op->pstate == P_Q)
+        mk__opq_replace(&p->qh, &p->qt, op, g);
+    else
+        mk__opq_replace(&p->fh, &p->ft, op, g);
     /* a ghost in q keeps its request for a retry: mk__op_req_len(g) must still count its bytes */
     if (op->pstate == P_Q) {
         g->iov = g->iov_small;

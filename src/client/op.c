@@ -400,8 +400,9 @@ int mk__op_init(mk_client *c, const mk_op_args *args, mk_op *op, bool keys_check
      * connection, and once it is written the caller returns and a ghost reads its reply (pipe.c). If the
      * pipe cannot take it, it becomes a noreply request again (mk__op_unforget).
      */
-    op->forget = !op->expect_reply && c->opt.pipeline && !op->binary && c->tls == NULL && c->opt.username == NULL &&
-                 args->nkeyset == 0 && (mk__quiet_capable(args->code) || args->code == MK_OP_TOUCH);
+    bool pipes = c->opt.pipeline && mk__pipelinable(c);
+    op->forget = !op->expect_reply && pipes && args->nkeyset == 0 &&
+                 (mk__quiet_capable(args->code) || args->code == MK_OP_TOUCH);
     if (op->forget) {
         op->expect_reply = true;
         op->a.mode &= ~MK_NOREPLY;
@@ -418,8 +419,8 @@ int mk__op_init(mk_client *c, const mk_op_args *args, mk_op *op, bool keys_check
     /* auto-pipelining: plain text/meta requests with a reply, and no callback unless it may run on the
      * thread that reads the shared connection (stats: never, its lines would be handed out twice after a
      * retry) */
-    op->piped = c->opt.pipeline && !op->binary && c->tls == NULL && c->opt.username == NULL && op->expect_reply &&
-                args->code != MK_OP_STATS && (args->value_cb == NULL || (args->mode & MK_CB_ANY_THREAD));
+    op->piped = pipes && op->expect_reply && args->code != MK_OP_STATS &&
+                (args->value_cb == NULL || (args->mode & MK_CB_ANY_THREAD));
     op->t0 = now;
     op->rc = 0;
     op->events = 0;
@@ -1223,14 +1224,9 @@ const char *mk_op_text(const mk_op *op)
     return op ? op->text : "";
 }
 
-void mk__op_release(mk_op *op)
+/* Free what compose() built: the request text, the iovecs, a batch's header ends. */
+static void free_request(mk_op *op)
 {
-    if (op->conn) {   /* abandoned mid-request (or checked out by mk_op_wait): out of sync */
-        if (op->state != ST_CHECKOUT)
-            mk__conn_close(op->conn);
-        mk__pool_put(op->c, op->s, op->conn, op->state == ST_CHECKOUT);
-        op->conn = NULL;
-    }
     if (op->req != op->small)
         free(op->req);
     op->req = NULL;
@@ -1239,6 +1235,17 @@ void mk__op_release(mk_op *op)
     op->iov = NULL;
     free(op->hdr_end);
     op->hdr_end = NULL;
+}
+
+void mk__op_release(mk_op *op)
+{
+    if (op->conn) {   /* abandoned mid-request (or checked out by mk_op_wait): out of sync */
+        if (op->state != ST_CHECKOUT)
+            mk__conn_close(op->conn);
+        mk__pool_put(op->c, op->s, op->conn, op->state == ST_CHECKOUT);
+        op->conn = NULL;
+    }
+    free_request(op);
     mk_item_clear(&op->item);
 }
 
@@ -1248,12 +1255,7 @@ int mk__op_unforget(mk_op *op)
     op->expect_reply = false;
     op->a.mode |= MK_NOREPLY;
     op->quiet = quiet_form(op);
-    if (op->req != op->small)
-        free(op->req);
-    if (op->iov != op->iov_small)
-        free(op->iov);
-    op->req = NULL;
-    op->iov = NULL;
+    free_request(op);
     int rc = compose(op);
     return rc ? finish(op, rc) : 0;
 }

@@ -14,7 +14,7 @@ static void ask_before_noreply(mk_client *c, const mk_op_args *a)
 {
     if (c == NULL || a == NULL || !(a->mode & MK_NOREPLY) || !mk__quiet_capable(a->code) || a->key == NULL)
         return;
-    if (c->opt.pipeline && !c->opt.binary && c->tls == NULL && c->opt.username == NULL)
+    if (c->opt.pipeline && mk__pipelinable(c))
         return;
     int i = a->server >= 0 ? a->server : mk_server_for_key(c, a->key, a->nkey);
     if (i >= 0 && (size_t)i < c->n && mk_server_alive(c, (size_t)i))

@@ -455,21 +455,10 @@ static bool leave_as_ghost(mk_pipe *p, mk_op *op)
     mk_op *g = mk__op_ghost(op);
     if (g == NULL)
         return false;
-    g->pnext = op->pnext;
-    if (p->fh == op) {
-        p->fh = g;
-    } else {
-        mk_op *prev = p->fh;
-        while (prev->pnext != op)
-            prev = prev->pnext;
-        prev->pnext = g;
-    }
-    if (p->ft == op)
-        p->ft = g;
+    mk__opq_replace(&p->fh, &p->ft, op, g);
     g->retried = true;   /* never sent again */
     p->ghosts++;
     p->n++;              /* (the call's own count goes when it leaves) */
-    op->pnext = NULL;
     op->pstate = P_DONE;
     mk__op_finish(op, 0);
     return true;
